@@ -52,12 +52,15 @@ class Progress:
         # Heard from within the last election timeout (check-quorum).
         self.recent_active = False
         self.inflights = Inflights(inflight_messages_max)
+        # Heartbeat answers in a row while appends are in flight and match does not move.
+        self.stalled_heartbeats = 0
 
     def __repr__(self) -> str:
         return f"Progress({self.state.name} match={self.match} next={self.next})"
 
     def reset_state(self, state: ProgressState) -> None:
         self.probe_sent = False
+        self.stalled_heartbeats = 0
         self.pending_snapshot = 0
         self.state = state
         self.inflights.reset()
@@ -86,6 +89,7 @@ class Progress:
             self.match = index
             updated = True
             self.probe_sent = False
+            self.stalled_heartbeats = 0
         self.next = max(self.next, index + 1)
         return updated
 
@@ -101,6 +105,19 @@ class Progress:
         self.next = max(min(rejected, match_hint + 1), self.match + 1, 1)
         self.probe_sent = False
         return True
+
+    def replication_stalled(self, heartbeats_max: int) -> bool:
+        """Called per heartbeat answer: have the appends in flight been lost?
+
+        The follower answers heartbeats but has not acknowledged any append for
+        heartbeats_max rounds: the pipeline lost messages, so replication falls back to
+        probing from the last acknowledged index.
+        """
+        if self.state is not ProgressState.REPLICATE or not len(self.inflights):
+            self.stalled_heartbeats = 0
+            return False
+        self.stalled_heartbeats += 1
+        return self.stalled_heartbeats >= heartbeats_max
 
     def is_paused(self) -> bool:
         if self.state is ProgressState.PROBE:

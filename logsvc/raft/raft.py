@@ -35,6 +35,10 @@ from logsvc.raft.types import (
 
 MT = MessageType
 
+# Heartbeat rounds answered without an append acknowledged before in-flight appends are
+# presumed lost (the transport may also say so at once: `report_unreachable`).
+STALLED_HEARTBEATS_MAX = 3
+
 
 @dataclass(slots=True)
 class _ReadRequest:
@@ -433,6 +437,12 @@ class Raft:
         for r in released:
             self.answer_read(r.requester, r.index, r.context)
 
+    def report_unreachable(self, peer: NodeId) -> None:
+        """The transport lost messages to peer: stop streaming and probe it again."""
+        pr = self.progress.get(peer)
+        if self.role is Role.LEADER and pr is not None and pr.state is ProgressState.REPLICATE:
+            pr.become_probe()
+
     def transfer_leader(self, to: NodeId) -> None:
         if self.role is not Role.LEADER:
             raise ProposalDropped(f"{self.id} is not the leader and cannot transfer leadership")
@@ -518,8 +528,8 @@ class Raft:
         elif m.type is MT.HEARTBEAT_RESPONSE:
             pr.recent_active = True
             pr.probe_sent = False
-            if pr.state is ProgressState.SNAPSHOT:
-                # The boundary message may have been lost: offer it again.
+            if pr.state is ProgressState.SNAPSHOT or pr.replication_stalled(STALLED_HEARTBEATS_MAX):
+                # The boundary message or the appends in flight were lost: probe again.
                 pr.become_probe()
             if pr.match < self.log.last_index():
                 self.send_append(m.frm)

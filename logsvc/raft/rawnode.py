@@ -7,6 +7,9 @@
         send(rd.persisted_messages)                       # rd.messages may go earlier
         publish(rd.committed_entries, rd.read_states)
         node.advance(rd)
+
+While a Ready is being persisted, `take_messages()` may be called to send what needs no
+sync (heartbeats, appends) without waiting for the disk.
 """
 
 from __future__ import annotations
@@ -87,6 +90,10 @@ class RawNode:
     def transfer_leader(self, to: NodeId) -> None:
         self.raft.transfer_leader(to)
 
+    def report_unreachable(self, peer: NodeId) -> None:
+        """The transport failed to deliver to peer (a broken stream): probe it again."""
+        self.raft.report_unreachable(peer)
+
     # -- outputs ----------------------------------------------------------------------------
 
     def has_ready(self) -> bool:
@@ -106,6 +113,16 @@ class RawNode:
 
     def _hard_state_changed(self) -> bool:
         return self.raft.hard_state() != self._prev_hard_state
+
+    def take_messages(self) -> list[Message]:
+        """Messages that may go out at once, even while a Ready is being persisted.
+
+        A driver calls this while a sync is in flight so that heartbeats and appends keep
+        flowing during a slow disk write (thesis 10.2.1: the leader replicates in parallel
+        with its own write). Messages that must wait for a sync are never returned here.
+        """
+        taken, self.raft.messages = self.raft.messages, []
+        return taken
 
     def ready(self) -> Ready:
         if self._outstanding:
