@@ -12,6 +12,8 @@ class FaultMix:
     drop_probability: float = 0.0
     duplicate_probability: float = 0.0
     reorder_probability: float = 0.0  # a long extra delay, so later messages overtake
+    # One-way message delay is 1..delay_ms_max ms (before any reordering delay).
+    delay_ms_max: int = 3
     # Mean milliseconds between fault actions of each kind (0 = never).
     crash_every_ms: int = 0
     partition_every_ms: int = 0
@@ -28,6 +30,8 @@ class FaultMix:
     isolate_new_leader_probability: float = 0.0
     crash_on_commit_probability: float = 0.0
     isolate_on_commit_probability: float = 0.0
+    # A voter crashes right after granting a vote, and comes back quickly.
+    crash_after_vote_probability: float = 0.0
     # Upper bound on entries bytes per AppendEntries (None: the mix does not choose).
     append_bytes_max: int | None = None
     # Cluster sizes the seed chooses from.
@@ -58,10 +62,14 @@ MIXES: tuple[FaultMix, ...] = (
         duplicate_probability=0.02,
         reorder_probability=0.02,
         crash_every_ms=250,
+        partition_every_ms=500,
         slow_disk_every_ms=400,
         trim_every_ms=800,
         down_ms_max=500,
         crash_on_commit_probability=0.02,
+        crash_after_vote_probability=0.5,
+        delay_ms_max=15,
+        cluster_sizes=(3, 5),
     ),
     FaultMix(
         name="figure8",
@@ -90,6 +98,7 @@ MIXES: tuple[FaultMix, ...] = (
         slow_disk_every_ms=500,
         isolate_new_leader_probability=0.05,
         crash_on_commit_probability=0.01,
+        crash_after_vote_probability=0.1,
     ),
 )
 

@@ -21,6 +21,7 @@ from logsvc.raft import (
     Entry,
     MemoryStorage,
     Message,
+    MessageType,
     ProposalDropped,
     RaftError,
     RawNode,
@@ -263,6 +264,8 @@ class Simulation:
             sn.storage.set_hard_state(rd.hard_state)
         for m in rd.persisted_messages:
             self.send(m)
+            if m.type is MessageType.VOTE_RESPONSE and not m.reject:
+                self.on_vote_granted(sn)
         for entry in rd.committed_entries:
             self.publish(sn, entry)
         for rs in rd.read_states:
@@ -318,7 +321,7 @@ class Simulation:
             return
         copies = 2 if self.faults_on and self.rng_net.random() < self.duplicate_probability else 1
         for _ in range(copies):
-            delay = 1 + self.rng_net.randrange(3)
+            delay = 1 + self.rng_net.randrange(self.mix.delay_ms_max)
             if self.faults_on and self.rng_net.random() < self.reorder_probability:
                 delay += self.rng_net.randrange(10, 4 * self.election_ms)
             self.at(delay, lambda: self.deliver(m))
@@ -436,11 +439,8 @@ class Simulation:
         # Prefer the leader half of the time: that is where the interesting bugs are.
         leader = self.leader_guess()
         sn = leader if leader is not None and self.rng_fault.random() < 0.5 else self.pick(True)
-        if sn is None:
-            return
-        self.crash(sn)
-        down_ms = self.rng_fault.randrange(1, self.mix.down_ms_max)
-        self.at(down_ms, lambda: self.restart(sn) if self.faults_on else None)
+        if sn is not None:
+            self.crash_soon(sn, 0, self.mix.down_ms_max)
 
     def fault_partition(self) -> None:
         ids = list(self.nodes)
@@ -484,15 +484,23 @@ class Simulation:
             self.isolate(sn, "committing leader")
         if self.rng_fault.random() >= self.mix.crash_on_commit_probability:
             return
+        self.crash_soon(sn, self.rng_fault.randrange(6), self.mix.down_ms_max)
+
+    def on_vote_granted(self, sn: SimNode) -> None:
+        if self.faults_on and self.rng_fault.random() < self.mix.crash_after_vote_probability:
+            self.crash_soon(sn, self.rng_fault.randrange(4), 3)
+
+    def crash_soon(self, sn: SimNode, delay_ms: int, down_ms_max: int) -> None:
+        """Crash this incarnation of the node after delay_ms, and restart it later."""
         incarnation = sn.incarnation
 
         def crash_now() -> None:
             if sn.alive and sn.incarnation == incarnation and self.faults_on:
                 self.crash(sn)
-                down_ms = self.rng_fault.randrange(1, self.mix.down_ms_max)
+                down_ms = self.rng_fault.randrange(1, down_ms_max)
                 self.at(down_ms, lambda: self.restart(sn) if self.faults_on else None)
 
-        self.at(self.rng_fault.randrange(6), crash_now)
+        self.at(delay_ms, crash_now)
 
     def heal_partition(self) -> None:
         if self.blocked:
