@@ -1,0 +1,208 @@
+"""The `logsvc` command: serve a node, append, tail, status, trim, read-index.
+
+Every flag can also be set by an environment variable: LOGSVC_ plus the flag's name in
+capitals with dashes as underscores (--data-dir -> LOGSVC_DATA_DIR). A flag on the command
+line wins over the environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from google.protobuf import json_format
+
+from logsvc.client import LogClient, LogClientError
+from logsvc.config import ConfigError, NodeConfig, parse_peers
+
+ENV_PREFIX = "LOGSVC_"
+
+
+def _env_name(flag: str) -> str:
+    return ENV_PREFIX + flag.lstrip("-").replace("-", "_").upper()
+
+
+def _add(parser: argparse.ArgumentParser, flag: str, **kwargs: object) -> None:
+    """Add a flag whose default comes from its environment variable."""
+    env = _env_name(flag)
+    help_text = str(kwargs.pop("help", ""))
+    required = bool(kwargs.pop("required", False))
+    if env in os.environ:
+        kwargs["default"] = os.environ[env]
+        required = False
+    parser.add_argument(
+        flag,
+        required=required,
+        help=f"{help_text} [env {env}]",
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="logsvc", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run one log node")
+    _add(serve, "--id", required=True, help="this node's id (one of --peers)")
+    _add(serve, "--zone", default="", help="the zone this node runs in")
+    _add(serve, "--listen", required=True, help="HOST:PORT to serve clients and peers on")
+    _add(serve, "--peers", required=True, help="every node: ID=HOST:PORT,ID=HOST:PORT,...")
+    _add(serve, "--data-dir", required=True, help="folder for this node's RocksDB")
+    _add(serve, "--cluster-id", default="memlog", help="refuse peers of another cluster")
+    _add(serve, "--tick-ms", type=int, default=20, help="Raft tick")
+    _add(serve, "--election-ticks", type=int, default=15, help="election timeout in ticks")
+    _add(serve, "--heartbeat-ticks", type=int, default=3, help="heartbeat interval in ticks")
+    _add(serve, "--record-bytes-max", type=int, default=1 << 20, help="largest record")
+    _add(serve, "--append-records-max", type=int, default=100_000, help="records per append")
+    _add(serve, "--append-timeout-s", type=float, default=5.0, help="commit wait per append")
+    _add(serve, "--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
+
+    append = sub.add_parser("append", help="append records (arguments, or lines of stdin)")
+    _add(append, "--addr", required=True, help="node addresses, comma separated")
+    _add(append, "--producer-id", default=None, help="dedup identity (default: random)")
+    _add(append, "--timeout-s", type=float, default=30.0, help="give up after this long")
+    append.add_argument("records", nargs="*", help="records; none: read lines from stdin")
+
+    tail = sub.add_parser("tail", help="print INDEX<TAB>PAYLOAD per committed record")
+    _add(tail, "--addr", required=True, help="node address(es), comma separated")
+    _add(tail, "--from", dest="from_index", type=int, default=1, help="first index")
+    tail.add_argument("--follow", action="store_true", help="keep tailing new records")
+
+    status = sub.add_parser("status", help="print a node's status as JSON")
+    _add(status, "--addr", required=True, help="node address")
+
+    trim = sub.add_parser("trim", help="drop the records before an index, on every node")
+    _add(trim, "--addr", required=True, help="node addresses, comma separated")
+    _add(trim, "--before", type=int, required=True, help="first index to keep")
+
+    read_index = sub.add_parser("read-index", help="print a quorum-confirmed commit index")
+    _add(read_index, "--addr", required=True, help="node address")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> NodeConfig:
+    return NodeConfig(
+        id=args.id,
+        zone=args.zone,
+        listen=args.listen,
+        peers=parse_peers(args.peers),
+        data_dir=Path(args.data_dir),
+        cluster_id=args.cluster_id,
+        tick_ms=int(args.tick_ms),
+        election_ticks=int(args.election_ticks),
+        heartbeat_ticks=int(args.heartbeat_ticks),
+        record_bytes_max=int(args.record_bytes_max),
+        append_records_max=int(args.append_records_max),
+        append_timeout_s=float(args.append_timeout_s),
+    )
+
+
+def _addresses(text: str) -> list[str]:
+    return [a.strip() for a in text.split(",") if a.strip()]
+
+
+async def _append(args: argparse.Namespace) -> int:
+    async with LogClient(
+        _addresses(args.addr), producer_id=args.producer_id, timeout_s=float(args.timeout_s)
+    ) as client:
+        if args.records:
+            for record in args.records:
+                result = await client.append([record.encode()])
+                print(result.first_index, flush=True)
+            return 0
+        # Lines of stdin: whatever has arrived goes into one append, in order.
+        queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+
+        def reader() -> None:
+            for line in sys.stdin.buffer:
+                loop.call_soon_threadsafe(queue.put_nowait, line.rstrip(b"\n"))
+            loop.call_soon_threadsafe(queue.put_nowait, None)
+
+        threading.Thread(target=reader, daemon=True).start()
+        done = False
+        while not done:
+            batch = [await queue.get()]
+            while not queue.empty() and len(batch) < 1000:
+                batch.append(queue.get_nowait())
+            if batch[-1] is None:
+                done = True
+            records = [r for r in batch if r is not None]
+            if records:
+                result = await client.append(records)
+                for index in range(result.first_index, result.last_index + 1):
+                    print(index)
+                sys.stdout.flush()
+        return 0
+
+
+async def _tail(args: argparse.Namespace) -> int:
+    out = sys.stdout.buffer
+    async with LogClient(_addresses(args.addr)) as client:
+        async for index, payload in client.read(int(args.from_index), follow=args.follow):
+            out.write(b"%d\t%s\n" % (index, payload))
+            out.flush()
+    return 0
+
+
+async def _status(args: argparse.Namespace) -> int:
+    async with LogClient(_addresses(args.addr)) as client:
+        st = await client.status(_addresses(args.addr)[0])
+    print(json.dumps(json_format.MessageToDict(st, always_print_fields_with_no_presence=True)))
+    return 0
+
+
+async def _trim(args: argparse.Namespace) -> int:
+    async with LogClient(_addresses(args.addr)) as client:
+        print(await client.trim(int(args.before)))
+    return 0
+
+
+async def _read_index(args: argparse.Namespace) -> int:
+    async with LogClient(_addresses(args.addr)) as client:
+        print(await client.read_index(_addresses(args.addr)[0]))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        logging.basicConfig(
+            level=str(args.log_level).upper(),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+        from logsvc.server import serve
+
+        try:
+            config = config_from_args(args)
+            config.validate()
+        except ConfigError as exc:
+            print(f"logsvc serve: {exc}", file=sys.stderr)
+            return 2
+        asyncio.run(serve(config))
+        return 0
+    commands = {
+        "append": _append,
+        "tail": _tail,
+        "status": _status,
+        "trim": _trim,
+        "read-index": _read_index,
+    }
+    try:
+        return asyncio.run(commands[args.command](args))
+    except LogClientError as exc:
+        print(f"logsvc {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,481 @@
+"""One logsvc node: the asyncio driver around the Raft core, and the log API it serves.
+
+The driver is the only asyncio part. Its Ready loop does, in order: send what may go at
+once, persist (one synced RocksDB batch on the writer thread), send what had to wait for
+that sync, publish committed entries (apply them to the record state, answer appends and
+wake readers), advance. Ticks, peer messages and client calls are inputs that only step the
+core and wake the loop; while a sync is in flight, messages that need none still go out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import itertools
+import logging
+import random
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from logsvc.config import NodeConfig
+from logsvc.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotAppended,
+    NotLeader,
+    OutcomeUnknown,
+    OutOfRange,
+    Unavailable,
+)
+from logsvc.raft import (
+    Config,
+    Entry,
+    Message,
+    ProposalDropped,
+    RawNode,
+    Ready,
+    Role,
+    SnapshotMeta,
+)
+from logsvc.records import AppliedBatch, RecordState, decode_payload
+from logsvc.storage import DurableLog
+from logsvc.transport import PeerSender
+from logsvc.v1 import entry_pb2
+
+log = logging.getLogger("logsvc.node")
+
+READ_BATCH_RECORDS_MAX = 1024
+READ_INDEX_TIMEOUT_S = 5.0
+
+
+@dataclass(slots=True)
+class PendingAppend:
+    term: int
+    first_index: int
+    last_index: int
+    future: asyncio.Future[tuple[int, int]]
+    key: tuple[str, int] | None
+
+
+class LogNode:
+    def __init__(self, config: NodeConfig) -> None:
+        config.validate()
+        self.config = config
+        self.id = config.id
+        self.durable = DurableLog(config.data_dir / config.id)
+        self.records = RecordState(config.dedup_sequences_max)
+        self.node: RawNode | None = None
+        self.senders: dict[str, PeerSender] = {}
+        self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="logsvc-writer")
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
+        self._syncing = False
+        self._pending: dict[int, PendingAppend] = {}  # raft index -> waiting Append
+        self._inflight_keys: dict[tuple[str, int], PendingAppend] = {}
+        self._reads: dict[bytes, asyncio.Future[int]] = {}
+        self._read_ids = itertools.count(1)
+        self._applied = asyncio.Event()  # replaced after every publish
+        # The leader accepts appends once it has applied its own term's first entry.
+        self._term_start_index = 0
+        self._proposed_next = 1  # the leader's next record index, counting proposals
+        self.ready_since_start = False
+        self.fatal: BaseException | None = None
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._writer, self.durable.load)
+        memory = self.durable.memory
+        boundary = memory.snapshot()
+        if boundary.index:
+            self.records.restart_at_boundary(boundary.index)
+        voters = tuple(sorted(self.config.peers))
+        raft_config = Config(
+            id=self.id,
+            voters=voters,
+            election_ticks=self.config.election_ticks,
+            heartbeat_ticks=self.config.heartbeat_ticks,
+            append_bytes_max=self.config.append_bytes_max,
+            inflight_messages_max=self.config.inflight_messages_max,
+            applied_index=boundary.index,
+        )
+        # Election timeouts must differ between nodes and runs; the core stays seeded.
+        rng = random.Random(random.SystemRandom().getrandbits(64))
+        self.node = RawNode(raft_config, memory, rng)
+        for peer_id, address in sorted(self.config.peers.items()):
+            if peer_id != self.id:
+                sender = PeerSender(
+                    self.config.cluster_id, self.id, peer_id, address, self._report_unreachable
+                )
+                sender.start()
+                self.senders[peer_id] = sender
+        self._tasks = [
+            asyncio.create_task(self._ready_loop(), name="ready-loop"),
+            asyncio.create_task(self._ticker(), name="ticker"),
+        ]
+        self._wake.set()
+
+    async def stop(self) -> None:
+        self._stopping = True
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for sender in self.senders.values():
+            await sender.stop()
+        self._fail_pending(NotAppended("the node is shutting down"), unknown=True)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._writer, self.durable.close)
+        self._writer.shutdown(wait=True)
+
+    def raw(self) -> RawNode:
+        if self.node is None:
+            raise Unavailable("the node is starting")
+        return self.node
+
+    # -- inputs ----------------------------------------------------------------------
+
+    def deliver(self, message: Message) -> None:
+        if self._stopping or self.node is None:
+            return
+        self.node.step(message)
+        self._after_input()
+
+    def _after_input(self) -> None:
+        if self._syncing and self.node is not None:
+            for m in self.node.take_messages():
+                self._send(m)
+        self._wake.set()
+
+    def _report_unreachable(self, peer_id: str) -> None:
+        if self.node is not None:
+            self.node.report_unreachable(peer_id)
+
+    async def _ticker(self) -> None:
+        interval = self.config.tick_ms / 1000
+        while True:
+            await asyncio.sleep(interval)
+            self.raw().tick()
+            self._after_input()
+
+    # -- the Ready loop ------------------------------------------------------------
+
+    async def _ready_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                node = self.raw()
+                while node.has_ready():
+                    rd = node.ready()
+                    self._observe(rd)
+                    for m in rd.messages:
+                        self._send(m)
+                    if rd.must_sync:
+                        self._syncing = True
+                        try:
+                            await loop.run_in_executor(
+                                self._writer,
+                                self.durable.write,
+                                rd.snapshot,
+                                rd.entries,
+                                rd.hard_state,
+                            )
+                        finally:
+                            self._syncing = False
+                        self.durable.mirror(rd.snapshot, rd.entries, rd.hard_state)
+                    for m in rd.persisted_messages:
+                        self._send(m)
+                    await self._publish(rd)
+                    node.advance(rd)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # the core or the disk failed: stop serving, loudly
+            log.exception("the ready loop died")
+            self.fatal = exc
+            self._fail_pending(Unavailable(f"node failed: {exc}"), unknown=True)
+            raise
+
+    def _send(self, m: Message) -> None:
+        sender = self.senders.get(m.to)
+        if sender is not None:
+            sender.send(m)
+
+    def _observe(self, rd: Ready) -> None:
+        if rd.soft_state is None:
+            return
+        raft = self.raw().raft
+        if rd.soft_state.role is Role.LEADER:
+            self._term_start_index = raft.log.last_index()
+            log.info(
+                "%s leads term %d from raft index %d", self.id, raft.term, raft.log.last_index()
+            )
+        else:
+            # Appends this node proposed may still commit under the next leader: unknown.
+            self._fail_pending(
+                OutcomeUnknown(f"{self.id} lost leadership before the append committed"),
+                unknown=True,
+            )
+
+    async def _publish(self, rd: Ready) -> None:
+        if rd.snapshot is not None:
+            self.records.restart_at_boundary(rd.snapshot.index)
+        for entry in rd.committed_entries:
+            self._apply(entry)
+        for rs in rd.read_states:
+            fut = self._reads.pop(rs.context, None)
+            if fut is not None and not fut.done():
+                fut.set_result(rs.index)
+        if rd.committed_entries or rd.snapshot is not None:
+            self._applied.set()
+            self._applied = asyncio.Event()
+
+    def _apply(self, entry: Entry) -> None:
+        result = self.records.apply(entry)
+        pending = self._pending.pop(entry.index, None)
+        if isinstance(result, AppliedBatch):
+            if pending is not None:
+                self._finish(pending, entry, result)
+        elif isinstance(result, int):
+            self._compact(result)
+        if pending is not None and not pending.future.done():
+            pending.future.set_exception(
+                NotAppended(f"another entry was committed at raft index {entry.index}")
+            )
+
+    def _finish(self, pending: PendingAppend, entry: Entry, batch: AppliedBatch) -> None:
+        if pending.key is not None:
+            self._inflight_keys.pop(pending.key, None)
+        if pending.future.done():
+            return
+        if entry.term == pending.term and batch.first_index == pending.first_index:
+            pending.future.set_result((batch.first_index, batch.last_index))
+        else:
+            pending.future.set_exception(
+                NotAppended(f"another entry was committed at raft index {entry.index}")
+            )
+
+    def _compact(self, raft_index: int) -> None:
+        memory = self.durable.memory
+        if raft_index < memory.first_index() or raft_index > memory.last_index():
+            return
+        boundary = SnapshotMeta(index=raft_index, term=memory.term(raft_index))
+        memory.compact(raft_index)
+        # The disk follows on the writer thread, ordered after every earlier write.
+        self._writer.submit(self.durable.trim, boundary)
+
+    def _fail_pending(self, error: Exception, unknown: bool) -> None:
+        for pending in self._pending.values():
+            if not pending.future.done():
+                pending.future.set_exception(error)
+        self._pending.clear()
+        self._inflight_keys.clear()
+
+    # -- the log API ---------------------------------------------------------------
+
+    def leader_hint(self) -> tuple[str, str]:
+        leader = self.raw().raft.leader or ""
+        return leader, self.config.peers.get(leader, "")
+
+    def _require_leader(self) -> None:
+        raft = self.raw().raft
+        if raft.role is not Role.LEADER:
+            leader, address = self.leader_hint()
+            where = f"; the leader is {leader} at {address}" if leader else "; no leader is known"
+            raise NotLeader(f"{self.id} is not the leader{where}", leader, address)
+        if self.records.applied_raft_index < self._term_start_index:
+            raise NotAppended(f"{self.id} was just elected and is catching up; retry shortly")
+
+    async def append(
+        self,
+        records: list[bytes],
+        producer_id: str,
+        sequence: int,
+        if_last_index: int | None,
+    ) -> tuple[int, int, bool]:
+        """Append records; returns (first index, last index, was a duplicate)."""
+        if not records:
+            raise InvalidArgument("an append needs at least one record")
+        if len(records) > self.config.append_records_max:
+            raise InvalidArgument(
+                f"{len(records)} records exceed the limit of {self.config.append_records_max}"
+            )
+        for i, record in enumerate(records):
+            if len(record) > self.config.record_bytes_max:
+                raise InvalidArgument(
+                    f"record {i} has {len(record)} bytes, over the limit of "
+                    f"{self.config.record_bytes_max}"
+                )
+        if producer_id and sequence == 0:
+            raise InvalidArgument("sequence must be at least 1 when producer_id is set")
+        self._require_leader()
+        key = (producer_id, sequence) if producer_id else None
+        if key is not None:
+            done = self.records.duplicate(producer_id, sequence)
+            if done is not None:
+                return done[0], done[1], True
+            inflight = self._inflight_keys.get(key)
+            if inflight is not None:
+                first, last = await self._wait(inflight)
+                return first, last, True
+            if sequence <= self.records.producer_high(producer_id):
+                raise FailedPrecondition(
+                    f"sequence {sequence} of producer {producer_id!r} is older than its "
+                    "deduplication window; use a new sequence"
+                )
+        raft = self.raw().raft
+        if self._proposed_next < (self.records.next_index or 1) or not self._pending:
+            self._proposed_next = self.records.next_index or 1
+        first = self._proposed_next
+        if if_last_index is not None and if_last_index != first - 1:
+            raise FailedPrecondition(
+                f"the log's last index is {first - 1}, not {if_last_index}: nothing appended"
+            )
+        payload = entry_pb2.EntryPayload(
+            batch=entry_pb2.RecordBatch(
+                first_index=first, records=records, producer_id=producer_id, sequence=sequence
+            )
+        )
+        try:
+            raft_index = self.raw().propose(payload.SerializeToString())
+        except ProposalDropped as exc:
+            raise NotAppended(str(exc)) from exc
+        last = first + len(records) - 1
+        self._proposed_next = last + 1
+        fut: asyncio.Future[tuple[int, int]] = asyncio.get_running_loop().create_future()
+        pending = PendingAppend(raft.term, first, last, fut, key)
+        self._pending[raft_index] = pending
+        if key is not None:
+            self._inflight_keys[key] = pending
+        self._after_input()
+        first, last = await self._wait(pending)
+        return first, last, False
+
+    async def _wait(self, pending: PendingAppend) -> tuple[int, int]:
+        try:
+            return await asyncio.wait_for(
+                asyncio.shield(pending.future), self.config.append_timeout_s
+            )
+        except TimeoutError:
+            raise OutcomeUnknown(
+                f"not committed within {self.config.append_timeout_s}s; retry with the same "
+                "producer id and sequence"
+            ) from None
+
+    async def read(
+        self, from_index: int, follow: bool, batch_records_max: int = 0
+    ) -> AsyncIterator[list[tuple[int, bytes]]]:
+        if from_index < 1:
+            raise InvalidArgument("from_index must be at least 1 (record indexes start at 1)")
+        batch_max = min(batch_records_max or READ_BATCH_RECORDS_MAX, READ_BATCH_RECORDS_MAX)
+        next_index = from_index
+        while True:
+            if self.fatal is not None:
+                raise Unavailable(f"node failed: {self.fatal}")
+            first = self.records.first_index()
+            if next_index < first:
+                raise OutOfRange(
+                    f"index {next_index} was trimmed; the first retained index is {first}", first
+                )
+            if self.records.next_index is not None and next_index < self.records.next_index:
+                chunk = self._records_from(next_index, batch_max)
+                next_index += len(chunk)
+                yield chunk
+                continue
+            if not follow:
+                return
+            await self._applied.wait()
+
+    def _records_from(self, index: int, limit: int) -> list[tuple[int, bytes]]:
+        out: list[tuple[int, bytes]] = []
+        memory = self.durable.memory
+        while len(out) < limit:
+            where = self.records.locate(index)
+            if where is None:
+                break
+            raft_index, offset = where
+            (entry,) = memory.entries(raft_index, raft_index + 1)
+            batch = decode_payload(entry.data).batch
+            take = batch.records[offset : offset + limit - len(out)]
+            out.extend(zip(range(index, index + len(take)), take, strict=True))
+            index += len(take)
+        return out
+
+    async def read_index(self) -> int:
+        context = f"{self.id}-{next(self._read_ids)}".encode()
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._reads[context] = fut
+        try:
+            self.raw().read_index(context)
+        except ProposalDropped as exc:
+            self._reads.pop(context, None)
+            raise Unavailable(str(exc)) from exc
+        self._after_input()
+        try:
+            raft_index = await asyncio.wait_for(fut, READ_INDEX_TIMEOUT_S)
+            while self.records.applied_raft_index < raft_index:
+                await asyncio.wait_for(self._applied.wait(), READ_INDEX_TIMEOUT_S)
+        except TimeoutError:
+            raise Unavailable("no quorum confirmed the read index in time") from None
+        finally:
+            self._reads.pop(context, None)
+        return self.records.last_record_at(raft_index)
+
+    async def trim(self, before_index: int) -> int:
+        if before_index < 1:
+            raise InvalidArgument("before_index must be at least 1")
+        if before_index > self.records.last_index() + 1:
+            raise InvalidArgument(
+                f"before_index {before_index} is past the last index {self.records.last_index()}"
+            )
+        self._require_leader()
+        payload = entry_pb2.EntryPayload(trim=entry_pb2.TrimCommand(before_index=before_index))
+        try:
+            raft_index = self.raw().propose(payload.SerializeToString())
+        except ProposalDropped as exc:
+            raise NotAppended(str(exc)) from exc
+        self._after_input()
+        deadline = asyncio.get_running_loop().time() + self.config.append_timeout_s
+        while self.records.applied_raft_index < raft_index:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                raise OutcomeUnknown("the trim did not commit in time")
+            try:
+                await asyncio.wait_for(self._applied.wait(), remaining)
+            except TimeoutError:
+                continue
+        return self.records.first_index()
+
+    def status(self) -> dict[str, object]:
+        node = self.raw()
+        st = node.status()
+        leader, address = self.leader_hint()
+        return {
+            "id": self.id,
+            "zone": self.config.zone,
+            "role": st.role.name.lower(),
+            "term": st.term,
+            "leader_id": leader,
+            "leader_address": address,
+            "first_index": self.records.first_index(),
+            "last_index": self.records.last_index(),
+            "commit_index": self.records.last_index(),
+            "raft_first_index": st.first_index,
+            "raft_last_index": st.last_index,
+            "raft_commit_index": st.commit_index,
+            "raft_applied_index": self.records.applied_raft_index,
+            "peers": {
+                peer: {
+                    "address": self.config.peers.get(peer, ""),
+                    "match_index": ps.match,
+                    "next_index": ps.next,
+                    "state": ps.state.name.lower(),
+                }
+                for peer, ps in st.peers.items()
+            },
+        }

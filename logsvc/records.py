@@ -1,0 +1,147 @@
+"""The applied state of the log: where each record lives, and who already appended what.
+
+Built only from committed entries in log order (on every node, and again on restart), so
+every node at the same applied index holds the same state: this is what lets a retry
+that reaches a new leader be recognised as a duplicate.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import OrderedDict
+from dataclasses import dataclass
+from functools import lru_cache
+
+from logsvc.raft import Entry, EntryType, InvariantViolation
+from logsvc.v1 import entry_pb2
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedBatch:
+    raft_index: int
+    first_index: int
+    last_index: int
+
+
+@lru_cache(maxsize=4096)
+def decode_payload(data: bytes) -> entry_pb2.EntryPayload:
+    return entry_pb2.EntryPayload.FromString(data)
+
+
+class RecordState:
+    def __init__(self, dedup_sequences_max: int = 256) -> None:
+        self.dedup_sequences_max = dedup_sequences_max
+        # Retained batches in log order (parallel lists for bisect).
+        self._raft_indexes: list[int] = []
+        self._first_indexes: list[int] = []
+        self._counts: list[int] = []
+        # The next record index; None until known (a node whose log restarted at a trim
+        # boundary learns it from the first batch it applies).
+        self.next_index: int | None = 1
+        self.applied_raft_index = 0
+        # producer -> sequence -> (first, last), the newest dedup_sequences_max of each.
+        self._producers: dict[str, OrderedDict[int, tuple[int, int]]] = {}
+        # Largest sequence applied per producer (kept after the window forgets it).
+        self._producer_high: dict[str, int] = {}
+
+    # -- apply ---------------------------------------------------------------------
+
+    def restart_at_boundary(self, raft_index: int) -> None:
+        """The log was restarted at a trim boundary: nothing before it is known."""
+        self._raft_indexes.clear()
+        self._first_indexes.clear()
+        self._counts.clear()
+        self.next_index = None
+        self.applied_raft_index = raft_index
+
+    def apply(self, entry: Entry) -> AppliedBatch | int | None:
+        """Apply one committed entry; returns the batch it added, the raft index up to which
+        a trim compacts, or None."""
+        if entry.index != self.applied_raft_index + 1:
+            raise InvariantViolation(
+                f"applied entry {entry.index} right after {self.applied_raft_index}"
+            )
+        self.applied_raft_index = entry.index
+        if entry.type is EntryType.NOOP or not entry.data:
+            return None
+        payload = decode_payload(entry.data)
+        kind = payload.WhichOneof("kind")
+        if kind == "batch":
+            return self._apply_batch(entry.index, payload.batch)
+        if kind == "trim":
+            return self.apply_trim(payload.trim.before_index)
+        return None
+
+    def _apply_batch(self, raft_index: int, batch: entry_pb2.RecordBatch) -> AppliedBatch:
+        count = len(batch.records)
+        if self.next_index is not None and batch.first_index != self.next_index:
+            raise InvariantViolation(
+                f"batch at raft index {raft_index} starts at record {batch.first_index}, "
+                f"expected {self.next_index}"
+            )
+        self._raft_indexes.append(raft_index)
+        self._first_indexes.append(batch.first_index)
+        self._counts.append(count)
+        self.next_index = batch.first_index + count
+        applied = AppliedBatch(raft_index, batch.first_index, batch.first_index + count - 1)
+        if batch.producer_id:
+            window = self._producers.setdefault(batch.producer_id, OrderedDict())
+            window[batch.sequence] = (applied.first_index, applied.last_index)
+            while len(window) > self.dedup_sequences_max:
+                window.popitem(last=False)
+            high = self._producer_high.get(batch.producer_id, 0)
+            self._producer_high[batch.producer_id] = max(high, batch.sequence)
+        return applied
+
+    def apply_trim(self, before_index: int) -> int | None:
+        """The raft index to compact to so that records before before_index go.
+
+        The batch holding the newest trimmed record stays, so that the log always starts
+        with a batch that tells a restarted node where record numbering stands.
+        """
+        pos = bisect.bisect_right(self._first_indexes, before_index - 1) - 1
+        # Keep batch `pos` if it reaches before_index - 1; everything before it goes.
+        if pos < 1:
+            return None
+        target = self._raft_indexes[pos] - 1
+        del self._raft_indexes[:pos]
+        del self._first_indexes[:pos]
+        del self._counts[:pos]
+        return target
+
+    # -- queries ---------------------------------------------------------------------
+
+    def first_index(self) -> int:
+        """First retained record index (next_index when nothing is retained)."""
+        if self._first_indexes:
+            return self._first_indexes[0]
+        return self.next_index or 1
+
+    def last_index(self) -> int:
+        return (self.next_index or 1) - 1
+
+    def locate(self, record_index: int) -> tuple[int, int] | None:
+        """(raft index of the batch holding record_index, position in it), or None."""
+        pos = bisect.bisect_right(self._first_indexes, record_index) - 1
+        if pos < 0:
+            return None
+        offset = record_index - self._first_indexes[pos]
+        if offset >= self._counts[pos]:
+            return None
+        return self._raft_indexes[pos], offset
+
+    def last_record_at(self, raft_index: int) -> int:
+        """The last record index committed by raft index raft_index (applied)."""
+        pos = bisect.bisect_right(self._raft_indexes, raft_index) - 1
+        if pos < 0:
+            return self.first_index() - 1
+        return self._first_indexes[pos] + self._counts[pos] - 1
+
+    def duplicate(self, producer_id: str, sequence: int) -> tuple[int, int] | None:
+        window = self._producers.get(producer_id)
+        if window is None:
+            return None
+        return window.get(sequence)
+
+    def producer_high(self, producer_id: str) -> int:
+        return self._producer_high.get(producer_id, 0)

@@ -1,0 +1,186 @@
+"""The gRPC face of a node: the public Log service, the Peer service, health, reflection."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import AsyncIterator
+from typing import Any, NoReturn
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from logsvc.config import NodeConfig
+from logsvc.errors import LogError
+from logsvc.node import LogNode
+from logsvc.raft import Role
+from logsvc.transport import PeerServicer
+from logsvc.v1 import log_pb2, log_pb2_grpc, peer_pb2, peer_pb2_grpc
+
+log = logging.getLogger("logsvc.server")
+
+LOG_SERVICE = log_pb2.DESCRIPTOR.services_by_name["Log"].full_name
+PEER_SERVICE = peer_pb2.DESCRIPTOR.services_by_name["Peer"].full_name
+HEALTH_INTERVAL_S = 0.25
+GRACE_S = 5.0
+
+
+class LogServicer(log_pb2_grpc.LogServicer):
+    def __init__(self, node: LogNode) -> None:
+        self.node = node
+
+    def header(self) -> log_pb2.ResponseHeader:
+        raft = self.node.raw().raft
+        leader, address = self.node.leader_hint()
+        return log_pb2.ResponseHeader(
+            cluster_id=self.node.config.cluster_id,
+            node_id=self.node.id,
+            term=raft.term,
+            commit_index=self.node.records.last_index(),
+            leader_id=leader,
+            leader_address=address,
+        )
+
+    async def _abort(self, context: grpc.aio.ServicerContext[Any, Any], exc: LogError) -> NoReturn:
+        context.set_trailing_metadata(tuple(exc.metadata()))
+        await context.abort(exc.code, exc.message)
+        raise AssertionError("unreachable")  # abort raises
+
+    async def Append(
+        self,
+        request: log_pb2.AppendRequest,
+        context: grpc.aio.ServicerContext[log_pb2.AppendRequest, log_pb2.AppendResponse],
+    ) -> log_pb2.AppendResponse:
+        if_last = request.if_last_index if request.HasField("if_last_index") else None
+        try:
+            first, last, duplicate = await self.node.append(
+                list(request.records), request.producer_id, request.sequence, if_last
+            )
+        except LogError as exc:
+            await self._abort(context, exc)
+        return log_pb2.AppendResponse(
+            header=self.header(), first_index=first, last_index=last, duplicate=duplicate
+        )
+
+    async def Read(
+        self,
+        request: log_pb2.ReadRequest,
+        context: grpc.aio.ServicerContext[log_pb2.ReadRequest, log_pb2.ReadResponse],
+    ) -> AsyncIterator[log_pb2.ReadResponse]:
+        try:
+            async for chunk in self.node.read(
+                request.from_index, request.follow, request.batch_records_max
+            ):
+                yield log_pb2.ReadResponse(
+                    header=self.header(),
+                    records=[log_pb2.Record(index=i, payload=p) for i, p in chunk],
+                )
+        except LogError as exc:
+            await self._abort(context, exc)
+
+    async def ReadIndex(
+        self,
+        request: log_pb2.ReadIndexRequest,
+        context: grpc.aio.ServicerContext[log_pb2.ReadIndexRequest, log_pb2.ReadIndexResponse],
+    ) -> log_pb2.ReadIndexResponse:
+        try:
+            index = await self.node.read_index()
+        except LogError as exc:
+            await self._abort(context, exc)
+        return log_pb2.ReadIndexResponse(header=self.header(), read_index=index)
+
+    async def Status(
+        self,
+        request: log_pb2.StatusRequest,
+        context: grpc.aio.ServicerContext[log_pb2.StatusRequest, log_pb2.StatusResponse],
+    ) -> log_pb2.StatusResponse:
+        st = self.node.status()
+        peers = st["peers"]
+        assert isinstance(peers, dict)
+        return log_pb2.StatusResponse(
+            header=self.header(),
+            role=str(st["role"]),
+            zone=str(st["zone"]),
+            first_index=int(str(st["first_index"])),
+            last_index=int(str(st["last_index"])),
+            commit_index=int(str(st["commit_index"])),
+            raft_first_index=int(str(st["raft_first_index"])),
+            raft_last_index=int(str(st["raft_last_index"])),
+            raft_commit_index=int(str(st["raft_commit_index"])),
+            raft_applied_index=int(str(st["raft_applied_index"])),
+            peers=[
+                log_pb2.PeerStatus(
+                    id=peer,
+                    address=info["address"],
+                    match_index=info["match_index"],
+                    next_index=info["next_index"],
+                    state=info["state"],
+                )
+                for peer, info in peers.items()
+            ],
+        )
+
+    async def Trim(
+        self,
+        request: log_pb2.TrimRequest,
+        context: grpc.aio.ServicerContext[log_pb2.TrimRequest, log_pb2.TrimResponse],
+    ) -> log_pb2.TrimResponse:
+        try:
+            first = await self.node.trim(request.before_index)
+        except LogError as exc:
+            await self._abort(context, exc)
+        return log_pb2.TrimResponse(header=self.header(), first_index=first)
+
+
+async def _watch_health(node: LogNode, servicer: health.aio.HealthServicer) -> None:
+    """SERVING once the node has caught up with the commit index it saw at start."""
+    serving = health_pb2.HealthCheckResponse.SERVING
+    not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
+    while True:
+        raft = node.raw().raft
+        ok = node.fatal is None and (
+            raft.role is Role.LEADER
+            or (raft.leader is not None and node.records.applied_raft_index >= raft.log.committed)
+        )
+        status = serving if ok else not_serving
+        for name in ("", LOG_SERVICE):
+            await servicer.set(name, status)
+        await asyncio.sleep(HEALTH_INTERVAL_S)
+
+
+async def serve(config: NodeConfig) -> None:
+    """Run a node until SIGTERM or SIGINT, then shut down gracefully."""
+    node = LogNode(config)
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", 64 << 20),
+            ("grpc.max_send_message_length", 64 << 20),
+        ]
+    )
+    log_pb2_grpc.add_LogServicer_to_server(LogServicer(node), server)
+    peer_pb2_grpc.add_PeerServicer_to_server(
+        PeerServicer(config.cluster_id, config.id, node.deliver), server
+    )
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (LOG_SERVICE, PEER_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    if server.add_insecure_port(config.listen) == 0:
+        raise OSError(f"cannot listen on {config.listen}")
+    await node.start()
+    await server.start()
+    watcher = asyncio.create_task(_watch_health(node, health_servicer))
+    log.info("logsvc %s (zone %s) serving on %s", config.id, config.zone, config.listen)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("logsvc %s shutting down", config.id)
+    watcher.cancel()
+    await health_servicer.enter_graceful_shutdown()
+    await server.stop(GRACE_S)
+    await node.stop()

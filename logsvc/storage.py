@@ -1,0 +1,174 @@
+"""Durable Raft state of one node in RocksDB (rocksdict), mirrored in memory for the core.
+
+Layout (raw byte keys):
+    b"e" + index (8 bytes, big endian)  ->  crc32 (4 bytes) + RaftEntry (protobuf)
+    b"m/hard"                           ->  crc32 + HardStateRecord
+    b"m/boundary"                       ->  crc32 + BoundaryRecord (the trim boundary)
+
+Every `write` is one WriteBatch synced to disk (entries, term, vote and commit together).
+`write`, `trim` and `load` block: the node runs them on its single writer thread, never on
+the event loop. The core reads `memory`, a MemoryStorage kept equal to what is synced.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+
+from rocksdict import Options, Rdict, WriteBatch, WriteOptions
+
+from logsvc.raft import Entry, EntryType, HardState, MemoryStorage, SnapshotMeta
+from logsvc.v1 import entry_pb2, peer_pb2
+
+ENTRY_PREFIX = b"e"
+HARD_STATE_KEY = b"m/hard"
+BOUNDARY_KEY = b"m/boundary"
+
+
+class CorruptLog(Exception):
+    """A stored value failed its checksum or the log has a hole: never served."""
+
+
+def entry_key(index: int) -> bytes:
+    return ENTRY_PREFIX + index.to_bytes(8, "big")
+
+
+def seal(body: bytes) -> bytes:
+    return zlib.crc32(body).to_bytes(4, "big") + body
+
+
+def unseal(value: bytes, what: str) -> bytes:
+    if len(value) < 4:
+        raise CorruptLog(f"{what}: value of {len(value)} bytes is torn")
+    body = value[4:]
+    if zlib.crc32(body) != int.from_bytes(value[:4], "big"):
+        raise CorruptLog(f"{what}: checksum mismatch")
+    return body
+
+
+def encode_entry(entry: Entry) -> bytes:
+    return peer_pb2.RaftEntry(
+        term=entry.term, index=entry.index, type=int(entry.type), data=entry.data
+    ).SerializeToString()
+
+
+def decode_entry(body: bytes) -> Entry:
+    pb = peer_pb2.RaftEntry.FromString(body)
+    return Entry(term=pb.term, index=pb.index, data=pb.data, type=EntryType(pb.type))
+
+
+class DurableLog:
+    def __init__(self, path: Path) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        options = Options(raw_mode=True)
+        options.create_if_missing(True)
+        self.db = Rdict(str(path / "rocksdb"), options)
+        self._sync = WriteOptions()
+        self._sync.sync = True
+        self.memory = MemoryStorage()
+        # What is on disk (maintained by the writer thread).
+        self._first_index = 1
+        self._last_index = 0
+
+    # -- writer thread ------------------------------------------------------------
+
+    def load(self) -> None:
+        """Read everything synced into `memory`; raises CorruptLog on a bad value."""
+        boundary = SnapshotMeta()
+        raw = self.db.get(BOUNDARY_KEY)
+        if raw is not None:
+            pb = entry_pb2.BoundaryRecord.FromString(unseal(raw, "trim boundary"))
+            boundary = SnapshotMeta(index=pb.index, term=pb.term)
+        hard = HardState()
+        raw = self.db.get(HARD_STATE_KEY)
+        if raw is not None:
+            hs = entry_pb2.HardStateRecord.FromString(unseal(raw, "hard state"))
+            hard = HardState(term=hs.term, vote=hs.vote or None, commit=hs.commit)
+        entries: list[Entry] = []
+        expected = boundary.index + 1
+        it = self.db.iter()
+        it.seek(entry_key(expected))
+        while it.valid():
+            key = it.key()
+            if not key.startswith(ENTRY_PREFIX):
+                break
+            index = int.from_bytes(key[1:], "big")
+            entry = decode_entry(unseal(it.value(), f"entry {index}"))
+            if index != expected or entry.index != index:
+                raise CorruptLog(f"entry {expected} expected, found {index} (a hole in the log)")
+            entries.append(entry)
+            expected += 1
+            it.next()
+        del it
+        memory = MemoryStorage()
+        memory.apply_snapshot(boundary)
+        memory.append(entries)
+        if not boundary.index <= hard.commit <= memory.last_index() and hard.commit:
+            raise CorruptLog(
+                f"commit {hard.commit} outside the stored log [{boundary.index}, "
+                f"{memory.last_index()}]: synced entries are missing"
+            )
+        memory.set_hard_state(hard)
+        self.memory = memory
+        self._first_index = boundary.index + 1
+        self._last_index = memory.last_index()
+
+    def write(
+        self,
+        boundary: SnapshotMeta | None,
+        entries: Sequence[Entry],
+        hard_state: HardState | None,
+    ) -> None:
+        batch = WriteBatch(raw_mode=True)
+        if boundary is not None:
+            batch.delete_range(entry_key(0), entry_key(max(self._last_index, boundary.index) + 1))
+            batch.put(BOUNDARY_KEY, seal(_boundary_bytes(boundary)))
+            self._first_index = boundary.index + 1
+            self._last_index = boundary.index
+        if entries:
+            first = entries[0].index
+            if first <= self._last_index:
+                batch.delete_range(entry_key(first), entry_key(self._last_index + 1))
+            for entry in entries:
+                batch.put(entry_key(entry.index), seal(encode_entry(entry)))
+            self._last_index = entries[-1].index
+        if hard_state is not None:
+            hs = entry_pb2.HardStateRecord(
+                term=hard_state.term, vote=hard_state.vote or "", commit=hard_state.commit
+            )
+            batch.put(HARD_STATE_KEY, seal(hs.SerializeToString()))
+        self.db.write(batch, self._sync)
+
+    def trim(self, boundary: SnapshotMeta) -> None:
+        """Drop entries up to and including boundary.index (synced)."""
+        if boundary.index < self._first_index:
+            return
+        batch = WriteBatch(raw_mode=True)
+        batch.delete_range(entry_key(0), entry_key(boundary.index + 1))
+        batch.put(BOUNDARY_KEY, seal(_boundary_bytes(boundary)))
+        self.db.write(batch, self._sync)
+        self._first_index = boundary.index + 1
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- event loop ---------------------------------------------------------------
+
+    def mirror(
+        self,
+        boundary: SnapshotMeta | None,
+        entries: Sequence[Entry],
+        hard_state: HardState | None,
+    ) -> None:
+        """After `write` returned: make `memory` equal to what is now synced."""
+        if boundary is not None:
+            self.memory.apply_snapshot(boundary)
+        if entries:
+            self.memory.append(entries)
+        if hard_state is not None:
+            self.memory.set_hard_state(hard_state)
+
+
+def _boundary_bytes(boundary: SnapshotMeta) -> bytes:
+    return entry_pb2.BoundaryRecord(index=boundary.index, term=boundary.term).SerializeToString()
