@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup lint test sim
+.PHONY: setup lint test sim run proto
 
 setup:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,3 +20,9 @@ test: setup
 
 sim:
 	$(BIN)/python -m tests.sim --seed 1
+
+run:
+	$(BIN)/logsvc up --data ./memlog-data
+
+proto:
+	$(BIN)/python proto/generate.py

@@ -82,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add(trim, "--addr", required=True, help="node addresses, comma separated")
     _add(trim, "--before", type=int, required=True, help="first index to keep")
 
+    up = sub.add_parser("up", help="run a local three-zone cluster (zones a, b, c)")
+    _add(up, "--data", default="./memlog-data", help="folder for all nodes' data and logs")
+    _add(up, "--base-port", type=int, default=7001, help="zone a's port; b and c follow")
+
     read_index = sub.add_parser("read-index", help="print a quorum-confirmed commit index")
     _add(read_index, "--addr", required=True, help="node address")
     return parser
@@ -188,6 +192,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         asyncio.run(serve(config))
         return 0
+    if args.command == "up":
+        from logsvc.local import up
+
+        return up(Path(args.data), int(args.base_port))
     commands = {
         "append": _append,
         "tail": _tail,

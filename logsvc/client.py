@@ -21,6 +21,7 @@ from types import TracebackType
 import grpc
 
 from logsvc.errors import ERROR_KIND_KEY, FIRST_INDEX_KEY, LEADER_ADDRESS_KEY
+from logsvc.transport import CHANNEL_OPTIONS
 from logsvc.v1 import log_pb2, log_pb2_grpc
 
 RETRY_S_MIN = 0.02
@@ -96,9 +97,7 @@ class LogClient:
     def stub(self, address: str) -> log_pb2_grpc.LogAsyncStub:
         channel = self._channels.get(address)
         if channel is None:
-            channel = grpc.aio.insecure_channel(
-                address, options=[("grpc.max_receive_message_length", 64 << 20)]
-            )
+            channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
             self._channels[address] = channel
         return log_pb2_grpc.LogStub(channel)
 

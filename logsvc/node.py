@@ -237,24 +237,21 @@ class LogNode:
 
     def _apply(self, entry: Entry) -> None:
         result = self.records.apply(entry)
-        pending = self._pending.pop(entry.index, None)
-        if isinstance(result, AppliedBatch):
-            if pending is not None:
-                self._finish(pending, entry, result)
-        elif isinstance(result, int):
+        if isinstance(result, int):
             self._compact(result)
-        if pending is not None and not pending.future.done():
-            pending.future.set_exception(
-                NotAppended(f"another entry was committed at raft index {entry.index}")
-            )
-
-    def _finish(self, pending: PendingAppend, entry: Entry, batch: AppliedBatch) -> None:
+        pending = self._pending.pop(entry.index, None)
+        if pending is None:
+            return
         if pending.key is not None:
             self._inflight_keys.pop(pending.key, None)
         if pending.future.done():
             return
-        if entry.term == pending.term and batch.first_index == pending.first_index:
-            pending.future.set_result((batch.first_index, batch.last_index))
+        if (
+            isinstance(result, AppliedBatch)
+            and entry.term == pending.term
+            and result.first_index == pending.first_index
+        ):
+            pending.future.set_result((result.first_index, result.last_index))
         else:
             pending.future.set_exception(
                 NotAppended(f"another entry was committed at raft index {entry.index}")

@@ -24,6 +24,14 @@ log = logging.getLogger("logsvc.transport")
 BACKOFF_S_MIN = 0.05
 BACKOFF_S_MAX = 1.0
 QUEUE_MESSAGES_MAX = 4096
+# Reconnect fast to a restarted peer (gRPC's default backoff grows to two minutes).
+CHANNEL_OPTIONS = [
+    ("grpc.initial_reconnect_backoff_ms", 50),
+    ("grpc.min_reconnect_backoff_ms", 50),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+    ("grpc.max_send_message_length", 64 << 20),
+    ("grpc.max_receive_message_length", 64 << 20),
+]
 BATCH_MESSAGES_MAX = 256
 
 
@@ -106,6 +114,10 @@ class PeerSender:
                 await self._task
 
     def send(self, message: Message) -> None:
+        if not self.connected:
+            # Nobody to talk to: Raft retries by itself once the stream is back.
+            self.dropped += 1
+            return
         if len(self._queue) >= QUEUE_MESSAGES_MAX:
             self.dropped += 1
             self.on_unreachable(self.peer_id)
@@ -127,9 +139,13 @@ class PeerSender:
         backoff = BACKOFF_S_MIN
         while True:
             try:
-                async with grpc.aio.insecure_channel(self.address) as channel:
+                async with grpc.aio.insecure_channel(
+                    self.address, options=CHANNEL_OPTIONS
+                ) as channel:
+                    await channel.channel_ready()
                     stub = peer_pb2_grpc.PeerStub(channel)
                     self.connected = True
+                    backoff = BACKOFF_S_MIN
                     await stub.Deliver(self._batches())
             except asyncio.CancelledError:
                 raise
@@ -142,8 +158,6 @@ class PeerSender:
             self.on_unreachable(self.peer_id)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, BACKOFF_S_MAX)
-            if self._queue:
-                backoff = BACKOFF_S_MIN
 
 
 class PeerServicer(peer_pb2_grpc.PeerServicer):
