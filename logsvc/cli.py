@@ -14,8 +14,9 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
+from typing import Any
 
 from google.protobuf import json_format
 
@@ -108,6 +109,16 @@ def config_from_args(args: argparse.Namespace) -> NodeConfig:
     )
 
 
+def run_event_loop(main: Coroutine[Any, Any, None]) -> None:
+    """Run on uvloop when it is installed (it is a dependency; the fallback is asyncio's)."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
+
+
 def _addresses(text: str) -> list[str]:
     return [a.strip() for a in text.split(",") if a.strip()]
 
@@ -190,7 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ConfigError as exc:
             print(f"logsvc serve: {exc}", file=sys.stderr)
             return 2
-        asyncio.run(serve(config))
+        run_event_loop(serve(config))
         return 0
     if args.command == "up":
         from logsvc.local import up

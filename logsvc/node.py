@@ -77,10 +77,7 @@ class LogNode:
         self._reads: dict[bytes, asyncio.Future[int]] = {}
         self._read_ids = itertools.count(1)
         self._applied = asyncio.Event()  # replaced after every publish
-        # The leader accepts appends once it has applied its own term's first entry.
-        self._term_start_index = 0
         self._proposed_next = 1  # the leader's next record index, counting proposals
-        self.ready_since_start = False
         self.fatal: BaseException | None = None
 
     # -- lifecycle -----------------------------------------------------------------
@@ -189,6 +186,10 @@ class LogNode:
                         finally:
                             self._syncing = False
                         self.durable.mirror(rd.snapshot, rd.entries, rd.hard_state)
+                    elif rd.hard_state is not None:
+                        # Only the commit index moved: written in order, not waited for.
+                        self._writer.submit(self.durable.write, None, (), rd.hard_state, False)
+                        self.durable.mirror(None, (), rd.hard_state)
                     for m in rd.persisted_messages:
                         self._send(m)
                     await self._publish(rd)
@@ -211,10 +212,7 @@ class LogNode:
             return
         raft = self.raw().raft
         if rd.soft_state.role is Role.LEADER:
-            self._term_start_index = raft.log.last_index()
-            log.info(
-                "%s leads term %d from raft index %d", self.id, raft.term, raft.log.last_index()
-            )
+            log.info("%s leads term %d", self.id, raft.term)
         else:
             # Appends this node proposed may still commit under the next leader: unknown.
             self._fail_pending(
@@ -285,7 +283,9 @@ class LogNode:
             leader, address = self.leader_hint()
             where = f"; the leader is {leader} at {address}" if leader else "; no leader is known"
             raise NotLeader(f"{self.id} is not the leader{where}", leader, address)
-        if self.records.applied_raft_index < self._term_start_index:
+        # A new leader serves appends once it has applied the first entry of its own term:
+        # then its dedup table holds every append committed before its term.
+        if raft.log.term(self.records.applied_raft_index) != raft.term:
             raise NotAppended(f"{self.id} was just elected and is catching up; retry shortly")
 
     async def append(

@@ -66,6 +66,7 @@ class DurableLog:
         self.db = Rdict(str(path / "rocksdb"), options)
         self._sync = WriteOptions()
         self._sync.sync = True
+        self._nosync = WriteOptions()
         self.memory = MemoryStorage()
         # What is on disk (maintained by the writer thread).
         self._first_index = 1
@@ -104,10 +105,13 @@ class DurableLog:
         memory = MemoryStorage()
         memory.apply_snapshot(boundary)
         memory.append(entries)
-        if not boundary.index <= hard.commit <= memory.last_index() and hard.commit:
+        # A commit index is written without a sync, a trim with one: entries up to the
+        # boundary are committed whatever the stored commit index says.
+        hard = HardState(term=hard.term, vote=hard.vote, commit=max(hard.commit, boundary.index))
+        if hard.commit > memory.last_index():
             raise CorruptLog(
-                f"commit {hard.commit} outside the stored log [{boundary.index}, "
-                f"{memory.last_index()}]: synced entries are missing"
+                f"commit {hard.commit} is past the last stored entry {memory.last_index()}: "
+                "synced entries are missing"
             )
         memory.set_hard_state(hard)
         self.memory = memory
@@ -119,6 +123,7 @@ class DurableLog:
         boundary: SnapshotMeta | None,
         entries: Sequence[Entry],
         hard_state: HardState | None,
+        sync: bool = True,
     ) -> None:
         batch = WriteBatch(raw_mode=True)
         if boundary is not None:
@@ -138,7 +143,7 @@ class DurableLog:
                 term=hard_state.term, vote=hard_state.vote or "", commit=hard_state.commit
             )
             batch.put(HARD_STATE_KEY, seal(hs.SerializeToString()))
-        self.db.write(batch, self._sync)
+        self.db.write(batch, self._sync if sync else self._nosync)
 
     def trim(self, boundary: SnapshotMeta) -> None:
         """Drop entries up to and including boundary.index (synced)."""

@@ -136,6 +136,8 @@ class RawNode:
         hard = r.hard_state()
         if hard != self._prev_hard_state:
             rd.hard_state = hard
+            prev = self._prev_hard_state
+            rd.hard_state_must_sync = hard.term != prev.term or hard.vote != prev.vote
         rd.snapshot = r.log.unstable_snapshot
         rd.entries = r.log.unstable_to_persist()
         rd.messages, r.messages = r.messages, []

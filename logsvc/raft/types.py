@@ -155,7 +155,8 @@ class Ready:
     """One batch of work for the driver, done in this order:
 
     1. persist `snapshot` (the new log boundary), `entries` and `hard_state` in one
-       synced write;
+       write, synced when `must_sync` (a hard state whose only change is the commit index
+       may be written without waiting for a sync);
     2. send `persisted_messages` (only now) — `messages` may go out at any time, even
        before step 1;
     3. publish `committed_entries` and deliver `read_states`;
@@ -170,10 +171,14 @@ class Ready:
     persisted_messages: list[Message] = field(default_factory=list)
     committed_entries: list[Entry] = field(default_factory=list)
     read_states: list[ReadState] = field(default_factory=list)
+    # The term or the vote changed (a commit index change alone needs no sync: it is only
+    # a lower bound that the node re-learns from the leader after a restart).
+    hard_state_must_sync: bool = False
 
     @property
     def must_sync(self) -> bool:
-        return bool(self.entries) or self.hard_state is not None or self.snapshot is not None
+        """Must step 1 be a synced write before anything that depends on it (etcd MustSync)?"""
+        return bool(self.entries) or self.snapshot is not None or self.hard_state_must_sync
 
 
 class RaftError(Exception):
