@@ -1,0 +1,154 @@
+"""Every error text cacheshim sends, spelled exactly as Redis 7.0 spells it.
+
+An error reply is ``-`` + text + CRLF; the text starts with its code (``ERR``, ``WRONGTYPE``,
+``NOAUTH``, ...). The constants here hold the whole text, code included, so a handler returns
+``Error(errors.SYNTAX_ERROR)`` and the wire carries ``-ERR syntax error\\r\\n``.
+
+Texts that echo client bytes (command names, arguments) are built by the functions below,
+which reproduce Redis's C formatting byte for byte: ``%s`` stops at the first NUL byte,
+``%.128s`` also cuts at 128 bytes (possibly inside a UTF-8 sequence). Client bytes are carried
+inside ``str`` with the ``surrogateescape`` error handler (see :func:`text_from_bytes`), so
+any byte survives the round trip; the encoder (``cacheshim.resp``) writes them back with the
+same handler and maps CR and LF to spaces, as Redis does for every formatted error.
+
+Where each text comes from (Redis 7.0; checked against the source and a live 7.0.15 server):
+
+- ``src/networking.c``: ``processMultibulkBuffer``, ``processInlineBuffer`` (protocol errors),
+  ``readQueryFromClient`` (query buffer limit: the client is closed without a reply).
+- ``src/server.c``: ``processCommand`` (unknown command or subcommand, arity, ``NOAUTH``),
+  ``createSharedObjects`` (``WRONGTYPE``, ``syntax error``).
+- ``src/object.c``: ``getLongLongFromObjectOrReply``, ``getDoubleFromObjectOrReply``.
+- ``src/networking.c`` ``helloCommand`` (``NOPROTO``), ``src/db.c`` ``selectCommand``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar, Final
+
+# --- Protocol errors: the reply is sent, then the connection is closed. ---------------------
+
+PROTOCOL_INVALID_MULTIBULK_LENGTH: Final = "ERR Protocol error: invalid multibulk length"
+PROTOCOL_INVALID_BULK_LENGTH: Final = "ERR Protocol error: invalid bulk length"
+# Formatted with the offending byte, see expected_dollar().
+PROTOCOL_EXPECTED_DOLLAR: Final = "ERR Protocol error: expected '$', got '%s'"
+PROTOCOL_TOO_BIG_INLINE_REQUEST: Final = "ERR Protocol error: too big inline request"
+PROTOCOL_TOO_BIG_MBULK_COUNT: Final = "ERR Protocol error: too big mbulk count string"
+PROTOCOL_TOO_BIG_BULK_COUNT: Final = "ERR Protocol error: too big bulk count string"
+PROTOCOL_UNBALANCED_QUOTES: Final = "ERR Protocol error: unbalanced quotes in request"
+# Only while the connection has not authenticated (requirepass / ACL), since Redis 6.2.6.
+PROTOCOL_UNAUTHENTICATED_MULTIBULK_LENGTH: Final = (
+    "ERR Protocol error: unauthenticated multibulk length"
+)
+PROTOCOL_UNAUTHENTICATED_BULK_LENGTH: Final = "ERR Protocol error: unauthenticated bulk length"
+# Never sent: Redis logs this and closes the connection without a reply.
+QUERY_BUFFER_LIMIT_REACHED: Final = "Closing client that reached max query buffer length"
+
+# --- Command errors: the reply is sent and the connection stays open. -----------------------
+
+# Formatted by unknown_command(): name cut at 128 bytes, then each argument as '%.*s'
+# followed by one space while the argument part is shorter than 128 bytes.
+UNKNOWN_COMMAND: Final = "ERR unknown command '%s', with args beginning with: %s"
+# Formatted by unknown_subcommand(): the container command upper-cased.
+UNKNOWN_SUBCOMMAND: Final = "ERR unknown subcommand '%s'. Try %s HELP."
+# Formatted by wrong_number_of_arguments() with the command's full lower-case name from the
+# command table, "get" or "config|get" (not the client's spelling).
+WRONG_NUMBER_OF_ARGUMENTS: Final = "ERR wrong number of arguments for '%s' command"
+WRONGTYPE: Final = "WRONGTYPE Operation against a key holding the wrong kind of value"
+NOT_AN_INTEGER: Final = "ERR value is not an integer or out of range"
+NOT_A_VALID_FLOAT: Final = "ERR value is not a valid float"
+SYNTAX_ERROR: Final = "ERR syntax error"
+NOAUTH: Final = "NOAUTH Authentication required."
+NOPROTO: Final = "NOPROTO unsupported protocol version"
+DB_INDEX_OUT_OF_RANGE: Final = "ERR DB index is out of range"
+
+# Redis formats these names and arguments with %.128s and a 128-byte budget.
+_ECHO_BYTES_MAX: Final = 128
+
+
+class RespError(Exception):
+    """An error whose :attr:`message` is the exact text Redis would send (code first)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class CommandError(RespError):
+    """One command failed; reply ``-<message>`` and keep serving the connection.
+
+    Handlers may raise it from deep inside argument parsing instead of returning an
+    ``Error`` value; the server turns it into the same reply.
+    """
+
+
+class ProtocolError(RespError):
+    """The request stream is malformed: reply ``-<message>``, then close the connection.
+
+    Redis sets ``CLIENT_CLOSE_AFTER_REPLY``: commands parsed before the error still run and
+    are answered first, nothing after it is read.
+    """
+
+    # Whether the server sends the error reply before closing.
+    send_reply: ClassVar[bool] = True
+
+
+class QueryBufferLimitError(ProtocolError):
+    """Unparsed input exceeded ``client-query-buffer-limit``: close without any reply.
+
+    Redis's ``readQueryFromClient`` logs the client and frees it; nothing is written.
+    """
+
+    send_reply: ClassVar[bool] = False
+
+    def __init__(self, buffered_bytes: int, limit_bytes: int) -> None:
+        super().__init__(QUERY_BUFFER_LIMIT_REACHED)
+        self.buffered_bytes = buffered_bytes
+        self.limit_bytes = limit_bytes
+
+
+def text_from_bytes(data: bytes) -> str:
+    """Client bytes as ``str``, losslessly (undecodable bytes become lone surrogates)."""
+    return data.decode("utf-8", "surrogateescape")
+
+
+def _c_string(data: bytes, precision: int | None = None) -> bytes:
+    """What C's ``%s`` (or ``%.Ns``) prints for this buffer: up to the first NUL, cut to N."""
+    nul = data.find(0)
+    if nul >= 0:
+        data = data[:nul]
+    if precision is not None:
+        data = data[:precision]
+    return data
+
+
+def expected_dollar(got: int) -> str:
+    """``expected '$', got 'x'`` for the byte found where a bulk header should start."""
+    return PROTOCOL_EXPECTED_DOLLAR % text_from_bytes(bytes((got,)))
+
+
+def unknown_command(name: bytes, args: Sequence[bytes]) -> str:
+    """Redis's unknown-command text; ``args`` are the arguments after the name."""
+    echoed = bytearray()
+    for arg in args:
+        if len(echoed) >= _ECHO_BYTES_MAX:
+            break
+        echoed += b"'" + _c_string(arg, _ECHO_BYTES_MAX - len(echoed)) + b"' "
+    return UNKNOWN_COMMAND % (
+        text_from_bytes(_c_string(name, _ECHO_BYTES_MAX)),
+        text_from_bytes(bytes(echoed)),
+    )
+
+
+def unknown_subcommand(container: bytes, subcommand: bytes) -> str:
+    """``unknown subcommand 'x'. Try CONFIG HELP.`` for a container command (CONFIG, CLIENT)."""
+    return UNKNOWN_SUBCOMMAND % (
+        text_from_bytes(_c_string(subcommand, _ECHO_BYTES_MAX)),
+        text_from_bytes(_c_string(container).upper()),
+    )
+
+
+def wrong_number_of_arguments(full_name: str) -> str:
+    """Arity error; ``full_name`` is the table's lower-case name, ``"config|get"`` for a
+    subcommand."""
+    return WRONG_NUMBER_OF_ARGUMENTS % full_name
