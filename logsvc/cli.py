@@ -26,13 +26,13 @@ from logsvc.config import ConfigError, NodeConfig, parse_peers
 ENV_PREFIX = "LOGSVC_"
 
 
-def _env_name(flag: str) -> str:
-    return ENV_PREFIX + flag.lstrip("-").replace("-", "_").upper()
+def env_name(prefix: str, flag: str) -> str:
+    return prefix + flag.lstrip("-").replace("-", "_").upper()
 
 
-def _add(parser: argparse.ArgumentParser, flag: str, **kwargs: object) -> None:
-    """Add a flag whose default comes from its environment variable."""
-    env = _env_name(flag)
+def add_env_flag(parser: argparse.ArgumentParser, prefix: str, flag: str, **kwargs: object) -> None:
+    """Add a flag whose default comes from its environment variable (prefix + NAME)."""
+    env = env_name(prefix, flag)
     help_text = str(kwargs.pop("help", ""))
     required = bool(kwargs.pop("required", False))
     if env in os.environ:
@@ -44,6 +44,10 @@ def _add(parser: argparse.ArgumentParser, flag: str, **kwargs: object) -> None:
         help=f"{help_text} [env {env}]",
         **kwargs,  # type: ignore[arg-type]
     )
+
+
+def _add(parser: argparse.ArgumentParser, flag: str, **kwargs: object) -> None:
+    add_env_flag(parser, ENV_PREFIX, flag, **kwargs)
 
 
 def build_parser() -> argparse.ArgumentParser:

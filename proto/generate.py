@@ -40,7 +40,11 @@ def generate(out_dir: Path) -> list[Path]:
     grpc_args = [f"--grpc_python_out={out_dir}", f"--mypy_grpc_out={out_dir}"]
     if services and protoc.main([*common, *grpc_args, *services]) != 0:
         raise SystemExit("protoc failed")
-    return sorted(p for p in out_dir.rglob("*_pb2*.py*") if ".venv" not in p.parts)
+    return sorted(
+        p
+        for p in out_dir.rglob("*_pb2*.py*")
+        if ".venv" not in p.parts and p.relative_to(out_dir).parts[0] in ("logsvc", "cacheshim")
+    )
 
 
 if __name__ == "__main__":

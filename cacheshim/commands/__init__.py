@@ -1,0 +1,171 @@
+"""The command table: one declaration per command, from which everything else derives.
+
+A handler module (one per Redis type, like Redis's `t_string.c`) declares each command
+with `@command(...)`: its arity, flags, key positions, ACL categories and docs. Routing
+(write or read), the central checks (unknown command, arity) and `COMMAND`,
+`COMMAND COUNT|INFO|DOCS|LIST|GETKEYS` all read this table.
+
+Handlers take a `Ctx` and the arguments after the command name, and return a plain reply
+value (see `cacheshim.resp`) or raise `CommandError` with Redis's exact text. Write handlers
+run only inside apply, where `ctx.now_ms` is the record's time and `ctx.rng` is seeded by
+the log index: they must not read the clock or any other source of nondeterminism.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from cacheshim.resp import Reply
+
+if TYPE_CHECKING:
+    from cacheshim.keyspace import Database, Keyspace
+
+
+@dataclass
+class Ctx:
+    keyspace: Keyspace
+    db_index: int
+    now_ms: int
+    # The log index of the record being applied (0 for a read served from memory).
+    index: int = 0
+    rng: random.Random | None = None
+    # Filled in for reads served to a connection (server and connection commands).
+    session: object | None = None
+
+    @property
+    def db(self) -> Database:
+        return self.keyspace.dbs[self.db_index]
+
+    def random(self) -> random.Random:
+        if self.rng is None:
+            raise RuntimeError("randomness is only available inside apply")
+        return self.rng
+
+
+Handler = Callable[[Ctx, list[bytes]], Reply]
+
+
+@dataclass
+class Command:
+    name: str  # lower case, as Redis reports it; "container|sub" for subcommands
+    arity: int  # Redis's: >0 exact count (with the name), <0 at least -arity
+    flags: tuple[str, ...]
+    first_key: int
+    last_key: int
+    key_step: int
+    acl_categories: tuple[str, ...]
+    group: str
+    since: str
+    summary: str
+    complexity: str
+    handler: Handler | None
+    subcommands: dict[str, Command] = field(default_factory=dict)
+    container: str | None = None
+
+    @property
+    def is_write(self) -> bool:
+        return "write" in self.flags
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.container}|{self.name}" if self.container else self.name
+
+    def arity_ok(self, argc: int) -> bool:
+        return argc == self.arity if self.arity > 0 else argc >= -self.arity
+
+    def key_positions(self, argc: int) -> list[int]:
+        if self.first_key == 0:
+            return []
+        last = self.last_key if self.last_key >= 0 else argc + self.last_key
+        return list(range(self.first_key, last + 1, self.key_step))
+
+
+COMMANDS: dict[str, Command] = {}
+
+
+def command(
+    name: str,
+    arity: int,
+    flags: str = "",
+    keys: tuple[int, int, int] = (0, 0, 0),
+    acl: str = "",
+    group: str = "generic",
+    since: str = "1.0.0",
+    summary: str = "",
+    complexity: str = "O(1)",
+    container: str | None = None,
+) -> Callable[[Handler], Handler]:
+    """Declare a command (or, with container=, a subcommand) and register its handler."""
+
+    def register(handler: Handler) -> Handler:
+        spec = Command(
+            name=name.lower(),
+            arity=arity,
+            flags=tuple(flags.split()),
+            first_key=keys[0],
+            last_key=keys[1],
+            key_step=keys[2],
+            acl_categories=tuple(f"@{c}" for c in acl.split()),
+            group=group,
+            since=since,
+            summary=summary,
+            complexity=complexity,
+            handler=handler,
+            container=container,
+        )
+        if container is None:
+            existing = COMMANDS.get(spec.name)
+            if existing is not None and existing.handler is not None:
+                raise ValueError(f"command {name} declared twice")
+            if existing is not None:  # a container declared by its subcommands first
+                spec.subcommands = existing.subcommands
+            COMMANDS[spec.name] = spec
+        else:
+            parent = COMMANDS.get(container)
+            if parent is None:
+                raise ValueError(f"declare container {container} before its subcommands")
+            parent.subcommands[spec.name] = spec
+        return handler
+
+    return register
+
+
+def container(
+    name: str,
+    arity: int = -2,
+    acl: str = "",
+    group: str = "server",
+    since: str = "1.0.0",
+    summary: str = "",
+) -> None:
+    """Declare a command that only holds subcommands (CLIENT, CONFIG, ...)."""
+    COMMANDS[name] = Command(
+        name=name,
+        arity=arity,
+        flags=(),
+        first_key=0,
+        last_key=0,
+        key_step=0,
+        acl_categories=tuple(f"@{c}" for c in acl.split()),
+        group=group,
+        since=since,
+        summary=summary,
+        complexity="Depends on subcommand.",
+        handler=None,
+    )
+
+
+def lookup(args: list[bytes]) -> Command | None:
+    """The command (or subcommand) that args name, or None if unknown."""
+    spec = COMMANDS.get(args[0].lower().decode("utf-8", "surrogateescape"))
+    if spec is None or not spec.subcommands or len(args) < 2:
+        return spec
+    return spec.subcommands.get(args[1].lower().decode("utf-8", "surrogateescape"), spec)
+
+
+def load_all() -> None:
+    """Import every handler module so that its commands are registered."""
+    from cacheshim.commands import connection, keys, server, session, strings  # noqa: F401

@@ -1,0 +1,38 @@
+"""Commands that change the connection itself: declared here for the table (arity, flags,
+docs, COMMAND); the connection (`cacheshim.server.Connection`) carries them out."""
+
+from __future__ import annotations
+
+from cacheshim.commands import Ctx, command
+from cacheshim.resp import Reply
+
+
+def _handled_by_connection(ctx: Ctx, args: list[bytes]) -> Reply:
+    raise RuntimeError("session commands are carried out by the connection")
+
+
+_SESSION = [
+    ("hello", -1, "noscript loading stale fast no_auth allow_busy", "fast connection",
+     "connection", "6.0.0", "Handshakes with the Redis server."),
+    ("select", 2, "loading stale fast", "fast connection", "connection", "1.0.0",
+     "Changes the selected database."),
+    ("quit", -1, "noscript loading stale fast no_auth allow_busy", "fast connection",
+     "connection", "1.0.0", "Closes the connection."),
+    ("reset", 1, "noscript loading stale fast no_auth allow_busy", "fast connection",
+     "connection", "6.2.0", "Resets the connection."),
+    ("multi", 1, "noscript loading stale fast allow_busy", "fast transaction",
+     "transactions", "1.2.0", "Starts a transaction."),
+    ("exec", 1, "noscript loading stale skip_slowlog", "slow transaction", "transactions",
+     "1.2.0", "Executes all commands in a transaction."),
+    ("discard", 1, "noscript loading stale fast allow_busy", "fast transaction",
+     "transactions", "2.0.0", "Discards a transaction."),
+    ("watch", -2, "noscript loading stale fast allow_busy", "fast transaction",
+     "transactions", "2.2.0", "Monitors changes to keys to determine the execution of a "
+     "transaction."),
+    ("unwatch", 1, "noscript loading stale fast allow_busy", "fast transaction",
+     "transactions", "2.2.0", "Forgets about watched keys of a transaction."),
+]  # fmt: skip
+
+for _name, _arity, _flags, _acl, _group, _since, _summary in _SESSION:
+    _keys = (1, -1, 1) if _name == "watch" else (0, 0, 0)
+    command(_name, _arity, _flags, _keys, _acl, _group, _since, _summary)(_handled_by_connection)

@@ -1,0 +1,504 @@
+"""The shim: a Redis server whose writes go through the log and whose reads come from memory.
+
+    connections --(writes: records)--> Writer --Append--> logsvc leader
+    logsvc (zone-local node) --Read(follow)--> apply loop --> Applier (keyspace)
+                                                   '--> the waiting client's reply
+
+A write's reply is the result of applying its record in this shim after commit, so a
+client's later reads on this shim always see it. Reads run against local memory at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import cast
+
+from cacheshim import errors
+from cacheshim.apply import Applier, run, select_index
+from cacheshim.commands import Command, Ctx, load_all, lookup
+from cacheshim.errors import CommandError, ProtocolError
+from cacheshim.resp import NULL_ARRAY, OK, Encoder, Error, Reply, RequestParser, Status
+from cacheshim.v1 import record_pb2
+from logsvc.client import AppendOutcomeUnknown, LogClient, LogClientError
+
+log = logging.getLogger("cacheshim.server")
+
+REDIS_VERSION = "7.0.15"
+# Handled by the connection itself (they change its state), not by a table handler.
+SESSION_COMMANDS = frozenset(
+    {"hello", "select", "quit", "reset", "multi", "exec", "discard", "watch", "unwatch"}
+)
+READ_BUFFER_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ShimConfig:
+    host: str
+    port: int
+    log_addresses: tuple[str, ...]
+    # The zone-local log node the apply loop reads from (first choice).
+    local_log_address: str
+    shim_id: str
+    zone: str = ""
+    linearizable_reads: bool = False
+    write_timeout_s: float = 10.0
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass
+class Session:
+    """One client connection's state, as CLIENT LIST and friends see it."""
+
+    id: int
+    addr: str
+    laddr: str
+    created_ms: int
+    shim: Shim
+    name: bytes = b""
+    db: int = 0
+    protocol: int = 2
+    in_multi: bool = False
+    multi_error: bool = False
+    queued: list[list[bytes]] = field(default_factory=list)
+    watched: list[tuple[int, bytes]] = field(default_factory=list)
+    watch_index: int = 0
+    linearizable: bool = False
+    last_command: str = "NULL"
+    last_active_ms: int = 0
+    closing: bool = False
+
+
+class Writer:
+    """Batches the records of all connections into one Append at a time, in order."""
+
+    def __init__(self, client: LogClient, shim_id: str, timeout_s: float) -> None:
+        self.client = client
+        self.shim_id = shim_id
+        self.timeout_s = timeout_s
+        self._queue: list[tuple[record_pb2.Record, asyncio.Future[Reply]]] = []
+        self._waiting: dict[int, asyncio.Future[Reply]] = {}
+        self._ids = itertools.count(1)
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="writer")
+
+    def submit(self, record: record_pb2.Record) -> asyncio.Future[Reply]:
+        record.shim_id = self.shim_id
+        record.proposal_id = next(self._ids)
+        fut: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        self._queue.append((record, fut))
+        self._waiting[record.proposal_id] = fut
+        self._wake.set()
+        return fut
+
+    def applied(self, record: record_pb2.Record, reply: Reply) -> None:
+        if record.shim_id != self.shim_id:
+            return
+        fut = self._waiting.pop(record.proposal_id, None)
+        if fut is not None and not fut.done():
+            fut.set_result(reply)
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue:
+                batch, self._queue = self._queue, []
+                payloads = [r.SerializeToString() for r, _ in batch]
+                try:
+                    await self.client.append(payloads)
+                except (AppendOutcomeUnknown, LogClientError) as exc:
+                    message = (
+                        "ERR memlog: the write was not confirmed by the log within "
+                        f"{self.timeout_s:g}s (no leader?); it may still be applied: {exc}"
+                    )
+                    for record, fut in batch:
+                        self._waiting.pop(record.proposal_id, None)
+                        if not fut.done():
+                            fut.set_result(Error(message.replace("\r", " ").replace("\n", " ")))
+
+
+class Shim:
+    def __init__(self, config: ShimConfig) -> None:
+        load_all()
+        self.config = config
+        self.applier = Applier()
+        local_first = [config.local_log_address] + [
+            a for a in config.log_addresses if a != config.local_log_address
+        ]
+        self.log_writer_client = LogClient(
+            list(config.log_addresses),
+            producer_id=f"{config.shim_id}-{os.getpid()}-{wall_ms()}",
+            timeout_s=config.write_timeout_s,
+        )
+        self.log_reader_client = LogClient(local_first)
+        self.writer = Writer(self.log_writer_client, config.shim_id, config.write_timeout_s)
+        self.sessions: dict[int, Session] = {}
+        self._client_ids = itertools.count(1)
+        self._applied_event = asyncio.Event()
+        self.started_ms = wall_ms()
+        self.read_rng = random.Random()
+        self.server: asyncio.Server | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.caught_up_index = 0
+        self.log_leader = ""
+        self.log_commit_index = 0
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Replay the log up to the commit index seen now, then start serving."""
+        target = await self._commit_index()
+        self.writer.start()
+        self._tasks.append(asyncio.create_task(self._apply_loop(), name="apply-loop"))
+        while self.applier.applied_index < target:
+            await self.wait_applied(target, timeout_s=None)
+        self.caught_up_index = target
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(
+            lambda: Connection(self), self.config.host, self.config.port, reuse_address=True
+        )
+        log.info(
+            "shim %s serving on %s:%d after replaying %d records",
+            self.config.shim_id, self.config.host, self.config.port, target,
+        )  # fmt: skip
+
+    async def _commit_index(self) -> int:
+        deadline = time.monotonic() + 60
+        while True:
+            for address in self.log_reader_client.addresses:
+                try:
+                    st = await self.log_reader_client.status(address)
+                except Exception:  # a node down: ask the next one
+                    continue
+                self.log_leader = st.header.leader_address
+                return st.commit_index
+            if time.monotonic() > deadline:
+                raise RuntimeError("no log node answered Status within 60s")
+            await asyncio.sleep(0.2)
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+        for task in self._tasks:
+            task.cancel()
+        await self.log_writer_client.close()
+        await self.log_reader_client.close()
+
+    async def _apply_loop(self) -> None:
+        while True:
+            try:
+                async for index, payload in self.log_reader_client.read(
+                    self.applier.applied_index + 1, follow=True
+                ):
+                    record, reply = self.applier.apply(index, payload)
+                    if record is not None:
+                        self.writer.applied(record, reply)
+                    self._applied_event.set()
+                    self._applied_event = asyncio.Event()
+            except LogClientError as exc:
+                log.error("reading the log failed: %s; retrying", exc)
+                await asyncio.sleep(0.5)
+
+    async def wait_applied(self, index: int, timeout_s: float | None) -> None:
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while self.applier.applied_index < index:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise TimeoutError
+            try:
+                await asyncio.wait_for(self._applied_event.wait(), remaining)
+            except TimeoutError:
+                continue
+
+    async def read_barrier(self) -> None:
+        """Linearizable reads: apply up to a quorum-confirmed commit index first."""
+        index = await self.log_reader_client.read_index(self.config.local_log_address)
+        await self.wait_applied(index, self.config.write_timeout_s)
+
+    def new_session(self, addr: str, laddr: str) -> Session:
+        session = Session(
+            id=next(self._client_ids), addr=addr, laddr=laddr, created_ms=wall_ms(), shim=self,
+            linearizable=self.config.linearizable_reads,
+        )  # fmt: skip
+        self.sessions[session.id] = session
+        return session
+
+
+def record_for(db: int, commands: Sequence[list[bytes]], transaction: bool) -> record_pb2.Record:
+    record = record_pb2.Record(db=db, time_ms=wall_ms(), transaction=transaction)
+    for args in commands:
+        record.commands.add().args.extend(args)
+    return record
+
+
+class Connection(asyncio.Protocol):
+    def __init__(self, shim: Shim) -> None:
+        self.shim = shim
+        self.parser = RequestParser()
+        self.encoder = Encoder()
+        self.transport: asyncio.Transport | None = None
+        self.session: Session | None = None
+        self._busy = False  # a task is awaiting a write; it resumes the pump after
+
+    # -- asyncio.Protocol --------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement the interface without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+        peer = transport.get_extra_info("peername") or ("?", 0)
+        sock = transport.get_extra_info("sockname") or ("?", 0)
+        self.session = self.shim.new_session(f"{peer[0]}:{peer[1]}", f"{sock[0]}:{sock[1]}")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.session is not None:
+            self.session.closing = True
+            self.shim.sessions.pop(self.session.id, None)
+        self.transport = None
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed(data)
+        except ProtocolError as exc:
+            self._protocol_error(exc)
+            return
+        if not self._busy:
+            self._pump()
+
+    # -- processing ----------------------------------------------------------------------
+
+    def _pump(self) -> None:
+        """Run commands in order until one must wait for the log; then a task takes over."""
+        session = self.session
+        assert session is not None
+        while self.transport is not None and not session.closing:
+            try:
+                args = self.parser.next_command()
+            except ProtocolError as exc:
+                self._protocol_error(exc)
+                return
+            if args is None:
+                break
+            waiting = self._dispatch(session, args)
+            if waiting is not None:
+                self._busy = True
+                asyncio.get_running_loop().create_task(self._await_then_pump(waiting))
+                break
+        self._flush()
+        if session.closing and self.transport is not None and not self._busy:
+            self.transport.close()
+
+    async def _await_then_pump(self, waiting: asyncio.Future[Reply]) -> None:
+        try:
+            reply = await waiting
+        except Exception as exc:  # never leave the client without an answer
+            reply = Error(f"ERR memlog: {exc}")
+        self.encoder.write(reply)
+        self._busy = False
+        self._pump()
+
+    def _flush(self) -> None:
+        if self.transport is not None and len(self.encoder):
+            self.transport.write(self.encoder.take())
+
+    def _protocol_error(self, exc: ProtocolError) -> None:
+        if exc.send_reply:
+            self.encoder.write(Error(exc.message))
+        self._flush()
+        if self.transport is not None:
+            self.transport.close()
+
+    def _dispatch(self, session: Session, args: list[bytes]) -> asyncio.Future[Reply] | None:
+        """Answer a command now (None) or return the future of its reply."""
+        spec = lookup(args)
+        name = args[0].lower().decode("utf-8", "surrogateescape")
+        session.last_command = spec.full_name if spec else name
+        session.last_active_ms = wall_ms()
+        error = self._check(spec, args)
+        if session.in_multi and name not in ("exec", "discard", "multi", "watch", "quit", "reset"):
+            if error is not None:
+                session.multi_error = True
+                self.encoder.write(Error(error))
+            else:
+                session.queued.append(args)
+                self.encoder.write(Status("QUEUED"))
+            return None
+        if error is not None:
+            self.encoder.write(Error(error))
+            return None
+        assert spec is not None
+        if name in SESSION_COMMANDS and not spec.container:
+            return self._session_command(session, name, args)
+        if spec.is_write:
+            return self.shim.writer.submit(record_for(session.db, [args], transaction=False))
+        if session.linearizable:
+            return self._after_barrier(session, args)
+        self.encoder.write(self._read(session, args))
+        return None
+
+    def _check(self, spec: Command | None, args: list[bytes]) -> str | None:
+        """Redis's central checks (processCommand): unknown command, arity."""
+        if spec is None:
+            return errors.unknown_command(args[0], args[1:])
+        if spec.handler is None:  # a container without a known subcommand
+            if len(args) < 2:
+                return errors.wrong_number_of_arguments(spec.name)
+            return errors.unknown_subcommand(args[0], args[1])
+        if not spec.arity_ok(len(args) - (1 if spec.container else 0)):
+            return errors.wrong_number_of_arguments(spec.full_name)
+        return None
+
+    def _read(self, session: Session, args: list[bytes]) -> Reply:
+        ctx = Ctx(self.shim.applier.keyspace, session.db, wall_ms(), 0, self.shim.read_rng)
+        ctx.session = session
+        return run(ctx, args)
+
+    def _after_barrier(self, session: Session, args: list[bytes]) -> asyncio.Future[Reply]:
+        async def barrier_then_read() -> Reply:
+            await self.shim.read_barrier()
+            return self._read(session, args)
+
+        return asyncio.ensure_future(barrier_then_read())
+
+    # -- commands that change the connection -----------------------------------------------
+
+    def _session_command(
+        self, session: Session, name: str, args: list[bytes]
+    ) -> asyncio.Future[Reply] | None:
+        reply: Reply
+        if name == "select":
+            try:
+                session.db = select_index(args[1])
+            except CommandError as exc:
+                reply = Error(exc.message)
+            else:
+                reply = OK
+        elif name == "quit":
+            reply = OK
+            session.closing = True
+        elif name == "reset":
+            self._reset(session)
+            reply = Status("RESET")
+        elif name == "hello":
+            reply = self._hello(session, args[1:])
+        elif name == "multi":
+            if session.in_multi:
+                reply = Error("ERR MULTI calls can not be nested")
+            else:
+                session.in_multi = True
+                reply = OK
+        elif name == "discard":
+            if not session.in_multi:
+                reply = Error("ERR DISCARD without MULTI")
+            else:
+                self._end_multi(session)
+                reply = OK
+        elif name == "watch":
+            if session.in_multi:
+                reply = Error("ERR WATCH inside MULTI is not allowed")
+            else:
+                if not session.watched:
+                    session.watch_index = self.shim.applier.applied_index
+                session.watched.extend((session.db, key) for key in args[1:])
+                reply = OK
+        elif name == "unwatch":
+            session.watched.clear()
+            reply = OK
+        else:  # exec
+            return self._exec(session)
+        self.encoder.write(reply)
+        return None
+
+    def _exec(self, session: Session) -> asyncio.Future[Reply] | None:
+        if not session.in_multi:
+            self.encoder.write(Error("ERR EXEC without MULTI"))
+            return None
+        queued, watched, watch_index = session.queued, session.watched, session.watch_index
+        failed = session.multi_error
+        self._end_multi(session)
+        session.watched = []
+        if failed:
+            self.encoder.write(Error("EXECABORT Transaction discarded because of previous errors."))
+            return None
+        writes = any((spec := lookup(a)) is not None and spec.is_write for a in queued)
+        if not writes:
+            # Only reads: run them here, atomically (nothing else runs meanwhile).
+            keyspace = self.shim.applier.keyspace
+            if any(keyspace.dbs[db].last_change(key) > watch_index for db, key in watched):
+                self.encoder.write(NULL_ARRAY)
+            else:
+                self.encoder.write([self._read(session, a) for a in queued])
+            return None
+        record = record_for(session.db, queued, transaction=True)
+        record.watch_index = watch_index
+        for db, key in watched:
+            record.watched.add(db=db, key=key)
+        for args in queued:  # SELECT inside the transaction moves the connection too
+            if args[0].lower() == b"select":
+                with contextlib.suppress(CommandError):
+                    session.db = select_index(args[1])
+        return self.shim.writer.submit(record)
+
+    def _end_multi(self, session: Session) -> None:
+        session.in_multi = False
+        session.multi_error = False
+        session.queued = []
+
+    def _reset(self, session: Session) -> None:
+        self._end_multi(session)
+        session.watched = []
+        session.db = 0
+        session.protocol = 2
+        self.encoder.protocol = 2
+        session.name = b""
+        session.linearizable = self.shim.config.linearizable_reads
+
+    def _hello(self, session: Session, args: list[bytes]) -> Reply:
+        protocol = session.protocol
+        i = 0
+        if args:
+            try:
+                protocol = int(args[0])
+            except ValueError:
+                return Error("ERR Protocol version is not an integer or out of range")
+            if protocol not in (2, 3):
+                return Error("NOPROTO unsupported protocol version")
+            i = 1
+        name: bytes | None = None
+        while i < len(args):
+            opt = args[i].upper()
+            if opt == b"SETNAME" and i + 1 < len(args):
+                name = args[i + 1]
+                i += 2
+            elif opt == b"AUTH" and i + 2 < len(args):
+                return Error("WRONGPASS invalid username-password pair or user is disabled.")
+            else:
+                return Error(
+                    f"ERR Syntax error in HELLO option '{errors.text_from_bytes(args[i])}'"
+                )
+        if name is not None:
+            session.name = name
+        session.protocol = protocol
+        self.encoder.protocol = protocol
+        return {
+            b"server": b"redis",
+            b"version": REDIS_VERSION.encode(),
+            b"proto": protocol,
+            b"id": session.id,
+            b"mode": b"standalone",
+            b"role": b"master",
+            b"modules": [],
+        }

@@ -1,0 +1,184 @@
+"""Real processes for the shim's tests: a Debian `redis-server` as the oracle, and a memlog
+deployment (three log nodes + shims) on free ports of 127.0.0.1. Everything is stopped by
+PID when the fixture ends.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis
+
+from logsvc.local import LocalCluster
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def free_port_block(count: int) -> int:
+    """A first port with count free ports after it (checked, not reserved)."""
+    for _ in range(50):
+        base = free_port()
+        try:
+            for offset in range(count):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", base + offset))
+        except OSError:
+            continue
+        return base
+    raise RuntimeError("no block of free ports found")
+
+
+def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise TimeoutError(f"timed out after {timeout_s}s waiting for {what}")
+
+
+def _answers_ping(port: int) -> bool:
+    try:
+        return bool(redis.Redis(port=port, socket_timeout=1).ping())
+    except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError):
+        return False
+
+
+def stop_process(proc: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGCONT)
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@dataclass
+class RedisServer:
+    """The oracle: Debian's redis-server, in-memory only."""
+
+    root: Path
+    port: int = 0
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, extra: Sequence[str] = ()) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
+        self.port = free_port()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.root), *extra],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        wait_until(lambda: _answers_ping(self.port), 20, f"redis-server on {self.port}")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process(self.proc)
+
+
+@dataclass
+class Memlog:
+    """Three log nodes (zones a, b, c) and `shims` shims, as `memlog up` runs them."""
+
+    root: Path
+    shims: int = 1
+    cluster: LocalCluster | None = None
+    shim_ports: list[int] = field(default_factory=list)
+    shim_procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def start(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.cluster = LocalCluster(
+            data_dir=self.root,
+            base_port=free_port_block(3),
+            extra_args=["--tick-ms", "10", "--election-ticks", "15", "--heartbeat-ticks", "3"],
+        )
+        self.cluster.start()
+        self.cluster.wait_for_leader()
+        for i in range(self.shims):
+            self.start_shim(i)
+
+    def shim_command(self, i: int) -> list[str]:
+        assert self.cluster is not None
+        zone = self.cluster.zones[i % len(self.cluster.zones)]
+        return [
+            sys.executable, "-m", "cacheshim.cli", "serve",
+            "--listen", f"127.0.0.1:{self.shim_ports[i]}",
+            "--log", ",".join(self.cluster.addresses()),
+            "--local-log", self.cluster.address(zone),
+            "--shim-id", f"shim-{i + 1}", "--zone", zone,
+        ]  # fmt: skip
+
+    def start_shim(self, i: int) -> None:
+        if i == len(self.shim_ports):
+            self.shim_ports.append(free_port())
+            self.shim_procs.append(None)  # type: ignore[arg-type]
+        log_file = open(self.root / f"shim-{i + 1}.log", "ab")  # noqa: SIM115
+        proc = subprocess.Popen(self.shim_command(i), stdout=log_file, stderr=subprocess.STDOUT)
+        log_file.close()
+        self.shim_procs[i] = proc
+        port = self.shim_ports[i]
+        wait_until(lambda: _answers_ping(port) or proc.poll() is not None, 60, f"shim {i + 1}")
+        if proc.poll() is not None:
+            raise RuntimeError(f"shim {i + 1} exited: {self.log_tail(f'shim-{i + 1}.log')}")
+
+    def log_tail(self, name: str, lines: int = 30) -> str:
+        path = self.root / name
+        if not path.exists():
+            return ""
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self) -> None:
+        for proc in self.shim_procs:
+            if proc is not None:
+                stop_process(proc)
+        if self.cluster is not None:
+            self.cluster.stop()
+
+
+def client(port: int, protocol: int = 2) -> redis.Redis:
+    return redis.Redis(port=port, protocol=protocol, socket_timeout=15)
+
+
+Outcome = tuple[str, object]
+
+
+def execute(conn: redis.Redis, *args: object) -> object:
+    """redis-py's execute_command, typed (redis-py leaves it untyped)."""
+    return conn.execute_command(*args)  # type: ignore[no-untyped-call]
+
+
+def outcome(conn: redis.Redis, args: Sequence[object]) -> Outcome:
+    """("ok", reply) or ("err", message): what a command did, comparable across servers."""
+    try:
+        return ("ok", execute(conn, *args))
+    except redis.ResponseError as exc:
+        return ("err", str(exc))
+
+
+def compare(
+    oracle: redis.Redis, subject: redis.Redis, commands: Sequence[Sequence[object]]
+) -> None:
+    """Send each command to both servers; replies and errors must match exactly."""
+    for args in commands:
+        want = outcome(oracle, args)
+        got = outcome(subject, args)
+        assert got == want, f"{list(args)!r}: redis-server said {want!r}, memlog said {got!r}"
