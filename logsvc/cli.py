@@ -36,7 +36,11 @@ def add_env_flag(parser: argparse.ArgumentParser, prefix: str, flag: str, **kwar
     help_text = str(kwargs.pop("help", ""))
     required = bool(kwargs.pop("required", False))
     if env in os.environ:
-        kwargs["default"] = os.environ[env]
+        value = os.environ[env]
+        if kwargs.get("action") == "store_true":
+            kwargs["default"] = value.strip().lower() in ("1", "true", "yes", "on")
+        else:
+            kwargs["default"] = value
         required = False
     parser.add_argument(
         flag,
@@ -78,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     tail = sub.add_parser("tail", help="print INDEX<TAB>PAYLOAD per committed record")
     _add(tail, "--addr", required=True, help="node address(es), comma separated")
     _add(tail, "--from", dest="from_index", type=int, default=1, help="first index")
-    tail.add_argument("--follow", action="store_true", help="keep tailing new records")
+    _add(tail, "--follow", action="store_true", help="keep tailing new records")
 
     status = sub.add_parser("status", help="print a node's status as JSON")
     _add(status, "--addr", required=True, help="node address")

@@ -65,7 +65,7 @@ class LogClient:
         addresses: Sequence[str],
         producer_id: str | None = None,
         timeout_s: float = 30.0,
-        attempt_timeout_s: float = 6.0,
+        attempt_timeout_s: float = 3.0,
     ) -> None:
         if not addresses:
             raise ValueError("at least one address is needed")
@@ -163,6 +163,7 @@ class LogClient:
         addresses = [address] if address else self.addresses
         attempt = 0
         delay = RETRY_S_MIN
+        give_up_at: float | None = None
         while True:
             target = addresses[attempt % len(addresses)]
             try:
@@ -171,6 +172,7 @@ class LogClient:
                 )
                 async for response in stream:
                     delay = RETRY_S_MIN
+                    give_up_at = None
                     for record in response.records:
                         if record.index == next_index:
                             next_index += 1
@@ -189,25 +191,40 @@ class LogClient:
                 ):
                     raise LogClientError(f"{target}: {exc.details()}", exc.code()) from exc
             attempt += 1
+            if not follow:
+                loop = asyncio.get_running_loop()
+                if give_up_at is None:
+                    give_up_at = loop.time() + self.timeout_s
+                elif loop.time() > give_up_at:
+                    raise LogClientError(
+                        f"no node served the read from index {next_index} within {self.timeout_s}s"
+                    )
             await asyncio.sleep(delay)
             delay = min(delay * 2, RETRY_S_MAX)
 
     async def read_index(self, address: str | None = None) -> int:
-        response = await self.stub(address or self._next_address()).ReadIndex(
-            log_pb2.ReadIndexRequest(), timeout=self.attempt_timeout_s
-        )
+        target = address or self._next_address()
+        try:
+            response = await self.stub(target).ReadIndex(
+                log_pb2.ReadIndexRequest(), timeout=self.attempt_timeout_s
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _client_error(target, exc) from exc
         return response.read_index
 
     async def status(self, address: str) -> log_pb2.StatusResponse:
-        return await self.stub(address).Status(
-            log_pb2.StatusRequest(), timeout=self.attempt_timeout_s
-        )
+        try:
+            return await self.stub(address).Status(
+                log_pb2.StatusRequest(), timeout=self.attempt_timeout_s
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _client_error(address, exc) from exc
 
     async def find_leader(self) -> str | None:
         for address in self.addresses:
             try:
                 st = await self.status(address)
-            except grpc.aio.AioRpcError:
+            except LogClientError:
                 continue
             if st.role == "leader":
                 return address
@@ -217,7 +234,15 @@ class LogClient:
 
     async def trim(self, before_index: int) -> int:
         address = await self.find_leader() or self.addresses[0]
-        response = await self.stub(address).Trim(
-            log_pb2.TrimRequest(before_index=before_index), timeout=self.attempt_timeout_s
-        )
+        try:
+            response = await self.stub(address).Trim(
+                log_pb2.TrimRequest(before_index=before_index), timeout=self.attempt_timeout_s
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _client_error(address, exc) from exc
         return response.first_index
+
+
+def _client_error(address: str, exc: grpc.aio.AioRpcError) -> LogClientError:
+    kind = _metadata(exc).get(ERROR_KIND_KEY, "")
+    return LogClientError(f"{address}: {exc.code().name}: {exc.details()}", exc.code(), kind)

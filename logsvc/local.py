@@ -51,13 +51,25 @@ class LocalCluster:
         ]  # fmt: skip
 
     def start(self) -> None:
-        (self.data_dir / "log").mkdir(parents=True, exist_ok=True)
         for node_id in self.zones:
-            log_file = open(self.data_dir / f"logsvc-{node_id}.log", "ab")  # noqa: SIM115
-            self.processes[node_id] = subprocess.Popen(
-                self.command(node_id), stdout=log_file, stderr=subprocess.STDOUT
-            )
-            log_file.close()
+            self.start_node(node_id)
+
+    def start_node(self, node_id: str) -> None:
+        (self.data_dir / "log").mkdir(parents=True, exist_ok=True)
+        log_file = open(self.data_dir / f"logsvc-{node_id}.log", "ab")  # noqa: SIM115
+        self.processes[node_id] = subprocess.Popen(
+            self.command(node_id), stdout=log_file, stderr=subprocess.STDOUT
+        )
+        log_file.close()
+
+    def kill_node(self, node_id: str) -> None:
+        """SIGKILL one node (by PID) and reap it."""
+        proc = self.processes[node_id]
+        proc.kill()
+        proc.wait()
+
+    def node_at(self, address: str) -> str:
+        return next(z for z in self.zones if self.address(z) == address)
 
     def wait_for_leader(self, timeout_s: float = 20.0) -> str:
         """The leader's address, once one node leads and the others agree."""
@@ -66,25 +78,23 @@ class LocalCluster:
     async def _wait_for_leader(self, timeout_s: float) -> str:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            for node_id, proc in self.processes.items():
-                if proc.poll() is not None:
-                    raise RuntimeError(
-                        f"logsvc {node_id} exited with {proc.returncode}; see "
-                        f"{self.data_dir / f'logsvc-{node_id}.log'}"
-                    )
-            leaders: set[str] = set()
-            for address in self.addresses():
-                async with grpc.aio.insecure_channel(address) as channel:
+            # Nodes that answer must agree on one leader, and a majority must answer.
+            leaders: list[str] = []
+            for node_id in self.processes:
+                if self.processes[node_id].poll() is not None:
+                    continue
+                async with grpc.aio.insecure_channel(self.address(node_id)) as channel:
                     try:
                         st = await log_pb2_grpc.LogStub(channel).Status(
                             log_pb2.StatusRequest(), timeout=1.0
                         )
                     except grpc.aio.AioRpcError:
-                        leaders.add("?")
                         continue
-                    leaders.add(st.header.leader_address or "?")
-            if len(leaders) == 1 and "?" not in leaders:
-                return leaders.pop()
+                    leaders.append(st.header.leader_address)
+            majority = len(self.zones) // 2 + 1
+            alive = {self.address(n) for n, p in self.processes.items() if p.poll() is None}
+            if len(leaders) >= majority and len(set(leaders)) == 1 and leaders[0] in alive:
+                return leaders[0]
             await asyncio.sleep(0.05)
         raise TimeoutError(f"no leader agreed on within {timeout_s}s")
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import bisect
 from collections import OrderedDict
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 from logsvc.raft import Entry, EntryType, InvariantViolation
@@ -29,7 +30,7 @@ def decode_payload(data: bytes) -> entry_pb2.EntryPayload:
 
 
 class RecordState:
-    def __init__(self, dedup_sequences_max: int = 256) -> None:
+    def __init__(self, dedup_sequences_max: int = 256, producers_max: int = 10_000) -> None:
         self.dedup_sequences_max = dedup_sequences_max
         # Retained batches in log order (parallel lists for bisect).
         self._raft_indexes: list[int] = []
@@ -39,10 +40,10 @@ class RecordState:
         # boundary learns it from the first batch it applies).
         self.next_index: int | None = 1
         self.applied_raft_index = 0
-        # producer -> sequence -> (first, last), the newest dedup_sequences_max of each.
-        self._producers: dict[str, OrderedDict[int, tuple[int, int]]] = {}
-        # Largest sequence applied per producer (kept after the window forgets it).
-        self._producer_high: dict[str, int] = {}
+        # producer -> its dedup state; least recently appending producers first, and at
+        # most producers_max of them (evicted in log order, so identically everywhere).
+        self.producers_max = producers_max
+        self._producers: OrderedDict[str, ProducerWindow] = OrderedDict()
 
     # -- apply ---------------------------------------------------------------------
 
@@ -69,6 +70,7 @@ class RecordState:
         if kind == "batch":
             return self._apply_batch(entry.index, payload.batch)
         if kind == "trim":
+            self.merge_producers(payload.trim.producers)
             return self.apply_trim(payload.trim.before_index)
         return None
 
@@ -85,12 +87,9 @@ class RecordState:
         self.next_index = batch.first_index + count
         applied = AppliedBatch(raft_index, batch.first_index, batch.first_index + count - 1)
         if batch.producer_id:
-            window = self._producers.setdefault(batch.producer_id, OrderedDict())
-            window[batch.sequence] = (applied.first_index, applied.last_index)
-            while len(window) > self.dedup_sequences_max:
-                window.popitem(last=False)
-            high = self._producer_high.get(batch.producer_id, 0)
-            self._producer_high[batch.producer_id] = max(high, batch.sequence)
+            self._remember(
+                batch.producer_id, batch.sequence, applied.first_index, applied.last_index
+            )
         return applied
 
     def apply_trim(self, before_index: int) -> int | None:
@@ -138,10 +137,70 @@ class RecordState:
         return self._first_indexes[pos] + self._counts[pos] - 1
 
     def duplicate(self, producer_id: str, sequence: int) -> tuple[int, int] | None:
-        window = self._producers.get(producer_id)
-        if window is None:
-            return None
-        return window.get(sequence)
+        state = self._producers.get(producer_id)
+        return None if state is None else state.sequences.get(sequence)
 
     def producer_high(self, producer_id: str) -> int:
-        return self._producer_high.get(producer_id, 0)
+        state = self._producers.get(producer_id)
+        return 0 if state is None else state.high
+
+    # -- the dedup table -----------------------------------------------------------------
+
+    def _remember(self, producer_id: str, sequence: int, first: int, last: int) -> None:
+        state = self._producers.get(producer_id)
+        if state is None:
+            state = self._producers[producer_id] = ProducerWindow()
+        else:
+            self._producers.move_to_end(producer_id)
+        state.sequences[sequence] = (first, last)
+        state.sequences.move_to_end(sequence)
+        while len(state.sequences) > self.dedup_sequences_max:
+            state.sequences.popitem(last=False)
+        state.high = max(state.high, sequence)
+        while len(self._producers) > self.producers_max:
+            self._producers.popitem(last=False)
+
+    def producers_snapshot(self) -> list[entry_pb2.ProducerState]:
+        """The dedup table, for a trim command to carry past the trim boundary."""
+        return [
+            entry_pb2.ProducerState(
+                producer_id=producer_id,
+                high_sequence=state.high,
+                sequences=list(state.sequences),
+                first_indexes=[f for f, _ in state.sequences.values()],
+                last_indexes=[last for _, last in state.sequences.values()],
+            )
+            for producer_id, state in self._producers.items()
+        ]
+
+    def merge_producers(self, producers: Iterable[entry_pb2.ProducerState]) -> None:
+        """Fold in a trim's copy of the table (what a replay from the boundary lacks)."""
+        for ps in producers:
+            state = self._producers.get(ps.producer_id)
+            if state is None:
+                state = ProducerWindow()
+                # Producers known only from the copy rank as the least recent.
+                self._producers[ps.producer_id] = state
+                self._producers.move_to_end(ps.producer_id, last=False)
+            known = state.sequences
+            merged = OrderedDict(
+                (seq, (first, last))
+                for seq, first, last in zip(
+                    ps.sequences, ps.first_indexes, ps.last_indexes, strict=True
+                )
+                if seq not in known
+            )
+            merged.update(known)
+            state.sequences = merged
+            while len(state.sequences) > self.dedup_sequences_max:
+                state.sequences.popitem(last=False)
+            state.high = max(state.high, ps.high_sequence)
+        while len(self._producers) > self.producers_max:
+            self._producers.popitem(last=False)
+
+
+@dataclass(slots=True)
+class ProducerWindow:
+    high: int = 0
+    # sequence -> (first, last) record indexes, oldest first
+    sequences: OrderedDict[int, tuple[int, int]] = field(default_factory=OrderedDict)

@@ -24,7 +24,7 @@ log = logging.getLogger("logsvc.server")
 LOG_SERVICE = log_pb2.DESCRIPTOR.services_by_name["Log"].full_name
 PEER_SERVICE = peer_pb2.DESCRIPTOR.services_by_name["Peer"].full_name
 HEALTH_INTERVAL_S = 0.25
-GRACE_S = 5.0
+GRACE_S = 1.0
 
 
 class LogServicer(log_pb2_grpc.LogServicer):
@@ -182,5 +182,8 @@ async def serve(config: NodeConfig) -> None:
     log.info("logsvc %s shutting down", config.id)
     watcher.cancel()
     await health_servicer.enter_graceful_shutdown()
-    await server.stop(GRACE_S)
+    # Leadership first, so appends move on at once; then the node (failing what still
+    # waits, ending tails and peer streams); then whatever calls remain.
+    await node.hand_off()
     await node.stop()
+    await server.stop(GRACE_S)

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15logsvc/v1/entry.proto\x12\tlogsvc.v1\"Z\n\x0bRecordBatch\x12\x13\n\x0b\x66irst_index\x18\x01 \x01(\x04\x12\x0f\n\x07records\x18\x02 \x03(\x0c\x12\x13\n\x0bproducer_id\x18\x03 \x01(\t\x12\x10\n\x08sequence\x18\x04 \x01(\x04\"#\n\x0bTrimCommand\x12\x14\n\x0c\x62\x65\x66ore_index\x18\x01 \x01(\x04\"g\n\x0c\x45ntryPayload\x12\'\n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32\x16.logsvc.v1.RecordBatchH\x00\x12&\n\x04trim\x18\x02 \x01(\x0b\x32\x16.logsvc.v1.TrimCommandH\x00\x42\x06\n\x04kind\"=\n\x0fHardStateRecord\x12\x0c\n\x04term\x18\x01 \x01(\x04\x12\x0c\n\x04vote\x18\x02 \x01(\t\x12\x0e\n\x06\x63ommit\x18\x03 \x01(\x04\"-\n\x0e\x42oundaryRecord\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x0c\n\x04term\x18\x02 \x01(\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15logsvc/v1/entry.proto\x12\tlogsvc.v1\"Z\n\x0bRecordBatch\x12\x13\n\x0b\x66irst_index\x18\x01 \x01(\x04\x12\x0f\n\x07records\x18\x02 \x03(\x0c\x12\x13\n\x0bproducer_id\x18\x03 \x01(\t\x12\x10\n\x08sequence\x18\x04 \x01(\x04\"P\n\x0bTrimCommand\x12\x14\n\x0c\x62\x65\x66ore_index\x18\x01 \x01(\x04\x12+\n\tproducers\x18\x02 \x03(\x0b\x32\x18.logsvc.v1.ProducerState\"{\n\rProducerState\x12\x13\n\x0bproducer_id\x18\x01 \x01(\t\x12\x15\n\rhigh_sequence\x18\x02 \x01(\x04\x12\x11\n\tsequences\x18\x03 \x03(\x04\x12\x15\n\rfirst_indexes\x18\x04 \x03(\x04\x12\x14\n\x0clast_indexes\x18\x05 \x03(\x04\"g\n\x0c\x45ntryPayload\x12\'\n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32\x16.logsvc.v1.RecordBatchH\x00\x12&\n\x04trim\x18\x02 \x01(\x0b\x32\x16.logsvc.v1.TrimCommandH\x00\x42\x06\n\x04kind\"=\n\x0fHardStateRecord\x12\x0c\n\x04term\x18\x01 \x01(\x04\x12\x0c\n\x04vote\x18\x02 \x01(\t\x12\x0e\n\x06\x63ommit\x18\x03 \x01(\x04\"-\n\x0e\x42oundaryRecord\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x0c\n\x04term\x18\x02 \x01(\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,11 +34,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RECORDBATCH']._serialized_start=36
   _globals['_RECORDBATCH']._serialized_end=126
   _globals['_TRIMCOMMAND']._serialized_start=128
-  _globals['_TRIMCOMMAND']._serialized_end=163
-  _globals['_ENTRYPAYLOAD']._serialized_start=165
-  _globals['_ENTRYPAYLOAD']._serialized_end=268
-  _globals['_HARDSTATERECORD']._serialized_start=270
-  _globals['_HARDSTATERECORD']._serialized_end=331
-  _globals['_BOUNDARYRECORD']._serialized_start=333
-  _globals['_BOUNDARYRECORD']._serialized_end=378
+  _globals['_TRIMCOMMAND']._serialized_end=208
+  _globals['_PRODUCERSTATE']._serialized_start=210
+  _globals['_PRODUCERSTATE']._serialized_end=333
+  _globals['_ENTRYPAYLOAD']._serialized_start=335
+  _globals['_ENTRYPAYLOAD']._serialized_end=438
+  _globals['_HARDSTATERECORD']._serialized_start=440
+  _globals['_HARDSTATERECORD']._serialized_end=501
+  _globals['_BOUNDARYRECORD']._serialized_start=503
+  _globals['_BOUNDARYRECORD']._serialized_end=548
 # @@protoc_insertion_point(module_scope)

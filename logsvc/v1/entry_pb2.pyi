@@ -51,24 +51,69 @@ Global___RecordBatch: _TypeAlias = RecordBatch  # noqa: Y015
 
 @_typing.final
 class TrimCommand(_message.Message):
-    """A replicated Trim: every node drops the records before before_index once applied."""
+    """A replicated Trim: every node drops the records before before_index once applied.
+    It carries the leader's deduplication table, so that a node which later replays the log
+    from the trim boundary still recognises retries of appends that were trimmed away.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     BEFORE_INDEX_FIELD_NUMBER: _builtins.int
+    PRODUCERS_FIELD_NUMBER: _builtins.int
     before_index: _builtins.int
+    @_builtins.property
+    def producers(self) -> _containers.RepeatedCompositeFieldContainer[Global___ProducerState]: ...
     def __init__(
         self,
         *,
         before_index: _builtins.int = ...,
+        producers: _abc.Iterable[Global___ProducerState] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["before_index", b"before_index"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["before_index", b"before_index", "producers", b"producers"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TrimCommand: _TypeAlias = TrimCommand  # noqa: Y015
+
+@_typing.final
+class ProducerState(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PRODUCER_ID_FIELD_NUMBER: _builtins.int
+    HIGH_SEQUENCE_FIELD_NUMBER: _builtins.int
+    SEQUENCES_FIELD_NUMBER: _builtins.int
+    FIRST_INDEXES_FIELD_NUMBER: _builtins.int
+    LAST_INDEXES_FIELD_NUMBER: _builtins.int
+    producer_id: _builtins.str
+    high_sequence: _builtins.int
+    @_builtins.property
+    def sequences(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """parallel lists: a remembered sequence..."""
+
+    @_builtins.property
+    def first_indexes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """...and the records it appended"""
+
+    @_builtins.property
+    def last_indexes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    def __init__(
+        self,
+        *,
+        producer_id: _builtins.str = ...,
+        high_sequence: _builtins.int = ...,
+        sequences: _abc.Iterable[_builtins.int] | None = ...,
+        first_indexes: _abc.Iterable[_builtins.int] | None = ...,
+        last_indexes: _abc.Iterable[_builtins.int] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["first_indexes", b"first_indexes", "high_sequence", b"high_sequence", "last_indexes", b"last_indexes", "producer_id", b"producer_id", "sequences", b"sequences"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProducerState: _TypeAlias = ProducerState  # noqa: Y015
 
 @_typing.final
 class EntryPayload(_message.Message):
