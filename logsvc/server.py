@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 from collections.abc import AsyncIterator
 from typing import Any, NoReturn
 
@@ -25,6 +26,7 @@ LOG_SERVICE = log_pb2.DESCRIPTOR.services_by_name["Log"].full_name
 PEER_SERVICE = peer_pb2.DESCRIPTOR.services_by_name["Peer"].full_name
 HEALTH_INTERVAL_S = 0.25
 GRACE_S = 1.0
+SWITCH_INTERVAL_S = 0.0005
 
 
 class LogServicer(log_pb2_grpc.LogServicer):
@@ -152,6 +154,9 @@ async def _watch_health(node: LogNode, servicer: health.aio.HealthServicer) -> N
 
 async def serve(config: NodeConfig) -> None:
     """Run a node until SIGTERM or SIGINT, then shut down gracefully."""
+    # The writer thread's fsync returns while the event loop may hold the GIL; a short
+    # switch interval hands it over in well under a millisecond (default: 5 ms).
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     node = LogNode(config)
     server = grpc.aio.server(
         options=[
