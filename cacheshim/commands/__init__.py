@@ -168,4 +168,4 @@ def lookup(args: list[bytes]) -> Command | None:
 
 def load_all() -> None:
     """Import every handler module so that its commands are registered."""
-    from cacheshim.commands import connection, keys, server, session, strings  # noqa: F401
+    from cacheshim.commands import connection, keys, memlog, server, session, strings  # noqa: F401
