@@ -344,7 +344,7 @@ class LogNode:
             if inflight is not None:
                 first, last = await self._wait(inflight)
                 return first, last, True
-            if sequence <= self.records.producer_high(producer_id):
+            if self.records.too_old(producer_id, sequence):
                 raise FailedPrecondition(
                     f"sequence {sequence} of producer {producer_id!r} is older than its "
                     "deduplication window; use a new sequence"

@@ -144,6 +144,17 @@ class RecordState:
         state = self._producers.get(producer_id)
         return 0 if state is None else state.high
 
+    def too_old(self, producer_id: str, sequence: int) -> bool:
+        """Is sequence older than everything the producer's full window remembers?
+
+        Then a retry of it could not be recognised. (A producer may have several appends
+        in flight, so a sequence below the highest one seen is not by itself a retry.)
+        """
+        state = self._producers.get(producer_id)
+        if state is None or len(state.sequences) < self.dedup_sequences_max:
+            return False
+        return sequence < min(state.sequences)
+
     # -- the dedup table -----------------------------------------------------------------
 
     def _remember(self, producer_id: str, sequence: int, first: int, last: int) -> None:

@@ -82,3 +82,14 @@ def test_restart_at_boundary_learns_numbering_from_the_next_batch() -> None:
     assert state.next_index is None
     state.apply(batch(11, 41, [b"z"]))
     assert (state.first_index(), state.last_index()) == (41, 41)
+
+
+def test_a_sequence_is_too_old_only_below_a_full_window() -> None:
+    state = RecordState(dedup_sequences_max=2)
+    state.apply(batch(1, 1, [b"a"], "p", 1))
+    assert not state.too_old("p", 0)  # window not full yet
+    state.apply(batch(2, 2, [b"b"], "p", 2))
+    state.apply(batch(3, 3, [b"c"], "p", 5))  # appends in flight may commit out of order
+    assert state.too_old("p", 1)  # forgotten: a retry of it could not be recognised
+    assert not state.too_old("p", 3) and not state.too_old("p", 4)  # in flight, not retries
+    assert not state.too_old("q", 1)
