@@ -22,7 +22,7 @@ sim:
 	$(BIN)/python -m tests.sim --seed 1
 
 run:
-	$(BIN)/logsvc up --data ./memlog-data
+	$(BIN)/memlog up --port 6379 --data ./memlog-data
 
 proto:
 	$(BIN)/python proto/generate.py

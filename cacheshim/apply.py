@@ -8,14 +8,18 @@ the same keyspace (`Keyspace.digest` proves it).
 
 from __future__ import annotations
 
+import logging
 import random
 
 from cacheshim import errors
 from cacheshim.commands import Ctx, lookup
+from cacheshim.commands.args import parse_db_index
 from cacheshim.errors import CommandError
-from cacheshim.keyspace import DATABASES, Keyspace
+from cacheshim.keyspace import Keyspace
 from cacheshim.resp import NULL_ARRAY, Error, Reply
 from cacheshim.v1 import record_pb2
+
+log = logging.getLogger("cacheshim.apply")
 
 
 class Applier:
@@ -56,13 +60,13 @@ def run(ctx: Ctx, args: list[bytes]) -> Reply:
         return spec.handler(ctx, rest)
     except CommandError as exc:
         return Error(exc.message)
+    except Exception as exc:
+        # A handler bug must not stop the apply loop (every shim would stop at this record,
+        # again on every replay). The reply is the same on every shim: it names no address.
+        log.exception("command %r failed in apply", args[:1])
+        return Error(f"ERR memlog internal error in '{spec.full_name}': {type(exc).__name__}")
 
 
 def select_index(arg: bytes) -> int:
-    try:
-        db = int(arg)
-    except ValueError:
-        raise CommandError(errors.NOT_AN_INTEGER) from None
-    if not 0 <= db < DATABASES:
-        raise CommandError(errors.DB_INDEX_OUT_OF_RANGE)
-    return db
+    """SELECT's database number, parsed as Redis does (no "+1", " 1" or "1_0")."""
+    return parse_db_index(arg)

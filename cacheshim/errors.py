@@ -62,6 +62,36 @@ NOAUTH: Final = "NOAUTH Authentication required."
 NOPROTO: Final = "NOPROTO unsupported protocol version"
 DB_INDEX_OUT_OF_RANGE: Final = "ERR DB index is out of range"
 
+# --- Keys and strings (db.c, expire.c, t_string.c, object.c) --------------------------------
+
+NO_SUCH_KEY: Final = "ERR no such key"
+SAME_OBJECT: Final = "ERR source and destination objects are the same"
+# getIntFromObjectOrReply: a number that parses as 64-bit but not as a C int.
+NOT_AN_INT32: Final = "ERR value is out of range, value must between -2147483648 and 2147483647"
+# Formatted by invalid_expire_time() with the command's full name.
+INVALID_EXPIRE_TIME: Final = "ERR invalid expire time in '%s' command"
+# Formatted with the option as C prints it (up to a NUL byte), see unsupported_option().
+EXPIRE_UNSUPPORTED_OPTION: Final = "ERR Unsupported option %s"
+EXPIRE_NX_AND_OTHERS: Final = "ERR NX and XX, GT or LT options at the same time are not compatible"
+EXPIRE_GT_AND_LT: Final = "ERR GT and LT options at the same time are not compatible"
+INCR_OVERFLOW: Final = "ERR increment or decrement would overflow"
+DECRBY_OVERFLOW: Final = "ERR decrement would overflow"
+INCR_NAN_OR_INFINITY: Final = "ERR increment would produce NaN or Infinity"
+STRING_TOO_LONG: Final = "ERR string exceeds maximum allowed size (proto-max-bulk-len)"
+OFFSET_OUT_OF_RANGE: Final = "ERR offset is out of range"
+INVALID_CURSOR: Final = "ERR invalid cursor"
+LCS_NOT_STRINGS: Final = "ERR The specified keys must contain string values"
+LCS_LEN_AND_IDX: Final = "ERR If you want both the length and indexes, please just use IDX."
+LCS_STRING_TOO_LONG: Final = "ERR String too long for LCS"
+LCS_TABLE_TOO_BIG: Final = (
+    "ERR Insufficient memory, transient memory for LCS exceeds proto-max-bulk-len"
+)
+OBJECT_FREQ_WITHOUT_LFU: Final = (
+    "ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note "
+    "that when switching between policies at runtime LRU and LFU data will take some time to "
+    "adjust."
+)
+
 # Redis formats these names and arguments with %.128s and a 128-byte budget.
 _ECHO_BYTES_MAX: Final = 128
 
@@ -152,3 +182,13 @@ def wrong_number_of_arguments(full_name: str) -> str:
     """Arity error; ``full_name`` is the table's lower-case name, ``"config|get"`` for a
     subcommand."""
     return WRONG_NUMBER_OF_ARGUMENTS % full_name
+
+
+def invalid_expire_time(full_name: str) -> str:
+    """``invalid expire time in 'set' command``, with the command's full lower-case name."""
+    return INVALID_EXPIRE_TIME % full_name
+
+
+def unsupported_option(option: bytes) -> str:
+    """EXPIRE's ``Unsupported option x``: the option as C's ``%s`` prints it."""
+    return EXPIRE_UNSUPPORTED_OPTION % text_from_bytes(_c_string(option))

@@ -12,10 +12,115 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final, TypeVar
+
+from cacheshim import errors
+from cacheshim.errors import CommandError
+from cacheshim.keyindex import KeyIndex
 
 DATABASES = 16
 
 Value = bytes  # grows a union as types arrive
+
+T = TypeVar("T")
+
+
+# -- strings: plain bytes, and marks of how Redis would have encoded them -------------------
+#
+# Redis keeps a string as "int" when it was stored through tryObjectEncoding and reads as a
+# 64-bit integer, "embstr" up to 44 bytes, "raw" above; but a string grown in place (APPEND,
+# SETRANGE) stays raw, and INCRBYFLOAT's result is never int-encoded. These subclasses carry
+# that history (they are bytes everywhere else), so OBJECT ENCODING answers as Redis does.
+
+EMBSTR_BYTES_MAX: Final = 44  # OBJ_ENCODING_EMBSTR_SIZE_LIMIT
+SHARED_INTEGERS: Final = 10000  # OBJ_SHARED_INTEGERS: 0..9999 are shared objects
+SHARED_REFCOUNT: Final = 2**31 - 1  # OBJ_SHARED_REFCOUNT (INT_MAX)
+
+
+class RawString(bytes):
+    """A string Redis keeps raw whatever it holds: one grown or patched in place."""
+
+    __slots__ = ()
+
+
+class PlainString(bytes):
+    """A string made without the int encoding (INCRBYFLOAT): embstr or raw by length."""
+
+    __slots__ = ()
+
+
+class PrivateInt(bytes):
+    """An int-encoded string in an object of its own, never a shared integer (COPY's)."""
+
+    __slots__ = ()
+
+
+def string_as_int(value: bytes) -> int | None:
+    """The 64-bit integer value spells in Redis's strict form (string2ll), or None: ASCII
+    digits, an optional '-', no '+', no leading zero, no "-0", at most 20 bytes."""
+    if not 0 < len(value) <= 20:
+        return None
+    digits = value[1:] if value[0] == 0x2D else value
+    if not digits.isdigit() or (digits[0] == 0x30 and len(value) > 1):
+        return None
+    number = int(value)
+    return number if -(2**63) <= number < 2**63 else None
+
+
+def string_encoding(value: bytes) -> str:
+    if isinstance(value, RawString):
+        return "raw"
+    if not isinstance(value, PlainString) and string_as_int(value) is not None:
+        return "int"
+    return "embstr" if len(value) <= EMBSTR_BYTES_MAX else "raw"
+
+
+def string_refcount(value: bytes) -> int:
+    if type(value) is bytes:
+        number = string_as_int(value)
+        if number is not None and 0 <= number < SHARED_INTEGERS:
+            return SHARED_REFCOUNT
+    return 1
+
+
+def string_duplicate(value: bytes) -> bytes:
+    # dupStringObject: same encoding, but an int gets an object of its own.
+    if type(value) is bytes and string_refcount(value) == SHARED_REFCOUNT:
+        return PrivateInt(value)
+    return value
+
+
+# -- what each type of value answers to TYPE, OBJECT and COPY -------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ValueKind:
+    name: str  # TYPE's answer, SCAN's TYPE filter
+    encoding: Callable[[Any], str]  # OBJECT ENCODING
+    refcount: Callable[[Any], int]  # OBJECT REFCOUNT
+    duplicate: Callable[[Any], Any]  # COPY: a value that shares nothing mutable
+
+
+KINDS: dict[type, ValueKind] = {}
+
+
+def register_kind(python_type: type, kind: ValueKind) -> None:
+    """Declare the Python type that holds one Redis type (subclasses included)."""
+    KINDS[python_type] = kind
+
+
+def kind_of(value: object) -> ValueKind:
+    for cls in type(value).__mro__:
+        kind = KINDS.get(cls)
+        if kind is not None:
+            return kind
+    raise TypeError(f"no Redis type registered for {type(value).__name__}")
+
+
+register_kind(bytes, ValueKind("string", string_encoding, string_refcount, string_duplicate))
 
 
 class Database:
@@ -28,6 +133,8 @@ class Database:
         # key -> log index of its last change; flushed_at covers keys changed by a flush.
         self.changed_at: dict[bytes, int] = {}
         self.flushed_at = 0
+        # Every key of data in hash buckets: SCAN's cursor order and RANDOMKEY's pick.
+        self.key_index = KeyIndex()
 
     # -- reads (never change anything) -------------------------------------------------
 
@@ -39,6 +146,15 @@ class Database:
         value = self.data.get(key)
         if value is None or self.is_expired(key, now_ms):
             return None
+        return value
+
+    def get_typed(self, key: bytes, now_ms: int, kind: type[T]) -> T | None:
+        """The live value of key if it is a `kind`; None if none; else raise WRONGTYPE."""
+        value = self.get(key, now_ms)
+        if value is None:
+            return None
+        if not isinstance(value, kind):
+            raise CommandError(errors.WRONGTYPE)
         return value
 
     def contains(self, key: bytes, now_ms: int) -> bool:
@@ -57,9 +173,33 @@ class Database:
     def last_change(self, key: bytes) -> int:
         return max(self.changed_at.get(key, 0), self.flushed_at)
 
+    def scan(self, cursor: int, count: int) -> tuple[int, list[bytes]]:
+        """One SCAN step over all keys, expired ones included (see KeyIndex.scan)."""
+        self._check_key_index()
+        return self.key_index.scan(cursor, count)
+
+    def random_key(self, now_ms: int, rng: random.Random) -> bytes | None:
+        """A live key at random, or None if there is none."""
+        self._check_key_index()
+        for _ in range(100):
+            key = self.key_index.random_key(rng)
+            if key is None:
+                return None
+            if not self.is_expired(key, now_ms):
+                return key
+        live = self.live_keys(now_ms)  # mostly expired keys: pick among the live ones
+        return live[rng.randrange(len(live))] if live else None
+
+    def _check_key_index(self) -> None:
+        # Only set/delete/flush keep the index; rebuild it if data was changed around them.
+        if len(self.key_index) != len(self.data):
+            self.key_index.rebuild(self.data)
+
     # -- writes (apply only) ---------------------------------------------------------
 
     def set(self, key: bytes, value: Value, index: int, keep_ttl: bool = False) -> None:
+        if key not in self.data:
+            self.key_index.add(key)
         self.data[key] = value
         if not keep_ttl:
             self.expires.pop(key, None)
@@ -68,6 +208,7 @@ class Database:
     def delete(self, key: bytes, index: int) -> bool:
         if self.data.pop(key, None) is None:
             return False
+        self.key_index.discard(key)
         self.expires.pop(key, None)
         self.changed_at[key] = index
         return True
@@ -75,6 +216,10 @@ class Database:
     def set_expiry(self, key: bytes, when_ms: int, index: int) -> None:
         self.expires[key] = when_ms
         heapq.heappush(self._expiry_heap, (when_ms, key))
+        if len(self._expiry_heap) > 2 * len(self.expires) + 64:
+            # Re-set expiries leave stale pairs behind: rebuild from the live ones (the
+            # same way on every shim, so apply stays deterministic).
+            self._expiry_heap = sorted((w, k) for k, w in self.expires.items())
         self.changed_at[key] = index
 
     def persist(self, key: bytes, index: int) -> bool:
@@ -99,6 +244,7 @@ class Database:
 
     def flush(self, index: int) -> None:
         self.data.clear()
+        self.key_index.clear()
         self.expires.clear()
         self._expiry_heap.clear()
         self.changed_at.clear()
@@ -108,11 +254,13 @@ class Database:
 class Keyspace:
     def __init__(self) -> None:
         self.dbs = [Database(i) for i in range(DATABASES)]
+        # Keys apply removed because they expired (INFO's expired_keys).
+        self.expired_keys = 0
 
     def expire_due(self, now_ms: int, index: int) -> None:
         for db in self.dbs:
             if db.expires:
-                db.expire_due(now_ms, index)
+                self.expired_keys += db.expire_due(now_ms, index)
 
     def digest(self) -> str:
         """A digest of every database's keys, values and expiry times (as DEBUG DIGEST).

@@ -17,15 +17,19 @@ import logging
 import os
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
 from cacheshim import errors
 from cacheshim.apply import Applier, run, select_index
 from cacheshim.commands import Command, Ctx, load_all, lookup
+from cacheshim.commands.args import parse_int
+from cacheshim.commands.connection import valid_client_name
 from cacheshim.errors import CommandError, ProtocolError
 from cacheshim.resp import NULL_ARRAY, OK, Encoder, Error, Reply, RequestParser, Status
+from cacheshim.serverconfig import ServerConfig
+from cacheshim.serverstate import ClientPause, ServerStats
 from cacheshim.v1 import record_pb2
 from logsvc.client import AppendOutcomeUnknown, LogClient, LogClientError
 
@@ -37,6 +41,7 @@ SESSION_COMMANDS = frozenset(
     {"hello", "select", "quit", "reset", "multi", "exec", "discard", "watch", "unwatch"}
 )
 READ_BUFFER_BYTES = 64 * 1024
+APPENDS_IN_FLIGHT_MAX = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +82,14 @@ class Session:
     last_command: str = "NULL"
     last_active_ms: int = 0
     closing: bool = False
+    # CLIENT REPLY: OFF drops every reply, SKIP the next one (see Connection._drop_reply).
+    reply_off: bool = False
+    reply_skip_current: bool = False
+    reply_skip_next: bool = False
+    no_evict: bool = False
+    fd: int = -1
+    # Closes the connection now (CLIENT KILL from another connection).
+    kill: Callable[[], None] | None = None
 
 
 class Writer:
@@ -91,6 +104,7 @@ class Writer:
         self._ids = itertools.count(1)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._appending: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="writer")
@@ -115,20 +129,29 @@ class Writer:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while self._queue:
+            # Several Appends may be in flight: a connection never has writes in two of
+            # them (it waits for its replies before submitting more), so order holds.
+            while self._queue and len(self._appending) < APPENDS_IN_FLIGHT_MAX:
                 batch, self._queue = self._queue, []
-                payloads = [r.SerializeToString() for r, _ in batch]
-                try:
-                    await self.client.append(payloads)
-                except (AppendOutcomeUnknown, LogClientError) as exc:
-                    message = (
-                        "ERR memlog: the write was not confirmed by the log within "
-                        f"{self.timeout_s:g}s (no leader?); it may still be applied: {exc}"
-                    )
-                    for record, fut in batch:
-                        self._waiting.pop(record.proposal_id, None)
-                        if not fut.done():
-                            fut.set_result(Error(message.replace("\r", " ").replace("\n", " ")))
+                task = asyncio.create_task(self._append(batch))
+                self._appending.add(task)
+                task.add_done_callback(self._appending.discard)
+
+    async def _append(self, batch: list[tuple[record_pb2.Record, asyncio.Future[Reply]]]) -> None:
+        payloads = [r.SerializeToString() for r, _ in batch]
+        try:
+            await self.client.append(payloads)
+        except (AppendOutcomeUnknown, LogClientError) as exc:
+            message = (
+                "ERR memlog: the write was not confirmed by the log within "
+                f"{self.timeout_s:g}s (no leader?); it may still be applied: {exc}"
+            )
+            for record, fut in batch:
+                self._waiting.pop(record.proposal_id, None)
+                if not fut.done():
+                    fut.set_result(Error(message.replace("\r", " ").replace("\n", " ")))
+        finally:
+            self._wake.set()
 
 
 class Shim:
@@ -156,6 +179,11 @@ class Shim:
         self.caught_up_index = 0
         self.log_leader = ""
         self.log_commit_index = 0
+        # CONFIG, INFO and CLIENT PAUSE state (local to this shim, never logged).
+        self.server_config = ServerConfig.for_shim(config.host, config.port)
+        self.stats = ServerStats()
+        self.client_pause = ClientPause()
+        self.run_id = os.urandom(20).hex()
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -253,6 +281,9 @@ class Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.session: Session | None = None
         self._busy = False  # a task is awaiting a write; it resumes the pump after
+        # A command read while gathering a pipeline of writes, run after their replies.
+        self._held: list[bytes] | None = None
+        self._plain_writes: set[asyncio.Future[Reply]] = set()
 
     # -- asyncio.Protocol --------------------------------------------------------------
 
@@ -262,6 +293,10 @@ class Connection(asyncio.Protocol):
         peer = transport.get_extra_info("peername") or ("?", 0)
         sock = transport.get_extra_info("sockname") or ("?", 0)
         self.session = self.shim.new_session(f"{peer[0]}:{peer[1]}", f"{sock[0]}:{sock[1]}")
+        raw_socket = transport.get_extra_info("socket")
+        self.session.fd = raw_socket.fileno() if raw_socket is not None else -1
+        self.session.kill = self._kill
+        self.shim.stats.connections_received += 1
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.session is not None:
@@ -270,6 +305,7 @@ class Connection(asyncio.Protocol):
         self.transport = None
 
     def data_received(self, data: bytes) -> None:
+        self.shim.stats.net_input_bytes += len(data)
         try:
             self.parser.feed(data)
         except ProtocolError as exc:
@@ -281,38 +317,107 @@ class Connection(asyncio.Protocol):
     # -- processing ----------------------------------------------------------------------
 
     def _pump(self) -> None:
-        """Run commands in order until one must wait for the log; then a task takes over."""
+        """Run commands in order until one must wait for the log; then a task takes over.
+
+        Consecutive plain writes already received (a pipeline) are all submitted before
+        waiting, so they travel in one Append; their replies still go out in order.
+        """
         session = self.session
         assert session is not None
         while self.transport is not None and not session.closing:
-            try:
-                args = self.parser.next_command()
-            except ProtocolError as exc:
-                self._protocol_error(exc)
-                return
+            args = self._held or self._next_command()
+            self._held = None
             if args is None:
                 break
-            waiting = self._dispatch(session, args)
-            if waiting is not None:
+            if self.shim.client_pause.end_ms and self._paused(session, args):
+                self._held = args  # run first once the pause is over
                 self._busy = True
-                asyncio.get_running_loop().create_task(self._await_then_pump(waiting))
+                asyncio.get_running_loop().create_task(self._await_pause_then_pump())
                 break
+            mark = len(self.encoder)
+            waiting = self._dispatch(session, args)
+            if waiting is None:
+                if session.reply_off or session.reply_skip_current:
+                    self._drop_reply(session, mark)
+                continue
+            pending = [waiting]
+            while self._is_plain_write(session, waiting):
+                follow = self._next_command()
+                if follow is None:
+                    break
+                spec = lookup(follow)
+                if (
+                    spec is None
+                    or not spec.is_write
+                    or spec.container
+                    or self._check(spec, follow) is not None
+                ):
+                    self._held = follow
+                    break
+                waiting = self._dispatch(session, follow)
+                if waiting is None:
+                    break
+                pending.append(waiting)
+            self._busy = True
+            asyncio.get_running_loop().create_task(self._await_then_pump(pending))
+            break
         self._flush()
         if session.closing and self.transport is not None and not self._busy:
             self.transport.close()
 
-    async def _await_then_pump(self, waiting: asyncio.Future[Reply]) -> None:
+    def _next_command(self) -> list[bytes] | None:
         try:
-            reply = await waiting
-        except Exception as exc:  # never leave the client without an answer
-            reply = Error(f"ERR memlog: {exc}")
-        self.encoder.write(reply)
+            return self.parser.next_command()
+        except ProtocolError as exc:
+            self._protocol_error(exc)
+            return None
+
+    def _is_plain_write(self, session: Session, waiting: asyncio.Future[Reply]) -> bool:
+        return not session.in_multi and waiting in self._plain_writes
+
+    async def _await_then_pump(self, pending: list[asyncio.Future[Reply]]) -> None:
+        for waiting in pending:
+            try:
+                reply = await waiting
+            except Exception as exc:  # never leave the client without an answer
+                reply = Error(f"ERR memlog: {exc}")
+            self._plain_writes.discard(waiting)
+            mark = len(self.encoder)
+            self.encoder.write(reply)
+            session = self.session
+            if session is not None and (session.reply_off or session.reply_skip_current):
+                self._drop_reply(session, mark)
         self._busy = False
         self._pump()
 
+    async def _await_pause_then_pump(self) -> None:
+        await self.shim.client_pause.wait()
+        self._busy = False
+        self._pump()
+
+    def _paused(self, session: Session, args: list[bytes]) -> bool:
+        """CLIENT PAUSE: whether this command waits (every command, or the writes)."""
+        spec = lookup(args)
+        is_write = spec is not None and spec.is_write
+        if spec is not None and spec.name == "exec" and not spec.container:
+            is_write = any((s := lookup(a)) is not None and s.is_write for a in session.queued)
+        return self.shim.client_pause.holds(is_write)
+
+    def _drop_reply(self, session: Session, mark: int) -> None:
+        """CLIENT REPLY OFF or SKIP: take back the reply written after mark."""
+        self.encoder.write_raw(self.encoder.take()[:mark])
+        session.reply_skip_current = session.reply_skip_next
+        session.reply_skip_next = False
+
+    def _kill(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
     def _flush(self) -> None:
         if self.transport is not None and len(self.encoder):
-            self.transport.write(self.encoder.take())
+            data = self.encoder.take()
+            self.shim.stats.net_output_bytes += len(data)
+            self.transport.write(data)
 
     def _protocol_error(self, exc: ProtocolError) -> None:
         if exc.send_reply:
@@ -327,8 +432,11 @@ class Connection(asyncio.Protocol):
         name = args[0].lower().decode("utf-8", "surrogateescape")
         session.last_command = spec.full_name if spec else name
         session.last_active_ms = wall_ms()
+        self.shim.stats.commands_processed += 1
         error = self._check(spec, args)
         if session.in_multi and name not in ("exec", "discard", "multi", "watch", "quit", "reset"):
+            if error is None and spec is not None and "no_multi" in spec.flags:
+                error = "ERR Command not allowed inside a transaction"
             if error is not None:
                 session.multi_error = True
                 self.encoder.write(Error(error))
@@ -343,7 +451,9 @@ class Connection(asyncio.Protocol):
         if name in SESSION_COMMANDS and not spec.container:
             return self._session_command(session, name, args)
         if spec.is_write:
-            return self.shim.writer.submit(record_for(session.db, [args], transaction=False))
+            waiting = self.shim.writer.submit(record_for(session.db, [args], transaction=False))
+            self._plain_writes.add(waiting)
+            return waiting
         if session.linearizable:
             return self._after_barrier(session, args)
         self.encoder.write(self._read(session, args))
@@ -357,14 +467,18 @@ class Connection(asyncio.Protocol):
             if len(args) < 2:
                 return errors.wrong_number_of_arguments(spec.name)
             return errors.unknown_subcommand(args[0], args[1])
-        if not spec.arity_ok(len(args) - (1 if spec.container else 0)):
+        # A subcommand's arity counts the container's name too, as in Redis
+        # (object|encoding is 3: OBJECT ENCODING key).
+        if not spec.arity_ok(len(args)):
             return errors.wrong_number_of_arguments(spec.full_name)
         return None
 
     def _read(self, session: Session, args: list[bytes]) -> Reply:
         ctx = Ctx(self.shim.applier.keyspace, session.db, wall_ms(), 0, self.shim.read_rng)
         ctx.session = session
-        return run(ctx, args)
+        reply = run(ctx, args)
+        session.db = ctx.db_index  # SELECT queued in a transaction that only reads
+        return reply
 
     def _after_barrier(self, session: Session, args: list[bytes]) -> asyncio.Future[Reply]:
         async def barrier_then_read() -> Reply:
@@ -465,26 +579,35 @@ class Connection(asyncio.Protocol):
         self.encoder.protocol = 2
         session.name = b""
         session.linearizable = self.shim.config.linearizable_reads
+        session.reply_off = session.reply_skip_current = session.reply_skip_next = False
+        session.no_evict = False
 
     def _hello(self, session: Session, args: list[bytes]) -> Reply:
         protocol = session.protocol
         i = 0
         if args:
             try:
-                protocol = int(args[0])
-            except ValueError:
+                protocol = parse_int(args[0])
+            except CommandError:
                 return Error("ERR Protocol version is not an integer or out of range")
             if protocol not in (2, 3):
-                return Error("NOPROTO unsupported protocol version")
+                return Error(errors.NOPROTO)
             i = 1
         name: bytes | None = None
         while i < len(args):
             opt = args[i].upper()
-            if opt == b"SETNAME" and i + 1 < len(args):
-                name = args[i + 1]
+            if opt == b"AUTH" and i + 2 < len(args):
+                # The only user is "default", with no password (any password is accepted);
+                # like SETNAME, checked as it is read, before later options.
+                if args[i + 1] != b"default":
+                    return Error("WRONGPASS invalid username-password pair or user is disabled.")
+                i += 3
+            elif opt == b"SETNAME" and i + 1 < len(args):
+                try:
+                    name = valid_client_name(args[i + 1])
+                except CommandError as exc:
+                    return Error(exc.message)
                 i += 2
-            elif opt == b"AUTH" and i + 2 < len(args):
-                return Error("WRONGPASS invalid username-password pair or user is disabled.")
             else:
                 return Error(
                     f"ERR Syntax error in HELLO option '{errors.text_from_bytes(args[i])}'"

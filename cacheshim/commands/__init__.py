@@ -64,6 +64,10 @@ class Command:
     handler: Handler | None
     subcommands: dict[str, Command] = field(default_factory=dict)
     container: str | None = None
+    # COMMAND INFO's tips ("nondeterministic_output", "request_policy:all_shards", ...) and
+    # the access flags of its key spec ("RW access update"); empty: derived from the flags.
+    tips: tuple[str, ...] = ()
+    key_spec_flags: tuple[str, ...] = ()
 
     @property
     def is_write(self) -> bool:
@@ -97,6 +101,8 @@ def command(
     summary: str = "",
     complexity: str = "O(1)",
     container: str | None = None,
+    tips: str = "",
+    key_flags: str = "",
 ) -> Callable[[Handler], Handler]:
     """Declare a command (or, with container=, a subcommand) and register its handler."""
 
@@ -115,6 +121,8 @@ def command(
             complexity=complexity,
             handler=handler,
             container=container,
+            tips=tuple(tips.split()),
+            key_spec_flags=tuple(key_flags.split()),
         )
         if container is None:
             existing = COMMANDS.get(spec.name)
@@ -168,4 +176,14 @@ def lookup(args: list[bytes]) -> Command | None:
 
 def load_all() -> None:
     """Import every handler module so that its commands are registered."""
-    from cacheshim.commands import connection, keys, memlog, server, session, strings  # noqa: F401
+    from cacheshim.commands import (  # noqa: F401
+        config,
+        connection,
+        info,
+        introspect,
+        keys,
+        memlog,
+        server,
+        session,
+        strings,
+    )

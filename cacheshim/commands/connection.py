@@ -1,16 +1,73 @@
-"""Connection commands that need no session state (the rest live in cacheshim.session)."""
+"""Connection commands (Redis networking.c): PING, ECHO and CLIENT.
+
+HELLO, SELECT, QUIT and RESET change the connection's protocol state and are carried out by
+the connection itself (see cacheshim.commands.session). CLIENT reads and changes the state of
+this connection and of the shim's others through ``ctx.session`` (a
+:class:`cacheshim.server.Session`); it is introspection, local to the shim, never logged.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
+
 from cacheshim import errors
-from cacheshim.commands import Ctx, command
-from cacheshim.errors import CommandError
-from cacheshim.resp import Reply, Status
+from cacheshim.commands import Ctx, command, container
+from cacheshim.commands.args import parse_int
+from cacheshim.errors import CommandError, text_from_bytes
+from cacheshim.resp import OK, Reply, SetReply, Status, Verbatim
+
+if TYPE_CHECKING:
+    from cacheshim.server import Session
+
+CLIENT_NAME_INVALID: Final = (
+    "ERR Client names cannot contain spaces, newlines or special characters."
+)
+NO_SUCH_CLIENT: Final = "ERR No such client"
+INVALID_CLIENT_ID: Final = "ERR Invalid client ID"
+CLIENT_ID_NOT_POSITIVE: Final = "ERR client-id should be greater than 0"
+UNKNOWN_CLIENT_TYPE: Final = "ERR Unknown client type '%s'"
+NO_SUCH_USER: Final = "ERR No such user '%s'"
+PAUSE_TIMEOUT_NOT_INTEGER: Final = "ERR timeout is not an integer or out of range"
+PAUSE_TIMEOUT_NEGATIVE: Final = "ERR timeout is negative"
+PAUSE_MODE: Final = "ERR CLIENT PAUSE mode must be WRITE or ALL"
+UNBLOCK_REASON: Final = "ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR"
+CACHING_WITHOUT_TRACKING: Final = (
+    "ERR CLIENT CACHING can be called only when the client is in tracking mode with OPTIN or "
+    "OPTOUT mode enabled"
+)
+TRACKING_UNSUPPORTED: Final = (
+    "ERR memlog: client-side caching (CLIENT TRACKING ON) is not supported"
+)
+NEEDS_CONNECTION: Final = (
+    "ERR memlog: %s needs the client's connection; it cannot run inside a MULTI/EXEC "
+    "transaction that also writes"
+)
+# Client types CLIENT LIST TYPE and CLIENT KILL TYPE accept; every shim client is "normal".
+CLIENT_TYPES: Final = frozenset({b"normal", b"master", b"slave", b"replica", b"pubsub"})
+DEFAULT_USER: Final = b"default"
+
+
+def session_of(ctx: Ctx, command_name: str) -> Session:
+    """The connection a command was sent on; an error inside apply (a transaction that
+    writes runs in the log's apply loop, where no connection exists)."""
+    from cacheshim.server import Session
+
+    if isinstance(ctx.session, Session):
+        return ctx.session
+    raise CommandError(NEEDS_CONNECTION % command_name)
+
+
+def help_reply(lines: Iterable[str]) -> Reply:
+    """HELP's answer: a list of status lines, as Redis's addReplyHelp sends it."""
+    return [Status(line) for line in lines]
 
 
 @command(
     "ping", -1, "fast", (0, 0, 0), "fast connection", "connection", "1.0.0",
     "Returns the server's liveliness response.",
+    tips="request_policy:all_shards response_policy:all_succeeded",
 )  # fmt: skip
 def ping(ctx: Ctx, args: list[bytes]) -> Reply:
     if len(args) > 1:
@@ -19,8 +76,367 @@ def ping(ctx: Ctx, args: list[bytes]) -> Reply:
 
 
 @command(
-    "echo", 2, "fast", (0, 0, 0), "fast connection", "connection", "1.0.0",
+    "echo", 2, "loading stale fast", (0, 0, 0), "fast connection", "connection", "1.0.0",
     "Returns the given string.",
 )  # fmt: skip
 def echo(ctx: Ctx, args: list[bytes]) -> Reply:
     return args[0]
+
+
+# -- CLIENT ---------------------------------------------------------------------------------
+
+container(
+    "client", -2, "slow", "connection", "2.4.0",
+    "Inspects and manages client connections.",
+)  # fmt: skip
+
+
+def client_line(session: Session, now_ms: int) -> str:
+    """One line of CLIENT LIST / CLIENT INFO, fields in Redis's order."""
+    flags = ""
+    if session.in_multi:
+        flags += "x"
+    if session.closing:
+        flags += "c"
+    if session.no_evict:
+        flags += "e"
+    multi_mem = sum(len(arg) for args in session.queued for arg in args)
+    return (
+        f"id={session.id} addr={session.addr} laddr={session.laddr} fd={session.fd} "
+        f"name={text_from_bytes(session.name)} age={(now_ms - session.created_ms) // 1000} "
+        f"idle={max(0, now_ms - session.last_active_ms) // 1000} flags={flags or 'N'} "
+        f"db={session.db} sub=0 psub=0 ssub=0 "
+        f"multi={len(session.queued) if session.in_multi else -1} qbuf=0 qbuf-free=0 "
+        f"argv-mem=0 multi-mem={multi_mem} rbs=0 rbp=0 obl=0 oll=0 omem=0 "
+        f"tot-mem={multi_mem} events=r cmd={session.last_command} user=default redir=-1 "
+        f"resp={session.protocol}\n"
+    )
+
+
+def _sessions(session: Session) -> list[Session]:
+    return sorted(session.shim.sessions.values(), key=lambda s: s.id)
+
+
+def _client_type(arg: bytes) -> bytes:
+    kind = arg.lower()
+    if kind not in CLIENT_TYPES:
+        raise CommandError(UNKNOWN_CLIENT_TYPE % text_from_bytes(arg))
+    return kind
+
+
+@command(
+    "id", 2, "noscript loading stale", (0, 0, 0), "slow connection", "connection", "5.0.0",
+    "Returns the unique client ID of the connection.", container="client",
+)  # fmt: skip
+def client_id(ctx: Ctx, args: list[bytes]) -> Reply:
+    return session_of(ctx, "CLIENT ID").id
+
+
+@command(
+    "info", 2, "noscript loading stale", (0, 0, 0), "slow connection", "connection", "6.2.0",
+    "Returns information about the connection.", container="client",
+    tips="nondeterministic_output",
+)  # fmt: skip
+def client_info(ctx: Ctx, args: list[bytes]) -> Reply:
+    session = session_of(ctx, "CLIENT INFO")
+    return Verbatim(client_line(session, ctx.now_ms).encode("utf-8", "surrogateescape"))
+
+
+@command(
+    "list", -2, "admin noscript loading stale", (0, 0, 0), "admin slow dangerous connection",
+    "connection", "2.4.0", "Lists open connections.",
+    "O(N) where N is the number of client connections", container="client",
+    tips="nondeterministic_output",
+)  # fmt: skip
+def client_list(ctx: Ctx, args: list[bytes]) -> Reply:
+    session = session_of(ctx, "CLIENT LIST")
+    chosen = _sessions(session)
+    if len(args) == 2 and args[0].lower() == b"type":
+        chosen = chosen if _client_type(args[1]) == b"normal" else []
+    elif len(args) >= 2 and args[0].lower() == b"id":
+        by_id = {s.id: s for s in chosen}
+        chosen = []
+        for arg in args[1:]:
+            try:
+                wanted = parse_int(arg)
+            except CommandError:
+                raise CommandError(INVALID_CLIENT_ID) from None
+            if wanted in by_id:
+                chosen.append(by_id[wanted])
+    elif args:
+        raise CommandError(errors.SYNTAX_ERROR)
+    text = "".join(client_line(s, ctx.now_ms) for s in chosen)
+    return Verbatim(text.encode("utf-8", "surrogateescape"))
+
+
+def _positive_int(arg: bytes, message: str) -> int:
+    try:
+        value = parse_int(arg)
+    except CommandError:
+        raise CommandError(message) from None
+    if value <= 0:
+        raise CommandError(message)
+    return value
+
+
+@command(
+    "setname", 3, "noscript loading stale", (0, 0, 0), "slow connection", "connection",
+    "2.6.9", "Sets the connection name.", container="client",
+)  # fmt: skip
+def client_setname(ctx: Ctx, args: list[bytes]) -> Reply:
+    session = session_of(ctx, "CLIENT SETNAME")
+    session.name = valid_client_name(args[0])
+    return OK
+
+
+def valid_client_name(name: bytes) -> bytes:
+    """A name CLIENT SETNAME and HELLO SETNAME accept: printable ASCII without spaces."""
+    if any(byte < 0x21 or byte > 0x7E for byte in name):
+        raise CommandError(CLIENT_NAME_INVALID)
+    return name
+
+
+@command(
+    "getname", 2, "noscript loading stale", (0, 0, 0), "slow connection", "connection",
+    "2.6.9", "Returns the name of the connection.", container="client",
+)  # fmt: skip
+def client_getname(ctx: Ctx, args: list[bytes]) -> Reply:
+    name = session_of(ctx, "CLIENT GETNAME").name
+    return name or None
+
+
+@command(
+    "kill", -3, "admin noscript loading stale", (0, 0, 0), "admin slow dangerous connection",
+    "connection", "2.4.0", "Terminates open connections.",
+    "O(N) where N is the number of client connections", container="client",
+)  # fmt: skip
+def client_kill(ctx: Ctx, args: list[bytes]) -> Reply:
+    session = session_of(ctx, "CLIENT KILL")
+    if len(args) == 1:  # the old form, CLIENT KILL addr:port: OK or an error
+        addr = text_from_bytes(args[0])
+        for other in _sessions(session):
+            if other.addr == addr:
+                _kill(session, other)
+                return OK
+        raise CommandError(NO_SUCH_CLIENT)
+    if len(args) % 2:
+        raise CommandError(errors.SYNTAX_ERROR)
+    wanted = _KillFilter()
+    for option, value in zip(args[::2], args[1::2], strict=True):
+        name = option.lower()
+        if name == b"id":
+            wanted.id = _positive_int(value, CLIENT_ID_NOT_POSITIVE)
+        elif name == b"type":
+            wanted.normal = _client_type(value) == b"normal"
+        elif name == b"addr":
+            wanted.addr = text_from_bytes(value)
+        elif name == b"laddr":
+            wanted.laddr = text_from_bytes(value)
+        elif name == b"user":
+            if value != DEFAULT_USER:
+                raise CommandError(NO_SUCH_USER % text_from_bytes(value))
+        elif name == b"skipme":
+            if value.lower() not in (b"yes", b"no"):
+                raise CommandError(errors.SYNTAX_ERROR)
+            wanted.skip_me = value.lower() == b"yes"
+        else:
+            raise CommandError(errors.SYNTAX_ERROR)
+    killed = 0
+    for other in _sessions(session):
+        if (other is session and wanted.skip_me) or not wanted.matches(other):
+            continue
+        _kill(session, other)
+        killed += 1
+    return killed
+
+
+@dataclass
+class _KillFilter:
+    """CLIENT KILL's filters; a connection is killed when it matches all of them."""
+
+    id: int | None = None
+    addr: str | None = None
+    laddr: str | None = None
+    normal: bool = True  # TYPE normal (every shim client), else a type no client has
+    skip_me: bool = True
+
+    def matches(self, session: Session) -> bool:
+        return (
+            self.normal
+            and (self.id is None or session.id == self.id)
+            and (self.addr is None or session.addr == self.addr)
+            and (self.laddr is None or session.laddr == self.laddr)
+        )
+
+
+def _kill(session: Session, victim: Session) -> None:
+    if victim is session:
+        victim.closing = True  # closed after this reply, as Redis's CLOSE_AFTER_REPLY
+    elif victim.kill is not None:
+        victim.kill()
+
+
+@command(
+    "reply", 3, "noscript loading stale", (0, 0, 0), "slow connection", "connection", "3.2.0",
+    "Instructs the server whether to reply to commands.", container="client",
+)  # fmt: skip
+def client_reply(ctx: Ctx, args: list[bytes]) -> Reply:
+    session = session_of(ctx, "CLIENT REPLY")
+    mode = args[0].lower()
+    if mode == b"on":
+        session.reply_off = session.reply_skip_next = session.reply_skip_current = False
+    elif mode == b"off":
+        session.reply_off = True
+    elif mode == b"skip":
+        if not session.reply_off:
+            session.reply_skip_next = True
+        session.reply_skip_current = True  # SKIP itself gets no reply either
+    else:
+        raise CommandError(errors.SYNTAX_ERROR)
+    return OK
+
+
+@command(
+    "no-evict", 3, "admin noscript loading stale", (0, 0, 0),
+    "admin slow dangerous connection", "connection", "7.0.0",
+    "Sets the client eviction mode of the connection.", container="client",
+)  # fmt: skip
+def client_no_evict(ctx: Ctx, args: list[bytes]) -> Reply:
+    session = session_of(ctx, "CLIENT NO-EVICT")
+    mode = args[0].lower()
+    if mode not in (b"on", b"off"):
+        raise CommandError(errors.SYNTAX_ERROR)
+    session.no_evict = mode == b"on"
+    return OK
+
+
+@command(
+    "pause", -3, "admin noscript loading stale", (0, 0, 0), "admin slow dangerous connection",
+    "connection", "3.0.0", "Suspends commands processing.", container="client",
+)  # fmt: skip
+def client_pause(ctx: Ctx, args: list[bytes]) -> Reply:
+    session = session_of(ctx, "CLIENT PAUSE")
+    try:
+        timeout_ms = parse_int(args[0])
+    except CommandError:
+        raise CommandError(PAUSE_TIMEOUT_NOT_INTEGER) from None
+    if timeout_ms < 0:
+        raise CommandError(PAUSE_TIMEOUT_NEGATIVE)
+    pause_all = True
+    if len(args) == 2:
+        mode = args[1].lower()
+        if mode not in (b"write", b"all"):
+            raise CommandError(PAUSE_MODE)
+        pause_all = mode == b"all"
+    elif len(args) > 2:
+        raise CommandError(errors.SYNTAX_ERROR)
+    session.shim.client_pause.pause(ctx.now_ms + timeout_ms, pause_all)
+    return OK
+
+
+@command(
+    "unpause", 2, "admin noscript loading stale", (0, 0, 0), "admin slow dangerous connection",
+    "connection", "6.2.0", "Resumes processing commands from paused clients.",
+    "O(N) Where N is the number of paused clients", container="client",
+)  # fmt: skip
+def client_unpause(ctx: Ctx, args: list[bytes]) -> Reply:
+    session_of(ctx, "CLIENT UNPAUSE").shim.client_pause.unpause()
+    return OK
+
+
+@command(
+    "unblock", -3, "admin noscript loading stale", (0, 0, 0),
+    "admin slow dangerous connection", "connection", "5.0.0",
+    "Unblocks a client blocked by a blocking command from a different connection.",
+    "O(log N) where N is the number of client connections", container="client",
+)  # fmt: skip
+def client_unblock(ctx: Ctx, args: list[bytes]) -> Reply:
+    parse_int(args[0])
+    if len(args) == 2 and args[1].lower() not in (b"timeout", b"error"):
+        raise CommandError(UNBLOCK_REASON)
+    if len(args) > 2:
+        raise CommandError(errors.SYNTAX_ERROR)
+    return 0  # the shim has no blocking commands: no client is ever blocked
+
+
+@command(
+    "tracking", -3, "noscript loading stale", (0, 0, 0), "slow connection", "connection",
+    "6.0.0", "Controls server-assisted client-side caching for the connection.",
+    "O(1). Some options may introduce additional complexity.", container="client",
+)  # fmt: skip
+def client_tracking(ctx: Ctx, args: list[bytes]) -> Reply:
+    mode = args[0].lower()
+    if mode == b"on":
+        raise CommandError(TRACKING_UNSUPPORTED)
+    if mode != b"off":
+        raise CommandError(errors.SYNTAX_ERROR)
+    return OK
+
+
+@command(
+    "caching", 3, "noscript loading stale", (0, 0, 0), "slow connection", "connection",
+    "6.0.0", "Instructs the server whether to track the keys in the next request.",
+    container="client",
+)  # fmt: skip
+def client_caching(ctx: Ctx, args: list[bytes]) -> Reply:
+    raise CommandError(CACHING_WITHOUT_TRACKING)
+
+
+@command(
+    "getredir", 2, "noscript loading stale", (0, 0, 0), "slow connection", "connection",
+    "6.0.0", "Returns the client ID to which the connection's tracking notifications are "
+    "redirected.", container="client",
+)  # fmt: skip
+def client_getredir(ctx: Ctx, args: list[bytes]) -> Reply:
+    return -1  # tracking is always off
+
+
+@command(
+    "trackinginfo", 2, "noscript loading stale", (0, 0, 0), "slow connection", "connection",
+    "6.2.0", "Returns information about server-assisted client-side caching for the "
+    "connection.", container="client",
+)  # fmt: skip
+def client_trackinginfo(ctx: Ctx, args: list[bytes]) -> Reply:
+    return {b"flags": SetReply([b"off"]), b"redirect": -1, b"prefixes": []}
+
+
+@command(
+    "help", 2, "loading stale", (0, 0, 0), "slow connection", "connection", "5.0.0",
+    "Returns helpful text about the different subcommands.", container="client",
+)  # fmt: skip
+def client_help(ctx: Ctx, args: list[bytes]) -> Reply:
+    return help_reply(
+        [
+            "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "ID",
+            "    The ID of this connection.",
+            "INFO",
+            "    This connection's line of CLIENT LIST.",
+            "LIST [TYPE (NORMAL|MASTER|REPLICA|PUBSUB)] [ID <id> [<id> ...]]",
+            "    One line per open connection.",
+            "SETNAME <name>",
+            "    Name this connection.",
+            "GETNAME",
+            "    This connection's name.",
+            "KILL <ip:port>",
+            "    Close the connection from <ip:port>.",
+            "KILL <filter> <value> [<filter> <value> ...]",
+            "    Close the connections that match every filter; filters are",
+            "    ID <id>, ADDR <ip:port>, LADDR <ip:port>, TYPE <type>, USER <user>,",
+            "    SKIPME (YES|NO) (YES by default: this connection is spared).",
+            "REPLY (ON|OFF|SKIP)",
+            "    Turn replies to this connection on or off, or skip the next one.",
+            "NO-EVICT (ON|OFF)",
+            "    Exempt this connection from client eviction.",
+            "PAUSE <timeout> [WRITE|ALL]",
+            "    Hold the commands of every client (or only writes) for <timeout> ms.",
+            "UNPAUSE",
+            "    End a pause now.",
+            "UNBLOCK <id> [TIMEOUT|ERROR]",
+            "    Unblock a client blocked in a blocking command.",
+            "TRACKING (ON|OFF) [...], CACHING (YES|NO), GETREDIR, TRACKINGINFO",
+            "    Client-side caching (not supported: tracking is always off).",
+            "HELP",
+            "    This text.",
+        ]
+    )

@@ -1,11 +1,52 @@
-"""Server commands (Redis server.c, db.c): keyspace-wide operations and introspection."""
+"""Server commands (Redis server.c, db.c, debug.c, object.c, functions.c): keyspace-wide
+operations and introspection.
+
+FLUSHDB, FLUSHALL and FUNCTION FLUSH/DELETE change data: they are writes and go through the
+log. Everything else here reads the shim's own memory or state and answers at once.
+Persistence commands answer as a Redis with nothing to save would: memlog's persistence is
+the log, written before any write is acknowledged.
+"""
 
 from __future__ import annotations
 
+import sys
+import time
+from collections.abc import Mapping, Sequence, Set
+from typing import Final
+
 from cacheshim import errors
-from cacheshim.commands import Ctx, command
-from cacheshim.errors import CommandError
-from cacheshim.resp import OK, Reply
+from cacheshim.commands import Ctx, command, container
+from cacheshim.commands.args import parse_int
+from cacheshim.commands.connection import help_reply, session_of
+from cacheshim.errors import CommandError, text_from_bytes
+from cacheshim.keyspace import Database, value_digest
+from cacheshim.resp import OK, Reply, Status, Verbatim
+
+EMPTY_DIGEST: Final = "0" * 40
+DEBUG_UNKNOWN: Final = (
+    "ERR unknown subcommand or wrong number of arguments for '%s'. Try DEBUG HELP."
+)
+DEBUG_UNSUPPORTED: Final = "ERR memlog: DEBUG %s is not supported"
+FUNCTION_UNKNOWN: Final = (
+    "ERR unknown subcommand or wrong number of arguments for '%s'. Try FUNCTION HELP."
+)
+FUNCTION_FLUSH_MODE: Final = "ERR FUNCTION FLUSH only supports SYNC|ASYNC option"
+LIBRARY_NAME_MISSING: Final = "ERR library name argument was not given"
+UNKNOWN_ARGUMENT: Final = "ERR Unknown argument %s"
+LIBRARY_NOT_FOUND: Final = "ERR Library not found"
+NOT_BUSY: Final = "NOTBUSY No scripts in execution right now."
+# Redis's DEBUG subcommands that the shim knows by name but does not carry out.
+_DEBUG_OTHERS: Final = frozenset(
+    {
+        "AOF-FLUSH-SLEEP", "ASSERT", "CHANGE-REPL-ID", "CONFIG-REWRITE-FORCE-ALL",
+        "CRASH-AND-RECOVER", "ERROR", "LEAK", "LOG", "HTSTATS", "HTSTATS-KEY", "LOADAOF",
+        "REPLICATE", "MALLCTL", "MALLCTL-STR", "OBJECT", "DROP-CLUSTER-PACKET-FILTER", "OOM",
+        "PANIC", "POPULATE", "PROTOCOL", "RELOAD", "RESTART", "SDSLEN", "SEGFAULT",
+        "SET-ACTIVE-EXPIRE", "QUICKLIST-PACKED-THRESHOLD", "SET-SKIP-CHECKSUM-VALIDATION",
+        "SLEEP", "STRINGMATCH-TEST", "STRUCTSIZE", "LISTPACK", "QUICKLIST", "CLIENT-EVICTION",
+        "PAUSE-CRON", "REPLYBUFFER", "CLUSTERLINK", "JMAP",
+    }
+)  # fmt: skip
 
 
 def _flush_mode(args: list[bytes]) -> None:
@@ -17,6 +58,7 @@ def _flush_mode(args: list[bytes]) -> None:
     "flushdb", -1, "write", (0, 0, 0), "keyspace write slow dangerous", "server", "1.0.0",
     "Removes all keys from the current database.",
     "O(N) where N is the number of keys in the selected database",
+    tips="request_policy:all_shards response_policy:all_succeeded",
 )  # fmt: skip
 def flushdb(ctx: Ctx, args: list[bytes]) -> Reply:
     _flush_mode(args)
@@ -28,9 +70,378 @@ def flushdb(ctx: Ctx, args: list[bytes]) -> Reply:
     "flushall", -1, "write", (0, 0, 0), "keyspace write slow dangerous", "server", "1.0.0",
     "Removes all keys from all databases.",
     "O(N) where N is the total number of keys in all databases",
+    tips="request_policy:all_shards response_policy:all_succeeded",
 )  # fmt: skip
 def flushall(ctx: Ctx, args: list[bytes]) -> Reply:
     _flush_mode(args)
     for db in ctx.keyspace.dbs:
         db.flush(ctx.index)
     return OK
+
+
+@command(
+    "dbsize", 1, "readonly fast", (0, 0, 0), "keyspace read fast", "server", "1.0.0",
+    "Returns the number of keys in the database.",
+    tips="request_policy:all_shards response_policy:agg_sum",
+)  # fmt: skip
+def dbsize(ctx: Ctx, args: list[bytes]) -> Reply:
+    return ctx.db.size(ctx.now_ms)
+
+
+@command(
+    "time", 1, "loading stale fast", (0, 0, 0), "fast", "server", "2.6.0",
+    "Returns the server time.", tips="nondeterministic_output",
+)  # fmt: skip
+def time_(ctx: Ctx, args: list[bytes]) -> Reply:
+    # Inside apply (a transaction that writes) the clock is the record's time.
+    micros = time.time_ns() // 1000 if ctx.session is not None else ctx.now_ms * 1000
+    return [b"%d" % (micros // 1_000_000), b"%d" % (micros % 1_000_000)]
+
+
+@command(
+    "lastsave", 1, "loading stale fast", (0, 0, 0), "admin fast dangerous", "server", "1.0.0",
+    "Returns the Unix timestamp of the last successful save to disk.",
+    tips="nondeterministic_output",
+)  # fmt: skip
+def lastsave(ctx: Ctx, args: list[bytes]) -> Reply:
+    # Every acknowledged write is already on disk, in the log; Redis starts the count at
+    # the server's start, and so does the shim.
+    return session_of(ctx, "LASTSAVE").shim.stats.started_ms // 1000
+
+
+@command(
+    "save", 1, "admin noscript no_async_loading no_multi", (0, 0, 0), "admin slow dangerous",
+    "server", "1.0.0", "Synchronously saves the database(s) to disk.",
+    "O(N) where N is the total number of keys in all databases",
+)  # fmt: skip
+def save(ctx: Ctx, args: list[bytes]) -> Reply:
+    return OK  # nothing to do: the log holds every acknowledged write
+
+
+@command(
+    "bgsave", -1, "admin noscript no_async_loading", (0, 0, 0), "admin slow dangerous",
+    "server", "1.0.0", "Asynchronously saves the database(s) to disk.",
+    "O(N) where N is the total number of keys in all databases",
+)  # fmt: skip
+def bgsave(ctx: Ctx, args: list[bytes]) -> Reply:
+    if len(args) > 1 or (args and args[0].upper() != b"SCHEDULE"):
+        raise CommandError(errors.SYNTAX_ERROR)
+    return Status("Background saving started")
+
+
+@command(
+    "role", 1, "noscript loading stale fast", (0, 0, 0), "admin fast dangerous", "server",
+    "2.8.12", "Returns the replication role.",
+)  # fmt: skip
+def role(ctx: Ctx, args: list[bytes]) -> Reply:
+    return [b"master", 0, []]
+
+
+# -- DEBUG ------------------------------------------------------------------------------------
+
+
+@command(
+    "debug", -2, "admin noscript loading stale", (0, 0, 0), "admin slow dangerous", "server",
+    "1.0.0", "A container for debugging commands.", "Depends on subcommand.",
+)  # fmt: skip
+def debug(ctx: Ctx, args: list[bytes]) -> Reply:
+    sub, rest = args[0].upper(), args[1:]
+    if sub == b"DIGEST" and not rest:
+        # Every database's keys, values and expiry times; zeros for an empty keyspace.
+        return Status(ctx.keyspace.digest())
+    if sub == b"DIGEST-VALUE":
+        return [Status(_value_digest(ctx.db, key, ctx.now_ms)) for key in rest]
+    if sub == b"SLEEP" and len(rest) == 1 and _is_zero(rest[0]):
+        return OK
+    if sub == b"HELP" and not rest:
+        return help_reply(
+            [
+                "DEBUG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "DIGEST",
+                "    A hex signature of every database's content (all zeros when empty).",
+                "DIGEST-VALUE <key> [<key> ...]",
+                "    A hex signature of each key's value (all zeros for a missing key).",
+                "SLEEP 0",
+                "    Do nothing (the shim never stops for longer).",
+                "HELP",
+                "    This text.",
+            ]
+        )
+    name = text_from_bytes(args[0])
+    if name.upper() in _DEBUG_OTHERS and name.upper() not in ("HELP", "DIGEST"):
+        raise CommandError(DEBUG_UNSUPPORTED % name.upper())
+    raise CommandError(DEBUG_UNKNOWN % name)
+
+
+def _value_digest(db: Database, key: bytes, now_ms: int) -> str:
+    value = db.get(key, now_ms)
+    if value is None:
+        return EMPTY_DIGEST
+    return value_digest(value, db.expires.get(key)).hex()
+
+
+def _is_zero(arg: bytes) -> bool:
+    try:
+        return float(arg) == 0
+    except ValueError:
+        return False
+
+
+# -- MEMORY -----------------------------------------------------------------------------------
+
+container(
+    "memory", -2, "slow", "server", "4.0.0",
+    "Reports and manages the server's memory use.",
+)  # fmt: skip
+
+# A dict slot, its hash and the key and value pointers: what a key costs beyond its objects.
+_ENTRY_OVERHEAD_BYTES: Final = 3 * 8 + 16
+_DEFAULT_SAMPLES: Final = 5
+
+
+def value_size(value: object, samples: int) -> int:
+    """An estimate of the bytes a value takes, as MEMORY USAGE reports: nested elements are
+    sampled (up to ``samples`` of them, 0 for all) and the total extrapolated."""
+    size = sys.getsizeof(value)
+    items: Sequence[object]
+    if isinstance(value, bytes | bytearray | str | int | float):
+        return size
+    if isinstance(value, Mapping):
+        items = list(value.items())
+    elif isinstance(value, Set | Sequence):
+        items = list(value)
+    else:
+        return size
+    if not items:
+        return size
+    chosen = items if samples == 0 else items[:samples]
+    sampled = sum(_element_size(item) for item in chosen)
+    return size + sampled * len(items) // len(chosen)
+
+
+def _element_size(item: object) -> int:
+    if isinstance(item, tuple):
+        return sum(sys.getsizeof(part) for part in item)
+    return sys.getsizeof(item)
+
+
+@command(
+    "usage", -3, "readonly", (2, 2, 1), "read slow", "server", "4.0.0",
+    "Estimates the memory usage of a key.", "O(N) where N is the number of samples.",
+    container="memory", key_flags="RO",
+)  # fmt: skip
+def memory_usage(ctx: Ctx, args: list[bytes]) -> Reply:
+    key, options = args[0], args[1:]
+    samples = _DEFAULT_SAMPLES
+    if options:
+        if len(options) != 2 or options[0].upper() != b"SAMPLES":
+            raise CommandError(errors.SYNTAX_ERROR)
+        samples = parse_int(options[1])
+        if samples < 0:
+            raise CommandError(errors.SYNTAX_ERROR)
+    value = ctx.db.get(key, ctx.now_ms)
+    if value is None:
+        return None
+    size = sys.getsizeof(key) + value_size(value, samples) + _ENTRY_OVERHEAD_BYTES
+    if key in ctx.db.expires:
+        size += sys.getsizeof(key) // 4 + _ENTRY_OVERHEAD_BYTES  # the expires entry
+    return size
+
+
+@command(
+    "stats", 2, "", (0, 0, 0), "slow", "server", "4.0.0",
+    "Returns details about memory usage.", container="memory",
+    tips="nondeterministic_output request_policy:all_shards response_policy:special",
+)  # fmt: skip
+def memory_stats(ctx: Ctx, args: list[bytes]) -> Reply:
+    shim = session_of(ctx, "MEMORY STATS").shim
+    used = shim.stats.rss_bytes()
+    startup = min(shim.stats.startup_rss_bytes, used)
+    dataset = used - startup
+    keys = sum(db.size(ctx.now_ms) for db in ctx.keyspace.dbs)
+    stats: dict[Reply, Reply] = {
+        b"peak.allocated": max(shim.stats.peak_rss_bytes, used),
+        b"total.allocated": used,
+        b"startup.allocated": startup,
+        b"replication.backlog": 0,
+        b"clients.slaves": 0,
+        b"clients.normal": 0,
+        b"cluster.links": 0,
+        b"aof.buffer": 0,
+        b"lua.caches": 0,
+        b"functions.caches": 0,
+    }
+    for db in ctx.keyspace.dbs:
+        if db.data:
+            stats[f"db.{db.index}".encode()] = {
+                b"overhead.hashtable.main": sys.getsizeof(db.data),
+                b"overhead.hashtable.expires": sys.getsizeof(db.expires),
+                b"overhead.hashtable.slot-to-keys": 0,
+            }
+    stats.update(
+        {
+            b"overhead.total": startup,
+            b"keys.count": keys,
+            b"keys.bytes-per-key": dataset // keys if keys else 0,
+            b"dataset.bytes": dataset,
+            b"dataset.percentage": 100.0 * dataset / used if used else 0.0,
+            b"peak.percentage": 100.0 * used / max(shim.stats.peak_rss_bytes, used, 1),
+            b"fragmentation": 1.0,
+            b"fragmentation.bytes": 0,
+        }
+    )
+    return stats
+
+
+@command(
+    "doctor", 2, "", (0, 0, 0), "slow", "server", "4.0.0",
+    "Outputs a memory problems report.", container="memory",
+    tips="nondeterministic_output request_policy:all_shards response_policy:special",
+)  # fmt: skip
+def memory_doctor(ctx: Ctx, args: list[bytes]) -> Reply:
+    return Verbatim(
+        b"memlog: the shim reports its process's resident memory (INFO memory); it has no "
+        b"allocator-level diagnostics to offer.\n"
+    )
+
+
+@command(
+    "malloc-stats", 2, "", (0, 0, 0), "slow", "server", "4.0.0",
+    "Returns the allocator statistics.", "Depends on how much memory is allocated, could be "
+    "slow", container="memory",
+    tips="nondeterministic_output request_policy:all_shards response_policy:special",
+)  # fmt: skip
+def memory_malloc_stats(ctx: Ctx, args: list[bytes]) -> Reply:
+    return Verbatim(b"Stats not supported for the current allocator")
+
+
+@command(
+    "purge", 2, "", (0, 0, 0), "slow", "server", "4.0.0",
+    "Asks the allocator to release memory.", "Depends on how much memory is allocated, "
+    "could be slow", container="memory",
+    tips="request_policy:all_shards response_policy:all_succeeded",
+)  # fmt: skip
+def memory_purge(ctx: Ctx, args: list[bytes]) -> Reply:
+    return OK
+
+
+@command(
+    "help", 2, "loading stale", (0, 0, 0), "slow", "server", "4.0.0",
+    "Returns helpful text about the different subcommands.", container="memory",
+)  # fmt: skip
+def memory_help(ctx: Ctx, args: list[bytes]) -> Reply:
+    return help_reply(
+        [
+            "MEMORY <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "USAGE <key> [SAMPLES <count>]",
+            "    An estimate of the bytes <key> and its value take; nested values are",
+            "    sampled up to <count> elements (5 by default, 0 for all).",
+            "STATS",
+            "    The shim's memory use.",
+            "DOCTOR",
+            "    A memory report.",
+            "MALLOC-STATS",
+            "    Allocator statistics (none: the shim runs on the C library's allocator).",
+            "PURGE",
+            "    Ask the allocator to return memory (nothing to do).",
+            "HELP",
+            "    This text.",
+        ]
+    )
+
+
+# -- FUNCTION ---------------------------------------------------------------------------------
+#
+# The shim has no script engine, so it never holds a library: FUNCTION LIST is empty and
+# FUNCTION FLUSH has nothing to remove (but is still a write, ordered in the log).
+
+container(
+    "function", -2, "slow", "scripting", "7.0.0",
+    "Manages server-side functions.",
+)  # fmt: skip
+
+
+@command(
+    "flush", -2, "write noscript", (0, 0, 0), "write slow scripting", "scripting", "7.0.0",
+    "Deletes all libraries and functions.", "O(N) where N is the number of functions deleted",
+    container="function",
+    tips="request_policy:all_shards response_policy:all_succeeded",
+)  # fmt: skip
+def function_flush(ctx: Ctx, args: list[bytes]) -> Reply:
+    if len(args) > 1:
+        raise CommandError(FUNCTION_UNKNOWN % "FLUSH")
+    if args and args[0].upper() not in (b"SYNC", b"ASYNC"):
+        raise CommandError(FUNCTION_FLUSH_MODE)
+    return OK
+
+
+@command(
+    "delete", 3, "write noscript", (0, 0, 0), "write slow scripting", "scripting", "7.0.0",
+    "Deletes a library and its functions.", container="function",
+    tips="request_policy:all_shards response_policy:all_succeeded",
+)  # fmt: skip
+def function_delete(ctx: Ctx, args: list[bytes]) -> Reply:
+    raise CommandError(LIBRARY_NOT_FOUND)
+
+
+@command(
+    "list", -2, "noscript", (0, 0, 0), "slow scripting", "scripting", "7.0.0",
+    "Returns information about all libraries.", "O(N) where N is the number of functions",
+    container="function", tips="nondeterministic_output_order",
+)  # fmt: skip
+def function_list(ctx: Ctx, args: list[bytes]) -> Reply:
+    i = 0
+    while i < len(args):
+        option = args[i].upper()
+        if option == b"WITHCODE":
+            i += 1
+        elif option == b"LIBRARYNAME":
+            if i + 1 >= len(args):
+                raise CommandError(LIBRARY_NAME_MISSING)
+            i += 2
+        else:
+            raise CommandError(UNKNOWN_ARGUMENT % text_from_bytes(args[i]))
+    return []
+
+
+@command(
+    "stats", 2, "noscript allow_busy", (0, 0, 0), "slow scripting", "scripting", "7.0.0",
+    "Returns information about a function during execution.", container="function",
+    tips="nondeterministic_output request_policy:all_shards response_policy:special",
+)  # fmt: skip
+def function_stats(ctx: Ctx, args: list[bytes]) -> Reply:
+    engines: Reply = {b"LUA": {b"libraries_count": 0, b"functions_count": 0}}
+    return {b"running_script": None, b"engines": engines}
+
+
+@command(
+    "kill", 2, "noscript allow_busy", (0, 0, 0), "slow scripting", "scripting", "7.0.0",
+    "Terminates a function during execution.", container="function",
+    tips="request_policy:all_shards response_policy:one_succeeded",
+)  # fmt: skip
+def function_kill(ctx: Ctx, args: list[bytes]) -> Reply:
+    raise CommandError(NOT_BUSY)
+
+
+@command(
+    "help", 2, "loading stale", (0, 0, 0), "slow scripting", "scripting", "7.0.0",
+    "Returns helpful text about the different subcommands.", container="function",
+)  # fmt: skip
+def function_help(ctx: Ctx, args: list[bytes]) -> Reply:
+    return help_reply(
+        [
+            "FUNCTION <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "LIST [LIBRARYNAME <pattern>] [WITHCODE]",
+            "    The libraries and their functions (none: the shim runs no scripts).",
+            "STATS",
+            "    The running function (none) and the engines.",
+            "FLUSH [ASYNC|SYNC]",
+            "    Delete every library.",
+            "DELETE <library-name>",
+            "    Delete one library.",
+            "KILL",
+            "    Stop the running function.",
+            "HELP",
+            "    This text.",
+        ]
+    )

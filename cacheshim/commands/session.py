@@ -1,14 +1,35 @@
 """Commands that change the connection itself: declared here for the table (arity, flags,
-docs, COMMAND); the connection (`cacheshim.server.Connection`) carries them out."""
+docs, COMMAND); the connection (`cacheshim.server.Connection`) carries them out.
+
+The handlers below only run when one of these commands was queued in MULTI and EXEC runs
+it, in the apply loop (a transaction that writes) or on the connection (one that only
+reads). They must answer, never raise anything but CommandError: an exception in apply
+would stop the apply loop of every shim at that record.
+"""
 
 from __future__ import annotations
 
+from typing import Final
+
 from cacheshim.commands import Ctx, command
-from cacheshim.resp import Reply
+from cacheshim.errors import CommandError
+from cacheshim.resp import OK, Reply
+
+NOT_IN_TRANSACTION: Final = "ERR memlog: this command cannot run inside MULTI/EXEC"
 
 
 def _handled_by_connection(ctx: Ctx, args: list[bytes]) -> Reply:
-    raise RuntimeError("session commands are carried out by the connection")
+    # QUIT, RESET, MULTI, EXEC, DISCARD and WATCH are never queued; HELLO would change the
+    # protocol in the middle of EXEC's reply.
+    raise CommandError(NOT_IN_TRANSACTION)
+
+
+def _select_in_transaction(ctx: Ctx, args: list[bytes]) -> Reply:
+    return OK  # apply.run has already moved ctx to the database
+
+
+def _unwatch_in_transaction(ctx: Ctx, args: list[bytes]) -> Reply:
+    return OK  # as in Redis: EXEC forgets the watched keys anyway
 
 
 _SESSION = [
@@ -33,6 +54,10 @@ _SESSION = [
      "transactions", "2.2.0", "Forgets about watched keys of a transaction."),
 ]  # fmt: skip
 
+_IN_TRANSACTION = {"select": _select_in_transaction, "unwatch": _unwatch_in_transaction}
+
 for _name, _arity, _flags, _acl, _group, _since, _summary in _SESSION:
     _keys = (1, -1, 1) if _name == "watch" else (0, 0, 0)
-    command(_name, _arity, _flags, _keys, _acl, _group, _since, _summary)(_handled_by_connection)
+    command(_name, _arity, _flags, _keys, _acl, _group, _since, _summary)(
+        _IN_TRANSACTION.get(_name, _handled_by_connection)
+    )

@@ -161,7 +161,7 @@ def client(port: int, protocol: int = 2) -> redis.Redis:
 Outcome = tuple[str, object]
 
 
-def execute(conn: redis.Redis, *args: object) -> object:
+def execute(conn: redis.Redis | redis.client.Pipeline, *args: object) -> object:
     """redis-py's execute_command, typed (redis-py leaves it untyped)."""
     return conn.execute_command(*args)  # type: ignore[no-untyped-call]
 

@@ -1,0 +1,120 @@
+"""redis-benchmark against a memlog shim and against redis-server, in the same run.
+
+    .venv/bin/python bench/shim_redis_benchmark.py [--requests 20000] [--out docs/bench-shim.md]
+
+Starts, on 127.0.0.1: a memlog deployment (three log nodes, one shim), a plain in-memory
+`redis-server`, and a `redis-server --appendonly yes --appendfsync always` (every write
+fsync'd before the reply: the durability memlog gives, on one disk instead of a majority of
+three). Runs Debian's `redis-benchmark` (GET and SET, -c 50, with -P 1 and -P 16) against
+each, prints a Markdown table of requests/s and the ratios, and stops everything by PID.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.cacheshim.harness import Memlog, RedisServer
+
+TARGETS = {
+    ("GET", 1): 0.9,
+    ("GET", 16): 0.7,
+}
+
+
+def run_benchmark(port: int, test: str, pipeline: int, requests: int) -> float:
+    binary = shutil.which("redis-benchmark")
+    if binary is None:
+        raise SystemExit("redis-benchmark is missing: apt-get install redis-tools")
+    out = subprocess.run(
+        [binary, "-h", "127.0.0.1", "-p", str(port), "-t", test.lower(), "-c", "50",
+         "-P", str(pipeline), "-n", str(requests), "-r", "10000", "-q", "--csv"],
+        capture_output=True, text=True, timeout=600, check=True,
+    ).stdout  # fmt: skip
+    match = re.search(rf"\"{test.upper()}\",\"([0-9.]+)\"", out)
+    if match is None:
+        raise RuntimeError(f"unexpected redis-benchmark output: {out!r}")
+    return float(match.group(1))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--requests", type=int, default=20000)
+    parser.add_argument("--out", type=Path, default=Path("docs/bench-shim.md"))
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="memlog-bench-"))
+    memlog = Memlog(root / "memlog")
+    plain = RedisServer(root / "redis-plain")
+    always = RedisServer(root / "redis-always")
+    rows: list[tuple[str, int, float, float, float]] = []
+    try:
+        memlog.start()
+        plain.start()
+        always.start(["--appendonly", "yes", "--appendfsync", "always"])
+        shim_port = memlog.shim_ports[0]
+        for test in ("SET", "GET"):
+            for pipeline in (1, 16):
+                n = args.requests * (4 if pipeline > 1 else 1)
+                shim = run_benchmark(shim_port, test, pipeline, n)
+                redis_plain = run_benchmark(plain.port, test, pipeline, n)
+                redis_always = run_benchmark(always.port, test, pipeline, n)
+                rows.append((test, pipeline, shim, redis_plain, redis_always))
+                print(f"{test} -P {pipeline}: shim {shim:,.0f}/s, redis {redis_plain:,.0f}/s, "
+                      f"redis appendfsync always {redis_always:,.0f}/s", flush=True)  # fmt: skip
+    finally:
+        memlog.stop()
+        plain.stop()
+        always.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+    lines = [
+        "# memlog shim vs redis-server (redis-benchmark)",
+        "",
+        f"- date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; machine: nproc "
+        f"{os.cpu_count()}, {platform.machine()}, Python {platform.python_version()}; load "
+        f"average at the end {os.getloadavg()[0]:.2f}",
+        f"- command: `.venv/bin/python bench/shim_redis_benchmark.py --requests {args.requests}`",
+        "- each: `redis-benchmark -t get|set -c 50 -P 1|16 -r 10000 -q`, everything on 127.0.0.1 "
+        "(the benchmark client shares the 2 cores with the servers)",
+        "- memlog: 3 log nodes + 1 shim (every SET is committed on 2 of 3 synced logs before OK)",
+        "",
+        "| test | -P | memlog req/s | redis-server req/s | ratio | redis appendfsync always "
+        "req/s | ratio to always |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for test, pipeline, shim, redis_plain, redis_always in rows:
+        lines.append(
+            f"| {test} | {pipeline} | {shim:,.0f} | {redis_plain:,.0f} | "
+            f"{shim / redis_plain:.2f} | {redis_always:,.0f} | {shim / redis_always:.2f} |"
+        )
+    lines += ["", "Targets (issue 4): GET >= 0.9x redis-server with -P 1, >= 0.7x with -P 16; "
+              "durable SET >= 0.5x redis-server with appendfsync always (-P 1).", ""]  # fmt: skip
+    for test, pipeline, shim, redis_plain, redis_always in rows:
+        if (test, pipeline) in TARGETS:
+            want = TARGETS[(test, pipeline)]
+            ratio = shim / redis_plain
+            lines.append(f"- {test} -P {pipeline}: {ratio:.2f}x (target {want}x): "
+                         f"{'met' if ratio >= want else 'NOT met'}")  # fmt: skip
+        if test == "SET" and pipeline == 1:
+            ratio = shim / redis_always
+            lines.append(f"- durable SET -P 1: {ratio:.2f}x of appendfsync always (target 0.5x): "
+                         f"{'met' if ratio >= 0.5 else 'NOT met'}")  # fmt: skip
+    text = "\n".join(lines) + "\n"
+    print(text)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""CONFIG (Redis config.c): the shim's parameters, local to the shim like a Redis node's.
+
+The parameters themselves, their validation and storage live in
+:class:`cacheshim.serverconfig.ServerConfig`; this module is the command surface.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from cacheshim import errors, glob
+from cacheshim.commands import Ctx, command, container
+from cacheshim.commands.connection import help_reply, session_of
+from cacheshim.errors import CommandError, text_from_bytes
+from cacheshim.resp import OK, Reply
+
+NO_CONFIG_FILE: Final = "ERR The server is running without a config file"
+_GLOB_CHARS: Final = frozenset(b"[*?")
+
+container(
+    "config", -2, "slow", "server", "2.0.0",
+    "Reads and changes the server's configuration parameters.",
+)  # fmt: skip
+
+
+@command(
+    "get", -3, "admin noscript loading stale", (0, 0, 0), "admin slow dangerous", "server",
+    "2.0.0", "Returns the values of the configuration parameters that match the patterns.",
+    "O(N) when N is the number of configuration parameters provided", container="config",
+)  # fmt: skip
+def config_get(ctx: Ctx, args: list[bytes]) -> Reply:
+    settings = session_of(ctx, "CONFIG GET").shim.server_config
+    found: dict[str, tuple[bytes, str]] = {}  # lower-case name -> (name as shown, value)
+    for pattern in args:
+        if not _GLOB_CHARS.intersection(pattern):
+            # A plain name is looked up (aliases too) and shown as the client spelled it.
+            name = text_from_bytes(pattern)
+            value = settings.get(name)
+            if value is not None and name.lower() not in found:
+                found[name.lower()] = (pattern, value)
+            continue
+        for name in settings.names():
+            if name not in found and glob.match(pattern, name.encode(), nocase=True):
+                found[name] = (name.encode(), settings.get(name) or "")
+    return {shown: value.encode("utf-8", "surrogateescape") for shown, value in found.values()}
+
+
+@command(
+    "set", -4, "admin noscript loading stale", (0, 0, 0), "admin slow dangerous", "server",
+    "2.0.0", "Sets configuration parameters; either all of them or none.",
+    "O(N) when N is the number of configuration parameters provided", container="config",
+    tips="request_policy:all_nodes response_policy:all_succeeded",
+)  # fmt: skip
+def config_set(ctx: Ctx, args: list[bytes]) -> Reply:
+    if len(args) % 2:
+        raise CommandError(errors.SYNTAX_ERROR)
+    settings = session_of(ctx, "CONFIG SET").shim.server_config
+    settings.set_many(list(zip(args[::2], args[1::2], strict=True)))
+    return OK
+
+
+@command(
+    "resetstat", 2, "admin noscript loading stale", (0, 0, 0), "admin slow dangerous",
+    "server", "2.0.0", "Resets the counters that INFO reports.", container="config",
+)  # fmt: skip
+def config_resetstat(ctx: Ctx, args: list[bytes]) -> Reply:
+    session_of(ctx, "CONFIG RESETSTAT").shim.stats.reset()
+    return OK
+
+
+@command(
+    "rewrite", 2, "admin noscript loading stale", (0, 0, 0), "admin slow dangerous", "server",
+    "2.8.0", "Writes the configuration back to the configuration file.", container="config",
+)  # fmt: skip
+def config_rewrite(ctx: Ctx, args: list[bytes]) -> Reply:
+    # The shim is configured by flags and environment variables, never by a file.
+    raise CommandError(NO_CONFIG_FILE)
+
+
+@command(
+    "help", 2, "loading stale", (0, 0, 0), "slow", "server", "5.0.0",
+    "Returns helpful text about the different subcommands.", container="config",
+)  # fmt: skip
+def config_help(ctx: Ctx, args: list[bytes]) -> Reply:
+    return help_reply(
+        [
+            "CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "GET <pattern> [<pattern> ...]",
+            "    The parameters whose names match a glob-style pattern, with their values.",
+            "SET <parameter> <value> [<parameter> <value> ...]",
+            "    Set parameters: all of them, or none if one value is refused.",
+            "RESETSTAT",
+            "    Zero the counters INFO reports.",
+            "REWRITE",
+            "    Write the configuration file (the shim has none: flags configure it).",
+            "HELP",
+            "    This text.",
+        ]
+    )

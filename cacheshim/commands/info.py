@@ -1,0 +1,350 @@
+"""INFO (Redis server.c genRedisInfoString): the shim described in Redis's sections and
+fields, so monitoring tools and client libraries read it as they read Redis, plus a
+``# Memlog`` section with the shim's place in the log.
+
+Fields that describe machinery the shim does not have (RDB, AOF, replication backlog, Lua)
+carry the values Redis shows when that machinery is idle. Memory is the process's resident
+set size: the shim runs in a Python process, so allocator-level numbers do not exist.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import resource
+import sys
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Final
+
+from cacheshim.commands import Ctx, command
+from cacheshim.commands.connection import session_of
+from cacheshim.keyspace import Keyspace
+from cacheshim.resp import Reply, Verbatim
+
+if TYPE_CHECKING:
+    from cacheshim.server import Shim
+
+REDIS_VERSION: Final = "7.0.15"
+MEMLOG_VERSION: Final = importlib.metadata.version("memlog")
+# Redis's lru_clock ticks in seconds and wraps at 24 bits.
+_LRU_CLOCK_MAX: Final = (1 << 24) - 1
+
+Lines = list[tuple[str, object]]
+
+
+def human_bytes(amount: int) -> str:
+    """Redis's bytesToHuman: 1.02M, 1004.56K, 0B."""
+    for unit, size in (("P", 1024**5), ("T", 1024**4), ("G", 1024**3), ("M", 1024**2)):
+        if amount >= size:
+            return f"{amount / size:.2f}{unit}"
+    if amount >= 1024:
+        return f"{amount / 1024:.2f}K"
+    return f"{amount}B"
+
+
+def _server(shim: Shim, now_ms: int) -> Lines:
+    uname = platform.uname()
+    uptime_s = (now_ms - shim.stats.started_ms) // 1000
+    return [
+        ("redis_version", REDIS_VERSION),
+        ("redis_git_sha1", "00000000"),
+        ("redis_git_dirty", 0),
+        ("redis_build_id", "0"),
+        ("redis_mode", "standalone"),
+        ("os", f"{uname.system} {uname.release} {uname.machine}"),
+        ("arch_bits", 64 if sys.maxsize > 2**32 else 32),
+        ("monotonic_clock", "POSIX clock_gettime"),
+        ("multiplexing_api", "epoll" if sys.platform.startswith("linux") else "kqueue"),
+        ("atomicvar_api", "c11-builtin"),
+        ("gcc_version", "0.0.0"),
+        ("process_id", os.getpid()),
+        ("process_supervised", "no"),
+        ("run_id", shim.run_id),
+        ("tcp_port", shim.config.port),
+        ("server_time_usec", time.time_ns() // 1000),
+        ("uptime_in_seconds", uptime_s),
+        ("uptime_in_days", uptime_s // 86400),
+        ("hz", shim.server_config.int_value("hz")),
+        ("configured_hz", shim.server_config.int_value("hz")),
+        ("lru_clock", (now_ms // 1000) & _LRU_CLOCK_MAX),
+        ("executable", sys.executable),
+        ("config_file", ""),
+        ("io_threads_active", 0),
+    ]
+
+
+def _clients(shim: Shim, now_ms: int) -> Lines:
+    return [
+        ("connected_clients", len(shim.sessions)),
+        ("cluster_connections", 0),
+        ("maxclients", shim.server_config.int_value("maxclients")),
+        ("client_recent_max_input_buffer", 0),
+        ("client_recent_max_output_buffer", 0),
+        ("blocked_clients", 0),
+        ("tracking_clients", 0),
+        ("clients_in_timeout_table", 0),
+    ]
+
+
+def _memory(shim: Shim, now_ms: int) -> Lines:
+    stats = shim.stats
+    used = stats.rss_bytes()
+    peak = max(stats.peak_rss_bytes, used)
+    startup = min(stats.startup_rss_bytes, used)
+    dataset = used - startup
+    maxmemory = shim.server_config.int_value("maxmemory")
+    total_system = _total_system_memory()
+    return [
+        ("used_memory", used),
+        ("used_memory_human", human_bytes(used)),
+        ("used_memory_rss", used),
+        ("used_memory_rss_human", human_bytes(used)),
+        ("used_memory_peak", peak),
+        ("used_memory_peak_human", human_bytes(peak)),
+        ("used_memory_peak_perc", f"{100 * used / peak:.2f}%"),
+        ("used_memory_overhead", startup),
+        ("used_memory_startup", startup),
+        ("used_memory_dataset", dataset),
+        ("used_memory_dataset_perc", f"{100 * dataset / used:.2f}%"),
+        ("total_system_memory", total_system),
+        ("total_system_memory_human", human_bytes(total_system)),
+        ("used_memory_lua", 0),
+        ("used_memory_lua_human", "0B"),
+        ("used_memory_scripts", 0),
+        ("used_memory_scripts_human", "0B"),
+        ("number_of_cached_scripts", 0),
+        ("number_of_functions", 0),
+        ("number_of_libraries", 0),
+        ("maxmemory", maxmemory),
+        ("maxmemory_human", human_bytes(maxmemory)),
+        ("maxmemory_policy", shim.server_config.get("maxmemory-policy")),
+        ("mem_fragmentation_ratio", "1.00"),
+        ("mem_fragmentation_bytes", 0),
+        ("mem_not_counted_for_evict", 0),
+        ("mem_replication_backlog", 0),
+        ("mem_clients_slaves", 0),
+        ("mem_clients_normal", 0),
+        ("mem_aof_buffer", 0),
+        ("mem_allocator", "libc"),
+        ("active_defrag_running", 0),
+        ("lazyfree_pending_objects", 0),
+        ("lazyfreed_objects", 0),
+    ]
+
+
+def _total_system_memory() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        return 0
+
+
+def _persistence(shim: Shim, now_ms: int) -> Lines:
+    return [
+        ("loading", 0),
+        ("async_loading", 0),
+        ("current_cow_peak", 0),
+        ("current_cow_size", 0),
+        ("current_cow_size_age", 0),
+        ("current_fork_perc", "0.00"),
+        ("current_save_keys_processed", 0),
+        ("current_save_keys_total", 0),
+        ("rdb_changes_since_last_save", 0),
+        ("rdb_bgsave_in_progress", 0),
+        ("rdb_last_save_time", shim.stats.started_ms // 1000),
+        ("rdb_last_bgsave_status", "ok"),
+        ("rdb_last_bgsave_time_sec", -1),
+        ("rdb_current_bgsave_time_sec", -1),
+        ("rdb_saves", 0),
+        ("rdb_last_cow_size", 0),
+        ("aof_enabled", 0),
+        ("aof_rewrite_in_progress", 0),
+        ("aof_rewrite_scheduled", 0),
+        ("aof_last_rewrite_time_sec", -1),
+        ("aof_current_rewrite_time_sec", -1),
+        ("aof_last_bgrewrite_status", "ok"),
+        ("aof_rewrites", 0),
+        ("aof_last_write_status", "ok"),
+        ("module_fork_in_progress", 0),
+        ("module_fork_last_cow_size", 0),
+    ]
+
+
+def _stats(shim: Shim, now_ms: int) -> Lines:
+    stats = shim.stats
+    return [
+        ("total_connections_received", stats.connections_received),
+        ("total_commands_processed", stats.commands_processed),
+        ("instantaneous_ops_per_sec", 0),
+        ("total_net_input_bytes", stats.net_input_bytes),
+        ("total_net_output_bytes", stats.net_output_bytes),
+        ("instantaneous_input_kbps", "0.00"),
+        ("instantaneous_output_kbps", "0.00"),
+        ("rejected_connections", 0),
+        ("sync_full", 0),
+        ("sync_partial_ok", 0),
+        ("sync_partial_err", 0),
+        ("expired_keys", shim.applier.keyspace.expired_keys),
+        ("expired_stale_perc", "0.00"),
+        ("expired_time_cap_reached_count", 0),
+        ("evicted_keys", 0),
+        ("evicted_clients", 0),
+        ("keyspace_hits", 0),
+        ("keyspace_misses", 0),
+        ("pubsub_channels", 0),
+        ("pubsub_patterns", 0),
+        ("pubsubshard_channels", 0),
+        ("latest_fork_usec", 0),
+        ("total_forks", 0),
+        ("migrate_cached_sockets", 0),
+        ("tracking_total_keys", 0),
+        ("tracking_total_items", 0),
+        ("tracking_total_prefixes", 0),
+        ("unexpected_error_replies", 0),
+        ("total_error_replies", 0),
+        ("dump_payload_sanitizations", 0),
+    ]
+
+
+def _replication(shim: Shim, now_ms: int) -> Lines:
+    return [
+        ("role", "master"),
+        ("connected_slaves", 0),
+        ("master_failover_state", "no-failover"),
+        ("master_replid", shim.run_id),
+        ("master_replid2", "0" * 40),
+        ("master_repl_offset", 0),
+        ("second_repl_offset", -1),
+        ("repl_backlog_active", 0),
+        ("repl_backlog_size", shim.server_config.int_value("repl-backlog-size")),
+        ("repl_backlog_first_byte_offset", 0),
+        ("repl_backlog_histlen", 0),
+    ]
+
+
+def _cpu(shim: Shim, now_ms: int) -> Lines:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    thread = time.thread_time()
+    return [
+        ("used_cpu_sys", f"{own.ru_stime:.6f}"),
+        ("used_cpu_user", f"{own.ru_utime:.6f}"),
+        ("used_cpu_sys_children", f"{children.ru_stime:.6f}"),
+        ("used_cpu_user_children", f"{children.ru_utime:.6f}"),
+        ("used_cpu_sys_main_thread", f"{own.ru_stime:.6f}"),
+        ("used_cpu_user_main_thread", f"{thread:.6f}"),
+    ]
+
+
+def _empty(shim: Shim, now_ms: int) -> Lines:
+    return []
+
+
+def _cluster(shim: Shim, now_ms: int) -> Lines:
+    return [("cluster_enabled", 0)]
+
+
+def _keyspace(shim: Shim, now_ms: int) -> Lines:
+    return keyspace_lines(shim.applier.keyspace, now_ms)
+
+
+def keyspace_lines(keyspace: Keyspace, now_ms: int) -> Lines:
+    """``db0:keys=N,expires=M,avg_ttl=0`` for each database that has keys."""
+    lines: Lines = []
+    for db in keyspace.dbs:
+        keys = db.size(now_ms)
+        if keys:
+            expires = sum(1 for when in db.expires.values() if when > now_ms)
+            lines.append((f"db{db.index}", f"keys={keys},expires={expires},avg_ttl=0"))
+    return lines
+
+
+def _memlog(shim: Shim, now_ms: int) -> Lines:
+    applied = shim.applier.applied_index
+    return [
+        ("memlog_version", MEMLOG_VERSION),
+        ("shim_id", shim.config.shim_id),
+        ("zone", shim.config.zone),
+        ("log_applied_index", applied),
+        # What the shim knows of the commit index: everything it applied is committed.
+        ("log_commit_index", max(applied, shim.log_commit_index, shim.caught_up_index)),
+        ("log_leader", shim.log_leader),
+        ("log_local_node", shim.config.local_log_address),
+        ("linearizable_reads_default", "yes" if shim.config.linearizable_reads else "no"),
+    ]
+
+
+Section = Callable[["Shim", int], Lines]
+
+# (name, title, generator) in the order INFO prints them.
+SECTIONS: Final[list[tuple[str, str, Section]]] = [
+    ("server", "Server", _server),
+    ("clients", "Clients", _clients),
+    ("memory", "Memory", _memory),
+    ("persistence", "Persistence", _persistence),
+    ("stats", "Stats", _stats),
+    ("replication", "Replication", _replication),
+    ("cpu", "CPU", _cpu),
+    ("modules", "Modules", _empty),
+    ("commandstats", "Commandstats", _empty),
+    ("errorstats", "Errorstats", _empty),
+    ("latencystats", "Latencystats", _empty),
+    ("cluster", "Cluster", _cluster),
+    ("keyspace", "Keyspace", _keyspace),
+    ("memlog", "Memlog", _memlog),
+]
+DEFAULT_SECTIONS: Final = frozenset(
+    {
+        "server",
+        "clients",
+        "memory",
+        "persistence",
+        "stats",
+        "replication",
+        "cpu",
+        "modules",
+        "errorstats",
+        "cluster",
+        "keyspace",
+        "memlog",
+    }
+)
+ALL_SECTIONS: Final = DEFAULT_SECTIONS | {"commandstats", "latencystats"}
+
+
+def wanted_sections(args: list[bytes]) -> frozenset[str]:
+    """The sections INFO's arguments name (any case); none named means the default set."""
+    if not args:
+        return DEFAULT_SECTIONS
+    wanted: set[str] = set()
+    for arg in args:
+        name = arg.decode("utf-8", "surrogateescape").lower()
+        if name == "default":
+            wanted |= DEFAULT_SECTIONS
+        elif name in ("all", "everything"):
+            wanted |= ALL_SECTIONS
+        else:
+            wanted.add(name)
+    return frozenset(wanted)
+
+
+def info_text(shim: Shim, sections: frozenset[str], now_ms: int) -> str:
+    parts: list[str] = []
+    for name, title, generate in SECTIONS:
+        if name in sections:
+            lines = generate(shim, now_ms)
+            parts.append(f"# {title}\r\n" + "".join(f"{k}:{v}\r\n" for k, v in lines))
+    return "\r\n".join(parts)
+
+
+@command(
+    "info", -1, "loading stale", (0, 0, 0), "slow dangerous", "server", "1.0.0",
+    "Returns information and statistics about the server.",
+    tips="nondeterministic_output request_policy:all_shards response_policy:special",
+)  # fmt: skip
+def info(ctx: Ctx, args: list[bytes]) -> Reply:
+    shim = session_of(ctx, "INFO").shim
+    text = info_text(shim, wanted_sections(args), ctx.now_ms)
+    return Verbatim(text.encode("utf-8", "surrogateescape"))

@@ -1,0 +1,296 @@
+"""COMMAND and its subcommands (Redis server.c): everything is derived from the command
+table in :mod:`cacheshim.commands`, so what COMMAND reports is what the shim does.
+
+Flags and ACL categories come out in Redis's order whatever order a declaration lists them
+in, and the ACL categories Redis implies from the flags (``write`` -> ``@write``, not
+``fast`` -> ``@slow``, ...) are added. Key specs are derived from each command's key range:
+a ``begin_search`` at the first key and a ``find_keys`` range, with the access flags the
+declaration gives (``key_flags=``), else ``RO access`` for read-only commands and
+``RW update`` for writes. Tips are the declaration's (``tips=``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Final
+
+from cacheshim import errors, glob
+from cacheshim.commands import COMMANDS, Command, Ctx, command, lookup
+from cacheshim.commands.connection import help_reply
+from cacheshim.errors import CommandError, text_from_bytes
+from cacheshim.resp import Reply, SetReply, Status
+
+INVALID_COMMAND: Final = "ERR Invalid command specified"
+INVALID_ARGUMENT_COUNT: Final = "ERR Invalid number of arguments specified for command"
+NO_KEY_ARGUMENTS: Final = "ERR The command has no key arguments"
+
+# The flags COMMAND shows, in Redis's order; others (may_replicate, ...) stay hidden.
+FLAG_ORDER: Final = (
+    "write",
+    "readonly",
+    "denyoom",
+    "module",
+    "admin",
+    "pubsub",
+    "noscript",
+    "blocking",
+    "loading",
+    "stale",
+    "skip_monitor",
+    "skip_slowlog",
+    "asking",
+    "fast",
+    "no_auth",
+    "no_mandatory_keys",
+    "no_async_loading",
+    "no_multi",
+    "movablekeys",
+    "allow_busy",
+)
+# ACL categories in Redis's order.
+ACL_CATEGORY_ORDER: Final = (
+    "keyspace",
+    "read",
+    "write",
+    "set",
+    "sortedset",
+    "list",
+    "hash",
+    "string",
+    "bitmap",
+    "hyperloglog",
+    "geo",
+    "stream",
+    "pubsub",
+    "admin",
+    "fast",
+    "slow",
+    "blocking",
+    "dangerous",
+    "connection",
+    "transaction",
+    "scripting",
+)
+# Categories a flag implies (Redis's setImplicitACLCategories).
+_IMPLIED_CATEGORIES: Final = {
+    "write": ("write",),
+    "admin": ("admin", "dangerous"),
+    "pubsub": ("pubsub",),
+    "fast": ("fast",),
+    "blocking": ("blocking",),
+}
+
+
+def command_flags(spec: Command) -> list[str]:
+    return [flag for flag in FLAG_ORDER if flag in spec.flags]
+
+
+def acl_categories(spec: Command) -> list[str]:
+    """The command's ACL categories (without '@'), implied ones included, in Redis's order."""
+    categories = {c.lstrip("@") for c in spec.acl_categories}
+    for flag in spec.flags:
+        categories.update(_IMPLIED_CATEGORIES.get(flag, ()))
+    if "readonly" in spec.flags and "scripting" not in categories:
+        categories.add("read")
+    if "fast" not in categories:
+        categories.add("slow")
+    return [c for c in ACL_CATEGORY_ORDER if c in categories]
+
+
+def key_spec_flags(spec: Command) -> list[str]:
+    if spec.key_spec_flags:
+        return list(spec.key_spec_flags)
+    return ["RW", "update"] if spec.is_write else ["RO", "access"]
+
+
+def key_specs(spec: Command) -> list[Reply]:
+    if spec.first_key <= 0:
+        return []
+    last = spec.last_key - spec.first_key if spec.last_key >= 0 else spec.last_key
+    return [
+        {
+            b"flags": SetReply([Status(f) for f in key_spec_flags(spec)]),
+            b"begin_search": {b"type": b"index", b"spec": {b"index": spec.first_key}},
+            b"find_keys": {
+                b"type": b"range",
+                b"spec": {b"lastkey": last, b"keystep": spec.key_step, b"limit": 0},
+            },
+        }
+    ]
+
+
+def command_info(spec: Command) -> Reply:
+    """One entry of COMMAND / COMMAND INFO, in Redis 7's ten fields."""
+    return [
+        spec.full_name.encode(),
+        spec.arity,
+        SetReply([Status(f) for f in command_flags(spec)]),
+        spec.first_key,
+        spec.last_key,
+        spec.key_step,
+        SetReply([Status(f"@{c}") for c in acl_categories(spec)]),
+        SetReply([t.encode() for t in spec.tips]),
+        SetReply(key_specs(spec)),
+        SetReply([command_info(sub) for sub in spec.subcommands.values()]),
+    ]
+
+
+def command_docs(spec: Command) -> Reply:
+    docs: dict[Reply, Reply] = {
+        b"summary": spec.summary.encode(),
+        b"since": spec.since.encode(),
+        b"group": spec.group.encode(),
+        b"complexity": spec.complexity.encode(),
+    }
+    if spec.subcommands:
+        docs[b"subcommands"] = {
+            sub.full_name.encode(): command_docs(sub) for sub in spec.subcommands.values()
+        }
+    return docs
+
+
+def all_commands() -> Iterator[Command]:
+    """Every command and subcommand of the table, containers before their subcommands."""
+    for spec in COMMANDS.values():
+        yield spec
+        yield from spec.subcommands.values()
+
+
+def find_command(name: bytes) -> Command | None:
+    """A command by name, or a subcommand by ``container|sub`` (any case)."""
+    container_name, _, sub = text_from_bytes(name).lower().partition("|")
+    spec = COMMANDS.get(container_name)
+    if spec is None or not sub:
+        return spec
+    return spec.subcommands.get(sub)
+
+
+@command(
+    "command", -1, "loading stale", (0, 0, 0), "slow connection", "server", "2.8.13",
+    "Returns detailed information about all commands.",
+    "O(N) where N is the total number of Redis commands",
+    tips="nondeterministic_output_order",
+)  # fmt: skip
+def command_(ctx: Ctx, args: list[bytes]) -> Reply:
+    # Reached with arguments only when they name no subcommand.
+    if args:
+        raise CommandError(errors.unknown_subcommand(b"command", args[0]))
+    return [command_info(spec) for spec in COMMANDS.values()]
+
+
+@command(
+    "count", 2, "loading stale", (0, 0, 0), "slow connection", "server", "2.8.13",
+    "Returns a count of commands.", container="command",
+)  # fmt: skip
+def command_count(ctx: Ctx, args: list[bytes]) -> Reply:
+    return len(COMMANDS)
+
+
+@command(
+    "info", -2, "loading stale", (0, 0, 0), "slow connection", "server", "2.8.13",
+    "Returns information about one, multiple or all commands.",
+    "O(N) where N is the number of commands to look up", container="command",
+    tips="nondeterministic_output_order",
+)  # fmt: skip
+def command_info_(ctx: Ctx, args: list[bytes]) -> Reply:
+    if not args:
+        return [command_info(spec) for spec in COMMANDS.values()]
+    out: list[Reply] = []
+    for name in args:
+        spec = find_command(name)
+        out.append(None if spec is None else command_info(spec))
+    return out
+
+
+@command(
+    "docs", -2, "loading stale", (0, 0, 0), "slow connection", "server", "7.0.0",
+    "Returns documentary information about one, multiple or all commands.",
+    "O(N) where N is the number of commands to look up", container="command",
+    tips="nondeterministic_output_order",
+)  # fmt: skip
+def command_docs_(ctx: Ctx, args: list[bytes]) -> Reply:
+    chosen = list(COMMANDS.values()) if not args else [find_command(a) for a in args]
+    return {spec.full_name.encode(): command_docs(spec) for spec in chosen if spec is not None}
+
+
+@command(
+    "list", -2, "loading stale", (0, 0, 0), "slow connection", "server", "7.0.0",
+    "Returns a list of command names.", "O(N) where N is the total number of Redis commands",
+    container="command", tips="nondeterministic_output_order",
+)  # fmt: skip
+def command_list(ctx: Ctx, args: list[bytes]) -> Reply:
+    names = [spec.full_name for spec in all_commands()]
+    if not args:
+        return [n.encode() for n in names]
+    if len(args) != 3 or args[0].lower() != b"filterby":
+        raise CommandError(errors.SYNTAX_ERROR)
+    kind, value = args[1].lower(), args[2]
+    if kind == b"module":
+        return []  # no modules
+    if kind == b"aclcat":
+        category = text_from_bytes(value).lower()
+        return [s.full_name.encode() for s in all_commands() if category in acl_categories(s)]
+    if kind == b"pattern":
+        return [n.encode() for n in names if glob.match(value, n.encode(), nocase=True)]
+    raise CommandError(errors.SYNTAX_ERROR)
+
+
+def _keys_of(args: list[bytes]) -> tuple[Command, list[int]]:
+    spec = lookup(args)
+    if spec is None or spec.handler is None:
+        raise CommandError(INVALID_COMMAND)
+    if not spec.arity_ok(len(args)):
+        raise CommandError(INVALID_ARGUMENT_COUNT)
+    positions = [p for p in spec.key_positions(len(args)) if p < len(args)]
+    if not positions:
+        raise CommandError(NO_KEY_ARGUMENTS)
+    return spec, positions
+
+
+@command(
+    "getkeys", -4, "loading stale", (0, 0, 0), "slow connection", "server", "2.8.13",
+    "Extracts the key names from an arbitrary command.",
+    "O(N) where N is the number of arguments to the command", container="command",
+)  # fmt: skip
+def command_getkeys(ctx: Ctx, args: list[bytes]) -> Reply:
+    _, positions = _keys_of(args)
+    return [args[p] for p in positions]
+
+
+@command(
+    "getkeysandflags", -4, "loading stale", (0, 0, 0), "slow connection", "server", "7.0.0",
+    "Extracts the key names and access flags for an arbitrary command.",
+    "O(N) where N is the number of arguments to the command", container="command",
+)  # fmt: skip
+def command_getkeysandflags(ctx: Ctx, args: list[bytes]) -> Reply:
+    spec, positions = _keys_of(args)
+    flags = SetReply([Status(f) for f in key_spec_flags(spec)])
+    return [[args[p], flags] for p in positions]
+
+
+@command(
+    "help", 2, "loading stale", (0, 0, 0), "slow connection", "server", "5.0.0",
+    "Returns helpful text about the different subcommands.", container="command",
+)  # fmt: skip
+def command_help(ctx: Ctx, args: list[bytes]) -> Reply:
+    return help_reply(
+        [
+            "COMMAND <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "(no subcommand)",
+            "    Details of every command.",
+            "COUNT",
+            "    How many commands there are.",
+            "LIST [FILTERBY (MODULE <name>|ACLCAT <category>|PATTERN <pattern>)]",
+            "    The names of the commands (and subcommands), optionally filtered.",
+            "INFO [<command-name> ...]",
+            "    Details of the given commands, or of every command.",
+            "DOCS [<command-name> ...]",
+            "    Documentation of the given commands, or of every command.",
+            "GETKEYS <full-command>",
+            "    The keys a full command would access.",
+            "GETKEYSANDFLAGS <full-command>",
+            "    The keys a full command would access, with their access flags.",
+            "HELP",
+            "    This text.",
+        ]
+    )

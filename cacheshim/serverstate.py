@@ -1,0 +1,96 @@
+"""A shim's server-wide state that INFO, CLIENT PAUSE and MEMORY read: counters, the client
+pause, and the process's memory as the operating system sees it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import resource
+import time
+from dataclasses import dataclass, field
+
+
+def process_rss_bytes() -> int:
+    """The resident set size of this process now (Linux /proc; else the peak from rusage)."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            resident_pages = int(statm.read().split()[1])
+        return resident_pages * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+@dataclass
+class ServerStats:
+    """INFO's counters (stats, and the memory baseline and peak)."""
+
+    started_ms: int = field(default_factory=lambda: time.time_ns() // 1_000_000)
+    startup_rss_bytes: int = field(default_factory=process_rss_bytes)
+    peak_rss_bytes: int = 0
+    connections_received: int = 0
+    commands_processed: int = 0
+    net_input_bytes: int = 0
+    net_output_bytes: int = 0
+
+    def reset(self) -> None:
+        """CONFIG RESETSTAT: counters back to zero (the start time and memory stay)."""
+        self.connections_received = 0
+        self.commands_processed = 0
+        self.net_input_bytes = 0
+        self.net_output_bytes = 0
+        self.peak_rss_bytes = 0
+
+    def rss_bytes(self) -> int:
+        """The process's resident memory now; also moves the peak."""
+        rss = process_rss_bytes()
+        self.peak_rss_bytes = max(self.peak_rss_bytes, rss)
+        return rss
+
+
+class ClientPause:
+    """CLIENT PAUSE: until ``end_ms`` (wall clock), hold every command of every client, or
+    only the writes (the commands that would reach the log)."""
+
+    def __init__(self) -> None:
+        self.end_ms = 0
+        self.pause_all = False
+        self._ended = asyncio.Event()
+
+    def pause(self, end_ms: int, pause_all: bool, now_ms: int | None = None) -> None:
+        now = _now_ms() if now_ms is None else now_ms
+        if self.end_ms > now:  # already paused: the longer and the stricter pause win
+            self.end_ms = max(self.end_ms, end_ms)
+            self.pause_all = self.pause_all or pause_all
+        else:
+            self.end_ms, self.pause_all = end_ms, pause_all
+        self._ended.clear()
+
+    def unpause(self) -> None:
+        self.end_ms = 0
+        self.pause_all = False
+        self._ended.set()
+
+    def holds(self, is_write: bool) -> bool:
+        """Whether a command must wait now (is_write: it would change data)."""
+        if not self.end_ms:
+            return False
+        if _now_ms() >= self.end_ms:
+            self.unpause()
+            return False
+        return self.pause_all or is_write
+
+    async def wait(self) -> None:
+        """Return once the pause is over (its time ran out or CLIENT UNPAUSE)."""
+        while self.end_ms:
+            remaining_s = (self.end_ms - _now_ms()) / 1000
+            if remaining_s <= 0:
+                self.unpause()
+                return
+            try:
+                await asyncio.wait_for(self._ended.wait(), remaining_s)
+            except TimeoutError:
+                continue
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
