@@ -100,6 +100,7 @@ class Memlog:
 
     root: Path
     shims: int = 1
+    shim_args: list[str] = field(default_factory=list)
     cluster: LocalCluster | None = None
     shim_ports: list[int] = field(default_factory=list)
     shim_procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
@@ -125,6 +126,7 @@ class Memlog:
             "--log", ",".join(self.cluster.addresses()),
             "--local-log", self.cluster.address(zone),
             "--shim-id", f"shim-{i + 1}", "--zone", zone,
+            *self.shim_args,
         ]  # fmt: skip
 
     def start_shim(self, i: int) -> None:

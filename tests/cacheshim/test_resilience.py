@@ -221,3 +221,45 @@ def test_data_survives_a_full_restart(tmp_path: Path) -> None:
         assert digest(deployment.shim_ports[0]) == before
     finally:
         deployment.stop()
+
+
+def test_linearizable_reads_see_writes_made_through_another_shim(two_shims: Memlog) -> None:
+    writer, reader = client(two_shims.shim_ports[0]), client(two_shims.shim_ports[1])
+    assert execute(reader, "MEMLOG", "READS") == b"local"
+    assert execute(reader, "MEMLOG", "READS", "LINEARIZABLE") == b"OK"
+    for i in range(50):
+        writer.set("lin", str(i))
+        # Acknowledged on shim 1, so a linearizable read on shim 2 must see it at once.
+        assert reader.get("lin") == str(i).encode()
+    assert execute(reader, "MEMLOG", "READS", "LOCAL") == b"OK"
+
+
+def test_without_a_log_quorum_reads_go_on_and_writes_fail_clearly(tmp_path: Path) -> None:
+    deployment = Memlog(tmp_path / "no-quorum", shim_args=["--write-timeout-s", "2"])
+    try:
+        deployment.start()
+        cluster = deployment.cluster
+        assert cluster is not None
+        conn = client(deployment.shim_ports[0])
+        conn.set("before", "1")
+        for node in cluster.zones[:2]:
+            cluster.kill_node(node)
+        assert conn.get("before") == b"1"  # reads are served from memory
+        started = time.monotonic()
+        with pytest.raises(redis.ResponseError, match="not confirmed by the log"):
+            conn.set("during", "x")
+        assert time.monotonic() - started < 10
+        assert conn.get("before") == b"1"
+        for node in cluster.zones[:2]:
+            cluster.start_node(node)
+        cluster.wait_for_leader()
+        wait_until(lambda: _set_ok(conn), 30, "writes after the quorum is back")
+    finally:
+        deployment.stop()
+
+
+def _set_ok(conn: redis.Redis) -> bool:
+    try:
+        return bool(conn.set("after", "1"))
+    except redis.ResponseError:
+        return False
