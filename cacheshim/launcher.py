@@ -8,7 +8,6 @@ kept across restarts. Ctrl-C or SIGTERM stops everything cleanly.
 from __future__ import annotations
 
 import argparse
-import signal
 import socket
 import subprocess
 import sys
@@ -16,7 +15,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from logsvc.local import LocalCluster
+from logsvc.local import LocalCluster, run_in_foreground, stop_processes
 
 
 def wait_for_port(host: str, port: int, proc: subprocess.Popen[bytes], timeout_s: float) -> None:
@@ -50,16 +49,9 @@ def shim_command(cluster: LocalCluster, index: int, port: int) -> list[str]:
 def up(port: int, data: Path, shims: int, log_base_port: int) -> int:
     cluster = LocalCluster(data_dir=data, base_port=log_base_port)
     processes: list[subprocess.Popen[bytes]] = []
-    stop = False
 
-    def on_signal(signum: int, frame: object) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    cluster.start()
-    try:
+    def start() -> str:
+        cluster.start()
         cluster.wait_for_leader()
         for i in range(shims):
             log_file = open(data / f"shim-{i + 1}.log", "ab")  # noqa: SIM115
@@ -72,30 +64,18 @@ def up(port: int, data: Path, shims: int, log_base_port: int) -> int:
         for i, proc in enumerate(processes):
             wait_for_port("127.0.0.1", port + i, proc, timeout_s=120)
         ports = ", ".join(f"127.0.0.1:{port + i}" for i in range(shims))
-        print(
+        return (
             f"memlog ready: redis on {ports}; log nodes {', '.join(cluster.addresses())} "
-            f"(zones a, b, c); data in {data}. Ctrl-C stops.",
-            flush=True,
+            f"(zones a, b, c); data in {data}. Ctrl-C stops."
         )
-        while not stop:
-            for proc in [*processes, *cluster.processes.values()]:
-                if proc.poll() is not None:
-                    print(f"a process exited with {proc.returncode}; stopping", file=sys.stderr)
-                    return 1
-            time.sleep(0.2)
-        return 0
-    finally:
-        for proc in processes:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in processes:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+
+    def stop() -> None:
+        stop_processes(processes)
         cluster.stop()
-        print("memlog stopped", flush=True)
+
+    return run_in_foreground(
+        start, lambda: [*processes, *cluster.processes.values()], stop, "memlog"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

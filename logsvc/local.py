@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -99,47 +100,68 @@ class LocalCluster:
         raise TimeoutError(f"no leader agreed on within {timeout_s}s")
 
     def stop(self, grace_s: float = 10.0) -> None:
-        for proc in self.processes.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.processes.values():
-            try:
-                proc.wait(timeout=grace_s)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_processes(list(self.processes.values()), grace_s)
         self.processes.clear()
+
+
+def stop_processes(processes: Sequence[subprocess.Popen[bytes]], grace_s: float = 10.0) -> None:
+    """SIGTERM each (by PID), wait up to grace_s, then SIGKILL what is left."""
+    for proc in processes:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in processes:
+        try:
+            proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def run_in_foreground(
+    start: Callable[[], str],
+    processes: Callable[[], Sequence[subprocess.Popen[bytes]]],
+    stop: Callable[[], None],
+    name: str,
+) -> int:
+    """Start (it returns the ready message), then watch until Ctrl-C, SIGTERM or a process
+    exiting; stop in every case."""
+    signalled = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        nonlocal signalled
+        signalled = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        print(start(), flush=True)
+        while not signalled:
+            for proc in processes():
+                if proc.poll() is not None:
+                    print(f"{name}: a process exited with {proc.returncode}", file=sys.stderr)
+                    return 1
+            time.sleep(0.2)
+        return 0
+    finally:
+        stop()
+        print(f"{name} stopped", flush=True)
 
 
 def up(data_dir: Path, base_port: int) -> int:
     """Run a local cluster in the foreground until Ctrl-C or SIGTERM."""
     cluster = LocalCluster(data_dir=data_dir, base_port=base_port)
-    stop = False
 
-    def on_signal(signum: int, frame: object) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    cluster.start()
-    try:
+    def start() -> str:
+        cluster.start()
         leader = cluster.wait_for_leader()
-        print(
+        return (
             f"logsvc ready: nodes {','.join(cluster.addresses())} (zones a, b, c), "
-            f"leader {leader}, data in {data_dir}; Ctrl-C stops",
-            flush=True,
+            f"leader {leader}, data in {data_dir}; Ctrl-C stops"
         )
-        while not stop:
-            for node_id, proc in cluster.processes.items():
-                if proc.poll() is not None:
-                    print(f"logsvc {node_id} exited with {proc.returncode}", file=sys.stderr)
-                    return 1
-            time.sleep(0.2)
-        return 0
-    finally:
-        cluster.stop()
-        print("logsvc stopped", flush=True)
+
+    return run_in_foreground(
+        start, lambda: list(cluster.processes.values()), cluster.stop, "logsvc"
+    )
 
 
 if __name__ == "__main__":

@@ -52,10 +52,19 @@ class RawConnection:
         if protocol == 3:
             self.call(b"HELLO", b"3")
 
-    def call(self, *args: bytes | str | int) -> bytes:
-        parts = [a if isinstance(a, bytes) else str(a).encode() for a in args]
-        self.sock.sendall(encode_command(parts))
-        while True:
+    def send(self, *commands: Sequence[bytes | str | int]) -> None:
+        """Send several commands at once (a pipeline); read them with replies()."""
+        self.sock.sendall(
+            b"".join(
+                encode_command([a if isinstance(a, bytes) else str(a).encode() for a in c])
+                for c in commands
+            )
+        )
+
+    def replies(self, count: int) -> list[bytes]:
+        """The exact bytes of the next count replies."""
+        out: list[bytes] = []
+        while len(out) < count:
             try:
                 end = _reply_end(self.buffer, 0)
             except (IndexError, ValueError):
@@ -64,8 +73,13 @@ class RawConnection:
                     raise ConnectionError("server closed the connection") from None
                 self.buffer += chunk
                 continue
-            reply, self.buffer = self.buffer[:end], self.buffer[end:]
-            return reply
+            out.append(self.buffer[:end])
+            self.buffer = self.buffer[end:]
+        return out
+
+    def call(self, *args: bytes | str | int) -> bytes:
+        self.send(args)
+        return self.replies(1)[0]
 
     def close(self) -> None:
         self.sock.close()

@@ -8,7 +8,6 @@ checked for the shape and the fields that tools read.
 from __future__ import annotations
 
 import re
-import socket
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -18,76 +17,15 @@ import redis
 
 from cacheshim.commands import COMMANDS, load_all
 from cacheshim.commands.introspect import all_commands
-from cacheshim.resp import encode_command
 from tests.cacheshim.harness import Memlog, RedisServer, client, compare, execute, wait_until
+from tests.cacheshim.rawresp import RawConnection as Raw
+from tests.cacheshim.rawresp import without_callbacks as bare
 
 Pair = tuple[redis.Redis, redis.Redis]
 HEX40 = re.compile(r"[0-9a-f]{40}")
 
 
 # -- helpers ------------------------------------------------------------------------------------
-
-
-def bare(conn: redis.Redis) -> redis.Redis:
-    """The client without redis-py's reply callbacks: replies as the server sent them."""
-    conn.response_callbacks.clear()
-    return conn
-
-
-def _reply_end(buf: bytes, pos: int) -> int:
-    """Where the RESP reply starting at pos ends; IndexError while it is incomplete."""
-    kind = buf[pos : pos + 1]
-    line_end = buf.index(b"\r\n", pos)
-    if kind in (b"+", b"-", b":", b"_", b",", b"#", b"("):
-        return line_end + 2
-    size = int(buf[pos + 1 : line_end])
-    if kind in (b"$", b"="):
-        end = line_end + 2 + (size + 2 if size >= 0 else 0)
-        if end > len(buf):
-            raise IndexError("incomplete bulk string")
-        return end
-    pos = line_end + 2
-    for _ in range(max(size, 0) * (2 if kind == b"%" else 1)):
-        pos = _reply_end(buf, pos)
-    return pos
-
-
-class Raw:
-    """A plain socket: sends commands, hands back the exact bytes of the replies."""
-
-    def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        self.buf = b""
-
-    def send(self, *commands: Sequence[bytes | str]) -> None:
-        self.sock.sendall(
-            b"".join(
-                encode_command([a.encode() if isinstance(a, str) else a for a in c])
-                for c in commands
-            )
-        )
-
-    def replies(self, count: int) -> list[bytes]:
-        out: list[bytes] = []
-        while len(out) < count:
-            try:
-                end = _reply_end(self.buf, 0)
-            except (IndexError, ValueError):
-                chunk = self.sock.recv(65536)
-                if not chunk:
-                    raise ConnectionError("closed") from None
-                self.buf += chunk
-                continue
-            out.append(self.buf[:end])
-            self.buf = self.buf[end:]
-        return out
-
-    def call(self, *args: bytes | str) -> bytes:
-        self.send(args)
-        return self.replies(1)[0]
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 def fields(line: str) -> dict[str, str]:
