@@ -31,6 +31,7 @@ from logsvc.errors import (
 from logsvc.raft import (
     Config,
     Entry,
+    HardState,
     Message,
     ProposalDropped,
     RawNode,
@@ -72,6 +73,7 @@ class LogNode:
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self._syncing = False
+        self._unwritten_hard_state: HardState | None = None
         self._pending: dict[int, PendingAppend] = {}  # raft index -> waiting Append
         self._inflight_keys: dict[tuple[str, int], PendingAppend] = {}
         self._reads: dict[bytes, asyncio.Future[int]] = {}
@@ -193,9 +195,12 @@ class LogNode:
                 while node.has_ready():
                     rd = node.ready()
                     self._observe(rd)
-                    for m in rd.messages:
-                        self._send(m)
                     if rd.must_sync:
+                        for m in rd.messages:
+                            self._send(m)
+                        # A commit index held back from an earlier Ready rides along.
+                        hard_state = rd.hard_state or self._unwritten_hard_state
+                        self._unwritten_hard_state = None
                         self._syncing = True
                         try:
                             await loop.run_in_executor(
@@ -203,18 +208,24 @@ class LogNode:
                                 self.durable.write,
                                 rd.snapshot,
                                 rd.entries,
-                                rd.hard_state,
+                                hard_state,
                             )
                         finally:
                             self._syncing = False
-                        self.durable.mirror(rd.snapshot, rd.entries, rd.hard_state)
-                    elif rd.hard_state is not None:
-                        # Only the commit index moved: written in order, not waited for.
-                        self._writer.submit(self.durable.write, None, (), rd.hard_state, False)
-                        self.durable.mirror(None, (), rd.hard_state)
-                    for m in rd.persisted_messages:
-                        self._send(m)
-                    await self._publish(rd)
+                        self.durable.mirror(rd.snapshot, rd.entries, hard_state)
+                        for m in rd.persisted_messages:
+                            self._send(m)
+                        await self._publish(rd)
+                    else:
+                        # Nothing must be durable first: answer the waiting clients before
+                        # anything else, then tell the peers. A commit index alone is not
+                        # worth a write of its own; it goes with the next synced one.
+                        await self._publish(rd)
+                        for m in [*rd.messages, *rd.persisted_messages]:
+                            self._send(m)
+                        if rd.hard_state is not None:
+                            self._unwritten_hard_state = rd.hard_state
+                            self.durable.mirror(None, (), rd.hard_state)
                     node.advance(rd)
         except asyncio.CancelledError:
             raise
