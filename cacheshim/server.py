@@ -105,6 +105,7 @@ class Writer:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._appending: set[asyncio.Task[None]] = set()
+        self._in_flight = 0
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="writer")
@@ -131,10 +132,11 @@ class Writer:
             self._wake.clear()
             # Several Appends may be in flight: a connection never has writes in two of
             # them (it waits for its replies before submitting more), so order holds.
-            while self._queue and len(self._appending) < APPENDS_IN_FLIGHT_MAX:
+            while self._queue and self._in_flight < APPENDS_IN_FLIGHT_MAX:
                 batch, self._queue = self._queue, []
+                self._in_flight += 1
                 task = asyncio.create_task(self._append(batch))
-                self._appending.add(task)
+                self._appending.add(task)  # a reference, so the task is not collected
                 task.add_done_callback(self._appending.discard)
 
     async def _append(self, batch: list[tuple[record_pb2.Record, asyncio.Future[Reply]]]) -> None:
@@ -151,6 +153,9 @@ class Writer:
                 if not fut.done():
                     fut.set_result(Error(message.replace("\r", " ").replace("\n", " ")))
         finally:
+            # Free the slot before waking the loop: a done-callback would run too late,
+            # after the loop had already looked, found no slot and gone back to sleep.
+            self._in_flight -= 1
             self._wake.set()
 
 

@@ -3,8 +3,10 @@ loses nothing it acknowledged. Byte-level replies are compared with the real red
 
 from __future__ import annotations
 
+import shutil
 import signal
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -263,3 +265,16 @@ def _set_ok(conn: redis.Redis) -> bool:
         return bool(conn.set("after", "1"))
     except redis.ResponseError:
         return False
+
+
+def test_fifty_concurrent_writers_all_get_replies(memlog: Memlog) -> None:
+    """redis-benchmark's 50 connections keep several Appends in flight at once; every SET
+    must be answered (a lost wake-up in the writer once left them waiting forever)."""
+    binary = shutil.which("redis-benchmark")
+    assert binary is not None, "redis-benchmark is missing (apt-get install redis-tools)"
+    out = subprocess.run(
+        [binary, "-p", str(memlog.shim_ports[0]), "-t", "set", "-c", "50", "-n", "4000",
+         "-r", "1000", "-q", "--csv"],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    assert '"SET"' in out.stdout, out.stdout + out.stderr
