@@ -9,7 +9,6 @@ the same keyspace (`Keyspace.digest` proves it).
 from __future__ import annotations
 
 import logging
-import random
 
 from cacheshim import errors
 from cacheshim.commands import Ctx, lookup
@@ -38,7 +37,7 @@ class Applier:
             return None, Error("ERR memlog: undecodable log record")
         self.time_ms = max(self.time_ms, record.time_ms)
         self.keyspace.expire_due(self.time_ms, index)
-        ctx = Ctx(self.keyspace, record.db, self.time_ms, index, random.Random(index))
+        ctx = Ctx(self.keyspace, record.db, self.time_ms, index)
         if not record.transaction:
             return record, run(ctx, list(record.commands[0].args))
         for watched in record.watched:

@@ -40,8 +40,12 @@ class Ctx:
         return self.keyspace.dbs[self.db_index]
 
     def random(self) -> random.Random:
+        """Inside apply: a generator seeded by the log index, made on first use (seeding
+        costs more than most commands). For reads: the shim's own generator."""
         if self.rng is None:
-            raise RuntimeError("randomness is only available inside apply")
+            if self.index == 0:
+                raise RuntimeError("randomness is only available inside apply")
+            self.rng = random.Random(self.index)
         return self.rng
 
 
