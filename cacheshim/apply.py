@@ -40,6 +40,7 @@ class Applier:
         ctx = Ctx(self.keyspace, record.db, self.time_ms, index)
         if not record.transaction:
             return record, run(ctx, list(record.commands[0].args))
+        ctx.in_transaction = True
         for watched in record.watched:
             if self.keyspace.dbs[watched.db].last_change(watched.key) > record.watch_index:
                 return record, NULL_ARRAY  # EXEC aborted: a watched key changed

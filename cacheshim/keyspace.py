@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
@@ -102,6 +102,9 @@ class ValueKind:
     encoding: Callable[[Any], str]  # OBJECT ENCODING
     refcount: Callable[[Any], int]  # OBJECT REFCOUNT
     duplicate: Callable[[Any], Any]  # COPY: a value that shares nothing mutable
+    # DEBUG DIGEST(-VALUE): feed the value's content to a hash, the same on every shim
+    # (an unordered type must feed an order-independent summary; see `unordered_digest`).
+    digest: Callable[[Any, Any], None] = lambda value, h: h.update(value)
 
 
 KINDS: dict[type, ValueKind] = {}
@@ -275,6 +278,16 @@ class Keyspace:
         return f"{acc:040x}"
 
 
+def unordered_digest(items: Iterable[bytes]) -> bytes:
+    """A digest of a collection whose order means nothing (a set's members, a hash's
+    field-value pairs pre-joined by the caller): XOR of each item's SHA-1, as Redis's
+    DEBUG DIGEST does for unordered types."""
+    acc = 0
+    for item in items:
+        acc ^= int.from_bytes(hashlib.sha1(item).digest(), "big")
+    return acc.to_bytes(20, "big")
+
+
 def key_digest(db: Database, key: bytes) -> bytes:
     h = hashlib.sha1()
     h.update(db.index.to_bytes(4, "big"))
@@ -285,8 +298,9 @@ def key_digest(db: Database, key: bytes) -> bytes:
 
 
 def value_digest(value: Value, expires_ms: int | None) -> bytes:
+    kind = kind_of(value)
     h = hashlib.sha1()
-    h.update(b"string")
-    h.update(value)
+    h.update(kind.name.encode())
+    kind.digest(value, h)
     h.update(b"" if expires_ms is None else expires_ms.to_bytes(8, "big", signed=True))
     return h.digest()

@@ -34,6 +34,8 @@ class Ctx:
     rng: random.Random | None = None
     # Filled in for reads served to a connection (server and connection commands).
     session: object | None = None
+    # Inside MULTI/EXEC: blocking commands answer at once instead of blocking (as in Redis).
+    in_transaction: bool = False
 
     @property
     def db(self) -> Database:
@@ -183,11 +185,17 @@ def load_all() -> None:
     from cacheshim.commands import (  # noqa: F401
         config,
         connection,
+        hashes,
         info,
         introspect,
         keys,
+        lists,
         memlog,
+        pubsub,
         server,
         session,
+        sets,
+        sort,
         strings,
+        zsets,
     )

@@ -1,0 +1,1 @@
+"""sets commands (Redis 7.0): being written for issue 5."""
