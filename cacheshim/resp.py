@@ -313,6 +313,16 @@ class RequestParser:
         return len(self._buf) - self._pos
 
     @property
+    def idle(self) -> bool:
+        """Nothing received is pending: the next byte fed starts a new request."""
+        return (
+            self._reqtype == _REQ_NONE
+            and self._pos >= len(self._buf)
+            and self._failed is None
+            and not self.auth_required
+        )
+
+    @property
     def failed(self) -> ProtocolError | None:
         """The error that ended this connection's input, if any."""
         return self._failed

@@ -1,0 +1,205 @@
+/* The read fast path of the shim: a run of plain GETs answered without leaving C.
+ *
+ * serve_gets(data, values, expires, now_ms, resp3) looks at the start of `data` (bytes just
+ * read from a client whose parser holds nothing) and answers every complete
+ * `*2\r\n$3\r\nGET\r\n$<n>\r\n<key>\r\n` request it finds there, in order, from the
+ * database's dicts: a string value, or nil when the key is absent or expired as of now_ms.
+ * It stops, consuming nothing more, at the first byte it does not fully understand: another
+ * command, an inline command, an incomplete request, an odd spelling of a length, a key
+ * holding another type (WRONGTYPE), or a key longer than KEY_BYTES_MAX. The Python path
+ * (cacheshim.resp.RequestParser and the command table) then takes over from there, so every
+ * error and every unusual case keeps its one implementation.
+ *
+ * Returns (consumed_bytes, replies, commands_served). `cacheshim/fastread.py` holds the same
+ * function in Python; tests/cacheshim/test_fastread.py checks that both agree byte for byte.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <string.h>
+
+#define KEY_BYTES_MAX (64 * 1024)
+#define STACK_OUT_BYTES 8192
+
+typedef struct {
+    char *data;
+    Py_ssize_t len;
+    Py_ssize_t cap;
+    char stack[STACK_OUT_BYTES];
+} OutBuf;
+
+static int out_reserve(OutBuf *out, Py_ssize_t extra) {
+    if (out->len + extra <= out->cap) {
+        return 0;
+    }
+    Py_ssize_t cap = out->cap * 2;
+    while (cap < out->len + extra) {
+        cap *= 2;
+    }
+    char *grown;
+    if (out->data == out->stack) {
+        grown = PyMem_Malloc((size_t)cap);
+        if (grown != NULL) {
+            memcpy(grown, out->data, (size_t)out->len);
+        }
+    } else {
+        grown = PyMem_Realloc(out->data, (size_t)cap);
+    }
+    if (grown == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    out->data = grown;
+    out->cap = cap;
+    return 0;
+}
+
+static void out_free(OutBuf *out) {
+    if (out->data != out->stack) {
+        PyMem_Free(out->data);
+    }
+}
+
+/* A decimal length in Redis's strict spelling: "0" or digits without a leading zero, at
+ * most 9 digits, ended by \r\n. Returns the number and moves *pos past the \r\n; -1 when
+ * the bytes are anything else (or incomplete). */
+static Py_ssize_t parse_length(const char *buf, Py_ssize_t end, Py_ssize_t *pos) {
+    Py_ssize_t p = *pos;
+    Py_ssize_t value = 0;
+    Py_ssize_t digits = 0;
+    while (p < end && buf[p] >= '0' && buf[p] <= '9') {
+        if (digits == 9) {
+            return -1;
+        }
+        value = value * 10 + (buf[p] - '0');
+        digits++;
+        p++;
+    }
+    if (digits == 0 || (digits > 1 && buf[*pos] == '0')) {
+        return -1;
+    }
+    if (p + 1 >= end || buf[p] != '\r' || buf[p + 1] != '\n') {
+        return -1;
+    }
+    *pos = p + 2;
+    return value;
+}
+
+static PyObject *serve_gets(PyObject *self, PyObject *args) {
+    Py_buffer view;
+    PyObject *values;
+    PyObject *expires;
+    long long now_ms;
+    int resp3;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*O!O!Lp", &view, &PyDict_Type, &values, &PyDict_Type,
+                          &expires, &now_ms, &resp3)) {
+        return NULL;
+    }
+    const char *buf = view.buf;
+    const Py_ssize_t end = view.len;
+    const int check_expiry = PyDict_GET_SIZE(expires) > 0;
+    const char *nil = resp3 ? "_\r\n" : "$-1\r\n";
+    const Py_ssize_t nil_len = resp3 ? 3 : 5;
+    OutBuf out;
+    out.data = out.stack;
+    out.len = 0;
+    out.cap = STACK_OUT_BYTES;
+    Py_ssize_t consumed = 0;
+    Py_ssize_t served = 0;
+
+    while (consumed < end) {
+        Py_ssize_t p = consumed;
+        /* "*2\r\n$3\r\n" then GET in any case, then "\r\n$" */
+        if (end - p < 14 || memcmp(buf + p, "*2\r\n$3\r\n", 8) != 0) {
+            break;
+        }
+        p += 8;
+        if ((buf[p] | 0x20) != 'g' || (buf[p + 1] | 0x20) != 'e' || (buf[p + 2] | 0x20) != 't' ||
+            buf[p + 3] != '\r' || buf[p + 4] != '\n' || buf[p + 5] != '$') {
+            break;
+        }
+        p += 6;
+        Py_ssize_t key_len = parse_length(buf, end, &p);
+        if (key_len < 0 || key_len > KEY_BYTES_MAX || end - p < key_len + 2) {
+            break;
+        }
+        if (buf[p + key_len] != '\r' || buf[p + key_len + 1] != '\n') {
+            break;
+        }
+        PyObject *key = PyBytes_FromStringAndSize(buf + p, key_len);
+        if (key == NULL) {
+            goto fail;
+        }
+        PyObject *value = PyDict_GetItemWithError(values, key); /* borrowed */
+        if (value == NULL && PyErr_Occurred()) {
+            Py_DECREF(key);
+            goto fail;
+        }
+        if (value != NULL && !PyBytes_Check(value)) {
+            Py_DECREF(key);
+            break; /* another type: WRONGTYPE comes from the Python path */
+        }
+        if (value != NULL && check_expiry) {
+            PyObject *when = PyDict_GetItemWithError(expires, key); /* borrowed */
+            if (when == NULL && PyErr_Occurred()) {
+                Py_DECREF(key);
+                goto fail;
+            }
+            if (when != NULL) {
+                long long when_ms = PyLong_AsLongLong(when);
+                if (when_ms == -1 && PyErr_Occurred()) {
+                    Py_DECREF(key);
+                    goto fail;
+                }
+                if (when_ms <= now_ms) {
+                    value = NULL; /* expired by this clock: hidden, as a read does */
+                }
+            }
+        }
+        Py_DECREF(key);
+        if (value == NULL) {
+            if (out_reserve(&out, nil_len) < 0) {
+                goto fail;
+            }
+            memcpy(out.data + out.len, nil, (size_t)nil_len);
+            out.len += nil_len;
+        } else {
+            Py_ssize_t value_len = PyBytes_GET_SIZE(value);
+            if (out_reserve(&out, value_len + 32) < 0) {
+                goto fail;
+            }
+            out.len += sprintf(out.data + out.len, "$%zd\r\n", value_len);
+            memcpy(out.data + out.len, PyBytes_AS_STRING(value), (size_t)value_len);
+            out.len += value_len;
+            out.data[out.len++] = '\r';
+            out.data[out.len++] = '\n';
+        }
+        consumed = p + key_len + 2;
+        served++;
+    }
+    PyBuffer_Release(&view);
+    PyObject *replies = PyBytes_FromStringAndSize(out.data, out.len);
+    out_free(&out);
+    if (replies == NULL) {
+        return NULL;
+    }
+    return Py_BuildValue("(nNn)", consumed, replies, served);
+
+fail:
+    PyBuffer_Release(&view);
+    out_free(&out);
+    return NULL;
+}
+
+static PyMethodDef methods[] = {
+    {"serve_gets", serve_gets, METH_VARARGS,
+     "serve_gets(data, values, expires, now_ms, resp3) -> (consumed, replies, served)"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "cacheshim._fastread",
+    "The shim's read fast path for runs of GET (see cacheshim/fastread.py).", -1, methods,
+};
+
+PyMODINIT_FUNC PyInit__fastread(void) { return PyModule_Create(&module); }
