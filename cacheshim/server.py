@@ -27,6 +27,8 @@ from cacheshim.commands import Command, Ctx, load_all, lookup
 from cacheshim.commands.args import parse_int
 from cacheshim.commands.connection import valid_client_name
 from cacheshim.errors import CommandError, ProtocolError
+from cacheshim.fastread import serve_gets
+from cacheshim.keyspace import Database
 from cacheshim.resp import NULL_ARRAY, OK, Encoder, Error, Reply, RequestParser, Status
 from cacheshim.serverconfig import ServerConfig
 from cacheshim.serverstate import ClientPause, ServerStats
@@ -289,6 +291,7 @@ class Connection(asyncio.Protocol):
         # A command read while gathering a pipeline of writes, run after their replies.
         self._held: list[bytes] | None = None
         self._plain_writes: set[asyncio.Future[Reply]] = set()
+        self._fast_db: Database = shim.applier.keyspace.dbs[0]
 
     # -- asyncio.Protocol --------------------------------------------------------------
 
@@ -311,6 +314,15 @@ class Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.shim.stats.net_input_bytes += len(data)
+        if self._fast_path_open():
+            db = self._fast_db
+            resp3 = self.encoder.protocol == 3
+            consumed, replies, served = serve_gets(data, db.data, db.expires, wall_ms(), resp3)
+            if served:
+                self._fast_path_served(replies, served)
+                if consumed == len(data):
+                    return
+                data = data[consumed:]
         try:
             self.parser.feed(data)
         except ProtocolError as exc:
@@ -318,6 +330,42 @@ class Connection(asyncio.Protocol):
             return
         if not self._busy:
             self._pump()
+
+    # -- the GET fast path (cacheshim.fastread) ------------------------------------------
+
+    def _fast_path_open(self) -> bool:
+        """Whether a read may start with plain GETs answered by `serve_gets`: nothing of
+        this connection is pending or waiting, and no state of it changes how a GET is
+        answered (MULTI queues it, linearizable reads wait, CLIENT REPLY drops replies,
+        CLIENT PAUSE holds it, ...)."""
+        session = self.session
+        if (
+            session is None
+            or self._busy
+            or self._held is not None
+            or session.in_multi
+            or session.linearizable
+            or session.reply_off
+            or session.reply_skip_current
+            or session.reply_skip_next
+            or session.closing
+            or self.shim.client_pause.end_ms
+            or len(self.encoder)
+            or not self.parser.idle
+        ):
+            return False
+        self._fast_db = self.shim.applier.keyspace.dbs[session.db]
+        return True
+
+    def _fast_path_served(self, replies: bytes, served: int) -> None:
+        session = self.session
+        assert session is not None and self.transport is not None
+        session.last_command = "get"
+        session.last_active_ms = wall_ms()
+        stats = self.shim.stats
+        stats.commands_processed += served
+        stats.net_output_bytes += len(replies)
+        self.transport.write(replies)
 
     # -- processing ----------------------------------------------------------------------
 
