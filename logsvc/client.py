@@ -75,6 +75,7 @@ class LogClient:
         self.attempt_timeout_s = attempt_timeout_s
         self._sequence = itertools.count(1)
         self._channels: dict[str, grpc.aio.Channel] = {}
+        self._stubs: dict[str, log_pb2_grpc.LogAsyncStub] = {}
         self._leader: str | None = None
         self._rotation = itertools.cycle(range(1 << 30))
 
@@ -93,13 +94,16 @@ class LogClient:
         for channel in self._channels.values():
             await channel.close()
         self._channels.clear()
+        self._stubs.clear()
 
     def stub(self, address: str) -> log_pb2_grpc.LogAsyncStub:
-        channel = self._channels.get(address)
-        if channel is None:
+        stub = self._stubs.get(address)
+        if stub is None:
             channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
             self._channels[address] = channel
-        return log_pb2_grpc.LogStub(channel)
+            # A stub builds a callable per method: make it once per channel, not per call.
+            stub = self._stubs[address] = log_pb2_grpc.LogStub(channel)
+        return stub
 
     def _next_address(self) -> str:
         if self._leader is not None:
