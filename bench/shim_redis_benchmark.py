@@ -5,8 +5,9 @@
 Starts, on 127.0.0.1: a memlog deployment (three log nodes, one shim), a plain in-memory
 `redis-server`, and a `redis-server --appendonly yes --appendfsync always` (every write
 fsync'd before the reply: the durability memlog gives, on one disk instead of a majority of
-three). Runs Debian's `redis-benchmark` (GET and SET, -c 50, with -P 1 and -P 16) against
-each, prints a Markdown table of requests/s and the ratios, and stops everything by PID.
+three). Runs Debian's `redis-benchmark` (GET and SET, -c 50, with -P 1 and -P 16; then the
+data-type tests LPUSH, LPOP, SADD, HSET, ZADD, LRANGE_100) against each, prints Markdown
+tables of requests/s and the ratios, and stops everything by PID.
 """
 
 from __future__ import annotations
@@ -32,19 +33,33 @@ TARGETS = {
 }
 
 
-def run_benchmark(port: int, test: str, pipeline: int, requests: int) -> float:
+# redis-benchmark's data-type tests (issue 5), run in one invocation in this order (LPUSH
+# fills the list LPOP then empties; LRANGE_100 fills its own list first).
+TYPE_TESTS = ("LPUSH", "LPOP", "SADD", "HSET", "ZADD", "LRANGE_100")
+
+
+def run_tests(port: int, tests: tuple[str, ...], pipeline: int, requests: int) -> dict[str, float]:
+    """requests/s of each test, by its name (LRANGE_100 for "LRANGE_100 (first 100 ...)")."""
     binary = shutil.which("redis-benchmark")
     if binary is None:
         raise SystemExit("redis-benchmark is missing: apt-get install redis-tools")
     out = subprocess.run(
-        [binary, "-h", "127.0.0.1", "-p", str(port), "-t", test.lower(), "-c", "50",
-         "-P", str(pipeline), "-n", str(requests), "-r", "10000", "-q", "--csv"],
-        capture_output=True, text=True, timeout=600, check=True,
+        [binary, "-h", "127.0.0.1", "-p", str(port), "-t", ",".join(t.lower() for t in tests),
+         "-c", "50", "-P", str(pipeline), "-n", str(requests), "-r", "10000", "-q", "--csv"],
+        capture_output=True, text=True, timeout=900, check=True,
     ).stdout  # fmt: skip
-    match = re.search(rf"\"{test.upper()}\",\"([0-9.]+)\"", out)
-    if match is None:
-        raise RuntimeError(f"unexpected redis-benchmark output: {out!r}")
-    return float(match.group(1))
+    found: dict[str, float] = {}
+    for match in re.finditer(r'"(\w+)[^"]*","([0-9.]+)"', out):
+        # The first: LRANGE_100 runs its own "LPUSH (needed to benchmark LRANGE)" later.
+        found.setdefault(match.group(1), float(match.group(2)))
+    missing = [t for t in tests if t not in found]
+    if missing:
+        raise RuntimeError(f"redis-benchmark gave no result for {missing}: {out!r}")
+    return {t: found[t] for t in tests}
+
+
+def run_benchmark(port: int, test: str, pipeline: int, requests: int) -> float:
+    return run_tests(port, (test,), pipeline, requests)[test]
 
 
 def main() -> int:
@@ -57,6 +72,7 @@ def main() -> int:
     plain = RedisServer(root / "redis-plain")
     always = RedisServer(root / "redis-always")
     rows: list[tuple[str, int, float, float, float]] = []
+    type_rows: list[tuple[str, int, float, float, float]] = []
     try:
         memlog.start()
         plain.start()
@@ -69,6 +85,15 @@ def main() -> int:
                 redis_plain = run_benchmark(plain.port, test, pipeline, n)
                 redis_always = run_benchmark(always.port, test, pipeline, n)
                 rows.append((test, pipeline, shim, redis_plain, redis_always))
+                print(f"{test} -P {pipeline}: shim {shim:,.0f}/s, redis {redis_plain:,.0f}/s, "
+                      f"redis appendfsync always {redis_always:,.0f}/s", flush=True)  # fmt: skip
+        for pipeline in (1, 16):
+            n = args.requests * (4 if pipeline > 1 else 1)
+            by_server = [run_tests(port, TYPE_TESTS, pipeline, n)
+                         for port in (shim_port, plain.port, always.port)]  # fmt: skip
+            for test in TYPE_TESTS:
+                shim, redis_plain, redis_always = (result[test] for result in by_server)
+                type_rows.append((test, pipeline, shim, redis_plain, redis_always))
                 print(f"{test} -P {pipeline}: shim {shim:,.0f}/s, redis {redis_plain:,.0f}/s, "
                       f"redis appendfsync always {redis_always:,.0f}/s", flush=True)  # fmt: skip
     finally:
@@ -93,6 +118,21 @@ def main() -> int:
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for test, pipeline, shim, redis_plain, redis_always in rows:
+        lines.append(
+            f"| {test} | {pipeline} | {shim:,.0f} | {redis_plain:,.0f} | "
+            f"{shim / redis_plain:.2f} | {redis_always:,.0f} | {shim / redis_always:.2f} |"
+        )
+    lines += [
+        "",
+        "## Data types (issue 5): `redis-benchmark -t lpush,lpop,sadd,hset,zadd,lrange_100`",
+        "",
+        "Writes go through the log like SET; LRANGE_100 is a read (100 elements per reply).",
+        "",
+        "| test | -P | memlog req/s | redis-server req/s | ratio | redis appendfsync always "
+        "req/s | ratio to always |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for test, pipeline, shim, redis_plain, redis_always in type_rows:
         lines.append(
             f"| {test} | {pipeline} | {shim:,.0f} | {redis_plain:,.0f} | "
             f"{shim / redis_plain:.2f} | {redis_always:,.0f} | {shim / redis_always:.2f} |"
