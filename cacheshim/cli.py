@@ -12,11 +12,22 @@ import logging
 import signal
 import socket
 import sys
+import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from logsvc.cli import add_env_flag, run_event_loop
+from logsvc.client import LogClient, LogClientError
+
+if TYPE_CHECKING:
+    from cacheshim.server import ShimConfig
 
 ENV_PREFIX = "CACHESHIM_"
+# How long to keep asking the log nodes for their zones before reading from the first one.
+ZONE_LOOKUP_S = 30.0
+ZONE_RETRY_S = 0.5
+
+log = logging.getLogger("cacheshim.cli")
 
 
 def _add(parser: argparse.ArgumentParser, flag: str, **kwargs: object) -> None:
@@ -29,7 +40,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run one shim")
     _add(serve, "--listen", default="127.0.0.1:6379", help="HOST:PORT for Redis clients")
     _add(serve, "--log", required=True, help="logsvc node addresses, comma separated")
-    _add(serve, "--local-log", default="", help="the zone-local log node (default: first)")
+    _add(
+        serve,
+        "--local-log",
+        default="",
+        help="the zone-local log node (default: the one whose Status reports --zone, else the "
+        "first of --log)",
+    )
     _add(serve, "--shim-id", default="", help="this shim's name (default: host:port)")
     _add(serve, "--zone", default="", help="the zone this shim runs in")
     _add(serve, "--linearizable-reads", default="no", help="yes: every read waits for ReadIndex")
@@ -38,21 +55,77 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def serve(args: argparse.Namespace) -> None:
-    from cacheshim.server import Shim, ShimConfig
+async def zone_local_log(
+    addresses: Sequence[str], zone: str, timeout_s: float = ZONE_LOOKUP_S
+) -> str:
+    """The log node whose Status reports `zone`, else the first of `addresses`.
+
+    On Kubernetes a pod learns its zone from its node's topology label (downward API) but
+    not which log pod shares that zone; each log node reports its own zone in Status. Nodes
+    that do not answer are asked again until `timeout_s`; once all have answered and none
+    is in `zone` (or time is up) the first address is used: reads then cross zones.
+    """
+    if not zone:
+        return addresses[0]
+    deadline = time.monotonic() + timeout_s
+    everyone = False
+    async with LogClient(list(addresses), attempt_timeout_s=min(3.0, timeout_s)) as client:
+        while True:
+            answers = await asyncio.gather(
+                *(client.status(a) for a in addresses), return_exceptions=True
+            )
+            for address, answer in zip(addresses, answers, strict=True):
+                if isinstance(answer, BaseException):
+                    if not isinstance(answer, LogClientError):
+                        raise answer
+                elif answer.zone == zone:
+                    log.info("zone %s: reading the log from %s", zone, address)
+                    return address
+            everyone = not any(isinstance(a, BaseException) for a in answers)
+            if everyone or time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(ZONE_RETRY_S)
+    if everyone:
+        log.warning("no log node is in zone %r: reading the log from %s", zone, addresses[0])
+    else:
+        log.warning(
+            "no log node of zone %r answered within %gs: reading the log from %s",
+            zone, timeout_s, addresses[0],
+        )  # fmt: skip
+    return addresses[0]
+
+
+async def local_log_address(args: argparse.Namespace, addresses: Sequence[str]) -> str:
+    """--local-log when given, else the log node in --zone (see zone_local_log)."""
+    return str(args.local_log) or await zone_local_log(addresses, str(args.zone))
+
+
+def log_addresses(args: argparse.Namespace) -> tuple[str, ...]:
+    return tuple(a.strip() for a in str(args.log).split(",") if a.strip())
+
+
+def config_from_args(args: argparse.Namespace, local_log: str) -> ShimConfig:
+    """The shim's configuration from `serve` flags; `local_log` is the zone-local log node."""
+    from cacheshim.server import ShimConfig
 
     host, _, port = str(args.listen).rpartition(":")
-    addresses = tuple(a.strip() for a in str(args.log).split(",") if a.strip())
-    config = ShimConfig(
+    return ShimConfig(
         host=host or "127.0.0.1",
         port=int(port),
-        log_addresses=addresses,
-        local_log_address=str(args.local_log) or addresses[0],
+        log_addresses=log_addresses(args),
+        local_log_address=local_log,
         shim_id=str(args.shim_id) or f"{socket.gethostname()}:{port}",
         zone=str(args.zone),
         linearizable_reads=str(args.linearizable_reads).lower() in ("yes", "true", "1", "on"),
         write_timeout_s=float(args.write_timeout_s),
     )
+
+
+async def serve(args: argparse.Namespace) -> None:
+    from cacheshim.server import Shim
+
+    addresses = log_addresses(args)
+    config = config_from_args(args, await local_log_address(args, addresses))
     shim = Shim(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
