@@ -138,6 +138,10 @@ class Database:
         self.flushed_at = 0
         # Every key of data in hash buckets: SCAN's cursor order and RANDOMKEY's pick.
         self.key_index = KeyIndex()
+        # Keys that clients blocked in BLPOP & co. wait for (kept by cacheshim.blocking), and
+        # those of them set or changed in place since the blocking machinery last looked.
+        self.blocked_keys: set[bytes] = set()
+        self.ready_keys: list[bytes] = []
 
     # -- reads (never change anything) -------------------------------------------------
 
@@ -207,6 +211,8 @@ class Database:
         if not keep_ttl:
             self.expires.pop(key, None)
         self.changed_at[key] = index
+        if key in self.blocked_keys:
+            self.ready_keys.append(key)
 
     def delete(self, key: bytes, index: int) -> bool:
         if self.data.pop(key, None) is None:
@@ -233,6 +239,8 @@ class Database:
 
     def touch_changed(self, key: bytes, index: int) -> None:
         self.changed_at[key] = index
+        if key in self.blocked_keys:
+            self.ready_keys.append(key)
 
     def expire_due(self, now_ms: int, index: int) -> int:
         """Delete every key whose expiry is <= now_ms (apply only); returns how many."""
