@@ -9,6 +9,7 @@ the same keyspace (`Keyspace.digest` proves it).
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from cacheshim import errors
 from cacheshim.commands import Ctx, lookup
@@ -18,12 +19,18 @@ from cacheshim.keyspace import Keyspace
 from cacheshim.resp import NULL_ARRAY, Error, Reply
 from cacheshim.v1 import record_pb2
 
+if TYPE_CHECKING:
+    from cacheshim.pubsub import Hub
+
 log = logging.getLogger("cacheshim.apply")
 
 
 class Applier:
-    def __init__(self) -> None:
+    def __init__(self, pubsub: Hub | None = None) -> None:
         self.keyspace = Keyspace()
+        # Where PUBLISH records deliver their messages: this shim's subscribers. Outside the
+        # keyspace: delivery changes no state that apply computes.
+        self.pubsub = pubsub
         self.applied_index = 0
         self.time_ms = 0
 
@@ -37,7 +44,7 @@ class Applier:
             return None, Error("ERR memlog: undecodable log record")
         self.time_ms = max(self.time_ms, record.time_ms)
         self.keyspace.expire_due(self.time_ms, index)
-        ctx = Ctx(self.keyspace, record.db, self.time_ms, index)
+        ctx = Ctx(self.keyspace, record.db, self.time_ms, index, pubsub=self.pubsub)
         if not record.transaction:
             return record, run(ctx, list(record.commands[0].args))
         ctx.in_transaction = True
