@@ -192,3 +192,99 @@ def invalid_expire_time(full_name: str) -> str:
 def unsupported_option(option: bytes) -> str:
     """EXPIRE's ``Unsupported option x``: the option as C's ``%s`` prints it."""
     return EXPIRE_UNSUPPORTED_OPTION % text_from_bytes(_c_string(option))
+
+
+# --- Pub/sub (pubsub.c, server.c processCommand) --------------------------------------------
+
+# Formatted by not_allowed_when_subscribed() with the command's full lower-case name.
+NOT_ALLOWED_WHEN_SUBSCRIBED: Final = (
+    "ERR Can't execute '%s': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are "
+    "allowed in this context"
+)
+# SSUBSCRIBE inside MULTI/EXEC (a client that may not block).
+SSUBSCRIBE_DENY_BLOCKING: Final = "ERR SSUBSCRIBE isn't allowed for a DENY BLOCKING client"
+# Formatted by subcommand_syntax_error(): the subcommand as given, the container upper-cased.
+SUBCOMMAND_SYNTAX_ERROR: Final = (
+    "ERR unknown subcommand or wrong number of arguments for '%s'. Try %s HELP."
+)
+
+
+def not_allowed_when_subscribed(full_name: str) -> str:
+    """A RESP2 client in subscribed mode sent another command (``get``, ``client|id``)."""
+    return NOT_ALLOWED_WHEN_SUBSCRIBED % full_name
+
+
+def subcommand_syntax_error(container: bytes, subcommand: bytes) -> str:
+    """addReplySubcommandSyntaxError: ``PUBSUB CHANNELS a b`` and the like."""
+    return SUBCOMMAND_SYNTAX_ERROR % (
+        text_from_bytes(_c_string(subcommand, _ECHO_BYTES_MAX)),
+        text_from_bytes(_c_string(container).upper()),
+    )
+
+
+# --- Hashes, sets, SORT (t_hash.c, t_set.c, sort.c, object.c) -----------------------------
+
+HASH_VALUE_NOT_AN_INTEGER: Final = "ERR hash value is not an integer"
+HASH_VALUE_NOT_A_FLOAT: Final = "ERR hash value is not a float"
+# HINCRBYFLOAT's increment is itself infinite.
+VALUE_IS_NAN_OR_INFINITY: Final = "ERR value is NaN or Infinity"
+# HRANDFIELD ... WITHVALUES with a count whose reply length would overflow.
+VALUE_OUT_OF_RANGE: Final = "ERR value is out of range"
+# getPositiveLongFromObjectOrReply's default text (SPOP's count).
+VALUE_MUST_BE_POSITIVE: Final = "ERR value is out of range, must be positive"
+# Formatted by long_out_of_range(): getRangeLongFromObjectOrReply's default text.
+LONG_OUT_OF_RANGE: Final = "ERR value is out of range, value must between %d and %d"
+NUMKEYS_NOT_POSITIVE: Final = "ERR numkeys should be greater than 0"
+NUMKEYS_OVER_ARGS: Final = "ERR Number of keys can't be greater than number of args"
+LIMIT_IS_NEGATIVE: Final = "ERR LIMIT can't be negative"
+SORT_SCORE_NOT_A_DOUBLE: Final = "ERR One or more scores can't be converted into double"
+
+
+def long_out_of_range(low: int, high: int) -> str:
+    """``value is out of range, value must between -9223372036854775807 and ...``."""
+    return LONG_OUT_OF_RANGE % (low, high)
+
+
+# --- Sorted sets (t_zset.c; timeouts: timeout.c) ---------------------------------------------
+
+ZADD_XX_AND_NX: Final = "ERR XX and NX options at the same time are not compatible"
+ZADD_GT_LT_NX: Final = "ERR GT, LT, and/or NX options at the same time are not compatible"
+ZADD_INCR_ONE_PAIR: Final = "ERR INCR option supports a single increment-element pair"
+# ZINCRBY / ZADD INCR adding -inf to inf.
+ZSET_SCORE_NAN: Final = "ERR resulting score is not a number (NaN)"
+ZSET_MIN_MAX_NOT_FLOAT: Final = "ERR min or max is not a float"
+ZSET_LEX_RANGE_NOT_VALID: Final = "ERR min or max not valid string range item"
+ZRANGE_LIMIT_WITH_RANK: Final = (
+    "ERR syntax error, LIMIT is only supported in combination with either BYSCORE or BYLEX"
+)
+ZRANGE_WITHSCORES_WITH_LEX: Final = (
+    "ERR syntax error, WITHSCORES not supported in combination with BYLEX"
+)
+WEIGHT_NOT_A_FLOAT: Final = "ERR weight value is not a float"
+# ZMPOP/BZMPOP's COUNT (getRangeLongFromObjectOrReply with this text).
+COUNT_NOT_POSITIVE: Final = "ERR count should be greater than 0"
+# Formatted by at_least_one_input_key() with the command's full name.
+AT_LEAST_ONE_INPUT_KEY: Final = "ERR at least 1 input key is needed for '%s' command"
+# A blocking command's timeout (getTimeoutFromObjectOrReply, seconds as a long double).
+TIMEOUT_NOT_A_FLOAT: Final = "ERR timeout is not a float or out of range"
+TIMEOUT_IS_NEGATIVE: Final = "ERR timeout is negative"
+
+
+def at_least_one_input_key(full_name: str) -> str:
+    """ZUNION/ZINTER/ZDIFF (and STORE forms, ZINTERCARD) with numkeys below 1."""
+    return AT_LEAST_ONE_INPUT_KEY % full_name
+
+
+# --- Lists and blocking (t_list.c, blocked.c, networking.c CLIENT UNBLOCK) -------------------
+
+LIST_INDEX_OUT_OF_RANGE: Final = "ERR index out of range"
+LPOS_RANK_ZERO: Final = (
+    "ERR RANK can't be zero: use 1 to start from the first match, 2 from the second ... or "
+    "use negative to start from the end of the list"
+)
+# LPOS's COUNT and MAXLEN: the same text answers a negative number and a non-number.
+LPOS_COUNT_NEGATIVE: Final = "ERR COUNT can't be negative"
+LPOS_MAXLEN_NEGATIVE: Final = "ERR MAXLEN can't be negative"
+# What a client blocked in BLPOP (or another blocking command) gets from CLIENT UNBLOCK id
+# ERROR; the code is UNBLOCKED, not ERR.
+UNBLOCKED: Final = "UNBLOCKED client unblocked via CLIENT UNBLOCK"

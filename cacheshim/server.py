@@ -23,12 +23,14 @@ from typing import cast
 
 from cacheshim import errors
 from cacheshim.apply import Applier, run, select_index
+from cacheshim.blocking import Blocker
 from cacheshim.commands import Command, Ctx, load_all, lookup
 from cacheshim.commands.args import parse_int
 from cacheshim.commands.connection import valid_client_name
 from cacheshim.errors import CommandError, ProtocolError
 from cacheshim.fastread import serve_gets
 from cacheshim.keyspace import Database
+from cacheshim.pubsub import Hub, Outbox
 from cacheshim.resp import NULL_ARRAY, OK, Encoder, Error, Reply, RequestParser, Status
 from cacheshim.serverconfig import ServerConfig
 from cacheshim.serverstate import ClientPause, ServerStats
@@ -43,7 +45,13 @@ SESSION_COMMANDS = frozenset(
     {"hello", "select", "quit", "reset", "multi", "exec", "discard", "watch", "unwatch"}
 )
 READ_BUFFER_BYTES = 64 * 1024
-APPENDS_IN_FLIGHT_MAX = 4
+# One Append at a time: the writes that arrive meanwhile wait and go together in the next.
+# Each Append costs the log leader about a millisecond of CPU whatever its size, so fewer,
+# bigger Appends win under load: redis-benchmark SET -c 50 gave 5.8k/s with 1 in flight,
+# 4.7k with 2, 4.3k with 4, 3.0k with 16 (docs/bench-shim.md).
+APPENDS_IN_FLIGHT_MAX = 1
+# Redis's default hard client-output-buffer-limit for pubsub clients (32mb).
+PUBSUB_OUTPUT_BYTES_MAX = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +100,8 @@ class Session:
     fd: int = -1
     # Closes the connection now (CLIENT KILL from another connection).
     kill: Callable[[], None] | None = None
+    # Writes a reply value between replies: pub/sub messages (see cacheshim.pubsub).
+    push: Callable[[Reply], None] | None = None
 
 
 class Writer:
@@ -165,7 +175,8 @@ class Shim:
     def __init__(self, config: ShimConfig) -> None:
         load_all()
         self.config = config
-        self.applier = Applier()
+        self.pubsub = Hub()  # this shim's subscribers; PUBLISH records deliver to them
+        self.applier = Applier(self.pubsub)
         local_first = [config.local_log_address] + [
             a for a in config.log_addresses if a != config.local_log_address
         ]
@@ -176,6 +187,8 @@ class Shim:
         )
         self.log_reader_client = LogClient(local_first)
         self.writer = Writer(self.log_writer_client, config.shim_id, config.write_timeout_s)
+        # Clients waiting in BLPOP & co. (cacheshim.blocking), told about every applied record.
+        self.blocking = Blocker(self.applier, self.writer)
         self.sessions: dict[int, Session] = {}
         self._client_ids = itertools.count(1)
         self._applied_event = asyncio.Event()
@@ -242,6 +255,7 @@ class Shim:
                     record, reply = self.applier.apply(index, payload)
                     if record is not None:
                         self.writer.applied(record, reply)
+                    self.blocking.after_apply(record, reply)
                     self._applied_event.set()
                     self._applied_event = asyncio.Event()
             except LogClientError as exc:
@@ -291,6 +305,7 @@ class Connection(asyncio.Protocol):
         # A command read while gathering a pipeline of writes, run after their replies.
         self._held: list[bytes] | None = None
         self._plain_writes: set[asyncio.Future[Reply]] = set()
+        self._outbox = Outbox(self._push)  # pub/sub messages, in order with the replies
         self._fast_db: Database = shim.applier.keyspace.dbs[0]
 
     # -- asyncio.Protocol --------------------------------------------------------------
@@ -304,12 +319,15 @@ class Connection(asyncio.Protocol):
         raw_socket = transport.get_extra_info("socket")
         self.session.fd = raw_socket.fileno() if raw_socket is not None else -1
         self.session.kill = self._kill
+        self.session.push = self._outbox.push
         self.shim.stats.connections_received += 1
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.session is not None:
             self.session.closing = True
             self.shim.sessions.pop(self.session.id, None)
+            self.shim.pubsub.drop(self.session.id)
+            self.shim.blocking.disconnected(self.session.id)
         self.transport = None
 
     def data_received(self, data: bytes) -> None:
@@ -352,6 +370,7 @@ class Connection(asyncio.Protocol):
             or self.shim.client_pause.end_ms
             or len(self.encoder)
             or not self.parser.idle
+            or self.shim.pubsub.restricts(session)
         ):
             return False
         self._fast_db = self.shim.applier.keyspace.dbs[session.db]
@@ -412,6 +431,7 @@ class Connection(asyncio.Protocol):
                     break
                 pending.append(waiting)
             self._busy = True
+            self._outbox.expect(pending)
             asyncio.get_running_loop().create_task(self._await_then_pump(pending))
             break
         self._flush()
@@ -440,6 +460,7 @@ class Connection(asyncio.Protocol):
             session = self.session
             if session is not None and (session.reply_off or session.reply_skip_current):
                 self._drop_reply(session, mark)
+            self._outbox.replied()
         self._busy = False
         self._pump()
 
@@ -461,6 +482,18 @@ class Connection(asyncio.Protocol):
         self.encoder.write_raw(self.encoder.take()[:mark])
         session.reply_skip_current = session.reply_skip_next
         session.reply_skip_next = False
+
+    def _push(self, message: Reply) -> None:
+        """A pub/sub message (from the outbox): written between replies, never inside one,
+        and sent soon. A client that lets more than PUBSUB_OUTPUT_BYTES_MAX pile up unread
+        is closed, as Redis's client-output-buffer-limit for pubsub clients does."""
+        self.encoder.write(message)
+        transport = self.transport
+        if transport is not None:
+            if transport.get_write_buffer_size() > PUBSUB_OUTPUT_BYTES_MAX:
+                transport.abort()
+            else:
+                asyncio.get_running_loop().call_soon(self._flush)
 
     def _kill(self) -> None:
         if self.transport is not None:
@@ -486,7 +519,7 @@ class Connection(asyncio.Protocol):
         session.last_command = spec.full_name if spec else name
         session.last_active_ms = wall_ms()
         self.shim.stats.commands_processed += 1
-        error = self._check(spec, args)
+        error = self._check(spec, args) or self.shim.pubsub.refusal(session, session.last_command)
         if session.in_multi and name not in ("exec", "discard", "multi", "watch", "quit", "reset"):
             if error is None and spec is not None and "no_multi" in spec.flags:
                 error = "ERR Command not allowed inside a transaction"
@@ -503,6 +536,9 @@ class Connection(asyncio.Protocol):
         assert spec is not None
         if name in SESSION_COMMANDS and not spec.container:
             return self._session_command(session, name, args)
+        if spec.is_write and "blocking" in spec.flags:
+            # Not a plain write: it may wait, and nothing after it runs until it answers.
+            return self.shim.blocking.execute(session.id, session.db, args)
         if spec.is_write:
             waiting = self.shim.writer.submit(record_for(session.db, [args], transaction=False))
             self._plain_writes.add(waiting)
@@ -634,6 +670,7 @@ class Connection(asyncio.Protocol):
         session.linearizable = self.shim.config.linearizable_reads
         session.reply_off = session.reply_skip_current = session.reply_skip_next = False
         session.no_evict = False
+        self.shim.pubsub.drop(session.id)
 
     def _hello(self, session: Session, args: list[bytes]) -> Reply:
         protocol = session.protocol

@@ -22,6 +22,7 @@ from cacheshim.resp import Reply
 
 if TYPE_CHECKING:
     from cacheshim.keyspace import Database, Keyspace
+    from cacheshim.pubsub import Hub
 
 
 @dataclass
@@ -36,6 +37,9 @@ class Ctx:
     session: object | None = None
     # Inside MULTI/EXEC: blocking commands answer at once instead of blocking (as in Redis).
     in_transaction: bool = False
+    # Inside apply: the shim's pub/sub hub, to which PUBLISH hands its message (a side
+    # effect outside the keyspace; None in unit tests). See cacheshim.pubsub.
+    pubsub: Hub | None = None
 
     @property
     def db(self) -> Database:
@@ -74,10 +78,15 @@ class Command:
     # the access flags of its key spec ("RW access update"); empty: derived from the flags.
     tips: tuple[str, ...] = ()
     key_spec_flags: tuple[str, ...] = ()
+    # Goes through the log although Redis does not flag it "write" (PUBLISH, SPUBLISH: a
+    # message must reach the subscribers of every shim, in one order).
+    logged: bool = False
 
     @property
     def is_write(self) -> bool:
-        return "write" in self.flags
+        """A write in the log's sense: the command becomes a record, applied by every shim
+        (Redis's "write" flag, or logged=True). COMMAND shows the flags, not this."""
+        return self.logged or "write" in self.flags
 
     @property
     def full_name(self) -> str:
@@ -109,6 +118,7 @@ def command(
     container: str | None = None,
     tips: str = "",
     key_flags: str = "",
+    logged: bool = False,
 ) -> Callable[[Handler], Handler]:
     """Declare a command (or, with container=, a subcommand) and register its handler."""
 
@@ -129,6 +139,7 @@ def command(
             container=container,
             tips=tuple(tips.split()),
             key_spec_flags=tuple(key_flags.split()),
+            logged=logged,
         )
         if container is None:
             existing = COMMANDS.get(spec.name)

@@ -44,7 +44,8 @@ NEEDS_CONNECTION: Final = (
     "ERR memlog: %s needs the client's connection; it cannot run inside a MULTI/EXEC "
     "transaction that also writes"
 )
-# Client types CLIENT LIST TYPE and CLIENT KILL TYPE accept; every shim client is "normal".
+# Client types CLIENT LIST TYPE and CLIENT KILL TYPE accept; a shim client is "pubsub" while
+# subscribed, else "normal".
 CLIENT_TYPES: Final = frozenset({b"normal", b"master", b"slave", b"replica", b"pubsub"})
 DEFAULT_USER: Final = b"default"
 
@@ -72,7 +73,16 @@ def help_reply(lines: Iterable[str]) -> Reply:
 def ping(ctx: Ctx, args: list[bytes]) -> Reply:
     if len(args) > 1:
         raise CommandError(errors.wrong_number_of_arguments("ping"))
+    if _restricted_by_pubsub(ctx):  # a subscribed RESP2 client: ["pong", arg or ""]
+        return [b"pong", args[0] if args else b""]
     return args[0] if args else Status("PONG")
+
+
+def _restricted_by_pubsub(ctx: Ctx) -> bool:
+    from cacheshim.server import Session
+
+    session = ctx.session
+    return isinstance(session, Session) and session.shim.pubsub.restricts(session)
 
 
 @command(
@@ -93,9 +103,12 @@ container(
 
 def client_line(session: Session, now_ms: int) -> str:
     """One line of CLIENT LIST / CLIENT INFO, fields in Redis's order."""
-    flags = ""
+    subscriptions = session.shim.pubsub.counts(session.id)
+    flags = "P" if any(subscriptions) else ""
     if session.in_multi:
         flags += "x"
+    if session.shim.blocking.is_blocked(session.id):
+        flags += "b"
     if session.closing:
         flags += "c"
     if session.no_evict:
@@ -105,7 +118,8 @@ def client_line(session: Session, now_ms: int) -> str:
         f"id={session.id} addr={session.addr} laddr={session.laddr} fd={session.fd} "
         f"name={text_from_bytes(session.name)} age={(now_ms - session.created_ms) // 1000} "
         f"idle={max(0, now_ms - session.last_active_ms) // 1000} flags={flags or 'N'} "
-        f"db={session.db} sub=0 psub=0 ssub=0 "
+        f"db={session.db} sub={subscriptions[0]} psub={subscriptions[1]} "
+        f"ssub={subscriptions[2]} "
         f"multi={len(session.queued) if session.in_multi else -1} qbuf=0 qbuf-free=0 "
         f"argv-mem=0 multi-mem={multi_mem} rbs=0 rbp=0 obl=0 oll=0 omem=0 "
         f"tot-mem={multi_mem} events=r cmd={session.last_command} user=default redir=-1 "
@@ -115,6 +129,11 @@ def client_line(session: Session, now_ms: int) -> str:
 
 def _sessions(session: Session) -> list[Session]:
     return sorted(session.shim.sessions.values(), key=lambda s: s.id)
+
+
+def _type_of(session: Session) -> bytes:
+    """The client's type for CLIENT LIST/KILL TYPE: "pubsub" while subscribed."""
+    return b"pubsub" if session.shim.pubsub.subscribed(session.id) else b"normal"
 
 
 def _client_type(arg: bytes) -> bytes:
@@ -152,7 +171,8 @@ def client_list(ctx: Ctx, args: list[bytes]) -> Reply:
     session = session_of(ctx, "CLIENT LIST")
     chosen = _sessions(session)
     if len(args) == 2 and args[0].lower() == b"type":
-        chosen = chosen if _client_type(args[1]) == b"normal" else []
+        kind = _client_type(args[1])
+        chosen = [s for s in chosen if _type_of(s) == kind]
     elif len(args) >= 2 and args[0].lower() == b"id":
         by_id = {s.id: s for s in chosen}
         chosen = []
@@ -227,7 +247,7 @@ def client_kill(ctx: Ctx, args: list[bytes]) -> Reply:
         if name == b"id":
             wanted.id = _positive_int(value, CLIENT_ID_NOT_POSITIVE)
         elif name == b"type":
-            wanted.normal = _client_type(value) == b"normal"
+            wanted.type = _client_type(value)
         elif name == b"addr":
             wanted.addr = text_from_bytes(value)
         elif name == b"laddr":
@@ -257,12 +277,12 @@ class _KillFilter:
     id: int | None = None
     addr: str | None = None
     laddr: str | None = None
-    normal: bool = True  # TYPE normal (every shim client), else a type no client has
+    type: bytes | None = None  # normal or pubsub; the other types match no shim client
     skip_me: bool = True
 
     def matches(self, session: Session) -> bool:
         return (
-            self.normal
+            (self.type is None or _type_of(session) == self.type)
             and (self.id is None or session.id == self.id)
             and (self.addr is None or session.addr == self.addr)
             and (self.laddr is None or session.laddr == self.laddr)
@@ -351,12 +371,14 @@ def client_unpause(ctx: Ctx, args: list[bytes]) -> Reply:
     "O(log N) where N is the number of client connections", container="client",
 )  # fmt: skip
 def client_unblock(ctx: Ctx, args: list[bytes]) -> Reply:
-    parse_int(args[0])
+    if len(args) > 2:
+        raise CommandError(errors.subcommand_syntax_error(b"client", b"unblock"))
     if len(args) == 2 and args[1].lower() not in (b"timeout", b"error"):
         raise CommandError(UNBLOCK_REASON)
-    if len(args) > 2:
-        raise CommandError(errors.SYNTAX_ERROR)
-    return 0  # the shim has no blocking commands: no client is ever blocked
+    client_id = parse_int(args[0])
+    error = len(args) == 2 and args[1].lower() == b"error"
+    # A client of this shim blocked in BLPOP & co. (see cacheshim.blocking).
+    return int(session_of(ctx, "CLIENT UNBLOCK").shim.blocking.unblock(client_id, error))
 
 
 @command(

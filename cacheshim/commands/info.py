@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Final
 from cacheshim.commands import Ctx, command
 from cacheshim.commands.connection import session_of
 from cacheshim.keyspace import Keyspace
+from cacheshim.pubsub import CHANNELS, PATTERNS, SHARD_CHANNELS
 from cacheshim.resp import Reply, Verbatim
 
 if TYPE_CHECKING:
@@ -82,9 +83,9 @@ def _clients(shim: Shim, now_ms: int) -> Lines:
         ("maxclients", shim.server_config.int_value("maxclients")),
         ("client_recent_max_input_buffer", 0),
         ("client_recent_max_output_buffer", 0),
-        ("blocked_clients", 0),
+        ("blocked_clients", shim.blocking.blocked_clients),
         ("tracking_clients", 0),
-        ("clients_in_timeout_table", 0),
+        ("clients_in_timeout_table", shim.blocking.clients_in_timeout_table),
     ]
 
 
@@ -193,9 +194,9 @@ def _stats(shim: Shim, now_ms: int) -> Lines:
         ("evicted_clients", 0),
         ("keyspace_hits", 0),
         ("keyspace_misses", 0),
-        ("pubsub_channels", 0),
-        ("pubsub_patterns", 0),
-        ("pubsubshard_channels", 0),
+        ("pubsub_channels", shim.pubsub.active(CHANNELS)),
+        ("pubsub_patterns", shim.pubsub.active(PATTERNS)),
+        ("pubsubshard_channels", shim.pubsub.active(SHARD_CHANNELS)),
         ("latest_fork_usec", 0),
         ("total_forks", 0),
         ("migrate_cached_sockets", 0),

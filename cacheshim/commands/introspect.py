@@ -11,11 +11,12 @@ declaration gives (``key_flags=``), else ``RO access`` for read-only commands an
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Final
 
 from cacheshim import errors, glob
 from cacheshim.commands import COMMANDS, Command, Ctx, command, lookup
+from cacheshim.commands.args import parse_int
 from cacheshim.commands.connection import help_reply
 from cacheshim.errors import CommandError, text_from_bytes
 from cacheshim.resp import Reply, SetReply, Status
@@ -235,13 +236,75 @@ def command_list(ctx: Ctx, args: list[bytes]) -> Reply:
     raise CommandError(errors.SYNTAX_ERROR)
 
 
+INVALID_ARGUMENTS: Final = "ERR Invalid arguments specified for command"
+
+
+def _numkeys_keys(numkeys_at: int, first_keys: int = 0) -> Callable[[list[bytes]], list[int]]:
+    """Keys counted by an argument (ZUNION numkeys k..., BLMPOP timeout numkeys k...), after
+    `first_keys` fixed keys (ZUNIONSTORE's destination), as Redis's key specs find them."""
+
+    def positions(args: list[bytes]) -> list[int]:
+        try:
+            count = parse_int(args[numkeys_at]) if numkeys_at < len(args) else 0
+        except CommandError:
+            count = 0
+        first = numkeys_at + 1
+        if count < 1 or first + count > len(args):
+            raise CommandError(INVALID_ARGUMENTS)
+        return list(range(1, 1 + first_keys)) + list(range(first, first + count))
+
+    return positions
+
+
+def _sort_keys(args: list[bytes]) -> list[int]:
+    """SORT's key, and the destination of its last STORE (Redis's sortGetKeys: the
+    arguments of LIMIT, GET and BY are skipped, a STORE with nothing after it is not one)."""
+    store = 0
+    skip = {b"limit": 2, b"get": 1, b"by": 1}
+    i = 2
+    while i < len(args):
+        word = args[i].lower()
+        if word in skip:
+            i += skip[word]
+        elif word == b"store" and i + 1 < len(args):
+            store = i + 1
+            i += 1
+        i += 1
+    return [1, store] if store else [1]
+
+
+# Commands flagged movablekeys: their keys depend on other arguments.
+MOVABLE_KEYS: Final[dict[str, Callable[[list[bytes]], list[int]]]] = {
+    "sort": _sort_keys,
+    "sort_ro": lambda args: [1],
+    "zunion": _numkeys_keys(1),
+    "zinter": _numkeys_keys(1),
+    "zdiff": _numkeys_keys(1),
+    "zintercard": _numkeys_keys(1),
+    "sintercard": _numkeys_keys(1),
+    "lmpop": _numkeys_keys(1),
+    "zmpop": _numkeys_keys(1),
+    "blmpop": _numkeys_keys(2),
+    "bzmpop": _numkeys_keys(2),
+    "zunionstore": _numkeys_keys(2, first_keys=1),
+    "zinterstore": _numkeys_keys(2, first_keys=1),
+    "zdiffstore": _numkeys_keys(2, first_keys=1),
+}
+
+
 def _keys_of(args: list[bytes]) -> tuple[Command, list[int]]:
     spec = lookup(args)
     if spec is None or spec.handler is None:
         raise CommandError(INVALID_COMMAND)
     if not spec.arity_ok(len(args)):
         raise CommandError(INVALID_ARGUMENT_COUNT)
-    positions = [p for p in spec.key_positions(len(args)) if p < len(args)]
+    movable = MOVABLE_KEYS.get(spec.full_name)
+    if movable is not None:
+        positions = movable(args)
+    else:
+        positions = [p for p in spec.key_positions(len(args)) if p < len(args)]
+    if "not_key" in spec.key_spec_flags:  # a shard channel (SPUBLISH): declared, not a key
+        positions = []
     if not positions:
         raise CommandError(NO_KEY_ARGUMENTS)
     return spec, positions

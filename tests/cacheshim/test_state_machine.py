@@ -37,6 +37,18 @@ value = st.sampled_from(VALUES)
 small_int = st.sampled_from([b"0", b"1", b"-1", b"5", b"-100", b"%d" % LLONG_MAX, b"x", b"2.5"])
 offset = st.sampled_from([b"0", b"1", b"3", b"10", b"-1", b"-3", b"100"])
 floats = st.sampled_from([b"0.1", b"-2.5", b"1e3", b"3", b"0x10", b"abc", b"inf", b"1e-20"])
+# Hash fields and set members: integers and others, long ones (over the listpack and
+# intset limits) to reach the hashtable encodings.
+field = st.sampled_from([b"f1", b"f2", b"f3", b"", b"F" * 70])
+member = st.sampled_from([b"1", b"2", b"-3", b"10", b"01", b"a", b"", b"x" * 70, b"1.5"])
+# Sorted sets: scores as Redis parses them (and some it refuses), range bounds, ZADD options.
+score = st.sampled_from([b"0", b"1", b"-1", b"2.5", b"-0", b"inf", b"-inf", b"1e-3", b"x", b"nan"])
+score_bound = st.sampled_from([b"-inf", b"+inf", b"0", b"(0", b"1", b"(2.5", b"x", b"(inf"])
+lex_bound = st.sampled_from([b"-", b"+", b"[a", b"(a", b"[1", b"(10", b"x"])
+aggregate = st.sampled_from([b"SUM", b"MIN", b"MAX"])
+ZADD_OPTIONS = st.sampled_from(
+    [[], [b"NX"], [b"XX"], [b"GT", b"CH"], [b"LT"], [b"INCR"], [b"XX", b"CH"], [b"NX", b"GT"]]
+)
 
 
 def cmd(*parts: st.SearchStrategy[bytes] | bytes) -> st.SearchStrategy[list[bytes]]:
@@ -276,6 +288,251 @@ class DataCommands(RuleBasedStateMachine):
         assert (got is None) == (want is None), (want, got)
         if isinstance(got, bytes):
             assert execute(self.subject, "EXISTS", got) == 1
+
+    # -- hashes and sets (issue 5) ----------------------------------------------------------
+
+    @rule(
+        args=st.one_of(
+            cmd(b"HSET", key, field, member),
+            cmd(b"HSET", key, field, member, field, member),
+            cmd(b"HMSET", key, field, member),
+            cmd(b"HSETNX", key, field, member),
+            cmd(b"HDEL", key, field, field),
+            cmd(b"HGET", key, field),
+            cmd(b"HMGET", key, field, field),
+            cmd(b"HLEN", key),
+            cmd(b"HEXISTS", key, field),
+            cmd(b"HSTRLEN", key, field),
+            cmd(b"HINCRBY", key, field, small_int),
+            cmd(b"HINCRBYFLOAT", key, field, floats),
+            cmd(b"HRANDFIELD", key, st.sampled_from([b"0", b"x"])),
+            cmd(b"OBJECT", b"ENCODING", key),
+        )
+    )
+    def hashes(self, args: list[bytes]) -> None:
+        self.check((self.oracle, self.subject), args)
+
+    @rule(
+        args=st.one_of(
+            cmd(b"SADD", key, member, member),
+            cmd(b"SREM", key, member, member),
+            cmd(b"SISMEMBER", key, member),
+            cmd(b"SMISMEMBER", key, member, member),
+            cmd(b"SCARD", key),
+            cmd(b"SMOVE", key, key, member),
+            cmd(b"SINTERCARD", b"2", key, key),
+            cmd(b"SINTERSTORE", key, key, key),
+            cmd(b"SUNIONSTORE", key, key, key),
+            cmd(b"SDIFFSTORE", key, key, key),
+            cmd(b"SPOP", key, st.sampled_from([b"0", b"-1", b"x"])),
+            cmd(b"OBJECT", b"ENCODING", key),
+        )
+    )
+    def sets(self, args: list[bytes]) -> None:
+        self.check((self.oracle, self.subject), args)
+
+    @rule(
+        args=st.one_of(
+            cmd(b"HGETALL", key),
+            cmd(b"HKEYS", key),
+            cmd(b"HVALS", key),
+            cmd(b"SMEMBERS", key),
+            cmd(b"SINTER", key, key),
+            cmd(b"SUNION", key, key),
+            cmd(b"SDIFF", key, key, key),
+            cmd(b"HRANDFIELD", key, b"100", b"WITHVALUES"),
+            cmd(b"SRANDMEMBER", key, b"100"),
+            cmd(b"SPOP", key, b"100"),  # the whole set: the same on both sides
+            cmd(b"HSCAN", key, b"0", b"COUNT", b"100"),
+            cmd(b"SSCAN", key, b"0", b"COUNT", b"100"),
+        )
+    )
+    def unordered(self, args: list[bytes]) -> None:
+        """Replies in a hash table's order in Redis (and all of the collection): the same
+        items, pairs kept together."""
+        want = outcome(self.oracle, args)
+        got = outcome(self.subject, args)
+        assert _unordered(args, got) == _unordered(args, want), (
+            f"{list(args)!r}: redis-server said {want!r}, memlog said {got!r}"
+        )
+
+    @rule(
+        args=st.one_of(
+            cmd(b"SORT", key),
+            cmd(b"SORT", key, b"ALPHA"),
+            cmd(b"SORT_RO", key, b"ALPHA", b"DESC", b"LIMIT", b"0", b"2"),
+            cmd(b"SORT", key, b"ALPHA", b"GET", b"#", b"GET", b"k*"),
+            cmd(b"SORT", key, b"BY", b"nosort", b"STORE", key),  # a set is sorted ALPHA
+        )
+    )
+    def sort(self, args: list[bytes]) -> None:
+        self.check((self.oracle, self.subject), args)
+
+    @rule(k=key, count=st.sampled_from([b"1", b"-3", b"2"]))
+    def random_members(self, k: bytes, count: bytes) -> None:
+        """Random picks differ between servers: the same count of the same kind of item."""
+        for name in (b"SRANDMEMBER", b"HRANDFIELD"):
+            want = outcome(self.oracle, [name, k, count])
+            got = outcome(self.subject, [name, k, count])
+            if want[0] == "err" or not isinstance(want[1], list):
+                assert got == want, (name, k, count, want, got)
+                continue
+            assert got[0] == "ok" and isinstance(got[1], list), (name, k, count, want, got)
+            assert len(got[1]) == len(want[1]), (name, k, count, want, got)
+            members = execute(self.subject, b"SMEMBERS" if name == b"SRANDMEMBER" else b"HKEYS", k)
+            assert isinstance(members, list) and set(got[1]) <= set(members)
+
+    # -- sorted sets (issue 5) ---------------------------------------------------------------
+
+    @rule(
+        args=st.one_of(
+            st.tuples(cmd(b"ZADD", key), ZADD_OPTIONS, cmd(score, member, score, member)).map(
+                lambda t: t[0] + t[1] + t[2]
+            ),
+            cmd(b"ZADD", key, score, member),
+            cmd(b"ZINCRBY", key, score, member),
+            cmd(b"ZREM", key, member, member),
+            with_options(cmd(b"ZPOPMIN", key), st.sampled_from([[], [b"2"], [b"0"], [b"-1"]])),
+            cmd(b"ZPOPMAX", key),
+            cmd(b"ZMPOP", b"2", key, key, st.sampled_from([b"MIN", b"MAX"]), b"COUNT", b"2"),
+            cmd(b"ZREMRANGEBYRANK", key, offset, offset),
+            cmd(b"ZREMRANGEBYSCORE", key, score_bound, score_bound),
+            cmd(b"ZRANGESTORE", key, key, offset, offset),
+            cmd(b"ZUNIONSTORE", key, b"2", key, key, b"WEIGHTS", score, b"2"),
+            cmd(b"ZINTERSTORE", key, b"2", key, key, b"AGGREGATE", aggregate),
+            cmd(b"ZDIFFSTORE", key, b"2", key, key),
+        )
+    )
+    def zset_writes(self, args: list[bytes]) -> None:
+        self.check((self.oracle, self.subject), args)
+
+    @rule(
+        args=st.one_of(
+            cmd(b"ZSCORE", key, member),
+            cmd(b"ZMSCORE", key, member, member),
+            cmd(b"ZCARD", key),
+            cmd(b"ZCOUNT", key, score_bound, score_bound),
+            cmd(b"ZRANK", key, member),
+            cmd(b"ZREVRANK", key, member),
+            with_options(
+                cmd(b"ZRANGE", key, offset, offset),
+                st.sampled_from([[], [b"WITHSCORES"], [b"REV", b"WITHSCORES"]]),
+            ),
+            cmd(b"ZRANGEBYSCORE", key, score_bound, score_bound, b"WITHSCORES"),
+            cmd(b"ZREVRANGEBYSCORE", key, score_bound, score_bound, b"LIMIT", b"1", b"2"),
+            cmd(b"ZRANGE", key, score_bound, score_bound, b"BYSCORE", b"REV", b"LIMIT", b"0", b"3"),
+            cmd(b"ZUNION", b"2", key, key, b"WITHSCORES"),
+            cmd(b"ZINTER", b"2", key, key, b"AGGREGATE", b"SUM", b"WITHSCORES"),
+            cmd(b"ZDIFF", b"2", key, key),
+            cmd(b"ZINTERCARD", b"2", key, key, b"LIMIT", b"1"),
+            cmd(b"ZRANDMEMBER", key, b"100", b"WITHSCORES"),  # the whole set, in order
+            cmd(b"OBJECT", b"ENCODING", key),
+        )
+    )
+    def zset_reads(self, args: list[bytes]) -> None:
+        self.check((self.oracle, self.subject), args)
+
+    @rule(
+        k=key,
+        low=lex_bound,
+        high=lex_bound,
+        name=st.sampled_from([b"ZRANGEBYLEX", b"ZREVRANGEBYLEX", b"ZLEXCOUNT", b"ZREMRANGEBYLEX"]),
+    )
+    def zset_lex(self, k: bytes, low: bytes, high: bytes, name: bytes) -> None:
+        """Lexicographic ranges and ZSCAN: exact while the set is a listpack (members of
+        different scores make a skiplist's answer depend on Redis's random node levels)."""
+        if execute(self.oracle, b"OBJECT", b"ENCODING", k) != b"listpack":
+            return
+        self.check((self.oracle, self.subject), [name, k, low, high])
+        self.check((self.oracle, self.subject), [b"ZSCAN", k, b"0"])
+
+    @rule(k=key, count=st.sampled_from([b"1", b"-3", b"2"]))
+    def zset_random_members(self, k: bytes, count: bytes) -> None:
+        want = outcome(self.oracle, [b"ZRANDMEMBER", k, count, b"WITHSCORES"])
+        got = outcome(self.subject, [b"ZRANDMEMBER", k, count, b"WITHSCORES"])
+        if want[0] == "err" or not isinstance(want[1], list):
+            assert got == want, (k, count, want, got)
+            return
+        assert got[0] == "ok" and isinstance(got[1], list) and len(got[1]) == len(want[1])
+        pairs = execute(self.subject, b"ZRANGE", k, b"0", b"-1", b"WITHSCORES")
+        assert isinstance(pairs, list)
+        scores = dict(zip(pairs[::2], pairs[1::2], strict=True))
+        assert all(scores[m] == s for m, s in zip(got[1][::2], got[1][1::2], strict=True))
+
+    # -- lists (issue 5) -----------------------------------------------------------------------
+
+    @rule(
+        args=st.one_of(
+            cmd(b"LPUSH", key, value, value),
+            cmd(b"RPUSH", key, value),
+            cmd(b"LPUSHX", key, value),
+            cmd(b"RPUSHX", key, value, value),
+            with_options(cmd(b"LPOP", key), st.sampled_from([[], [b"0"], [b"2"], [b"-1"]])),
+            with_options(cmd(b"RPOP", key), st.sampled_from([[], [b"1"], [b"100"]])),
+            cmd(b"LSET", key, offset, value),
+            cmd(b"LINSERT", key, st.sampled_from([b"BEFORE", b"AFTER"]), value, value),
+            cmd(b"LREM", key, small_int, value),
+            cmd(b"LTRIM", key, offset, offset),
+            cmd(b"LMOVE", key, key, st.sampled_from([b"LEFT", b"RIGHT"]), st.just(b"LEFT")),
+            cmd(b"RPOPLPUSH", key, key),
+            cmd(b"LMPOP", b"2", key, key, st.sampled_from([b"LEFT", b"RIGHT"]), b"COUNT", b"2"),
+        )
+    )
+    def list_writes(self, args: list[bytes]) -> None:
+        self.check((self.oracle, self.subject), args)
+
+    @rule(
+        args=st.one_of(
+            cmd(b"LLEN", key),
+            cmd(b"LRANGE", key, offset, offset),
+            cmd(b"LINDEX", key, offset),
+            with_options(
+                cmd(b"LPOS", key, value),
+                st.sampled_from(
+                    [[], [b"RANK", b"-1"], [b"COUNT", b"0"], [b"RANK", b"2", b"MAXLEN", b"9"]]
+                ),
+            ),
+        )
+    )
+    def list_reads(self, args: list[bytes]) -> None:
+        self.check((self.oracle, self.subject), args)
+
+    @rule(
+        args=st.one_of(
+            cmd(b"BLPOP", key, key, b"0.01"),
+            cmd(b"BRPOP", key, b"0.01"),
+            cmd(b"BLMOVE", key, key, b"RIGHT", st.sampled_from([b"LEFT", b"RIGHT"]), b"0.01"),
+            cmd(b"BRPOPLPUSH", key, key, b"0.01"),
+            cmd(b"BLMPOP", b"0.01", b"2", key, key, b"LEFT", b"COUNT", b"3"),
+        )
+    )
+    def list_blocking(self, args: list[bytes]) -> None:
+        """Only where they do not wait: one of the keys they pop from exists (a list, so it
+        has elements, or a value of another type)."""
+        name = args[0]
+        if name in (b"BLMOVE", b"BRPOPLPUSH"):
+            sources = args[1:2]
+        else:
+            sources = args[3:5] if name == b"BLMPOP" else args[1:-1]
+        if execute(self.oracle, b"EXISTS", *sources) != 0:
+            self.check((self.oracle, self.subject), args)
+
+
+def _unordered(args: Sequence[bytes], result: Outcome) -> Outcome:
+    kind, reply = result
+    if kind != "ok" or not isinstance(reply, list):
+        return result
+    name = args[0].upper()
+    if name in (b"HSCAN", b"SSCAN"):
+        cursor, items = reply
+        reply = [cursor, *items]
+        if name == b"SSCAN":
+            return kind, [reply[0], *sorted(reply[1:])]
+        items = reply[1:]
+        return kind, [reply[0], *sorted(zip(items[::2], items[1::2], strict=True))]
+    if name in (b"HGETALL", b"HRANDFIELD"):
+        return kind, sorted(zip(reply[::2], reply[1::2], strict=True))
+    return kind, sorted(reply)
 
 
 def _full_scan(conn: redis.Redis, options: list[bytes]) -> list[bytes]:
