@@ -9,9 +9,10 @@ the log, written before any write is acknowledged.
 
 from __future__ import annotations
 
+import itertools
 import sys
 import time
-from collections.abc import Mapping, Sequence, Set
+from collections.abc import Iterable, Mapping, Sized
 from typing import Final
 
 from cacheshim import errors
@@ -201,22 +202,23 @@ _DEFAULT_SAMPLES: Final = 5
 
 def value_size(value: object, samples: int) -> int:
     """An estimate of the bytes a value takes, as MEMORY USAGE reports: nested elements are
-    sampled (up to ``samples`` of them, 0 for all) and the total extrapolated."""
+    sampled (the first ``samples`` of them, 0 for all) and the total extrapolated; only the
+    sampled elements are visited, so a default MEMORY USAGE of a huge key stays cheap."""
     size = sys.getsizeof(value)
-    items: Sequence[object]
     if isinstance(value, bytes | bytearray | str | int | float):
         return size
+    source: Iterable[object]
     if isinstance(value, Mapping):
-        items = list(value.items())
-    elif isinstance(value, Set | Sequence):
-        items = list(value)
+        source, count = value.items(), len(value)
+    elif isinstance(value, Sized) and isinstance(value, Iterable):
+        source, count = value, len(value)
     else:
         return size
-    if not items:
+    if count == 0:
         return size
-    chosen = items if samples == 0 else items[:samples]
+    chosen = list(source) if samples == 0 else list(itertools.islice(source, samples))
     sampled = sum(_element_size(item) for item in chosen)
-    return size + sampled * len(items) // len(chosen)
+    return size + sampled * count // len(chosen)
 
 
 def _element_size(item: object) -> int:

@@ -629,10 +629,24 @@ def test_memory_commands(bare_pair: Pair) -> None:
     execute(subject, "SET", "big", "x" * 10_000)
     big = execute(subject, "MEMORY", "USAGE", "big")
     assert isinstance(big, int) and big > 10_000
+    # Every type grows with its elements (sampled, then extrapolated).
+    for small, large in [
+        (["RPUSH", "l1", "x" * 100], ["RPUSH", "l2", *["x" * 100] * 50]),
+        (["SADD", "s1", "a" * 100], ["SADD", "s2", *[f"{i:0100d}" for i in range(50)]]),
+        (["HSET", "h1", "f", "v" * 100], ["HSET", "h2", *[f"{i:0100d}" for i in range(100)]]),
+        (["ZADD", "z1", "1", "m" * 100], ["ZADD", "z2", *[f"{i:0100d}" for i in range(100)]]),
+    ]:
+        execute(subject, *small)
+        execute(subject, *large)
+        one = execute(subject, "MEMORY", "USAGE", small[1])
+        many = execute(subject, "MEMORY", "USAGE", large[1], "SAMPLES", "0")
+        assert isinstance(one, int) and isinstance(many, int)
+        assert one > 100 and many > one + 40 * 100, (small[1], one, many)  # 49 more elements
+        assert execute(subject, "MEMORY", "USAGE", large[1]) == many  # same-sized elements
     flat = execute(subject, "MEMORY", "STATS")
     assert isinstance(flat, list)
     stats = dict(zip(flat[::2], flat[1::2], strict=True))
-    assert stats[b"keys.count"] == 2 and isinstance(stats[b"total.allocated"], int)
+    assert stats[b"keys.count"] == 10 and isinstance(stats[b"total.allocated"], int)
     assert b"db.0" in stats
     for sub in ("HELP", "DOCTOR", "MALLOC-STATS"):
         assert execute(subject, "MEMORY", sub)
