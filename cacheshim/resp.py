@@ -537,6 +537,14 @@ class SetReply:
     items: Sequence[Reply]
 
 
+@dataclass(frozen=True, slots=True)
+class Pairs:
+    """Two-item rows: one flat array in RESP2, an array of two-item arrays in RESP3
+    (WITHSCORES replies, ZPOPMIN with a count, HRANDFIELD WITHVALUES)."""
+
+    items: Sequence[tuple[Reply, Reply]]
+
+
 class _NullArrayType(enum.Enum):
     NULL_ARRAY = "NULL_ARRAY"
 
@@ -563,6 +571,7 @@ Reply: TypeAlias = (
     | BigNumber
     | Push
     | SetReply
+    | Pairs
     | NullArray
     | Sequence["Reply"]
     | Mapping["Reply", "Reply"]
@@ -704,6 +713,15 @@ def _put_big_number(out: bytearray, value: BigNumber, resp3: bool) -> None:
         _put_bulk(out, digits)
 
 
+def _put_pairs(out: bytearray, value: Pairs, resp3: bool) -> None:
+    rows: list[Reply]
+    if resp3:
+        rows = [[first, second] for first, second in value.items]
+    else:
+        rows = [item for pair in value.items for item in pair]
+    _put_array(out, rows, resp3)
+
+
 # One writer per exact type: a dict lookup instead of a chain of isinstance() calls.
 _WRITERS: Final[dict[type, Callable[[bytearray, Any, bool], None]]] = {
     bytes: _put_bulk,
@@ -721,6 +739,7 @@ _WRITERS: Final[dict[type, Callable[[bytearray, Any, bool], None]]] = {
     set: _put_set,
     frozenset: _put_set,
     SetReply: _put_set_reply,
+    Pairs: _put_pairs,
     Push: _put_push,
     Verbatim: _put_verbatim,
     BigNumber: _put_big_number,

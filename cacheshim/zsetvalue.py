@@ -36,10 +36,9 @@ from typing import Any, Final, Protocol
 
 from sortedcontainers import SortedList  # type: ignore[import-untyped]
 
-from cacheshim import resp
 from cacheshim.keyindex import KeyIndex
 from cacheshim.keyspace import ValueKind, register_kind
-from cacheshim.resp import Reply
+from cacheshim.resp import Pairs
 
 __all__ = [
     "LISTPACK_ENTRIES_MAX",
@@ -366,31 +365,6 @@ class ZSet:
 
 def _next_up(value: float) -> float:
     return math.nextafter(value, math.inf)
-
-
-# -- replies -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Pairs:
-    """Two-item rows (member and score): one flat array in RESP2, an array of two-item
-    arrays in RESP3 (Redis's WITHSCORES replies, ZPOPMIN with a count)."""
-
-    items: Sequence[tuple[Reply, Reply]]
-
-
-def _put_pairs(out: bytearray, value: Pairs, resp3: bool) -> None:
-    flat: list[Reply] | list[list[Reply]]
-    if resp3:
-        flat = [[first, second] for first, second in value.items]
-    else:
-        flat = [item for pair in value.items for item in pair]
-    resp._put_array(out, flat, resp3)
-
-
-# The encoder picks a writer by exact type; this one is registered here until resp.py has
-# its own (RESP's shape for rows is not specific to sorted sets: HRANDFIELD WITHVALUES too).
-resp._WRITERS[Pairs] = _put_pairs
 
 
 def format_score(score: float) -> bytes:

@@ -6,7 +6,7 @@ HRANDFIELD is a read: served from memory it picks with the shim's own generator,
 MULTI/EXEC (in apply) with the log's, seeded by the log index.
 
 HRANDFIELD ... WITHVALUES answers a flat list in RESP2 and a list of [field, value] pairs in
-RESP3: a `Pairs` reply (cacheshim.zsetvalue, shared with the sorted sets' WITHSCORES) renders
+RESP3: a `Pairs` reply (cacheshim.resp, shared with the sorted sets' WITHSCORES) renders
 both, also inside MULTI/EXEC, where apply does not know the client's protocol.
 """
 
@@ -28,8 +28,7 @@ from cacheshim.commands.sets import (
 from cacheshim.errors import CommandError
 from cacheshim.hashvalue import HashValue
 from cacheshim.keyspace import string_as_int
-from cacheshim.resp import OK, Reply
-from cacheshim.zsetvalue import Pairs
+from cacheshim.resp import OK, Pairs, Reply
 
 __all__ = ["get_hash"]
 
@@ -298,7 +297,7 @@ def hrandfield(ctx: Ctx, args: list[bytes]) -> Reply:
         chosen = [fields[i] for i in rng.sample(range(size), count)]
     if not with_values:
         return chosen
-    return cast(Reply, Pairs([(field, value[field]) for field in chosen]))
+    return Pairs([(field, value[field]) for field in chosen])
 
 
 @command(

@@ -32,8 +32,8 @@ from cacheshim.commands.keys import parse_cursor
 from cacheshim.commands.sets import parse_long_in_range, parse_scan_options
 from cacheshim.errors import CommandError
 from cacheshim.keyspace import Value, kind_of
-from cacheshim.resp import NULL_ARRAY, Reply
-from cacheshim.zsetvalue import LexBound, LexRange, Pairs, ScoreRange, ZSet, format_score
+from cacheshim.resp import NULL_ARRAY, Pairs, Reply
+from cacheshim.zsetvalue import LexBound, LexRange, ScoreRange, ZSet, format_score
 
 __all__ = ["get_zset", "parse_score"]
 
@@ -154,9 +154,7 @@ def _lex_range(min_arg: bytes, max_arg: bytes) -> LexRange:
 
 
 def _reply(value: Pairs) -> Reply:
-    """Rows, a reply value the `Reply` alias does not list (rendered by the writer zsetvalue
-    registers with the encoder)."""
-    return cast(Reply, value)
+    return value
 
 
 def _rows(entries: Iterable[tuple[float, bytes]], withscores: bool) -> Reply:

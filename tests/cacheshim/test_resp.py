@@ -23,6 +23,7 @@ from cacheshim.resp import (
     BigNumber,
     Encoder,
     Error,
+    Pairs,
     ParserLimits,
     Push,
     Reply,
@@ -584,6 +585,12 @@ HELLO_3 = {
         ),
         ({}, b"*0\r\n", b"%0\r\n"),
         (SetReply([0, 1, 2]), b"*3\r\n:0\r\n:1\r\n:2\r\n", b"~3\r\n:0\r\n:1\r\n:2\r\n"),
+        (
+            Pairs([(b"a", 1.5), (b"b", 2.0)]),
+            b"*4\r\n$1\r\na\r\n$3\r\n1.5\r\n$1\r\nb\r\n$1\r\n2\r\n",
+            b"*2\r\n*2\r\n$1\r\na\r\n,1.5\r\n*2\r\n$1\r\nb\r\n,2\r\n",
+        ),
+        (Pairs([]), b"*0\r\n", b"*0\r\n"),
         ({b"m"}, b"*1\r\n$1\r\nm\r\n", b"~1\r\n$1\r\nm\r\n"),
         (frozenset(), b"*0\r\n", b"~0\r\n"),
         (
