@@ -31,6 +31,14 @@ def memlog(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Memlog]:
         deployment.stop()
 
 
+@pytest.fixture(scope="module")
+def two_shims(memlog: Memlog) -> Memlog:
+    """The module's deployment with a second shim (zone b) beside the first."""
+    if len(memlog.shim_ports) < 2:
+        memlog.start_shim(1)
+    return memlog
+
+
 @pytest.fixture
 def pair(oracle_server: RedisServer, memlog: Memlog) -> Iterator[tuple[redis.Redis, redis.Redis]]:
     """(redis-server client, memlog client), both keyspaces empty."""

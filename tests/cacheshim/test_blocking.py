@@ -340,14 +340,6 @@ def test_timeout_argument_and_would_block() -> None:
 # -- a real deployment: two shims beside redis-server ----------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def two_shims(memlog: Memlog) -> Memlog:
-    """The module's deployment with a second shim (zone b) beside the first."""
-    if len(memlog.shim_ports) < 2:
-        memlog.start_shim(1)
-    return memlog
-
-
 class Server:
     """One server under test: where waiters connect, where pushers connect (another shim
     for memlog, the same server for redis-server), and an admin connection on the waiters'

@@ -522,13 +522,6 @@ def _doc_field(docs: bytes, name: bytes) -> bytes:
 # -- across shims -------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def two_shims(memlog: Memlog) -> Memlog:
-    if len(memlog.shim_ports) < 2:
-        memlog.start_shim(1)
-    return memlog
-
-
 def _parse(frame: bytes) -> Reply:
     """One RESP2/RESP3 frame of bulk strings, integers, nulls and arrays/pushes, as values
     (pushes and arrays alike): the protocols' frames compare equal."""

@@ -58,14 +58,6 @@ def status_of(conn: redis.Redis) -> dict[bytes, object]:
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
-@pytest.fixture(scope="module")
-def two_shims(memlog: Memlog) -> Memlog:
-    """The module's deployment with a second shim (zone b) beside the first."""
-    if len(memlog.shim_ports) < 2:
-        memlog.start_shim(1)
-    return memlog
-
-
 @pytest.fixture
 def oracle(oracle_server: RedisServer) -> Iterator[redis.Redis]:
     conn = bare(client(oracle_server.port))

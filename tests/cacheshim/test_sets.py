@@ -45,14 +45,6 @@ def raw(pair: Pair) -> Pair:
     return without_callbacks(oracle), without_callbacks(subject)
 
 
-@pytest.fixture(scope="module")
-def two_shims(memlog: Memlog) -> Memlog:
-    """The module's deployment with a second shim (zone b) beside the first."""
-    if len(memlog.shim_ports) < 2:
-        memlog.start_shim(1)
-    return memlog
-
-
 def compare_sorted(
     oracle: redis.Redis, subject: redis.Redis, commands: Sequence[Sequence[object]]
 ) -> None:

@@ -77,14 +77,6 @@ def raw3(oracle_server: RedisServer, memlog: Memlog, raw: Pair) -> Iterator[RawP
         subject.close()
 
 
-@pytest.fixture(scope="module")
-def two_shims(memlog: Memlog) -> Memlog:
-    """The module's deployment with a second shim (zone b) beside the first."""
-    if len(memlog.shim_ports) < 2:
-        memlog.start_shim(1)
-    return memlog
-
-
 def both(raw: Pair, commands: Sequence[Command]) -> None:
     """Run setup commands on both servers and check they agree."""
     compare(*raw, commands)
