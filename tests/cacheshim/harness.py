@@ -5,6 +5,8 @@ PID when the fixture ends.
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import signal
 import socket
@@ -184,3 +186,54 @@ def compare(
         want = outcome(oracle, args)
         got = outcome(subject, args)
         assert got == want, f"{list(args)!r}: redis-server said {want!r}, memlog said {got!r}"
+
+
+# -- determinism: shims at one index, and apply replayed in other interpreters -------------------
+
+
+def applied_index(conn: redis.Redis) -> int:
+    """The log index this connection's shim has applied (MEMLOG STATUS)."""
+    reply = execute(conn, "MEMLOG", "STATUS")
+    assert isinstance(reply, list)
+    index = dict(zip(reply[::2], reply[1::2], strict=True))[b"applied_index"]
+    assert isinstance(index, int)
+    return index
+
+
+def same_index(conns: Sequence[redis.Redis], timeout_s: float = 10) -> None:
+    """Wait until every connection's shim has applied the same log index."""
+    wait_until(
+        lambda: len({applied_index(c) for c in conns}) == 1, timeout_s, "shims at one log index"
+    )
+
+
+_REPLAY_SCRIPT = r"""
+import json, sys
+from cacheshim.apply import Applier
+from cacheshim.commands import load_all
+from cacheshim.resp import encode
+from cacheshim.v1 import record_pb2
+
+load_all()
+applier = Applier()
+out = []
+for index, batch in enumerate(json.load(sys.stdin), 1):
+    record = record_pb2.Record(db=0, time_ms=1_700_000_000_000 + index)
+    record.transaction = len(batch) > 1
+    for args in batch:
+        record.commands.add(args=[a.encode("latin-1") for a in args])
+    _, reply = applier.apply(index, record.SerializeToString())
+    out.append([(encode(reply, 2) + encode(reply, 3)).hex(), applier.keyspace.digest()])
+print(json.dumps(out))
+"""
+
+
+def replay(log: Sequence[Sequence[Sequence[str]]], hash_seed: str) -> list[tuple[bytes, str]]:
+    """Apply `log` (records of one command, or of several: a MULTI/EXEC) from index 1 in a
+    fresh interpreter with PYTHONHASHSEED=hash_seed; each record's reply (RESP2 then RESP3
+    bytes) and the keyspace digest after it."""
+    done = subprocess.run(
+        [sys.executable, "-c", _REPLAY_SCRIPT], input=json.dumps(log), capture_output=True,
+        text=True, env={**os.environ, "PYTHONHASHSEED": hash_seed}, timeout=120, check=True,
+    )  # fmt: skip
+    return [(bytes.fromhex(reply), digest) for reply, digest in json.loads(done.stdout)]

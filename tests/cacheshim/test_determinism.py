@@ -11,7 +11,7 @@ import threading
 
 import redis
 
-from tests.cacheshim.harness import Memlog, client, execute, wait_until
+from tests.cacheshim.harness import Memlog, applied_index, client, execute, wait_until
 from tests.cacheshim.rawresp import without_callbacks
 
 # Keys by type, so that most commands find a value of their type (and random picks have
@@ -89,14 +89,6 @@ def write(conn: redis.Redis, rng: random.Random, steps: int) -> None:
             continue
         with contextlib.suppress(redis.ResponseError):  # WRONGTYPE and friends: expected
             execute(conn, *random_command(rng))
-
-
-def applied_index(conn: redis.Redis) -> int:
-    reply = execute(conn, "MEMLOG", "STATUS")
-    assert isinstance(reply, list)
-    index = dict(zip(reply[::2], reply[1::2], strict=True))[b"applied_index"]
-    assert isinstance(index, int)
-    return index
 
 
 def test_two_shims_end_equal_under_a_mixed_workload(two_shims: Memlog) -> None:

@@ -10,14 +10,22 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
 import pytest
 import redis
 
 from cacheshim.commands import COMMANDS, load_all
 from cacheshim.commands.introspect import all_commands
-from tests.cacheshim.harness import Memlog, RedisServer, client, compare, execute, wait_until
+from tests.cacheshim.harness import (
+    Memlog,
+    RedisServer,
+    client,
+    compare,
+    execute,
+    same_index,
+    wait_until,
+)
 from tests.cacheshim.rawresp import RawConnection as Raw
 from tests.cacheshim.rawresp import without_callbacks as bare
 
@@ -664,19 +672,11 @@ def test_function_commands_match_redis(bare_pair: Pair) -> None:
 # -- DEBUG DIGEST on two shims ---------------------------------------------------------------
 
 
-def _same_index(conns: Sequence[redis.Redis]) -> None:
-    def caught_up() -> bool:
-        indexes = {status_of(c)[b"applied_index"] for c in conns}
-        return len(indexes) == 1
-
-    wait_until(caught_up, 10, "both shims at the same log index")
-
-
 def test_debug_digest_is_equal_on_two_shims(two_shims: Memlog) -> None:
     first, second = (bare(client(port)) for port in two_shims.shim_ports[:2])
     try:
         execute(first, "FLUSHALL")
-        _same_index([first, second])
+        same_index([first, second])
         zeros = b"0" * 40
         assert execute(first, "DEBUG", "DIGEST") == zeros == execute(second, "DEBUG", "DIGEST")
         assert execute(first, "DEBUG", "DIGEST-VALUE", "nokey") == [zeros]
@@ -686,7 +686,7 @@ def test_debug_digest_is_equal_on_two_shims(two_shims: Memlog) -> None:
         execute(first, "SET", "d2", "two", "EX", "1000")
         execute(second, "SELECT", "4")
         execute(second, "SET", "d1", "four")
-        _same_index([first, second])
+        same_index([first, second])
         digest = execute(first, "DEBUG", "DIGEST")
         assert isinstance(digest, bytes) and HEX40.fullmatch(digest.decode())
         assert digest != zeros and execute(second, "DEBUG", "DIGEST") == digest
@@ -698,13 +698,13 @@ def test_debug_digest_is_equal_on_two_shims(two_shims: Memlog) -> None:
         assert execute(second, "DEBUG", "DIGEST-VALUE", "d1", "d2", "nokey") == values
 
         execute(second, "SET", "d1", "changed")
-        _same_index([first, second])
+        same_index([first, second])
         changed = execute(first, "DEBUG", "DIGEST")
         assert changed != digest and execute(second, "DEBUG", "DIGEST") == changed
         assert execute(first, "DEBUG", "DIGEST-VALUE", "d1") != values[:1]
 
         execute(second, "FLUSHALL")
-        _same_index([first, second])
+        same_index([first, second])
         assert execute(first, "DEBUG", "DIGEST") == zeros
 
         with pytest.raises(redis.ResponseError, match=r"for 'BOGUS'\. Try DEBUG HELP"):

@@ -13,11 +13,7 @@ replies (SPOP, SRANDMEMBER and HRANDFIELD inside MULTI/EXEC included).
 
 from __future__ import annotations
 
-import json
-import os
 import random
-import subprocess
-import sys
 from collections.abc import Sequence
 
 import pytest
@@ -31,7 +27,8 @@ from tests.cacheshim.harness import (
     compare,
     execute,
     outcome,
-    wait_until,
+    replay,
+    same_index,
 )
 from tests.cacheshim.rawresp import Pair, RawConnection, compare_raw, without_callbacks
 
@@ -475,18 +472,6 @@ def test_resp3_replies(oracle_server: RedisServer, memlog: Memlog, raw: Pair) ->
 # -- determinism -----------------------------------------------------------------------------------
 
 
-def _applied_index(conn: redis.Redis) -> object:
-    reply = execute(conn, "MEMLOG", "STATUS")
-    assert isinstance(reply, list)
-    return dict(zip(reply[::2], reply[1::2], strict=True))[b"applied_index"]
-
-
-def _same_index(conns: Sequence[redis.Redis]) -> None:
-    wait_until(
-        lambda: len({_applied_index(c) for c in conns}) == 1, 10, "both shims at one log index"
-    )
-
-
 def _contents(conn: redis.Redis, key: str) -> list[bytes]:
     reply = execute(conn, "HKEYS" if key.startswith("h") else "SMEMBERS", key)
     assert isinstance(reply, list)
@@ -515,7 +500,7 @@ def test_random_picks_leave_equal_state_on_two_shims(two_shims: Memlog) -> None:
             execute(pipe, *args)
         in_multi = pipe.execute()
         assert [len(r) for r in in_multi[:3]] == [5, 3, 2]
-        _same_index([first, second])
+        same_index([first, second])
         for key in ("ints", "words", "w", "h"):
             assert _contents(first, key) == _contents(second, key), key
         assert execute(first, "DEBUG", "DIGEST") == execute(second, "DEBUG", "DIGEST")
@@ -528,28 +513,6 @@ def test_random_picks_leave_equal_state_on_two_shims(two_shims: Memlog) -> None:
     finally:
         first.close()
         second.close()
-
-
-_APPLY_SCRIPT = r"""
-import json, sys
-from cacheshim.apply import Applier
-from cacheshim.commands import load_all
-from cacheshim.resp import encode
-from cacheshim.v1 import record_pb2
-
-load_all()
-applier = Applier()
-out = []
-for index, batch in enumerate(json.load(sys.stdin), 1):
-    record = record_pb2.Record(db=0, time_ms=1_700_000_000_000 + index)
-    record.transaction = len(batch) > 1
-    for args in batch:
-        record.commands.add(args=[a.encode("latin-1") for a in args])
-    _, reply = applier.apply(index, record.SerializeToString())
-    out.append((encode(reply, 2) + encode(reply, 3)).hex())
-out.append(applier.keyspace.digest())
-print(json.dumps(out))
-"""
 
 
 def _random_log(seed: int) -> list[list[list[str]]]:
@@ -584,18 +547,11 @@ def test_apply_is_the_same_in_processes_with_different_hash_seeds() -> None:
     digests, random picks included. The seed is printed."""
     seed = random.randrange(2**32)
     print(f"test_apply_is_the_same_in_processes_with_different_hash_seeds seed={seed}")
-    log = json.dumps(_random_log(seed))
-    outputs = []
-    for hash_seed in ("1", "4242"):
-        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
-        done = subprocess.run(
-            [sys.executable, "-c", _APPLY_SCRIPT], input=log, capture_output=True, text=True,
-            env=env, timeout=120, check=True,
-        )  # fmt: skip
-        outputs.append(json.loads(done.stdout))
+    log = _random_log(seed)
+    outputs = [replay(log, hash_seed) for hash_seed in ("1", "4242")]
     assert outputs[0] == outputs[1]
-    assert outputs[0][-1] != "0" * 40
-    replies = b"".join(bytes.fromhex(reply) for reply in outputs[0][:-1])
+    assert outputs[0][-1][1] != "0" * 40
+    replies = b"".join(reply for reply, _ in outputs[0])
     assert b"unknown command" not in replies and b"internal error" not in replies
 
 

@@ -16,12 +16,8 @@ PYTHONHASHSEED gives byte-identical replies and digests. Randomized tests print 
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import random
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -42,10 +38,12 @@ from cacheshim.zsetvalue import ScoreRange, ZSet
 from tests.cacheshim.harness import (
     Memlog,
     RedisServer,
+    applied_index,
     client,
     compare,
     execute,
     outcome,
+    replay,
     wait_until,
 )
 from tests.cacheshim.rawresp import Pair, RawConnection, compare_raw, without_callbacks
@@ -829,7 +827,7 @@ def test_blocking_pops_are_woken_through_another_shim(two_shims: Memlog) -> None
             if command[0] == "BZPOPMIN":  # another type at the key: still waiting
                 execute(pusher, "SET", "bz", "string")
                 execute(pusher, "DEL", "bz")
-                target = _applied_index(pusher)
+                target = applied_index(pusher)
                 wait_until(partial(_caught_up, waiter, target), 10, "shim 1 to apply")
                 assert _blocked_clients(waiter) == 1 and not result
             execute(pusher, *push)
@@ -877,7 +875,7 @@ def test_two_shims_end_equal_after_a_mixed_workload(two_shims: Memlog) -> None:
                 pipe.execute(raise_on_error=False)
         wait_until(
             lambda: execute(first, "DEBUG", "DIGEST") == execute(second, "DEBUG", "DIGEST")
-            and _applied_index(first) == _applied_index(second),
+            and applied_index(first) == applied_index(second),
             10, "both shims at one digest",
         )  # fmt: skip
         for key in ("z1", "z2", "z3"):
@@ -890,15 +888,7 @@ def test_two_shims_end_equal_after_a_mixed_workload(two_shims: Memlog) -> None:
 
 
 def _caught_up(conn: redis.Redis, index: int) -> bool:
-    return _applied_index(conn) >= index
-
-
-def _applied_index(conn: redis.Redis) -> int:
-    reply = execute(conn, "MEMLOG", "STATUS")
-    assert isinstance(reply, list)
-    index = dict(zip(reply[::2], reply[1::2], strict=True))[b"applied_index"]
-    assert isinstance(index, int)
-    return index
+    return applied_index(conn) >= index
 
 
 def _random_log(rng: random.Random, length: int) -> list[list[list[str]]]:
@@ -927,44 +917,15 @@ def _random_log(rng: random.Random, length: int) -> list[list[list[str]]]:
     return log
 
 
-_APPLY_SCRIPT = r"""
-import json, sys
-from cacheshim.apply import Applier
-from cacheshim.commands import load_all
-from cacheshim.resp import encode
-from cacheshim.v1 import record_pb2
-
-load_all()
-applier = Applier()
-out = []
-for index, batch in enumerate(json.load(sys.stdin), 1):
-    record = record_pb2.Record(db=0, time_ms=1_700_000_000_000 + index)
-    record.transaction = len(batch) > 1
-    for args in batch:
-        record.commands.add(args=[a.encode("latin-1") for a in args])
-    _, reply = applier.apply(index, record.SerializeToString())
-    out.append((encode(reply, 2) + encode(reply, 3)).hex())
-    out.append(applier.keyspace.digest())
-print(json.dumps(out))
-"""
-
-
 def test_apply_is_the_same_in_processes_with_different_hash_seeds() -> None:
     """Same log, two interpreters whose bytes hashing differs: identical replies (random
     picks inside MULTI/EXEC included) and digests. The seed is printed."""
     seed = random.randrange(2**32)
     print(f"test_apply_is_the_same_in_processes_with_different_hash_seeds seed={seed}")
-    log = json.dumps(_random_log(random.Random(seed), 300))
-    outputs = []
-    for hash_seed in ("1", "4242"):
-        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
-        done = subprocess.run(
-            [sys.executable, "-c", _APPLY_SCRIPT], input=log, capture_output=True, text=True,
-            env=env, timeout=120, check=True,
-        )  # fmt: skip
-        outputs.append(json.loads(done.stdout))
+    log = _random_log(random.Random(seed), 300)
+    outputs = [replay(log, hash_seed) for hash_seed in ("1", "4242")]
     assert outputs[0] == outputs[1]  # every reply and the digest after every record
-    digests, replies = outputs[0][1::2], b"".join(bytes.fromhex(r) for r in outputs[0][::2])
+    digests, replies = [d for _, d in outputs[0]], b"".join(r for r, _ in outputs[0])
     assert len(set(digests)) > 100
     assert b"unknown command" not in replies and b"internal error" not in replies
 
