@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator
 from itertools import islice
 from typing import Any, Final
 
+from cacheshim.commands.args import index_span
 from cacheshim.keyspace import ValueKind, register_kind
 
 __all__ = ["ENCODING", "ListValue", "index_range"]
@@ -50,14 +51,8 @@ def index_range(size: int, start: int, end: int) -> tuple[int, int] | None:
     """LRANGE/LTRIM's [start, end] (inclusive, negatives from the tail) as a half-open
     [first, stop) within a list of size elements, or None when it is empty (Redis's rules:
     a start past the end, or a start after the end, selects nothing)."""
-    if start < 0:
-        start += size
-    if end < 0:
-        end += size
-    start = max(start, 0)
-    if start > end or start >= size:
-        return None
-    return start, min(end, size - 1) + 1
+    span = index_span(size, start, end)
+    return None if span is None else (span[0], span[1] + 1)
 
 
 def new_list(items: Iterable[bytes] = ()) -> ListValue:

@@ -39,3 +39,17 @@ def option(arg: bytes) -> bytes:
     cut at the first NUL byte."""
     nul = arg.find(0)
     return (arg if nul < 0 else arg[:nul]).upper()
+
+
+def index_span(size: int, start: int, end: int) -> tuple[int, int] | None:
+    """Redis's sanitising of an inclusive [start, end] over size elements, negatives counted
+    from the end (LRANGE, ZRANGE by rank, ZREMRANGEBYRANK): the (first, last) positions,
+    both inside, or None when nothing is selected (a start past the end or after the end)."""
+    if start < 0:
+        start += size
+    if end < 0:
+        end += size
+    start = max(start, 0)
+    if start > end or start >= size:
+        return None
+    return start, min(end, size - 1)

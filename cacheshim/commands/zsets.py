@@ -27,7 +27,7 @@ from typing import Final, cast
 from cacheshim import errors
 from cacheshim.blocking import parse_timeout, would_block
 from cacheshim.commands import Ctx, command
-from cacheshim.commands.args import option, parse_int
+from cacheshim.commands.args import index_span, option, parse_int
 from cacheshim.commands.keys import parse_cursor
 from cacheshim.commands.sets import parse_long_in_range, parse_scan_options
 from cacheshim.errors import CommandError
@@ -391,18 +391,6 @@ _SCORE: Final = "score"
 _LEX: Final = "lex"
 
 
-def _rank_span(size: int, start: int, end: int) -> tuple[int, int] | None:
-    """Redis's index sanitising: (first, last) positions, both in the set, or None."""
-    if start < 0:
-        start += size
-    if end < 0:
-        end += size
-    start = max(start, 0)
-    if start > end or start >= size:
-        return None
-    return start, min(end, size - 1)
-
-
 def _range_entries(
     zset: ZSet, reverse: bool, bounds: tuple[int, int] | ScoreRange | LexRange, offset: int,
     limit: int,
@@ -410,7 +398,7 @@ def _range_entries(
     """The entries a range names, in reply order (genericZrangeby{rank,score,lex}Command)."""
     size = len(zset)
     if isinstance(bounds, tuple):
-        span = _rank_span(size, *bounds)
+        span = index_span(size, *bounds)
         if span is None:
             return []
         first, last = span
@@ -610,7 +598,7 @@ def zremrangebyrank(ctx: Ctx, args: list[bytes]) -> Reply:
     zset = get_zset(ctx, args[0])
     if zset is None:
         return 0
-    span = _rank_span(len(zset), start, end)
+    span = index_span(len(zset), start, end)
     if span is None:
         return 0
     removed = zset.remove_positions(span[0], span[1] + 1)
