@@ -177,6 +177,21 @@ def redis_scaling(calls: int, seed: int) -> dict[tuple[str, int], tuple[float, f
 # -- report ---------------------------------------------------------------------------------------
 
 
+def timing_table(times: dict[tuple[str, int], tuple[float, float]]) -> list[str]:
+    """Markdown rows: mean (p99) microseconds per command and size, and the 1M / 1k ratio."""
+    rows = [
+        "| command | "
+        + " | ".join(f"{size:,} members: mean us (p99)" for size in SIZES)
+        + " | 1M / 1k |",
+        "| --- | " + " | ".join("---:" for _ in SIZES) + " | ---: |",
+    ]
+    for name in COMMANDS:
+        cells = [f"{times[(name, s)][0]:.1f} ({times[(name, s)][1]:.1f})" for s in SIZES]
+        ratio = times[(name, SIZES[-1])][0] / times[(name, SIZES[0])][0]
+        rows.append(f"| {name} | " + " | ".join(cells) + f" | {ratio:.2f} |")
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--calls", type=int, default=2000, help="timed calls per command/size")
@@ -226,15 +241,8 @@ def main() -> None:
         "",
         "## memlog handlers",
         "",
-        "| command | "
-        + " | ".join(f"{size:,} members: mean us (p99)" for size in SIZES)
-        + " | 1M / 1k |",
-        "| --- | " + " | ".join("---:" for _ in SIZES) + " | ---: |",
+        *timing_table(ours),
     ]
-    for name in COMMANDS:
-        cells = [f"{ours[(name, s)][0]:.1f} ({ours[(name, s)][1]:.1f})" for s in SIZES]
-        ratio = ours[(name, SIZES[-1])][0] / ours[(name, SIZES[0])][0]
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {ratio:.2f} |")
     lines += [
         "",
         "For scale: building the sets through ZADD (1000 pairs per call) and one full sort of "
@@ -257,15 +265,8 @@ def main() -> None:
             "Absolute times include a network round trip and redis-py; only the 1M / 1k ratio "
             "is comparable with the table above.",
             "",
-            "| command | "
-            + " | ".join(f"{size:,} members: mean us (p99)" for size in SIZES)
-            + " | 1M / 1k |",
-            "| --- | " + " | ".join("---:" for _ in SIZES) + " | ---: |",
+            *timing_table(theirs),
         ]
-        for name in COMMANDS:
-            cells = [f"{theirs[(name, s)][0]:.1f} ({theirs[(name, s)][1]:.1f})" for s in SIZES]
-            ratio = theirs[(name, SIZES[-1])][0] / theirs[(name, SIZES[0])][0]
-            lines.append(f"| {name} | " + " | ".join(cells) + f" | {ratio:.2f} |")
     lines += [
         "",
         "## Reading it",
