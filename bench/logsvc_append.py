@@ -7,6 +7,9 @@ What it does, in one run:
 1. The disk's own ceiling, on the same filesystem the cluster will use: synced rocksdict
    WriteBatches (raw_mode, WriteOptions.sync=True) of 100-byte records, (a) one record per
    synced batch -> syncs/s and p50/p99, (b) --batch records per synced batch -> records/s.
+1b. The transport's floor (bench/grpc_floor.py): the same commit path (client -> leader ->
+   follower sync -> leader, the leader's own sync meanwhile) in grpc-aio with raw bytes and
+   no Raft at all, so the report can say how much of an Append is the transport.
 2. Starts three `logsvc serve` nodes on 127.0.0.1 (free ports, default timing flags, data
    under a temporary folder), waits for a leader that accepts appends.
 3. For each mode (unbatched: 1 record per Append; batched: --batch records per Append) and
@@ -52,6 +55,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from grpc_floor import FloorResult, measure_floor  # bench/ is this script's folder
 from rocksdict import Options, Rdict, WriteBatch, WriteOptions
 
 from logsvc.errors import ERROR_KIND_KEY
@@ -686,6 +690,7 @@ class Report:
     load_start: tuple[float, float, float]
     load_end: tuple[float, float, float] = (0.0, 0.0, 0.0)
     disk: DiskResult | None = None
+    floor: FloorResult | None = None
     points: list[PointResult] = field(default_factory=list)
     leader_note: str = ""
     profile: str = ""
@@ -722,6 +727,7 @@ class Report:
         out += self._targets()
         out += self._points_table()
         out += self._disk_table()
+        out += self._floor_table()
         if self.profile:
             out += ["## Leader profile", "", self.profile]
         return "\n".join(out).rstrip() + "\n"
@@ -792,6 +798,35 @@ class Report:
             "",
         ]
         return rows
+
+    def _floor_table(self) -> list[str]:
+        if self.floor is None:
+            return []
+        f = self.floor
+        single = [p for p in self.points if p.mode == "unbatched" and p.clients == 1]
+        above = (
+            f" logsvc's single unbatched Append took {fmt_ms(single[0].p50_ms)} ms p50 in this "
+            f"run: {fmt_ms(single[0].p50_ms - f.p50_ms)} ms above the floor is Raft, records, "
+            "protobuf and the driver."
+            if single
+            else ""
+        )
+        return [
+            "## The transport's floor (same run: `bench/grpc_floor.py`)",
+            "",
+            "Two processes with uvloop and grpc-aio, a client stream each way as logsvc's peers "
+            "have, and a grpc-aio unary client as above: the client's bytes go to A, A forwards "
+            "them to B and syncs a 100-byte rocksdict write meanwhile, B syncs and answers, A "
+            "replies. No Raft, no protobuf, no records: the least a commit on two of three "
+            "nodes costs through this transport on this machine.",
+            "",
+            "| calls | p50 ms | p99 ms |",
+            "| ---: | ---: | ---: |",
+            f"| {f.calls} | {fmt_ms(f.p50_ms)} | {fmt_ms(f.p99_ms)} |",
+            "",
+            f"The target of a 2 ms p50 leaves {fmt_ms(2.0 - f.p50_ms)} ms above the floor.{above}",
+            "",
+        ]
 
     def _disk_table(self) -> list[str]:
         if self.disk is None:
@@ -877,6 +912,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         say(f"disk ceiling in {root} ...")
         report.disk = disk_ceiling(root / "disk", args.batch, args.warmup_s, args.duration_s)
         shutil.rmtree(root / "disk", ignore_errors=True)
+        say("transport floor (bench/grpc_floor.py) ...")
+        report.floor = measure_floor(root, calls=2000)
         cluster = Cluster(root)
         cluster.start()
         say("cluster: " + ", ".join(f"{n.id}={n.address} pid {n.pid}" for n in cluster.nodes))
