@@ -45,6 +45,10 @@ SESSION_COMMANDS = frozenset(
     {"hello", "select", "quit", "reset", "multi", "exec", "discard", "watch", "unwatch"}
 )
 READ_BUFFER_BYTES = 64 * 1024
+# Their confirmations are pushes, which CLIENT REPLY OFF|SKIP does not silence.
+SUBSCRIPTION_COMMANDS = frozenset(
+    {"subscribe", "psubscribe", "ssubscribe", "unsubscribe", "punsubscribe", "sunsubscribe"}
+)
 # One Append at a time: the writes that arrive meanwhile wait and go together in the next.
 # Each Append costs the log leader about a millisecond of CPU whatever its size, so fewer,
 # bigger Appends win under load: redis-benchmark SET -c 50 gave 5.8k/s with 1 in flight,
@@ -478,8 +482,11 @@ class Connection(asyncio.Protocol):
         return self.shim.client_pause.holds(is_write)
 
     def _drop_reply(self, session: Session, mark: int) -> None:
-        """CLIENT REPLY OFF or SKIP: take back the reply written after mark."""
-        self.encoder.write_raw(self.encoder.take()[:mark])
+        """CLIENT REPLY OFF or SKIP: take back the reply written after mark (but not a
+        subscription's confirmations: Redis 7.0 sends those as pushes whatever CLIENT REPLY
+        says; a SKIP is used up by the command all the same)."""
+        if session.last_command not in SUBSCRIPTION_COMMANDS:
+            self.encoder.write_raw(self.encoder.take()[:mark])
         session.reply_skip_current = session.reply_skip_next
         session.reply_skip_next = False
 

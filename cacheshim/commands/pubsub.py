@@ -10,8 +10,8 @@ received it on the publishing shim.
 shim's hub through the client's session, and are never logged. A subscription command answers
 one frame per name; all but the last go out through the session's ``push`` (into the same
 reply buffer, in order) and the last is the handler's reply, so they stay together and in
-place in a pipeline. (One difference: CLIENT REPLY OFF|SKIP drops them with the reply, where
-Redis 7.0 still sends them; see docs/consistency.md.)
+place in a pipeline. CLIENT REPLY OFF|SKIP does not silence them, as in Redis 7.0 (see
+`Connection._drop_reply`).
 """
 
 from __future__ import annotations
