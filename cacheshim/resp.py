@@ -545,6 +545,15 @@ class Pairs:
     items: Sequence[tuple[Reply, Reply]]
 
 
+@dataclass(frozen=True, slots=True)
+class Frames:
+    """Several replies back to back, with no header: one command's answer in several frames
+    (SUBSCRIBE a b confirms each channel in a frame of its own, also inside EXEC's array,
+    where Redis writes them one after the other in the element's place)."""
+
+    items: Sequence[Reply]
+
+
 class _NullArrayType(enum.Enum):
     NULL_ARRAY = "NULL_ARRAY"
 
@@ -572,6 +581,7 @@ Reply: TypeAlias = (
     | Push
     | SetReply
     | Pairs
+    | Frames
     | NullArray
     | Sequence["Reply"]
     | Mapping["Reply", "Reply"]
@@ -722,6 +732,11 @@ def _put_pairs(out: bytearray, value: Pairs, resp3: bool) -> None:
     _put_array(out, rows, resp3)
 
 
+def _put_frames(out: bytearray, value: Frames, resp3: bool) -> None:
+    for item in value.items:
+        _put(out, item, resp3)
+
+
 # One writer per exact type: a dict lookup instead of a chain of isinstance() calls.
 _WRITERS: Final[dict[type, Callable[[bytearray, Any, bool], None]]] = {
     bytes: _put_bulk,
@@ -740,6 +755,7 @@ _WRITERS: Final[dict[type, Callable[[bytearray, Any, bool], None]]] = {
     frozenset: _put_set,
     SetReply: _put_set_reply,
     Pairs: _put_pairs,
+    Frames: _put_frames,
     Push: _put_push,
     Verbatim: _put_verbatim,
     BigNumber: _put_big_number,

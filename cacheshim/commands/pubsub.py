@@ -8,9 +8,8 @@ received it on the publishing shim.
 
 (P|S)SUBSCRIBE, (P|S)UNSUBSCRIBE and PUBSUB are local to the shim: they change or read this
 shim's hub through the client's session, and are never logged. A subscription command answers
-one frame per name; all but the last go out through the session's ``push`` (into the same
-reply buffer, in order) and the last is the handler's reply, so they stay together and in
-place in a pipeline. CLIENT REPLY OFF|SKIP does not silence them, as in Redis 7.0 (see
+one frame per name, as one `Frames` reply, so they stay together and in place in a pipeline
+and inside EXEC's array. CLIENT REPLY OFF|SKIP does not silence them, as in Redis 7.0 (see
 `Connection._drop_reply`).
 """
 
@@ -23,10 +22,10 @@ from cacheshim.commands import Ctx, command, container
 from cacheshim.commands.connection import help_reply, session_of
 from cacheshim.errors import CommandError
 from cacheshim.pubsub import CHANNELS, PATTERNS, SHARD_CHANNELS, Hub, Kind
-from cacheshim.resp import Push, Reply
+from cacheshim.resp import Frames, Reply
 
 if TYPE_CHECKING:
-    from cacheshim.server import Session
+    pass
 
 # The hub of a context with no shim around it (unit tests): nobody is subscribed.
 _NOBODY: Final = Hub()
@@ -45,24 +44,14 @@ def _hub(ctx: Ctx) -> Hub:
     return _NOBODY
 
 
-def _frames(session: Session, frames: list[Push]) -> Reply:
-    """Several frames as one command's answer: the first ones written now, in order, the last
-    returned as the reply."""
-    push = session.push
-    if push is not None:
-        for frame in frames[:-1]:
-            push(frame)
-    return frames[-1]
-
-
 def _subscribe(ctx: Ctx, name: str, kind: Kind, args: list[bytes]) -> Reply:
     session = session_of(ctx, name)
-    return _frames(session, session.shim.pubsub.subscribe(session, kind, args))
+    return Frames(session.shim.pubsub.subscribe(session, kind, args))
 
 
 def _unsubscribe(ctx: Ctx, name: str, kind: Kind, args: list[bytes]) -> Reply:
     session = session_of(ctx, name)
-    return _frames(session, session.shim.pubsub.unsubscribe(session, kind, args))
+    return Frames(session.shim.pubsub.unsubscribe(session, kind, args))
 
 
 # -- channels -------------------------------------------------------------------------------
@@ -133,7 +122,7 @@ def ssubscribe(ctx: Ctx, args: list[bytes]) -> Reply:
     session = session_of(ctx, "SSUBSCRIBE")
     if session.last_command == "exec":
         raise CommandError(errors.SSUBSCRIBE_DENY_BLOCKING)
-    return _frames(session, session.shim.pubsub.subscribe(session, SHARD_CHANNELS, args))
+    return Frames(session.shim.pubsub.subscribe(session, SHARD_CHANNELS, args))
 
 
 @command(

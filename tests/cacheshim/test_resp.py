@@ -23,6 +23,7 @@ from cacheshim.resp import (
     BigNumber,
     Encoder,
     Error,
+    Frames,
     Pairs,
     ParserLimits,
     Push,
@@ -591,6 +592,12 @@ HELLO_3 = {
             b"*2\r\n*2\r\n$1\r\na\r\n,1.5\r\n*2\r\n$1\r\nb\r\n,2\r\n",
         ),
         (Pairs([]), b"*0\r\n", b"*0\r\n"),
+        (
+            Frames([Push([b"a", 1]), Push([b"b", 2])]),
+            b"*2\r\n$1\r\na\r\n:1\r\n*2\r\n$1\r\nb\r\n:2\r\n",
+            b">2\r\n$1\r\na\r\n:1\r\n>2\r\n$1\r\nb\r\n:2\r\n",
+        ),
+        ([Frames([1, 2])], b"*1\r\n:1\r\n:2\r\n", b"*1\r\n:1\r\n:2\r\n"),
         ({b"m"}, b"*1\r\n$1\r\nm\r\n", b"~1\r\n$1\r\nm\r\n"),
         (frozenset(), b"*0\r\n", b"~0\r\n"),
         (
