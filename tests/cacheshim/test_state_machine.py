@@ -11,6 +11,7 @@ A failure prints the shrunk sequence of steps and a @reproduce_failure blob (pri
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 
@@ -565,8 +566,9 @@ def test_random_command_sequences_match_redis(
         run_state_machine_as_test(
             BoundDataCommands,
             settings=settings(
-                max_examples=30,
-                stateful_step_count=30,
+                # CI's budget; a soak: STATE_MACHINE_EXAMPLES=500 STATE_MACHINE_STEPS=50.
+                max_examples=int(os.environ.get("STATE_MACHINE_EXAMPLES", "30")),
+                stateful_step_count=int(os.environ.get("STATE_MACHINE_STEPS", "30")),
                 deadline=None,
                 print_blob=True,
                 suppress_health_check=[HealthCheck.too_slow],
