@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from cacheshim import errors
 from cacheshim.errors import CommandError
+from cacheshim.glob import Pattern
 from cacheshim.keyspace import DATABASES, string_as_int
 
 INT32_MIN = -(2**31)
 INT32_MAX = 2**31 - 1
+LONG_MAX = 2**63 - 1
 
 
 def parse_int(arg: bytes) -> int:
@@ -53,3 +55,55 @@ def index_span(size: int, start: int, end: int) -> tuple[int, int] | None:
     if start > end or start >= size:
         return None
     return start, min(end, size - 1)
+
+
+def parse_long_in_range(arg: bytes, low: int, high: int, message: str | None = None) -> int:
+    """getRangeLongFromObjectOrReply: a 64-bit integer within [low, high]. With message,
+    that text answers both a non-number and a number out of range."""
+    try:
+        value = parse_int(arg)
+    except CommandError:
+        raise CommandError(message or errors.NOT_AN_INTEGER) from None
+    if not low <= value <= high:
+        raise CommandError(message or errors.long_out_of_range(low, high))
+    return value
+
+
+def parse_count_option(args: list[bytes], start: int) -> int | None:
+    """LMPOP's and ZMPOP's tail from args[start]: nothing, or COUNT and a positive count,
+    once; anything else is a syntax error. None when there is no COUNT."""
+    count: int | None = None
+    i = start
+    while i < len(args):
+        if count is None and option(args[i]) == b"COUNT" and i + 1 < len(args):
+            count = parse_long_in_range(args[i + 1], 1, LONG_MAX, errors.COUNT_NOT_POSITIVE)
+            i += 2
+        else:
+            raise CommandError(errors.SYNTAX_ERROR)
+    return count
+
+
+def parse_scan_options(
+    args: list[bytes], with_type: bool = False
+) -> tuple[int, Pattern | None, bytes | None]:
+    """The options of SCAN (with_type) and of SSCAN/HSCAN/ZSCAN, as scanGenericCommand
+    reads them: (COUNT, the MATCH pattern or None for none or "*", the TYPE or None)."""
+    count = 10
+    pattern: Pattern | None = None
+    type_name: bytes | None = None
+    i = 0
+    while i < len(args):
+        opt = option(args[i])
+        has_value = i + 1 < len(args)
+        if opt == b"COUNT" and has_value:
+            count = parse_int(args[i + 1])
+            if count < 1:
+                raise CommandError(errors.SYNTAX_ERROR)
+        elif opt == b"MATCH" and has_value:
+            pattern = None if args[i + 1] == b"*" else Pattern(args[i + 1])
+        elif opt == b"TYPE" and has_value and with_type:
+            type_name = option(args[i + 1])
+        else:
+            raise CommandError(errors.SYNTAX_ERROR)
+        i += 2
+    return count, pattern, type_name

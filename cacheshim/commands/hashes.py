@@ -17,14 +17,15 @@ from typing import Final, cast
 
 from cacheshim import errors, longdouble
 from cacheshim.commands import Ctx, command
-from cacheshim.commands.args import option, parse_int
-from cacheshim.commands.keys import parse_cursor
-from cacheshim.commands.sets import (
+from cacheshim.commands.args import (
     LONG_MAX,
-    as_value,
+    option,
+    parse_int,
     parse_long_in_range,
     parse_scan_options,
 )
+from cacheshim.commands.keys import parse_cursor
+from cacheshim.commands.sets import as_value
 from cacheshim.errors import CommandError
 from cacheshim.hashvalue import HashValue
 from cacheshim.keyspace import string_as_int
@@ -310,7 +311,7 @@ def hscan(ctx: Ctx, args: list[bytes]) -> Reply:
     value = get_hash(ctx, args[0])
     if value is None:
         return [b"0", []]
-    count, pattern = parse_scan_options(args[2:])
+    count, pattern, _ = parse_scan_options(args[2:])
     cursor, fields = value.scan(cursor, count)
     out: list[Reply] = []
     for field in fields:

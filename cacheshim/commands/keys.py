@@ -12,7 +12,7 @@ from typing import Final
 
 from cacheshim import errors
 from cacheshim.commands import Ctx, command, container
-from cacheshim.commands.args import option, parse_db_index, parse_int
+from cacheshim.commands.args import option, parse_db_index, parse_int, parse_scan_options
 from cacheshim.errors import CommandError
 from cacheshim.glob import Pattern
 from cacheshim.keyspace import Database, Value, kind_of
@@ -353,24 +353,7 @@ def parse_cursor(arg: bytes) -> int:
 )  # fmt: skip
 def scan(ctx: Ctx, args: list[bytes]) -> Reply:
     cursor = parse_cursor(args[0])
-    count = 10
-    pattern: Pattern | None = None
-    type_name: bytes | None = None
-    i = 1
-    while i < len(args):
-        opt = option(args[i])
-        has_value = i + 1 < len(args)
-        if opt == b"COUNT" and has_value:
-            count = parse_int(args[i + 1])
-            if count < 1:
-                raise CommandError(errors.SYNTAX_ERROR)
-        elif opt == b"MATCH" and has_value:
-            pattern = None if args[i + 1] == b"*" else Pattern(args[i + 1])
-        elif opt == b"TYPE" and has_value:
-            type_name = option(args[i + 1])
-        else:
-            raise CommandError(errors.SYNTAX_ERROR)
-        i += 2
+    count, pattern, type_name = parse_scan_options(args[1:], with_type=True)
     db = ctx.db
     cursor, found = db.scan(cursor, count)
     out: list[Reply] = []

@@ -21,7 +21,13 @@ from typing import Final, cast
 from cacheshim import errors
 from cacheshim.blocking import parse_timeout, would_block
 from cacheshim.commands import Ctx, command
-from cacheshim.commands.args import option, parse_int
+from cacheshim.commands.args import (
+    LONG_MAX,
+    option,
+    parse_count_option,
+    parse_int,
+    parse_long_in_range,
+)
 from cacheshim.errors import CommandError
 from cacheshim.keyspace import Value
 from cacheshim.listvalue import ListValue, index_range, new_list
@@ -29,7 +35,6 @@ from cacheshim.resp import NULL_ARRAY, OK, Reply
 
 __all__ = ["get_list", "new_list"]
 
-LONG_MAX: Final = 2**63 - 1
 LONG_MIN: Final = -(2**63)
 
 
@@ -48,17 +53,6 @@ def _changed(ctx: Ctx, key: bytes, value: ListValue) -> None:
         ctx.db.touch_changed(key, ctx.index)
     else:
         ctx.db.delete(key, ctx.index)
-
-
-def _long_in_range(arg: bytes, low: int, high: int, message: str) -> int:
-    """getRangeLongFromObjectOrReply with a message: the same text for a non-number."""
-    try:
-        value = parse_int(arg)
-    except CommandError:
-        raise CommandError(message) from None
-    if not low <= value <= high:
-        raise CommandError(message)
-    return value
 
 
 def _is_left(arg: bytes) -> bool:
@@ -161,7 +155,7 @@ def _pop(ctx: Ctx, args: list[bytes], left: bool, name: str) -> Reply:
         raise CommandError(errors.wrong_number_of_arguments(name))
     count: int | None = None
     if len(args) == 2:
-        count = _long_in_range(args[1], 0, LONG_MAX, errors.VALUE_MUST_BE_POSITIVE)
+        count = parse_long_in_range(args[1], 0, LONG_MAX, errors.VALUE_MUST_BE_POSITIVE)
     value = get_list(ctx, args[0])
     if value is None:
         return None if count is None else NULL_ARRAY
@@ -262,9 +256,9 @@ def lpos(ctx: Ctx, args: list[bytes]) -> Reply:
             if rank == 0:
                 raise CommandError(errors.LPOS_RANK_ZERO)
         elif opt == b"COUNT" and has_value:
-            count = _long_in_range(args[i + 1], 0, LONG_MAX, errors.LPOS_COUNT_NEGATIVE)
+            count = parse_long_in_range(args[i + 1], 0, LONG_MAX, errors.LPOS_COUNT_NEGATIVE)
         elif opt == b"MAXLEN" and has_value:
-            maxlen = _long_in_range(args[i + 1], 0, LONG_MAX, errors.LPOS_MAXLEN_NEGATIVE)
+            maxlen = parse_long_in_range(args[i + 1], 0, LONG_MAX, errors.LPOS_MAXLEN_NEGATIVE)
         else:
             raise CommandError(errors.SYNTAX_ERROR)
         i += 2
@@ -447,20 +441,13 @@ def rpoplpush(ctx: Ctx, args: list[bytes]) -> Reply:
 def _mpop_arguments(args: list[bytes], first: int) -> tuple[list[bytes], bool, int]:
     """LMPOP's arguments from numkeys on (args[first]): numkeys key... LEFT|RIGHT [COUNT n]
     -> (keys, from the left, count), checked as lmpopGenericCommand checks them."""
-    numkeys = _long_in_range(args[first], 1, LONG_MAX, errors.NUMKEYS_NOT_POSITIVE)
+    numkeys = parse_long_in_range(args[first], 1, LONG_MAX, errors.NUMKEYS_NOT_POSITIVE)
     where_at = first + numkeys + 1
     if where_at >= len(args):
         raise CommandError(errors.SYNTAX_ERROR)
     left = _is_left(args[where_at])
-    count = -1
-    i = where_at + 1
-    while i < len(args):
-        if count == -1 and option(args[i]) == b"COUNT" and i + 1 < len(args):
-            count = _long_in_range(args[i + 1], 1, LONG_MAX, errors.COUNT_NOT_POSITIVE)
-            i += 2
-        else:
-            raise CommandError(errors.SYNTAX_ERROR)
-    return args[first + 1 : where_at], left, 1 if count == -1 else count
+    count = parse_count_option(args, where_at + 1)
+    return args[first + 1 : where_at], left, 1 if count is None else count
 
 
 def _mpop(ctx: Ctx, keys: list[bytes], left: bool, count: int) -> Reply | None:

@@ -20,17 +20,15 @@ from typing import Final, cast
 
 from cacheshim import errors
 from cacheshim.commands import Ctx, command
-from cacheshim.commands.args import option, parse_int
+from cacheshim.commands.args import LONG_MAX, option, parse_long_in_range, parse_scan_options
 from cacheshim.commands.keys import parse_cursor
 from cacheshim.errors import CommandError
-from cacheshim.glob import Pattern
 from cacheshim.keyspace import Value
 from cacheshim.resp import Reply, SetReply
 from cacheshim.setvalue import SetValue
 
-__all__ = ["LONG_MAX", "as_value", "get_set", "parse_long_in_range", "parse_scan_options"]
+__all__ = ["as_value", "get_set"]
 
-LONG_MAX: Final = 2**63 - 1
 # SPOP with a count pops members one by one while more than count / this of them stay;
 # otherwise it rebuilds the set from those that stay (SPOP_MOVE_STRATEGY_MUL).
 _SPOP_MOVE_STRATEGY_MUL: Final = 5
@@ -44,37 +42,6 @@ def as_value(value: object) -> Value:
 def get_set(ctx: Ctx, key: bytes) -> SetValue | None:
     """The live set at key, None if there is no key; WRONGTYPE for another type."""
     return ctx.db.get_typed(key, ctx.now_ms, SetValue)
-
-
-def parse_long_in_range(arg: bytes, low: int, high: int, message: str | None = None) -> int:
-    """getRangeLongFromObjectOrReply: a 64-bit integer within [low, high]. With message,
-    that text answers both a non-number and a number out of range."""
-    try:
-        value = parse_int(arg)
-    except CommandError:
-        raise CommandError(message or errors.NOT_AN_INTEGER) from None
-    if not low <= value <= high:
-        raise CommandError(message or errors.long_out_of_range(low, high))
-    return value
-
-
-def parse_scan_options(args: list[bytes]) -> tuple[int, Pattern | None]:
-    """SSCAN/HSCAN/ZSCAN's COUNT and MATCH (scanGenericCommand): (count, pattern or None)."""
-    count = 10
-    pattern: Pattern | None = None
-    i = 0
-    while i < len(args):
-        opt = option(args[i])
-        if opt == b"COUNT" and i + 1 < len(args):
-            count = parse_int(args[i + 1])
-            if count < 1:
-                raise CommandError(errors.SYNTAX_ERROR)
-        elif opt == b"MATCH" and i + 1 < len(args):
-            pattern = None if args[i + 1] == b"*" else Pattern(args[i + 1])
-        else:
-            raise CommandError(errors.SYNTAX_ERROR)
-        i += 2
-    return count, pattern
 
 
 def _stored(ctx: Ctx, key: bytes, value: SetValue, created: bool, changed: bool) -> None:
@@ -438,7 +405,7 @@ def sscan(ctx: Ctx, args: list[bytes]) -> Reply:
     value = get_set(ctx, args[0])
     if value is None:
         return [b"0", []]
-    count, pattern = parse_scan_options(args[2:])
+    count, pattern, _ = parse_scan_options(args[2:])
     cursor, members = value.scan(cursor, count)
     if pattern is not None:
         members = [member for member in members if pattern.match(member)]

@@ -27,9 +27,16 @@ from typing import Final, cast
 from cacheshim import errors
 from cacheshim.blocking import parse_timeout, would_block
 from cacheshim.commands import Ctx, command
-from cacheshim.commands.args import index_span, option, parse_int
+from cacheshim.commands.args import (
+    LONG_MAX,
+    index_span,
+    option,
+    parse_count_option,
+    parse_int,
+    parse_long_in_range,
+    parse_scan_options,
+)
 from cacheshim.commands.keys import parse_cursor
-from cacheshim.commands.sets import parse_long_in_range, parse_scan_options
 from cacheshim.errors import CommandError
 from cacheshim.keyspace import Value, kind_of
 from cacheshim.resp import NULL_ARRAY, Pairs, Reply
@@ -37,7 +44,6 @@ from cacheshim.zsetvalue import LexBound, LexRange, ScoreRange, ZSet, format_sco
 
 __all__ = ["get_zset", "parse_score"]
 
-LONG_MAX: Final = 2**63 - 1
 _GROUP: Final = "sorted-set"
 
 
@@ -747,15 +753,8 @@ def _parse_mpop(args: list[bytes]) -> tuple[list[bytes], bool, int]:
     side = option(args[where])
     if side not in (b"MIN", b"MAX"):
         raise CommandError(errors.SYNTAX_ERROR)
-    count = -1
-    i = where + 1
-    while i < len(args):
-        if count == -1 and option(args[i]) == b"COUNT" and i + 1 < len(args):
-            count = parse_long_in_range(args[i + 1], 1, LONG_MAX, errors.COUNT_NOT_POSITIVE)
-            i += 2
-        else:
-            raise CommandError(errors.SYNTAX_ERROR)
-    return args[1:where], side == b"MAX", max(count, 1)
+    count = parse_count_option(args, where + 1)
+    return args[1:where], side == b"MAX", 1 if count is None else count
 
 
 def _mpop_reply(ctx: Ctx, key: bytes, zset: ZSet, count: int, highest: bool) -> Reply:
@@ -1064,7 +1063,7 @@ def zscan(ctx: Ctx, args: list[bytes]) -> Reply:
     zset = get_zset(ctx, args[0])
     if zset is None:
         return [b"0", []]
-    count, pattern = parse_scan_options(args[2:])
+    count, pattern, _ = parse_scan_options(args[2:])
     if zset.listpack:  # a listpack answers whole, in order, whatever COUNT says
         cursor = 0
         found = [member for _, member in zset]
