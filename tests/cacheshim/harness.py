@@ -237,3 +237,39 @@ def replay(log: Sequence[Sequence[Sequence[str]]], hash_seed: str) -> list[tuple
         text=True, env={**os.environ, "PYTHONHASHSEED": hash_seed}, timeout=120, check=True,
     )  # fmt: skip
     return [(bytes.fromhex(reply), digest) for reply, digest in json.loads(done.stdout)]
+
+
+def compare_sorted(
+    oracle: redis.Redis,
+    subject: redis.Redis,
+    commands: Sequence[Sequence[object]],
+    lists_only: bool = False,
+) -> None:
+    """Like compare, for replies whose order Redis leaves to its hash table: list replies are
+    compared sorted. lists_only: both servers must answer each command with a list."""
+    for args in commands:
+        want = outcome(oracle, args)
+        got = outcome(subject, args)
+        if lists_only:
+            assert isinstance(want[1], list) and isinstance(got[1], list), (args, want, got)
+        if want[0] == "ok" and isinstance(want[1], list):
+            want = ("ok", sorted(want[1]))
+        if got[0] == "ok" and isinstance(got[1], list):
+            got = ("ok", sorted(got[1]))
+        assert got == want, f"{list(args)!r}: redis-server said {want!r}, memlog said {got!r}"
+
+
+def arity_probes(names: Sequence[str]) -> list[list[object]]:
+    """For each command of the table: a call one argument short, and for a fixed arity one
+    argument too many (Redis's wrong-number-of-arguments errors)."""
+    from cacheshim.commands import COMMANDS, load_all
+
+    load_all()
+    probes: list[list[object]] = []
+    for name in names:
+        arity = COMMANDS[name].arity
+        if abs(arity) > 1:
+            probes.append([name.upper(), *["k"] * (abs(arity) - 2)])  # one argument short
+        if arity > 0:
+            probes.append([name, *["k"] * arity])  # one too many
+    return probes

@@ -18,11 +18,11 @@ import pytest
 import redis
 
 from cacheshim.apply import run
-from cacheshim.commands import COMMANDS, Ctx, load_all
+from cacheshim.commands import Ctx, load_all
 from cacheshim.hashvalue import HashValue
 from cacheshim.keyspace import Keyspace
 from cacheshim.setvalue import ScanOrder
-from tests.cacheshim.harness import Memlog, RedisServer, compare, execute
+from tests.cacheshim.harness import Memlog, RedisServer, arity_probes, compare, execute
 from tests.cacheshim.rawresp import Pair, RawConnection, compare_raw, without_callbacks
 
 LLONG_MAX = 2**63 - 1
@@ -164,13 +164,7 @@ def test_wrong_type_both_ways(raw: Pair) -> None:
 
 
 def test_wrong_number_of_arguments(raw: Pair) -> None:
-    load_all()
-    commands: list[list[object]] = []
-    for name in _HASH_COMMANDS:
-        arity = COMMANDS[name].arity
-        commands.append([name.upper(), *["k"] * (abs(arity) - 2)])  # one argument short
-        if arity > 0:
-            commands.append([name, *["k"] * abs(arity)])  # one too many
+    commands = arity_probes(_HASH_COMMANDS)
     commands += [["HSET", "k", "f", "v", "g"], ["HMSET", "k", "f", "v", "g"], ["HSET", "k"]]
     compare(*raw, commands)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
 import pytest
 import redis
@@ -20,7 +20,16 @@ from cacheshim.glob import Pattern
 from cacheshim.keyindex import KeyIndex
 from cacheshim.keyspace import Database, Keyspace, ValueKind, register_kind
 from cacheshim.resp import encode
-from tests.cacheshim.harness import Memlog, RedisServer, client, compare, execute, wait_until
+from tests.cacheshim.harness import (
+    Memlog,
+    RedisServer,
+    arity_probes,
+    client,
+    compare,
+    compare_sorted,
+    execute,
+    wait_until,
+)
 from tests.cacheshim.rawresp import Pair, RawConnection, without_callbacks
 
 LLONG_MAX = 2**63 - 1
@@ -42,17 +51,6 @@ def raw_db1(raw: Pair, oracle_server: RedisServer, memlog: Memlog) -> Iterator[P
     finally:
         oracle.close()
         subject.close()
-
-
-def compare_sorted(
-    oracle: redis.Redis, subject: redis.Redis, commands: Sequence[Sequence[object]]
-) -> None:
-    """Like compare, for replies that are lists in no particular order."""
-    for args in commands:
-        want = execute(oracle, *args)
-        got = execute(subject, *args)
-        assert isinstance(want, list) and isinstance(got, list), (args, want, got)
-        assert sorted(got) == sorted(want), f"{list(args)!r}: redis-server {want!r}, memlog {got!r}"
 
 
 def full_scan(conn: redis.Redis, *options: object) -> list[bytes]:
@@ -174,7 +172,7 @@ def test_short_expiries_are_polled_not_slept(raw: Pair) -> None:
         ["PERSIST", "a"], ["EXPIRE", "b", "100"], ["OBJECT", "ENCODING", "c"], ["TOUCH", "a", "d2"],
         ["SET", "a", "x", "XX"], ["SETNX", "b", "y"], ["GET", "b"], ["LCS", "a", "b"],
     ])  # fmt: skip
-    compare_sorted(oracle, subject, [["KEYS", "*"]])
+    compare_sorted(oracle, subject, [["KEYS", "*"]], lists_only=True)
     assert sorted(full_scan(subject)) == sorted(full_scan(oracle))
 
 
@@ -345,7 +343,12 @@ def test_keys_glob_patterns_match_redis(raw: Pair) -> None:
         for key in _GLOB_KEYS:
             pairs += [key, b"v"]
         execute(conn, "MSET", *pairs)
-    compare_sorted(oracle, subject, [["KEYS", p] for p in _GLOB_PATTERNS + _random_patterns(300)])
+    compare_sorted(
+        oracle,
+        subject,
+        [["KEYS", p] for p in _GLOB_PATTERNS + _random_patterns(300)],
+        lists_only=True,
+    )
 
 
 def test_glob_nocase_matches_redis_config_get(raw: Pair) -> None:
@@ -521,14 +524,7 @@ _KEY_COMMANDS = [
 
 
 def test_wrong_number_of_arguments(raw: Pair) -> None:
-    load_all()
-    commands: list[list[object]] = []
-    for name in _KEY_COMMANDS:
-        arity = COMMANDS[name].arity
-        if abs(arity) > 1:
-            commands.append([name.upper(), *["k"] * (abs(arity) - 2)])
-        if arity > 0:
-            commands.append([name, *["k"] * arity])
+    commands = arity_probes(_KEY_COMMANDS)
     commands += [["OBJECT", "ENCODING"], ["OBJECT", "REFCOUNT", "a", "b"], ["OBJECT", "FREQ"],
                  ["OBJECT", "IDLETIME"], ["OBJECT", "HELP", "extra"]]  # fmt: skip
     compare(*raw, commands)

@@ -23,10 +23,11 @@ from cacheshim.setvalue import SetValue
 from tests.cacheshim.harness import (
     Memlog,
     RedisServer,
+    arity_probes,
     client,
     compare,
+    compare_sorted,
     execute,
-    outcome,
     replay,
     same_index,
 )
@@ -40,20 +41,6 @@ LLONG_MIN = -(2**63)
 def raw(pair: Pair) -> Pair:
     oracle, subject = pair
     return without_callbacks(oracle), without_callbacks(subject)
-
-
-def compare_sorted(
-    oracle: redis.Redis, subject: redis.Redis, commands: Sequence[Sequence[object]]
-) -> None:
-    """Like compare, for replies whose order Redis leaves to its hash table."""
-    for args in commands:
-        want = outcome(oracle, args)
-        got = outcome(subject, args)
-        if want[0] == "ok" and isinstance(want[1], list):
-            want = ("ok", sorted(want[1]))
-        if got[0] == "ok" and isinstance(got[1], list):
-            got = ("ok", sorted(got[1]))
-        assert got == want, f"{list(args)!r}: redis-server said {want!r}, memlog said {got!r}"
 
 
 def sadd(conns: Sequence[redis.Redis], key: str, members: Sequence[object]) -> None:
@@ -98,15 +85,7 @@ _SET_COMMANDS = [
 
 
 def test_wrong_number_of_arguments(raw: Pair) -> None:
-    from cacheshim.commands import COMMANDS, load_all
-
-    load_all()
-    commands: list[list[object]] = []
-    for name in _SET_COMMANDS:
-        arity = COMMANDS[name].arity
-        commands.append([name.upper(), *["k"] * (abs(arity) - 2)])  # one argument short
-        if arity > 0:
-            commands.append([name, *["k"] * abs(arity)])  # one too many
+    commands = arity_probes(_SET_COMMANDS)
     commands += [["SPOP", "k", "1", "2"], ["SRANDMEMBER", "k", "1", "2"]]
     compare(*raw, commands)
 

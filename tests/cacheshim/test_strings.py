@@ -18,11 +18,18 @@ import pytest
 
 from cacheshim import longdouble
 from cacheshim.apply import run
-from cacheshim.commands import COMMANDS, Ctx, load_all
+from cacheshim.commands import Ctx, load_all
 from cacheshim.commands import strings as string_commands
 from cacheshim.keyspace import Keyspace, ValueKind, register_kind
 from cacheshim.resp import encode
-from tests.cacheshim.harness import Memlog, RedisServer, compare, execute, wait_until
+from tests.cacheshim.harness import (
+    Memlog,
+    RedisServer,
+    arity_probes,
+    compare,
+    execute,
+    wait_until,
+)
 from tests.cacheshim.rawresp import Pair, RawConnection, compare_raw, without_callbacks
 
 LLONG_MAX = 2**63 - 1
@@ -310,15 +317,7 @@ _STRING_COMMANDS = [
 
 
 def test_wrong_number_of_arguments(raw: Pair) -> None:
-    load_all()
-    commands: list[list[object]] = []
-    for name in _STRING_COMMANDS:
-        arity = COMMANDS[name].arity
-        needed = abs(arity)
-        commands.append([name.upper(), *["k"] * (needed - 2)])  # one argument short
-        if arity > 0:
-            commands.append([name, *["k"] * needed])  # one too many
-    compare(*raw, commands)
+    compare(*raw, arity_probes(_STRING_COMMANDS))
 
 
 # -- RESP3 -----------------------------------------------------------------------------------
