@@ -31,6 +31,10 @@ import grpc
 import uvloop
 from rocksdict import Options, Rdict, WriteBatch, WriteOptions
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.logsvc.cluster import free_ports
+
 RECORD = b"x" * 100
 SERVICE = "floor.Floor"
 
@@ -127,18 +131,9 @@ async def _time_calls(port: int, calls: int, warmup: int) -> list[float]:
     return sorted(times[warmup:])
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def measure_floor(root: Path, calls: int = 2000) -> FloorResult:
     """Start A and B, time `calls` unbatched appends through A, stop both by PID."""
-    ports = free_port(), free_port()
+    ports = free_ports(2)
     procs = [
         subprocess.Popen(
             [sys.executable, __file__, "node", str(mine), str(peer), str(root / name)],

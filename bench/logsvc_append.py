@@ -39,7 +39,6 @@ import platform
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -60,6 +59,7 @@ from rocksdict import Options, Rdict, WriteBatch, WriteOptions
 
 from logsvc.errors import ERROR_KIND_KEY
 from logsvc.v1 import log_pb2, log_pb2_grpc
+from tests.logsvc.cluster import free_ports
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RECORD_BYTES = 100
@@ -182,19 +182,6 @@ def disk_ceiling(path: Path, batch: int, warmup_s: float, duration_s: float) -> 
 
 
 # -- the cluster ---------------------------------------------------------------------------
-
-
-def free_ports(count: int) -> list[int]:
-    socks: list[socket.socket] = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 @dataclass(slots=True)

@@ -19,7 +19,6 @@ import os
 import platform
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,6 +34,7 @@ from cacheshim.commands import Ctx, load_all
 from cacheshim.keyspace import Keyspace
 from cacheshim.resp import Error, Reply
 from cacheshim.zsetvalue import ZSet
+from tests.logsvc.cluster import free_ports
 
 SIZES = (1_000, 100_000, 1_000_000)
 BATCH_PAIRS = 1000
@@ -120,13 +120,6 @@ def naive_sort_seconds(zset: ZSet) -> float:
 # -- redis-server, for its own scaling ----------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def redis_scaling(calls: int, seed: int) -> dict[tuple[str, int], tuple[float, float]] | None:
     binary = shutil.which("redis-server")
     if binary is None:
@@ -134,7 +127,7 @@ def redis_scaling(calls: int, seed: int) -> dict[tuple[str, int], tuple[float, f
     import redis
 
     folder = tempfile.mkdtemp(prefix="zset-bench-redis-")
-    port = free_port()
+    port = free_ports(1)[0]
     proc = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
          "no", "--dir", folder],

@@ -20,13 +20,11 @@ from pathlib import Path
 import redis
 
 from logsvc.local import LocalCluster
+from tests.logsvc.cluster import free_ports
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    return free_ports(1)[0]
 
 
 def free_port_block(count: int) -> int:
