@@ -16,7 +16,7 @@ import itertools
 import logging
 import random
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from logsvc.config import NodeConfig
 from logsvc.errors import (
@@ -55,8 +55,21 @@ class PendingAppend:
     term: int
     first_index: int
     last_index: int
-    future: asyncio.Future[tuple[int, int]]
     key: tuple[str, int] | None
+    # One future per waiting call (the proposer, and retries of the same producer sequence
+    # that arrived while it was in flight): a caller that gives up cancels only its own, and
+    # the result wakes each caller directly, with no shield or extra task in between.
+    waiters: list[asyncio.Future[tuple[int, int]]] = field(default_factory=list)
+
+    def settle(self, result: tuple[int, int] | BaseException) -> None:
+        for waiter in self.waiters:
+            if waiter.done():
+                continue
+            if isinstance(result, BaseException):
+                waiter.set_exception(result)
+            else:
+                waiter.set_result(result)
+        self.waiters.clear()
 
 
 class LogNode:
@@ -220,7 +233,10 @@ class LogNode:
                         # Nothing must be durable first: answer the waiting clients before
                         # anything else, then tell the peers. A commit index alone is not
                         # worth a write of its own; it goes with the next synced one.
-                        await self._publish(rd)
+                        if await self._publish(rd):
+                            # One turn of the loop for the callers just answered: their
+                            # replies start before the peer streams take the loop.
+                            await asyncio.sleep(0)
                         for m in [*rd.messages, *rd.persisted_messages]:
                             self._send(m)
                         if rd.hard_state is not None:
@@ -253,11 +269,13 @@ class LogNode:
                 unknown=True,
             )
 
-    async def _publish(self, rd: Ready) -> None:
+    async def _publish(self, rd: Ready) -> bool:
+        """Apply what committed and answer its callers; True when an Append was answered."""
         if rd.snapshot is not None:
             self.records.restart_at_boundary(rd.snapshot.index)
+        answered = False
         for entry in rd.committed_entries:
-            self._apply(entry)
+            answered = self._apply(entry) or answered
         for rs in rd.read_states:
             fut = self._reads.pop(rs.context, None)
             if fut is not None and not fut.done():
@@ -265,28 +283,27 @@ class LogNode:
         if rd.committed_entries or rd.snapshot is not None:
             self._applied.set()
             self._applied = asyncio.Event()
+        return answered
 
-    def _apply(self, entry: Entry) -> None:
+    def _apply(self, entry: Entry) -> bool:
+        """Apply one committed entry; True when a waiting Append was answered."""
         result = self.records.apply(entry)
         if isinstance(result, int):
             self._compact(result)
         pending = self._pending.pop(entry.index, None)
         if pending is None:
-            return
+            return False
         if pending.key is not None:
             self._inflight_keys.pop(pending.key, None)
-        if pending.future.done():
-            return
         if (
             isinstance(result, AppliedBatch)
             and entry.term == pending.term
             and result.first_index == pending.first_index
         ):
-            pending.future.set_result((result.first_index, result.last_index))
+            pending.settle((result.first_index, result.last_index))
         else:
-            pending.future.set_exception(
-                NotAppended(f"another entry was committed at raft index {entry.index}")
-            )
+            pending.settle(NotAppended(f"another entry was committed at raft index {entry.index}"))
+        return True
 
     def _compact(self, raft_index: int) -> None:
         memory = self.durable.memory
@@ -299,8 +316,7 @@ class LogNode:
 
     def _fail_pending(self, error: Exception, unknown: bool) -> None:
         for pending in self._pending.values():
-            if not pending.future.done():
-                pending.future.set_exception(error)
+            pending.settle(error)
         self._pending.clear()
         self._inflight_keys.clear()
 
@@ -379,8 +395,7 @@ class LogNode:
             raise NotAppended(str(exc)) from exc
         last = first + len(records) - 1
         self._proposed_next = last + 1
-        fut: asyncio.Future[tuple[int, int]] = asyncio.get_running_loop().create_future()
-        pending = PendingAppend(raft.term, first, last, fut, key)
+        pending = PendingAppend(raft.term, first, last, key)
         self._pending[raft_index] = pending
         if key is not None:
             self._inflight_keys[key] = pending
@@ -389,10 +404,11 @@ class LogNode:
         return first, last, False
 
     async def _wait(self, pending: PendingAppend) -> tuple[int, int]:
+        waiter: asyncio.Future[tuple[int, int]] = asyncio.get_running_loop().create_future()
+        pending.waiters.append(waiter)
         try:
-            return await asyncio.wait_for(
-                asyncio.shield(pending.future), self.config.append_timeout_s
-            )
+            async with asyncio.timeout(self.config.append_timeout_s):
+                return await waiter
         except TimeoutError:
             raise OutcomeUnknown(
                 f"not committed within {self.config.append_timeout_s}s; retry with the same "

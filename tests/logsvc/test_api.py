@@ -14,7 +14,7 @@ import pytest
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from logsvc.client import LogClient, LogClientError
-from logsvc.v1 import log_pb2
+from logsvc.v1 import log_pb2, log_pb2_grpc
 from tests.logsvc.cluster import Cluster, rpc_failure
 
 TIMEOUT_S = 10.0
@@ -225,6 +225,43 @@ def test_conditional_append_retry_is_a_duplicate_not_a_conflict(shared_cluster: 
     assert (first.first_index, first.duplicate) == (last + 1, False)
     assert (again.first_index, again.last_index, again.duplicate) == (last + 1, last + 1, True)
     assert c.status(leader).last_index == last + 1
+
+
+def test_copies_of_one_append_in_flight_share_its_outcome(shared_cluster: Cluster) -> None:
+    """Copies of one (producer, sequence) sent together: one appends, every other copy
+    answers the same indexes as a duplicate, also when a copy that gave up early (its
+    deadline passed while the append was in flight) is among them."""
+    c = shared_cluster
+    leader = c.leader()
+    last = c.status(leader).last_index
+    request = log_pb2.AppendRequest(records=[b"copies"], producer_id="copies", sequence=1)
+
+    async def go() -> list[log_pb2.AppendResponse | grpc.StatusCode]:
+        async with grpc.aio.insecure_channel(c.address(leader)) as channel:
+            stub = log_pb2_grpc.LogStub(channel)
+
+            async def one(timeout: float) -> log_pb2.AppendResponse | grpc.StatusCode:
+                try:
+                    return await stub.Append(request, timeout=timeout)
+                except grpc.aio.AioRpcError as exc:
+                    return exc.code()
+
+            return await asyncio.gather(
+                one(TIMEOUT_S), one(0.0005), *(one(TIMEOUT_S) for _ in range(6))
+            )
+
+    answers = asyncio.run(go())
+    impatient = answers[1]
+    assert impatient == grpc.StatusCode.DEADLINE_EXCEEDED or (
+        isinstance(impatient, log_pb2.AppendResponse) and impatient.first_index == last + 1
+    ), impatient
+    done = [a for i, a in enumerate(answers) if i != 1]
+    assert all(isinstance(a, log_pb2.AppendResponse) for a in done), answers
+    responses = cast(list[log_pb2.AppendResponse], done)
+    assert {(r.first_index, r.last_index) for r in responses} == {(last + 1, last + 1)}
+    assert sum(not r.duplicate for r in responses) <= 1
+    assert c.status(leader).last_index == last + 1
+    assert c.read_all(leader, last + 1) == [(last + 1, b"copies")]
 
 
 def test_health_is_serving_on_every_node(shared_cluster: Cluster) -> None:
