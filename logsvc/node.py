@@ -72,6 +72,22 @@ class PendingAppend:
         self.waiters.clear()
 
 
+@dataclass(frozen=True, slots=True)
+class InFlight:
+    pending: PendingAppend
+    duplicate: bool  # a retry of an append that was already in flight
+
+
+def _expire(waiter: asyncio.Future[tuple[int, int]], config: NodeConfig) -> None:
+    if not waiter.done():
+        waiter.set_exception(
+            OutcomeUnknown(
+                f"not committed within {config.append_timeout_s}s; retry with the same "
+                "producer id and sequence"
+            )
+        )
+
+
 class LogNode:
     def __init__(self, config: NodeConfig) -> None:
         config.validate()
@@ -347,6 +363,21 @@ class LogNode:
         if_last_index: int | None,
     ) -> tuple[int, int, bool]:
         """Append records; returns (first index, last index, was a duplicate)."""
+        started = self.begin_append(records, producer_id, sequence, if_last_index)
+        if isinstance(started, tuple):
+            return started
+        first, last = await self.watch(started.pending)
+        return first, last, started.duplicate
+
+    def begin_append(
+        self,
+        records: list[bytes],
+        producer_id: str,
+        sequence: int,
+        if_last_index: int | None,
+    ) -> tuple[int, int, bool] | InFlight:
+        """Validate and propose: the finished outcome of a retry (first, last, duplicate), or
+        the append in flight, to `watch`. Raises the LogError of a request refused at once."""
         if not records:
             raise InvalidArgument("an append needs at least one record")
         if len(records) > self.config.append_records_max:
@@ -369,8 +400,7 @@ class LogNode:
                 return done[0], done[1], True
             inflight = self._inflight_keys.get(key)
             if inflight is not None:
-                first, last = await self._wait(inflight)
-                return first, last, True
+                return InFlight(inflight, duplicate=True)
             if self.records.too_old(producer_id, sequence):
                 raise FailedPrecondition(
                     f"sequence {sequence} of producer {producer_id!r} is older than its "
@@ -400,20 +430,17 @@ class LogNode:
         if key is not None:
             self._inflight_keys[key] = pending
         self._after_input()
-        first, last = await self._wait(pending)
-        return first, last, False
+        return InFlight(pending, duplicate=False)
 
-    async def _wait(self, pending: PendingAppend) -> tuple[int, int]:
-        waiter: asyncio.Future[tuple[int, int]] = asyncio.get_running_loop().create_future()
+    def watch(self, pending: PendingAppend) -> asyncio.Future[tuple[int, int]]:
+        """A future of (first, last) for one caller of a proposed append: it fails with the
+        append's error, or with OutcomeUnknown once the append timeout has passed."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[tuple[int, int]] = loop.create_future()
         pending.waiters.append(waiter)
-        try:
-            async with asyncio.timeout(self.config.append_timeout_s):
-                return await waiter
-        except TimeoutError:
-            raise OutcomeUnknown(
-                f"not committed within {self.config.append_timeout_s}s; retry with the same "
-                "producer id and sequence"
-            ) from None
+        timer = loop.call_later(self.config.append_timeout_s, _expire, waiter, self.config)
+        waiter.add_done_callback(lambda _: timer.cancel())
+        return waiter
 
     async def read(
         self, from_index: int, follow: bool, batch_records_max: int = 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
 import sys
@@ -14,7 +15,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from logsvc.config import NodeConfig
-from logsvc.errors import LogError
+from logsvc.errors import LogError, NotLeader
 from logsvc.node import LogNode
 from logsvc.raft import Role
 from logsvc.transport import PeerServicer
@@ -27,6 +28,17 @@ PEER_SERVICE = peer_pb2.DESCRIPTOR.services_by_name["Peer"].full_name
 HEALTH_INTERVAL_S = 0.25
 GRACE_S = 1.0
 SWITCH_INTERVAL_S = 0.0005
+
+
+def append_error(exc: BaseException) -> log_pb2.AppendError:
+    """The AppendError of a stream append: what a unary Append would have failed with."""
+    if not isinstance(exc, LogError):
+        return log_pb2.AppendError(code=grpc.StatusCode.INTERNAL.value[0], message=str(exc))
+    error = log_pb2.AppendError(code=exc.code.value[0], kind=exc.kind, message=exc.message)
+    if isinstance(exc, NotLeader):
+        error.leader_id = exc.leader_id
+        error.leader_address = exc.leader_address
+    return error
 
 
 class LogServicer(log_pb2_grpc.LogServicer):
@@ -65,6 +77,81 @@ class LogServicer(log_pb2_grpc.LogServicer):
         return log_pb2.AppendResponse(
             header=self.header(), first_index=first, last_index=last, duplicate=duplicate
         )
+
+    async def AppendStream(
+        self,
+        request_iterator: AsyncIterator[log_pb2.AppendStreamRequest],
+        context: grpc.aio.ServicerContext[
+            log_pb2.AppendStreamRequest, log_pb2.AppendStreamResponse
+        ],
+    ) -> AsyncIterator[log_pb2.AppendStreamResponse]:
+        """Appends over one stream: proposed as they arrive, answered as they complete."""
+        answers: asyncio.Queue[log_pb2.AppendStreamResponse | None] = asyncio.Queue()
+        outstanding = 0
+
+        def appended(request_id: int, first: int, last: int, duplicate: bool) -> None:
+            answers.put_nowait(
+                log_pb2.AppendStreamResponse(
+                    request_id=request_id,
+                    appended=log_pb2.AppendResponse(
+                        header=self.header(), first_index=first, last_index=last,
+                        duplicate=duplicate,
+                    ),
+                )
+            )  # fmt: skip
+
+        def failed(request_id: int, exc: BaseException) -> None:
+            answers.put_nowait(
+                log_pb2.AppendStreamResponse(request_id=request_id, error=append_error(exc))
+            )
+
+        def completed(
+            request_id: int, duplicate: bool, waiter: asyncio.Future[tuple[int, int]]
+        ) -> None:
+            nonlocal outstanding
+            outstanding -= 1
+            if waiter.cancelled():
+                answers.put_nowait(None)  # nothing to say, but the loop below re-checks
+                return
+            exc = waiter.exception()
+            if exc is not None:
+                failed(request_id, exc)
+            else:
+                first, last = waiter.result()
+                appended(request_id, first, last, duplicate)
+
+        async def take_requests() -> None:
+            nonlocal outstanding
+            async for request in request_iterator:
+                append = request.append
+                if_last = append.if_last_index if append.HasField("if_last_index") else None
+                try:
+                    started = self.node.begin_append(
+                        list(append.records), append.producer_id, append.sequence, if_last
+                    )
+                except LogError as exc:
+                    failed(request.request_id, exc)
+                    continue
+                if isinstance(started, tuple):
+                    appended(request.request_id, *started)
+                    continue
+                outstanding += 1
+                waiter = self.node.watch(started.pending)
+                waiter.add_done_callback(
+                    functools.partial(completed, request.request_id, started.duplicate)
+                )
+
+        reader = asyncio.create_task(take_requests())
+        # Done sending, or the request stream broke: wake the loop below to see it.
+        reader.add_done_callback(lambda _: answers.put_nowait(None))
+        try:
+            while not (reader.done() and outstanding == 0 and answers.empty()):
+                answer = await answers.get()
+                if answer is not None:
+                    yield answer
+            reader.result()  # a broken request stream ends the call with its error
+        finally:
+            reader.cancel()
 
     async def Read(
         self,

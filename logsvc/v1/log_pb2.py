@@ -24,41 +24,47 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13logsvc/v1/log.proto\x12\tlogsvc.v1\"\x84\x01\n\x0eResponseHeader\x12\x12\n\ncluster_id\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x0c\n\x04term\x18\x03 \x01(\x04\x12\x14\n\x0c\x63ommit_index\x18\x04 \x01(\x04\x12\x11\n\tleader_id\x18\x05 \x01(\t\x12\x16\n\x0eleader_address\x18\x06 \x01(\t\"u\n\rAppendRequest\x12\x0f\n\x07records\x18\x01 \x03(\x0c\x12\x13\n\x0bproducer_id\x18\x02 \x01(\t\x12\x10\n\x08sequence\x18\x03 \x01(\x04\x12\x1a\n\rif_last_index\x18\x04 \x01(\x04H\x00\x88\x01\x01\x42\x10\n\x0e_if_last_index\"w\n\x0e\x41ppendResponse\x12)\n\x06header\x18\x01 \x01(\x0b\x32\x19.logsvc.v1.ResponseHeader\x12\x13\n\x0b\x66irst_index\x18\x02 \x01(\x04\x12\x12\n\nlast_index\x18\x03 \x01(\x04\x12\x11\n\tduplicate\x18\x04 \x01(\x08\"L\n\x0bReadRequest\x12\x12\n\nfrom_index\x18\x01 \x01(\x04\x12\x0e\n\x06\x66ollow\x18\x02 \x01(\x08\x12\x19\n\x11\x62\x61tch_records_max\x18\x03 \x01(\r\"(\n\x06Record\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\"]\n\x0cReadResponse\x12)\n\x06header\x18\x01 \x01(\x0b\x32\x19.logsvc.v1.ResponseHeader\x12\"\n\x07records\x18\x02 \x03(\x0b\x32\x11.logsvc.v1.Record\"\x12\n\x10ReadIndexRequest\"R\n\x11ReadIndexResponse\x12)\n\x06header\x18\x01 \x01(\x0b\x32\x19.logsvc.v1.ResponseHeader\x12\x12\n\nread_index\x18\x02 \x01(\x04\"\x0f\n\rStatusRequest\"a\n\nPeerStatus\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x13\n\x0bmatch_index\x18\x03 \x01(\x04\x12\x12\n\nnext_index\x18\x04 \x01(\x04\x12\r\n\x05state\x18\x05 \x01(\t\"\xa6\x02\n\x0eStatusResponse\x12)\n\x06header\x18\x01 \x01(\x0b\x32\x19.logsvc.v1.ResponseHeader\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x0c\n\x04zone\x18\x03 \x01(\t\x12\x13\n\x0b\x66irst_index\x18\x04 \x01(\x04\x12\x12\n\nlast_index\x18\x05 \x01(\x04\x12\x14\n\x0c\x63ommit_index\x18\x06 \x01(\x04\x12\x18\n\x10raft_first_index\x18\x07 \x01(\x04\x12\x17\n\x0fraft_last_index\x18\x08 \x01(\x04\x12\x19\n\x11raft_commit_index\x18\t \x01(\x04\x12\x1a\n\x12raft_applied_index\x18\n \x01(\x04\x12$\n\x05peers\x18\x0b \x03(\x0b\x32\x15.logsvc.v1.PeerStatus\"#\n\x0bTrimRequest\x12\x14\n\x0c\x62\x65\x66ore_index\x18\x01 \x01(\x04\"N\n\x0cTrimResponse\x12)\n\x06header\x18\x01 \x01(\x0b\x32\x19.logsvc.v1.ResponseHeader\x12\x13\n\x0b\x66irst_index\x18\x02 \x01(\x04*^\n\tErrorKind\x12\x1a\n\x16\x45RROR_KIND_UNSPECIFIED\x10\x00\x12\x10\n\x0cNOT_APPENDED\x10\x01\x12\x0e\n\nNOT_LEADER\x10\x02\x12\x13\n\x0fOUTCOME_UNKNOWN\x10\x03\x32\xbf\x02\n\x03Log\x12=\n\x06\x41ppend\x12\x18.logsvc.v1.AppendRequest\x1a\x19.logsvc.v1.AppendResponse\x12\x39\n\x04Read\x12\x16.logsvc.v1.ReadRequest\x1a\x17.logsvc.v1.ReadResponse0\x01\x12\x46\n\tReadIndex\x12\x1b.logsvc.v1.ReadIndexRequest\x1a\x1c.logsvc.v1.ReadIndexResponse\x12=\n\x06Status\x12\x18.logsvc.v1.StatusRequest\x1a\x19.logsvc.v1.StatusResponse\x12\x37\n\x04Trim\x12\x16.logsvc.v1.TrimRequest\x1a\x17.logsvc.v1.TrimResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13logsvc/v1/log.proto\x12\tlogsvc.v1\"\x84\x01\n\x0eResponseHeader\x12\x12\n\ncluster_id\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x0c\n\x04term\x18\x03 \x01(\x04\x12\x14\n\x0c\x63ommit_index\x18\x04 \x01(\x04\x12\x11\n\tleader_id\x18\x05 \x01(\t\x12\x16\n\x0eleader_address\x18\x06 \x01(\t\"u\n\rAppendRequest\x12\x0f\n\x07records\x18\x01 \x03(\x0c\x12\x13\n\x0bproducer_id\x18\x02 \x01(\t\x12\x10\n\x08sequence\x18\x03 \x01(\x04\x12\x1a\n\rif_last_index\x18\x04 \x01(\x04H\x00\x88\x01\x01\x42\x10\n\x0e_if_last_index\"w\n\x0e\x41ppendResponse\x12)\n\x06header\x18\x01 \x01(\x0b\x32\x19.logsvc.v1.ResponseHeader\x12\x13\n\x0b\x66irst_index\x18\x02 \x01(\x04\x12\x12\n\nlast_index\x18\x03 \x01(\x04\x12\x11\n\tduplicate\x18\x04 \x01(\x08\"S\n\x13\x41ppendStreamRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12(\n\x06\x61ppend\x18\x02 \x01(\x0b\x32\x18.logsvc.v1.AppendRequest\"{\n\x0b\x41ppendError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\"\n\x04kind\x18\x02 \x01(\x0e\x32\x14.logsvc.v1.ErrorKind\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x11\n\tleader_id\x18\x04 \x01(\t\x12\x16\n\x0eleader_address\x18\x05 \x01(\t\"\x8d\x01\n\x14\x41ppendStreamResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12-\n\x08\x61ppended\x18\x02 \x01(\x0b\x32\x19.logsvc.v1.AppendResponseH\x00\x12\'\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x16.logsvc.v1.AppendErrorH\x00\x42\t\n\x07outcome\"L\n\x0bReadRequest\x12\x12\n\nfrom_index\x18\x01 \x01(\x04\x12\x0e\n\x06\x66ollow\x18\x02 \x01(\x08\x12\x19\n\x11\x62\x61tch_records_max\x18\x03 \x01(\r\"(\n\x06Record\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\"]\n\x0cReadResponse\x12)\n\x06header\x18\x01 \x01(\x0b\x32\x19.logsvc.v1.ResponseHeader\x12\"\n\x07records\x18\x02 \x03(\x0b\x32\x11.logsvc.v1.Record\"\x12\n\x10ReadIndexRequest\"R\n\x11ReadIndexResponse\x12)\n\x06header\x18\x01 \x01(\x0b\x32\x19.logsvc.v1.ResponseHeader\x12\x12\n\nread_index\x18\x02 \x01(\x04\"\x0f\n\rStatusRequest\"a\n\nPeerStatus\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x13\n\x0bmatch_index\x18\x03 \x01(\x04\x12\x12\n\nnext_index\x18\x04 \x01(\x04\x12\r\n\x05state\x18\x05 \x01(\t\"\xa6\x02\n\x0eStatusResponse\x12)\n\x06header\x18\x01 \x01(\x0b\x32\x19.logsvc.v1.ResponseHeader\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x0c\n\x04zone\x18\x03 \x01(\t\x12\x13\n\x0b\x66irst_index\x18\x04 \x01(\x04\x12\x12\n\nlast_index\x18\x05 \x01(\x04\x12\x14\n\x0c\x63ommit_index\x18\x06 \x01(\x04\x12\x18\n\x10raft_first_index\x18\x07 \x01(\x04\x12\x17\n\x0fraft_last_index\x18\x08 \x01(\x04\x12\x19\n\x11raft_commit_index\x18\t \x01(\x04\x12\x1a\n\x12raft_applied_index\x18\n \x01(\x04\x12$\n\x05peers\x18\x0b \x03(\x0b\x32\x15.logsvc.v1.PeerStatus\"#\n\x0bTrimRequest\x12\x14\n\x0c\x62\x65\x66ore_index\x18\x01 \x01(\x04\"N\n\x0cTrimResponse\x12)\n\x06header\x18\x01 \x01(\x0b\x32\x19.logsvc.v1.ResponseHeader\x12\x13\n\x0b\x66irst_index\x18\x02 \x01(\x04*^\n\tErrorKind\x12\x1a\n\x16\x45RROR_KIND_UNSPECIFIED\x10\x00\x12\x10\n\x0cNOT_APPENDED\x10\x01\x12\x0e\n\nNOT_LEADER\x10\x02\x12\x13\n\x0fOUTCOME_UNKNOWN\x10\x03\x32\x94\x03\n\x03Log\x12=\n\x06\x41ppend\x12\x18.logsvc.v1.AppendRequest\x1a\x19.logsvc.v1.AppendResponse\x12S\n\x0c\x41ppendStream\x12\x1e.logsvc.v1.AppendStreamRequest\x1a\x1f.logsvc.v1.AppendStreamResponse(\x01\x30\x01\x12\x39\n\x04Read\x12\x16.logsvc.v1.ReadRequest\x1a\x17.logsvc.v1.ReadResponse0\x01\x12\x46\n\tReadIndex\x12\x1b.logsvc.v1.ReadIndexRequest\x1a\x1c.logsvc.v1.ReadIndexResponse\x12=\n\x06Status\x12\x18.logsvc.v1.StatusRequest\x1a\x19.logsvc.v1.StatusResponse\x12\x37\n\x04Trim\x12\x16.logsvc.v1.TrimRequest\x1a\x17.logsvc.v1.TrimResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'logsvc.v1.log_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ERRORKIND']._serialized_start=1258
-  _globals['_ERRORKIND']._serialized_end=1352
+  _globals['_ERRORKIND']._serialized_start=1612
+  _globals['_ERRORKIND']._serialized_end=1706
   _globals['_RESPONSEHEADER']._serialized_start=35
   _globals['_RESPONSEHEADER']._serialized_end=167
   _globals['_APPENDREQUEST']._serialized_start=169
   _globals['_APPENDREQUEST']._serialized_end=286
   _globals['_APPENDRESPONSE']._serialized_start=288
   _globals['_APPENDRESPONSE']._serialized_end=407
-  _globals['_READREQUEST']._serialized_start=409
-  _globals['_READREQUEST']._serialized_end=485
-  _globals['_RECORD']._serialized_start=487
-  _globals['_RECORD']._serialized_end=527
-  _globals['_READRESPONSE']._serialized_start=529
-  _globals['_READRESPONSE']._serialized_end=622
-  _globals['_READINDEXREQUEST']._serialized_start=624
-  _globals['_READINDEXREQUEST']._serialized_end=642
-  _globals['_READINDEXRESPONSE']._serialized_start=644
-  _globals['_READINDEXRESPONSE']._serialized_end=726
-  _globals['_STATUSREQUEST']._serialized_start=728
-  _globals['_STATUSREQUEST']._serialized_end=743
-  _globals['_PEERSTATUS']._serialized_start=745
-  _globals['_PEERSTATUS']._serialized_end=842
-  _globals['_STATUSRESPONSE']._serialized_start=845
-  _globals['_STATUSRESPONSE']._serialized_end=1139
-  _globals['_TRIMREQUEST']._serialized_start=1141
-  _globals['_TRIMREQUEST']._serialized_end=1176
-  _globals['_TRIMRESPONSE']._serialized_start=1178
-  _globals['_TRIMRESPONSE']._serialized_end=1256
-  _globals['_LOG']._serialized_start=1355
-  _globals['_LOG']._serialized_end=1674
+  _globals['_APPENDSTREAMREQUEST']._serialized_start=409
+  _globals['_APPENDSTREAMREQUEST']._serialized_end=492
+  _globals['_APPENDERROR']._serialized_start=494
+  _globals['_APPENDERROR']._serialized_end=617
+  _globals['_APPENDSTREAMRESPONSE']._serialized_start=620
+  _globals['_APPENDSTREAMRESPONSE']._serialized_end=761
+  _globals['_READREQUEST']._serialized_start=763
+  _globals['_READREQUEST']._serialized_end=839
+  _globals['_RECORD']._serialized_start=841
+  _globals['_RECORD']._serialized_end=881
+  _globals['_READRESPONSE']._serialized_start=883
+  _globals['_READRESPONSE']._serialized_end=976
+  _globals['_READINDEXREQUEST']._serialized_start=978
+  _globals['_READINDEXREQUEST']._serialized_end=996
+  _globals['_READINDEXRESPONSE']._serialized_start=998
+  _globals['_READINDEXRESPONSE']._serialized_end=1080
+  _globals['_STATUSREQUEST']._serialized_start=1082
+  _globals['_STATUSREQUEST']._serialized_end=1097
+  _globals['_PEERSTATUS']._serialized_start=1099
+  _globals['_PEERSTATUS']._serialized_end=1196
+  _globals['_STATUSRESPONSE']._serialized_start=1199
+  _globals['_STATUSRESPONSE']._serialized_end=1493
+  _globals['_TRIMREQUEST']._serialized_start=1495
+  _globals['_TRIMREQUEST']._serialized_end=1530
+  _globals['_TRIMRESPONSE']._serialized_start=1532
+  _globals['_TRIMRESPONSE']._serialized_end=1610
+  _globals['_LOG']._serialized_start=1709
+  _globals['_LOG']._serialized_end=2113
 # @@protoc_insertion_point(module_scope)

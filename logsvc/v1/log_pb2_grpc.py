@@ -39,6 +39,11 @@ class LogStub:
                 request_serializer=logsvc_dot_v1_dot_log__pb2.AppendRequest.SerializeToString,
                 response_deserializer=logsvc_dot_v1_dot_log__pb2.AppendResponse.FromString,
                 _registered_method=True)
+        self.AppendStream = channel.stream_stream(
+                '/logsvc.v1.Log/AppendStream',
+                request_serializer=logsvc_dot_v1_dot_log__pb2.AppendStreamRequest.SerializeToString,
+                response_deserializer=logsvc_dot_v1_dot_log__pb2.AppendStreamResponse.FromString,
+                _registered_method=True)
         self.Read = channel.unary_stream(
                 '/logsvc.v1.Log/Read',
                 request_serializer=logsvc_dot_v1_dot_log__pb2.ReadRequest.SerializeToString,
@@ -66,6 +71,17 @@ class LogServicer:
 
     def Append(self, request, context):
         """Append records in order; replies once all are committed (on a majority, synced).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AppendStream(self, request_iterator, context):
+        """Many Appends over one open stream: each request is handled exactly as Append, and
+        answered, with its request_id, as soon as it completes (in completion order; appends
+        that succeed complete in the order they were sent). A failed append is answered with
+        an AppendError and the stream goes on. It costs a fraction of a unary call per
+        append, so it is what a client that appends continually should use.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -105,6 +121,11 @@ def add_LogServicer_to_server(servicer, server):
                     servicer.Append,
                     request_deserializer=logsvc_dot_v1_dot_log__pb2.AppendRequest.FromString,
                     response_serializer=logsvc_dot_v1_dot_log__pb2.AppendResponse.SerializeToString,
+            ),
+            'AppendStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.AppendStream,
+                    request_deserializer=logsvc_dot_v1_dot_log__pb2.AppendStreamRequest.FromString,
+                    response_serializer=logsvc_dot_v1_dot_log__pb2.AppendStreamResponse.SerializeToString,
             ),
             'Read': grpc.unary_stream_rpc_method_handler(
                     servicer.Read,
@@ -154,6 +175,33 @@ class Log:
             '/logsvc.v1.Log/Append',
             logsvc_dot_v1_dot_log__pb2.AppendRequest.SerializeToString,
             logsvc_dot_v1_dot_log__pb2.AppendResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AppendStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/logsvc.v1.Log/AppendStream',
+            logsvc_dot_v1_dot_log__pb2.AppendStreamRequest.SerializeToString,
+            logsvc_dot_v1_dot_log__pb2.AppendStreamResponse.FromString,
             options,
             channel_credentials,
             insecure,

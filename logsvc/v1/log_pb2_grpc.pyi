@@ -47,6 +47,13 @@ class LogStub:
     def __new__(cls, channel: _aio.Channel) -> LogAsyncStub: ...
     Append: _grpc.UnaryUnaryMultiCallable[_log_pb2.AppendRequest, _log_pb2.AppendResponse]
     """Append records in order; replies once all are committed (on a majority, synced)."""
+    AppendStream: _grpc.StreamStreamMultiCallable[_log_pb2.AppendStreamRequest, _log_pb2.AppendStreamResponse]
+    """Many Appends over one open stream: each request is handled exactly as Append, and
+    answered, with its request_id, as soon as it completes (in completion order; appends
+    that succeed complete in the order they were sent). A failed append is answered with
+    an AppendError and the stream goes on. It costs a fraction of a unary call per
+    append, so it is what a client that appends continually should use.
+    """
     Read: _grpc.UnaryStreamMultiCallable[_log_pb2.ReadRequest, _log_pb2.ReadResponse]
     """Committed records from from_index on, in order; with follow, tails forever."""
     ReadIndex: _grpc.UnaryUnaryMultiCallable[_log_pb2.ReadIndexRequest, _log_pb2.ReadIndexResponse]
@@ -60,6 +67,13 @@ class LogAsyncStub(LogStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     Append: _aio.UnaryUnaryMultiCallable[_log_pb2.AppendRequest, _log_pb2.AppendResponse]  # type: ignore[assignment]
     """Append records in order; replies once all are committed (on a majority, synced)."""
+    AppendStream: _aio.StreamStreamMultiCallable[_log_pb2.AppendStreamRequest, _log_pb2.AppendStreamResponse]  # type: ignore[assignment]
+    """Many Appends over one open stream: each request is handled exactly as Append, and
+    answered, with its request_id, as soon as it completes (in completion order; appends
+    that succeed complete in the order they were sent). A failed append is answered with
+    an AppendError and the stream goes on. It costs a fraction of a unary call per
+    append, so it is what a client that appends continually should use.
+    """
     Read: _aio.UnaryStreamMultiCallable[_log_pb2.ReadRequest, _log_pb2.ReadResponse]  # type: ignore[assignment]
     """Committed records from from_index on, in order; with follow, tails forever."""
     ReadIndex: _aio.UnaryUnaryMultiCallable[_log_pb2.ReadIndexRequest, _log_pb2.ReadIndexResponse]  # type: ignore[assignment]
@@ -76,6 +90,19 @@ class LogServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_log_pb2.AppendResponse, _abc.Awaitable[_log_pb2.AppendResponse]]:
         """Append records in order; replies once all are committed (on a majority, synced)."""
+
+    @_abc_1.abstractmethod
+    def AppendStream(
+        self,
+        request_iterator: _MaybeAsyncIterator[_log_pb2.AppendStreamRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_log_pb2.AppendStreamResponse], _abc.AsyncIterator[_log_pb2.AppendStreamResponse]]:
+        """Many Appends over one open stream: each request is handled exactly as Append, and
+        answered, with its request_id, as soon as it completes (in completion order; appends
+        that succeed complete in the order they were sent). A failed append is answered with
+        an AppendError and the stream goes on. It costs a fraction of a unary call per
+        append, so it is what a client that appends continually should use.
+        """
 
     @_abc_1.abstractmethod
     def Read(

@@ -335,3 +335,92 @@ def test_read_batches_respect_batch_records_max(shared_cluster: Cluster) -> None
         records = [(r.index, r.payload) for resp in responses for r in resp.records][:10]
         assert records == [(first + i, f"batched-{i}".encode()) for i in range(10)]
         assert all(r.header.node_id == node_id for r in responses)
+
+
+# -- AppendStream -------------------------------------------------------------------------------
+
+
+def stream_append(
+    c: Cluster, node_id: str, requests: list[log_pb2.AppendStreamRequest]
+) -> list[log_pb2.AppendStreamResponse]:
+    """Send every request on one AppendStream without waiting, then read every answer."""
+
+    async def go() -> list[log_pb2.AppendStreamResponse]:
+        async with grpc.aio.insecure_channel(c.address(node_id)) as channel:
+            call = log_pb2_grpc.LogStub(channel).AppendStream(timeout=TIMEOUT_S)
+            for request in requests:
+                await call.write(request)
+            await call.done_writing()
+            return [answer async for answer in call]
+
+    return asyncio.run(go())
+
+
+def one(request_id: int, *records: bytes, **fields: object) -> log_pb2.AppendStreamRequest:
+    append = log_pb2.AppendRequest(records=list(records), **fields)  # type: ignore[arg-type]
+    return log_pb2.AppendStreamRequest(request_id=request_id, append=append)
+
+
+def test_append_stream_pipelines_appends_in_order(shared_cluster: Cluster) -> None:
+    c = shared_cluster
+    leader = c.leader()
+    last = c.status(leader).last_index
+    payloads = [b"stream-%d" % i for i in range(50)]
+    answers = stream_append(c, leader, [one(100 + i, p) for i, p in enumerate(payloads)])
+    assert [a.request_id for a in answers] == [100 + i for i in range(50)]
+    assert all(a.WhichOneof("outcome") == "appended" for a in answers), answers[:3]
+    indexes = [(a.appended.first_index, a.appended.last_index) for a in answers]
+    assert indexes == [(last + 1 + i, last + 1 + i) for i in range(50)]
+    assert all(a.appended.header.leader_id == leader for a in answers)
+    c.wait_last_index(last + 50)
+    for node_id in c.nodes:
+        assert c.read_all(node_id, last + 1)[:50] == list(
+            zip(range(last + 1, last + 51), payloads, strict=True)
+        ), node_id
+
+
+def test_append_stream_answers_each_failure_and_goes_on(shared_cluster: Cluster) -> None:
+    c = shared_cluster
+    leader = c.leader()
+    last = c.status(leader).last_index
+    answers = stream_append(
+        c,
+        leader,
+        [
+            one(1),  # no records
+            one(2, b"x" * (1 << 21)),  # over the default record size limit
+            one(3, b"seq-zero", producer_id="stream-p", sequence=0),
+            one(4, b"fenced", if_last_index=last + 5),
+            one(5, b"kept", producer_id="stream-p", sequence=1),
+            one(6, b"kept", producer_id="stream-p", sequence=1),  # a retry: the same outcome
+        ],
+    )
+    by_id = {a.request_id: a for a in answers}
+    assert sorted(by_id) == [1, 2, 3, 4, 5, 6]
+    for request_id in (1, 2, 3):
+        error = by_id[request_id].error
+        assert error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0], error
+        assert error.kind == log_pb2.ERROR_KIND_UNSPECIFIED and error.message
+    assert by_id[4].error.code == grpc.StatusCode.FAILED_PRECONDITION.value[0]
+    assert "nothing appended" in by_id[4].error.message
+    kept, retry = by_id[5].appended, by_id[6].appended
+    assert (kept.first_index, kept.duplicate) == (last + 1, False)
+    assert (retry.first_index, retry.last_index, retry.duplicate) == (last + 1, last + 1, True)
+    assert c.status(leader).last_index == last + 1
+
+
+def test_append_stream_on_a_follower_answers_not_leader(shared_cluster: Cluster) -> None:
+    c = shared_cluster
+    leader = c.leader()
+    last = c.status(leader).last_index
+    follower = followers(c)[0]
+    answers = stream_append(c, follower, [one(7, b"nope"), one(8, b"nope")])
+    assert [a.request_id for a in answers] == [7, 8]
+    for answer in answers:
+        assert answer.error.code == grpc.StatusCode.UNAVAILABLE.value[0]
+        assert answer.error.kind == log_pb2.NOT_LEADER
+        assert (answer.error.leader_id, answer.error.leader_address) == (
+            leader,
+            c.address(leader),
+        )
+    assert c.status(leader).last_index == last
