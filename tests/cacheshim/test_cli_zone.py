@@ -40,6 +40,18 @@ class StatusOnly(log_pb2_grpc.LogServicer):
     ) -> log_pb2.AppendResponse:
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "status only")
 
+    async def AppendStream(
+        self,
+        request_iterator: AsyncIterator[log_pb2.AppendStreamRequest],
+        context: grpc.aio.ServicerContext[
+            log_pb2.AppendStreamRequest, log_pb2.AppendStreamResponse
+        ],
+    ) -> AsyncIterator[log_pb2.AppendStreamResponse]:
+        nothing: list[log_pb2.AppendStreamResponse] = []
+        for response in nothing:
+            yield response
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "status only")
+
     async def Read(
         self,
         request: log_pb2.ReadRequest,
