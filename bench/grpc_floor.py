@@ -27,6 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+# First: it sets gRPC's settings (GRPC_EXPERIMENTS, logsvc/__init__.py) before grpc loads.
+import logsvc  # noqa: F401
+
+# isort: split
 import grpc
 import uvloop
 from rocksdict import Options, Rdict, WriteBatch, WriteOptions

@@ -54,6 +54,10 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+# First: it sets gRPC's settings (GRPC_EXPERIMENTS, logsvc/__init__.py) before grpc loads.
+import logsvc  # noqa: F401
+
+# isort: split
 import grpc
 from grpc_floor import FloorResult, measure_floor  # bench/ is this script's folder
 from rocksdict import Options, Rdict, WriteBatch, WriteOptions

@@ -2,8 +2,19 @@
 
 A generic, append-only log of opaque byte records, replicated by Raft over three zones and
 fsync'd on a majority before an append is acknowledged. It knows nothing about Redis. The
-consensus core is the pure state machine in `logsvc.raft`; the asyncio driver, RocksDB
-storage and the gRPC API arrive with the log service.
+consensus core is the pure state machine in `logsvc.raft`; `logsvc.node` is the asyncio
+driver around it, `logsvc.server` the gRPC API, `logsvc.client` the client library.
 """
 
+import os
+
 __version__ = "0.1.0"
+
+# gRPC's core reads GRPC_EXPERIMENTS once, when `grpc` is first imported, so this has to run
+# before that: importing any part of logsvc first does it. Its EventEngine paths (client
+# channels, listeners, the callback completion queue) cost a small message here about a
+# third more than the older I/O manager does: with them off, one unbatched Append over
+# AppendStream went from 2.1-2.7 ms to 1.8-2.2 ms p50 (docs/bench-logsvc.md). A value the
+# operator sets is left alone.
+GRPC_EXPERIMENTS = "-event_engine_client,-event_engine_listener,-event_engine_callback_cq"
+os.environ.setdefault("GRPC_EXPERIMENTS", GRPC_EXPERIMENTS)
