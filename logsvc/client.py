@@ -7,6 +7,10 @@
 
 Every `append` gets the next sequence of this client's producer id; retries after a timeout,
 a broken connection or a leader change reuse it, so nothing is appended twice.
+
+Appends travel over one open `AppendStream` per node (concurrent appends share it, matched by
+request id), which costs the node far less than a unary call each; a node that does not serve
+AppendStream (UNIMPLEMENTED) is sent unary `Append` calls instead.
 """
 
 from __future__ import annotations
@@ -26,6 +30,14 @@ from logsvc.v1 import log_pb2, log_pb2_grpc
 
 RETRY_S_MIN = 0.02
 RETRY_S_MAX = 0.5
+STATUS_CODES = {code.value[0]: code for code in grpc.StatusCode}
+# Codes after which the same append may be retried (with its sequence) on any node.
+RETRY_CODES = (
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.UNKNOWN,
+    grpc.StatusCode.CANCELLED,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +62,115 @@ class TrimmedError(LogClientError):
     def __init__(self, message: str, first_index: int) -> None:
         super().__init__(message, grpc.StatusCode.OUT_OF_RANGE)
         self.first_index = first_index
+
+
+@dataclass(frozen=True, slots=True)
+class _Refused:
+    """One attempt's failure, from a unary call's status or an AppendStream's AppendError."""
+
+    code: grpc.StatusCode
+    kind: str
+    details: str
+    leader_address: str = ""
+
+
+class _AppendSession:
+    """One open AppendStream to one node: appends are written as they come, from any task,
+    and each waits for the answer carrying its request id."""
+
+    def __init__(self, stub: log_pb2_grpc.LogAsyncStub) -> None:
+        self._call = stub.AppendStream()
+        self._ids = itertools.count(1)
+        self._waiting: dict[int, asyncio.Future[log_pb2.AppendStreamResponse]] = {}
+        self._write_lock = asyncio.Lock()  # one write at a time on a grpc-aio call
+        self.broken: _Refused | None = None
+        self._reader = asyncio.create_task(self._read_answers(), name="append-stream-reader")
+
+    async def append(self, request: log_pb2.AppendRequest) -> log_pb2.AppendStreamResponse:
+        """The node's answer to one append; raises _AttemptFailed if the stream fails first
+        (then the append's outcome is unknown)."""
+        if self.broken is not None:
+            raise _AttemptFailed(self.broken)
+        request_id = next(self._ids)
+        answer: asyncio.Future[log_pb2.AppendStreamResponse] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._waiting[request_id] = answer
+        try:
+            async with self._write_lock:
+                await self._call.write(
+                    log_pb2.AppendStreamRequest(request_id=request_id, append=request)
+                )
+            return await answer
+        except (grpc.aio.AioRpcError, asyncio.InvalidStateError) as exc:
+            # The stream failed under this write (a dead node's stream fails writes with
+            # INTERNAL or UNAVAILABLE): whatever the reader saw says more, if it saw it.
+            self._break(_stream_failure(exc))
+            assert self.broken is not None
+            raise _AttemptFailed(self.broken) from exc
+        finally:
+            self._waiting.pop(request_id, None)
+            if answer.done() and not answer.cancelled():
+                answer.exception()  # retrieved: an answer nobody awaits is not an error
+
+    async def _read_answers(self) -> None:
+        try:
+            while True:
+                answer = await self._call.read()
+                if answer is grpc.aio.EOF:
+                    self._break(
+                        _Refused(grpc.StatusCode.UNAVAILABLE, "", "the node ended the stream")
+                    )
+                    return
+                assert isinstance(answer, log_pb2.AppendStreamResponse)
+                waiter = self._waiting.pop(answer.request_id, None)
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(answer)
+        except grpc.aio.AioRpcError as exc:
+            self._break(_stream_failure(exc))
+
+    def _break(self, why: _Refused) -> None:
+        """Fail every append waiting on this stream (once: the first reason sticks)."""
+        if self.broken is None:
+            self.broken = why
+        for waiter in self._waiting.values():
+            if not waiter.done():
+                waiter.set_exception(_AttemptFailed(self.broken))
+        self._waiting.clear()
+
+    def close(self) -> None:
+        self._break(_Refused(grpc.StatusCode.CANCELLED, "", "the append stream was closed"))
+        self._reader.cancel()
+        self._call.cancel()
+
+
+class _AttemptFailed(Exception):
+    def __init__(self, refused: _Refused) -> None:
+        super().__init__(refused.details)
+        self.refused = refused
+
+
+def _stream_failure(exc: grpc.aio.AioRpcError | asyncio.InvalidStateError) -> _Refused:
+    """Why an AppendStream failed as a whole. Its appends' outcome is unknown, whatever the
+    code (a killed node's stream can fail with INTERNAL), so it is retried as UNAVAILABLE;
+    only UNIMPLEMENTED (a node without AppendStream) is kept, for the unary fallback."""
+    if isinstance(exc, grpc.aio.AioRpcError):
+        if exc.code() is grpc.StatusCode.UNIMPLEMENTED:
+            return _refused(exc)
+        details = f"the append stream failed: {exc.code().name} {exc.details()}"
+    else:
+        details = f"the append stream had ended: {exc}"
+    return _Refused(grpc.StatusCode.UNAVAILABLE, "", details)
+
+
+def _refused(exc: grpc.aio.AioRpcError) -> _Refused:
+    meta = _metadata(exc)
+    return _Refused(
+        exc.code(),
+        meta.get(ERROR_KIND_KEY, ""),
+        exc.details() or "",
+        meta.get(LEADER_ADDRESS_KEY, ""),
+    )
 
 
 def _metadata(exc: grpc.aio.AioRpcError) -> dict[str, str]:
@@ -78,6 +199,8 @@ class LogClient:
         self._stubs: dict[str, log_pb2_grpc.LogAsyncStub] = {}
         self._leader: str | None = None
         self._rotation = itertools.cycle(range(1 << 30))
+        self._sessions: dict[str, _AppendSession] = {}
+        self._unary_only: set[str] = set()  # nodes that answered AppendStream UNIMPLEMENTED
 
     async def __aenter__(self) -> LogClient:
         return self
@@ -91,6 +214,9 @@ class LogClient:
         await self.close()
 
     async def close(self) -> None:
+        for session in self._sessions.values():
+            session.close()
+        self._sessions.clear()
         for channel in self._channels.values():
             await channel.close()
         self._channels.clear()
@@ -128,36 +254,70 @@ class LogClient:
         while (remaining := deadline - loop.time()) > 0:
             address = self._next_address()
             try:
-                response = await self.stub(address).Append(
-                    request, timeout=min(remaining, self.attempt_timeout_s)
-                )
-            except grpc.aio.AioRpcError as exc:
-                meta = _metadata(exc)
-                kind = meta.get(ERROR_KIND_KEY, "")
-                last_error = f"{address}: {exc.code().name} {kind} {exc.details()}"
-                if kind == "NOT_LEADER":
-                    hint = meta.get(LEADER_ADDRESS_KEY, "")
-                    self._leader = hint or None
-                    if hint:
-                        continue  # go straight to the leader
-                elif kind in ("NOT_APPENDED", "OUTCOME_UNKNOWN") or exc.code() in (
-                    grpc.StatusCode.UNAVAILABLE,
-                    grpc.StatusCode.DEADLINE_EXCEEDED,
-                    grpc.StatusCode.UNKNOWN,
-                    grpc.StatusCode.CANCELLED,
-                ):
-                    self._forget_leader()
-                else:
-                    raise LogClientError(last_error, exc.code(), kind) from exc
-                await asyncio.sleep(min(delay, max(0.0, deadline - loop.time())))
-                delay = min(delay * 2, RETRY_S_MAX)
-                continue
-            self._leader = address
-            return AppendResult(response.first_index, response.last_index, response.duplicate)
+                async with asyncio.timeout(min(remaining, self.attempt_timeout_s)):
+                    response = await self._attempt(address, request)
+            except _AttemptFailed as exc:
+                refused = exc.refused
+            except TimeoutError:
+                # The append may still be in flight there: the retry keeps its sequence.
+                self._drop_session(address)
+                refused = _Refused(grpc.StatusCode.DEADLINE_EXCEEDED, "", "no answer in time")
+            else:
+                self._leader = address
+                return AppendResult(response.first_index, response.last_index, response.duplicate)
+            last_error = f"{address}: {refused.code.name} {refused.kind} {refused.details}"
+            if refused.kind == "NOT_LEADER":
+                self._leader = refused.leader_address or None
+                if refused.leader_address:
+                    continue  # go straight to the leader
+            elif refused.kind in ("NOT_APPENDED", "OUTCOME_UNKNOWN") or refused.code in RETRY_CODES:
+                self._forget_leader()
+            else:
+                raise LogClientError(last_error, refused.code, refused.kind)
+            await asyncio.sleep(min(delay, max(0.0, deadline - loop.time())))
+            delay = min(delay * 2, RETRY_S_MAX)
         raise AppendOutcomeUnknown(
             f"append (producer {self.producer_id}, sequence {request.sequence}) not confirmed "
             f"within {self.timeout_s}s; last error: {last_error}"
         )
+
+    async def _attempt(
+        self, address: str, request: log_pb2.AppendRequest
+    ) -> log_pb2.AppendResponse:
+        """One try on one node; raises _AttemptFailed with what refused it."""
+        if address in self._unary_only:
+            try:
+                return await self.stub(address).Append(request)
+            except grpc.aio.AioRpcError as exc:
+                raise _AttemptFailed(_refused(exc)) from exc
+        session = self._sessions.get(address)
+        if session is None or session.broken is not None:
+            session = self._sessions[address] = _AppendSession(self.stub(address))
+        try:
+            answer = await session.append(request)
+        except _AttemptFailed as exc:
+            if self._sessions.get(address) is session:
+                del self._sessions[address]  # broken: the next attempt opens a new stream
+            if exc.refused.code is grpc.StatusCode.UNIMPLEMENTED:
+                self._unary_only.add(address)
+                return await self._attempt(address, request)
+            raise
+        if answer.HasField("appended"):
+            return answer.appended
+        error = answer.error
+        raise _AttemptFailed(
+            _Refused(
+                STATUS_CODES.get(error.code, grpc.StatusCode.UNKNOWN),
+                log_pb2.ErrorKind.Name(error.kind) if error.kind else "",
+                error.message,
+                error.leader_address,
+            )
+        )
+
+    def _drop_session(self, address: str) -> None:
+        session = self._sessions.pop(address, None)
+        if session is not None:
+            session.close()
 
     async def read(
         self, from_index: int, follow: bool = False, address: str | None = None

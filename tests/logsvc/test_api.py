@@ -424,3 +424,62 @@ def test_append_stream_on_a_follower_answers_not_leader(shared_cluster: Cluster)
             c.address(leader),
         )
     assert c.status(leader).last_index == last
+
+
+def test_client_appends_from_many_tasks_each_get_their_own_index(shared_cluster: Cluster) -> None:
+    """LogClient multiplexes concurrent appends over one AppendStream: every caller must be
+    answered with the index its own record was written at, not a neighbour's."""
+    c = shared_cluster
+    payloads = [b"task-%03d" % i for i in range(60)]
+
+    async def go() -> list[int]:
+        async with LogClient(c.addresses) as client:
+            results = await asyncio.gather(*(client.append([p]) for p in payloads))
+        assert all(r.first_index == r.last_index and not r.duplicate for r in results)
+        return [r.first_index for r in results]
+
+    indexes = asyncio.run(go())
+    assert len(set(indexes)) == len(payloads)
+    c.wait_last_index(max(indexes))
+    written = dict(c.read_all(c.leader(), min(indexes)))
+    assert [written[i] for i in indexes] == payloads
+
+
+class UnaryOnly(log_pb2_grpc.LogServicer):
+    """A node of an older release: unary Append only (AppendStream is UNIMPLEMENTED)."""
+
+    def __init__(self) -> None:
+        self.requests: list[log_pb2.AppendRequest] = []
+
+    async def Append(
+        self,
+        request: log_pb2.AppendRequest,
+        context: grpc.aio.ServicerContext[log_pb2.AppendRequest, log_pb2.AppendResponse],
+    ) -> log_pb2.AppendResponse:
+        self.requests.append(request)
+        first = 41 + 10 * len(self.requests)
+        return log_pb2.AppendResponse(
+            first_index=first, last_index=first + len(request.records) - 1
+        )
+
+
+def test_client_falls_back_to_unary_append_without_append_stream() -> None:
+    async def go() -> tuple[list[tuple[int, int]], list[log_pb2.AppendRequest]]:
+        servicer = UnaryOnly()  # type: ignore[abstract]  # the base answers UNIMPLEMENTED
+        server = grpc.aio.server()
+        log_pb2_grpc.add_LogServicer_to_server(servicer, server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        try:
+            async with LogClient([f"127.0.0.1:{port}"], producer_id="old", timeout_s=5) as client:
+                got = [await client.append([b"a", b"b"]), await client.append([b"c"])]
+        finally:
+            await server.stop(None)
+        return [(r.first_index, r.last_index) for r in got], servicer.requests
+
+    results, requests = asyncio.run(go())
+    assert results == [(51, 52), (61, 61)]
+    assert [(list(r.records), r.producer_id, r.sequence) for r in requests] == [
+        ([b"a", b"b"], "old", 1),
+        ([b"c"], "old", 2),
+    ]
