@@ -36,8 +36,9 @@ def _run(run: RunConfig) -> RunResult:
 
 def _sweep(configs: list[RunConfig]) -> Iterator[RunResult]:
     # Fresh worker processes, not forks of this one: by now the test process holds gRPC's
-    # threads and servers of earlier tests, and a forked worker's garbage collector ran
-    # their finalizers over and over (the sweep took 327 seeds/min instead of 650).
+    # threads and servers of earlier tests. Forked workers spent their time in Thread.join
+    # called from finalizers (py-spy), and in a full run the sweep went past five minutes
+    # instead of 85 s.
     with multiprocessing.get_context("forkserver").Pool(JOBS) as pool:
         yield from pool.imap(_run, configs, chunksize=4)
 
