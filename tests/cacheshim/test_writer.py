@@ -1,0 +1,94 @@
+"""The shim's Writer batches the writes of all connections into Appends.
+
+A stand-in for the log answers each Append after a fixed delay and applies its records a
+little later, as the zone-local node's Read stream does; fifty writers each send their next
+write a moment after their reply, as redis-benchmark's clients do. Nothing else of the shim
+is involved: this checks the batching policy, with the log's timing made explicit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+from typing import cast
+
+import pytest
+
+from cacheshim import server
+from cacheshim.resp import OK
+from cacheshim.server import Writer
+from cacheshim.v1 import record_pb2
+from logsvc.client import LogClient
+
+WRITERS = 50
+ROUNDS = 30
+APPEND_S = 0.002  # the log's answer
+APPLY_LAG_S = 0.0002  # then the records arrive on the Read stream and are applied
+COME_BACK_S_MAX = 0.0002  # a writer's next write, after its reply
+
+
+class TimedLog:
+    def __init__(self) -> None:
+        self.batches: list[int] = []
+        self.writer: Writer | None = None
+
+    async def append(self, payloads: list[bytes]) -> None:
+        self.batches.append(len(payloads))
+        await asyncio.sleep(APPEND_S)
+        records = [record_pb2.Record.FromString(p) for p in payloads]
+        asyncio.get_running_loop().call_later(APPLY_LAG_S, self._apply, records)
+
+    def _apply(self, records: list[record_pb2.Record]) -> None:
+        assert self.writer is not None
+        for record in records:
+            self.writer.applied(record, OK)
+
+
+def _batches(rng: random.Random) -> list[int]:
+    async def go() -> list[int]:
+        log = TimedLog()
+        writer = log.writer = Writer(cast(LogClient, log), "shim-t", timeout_s=5)
+        writer.start()
+
+        async def one_client() -> None:
+            for _ in range(ROUNDS):
+                assert await writer.submit(record_pb2.Record(db=0)) is OK
+                await asyncio.sleep(rng.uniform(0, COME_BACK_S_MAX))
+
+        await asyncio.wait_for(asyncio.gather(*(one_client() for _ in range(WRITERS))), 30)
+        return log.batches
+
+    return asyncio.run(go())
+
+
+@pytest.fixture()
+def rng() -> random.Random:
+    seed = int(os.environ.get("WRITER_SEED", random.randrange(2**32)))
+    print(f"seed {seed} (rerun: WRITER_SEED={seed})")
+    return random.Random(seed)
+
+
+def test_steady_writers_travel_together_in_full_appends(rng: random.Random) -> None:
+    batches = _batches(rng)
+    assert sum(batches) == WRITERS * ROUNDS
+    steady = batches[3:]
+    # Without the linger the load splits into a small and a big Append that alternate
+    # forever (mean about half the writers); with it nearly every Append carries all.
+    assert sum(steady) / len(steady) >= 0.8 * WRITERS, batches
+
+
+def test_a_lone_writer_never_waits_for_company(
+    rng: random.Random, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(server, "APPEND_LINGER_S", 5.0)  # a wait would show as a timeout
+
+    async def go() -> list[int]:
+        log = TimedLog()
+        writer = log.writer = Writer(cast(LogClient, log), "shim-t", timeout_s=5)
+        writer.start()
+        for _ in range(20):
+            await asyncio.wait_for(writer.submit(record_pb2.Record(db=0)), 1.0)
+        return log.batches
+
+    assert asyncio.run(go()) == [1] * 20
