@@ -59,6 +59,7 @@ import logsvc  # noqa: F401
 
 # isort: split
 import grpc
+import uvloop
 from grpc_floor import FloorResult, measure_floor  # bench/ is this script's folder
 from rocksdict import Options, Rdict, WriteBatch, WriteOptions
 
@@ -464,7 +465,8 @@ async def _worker(spec: WorkerSpec, conn: Connection) -> WorkerResult:
 
 def _worker_main(spec: WorkerSpec, conn: Connection) -> None:
     try:
-        result = asyncio.run(_worker(spec, conn))
+        # On uvloop, as logsvc's own processes and the shims run.
+        result = uvloop.run(_worker(spec, conn))
     except BaseException:
         conn.send(("error", traceback.format_exc()))
         raise
