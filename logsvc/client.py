@@ -297,7 +297,7 @@ class LogClient:
             answer = await session.append(request)
         except _AttemptFailed as exc:
             if self._sessions.get(address) is session:
-                del self._sessions[address]  # broken: the next attempt opens a new stream
+                self._drop_session(address)  # broken: the next attempt opens a new stream
             if exc.refused.code is grpc.StatusCode.UNIMPLEMENTED:
                 self._unary_only.add(address)
                 return await self._attempt(address, request)
