@@ -1,13 +1,16 @@
 """redis-benchmark against a memlog shim and against redis-server, in the same run.
 
-    .venv/bin/python bench/shim_redis_benchmark.py [--requests 20000] [--out docs/bench-shim.md]
+    .venv/bin/python bench/shim_redis_benchmark.py [--requests 20000] [--rounds 3]
+        [--out docs/bench-shim.md]
 
 Starts, on 127.0.0.1: a memlog deployment (three log nodes, one shim), a plain in-memory
 `redis-server`, and a `redis-server --appendonly yes --appendfsync always` (every write
 fsync'd before the reply: the durability memlog gives, on one disk instead of a majority of
 three). Runs Debian's `redis-benchmark` (GET and SET, -c 50, with -P 1 and -P 16; then the
 data-type tests LPUSH, LPOP, SADD, HSET, ZADD, LRANGE_100) against each, prints Markdown
-tables of requests/s and the ratios, and stops everything by PID.
+tables of requests/s and the ratios, and stops everything by PID. Each GET and SET point runs
+`--rounds` times, the three servers taking turns, and the tables give each server's median:
+one run of a few seconds on 2 shared cores moves a ratio by 10-20%.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import os
 import platform
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -65,6 +69,9 @@ def run_benchmark(port: int, test: str, pipeline: int, requests: int) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=20000)
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="runs of each GET/SET point (the median is shown)"
+    )
     parser.add_argument("--out", type=Path, default=Path("docs/bench-shim.md"))
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="memlog-bench-"))
@@ -73,6 +80,7 @@ def main() -> int:
     always = RedisServer(root / "redis-always")
     rows: list[tuple[str, int, float, float, float]] = []
     type_rows: list[tuple[str, int, float, float, float]] = []
+    rounds_text: list[str] = []
     try:
         memlog.start()
         plain.start()
@@ -81,12 +89,21 @@ def main() -> int:
         for test in ("SET", "GET"):
             for pipeline in (1, 16):
                 n = args.requests * (4 if pipeline > 1 else 1)
-                shim = run_benchmark(shim_port, test, pipeline, n)
-                redis_plain = run_benchmark(plain.port, test, pipeline, n)
-                redis_always = run_benchmark(always.port, test, pipeline, n)
+                runs: list[list[float]] = [[], [], []]
+                for _ in range(args.rounds):
+                    for samples, port in zip(
+                        runs, (shim_port, plain.port, always.port), strict=True
+                    ):
+                        samples.append(run_benchmark(port, test, pipeline, n))
+                shim, redis_plain, redis_always = (statistics.median(r) for r in runs)
                 rows.append((test, pipeline, shim, redis_plain, redis_always))
-                print(f"{test} -P {pipeline}: shim {shim:,.0f}/s, redis {redis_plain:,.0f}/s, "
-                      f"redis appendfsync always {redis_always:,.0f}/s", flush=True)  # fmt: skip
+                rounds_text.append(
+                    f"- {test} -P {pipeline}: memlog "
+                    + ", ".join(f"{v:,.0f}" for v in runs[0])
+                    + "; redis-server " + ", ".join(f"{v:,.0f}" for v in runs[1])
+                    + "; appendfsync always " + ", ".join(f"{v:,.0f}" for v in runs[2])
+                )  # fmt: skip
+                print(rounds_text[-1], flush=True)
         for pipeline in (1, 16):
             n = args.requests * (4 if pipeline > 1 else 1)
             by_server = [run_tests(port, TYPE_TESTS, pipeline, n)
@@ -108,7 +125,8 @@ def main() -> int:
         f"- date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; machine: nproc "
         f"{os.cpu_count()}, {platform.machine()}, Python {platform.python_version()}; load "
         f"average at the end {os.getloadavg()[0]:.2f}",
-        f"- command: `.venv/bin/python bench/shim_redis_benchmark.py --requests {args.requests}`",
+        "- command: `.venv/bin/python bench/shim_redis_benchmark.py --requests "
+        f"{args.requests} --rounds {args.rounds}`",
         "- each: `redis-benchmark -t get|set -c 50 -P 1|16 -r 10000 -q`, everything on 127.0.0.1 "
         "(the benchmark client shares the 2 cores with the servers)",
         "- memlog: 3 log nodes + 1 shim (every SET is committed on 2 of 3 synced logs before OK)",
@@ -122,6 +140,8 @@ def main() -> int:
             f"| {test} | {pipeline} | {shim:,.0f} | {redis_plain:,.0f} | "
             f"{shim / redis_plain:.2f} | {redis_always:,.0f} | {shim / redis_always:.2f} |"
         )
+    lines += ["", f"Each figure above is the median of {args.rounds} rounds (req/s):", ""]
+    lines += rounds_text
     lines += [
         "",
         "## Data types (issue 5): `redis-benchmark -t lpush,lpop,sadd,hset,zadd,lrange_100`",
