@@ -119,10 +119,19 @@ class Session:
 class Writer:
     """Batches the records of all connections into one Append at a time, in order."""
 
-    def __init__(self, client: LogClient, shim_id: str, timeout_s: float) -> None:
+    def __init__(
+        self,
+        client: LogClient,
+        shim_id: str,
+        timeout_s: float,
+        committed: Callable[[int, list[bytes]], None] | None = None,
+    ) -> None:
         self.client = client
         self.shim_id = shim_id
         self.timeout_s = timeout_s
+        # Told (first index, payloads) of every Append the log confirmed, before anything
+        # else runs: the shim applies them there if they are next in line.
+        self.committed = committed
         self._queue: list[tuple[record_pb2.Record, asyncio.Future[Reply]]] = []
         self._waiting: dict[int, asyncio.Future[Reply]] = {}
         self._ids = itertools.count(1)
@@ -180,7 +189,11 @@ class Writer:
     async def _append(self, batch: list[tuple[record_pb2.Record, asyncio.Future[Reply]]]) -> None:
         payloads = [r.SerializeToString() for r, _ in batch]
         try:
-            await self.client.append(payloads)
+            result = await self.client.append(payloads)
+            if self.committed is not None and result.last_index - result.first_index + 1 == len(
+                payloads
+            ):
+                self.committed(result.first_index, payloads)
         except (AppendOutcomeUnknown, LogClientError) as exc:
             message = (
                 "ERR memlog: the write was not confirmed by the log within "
@@ -212,7 +225,12 @@ class Shim:
             timeout_s=config.write_timeout_s,
         )
         self.log_reader_client = LogClient(local_first)
-        self.writer = Writer(self.log_writer_client, config.shim_id, config.write_timeout_s)
+        self.writer = Writer(
+            self.log_writer_client,
+            config.shim_id,
+            config.write_timeout_s,
+            committed=self._apply_committed,
+        )
         # Clients waiting in BLPOP & co. (cacheshim.blocking), told about every applied record.
         self.blocking = Blocker(self.applier, self.writer)
         self.sessions: dict[int, Session] = {}
@@ -278,15 +296,29 @@ class Shim:
                 async for index, payload in self.log_reader_client.read(
                     self.applier.applied_index + 1, follow=True
                 ):
-                    record, reply = self.applier.apply(index, payload)
-                    if record is not None:
-                        self.writer.applied(record, reply)
-                    self.blocking.after_apply(record, reply)
-                    self._applied_event.set()
-                    self._applied_event = asyncio.Event()
+                    if index > self.applier.applied_index:  # else applied by _apply_committed
+                        self._apply(index, payload)
             except LogClientError as exc:
                 log.error("reading the log failed: %s; retrying", exc)
                 await asyncio.sleep(0.5)
+
+    def _apply(self, index: int, payload: bytes) -> None:
+        record, reply = self.applier.apply(index, payload)
+        if record is not None:
+            self.writer.applied(record, reply)
+        self.blocking.after_apply(record, reply)
+        self._applied_event.set()
+        self._applied_event = asyncio.Event()
+
+    def _apply_committed(self, first_index: int, payloads: list[bytes]) -> None:
+        """Our own Append was committed at first_index..: if nothing comes before it that
+        this shim has not applied, apply it now instead of waiting for the local node's Read
+        stream to bring it (the stream's copies are skipped). The bytes are the log's: an
+        Append's records are stored as sent, also when a retry is answered as a duplicate."""
+        if self.applier.applied_index != first_index - 1:
+            return  # others' records come first: the Read stream brings all in order
+        for offset, payload in enumerate(payloads):
+            self._apply(first_index + offset, payload)
 
     async def wait_applied(self, index: int, timeout_s: float | None) -> None:
         deadline = None if timeout_s is None else time.monotonic() + timeout_s

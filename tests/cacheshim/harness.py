@@ -101,6 +101,8 @@ class Memlog:
     root: Path
     shims: int = 1
     shim_args: list[str] = field(default_factory=list)
+    # The zone of each shim (its local log node); by default a, b, c, a, ... in turn.
+    shim_zones: list[str] = field(default_factory=list)
     cluster: LocalCluster | None = None
     shim_ports: list[int] = field(default_factory=list)
     shim_procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
@@ -119,7 +121,8 @@ class Memlog:
 
     def shim_command(self, i: int) -> list[str]:
         assert self.cluster is not None
-        zone = self.cluster.zones[i % len(self.cluster.zones)]
+        zones = self.cluster.zones
+        zone = self.shim_zones[i] if i < len(self.shim_zones) else zones[i % len(zones)]
         return [
             sys.executable, "-m", "cacheshim.cli", "serve",
             "--listen", f"127.0.0.1:{self.shim_ports[i]}",

@@ -15,7 +15,14 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.cacheshim.harness import Memlog, RedisServer, client, execute, wait_until
+from tests.cacheshim.harness import (
+    Memlog,
+    RedisServer,
+    client,
+    execute,
+    same_index,
+    wait_until,
+)
 
 
 def raw_exchange(port: int, chunks: list[bytes], read_timeout_s: float = 2.0) -> bytes:
@@ -221,6 +228,43 @@ def test_data_survives_a_full_restart(tmp_path: Path) -> None:
         conn = client(deployment.shim_ports[0])
         assert conn.get("durable") == b"yes" and conn.get("n") == b"1"
         assert digest(deployment.shim_ports[0]) == before
+    finally:
+        deployment.stop()
+
+
+def test_own_writes_are_answered_while_the_shims_log_node_is_paused(tmp_path: Path) -> None:
+    """A shim applies its own committed Appends at once when they are next in line, so its
+    writes do not wait for its zone's node to stream them back: with that node stopped
+    (SIGSTOP; the other two still commit), every write is answered with its own result.
+    Records that node streams later are skipped, and the shim ends equal to another."""
+    deployment = Memlog(tmp_path / "paused-local", shims=0, shim_args=["--write-timeout-s", "3"])
+    try:
+        deployment.start()
+        cluster = deployment.cluster
+        assert cluster is not None
+        leader = cluster.node_at(cluster.wait_for_leader())
+        follower = next(z for z in cluster.zones if z != leader)
+        deployment.shim_zones = [follower, leader]
+        deployment.start_shim(0)
+        deployment.start_shim(1)
+        conn, other = client(deployment.shim_ports[0]), client(deployment.shim_ports[1])
+        assert conn.set("before", "1")
+        node = cluster.processes[follower]
+        node.send_signal(signal.SIGSTOP)
+        try:
+            for i in range(1, 31):
+                assert conn.incr("paused-counter") == i
+                assert conn.rpush("paused-list", str(i)) == i
+            assert conn.get("paused-counter") == b"30"
+        finally:
+            node.send_signal(signal.SIGCONT)
+        # The resumed node streams those records again: skipped, and later writes go on.
+        assert conn.incr("paused-counter") == 31
+        assert conn.lrange("paused-list", 0, -1) == [str(i).encode() for i in range(1, 31)]
+        other.set("from-the-other-shim", "x")
+        wait_until(lambda: conn.get("from-the-other-shim") == b"x", 10, "the other's write")
+        same_index([conn, other])
+        assert digest(deployment.shim_ports[0]) == digest(deployment.shim_ports[1])
     finally:
         deployment.stop()
 
