@@ -25,7 +25,7 @@ from types import TracebackType
 import grpc
 
 from logsvc.errors import ERROR_KIND_KEY, FIRST_INDEX_KEY, LEADER_ADDRESS_KEY
-from logsvc.transport import CHANNEL_OPTIONS
+from logsvc.transport import CLIENT_CHANNEL_OPTIONS
 from logsvc.v1 import log_pb2, log_pb2_grpc
 
 RETRY_S_MIN = 0.02
@@ -225,7 +225,7 @@ class LogClient:
     def stub(self, address: str) -> log_pb2_grpc.LogAsyncStub:
         stub = self._stubs.get(address)
         if stub is None:
-            channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+            channel = grpc.aio.insecure_channel(address, options=CLIENT_CHANNEL_OPTIONS)
             self._channels[address] = channel
             # A stub builds a callable per method: make it once per channel, not per call.
             stub = self._stubs[address] = log_pb2_grpc.LogStub(channel)

@@ -18,7 +18,7 @@ from logsvc.config import NodeConfig
 from logsvc.errors import LogError, NotLeader
 from logsvc.node import LogNode
 from logsvc.raft import Role
-from logsvc.transport import PeerServicer
+from logsvc.transport import SERVER_KEEPALIVE_OPTIONS, PeerServicer
 from logsvc.v1 import log_pb2, log_pb2_grpc, peer_pb2, peer_pb2_grpc
 
 log = logging.getLogger("logsvc.server")
@@ -249,6 +249,7 @@ async def serve(config: NodeConfig) -> None:
         options=[
             ("grpc.max_receive_message_length", 64 << 20),
             ("grpc.max_send_message_length", 64 << 20),
+            *SERVER_KEEPALIVE_OPTIONS,
         ]
     )
     log_pb2_grpc.add_LogServicer_to_server(LogServicer(node), server)

@@ -269,6 +269,38 @@ def test_own_writes_are_answered_while_the_shims_log_node_is_paused(tmp_path: Pa
         deployment.stop()
 
 
+def test_a_shim_reads_the_log_elsewhere_when_its_zones_node_hangs(tmp_path: Path) -> None:
+    """A node that stops answering (SIGSTOP: its TCP connections stay open, nothing errors)
+    must not stall the shim reading from it: gRPC keepalive finds it dead, and the shim's
+    Read stream goes on from another node. Here the other shim's writes come in between,
+    so this shim's own writes can only be applied after them."""
+    deployment = Memlog(tmp_path / "hung-local", shims=0, shim_args=["--write-timeout-s", "10"])
+    try:
+        deployment.start()
+        cluster = deployment.cluster
+        assert cluster is not None
+        leader = cluster.node_at(cluster.wait_for_leader())
+        follower = next(z for z in cluster.zones if z != leader)
+        deployment.shim_zones = [follower, leader]
+        deployment.start_shim(0)
+        deployment.start_shim(1)
+        conn, other = client(deployment.shim_ports[0]), client(deployment.shim_ports[1])
+        assert conn.set("before", "1")
+        node = cluster.processes[follower]
+        node.send_signal(signal.SIGSTOP)
+        try:
+            for i in range(1, 6):
+                other.set("theirs", str(i))
+                assert conn.incr("mine") == i  # applied after "theirs" = i
+                assert conn.get("theirs") == str(i).encode()
+        finally:
+            node.send_signal(signal.SIGCONT)
+        same_index([conn, other])
+        assert digest(deployment.shim_ports[0]) == digest(deployment.shim_ports[1])
+    finally:
+        deployment.stop()
+
+
 def test_linearizable_reads_see_writes_made_through_another_shim(two_shims: Memlog) -> None:
     writer, reader = client(two_shims.shim_ports[0]), client(two_shims.shim_ports[1])
     assert execute(reader, "MEMLOG", "READS") == b"local"

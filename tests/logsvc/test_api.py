@@ -14,6 +14,7 @@ import pytest
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from logsvc.client import LogClient, LogClientError
+from logsvc.transport import CLIENT_CHANNEL_OPTIONS, KEEPALIVE_TIME_MS
 from logsvc.v1 import log_pb2, log_pb2_grpc
 from tests.logsvc.cluster import Cluster, rpc_failure
 
@@ -75,6 +76,39 @@ def test_follow_from_a_follower_sees_new_commits(shared_cluster: Cluster) -> Non
                     assert (index, payload) == (acked.first_index + offset, expected)
             finally:
                 await stream.aclose()  # type: ignore[attr-defined]
+
+    asyncio.run(go())
+
+
+def test_an_idle_follow_stream_outlives_the_clients_keepalive_pings(
+    shared_cluster: Cluster,
+) -> None:
+    """LogClient's channels ping every second while a call is open (transport.py); a node
+    must accept that on an idle follow Read: gRPC's default policy answers the third such
+    ping with GOAWAY "too_many_pings", which ended the stream after about 5 s."""
+    c = shared_cluster
+    follower = followers(c)[0]
+    idle_s = 4 * KEEPALIVE_TIME_MS / 1000 + 2
+
+    async def go() -> None:
+        async with LogClient(c.addresses) as writer:
+            start = (await writer.append([b"idle-0"])).last_index + 1
+            channel = grpc.aio.insecure_channel(c.address(follower), options=CLIENT_CHANNEL_OPTIONS)
+            try:
+                stream = log_pb2_grpc.LogStub(channel).Read(
+                    log_pb2.ReadRequest(from_index=start, follow=True)
+                )
+                first = asyncio.ensure_future(anext(aiter(stream)))
+                # The stream has nothing to send while idle; only the pings go on.
+                done, _ = await asyncio.wait([first], timeout=idle_s)
+                assert not done, first.result()  # an error here is the GOAWAY
+                acked = await writer.append([b"idle-1"])
+                response = await asyncio.wait_for(first, TIMEOUT_S)
+                assert [(r.index, r.payload) for r in response.records] == [
+                    (acked.first_index, b"idle-1")
+                ]
+            finally:
+                await channel.close()
 
     asyncio.run(go())
 

@@ -281,6 +281,39 @@ def test_follow_reader_moves_on_when_its_node_dies(cluster: Cluster) -> None:
     assert got == [(i + 1, f"tail-{i}".encode()) for i in range(40)]
 
 
+def test_follow_reader_moves_on_when_its_node_hangs(cluster: Cluster) -> None:
+    """A node stopped with SIGSTOP keeps its TCP connections open and raises nothing: the
+    client's keepalive gives up on it, and the follow read goes on from another node."""
+    c = cluster
+    follower = other(c, c.leader())
+    addresses = [c.address(follower), *(c.address(i) for i in c.nodes if i != follower)]
+
+    async def go() -> tuple[list[tuple[int, bytes]], float]:
+        got: list[tuple[int, bytes]] = []
+        async with LogClient(c.addresses) as writer, LogClient(addresses) as reader:
+            stream = reader.read(1, follow=True)
+            try:
+                acked = await writer.append([b"hang-0"])
+                got.append(await asyncio.wait_for(anext(stream), TIMEOUT_S))
+                c.pause(follower)
+                try:
+                    started = time.monotonic()
+                    acked = await writer.append([b"hang-1"])
+                    while got[-1][0] < acked.last_index:
+                        got.append(await asyncio.wait_for(anext(stream), TIMEOUT_S))
+                    waited = time.monotonic() - started
+                finally:
+                    c.resume(follower)
+            finally:
+                await stream.aclose()  # type: ignore[attr-defined]
+        return got, waited
+
+    got, waited = asyncio.run(go())
+    assert got == [(1, b"hang-0"), (2, b"hang-1")]
+    # Keepalive: a ping after 1 s of silence, given up 2 s later (transport.py).
+    assert waited < 8, waited
+
+
 # -- a paused leader ----------------------------------------------------------------------------
 
 
