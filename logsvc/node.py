@@ -41,7 +41,7 @@ from logsvc.raft import (
 )
 from logsvc.records import AppliedBatch, RecordState, decode_payload
 from logsvc.storage import DurableLog
-from logsvc.transport import PeerSender
+from logsvc.transport import PeerSender, probe_terms
 from logsvc.v1 import entry_pb2
 
 log = logging.getLogger("logsvc.node")
@@ -110,12 +110,26 @@ class LogNode:
         self._applied = asyncio.Event()  # replaced after every publish
         self._proposed_next = 1  # the leader's next record index, counting proposals
         self.fatal: BaseException | None = None
+        self._opened = False
 
     # -- lifecycle -----------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def open(self) -> None:
+        """Load what is synced. From here on `durable_term` answers the peers' probes."""
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._writer, self.durable.load)
+        self._opened = True
+
+    def durable_term(self) -> int:
+        """The term this node has synced (0 until `open`, and for an empty data directory)."""
+        return self.durable.memory.initial_state().term if self._opened else 0
+
+    async def start(self) -> None:
+        """Open (unless done), make an empty data directory safe to vote from, run Raft."""
+        if not self._opened:
+            await self.open()
+        if self._is_empty() and len(self.config.peers) > 1:
+            await self._adopt_the_peers_term()
         memory = self.durable.memory
         boundary = memory.snapshot()
         if boundary.index:
@@ -145,6 +159,42 @@ class LogNode:
             asyncio.create_task(self._ticker(), name="ticker"),
         ]
         self._wake.set()
+
+    def _is_empty(self) -> bool:
+        memory = self.durable.memory
+        return (
+            memory.initial_state() == HardState()
+            and memory.last_index() == 0
+            and memory.snapshot().index == 0
+        )
+
+    async def _adopt_the_peers_term(self) -> None:
+        """Before an empty node takes part: never vote twice in one term.
+
+        An empty data directory is a new cluster, or a node whose data was lost (a wiped
+        disk, a new volume). In the second case the node may have voted in some term T before,
+        and a second vote in T could elect a second leader of T. It cannot know T, but T is
+        at most the durable term of the peer it voted for (a candidate syncs its term before
+        it asks for votes), so it asks every peer for its durable term, takes the highest, M,
+        and syncs a vote for itself in M: from then on it can only vote in terms after M. In a
+        new cluster every peer answers 0 and nothing is written. It waits for every peer,
+        since the one that does not answer may be the one it voted for.
+        """
+        peers = {p: a for p, a in self.config.peers.items() if p != self.id}
+        log.info("%s has an empty data directory: asking %s for their terms", self.id, peers)
+        terms = await probe_terms(self.config.cluster_id, self.id, peers)
+        top = max(terms.values(), default=0)
+        if top == 0:
+            return
+        hard_state = HardState(term=top, vote=self.id, commit=0)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._writer, self.durable.write, None, (), hard_state)
+        self.durable.mirror(None, (), hard_state)
+        log.warning(
+            "%s starts with an empty data directory in a cluster at term %d (%s): it votes "
+            "only in later terms and catches up from the leader",
+            self.id, top, ", ".join(f"{p}={t}" for p, t in sorted(terms.items())),
+        )  # fmt: skip
 
     async def hand_off(self, timeout_s: float = 2.0) -> None:
         """Before a graceful stop: pass leadership to the most caught-up peer, so that
@@ -200,6 +250,15 @@ class LogNode:
             for m in self.node.take_messages():
                 self._send(m)
         self._wake.set()
+
+    def peer_started_empty(self, peer_id: str) -> None:
+        """A peer probed this node (Peer.Probe): its data directory is empty. If this node
+        leads, what it knew of that peer's log is void (RawNode.report_log_lost)."""
+        if self._stopping or self.node is None or peer_id not in self.config.peers:
+            return
+        log.warning("%s: peer %s starts with an empty data directory", self.id, peer_id)
+        self.node.report_log_lost(peer_id)
+        self._after_input()
 
     def _report_unreachable(self, peer_id: str) -> None:
         if self.node is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import signal
@@ -254,7 +255,14 @@ async def serve(config: NodeConfig) -> None:
     )
     log_pb2_grpc.add_LogServicer_to_server(LogServicer(node), server)
     peer_pb2_grpc.add_PeerServicer_to_server(
-        PeerServicer(config.cluster_id, config.id, node.deliver), server
+        PeerServicer(
+            config.cluster_id,
+            config.id,
+            node.deliver,
+            durable_term=node.durable_term,
+            peer_started_empty=node.peer_started_empty,
+        ),
+        server,
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -263,20 +271,34 @@ async def serve(config: NodeConfig) -> None:
     )
     if server.add_insecure_port(config.listen) == 0:
         raise OSError(f"cannot listen on {config.listen}")
-    await node.start()
-    await server.start()
-    watcher = asyncio.create_task(_watch_health(node, health_servicer))
-    log.info("logsvc %s (zone %s) serving on %s", config.id, config.zone, config.listen)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    # Serve before Raft starts: a peer with an empty data directory asks this node's
+    # durable term (Peer.Probe) before it starts, and so may this node (LogNode.start).
+    await node.open()
+    await server.start()
+    starting = asyncio.create_task(node.start(), name="node-start")
+    stopping = asyncio.create_task(stop.wait(), name="stop")
+    await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    watcher: asyncio.Task[None] | None = None
+    if starting.done():
+        starting.result()  # a failed start ends the process with its error
+        watcher = asyncio.create_task(_watch_health(node, health_servicer))
+        log.info("logsvc %s (zone %s) serving on %s", config.id, config.zone, config.listen)
+        await stopping
+    else:
+        starting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await starting
     log.info("logsvc %s shutting down", config.id)
-    watcher.cancel()
+    if watcher is not None:
+        watcher.cancel()
     await health_servicer.enter_graceful_shutdown()
     # Leadership first, so appends move on at once; then the node (failing what still
     # waits, ending tails and peer streams); then whatever calls remain.
-    await node.hand_off()
+    if node.node is not None:
+        await node.hand_off()
     await node.stop()
     await server.stop(GRACE_S)

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 
 import grpc
 
@@ -181,13 +181,90 @@ class PeerSender:
             backoff = min(backoff * 2, BACKOFF_S_MAX)
 
 
-class PeerServicer(peer_pb2_grpc.PeerServicer):
-    """Receives batches from peers and steps them into the local node."""
+PROBE_RETRY_S = 0.05
+PROBE_TIMEOUT_S = 1.0
+PROBE_WAITING_LOG_S = 5.0
 
-    def __init__(self, cluster_id: str, self_id: str, deliver: Callable[[Message], None]) -> None:
+
+async def probe_terms(cluster_id: str, self_id: str, peers: Mapping[str, str]) -> dict[str, int]:
+    """Every peer's durable term (Peer.Probe), asking again until each has answered.
+
+    Waits as long as it takes: the caller must not go on without every answer (see
+    LogNode.start). A peer of another cluster, or one that does not serve Probe, is asked
+    again and again, with an error in the log.
+    """
+    request = peer_pb2.ProbeRequest(cluster_id=cluster_id, from_id=self_id)
+    terms: dict[str, int] = {}
+    loop = asyncio.get_running_loop()
+    report_at = loop.time() + PROBE_WAITING_LOG_S
+    channels = {
+        peer_id: grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+        for peer_id, address in peers.items()
+    }
+    try:
+        while len(terms) < len(peers):
+            for peer_id, channel in channels.items():
+                if peer_id in terms:
+                    continue
+                try:
+                    response = await peer_pb2_grpc.PeerStub(channel).Probe(
+                        request, timeout=PROBE_TIMEOUT_S
+                    )
+                except grpc.aio.AioRpcError as exc:
+                    if exc.code() not in (
+                        grpc.StatusCode.UNAVAILABLE,
+                        grpc.StatusCode.DEADLINE_EXCEEDED,
+                    ):
+                        log.error("probing %s (%s): %s", peer_id, peers[peer_id], exc.details())
+                    continue
+                terms[peer_id] = response.term
+            if len(terms) < len(peers):
+                if loop.time() >= report_at:
+                    missing = sorted(set(peers) - set(terms))
+                    log.warning(
+                        "%s has an empty data directory and waits for every peer's term; "
+                        "no answer yet from %s",
+                        self_id, ", ".join(missing),
+                    )  # fmt: skip
+                    report_at = loop.time() + PROBE_WAITING_LOG_S
+                await asyncio.sleep(PROBE_RETRY_S)
+    finally:
+        for channel in channels.values():
+            await channel.close()
+    return terms
+
+
+class PeerServicer(peer_pb2_grpc.PeerServicer):
+    """Receives batches from peers and steps them into the local node; answers probes."""
+
+    def __init__(
+        self,
+        cluster_id: str,
+        self_id: str,
+        deliver: Callable[[Message], None],
+        durable_term: Callable[[], int] = lambda: 0,
+        peer_started_empty: Callable[[str], None] = lambda peer_id: None,
+    ) -> None:
         self.cluster_id = cluster_id
         self.self_id = self_id
         self.deliver = deliver
+        self.durable_term = durable_term
+        self.peer_started_empty = peer_started_empty
+
+    async def Probe(
+        self,
+        request: peer_pb2.ProbeRequest,
+        context: grpc.aio.ServicerContext[peer_pb2.ProbeRequest, peer_pb2.ProbeResponse],
+    ) -> peer_pb2.ProbeResponse:
+        if request.cluster_id != self.cluster_id:
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"cluster id {request.cluster_id!r} is not {self.cluster_id!r}",
+            )
+        # Only a node with an empty data directory probes: whatever this node (if it leads)
+        # knew of that peer's log is gone. Before the answer, so before the peer starts.
+        self.peer_started_empty(request.from_id)
+        return peer_pb2.ProbeResponse(term=self.durable_term())
 
     async def Deliver(
         self,

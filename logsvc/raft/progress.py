@@ -82,6 +82,12 @@ class Progress:
         self.reset_state(ProgressState.SNAPSHOT)
         self.pending_snapshot = snapshot_index
 
+    def forget_match(self) -> None:
+        """The follower lost its log: nothing is known to be there any more."""
+        self.match = 0
+        self.reset_state(ProgressState.PROBE)
+        self.next = 1
+
     def maybe_update(self, index: int) -> bool:
         """The follower acknowledged up to index; False if that is old news."""
         updated = False

@@ -443,6 +443,19 @@ class Raft:
         if self.role is Role.LEADER and pr is not None and pr.state is ProgressState.REPLICATE:
             pr.become_probe()
 
+    def report_log_lost(self, peer: NodeId) -> None:
+        """The peer restarted with an empty log (its data was lost) under its old id.
+
+        What this leader knew of its match is void. Left as it was, heartbeats would carry
+        a commit index past the peer's last entry (an invariant violation there), and the
+        peer's rejections of appends at or below the old match would count as stale, so it
+        could never catch up. Committed entries stay committed: the commit index never
+        goes back. The peer is probed again from the start of the log.
+        """
+        pr = self.progress.get(peer)
+        if self.role is Role.LEADER and pr is not None and peer != self.id:
+            pr.forget_match()
+
     def transfer_leader(self, to: NodeId) -> None:
         if self.role is not Role.LEADER:
             raise ProposalDropped(f"{self.id} is not the leader and cannot transfer leadership")

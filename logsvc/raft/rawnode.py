@@ -94,6 +94,10 @@ class RawNode:
         """The transport failed to deliver to peer (a broken stream): probe it again."""
         self.raft.report_unreachable(peer)
 
+    def report_log_lost(self, peer: NodeId) -> None:
+        """The peer restarted with an empty log under its old id: replicate to it anew."""
+        self.raft.report_log_lost(peer)
+
     # -- outputs ----------------------------------------------------------------------------
 
     def has_ready(self) -> bool:

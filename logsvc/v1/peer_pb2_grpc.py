@@ -39,6 +39,11 @@ class PeerStub:
                 request_serializer=logsvc_dot_v1_dot_peer__pb2.MessageBatch.SerializeToString,
                 response_deserializer=logsvc_dot_v1_dot_peer__pb2.DeliverAck.FromString,
                 _registered_method=True)
+        self.Probe = channel.unary_unary(
+                '/logsvc.v1.Peer/Probe',
+                request_serializer=logsvc_dot_v1_dot_peer__pb2.ProbeRequest.SerializeToString,
+                response_deserializer=logsvc_dot_v1_dot_peer__pb2.ProbeResponse.FromString,
+                _registered_method=True)
 
 
 class PeerServicer:
@@ -51,6 +56,15 @@ class PeerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Probe(self, request, context):
+        """The node's durable term. A node that starts with an empty data directory asks every
+        peer before it takes part in Raft, so that it never votes twice in one term (it may
+        have voted before its data was lost); see LogNode.start.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PeerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -58,6 +72,11 @@ def add_PeerServicer_to_server(servicer, server):
                     servicer.Deliver,
                     request_deserializer=logsvc_dot_v1_dot_peer__pb2.MessageBatch.FromString,
                     response_serializer=logsvc_dot_v1_dot_peer__pb2.DeliverAck.SerializeToString,
+            ),
+            'Probe': grpc.unary_unary_rpc_method_handler(
+                    servicer.Probe,
+                    request_deserializer=logsvc_dot_v1_dot_peer__pb2.ProbeRequest.FromString,
+                    response_serializer=logsvc_dot_v1_dot_peer__pb2.ProbeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -87,6 +106,33 @@ class Peer:
             '/logsvc.v1.Peer/Deliver',
             logsvc_dot_v1_dot_peer__pb2.MessageBatch.SerializeToString,
             logsvc_dot_v1_dot_peer__pb2.DeliverAck.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Probe(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/logsvc.v1.Peer/Probe',
+            logsvc_dot_v1_dot_peer__pb2.ProbeRequest.SerializeToString,
+            logsvc_dot_v1_dot_peer__pb2.ProbeResponse.FromString,
             options,
             channel_credentials,
             insecure,

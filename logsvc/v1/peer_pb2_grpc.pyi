@@ -33,12 +33,22 @@ class PeerStub:
     def __new__(cls, channel: _aio.Channel) -> PeerAsyncStub: ...
     Deliver: _grpc.StreamUnaryMultiCallable[_peer_pb2.MessageBatch, _peer_pb2.DeliverAck]
     """The sender streams batches for as long as it runs; a broken stream is reopened."""
+    Probe: _grpc.UnaryUnaryMultiCallable[_peer_pb2.ProbeRequest, _peer_pb2.ProbeResponse]
+    """The node's durable term. A node that starts with an empty data directory asks every
+    peer before it takes part in Raft, so that it never votes twice in one term (it may
+    have voted before its data was lost); see LogNode.start.
+    """
 
 @_typing.type_check_only
 class PeerAsyncStub(PeerStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     Deliver: _aio.StreamUnaryMultiCallable[_peer_pb2.MessageBatch, _peer_pb2.DeliverAck]  # type: ignore[assignment]
     """The sender streams batches for as long as it runs; a broken stream is reopened."""
+    Probe: _aio.UnaryUnaryMultiCallable[_peer_pb2.ProbeRequest, _peer_pb2.ProbeResponse]  # type: ignore[assignment]
+    """The node's durable term. A node that starts with an empty data directory asks every
+    peer before it takes part in Raft, so that it never votes twice in one term (it may
+    have voted before its data was lost); see LogNode.start.
+    """
 
 class PeerServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -48,5 +58,16 @@ class PeerServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_peer_pb2.DeliverAck, _abc.Awaitable[_peer_pb2.DeliverAck]]:
         """The sender streams batches for as long as it runs; a broken stream is reopened."""
+
+    @_abc_1.abstractmethod
+    def Probe(
+        self,
+        request: _peer_pb2.ProbeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_peer_pb2.ProbeResponse, _abc.Awaitable[_peer_pb2.ProbeResponse]]:
+        """The node's durable term. A node that starts with an empty data directory asks every
+        peer before it takes part in Raft, so that it never votes twice in one term (it may
+        have voted before its data was lost); see LogNode.start.
+        """
 
 def add_PeerServicer_to_server(servicer: PeerServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

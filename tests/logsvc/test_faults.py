@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import shutil
 import time
 from dataclasses import dataclass, field
 
@@ -12,6 +13,7 @@ import grpc
 import pytest
 
 from logsvc.client import AppendOutcomeUnknown, AppendResult, LogClient, TrimmedError
+from logsvc.storage import DurableLog
 from logsvc.v1 import log_pb2
 from tests.logsvc.cluster import STOP_TIMEOUT_S, Cluster, RpcFailure, rpc_failure
 from tests.logsvc.conftest import Clusters
@@ -176,6 +178,38 @@ def test_stopped_follower_catches_up_after_restart(cluster: Cluster) -> None:
     st, lst = c.status(follower), c.status(leader)
     assert (st.commit_index, st.last_index) == (lst.commit_index, lst.last_index)
     assert c.read_all(follower) == c.read_all(leader)
+
+
+def test_a_follower_whose_data_was_wiped_rejoins_without_a_vote_in_the_current_term(
+    cluster: Cluster,
+) -> None:
+    """A lost volume: the node comes back empty under the same id. Before it takes part it
+    learns the cluster's term and syncs a vote for itself in it (LogNode.start), so it can
+    never hand out a second vote in a term it may have voted in; then it catches up."""
+    c = cluster
+    asyncio.run(append_batches(c, "before-wipe", 5, 10))
+    leader = c.leader()
+    follower = other(c, leader)
+    term = c.status(leader).header.term
+    assert c.stop(follower) == 0
+    shutil.rmtree(c.nodes[follower].rocksdb_path)
+    _, last = asyncio.run(append_batches(c, "while-wiped", 10, 5))
+    c.start(follower)
+    c.wait_serving(follower)
+    c.wait_last_index(last, [follower])
+    assert c.read_all(follower) == c.read_all(c.leader())
+    assert c.leader() == leader, "the empty node must not have disturbed the leader"
+    assert c.stop(follower) == 0
+    durable = DurableLog(c.nodes[follower].rocksdb_path.parent)
+    try:
+        durable.load()
+        stored = durable.memory.initial_state()
+    finally:
+        durable.close()
+    assert stored.term == term and stored.vote == follower, stored
+    assert "starts with an empty data directory in a cluster at term" in (
+        c.nodes[follower].log_path.read_text(errors="replace")
+    )
 
 
 def test_sigterm_of_the_leader_does_not_stall_appends(cluster: Cluster) -> None:

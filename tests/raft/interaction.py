@@ -295,6 +295,7 @@ class InteractionEnv:
             "propose": self._cmd_propose,
             "read-index": self._cmd_read_index,
             "transfer-leader": self._cmd_transfer_leader,
+            "report-log-lost": self._cmd_report_log_lost,
             "process-ready": self._cmd_process_ready,
             "deliver-msgs": self._cmd_deliver_msgs,
             "stabilize": self._cmd_stabilize,
@@ -379,6 +380,12 @@ class InteractionEnv:
             self.nodes[node_id].raw.read_index(cmd.str_arg(1).encode())
         except ProposalDropped as exc:
             self.emit(f"error: ProposalDropped: {exc}")
+
+    def _cmd_report_log_lost(self, cmd: Command) -> None:
+        """report-log-lost LEADER PEER: PEER came back with an empty log (LogNode's probe)."""
+        leader, peer = self._node_arg(cmd, 0), self._node_arg(cmd, 1)
+        self.nodes[leader].raw.report_log_lost(peer)
+        self.emit(f"{leader}: progress of {peer} = {self.nodes[leader].raw.raft.progress[peer]}")
 
     def _cmd_transfer_leader(self, cmd: Command) -> None:
         frm = self._node_arg(cmd, 0)

@@ -29,6 +29,7 @@ REQUIRED = {
     "figure7_follower_logs",
     "figure8_previous_term_commit",
     "leader_transfer",
+    "lost_log",
     "prevote_checkquorum",
     "read_index",
     "single_node",

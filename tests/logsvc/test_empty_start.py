@@ -1,0 +1,195 @@
+"""A node that starts with an empty data directory never votes twice in one term.
+
+It may be a new cluster's node, or one whose data was lost after it had voted; it cannot
+tell, so before it takes part in Raft it asks every peer for its durable term (Peer.Probe),
+and if the highest, M, is not 0 it syncs a vote for itself in M (LogNode.start). These tests
+run one LogNode in this process against peers that are real gRPC servers written here, which
+answer Probe with chosen terms and record what the node sends them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import pytest
+
+from logsvc.config import NodeConfig
+from logsvc.node import LogNode
+from logsvc.raft import HardState, Message, MessageType
+from logsvc.storage import DurableLog
+from logsvc.transport import message_from_proto
+from logsvc.v1 import peer_pb2, peer_pb2_grpc
+
+TIMEOUT_S = 10.0
+
+
+@dataclass
+class FakePeer(peer_pb2_grpc.PeerServicer):
+    """A peer that answers Probe with `term` (or refuses while `term` is None)."""
+
+    term: int | None
+    received: list[Message] = field(default_factory=list)
+    server: grpc.aio.Server | None = None
+    port: int = 0
+
+    async def start(self, port: int = 0) -> None:
+        self.server = grpc.aio.server()
+        peer_pb2_grpc.add_PeerServicer_to_server(self, self.server)
+        self.port = self.server.add_insecure_port(f"127.0.0.1:{port}")
+        await self.server.start()
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            await self.server.stop(None)
+
+    async def Probe(
+        self,
+        request: peer_pb2.ProbeRequest,
+        context: grpc.aio.ServicerContext[peer_pb2.ProbeRequest, peer_pb2.ProbeResponse],
+    ) -> peer_pb2.ProbeResponse:
+        if self.term is None:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "not yet")
+        return peer_pb2.ProbeResponse(term=self.term or 0)
+
+    async def Deliver(
+        self,
+        request_iterator: AsyncIterator[peer_pb2.MessageBatch],
+        context: grpc.aio.ServicerContext[peer_pb2.MessageBatch, peer_pb2.DeliverAck],
+    ) -> peer_pb2.DeliverAck:
+        async for batch in request_iterator:
+            self.received.extend(message_from_proto(pb) for pb in batch.messages)
+        return peer_pb2.DeliverAck()
+
+
+def node_config(tmp_path: Path, peers: dict[str, FakePeer]) -> NodeConfig:
+    addresses = {"a": "127.0.0.1:1"}  # the node under test: it does not listen here
+    addresses.update({p: f"127.0.0.1:{fake.port}" for p, fake in peers.items()})
+    # A long election timeout: the node must not campaign while a test talks to it.
+    return NodeConfig(
+        id="a", listen=addresses["a"], peers=addresses, data_dir=tmp_path, election_ticks=500
+    )
+
+
+def stored_hard_state(tmp_path: Path) -> HardState:
+    durable = DurableLog(tmp_path / "a")
+    try:
+        durable.load()
+        return durable.memory.initial_state()
+    finally:
+        durable.close()
+
+
+async def vote_reply(node: LogNode, peer: FakePeer, term: int) -> Message:
+    """Ask the node for its vote in `term` as peer b, whose log is as long as the node's."""
+    deadline = asyncio.get_running_loop().time() + TIMEOUT_S
+    while not node.senders["b"].connected:  # a reply before that would be dropped
+        assert asyncio.get_running_loop().time() < deadline, "no stream to b"
+        await asyncio.sleep(0.01)
+    node.deliver(Message(MessageType.VOTE, to="a", frm="b", term=term, log_term=0, index=0))
+    while True:
+        replies = [m for m in peer.received if m.type is MessageType.VOTE_RESPONSE]
+        if replies and replies[-1].term == term:
+            return replies[-1]
+        assert asyncio.get_running_loop().time() < deadline, peer.received
+        await asyncio.sleep(0.01)
+
+
+def test_an_empty_node_votes_only_after_the_highest_term_of_its_peers(tmp_path: Path) -> None:
+    async def go() -> tuple[HardState, Message, Message]:
+        b, c = FakePeer(term=7), FakePeer(term=3)
+        await b.start()
+        await c.start()
+        node = LogNode(node_config(tmp_path, {"b": b, "c": c}))
+        try:
+            await asyncio.wait_for(node.start(), TIMEOUT_S)
+            state = node.durable.memory.initial_state()
+            # Term 7 is the one it may have voted in before: no vote for b there...
+            refused = await vote_reply(node, b, 7)
+            # ...but the next term is open to b.
+            granted = await vote_reply(node, b, 8)
+        finally:
+            await node.stop()
+            await b.stop()
+            await c.stop()
+        return state, refused, granted
+
+    state, refused, granted = asyncio.run(go())
+    assert state == HardState(term=7, vote="a", commit=0)
+    assert refused.reject and not granted.reject
+    # What a restart reads back: the vote in term 8, for b.
+    assert stored_hard_state(tmp_path) == HardState(term=8, vote="b", commit=0)
+
+
+def test_in_a_new_cluster_nothing_is_written(tmp_path: Path) -> None:
+    async def go() -> tuple[HardState, Message]:
+        b, c = FakePeer(term=0), FakePeer(term=0)
+        await b.start()
+        await c.start()
+        node = LogNode(node_config(tmp_path, {"b": b, "c": c}))
+        try:
+            await asyncio.wait_for(node.start(), TIMEOUT_S)
+            state = node.durable.memory.initial_state()
+            granted = await vote_reply(node, b, 1)
+        finally:
+            await node.stop()
+            await b.stop()
+            await c.stop()
+        return state, granted
+
+    state, granted = asyncio.run(go())
+    assert state == HardState()
+    assert not granted.reject  # term 1 of a new cluster: its vote is free
+
+
+def test_an_empty_node_waits_for_every_peer(tmp_path: Path) -> None:
+    """The peer that does not answer may be the one it voted for: it waits for it."""
+
+    async def go() -> HardState:
+        b, c = FakePeer(term=2), FakePeer(term=None)
+        await b.start()
+        await c.start()
+        node = LogNode(node_config(tmp_path, {"b": b, "c": c}))
+        starting = asyncio.create_task(node.start())
+        try:
+            done, _ = await asyncio.wait([starting], timeout=1.0)
+            assert not done, "started without c's term"
+            assert node.node is None
+            c.term = 5
+            await asyncio.wait_for(starting, TIMEOUT_S)
+            return node.durable.memory.initial_state()
+        finally:
+            starting.cancel()
+            await node.stop()
+            await b.stop()
+            await c.stop()
+
+    assert asyncio.run(go()) == HardState(term=5, vote="a", commit=0)
+
+
+@pytest.mark.parametrize("stored", [HardState(term=4, vote="b", commit=0), HardState(term=1)])
+def test_a_node_with_a_vote_or_term_of_its_own_asks_nobody(
+    tmp_path: Path, stored: HardState
+) -> None:
+    durable = DurableLog(tmp_path / "a")
+    durable.load()
+    durable.write(None, (), stored)
+    durable.close()
+
+    async def go() -> HardState:
+        b, c = FakePeer(term=None), FakePeer(term=None)  # nobody would answer
+        await b.start()
+        await c.start()
+        node = LogNode(node_config(tmp_path, {"b": b, "c": c}))
+        try:
+            await asyncio.wait_for(node.start(), TIMEOUT_S)
+            return node.durable.memory.initial_state()
+        finally:
+            await node.stop()
+            await b.stop()
+            await c.stop()
+
+    assert asyncio.run(go()) == stored
