@@ -29,7 +29,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.cacheshim.harness import Memlog, RedisServer
+from tests.cacheshim.harness import (
+    Memlog,
+    RedisServer,
+    _answers_ping,
+    free_port,
+    stop_process,
+    wait_until,
+)
 
 TARGETS = {
     ("GET", 1): 0.9,
@@ -66,6 +73,21 @@ def run_benchmark(port: int, test: str, pipeline: int, requests: int) -> float:
     return run_tests(port, (test,), pipeline, requests)[test]
 
 
+def start_instant_log_shim(root: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """bench/instant_log_shim.py: the shim with an instant in-process log."""
+    port = free_port()
+    log = (root / "instant-log-shim.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("instant_log_shim.py")), "--port", str(port)],
+        stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    log.close()
+    wait_until(lambda: _answers_ping(port) or proc.poll() is not None, 60, "instant-log shim")
+    if proc.poll() is not None:
+        raise RuntimeError(f"the instant-log shim exited: see {root / 'instant-log-shim.log'}")
+    return proc, port
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=20000)
@@ -81,28 +103,36 @@ def main() -> int:
     rows: list[tuple[str, int, float, float, float]] = []
     type_rows: list[tuple[str, int, float, float, float]] = []
     rounds_text: list[str] = []
+    instant_rows: list[tuple[int, float, float, float]] = []  # -P, instant, memlog, always
+    instant: subprocess.Popen[bytes] | None = None
     try:
         memlog.start()
         plain.start()
         always.start(["--appendonly", "yes", "--appendfsync", "always"])
+        instant, instant_port = start_instant_log_shim(root)
         shim_port = memlog.shim_ports[0]
         for test in ("SET", "GET"):
             for pipeline in (1, 16):
                 n = args.requests * (4 if pipeline > 1 else 1)
-                runs: list[list[float]] = [[], [], []]
+                ports = [shim_port, plain.port, always.port]
+                if (test, pipeline) == ("SET", 1):
+                    ports.append(instant_port)  # the shim's own ceiling, at the target's point
+                runs: list[list[float]] = [[] for _ in ports]
                 for _ in range(args.rounds):
-                    for samples, port in zip(
-                        runs, (shim_port, plain.port, always.port), strict=True
-                    ):
+                    for samples, port in zip(runs, ports, strict=True):
                         samples.append(run_benchmark(port, test, pipeline, n))
-                shim, redis_plain, redis_always = (statistics.median(r) for r in runs)
+                shim, redis_plain, redis_always = (statistics.median(r) for r in runs[:3])
                 rows.append((test, pipeline, shim, redis_plain, redis_always))
                 rounds_text.append(
                     f"- {test} -P {pipeline}: memlog "
                     + ", ".join(f"{v:,.0f}" for v in runs[0])
                     + "; redis-server " + ", ".join(f"{v:,.0f}" for v in runs[1])
                     + "; appendfsync always " + ", ".join(f"{v:,.0f}" for v in runs[2])
+                    + ("; shim with an instant log " + ", ".join(f"{v:,.0f}" for v in runs[3])
+                       if len(runs) > 3 else "")
                 )  # fmt: skip
+                if len(runs) > 3:
+                    instant_rows.append((pipeline, statistics.median(runs[3]), shim, redis_always))
                 print(rounds_text[-1], flush=True)
         for pipeline in (1, 16):
             n = args.requests * (4 if pipeline > 1 else 1)
@@ -117,6 +147,8 @@ def main() -> int:
         memlog.stop()
         plain.stop()
         always.stop()
+        if instant is not None:
+            stop_process(instant)
         shutil.rmtree(root, ignore_errors=True)
 
     lines = [
@@ -142,6 +174,28 @@ def main() -> int:
         )
     lines += ["", f"Each figure above is the median of {args.rounds} rounds (req/s):", ""]
     lines += rounds_text
+    lines += [
+        "",
+        "## The shim's own ceiling: SET through an instant log",
+        "",
+        "`bench/instant_log_shim.py` runs the same shim with an in-process log that commits an "
+        "Append at the next turn of its event loop (no gRPC, no Raft, no disk), in the same "
+        "rounds as SET -P 1 above. Its rate is the most any log could let this shim reach. "
+        "With `-c 50 -P 1` at most 50 writes are outstanding, so SET/s = 50 / (the time one "
+        "write takes, shim and log together): the budget is the time per write that 0.5x of "
+        "appendfsync always allows; the shim alone takes 50 / its instant-log rate (one core "
+        "busy, so its work for one write does not overlap with its work for another).",
+        "",
+        "| -P | shim, instant log req/s | ratio to always | memlog req/s | appendfsync always "
+        "req/s | budget per write at 0.5x | the shim's own time per write |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for pipeline, instant_rate, shim, redis_always in instant_rows:
+        lines.append(
+            f"| {pipeline} | {instant_rate:,.0f} | {instant_rate / redis_always:.2f} | "
+            f"{shim:,.0f} | {redis_always:,.0f} | {50 / (0.5 * redis_always) * 1000:.2f} ms | "
+            f"{50 / instant_rate * 1000:.2f} ms |"
+        )
     lines += [
         "",
         "## Data types (issue 5): `redis-benchmark -t lpush,lpop,sadd,hset,zadd,lrange_100`",
