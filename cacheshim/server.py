@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import heapq
 import itertools
 import logging
 import os
@@ -235,7 +237,9 @@ class Shim:
         self.blocking = Blocker(self.applier, self.writer)
         self.sessions: dict[int, Session] = {}
         self._client_ids = itertools.count(1)
-        self._applied_event = asyncio.Event()
+        # wait_applied's callers: (index, ticket, future), a heap by index.
+        self._index_waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._tickets = itertools.count()
         self.started_ms = wall_ms()
         self.read_rng = random.Random()
         self.server: asyncio.Server | None = None
@@ -307,8 +311,11 @@ class Shim:
         if record is not None:
             self.writer.applied(record, reply)
         self.blocking.after_apply(record, reply)
-        self._applied_event.set()
-        self._applied_event = asyncio.Event()
+        waiters = self._index_waiters
+        while waiters and waiters[0][0] <= index:
+            waiter = heapq.heappop(waiters)[2]
+            if not waiter.done():
+                waiter.set_result(None)
 
     def _apply_committed(self, first_index: int, payloads: list[bytes]) -> None:
         """Our own Append was committed at first_index..: if nothing comes before it that
@@ -321,15 +328,16 @@ class Shim:
             self._apply(first_index + offset, payload)
 
     async def wait_applied(self, index: int, timeout_s: float | None) -> None:
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        while self.applier.applied_index < index:
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                raise TimeoutError
-            try:
-                await asyncio.wait_for(self._applied_event.wait(), remaining)
-            except TimeoutError:
-                continue
+        """Until this shim has applied `index` (TimeoutError after timeout_s, if given)."""
+        if self.applier.applied_index >= index:
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._index_waiters, (index, next(self._tickets), waiter))
+        try:
+            async with asyncio.timeout(timeout_s):
+                await waiter
+        finally:
+            waiter.cancel()  # a timed-out waiter is dropped from the heap when its index comes
 
     async def read_barrier(self) -> None:
         """Linearizable reads: apply up to a quorum-confirmed commit index first."""
@@ -490,7 +498,8 @@ class Connection(asyncio.Protocol):
                 pending.append(waiting)
             self._busy = True
             self._outbox.expect(pending)
-            asyncio.get_running_loop().create_task(self._await_then_pump(pending))
+            # From the loop, not from here: a reply already done must not re-enter _pump.
+            asyncio.get_running_loop().call_soon(self._reply_when_done, pending, 0)
             break
         self._flush()
         if session.closing and self.transport is not None and not self._busy:
@@ -506,12 +515,25 @@ class Connection(asyncio.Protocol):
     def _is_plain_write(self, session: Session, waiting: asyncio.Future[Reply]) -> bool:
         return not session.in_multi and waiting in self._plain_writes
 
-    async def _await_then_pump(self, pending: list[asyncio.Future[Reply]]) -> None:
-        for waiting in pending:
-            try:
-                reply = await waiting
-            except Exception as exc:  # never leave the client without an answer
+    def _replied(
+        self, pending: list[asyncio.Future[Reply]], start: int, _: asyncio.Future[Reply]
+    ) -> None:
+        self._reply_when_done(pending, start)
+
+    def _reply_when_done(self, pending: list[asyncio.Future[Reply]], start: int) -> None:
+        """Write the replies of pending[start:] in order as they resolve, then go on with the
+        next commands. A done-callback, not a task per wait: writes are the hot path."""
+        for i in range(start, len(pending)):
+            waiting = pending[i]
+            if not waiting.done():
+                waiting.add_done_callback(functools.partial(self._replied, pending, i))
+                return
+            if waiting.cancelled():  # never leave the client without an answer
+                reply: Reply = Error("ERR memlog: the write was cancelled")
+            elif (exc := waiting.exception()) is not None:
                 reply = Error(f"ERR memlog: {exc}")
+            else:
+                reply = waiting.result()
             self._plain_writes.discard(waiting)
             mark = len(self.encoder)
             self.encoder.write(reply)

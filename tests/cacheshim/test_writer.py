@@ -92,3 +92,30 @@ def test_a_lone_writer_never_waits_for_company(
         return log.batches
 
     assert asyncio.run(go()) == [1] * 20
+
+
+def test_wait_applied_wakes_at_its_index_and_a_timed_out_wait_leaves_nothing() -> None:
+    """Shim.wait_applied (restart catch-up, linearizable reads): a caller wakes once its
+    index is applied, not before; one that timed out is dropped when its index comes."""
+
+    async def go() -> None:
+        shim = server.Shim(
+            server.ShimConfig("127.0.0.1", 0, ("127.0.0.1:1",), "127.0.0.1:1", "shim-t")
+        )
+        payload = server.record_for(0, [[b"SET", b"k", b"v"]], transaction=False)
+        waiting = asyncio.create_task(shim.wait_applied(2, timeout_s=30))
+        late = asyncio.create_task(shim.wait_applied(3, timeout_s=0.05))
+        await asyncio.sleep(0)
+        shim._apply(1, payload.SerializeToString())
+        await asyncio.sleep(0)
+        assert not waiting.done()
+        shim._apply(2, payload.SerializeToString())
+        await asyncio.wait_for(waiting, 5)
+        with pytest.raises(TimeoutError):
+            await late
+        shim._apply(3, payload.SerializeToString())
+        assert shim._index_waiters == []
+        await shim.wait_applied(3, timeout_s=0)  # applied already: no wait at all
+        await shim.stop()
+
+    asyncio.run(go())
