@@ -498,8 +498,11 @@ class Connection(asyncio.Protocol):
                 pending.append(waiting)
             self._busy = True
             self._outbox.expect(pending)
-            # From the loop, not from here: a reply already done must not re-enter _pump.
-            asyncio.get_running_loop().call_soon(self._reply_when_done, pending, 0)
+            first = pending[0]
+            if first.done():  # from the loop, not from here: that would re-enter _pump
+                asyncio.get_running_loop().call_soon(self._reply_when_done, pending, 0)
+            else:
+                first.add_done_callback(functools.partial(self._replied, pending, 0))
             break
         self._flush()
         if session.closing and self.transport is not None and not self._busy:
