@@ -3,6 +3,7 @@ loses nothing it acknowledged. Byte-level replies are compared with the real red
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import signal
 import socket
@@ -232,12 +233,13 @@ def test_data_survives_a_full_restart(tmp_path: Path) -> None:
         deployment.stop()
 
 
-def test_own_writes_are_answered_while_the_shims_log_node_is_paused(tmp_path: Path) -> None:
-    """A shim applies its own committed Appends at once when they are next in line, so its
-    writes do not wait for its zone's node to stream them back: with that node stopped
-    (SIGSTOP; the other two still commit), every write is answered with its own result.
-    Records that node streams later are skipped, and the shim ends equal to another."""
-    deployment = Memlog(tmp_path / "paused-local", shims=0, shim_args=["--write-timeout-s", "3"])
+@contextlib.contextmanager
+def follower_and_leader_shims(
+    root: Path, write_timeout_s: float
+) -> Iterator[tuple[Memlog, subprocess.Popen[bytes], redis.Redis, redis.Redis]]:
+    """A deployment whose first shim reads from a follower's zone and second from the
+    leader's: yields it, the follower's process, and a client of each shim."""
+    deployment = Memlog(root, shims=0, shim_args=["--write-timeout-s", str(write_timeout_s)])
     try:
         deployment.start()
         cluster = deployment.cluster
@@ -249,15 +251,32 @@ def test_own_writes_are_answered_while_the_shims_log_node_is_paused(tmp_path: Pa
         deployment.start_shim(1)
         conn, other = client(deployment.shim_ports[0]), client(deployment.shim_ports[1])
         assert conn.set("before", "1")
-        node = cluster.processes[follower]
-        node.send_signal(signal.SIGSTOP)
-        try:
+        yield deployment, cluster.processes[follower], conn, other
+    finally:
+        deployment.stop()
+
+
+@contextlib.contextmanager
+def stopped(process: subprocess.Popen[bytes]) -> Iterator[None]:
+    """SIGSTOP the process (its connections stay open) for the block, then SIGCONT."""
+    process.send_signal(signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        process.send_signal(signal.SIGCONT)
+
+
+def test_own_writes_are_answered_while_the_shims_log_node_is_paused(tmp_path: Path) -> None:
+    """A shim applies its own committed Appends at once when they are next in line, so its
+    writes do not wait for its zone's node to stream them back: with that node stopped
+    (SIGSTOP; the other two still commit), every write is answered with its own result.
+    Records that node streams later are skipped, and the shim ends equal to another."""
+    with follower_and_leader_shims(tmp_path / "paused-local", 3) as (deployment, node, conn, other):
+        with stopped(node):
             for i in range(1, 31):
                 assert conn.incr("paused-counter") == i
                 assert conn.rpush("paused-list", str(i)) == i
             assert conn.get("paused-counter") == b"30"
-        finally:
-            node.send_signal(signal.SIGCONT)
         # The resumed node streams those records again: skipped, and later writes go on.
         assert conn.incr("paused-counter") == 31
         assert conn.lrange("paused-list", 0, -1) == [str(i).encode() for i in range(1, 31)]
@@ -265,8 +284,6 @@ def test_own_writes_are_answered_while_the_shims_log_node_is_paused(tmp_path: Pa
         wait_until(lambda: conn.get("from-the-other-shim") == b"x", 10, "the other's write")
         same_index([conn, other])
         assert digest(deployment.shim_ports[0]) == digest(deployment.shim_ports[1])
-    finally:
-        deployment.stop()
 
 
 def test_a_shim_reads_the_log_elsewhere_when_its_zones_node_hangs(tmp_path: Path) -> None:
@@ -274,31 +291,14 @@ def test_a_shim_reads_the_log_elsewhere_when_its_zones_node_hangs(tmp_path: Path
     must not stall the shim reading from it: gRPC keepalive finds it dead, and the shim's
     Read stream goes on from another node. Here the other shim's writes come in between,
     so this shim's own writes can only be applied after them."""
-    deployment = Memlog(tmp_path / "hung-local", shims=0, shim_args=["--write-timeout-s", "10"])
-    try:
-        deployment.start()
-        cluster = deployment.cluster
-        assert cluster is not None
-        leader = cluster.node_at(cluster.wait_for_leader())
-        follower = next(z for z in cluster.zones if z != leader)
-        deployment.shim_zones = [follower, leader]
-        deployment.start_shim(0)
-        deployment.start_shim(1)
-        conn, other = client(deployment.shim_ports[0]), client(deployment.shim_ports[1])
-        assert conn.set("before", "1")
-        node = cluster.processes[follower]
-        node.send_signal(signal.SIGSTOP)
-        try:
+    with follower_and_leader_shims(tmp_path / "hung-local", 10) as (deployment, node, conn, other):
+        with stopped(node):
             for i in range(1, 6):
                 other.set("theirs", str(i))
                 assert conn.incr("mine") == i  # applied after "theirs" = i
                 assert conn.get("theirs") == str(i).encode()
-        finally:
-            node.send_signal(signal.SIGCONT)
         same_index([conn, other])
         assert digest(deployment.shim_ports[0]) == digest(deployment.shim_ports[1])
-    finally:
-        deployment.stop()
 
 
 def test_linearizable_reads_see_writes_made_through_another_shim(two_shims: Memlog) -> None:

@@ -10,6 +10,7 @@ answer Probe with chosen terms and record what the node sends them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +66,20 @@ class FakePeer(peer_pb2_grpc.PeerServicer):
         return peer_pb2.DeliverAck()
 
 
+@contextlib.asynccontextmanager
+async def node_among(tmp_path: Path, b: FakePeer, c: FakePeer) -> AsyncIterator[LogNode]:
+    """Node a (not started) with peers b and c serving; everything stopped after."""
+    await b.start()
+    await c.start()
+    node = LogNode(node_config(tmp_path, {"b": b, "c": c}))
+    try:
+        yield node
+    finally:
+        await node.stop()
+        await b.stop()
+        await c.stop()
+
+
 def node_config(tmp_path: Path, peers: dict[str, FakePeer]) -> NodeConfig:
     addresses = {"a": "127.0.0.1:1"}  # the node under test: it does not listen here
     addresses.update({p: f"127.0.0.1:{fake.port}" for p, fake in peers.items()})
@@ -100,21 +115,14 @@ async def vote_reply(node: LogNode, peer: FakePeer, term: int) -> Message:
 
 def test_an_empty_node_votes_only_after_the_highest_term_of_its_peers(tmp_path: Path) -> None:
     async def go() -> tuple[HardState, Message, Message]:
-        b, c = FakePeer(term=7), FakePeer(term=3)
-        await b.start()
-        await c.start()
-        node = LogNode(node_config(tmp_path, {"b": b, "c": c}))
-        try:
+        b = FakePeer(term=7)
+        async with node_among(tmp_path, b, FakePeer(term=3)) as node:
             await asyncio.wait_for(node.start(), TIMEOUT_S)
             state = node.durable.memory.initial_state()
             # Term 7 is the one it may have voted in before: no vote for b there...
             refused = await vote_reply(node, b, 7)
             # ...but the next term is open to b.
             granted = await vote_reply(node, b, 8)
-        finally:
-            await node.stop()
-            await b.stop()
-            await c.stop()
         return state, refused, granted
 
     state, refused, granted = asyncio.run(go())
@@ -126,18 +134,11 @@ def test_an_empty_node_votes_only_after_the_highest_term_of_its_peers(tmp_path: 
 
 def test_in_a_new_cluster_nothing_is_written(tmp_path: Path) -> None:
     async def go() -> tuple[HardState, Message]:
-        b, c = FakePeer(term=0), FakePeer(term=0)
-        await b.start()
-        await c.start()
-        node = LogNode(node_config(tmp_path, {"b": b, "c": c}))
-        try:
+        b = FakePeer(term=0)
+        async with node_among(tmp_path, b, FakePeer(term=0)) as node:
             await asyncio.wait_for(node.start(), TIMEOUT_S)
             state = node.durable.memory.initial_state()
             granted = await vote_reply(node, b, 1)
-        finally:
-            await node.stop()
-            await b.stop()
-            await c.stop()
         return state, granted
 
     state, granted = asyncio.run(go())
@@ -149,23 +150,18 @@ def test_an_empty_node_waits_for_every_peer(tmp_path: Path) -> None:
     """The peer that does not answer may be the one it voted for: it waits for it."""
 
     async def go() -> HardState:
-        b, c = FakePeer(term=2), FakePeer(term=None)
-        await b.start()
-        await c.start()
-        node = LogNode(node_config(tmp_path, {"b": b, "c": c}))
-        starting = asyncio.create_task(node.start())
-        try:
-            done, _ = await asyncio.wait([starting], timeout=1.0)
-            assert not done, "started without c's term"
-            assert node.node is None
-            c.term = 5
-            await asyncio.wait_for(starting, TIMEOUT_S)
-            return node.durable.memory.initial_state()
-        finally:
-            starting.cancel()
-            await node.stop()
-            await b.stop()
-            await c.stop()
+        c = FakePeer(term=None)
+        async with node_among(tmp_path, FakePeer(term=2), c) as node:
+            starting = asyncio.create_task(node.start())
+            try:
+                done, _ = await asyncio.wait([starting], timeout=1.0)
+                assert not done, "started without c's term"
+                assert node.node is None
+                c.term = 5
+                await asyncio.wait_for(starting, TIMEOUT_S)
+                return node.durable.memory.initial_state()
+            finally:
+                starting.cancel()
 
     assert asyncio.run(go()) == HardState(term=5, vote="a", commit=0)
 
@@ -180,16 +176,9 @@ def test_a_node_with_a_vote_or_term_of_its_own_asks_nobody(
     durable.close()
 
     async def go() -> HardState:
-        b, c = FakePeer(term=None), FakePeer(term=None)  # nobody would answer
-        await b.start()
-        await c.start()
-        node = LogNode(node_config(tmp_path, {"b": b, "c": c}))
-        try:
+        # Nobody would answer a probe.
+        async with node_among(tmp_path, FakePeer(term=None), FakePeer(term=None)) as node:
             await asyncio.wait_for(node.start(), TIMEOUT_S)
             return node.durable.memory.initial_state()
-        finally:
-            await node.stop()
-            await b.stop()
-            await c.stop()
 
     assert asyncio.run(go()) == stored
