@@ -256,7 +256,8 @@ class LogNode:
         leads, what it knew of that peer's log is void (RawNode.report_log_lost)."""
         if self._stopping or self.node is None or peer_id not in self.config.peers:
             return
-        log.warning("%s: peer %s starts with an empty data directory", self.id, peer_id)
+        if self.node.raft.role is Role.LEADER:
+            log.warning("%s: peer %s starts with an empty data directory", self.id, peer_id)
         self.node.report_log_lost(peer_id)
         self._after_input()
 
