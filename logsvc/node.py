@@ -399,7 +399,9 @@ class LogNode:
     # -- the log API ---------------------------------------------------------------
 
     def leader_hint(self) -> tuple[str, str]:
-        leader = self.raw().raft.leader or ""
+        if self.node is None:
+            return "", ""
+        leader = self.node.raft.leader or ""
         return leader, self.config.peers.get(leader, "")
 
     def _require_leader(self) -> None:
@@ -592,9 +594,14 @@ class LogNode:
                 continue
         return self.records.first_index()
 
+    def term(self) -> int:
+        """The current term (the synced one while Raft has not started)."""
+        return self.node.raft.term if self.node is not None else self.durable_term()
+
     def status(self) -> dict[str, object]:
-        node = self.raw()
-        st = node.status()
+        if self.node is None:
+            return self._status_before_start()
+        st = self.node.status()
         leader, address = self.leader_hint()
         return {
             "id": self.id,
@@ -619,4 +626,25 @@ class LogNode:
                 }
                 for peer, ps in st.peers.items()
             },
+        }
+
+    def _status_before_start(self) -> dict[str, object]:
+        """Status while Raft has not started (an empty node waiting for its peers' terms):
+        answered all the same, so probes and operators see a live process that waits."""
+        memory = self.durable.memory
+        return {
+            "id": self.id,
+            "zone": self.config.zone,
+            "role": "starting",
+            "term": self.durable_term(),
+            "leader_id": "",
+            "leader_address": "",
+            "first_index": self.records.first_index(),
+            "last_index": self.records.last_index(),
+            "commit_index": self.records.last_index(),
+            "raft_first_index": memory.first_index(),
+            "raft_last_index": memory.last_index(),
+            "raft_commit_index": memory.initial_state().commit,
+            "raft_applied_index": self.records.applied_raft_index,
+            "peers": {},
         }

@@ -47,12 +47,11 @@ class LogServicer(log_pb2_grpc.LogServicer):
         self.node = node
 
     def header(self) -> log_pb2.ResponseHeader:
-        raft = self.node.raw().raft
         leader, address = self.node.leader_hint()
         return log_pb2.ResponseHeader(
             cluster_id=self.node.config.cluster_id,
             node_id=self.node.id,
-            term=raft.term,
+            term=self.node.term(),
             commit_index=self.node.records.last_index(),
             leader_id=leader,
             leader_address=address,
@@ -278,6 +277,10 @@ async def serve(config: NodeConfig) -> None:
     # Serve before Raft starts: a peer with an empty data directory asks this node's
     # durable term (Peer.Probe) before it starts, and so may this node (LogNode.start).
     await node.open()
+    # gRPC's health service says SERVING for "" until told otherwise: not ready until Raft
+    # runs and the node has caught up (_watch_health).
+    for name in ("", LOG_SERVICE):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     await server.start()
     starting = asyncio.create_task(node.start(), name="node-start")
     stopping = asyncio.create_task(stop.wait(), name="stop")

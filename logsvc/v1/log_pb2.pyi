@@ -417,6 +417,9 @@ class StatusResponse(_message.Message):
     RAFT_APPLIED_INDEX_FIELD_NUMBER: _builtins.int
     PEERS_FIELD_NUMBER: _builtins.int
     role: _builtins.str
+    """leader, follower, candidate, pre_candidate; or starting: Raft has not started yet (a
+    node with an empty data directory waits for every peer's term; see docs/logsvc.md).
+    """
     zone: _builtins.str
     first_index: _builtins.int
     """Record indexes."""

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2
 
 from logsvc.client import AppendOutcomeUnknown, AppendResult, LogClient, TrimmedError
 from logsvc.storage import DurableLog
@@ -210,6 +211,37 @@ def test_a_follower_whose_data_was_wiped_rejoins_without_a_vote_in_the_current_t
     assert "starts with an empty data directory in a cluster at term" in (
         c.nodes[follower].log_path.read_text(errors="replace")
     )
+
+
+def test_an_empty_node_waiting_for_its_peers_is_not_ready(clusters: Clusters) -> None:
+    """A node of a new cluster whose peers are not up yet serves gRPC (peers probe it) but
+    takes no part in Raft: its health says NOT_SERVING, so Kubernetes routes nothing to it,
+    and it stops cleanly on SIGTERM while it waits."""
+    c = clusters()
+    c.start("a")
+    not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
+    c.wait_until(lambda: _health_or_none(c, "a") is not None, 15, "node a answers health checks")
+    assert c.health("a") == not_serving
+    assert c.health("a", "logsvc.v1.Log") == not_serving
+    # Status answers (the startup and liveness probes run `logsvc status`): it waits.
+    st = c.status("a")
+    assert (st.role, st.header.term, st.header.leader_id) == ("starting", 0, "")
+    assert "waits for every peer's term" in c.wait_until(
+        lambda: _log_with(c, "a", "waits for every peer's term"), 15, "a says whom it waits for"
+    )
+    assert c.stop("a") == 0
+
+
+def _health_or_none(c: Cluster, node_id: str) -> int | None:
+    try:
+        return c.health(node_id)
+    except grpc.RpcError:
+        return None
+
+
+def _log_with(c: Cluster, node_id: str, text: str) -> str | None:
+    log_text = c.nodes[node_id].log_path.read_text(errors="replace")
+    return log_text if text in log_text else None
 
 
 def test_sigterm_of_the_leader_does_not_stall_appends(cluster: Cluster) -> None:
