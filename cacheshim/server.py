@@ -498,11 +498,10 @@ class Connection(asyncio.Protocol):
                 pending.append(waiting)
             self._busy = True
             self._outbox.expect(pending)
-            first = pending[0]
-            if first.done():  # from the loop, not from here: that would re-enter _pump
+            if pending[0].done():  # from the loop, not from here: that would re-enter _pump
                 asyncio.get_running_loop().call_soon(self._reply_when_done, pending, 0)
             else:
-                first.add_done_callback(functools.partial(self._replied, pending, 0))
+                self._reply_when_done(pending, 0)  # only sets the done-callback
             break
         self._flush()
         if session.closing and self.transport is not None and not self._busy:

@@ -599,25 +599,38 @@ class LogNode:
         return self.node.raft.term if self.node is not None else self.durable_term()
 
     def status(self) -> dict[str, object]:
-        if self.node is None:
-            return self._status_before_start()
-        st = self.node.status()
+        """What Status answers. Also before Raft has started (an empty node waiting for its
+        peers' terms), from what is synced and with role "starting", so that probes and
+        operators see a live process that waits."""
         leader, address = self.leader_hint()
-        return {
+        status: dict[str, object] = {
             "id": self.id,
             "zone": self.config.zone,
-            "role": st.role.name.lower(),
-            "term": st.term,
+            "term": self.term(),
             "leader_id": leader,
             "leader_address": address,
             "first_index": self.records.first_index(),
             "last_index": self.records.last_index(),
             "commit_index": self.records.last_index(),
-            "raft_first_index": st.first_index,
-            "raft_last_index": st.last_index,
-            "raft_commit_index": st.commit_index,
             "raft_applied_index": self.records.applied_raft_index,
-            "peers": {
+        }
+        if self.node is None:
+            memory = self.durable.memory
+            status.update(
+                role="starting",
+                raft_first_index=memory.first_index(),
+                raft_last_index=memory.last_index(),
+                raft_commit_index=memory.initial_state().commit,
+                peers={},
+            )
+            return status
+        st = self.node.status()
+        status.update(
+            role=st.role.name.lower(),
+            raft_first_index=st.first_index,
+            raft_last_index=st.last_index,
+            raft_commit_index=st.commit_index,
+            peers={
                 peer: {
                     "address": self.config.peers.get(peer, ""),
                     "match_index": ps.match,
@@ -626,25 +639,5 @@ class LogNode:
                 }
                 for peer, ps in st.peers.items()
             },
-        }
-
-    def _status_before_start(self) -> dict[str, object]:
-        """Status while Raft has not started (an empty node waiting for its peers' terms):
-        answered all the same, so probes and operators see a live process that waits."""
-        memory = self.durable.memory
-        return {
-            "id": self.id,
-            "zone": self.config.zone,
-            "role": "starting",
-            "term": self.durable_term(),
-            "leader_id": "",
-            "leader_address": "",
-            "first_index": self.records.first_index(),
-            "last_index": self.records.last_index(),
-            "commit_index": self.records.last_index(),
-            "raft_first_index": memory.first_index(),
-            "raft_last_index": memory.last_index(),
-            "raft_commit_index": memory.initial_state().commit,
-            "raft_applied_index": self.records.applied_raft_index,
-            "peers": {},
-        }
+        )
+        return status

@@ -13,6 +13,7 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any
 
 import grpc
 
@@ -251,16 +252,22 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
         self.durable_term = durable_term
         self.peer_started_empty = peer_started_empty
 
+    async def _check_cluster(
+        self, cluster_id: str, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> None:
+        """A peer of another cluster (a misconfigured address) is refused, never stepped."""
+        if cluster_id != self.cluster_id:
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"cluster id {cluster_id!r} is not {self.cluster_id!r}",
+            )
+
     async def Probe(
         self,
         request: peer_pb2.ProbeRequest,
         context: grpc.aio.ServicerContext[peer_pb2.ProbeRequest, peer_pb2.ProbeResponse],
     ) -> peer_pb2.ProbeResponse:
-        if request.cluster_id != self.cluster_id:
-            await context.abort(
-                grpc.StatusCode.FAILED_PRECONDITION,
-                f"cluster id {request.cluster_id!r} is not {self.cluster_id!r}",
-            )
+        await self._check_cluster(request.cluster_id, context)
         # Only a node with an empty data directory probes: whatever this node (if it leads)
         # knew of that peer's log is gone. Before the answer, so before the peer starts.
         self.peer_started_empty(request.from_id)
@@ -272,11 +279,7 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
         context: grpc.aio.ServicerContext[peer_pb2.MessageBatch, peer_pb2.DeliverAck],
     ) -> peer_pb2.DeliverAck:
         async for batch in request_iterator:
-            if batch.cluster_id != self.cluster_id:
-                await context.abort(
-                    grpc.StatusCode.FAILED_PRECONDITION,
-                    f"cluster id {batch.cluster_id!r} is not {self.cluster_id!r}",
-                )
+            await self._check_cluster(batch.cluster_id, context)
             for pb in batch.messages:
                 if pb.to != self.self_id:
                     log.warning("dropping a message for %s delivered to %s", pb.to, self.self_id)
