@@ -71,6 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add(serve, "--record-bytes-max", type=int, default=1 << 20, help="largest record")
     _add(serve, "--append-records-max", type=int, default=100_000, help="records per append")
     _add(serve, "--append-timeout-s", type=float, default=5.0, help="commit wait per append")
+    _add(
+        serve,
+        "--commit-hold-ms",
+        type=float,
+        default=2.0,
+        help="hold a commit-only append to a follower this long for the next append (0: off)",
+    )
     _add(serve, "--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
 
     append = sub.add_parser("append", help="append records (arguments, or lines of stdin)")
@@ -114,6 +121,7 @@ def config_from_args(args: argparse.Namespace) -> NodeConfig:
         record_bytes_max=int(args.record_bytes_max),
         append_records_max=int(args.append_records_max),
         append_timeout_s=float(args.append_timeout_s),
+        commit_hold_ms=float(args.commit_hold_ms),
     )
 
 

@@ -40,6 +40,10 @@ class NodeConfig:
     inflight_messages_max: int = 64
     # How long an Append waits for its commit before answering OUTCOME_UNKNOWN.
     append_timeout_s: float = 5.0
+    # How long the leader holds an append that only carries a new commit index to a follower
+    # that has every entry, in case the next append (which carries it too) comes first.
+    # Followers still learn it within this long, or at the next heartbeat; 0 sends at once.
+    commit_hold_ms: float = 2.0
     # Producers whose last sequences are remembered, and sequences per producer.
     dedup_sequences_max: int = 256
     extra: dict[str, str] = field(default_factory=dict)
@@ -64,3 +68,8 @@ class NodeConfig:
             raise ConfigError("record and append limits must be positive")
         if self.append_timeout_s <= 0:
             raise ConfigError("--append-timeout-s must be positive")
+        if not 0 <= self.commit_hold_ms < self.tick_ms * self.heartbeat_ticks:
+            raise ConfigError(
+                "--commit-hold-ms must be at least 0 and shorter than a heartbeat interval "
+                f"({self.tick_ms * self.heartbeat_ticks} ms)"
+            )

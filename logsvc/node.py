@@ -33,6 +33,8 @@ from logsvc.raft import (
     Entry,
     HardState,
     Message,
+    MessageType,
+    ProgressState,
     ProposalDropped,
     RawNode,
     Ready,
@@ -111,6 +113,7 @@ class LogNode:
         self._proposed_next = 1  # the leader's next record index, counting proposals
         self.fatal: BaseException | None = None
         self._opened = False
+        self._commit_hold_s = config.commit_hold_ms / 1000
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -329,8 +332,20 @@ class LogNode:
 
     def _send(self, m: Message) -> None:
         sender = self.senders.get(m.to)
-        if sender is not None:
+        if sender is None:
+            return
+        if self._commit_hold_s and self._carries_only_commit(m):
+            sender.defer(m, self._commit_hold_s)
+        else:
             sender.send(m)
+
+    def _carries_only_commit(self, m: Message) -> bool:
+        """An append with no entries to a follower that has every entry (so none is in
+        flight to it): it only tells the follower that the commit index moved."""
+        if m.type is not MessageType.APPEND or m.entries:
+            return False
+        pr = self.raw().raft.progress.get(m.to)
+        return pr is not None and pr.state is ProgressState.REPLICATE and pr.match == m.index
 
     def _observe(self, rd: Ready) -> None:
         if rd.soft_state is None:
@@ -636,6 +651,7 @@ class LogNode:
                     "match_index": ps.match,
                     "next_index": ps.next,
                     "state": ps.state.name.lower(),
+                    "messages_sent": sender.sent if (sender := self.senders.get(peer)) else 0,
                 }
                 for peer, ps in st.peers.items()
             },

@@ -206,6 +206,7 @@ class LogServicer(log_pb2_grpc.LogServicer):
                     match_index=info["match_index"],
                     next_index=info["next_index"],
                     state=info["state"],
+                    messages_sent=info["messages_sent"],
                 )
                 for peer, info in peers.items()
             ],

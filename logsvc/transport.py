@@ -123,19 +123,27 @@ class PeerSender:
         self._queue: deque[Message] = deque()
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._deferred: Message | None = None
+        self._deferred_timer: asyncio.TimerHandle | None = None
         self.connected = False
         self.dropped = 0
+        self.sent = 0  # messages handed to the stream
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"peer-sender-{self.peer_id}")
 
     async def stop(self) -> None:
+        if self._deferred_timer is not None:
+            self._deferred_timer.cancel()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
     def send(self, message: Message) -> None:
+        if message.type is MessageType.APPEND:
+            # Every append carries the leader's commit index: a deferred one is superseded.
+            self._deferred = None
         if not self.connected:
             # Nobody to talk to: Raft retries by itself once the stream is back.
             self.dropped += 1
@@ -147,6 +155,25 @@ class PeerSender:
         self._queue.append(message)
         self._ready.set()
 
+    def defer(self, message: Message, hold_s: float) -> None:
+        """Send `message` (an append that only carries a commit index) after `hold_s`,
+        unless another append to this peer goes first and so carries a commit index as new.
+
+        With one append at a time, the next one usually comes within the hold: this saves a
+        message and its answer on both nodes per append. The first deferral sets the time;
+        a later one replaces the message (its commit index is newer), not the time.
+        """
+        self._deferred = message
+        if self._deferred_timer is None:
+            loop = asyncio.get_running_loop()
+            self._deferred_timer = loop.call_later(hold_s, self._send_deferred)
+
+    def _send_deferred(self) -> None:
+        self._deferred_timer = None
+        message, self._deferred = self._deferred, None
+        if message is not None:
+            self.send(message)
+
     async def _batches(self) -> AsyncIterator[peer_pb2.MessageBatch]:
         while True:
             if not self._queue:
@@ -155,6 +182,7 @@ class PeerSender:
             batch = peer_pb2.MessageBatch(cluster_id=self.cluster_id, from_id=self.self_id)
             n = min(len(self._queue), BATCH_MESSAGES_MAX)
             batch.messages.extend(message_to_proto(self._queue.popleft()) for _ in range(n))
+            self.sent += n
             yield batch
 
     async def _run(self) -> None:

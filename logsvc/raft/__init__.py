@@ -1,6 +1,7 @@
 """A pure Raft core: no I/O, no clock, injected randomness. See rawnode.RawNode."""
 
 from logsvc.raft.config import Config, ConfigError
+from logsvc.raft.progress import ProgressState
 from logsvc.raft.rawnode import PeerStatus, RawNode, ReadyOutstanding, Status
 from logsvc.raft.storage import Compacted, MemoryStorage, Storage, StorageError, Unavailable
 from logsvc.raft.types import (
@@ -33,6 +34,7 @@ __all__ = [
     "MessageType",
     "NodeId",
     "PeerStatus",
+    "ProgressState",
     "ProposalDropped",
     "RaftError",
     "RawNode",

@@ -378,12 +378,15 @@ class PeerStatus(_message.Message):
     MATCH_INDEX_FIELD_NUMBER: _builtins.int
     NEXT_INDEX_FIELD_NUMBER: _builtins.int
     STATE_FIELD_NUMBER: _builtins.int
+    MESSAGES_SENT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     address: _builtins.str
     match_index: _builtins.int
     """Raft entry indexes, as the leader sees this peer."""
     next_index: _builtins.int
     state: _builtins.str
+    messages_sent: _builtins.int
+    """Raft messages this node has sent to the peer since it started."""
     def __init__(
         self,
         *,
@@ -392,10 +395,11 @@ class PeerStatus(_message.Message):
         match_index: _builtins.int = ...,
         next_index: _builtins.int = ...,
         state: _builtins.str = ...,
+        messages_sent: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "id", b"id", "match_index", b"match_index", "next_index", b"next_index", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "id", b"id", "match_index", b"match_index", "messages_sent", b"messages_sent", "next_index", b"next_index", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

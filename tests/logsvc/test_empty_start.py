@@ -3,7 +3,7 @@
 It may be a new cluster's node, or one whose data was lost after it had voted; it cannot
 tell, so before it takes part in Raft it asks every peer for its durable term (Peer.Probe),
 and if the highest, M, is not 0 it syncs a vote for itself in M (LogNode.start). These tests
-run one LogNode in this process against peers that are real gRPC servers written here, which
+run one LogNode in this process against peers that are real gRPC servers (fake_peer.py), which
 answer Probe with chosen terms and record what the node sends them.
 """
 
@@ -12,58 +12,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import grpc
 import pytest
 
 from logsvc.config import NodeConfig
 from logsvc.node import LogNode
 from logsvc.raft import HardState, Message, MessageType
 from logsvc.storage import DurableLog
-from logsvc.transport import message_from_proto
-from logsvc.v1 import peer_pb2, peer_pb2_grpc
+from tests.logsvc.fake_peer import FakePeer
 
 TIMEOUT_S = 10.0
-
-
-@dataclass
-class FakePeer(peer_pb2_grpc.PeerServicer):
-    """A peer that answers Probe with `term` (or refuses while `term` is None)."""
-
-    term: int | None
-    received: list[Message] = field(default_factory=list)
-    server: grpc.aio.Server | None = None
-    port: int = 0
-
-    async def start(self, port: int = 0) -> None:
-        self.server = grpc.aio.server()
-        peer_pb2_grpc.add_PeerServicer_to_server(self, self.server)
-        self.port = self.server.add_insecure_port(f"127.0.0.1:{port}")
-        await self.server.start()
-
-    async def stop(self) -> None:
-        if self.server is not None:
-            await self.server.stop(None)
-
-    async def Probe(
-        self,
-        request: peer_pb2.ProbeRequest,
-        context: grpc.aio.ServicerContext[peer_pb2.ProbeRequest, peer_pb2.ProbeResponse],
-    ) -> peer_pb2.ProbeResponse:
-        if self.term is None:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "not yet")
-        return peer_pb2.ProbeResponse(term=self.term or 0)
-
-    async def Deliver(
-        self,
-        request_iterator: AsyncIterator[peer_pb2.MessageBatch],
-        context: grpc.aio.ServicerContext[peer_pb2.MessageBatch, peer_pb2.DeliverAck],
-    ) -> peer_pb2.DeliverAck:
-        async for batch in request_iterator:
-            self.received.extend(message_from_proto(pb) for pb in batch.messages)
-        return peer_pb2.DeliverAck()
 
 
 @contextlib.asynccontextmanager

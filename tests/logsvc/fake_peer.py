@@ -1,0 +1,54 @@
+"""A log node's peer written in the test: a real gRPC Peer server that records what it gets."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import grpc
+
+from logsvc.raft import Message
+from logsvc.transport import message_from_proto
+from logsvc.v1 import peer_pb2, peer_pb2_grpc
+
+
+@dataclass
+class FakePeer(peer_pb2_grpc.PeerServicer):
+    """A peer that answers Probe with `term` (or refuses while `term` is None)."""
+
+    term: int | None
+    received: list[Message] = field(default_factory=list)
+    server: grpc.aio.Server | None = None
+    port: int = 0
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    async def start(self, port: int = 0) -> None:
+        self.server = grpc.aio.server()
+        peer_pb2_grpc.add_PeerServicer_to_server(self, self.server)
+        self.port = self.server.add_insecure_port(f"127.0.0.1:{port}")
+        await self.server.start()
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            await self.server.stop(None)
+
+    async def Probe(
+        self,
+        request: peer_pb2.ProbeRequest,
+        context: grpc.aio.ServicerContext[peer_pb2.ProbeRequest, peer_pb2.ProbeResponse],
+    ) -> peer_pb2.ProbeResponse:
+        if self.term is None:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "not yet")
+        return peer_pb2.ProbeResponse(term=self.term or 0)
+
+    async def Deliver(
+        self,
+        request_iterator: AsyncIterator[peer_pb2.MessageBatch],
+        context: grpc.aio.ServicerContext[peer_pb2.MessageBatch, peer_pb2.DeliverAck],
+    ) -> peer_pb2.DeliverAck:
+        async for batch in request_iterator:
+            self.received.extend(message_from_proto(pb) for pb in batch.messages)
+        return peer_pb2.DeliverAck()
