@@ -10,7 +10,6 @@ core and wake the loop; while a sync is in flight, messages that need none still
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import itertools
 import logging
@@ -42,7 +41,7 @@ from logsvc.raft import (
     SnapshotMeta,
 )
 from logsvc.records import AppliedBatch, RecordState, decode_payload
-from logsvc.storage import DurableLog
+from logsvc.storage import DurableLog, WriterThread
 from logsvc.transport import PeerSender, probe_terms
 from logsvc.v1 import entry_pb2
 
@@ -99,7 +98,7 @@ class LogNode:
         self.records = RecordState(config.dedup_sequences_max)
         self.node: RawNode | None = None
         self.senders: dict[str, PeerSender] = {}
-        self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="logsvc-writer")
+        self._writer = WriterThread(f"logsvc-writer-{config.id}")
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
@@ -119,8 +118,7 @@ class LogNode:
 
     async def open(self) -> None:
         """Load what is synced. From here on `durable_term` answers the peers' probes."""
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._writer, self.durable.load)
+        await self._writer.run(self.durable.load)
         self._opened = True
 
     def durable_term(self) -> int:
@@ -190,8 +188,7 @@ class LogNode:
         if top == 0:
             return
         hard_state = HardState(term=top, vote=self.id, commit=0)
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._writer, self.durable.write, None, (), hard_state)
+        await self._writer.run(self.durable.write, None, (), hard_state)
         self.durable.mirror(None, (), hard_state)
         log.warning(
             "%s starts with an empty data directory in a cluster at term %d (%s): it votes "
@@ -231,9 +228,8 @@ class LogNode:
         for sender in self.senders.values():
             await sender.stop()
         self._fail_pending(NotAppended("the node is shutting down"), unknown=True)
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._writer, self.durable.close)
-        self._writer.shutdown(wait=True)
+        await self._writer.run(self.durable.close)
+        self._writer.stop()
 
     def raw(self) -> RawNode:
         if self.node is None:
@@ -278,7 +274,6 @@ class LogNode:
     # -- the Ready loop ------------------------------------------------------------
 
     async def _ready_loop(self) -> None:
-        loop = asyncio.get_running_loop()
         try:
             while True:
                 await self._wake.wait()
@@ -295,12 +290,8 @@ class LogNode:
                         self._unwritten_hard_state = None
                         self._syncing = True
                         try:
-                            await loop.run_in_executor(
-                                self._writer,
-                                self.durable.write,
-                                rd.snapshot,
-                                rd.entries,
-                                hard_state,
+                            await self._writer.run(
+                                self.durable.write, rd.snapshot, rd.entries, hard_state
                             )
                         finally:
                             self._syncing = False

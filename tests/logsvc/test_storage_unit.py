@@ -1,14 +1,17 @@
-"""DurableLog: synced RocksDB batches, recovery after reopen, checksums on every value."""
+"""DurableLog: synced RocksDB batches, recovery after reopen, checksums on every value; the
+writer thread that runs its blocking calls off the event loop."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from pathlib import Path
 
 import pytest
 from rocksdict import Options, Rdict
 
 from logsvc.raft import Entry, HardState, SnapshotMeta
-from logsvc.storage import CorruptLog, DurableLog, entry_key
+from logsvc.storage import CorruptLog, DurableLog, WriterThread, entry_key
 
 
 def reopen(path: Path) -> DurableLog:
@@ -66,3 +69,45 @@ def test_a_hole_in_the_log_is_detected(tmp_path: Path) -> None:
     db.close()
     with pytest.raises(CorruptLog, match="hole"):
         reopen(tmp_path)
+
+
+def test_the_writer_thread_runs_calls_in_order_off_the_loop_and_answers_each() -> None:
+    async def go() -> tuple[list[str], list[int], bool, str]:
+        writer = WriterThread("test-writer")
+        loop_thread = threading.get_ident()
+        done: list[str] = []
+        threads: list[int] = []
+
+        def record(name: str) -> str:
+            threads.append(threading.get_ident())
+            done.append(name)
+            return name.upper()
+
+        def fail() -> None:
+            raise ValueError("disk on fire")
+
+        writer.submit(record, "trim")  # nobody waits for this one
+        first, second = writer.run(record, "one"), writer.run(record, "two")
+        failing = writer.run(fail)
+        assert (await first, await second) == ("ONE", "TWO")
+        with pytest.raises(ValueError, match="disk on fire") as caught:
+            await failing
+        writer.submit(record, "queued before stop")
+        writer.stop()  # runs what is queued first
+        return done, threads, loop_thread not in threads, str(caught.value)
+
+    done, threads, off_the_loop, error = asyncio.run(go())
+    assert done == ["trim", "one", "two", "queued before stop"]
+    assert off_the_loop and len(set(threads)) == 1
+    assert error == "disk on fire"
+
+
+def test_a_failed_call_nobody_waits_for_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    def fail() -> None:
+        raise OSError("no space left")
+
+    writer = WriterThread("test-writer")
+    writer.submit(fail)
+    writer.stop()
+    assert "a storage call without a caller failed" in caplog.text
+    assert "no space left" in caplog.text
