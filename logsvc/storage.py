@@ -14,6 +14,7 @@ the event loop. The core reads `memory`, a MemoryStorage kept equal to what is s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import threading
@@ -236,11 +237,22 @@ class WriterThread:
             except BaseException as exc:  # handed to the caller, who decides
                 if future is None or loop is None:
                     log.exception("a storage call without a caller failed")
-                    continue
-                loop.call_soon_threadsafe(_fail, future, exc)
+                else:
+                    _answer(loop, _fail, future, exc)
             else:
                 if future is not None and loop is not None:
-                    loop.call_soon_threadsafe(_succeed, future, result)
+                    _answer(loop, _succeed, future, result)
+
+
+def _answer(
+    loop: asyncio.AbstractEventLoop,
+    how: Callable[[asyncio.Future[Any], Any], None],
+    future: asyncio.Future[Any],
+    value: object,
+) -> None:
+    # A loop closed meanwhile has nobody left to tell; the thread goes on with the queue.
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(how, future, value)
 
 
 def _succeed(future: asyncio.Future[T], result: T) -> None:
