@@ -41,7 +41,7 @@ class NodeConfig:
     # How long an Append waits for its commit before answering OUTCOME_UNKNOWN.
     append_timeout_s: float = 5.0
     # How long the leader holds an append that only carries a new commit index to a follower
-    # that has every entry, in case the next append (which carries it too) comes first.
+    # in steady replication, in case the next append (which carries it too) comes first.
     # Followers still learn it within this long, or at the next heartbeat; 0 sends at once.
     commit_hold_ms: float = 2.0
     # Producers whose last sequences are remembered, and sequences per producer.

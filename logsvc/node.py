@@ -331,12 +331,15 @@ class LogNode:
             sender.send(m)
 
     def _carries_only_commit(self, m: Message) -> bool:
-        """An append with no entries to a follower that has every entry (so none is in
-        flight to it): it only tells the follower that the commit index moved."""
+        """An append with no entries to a follower in steady replication: it only tells the
+        follower that the commit index moved. (In REPLICATE such an append starts after
+        everything sent to the follower and takes no place in its in-flight window; the
+        follower answers the appends in flight anyway, and the next append carries the
+        commit index as well. A probe, in PROBE state, is never held.)"""
         if m.type is not MessageType.APPEND or m.entries:
             return False
         pr = self.raw().raft.progress.get(m.to)
-        return pr is not None and pr.state is ProgressState.REPLICATE and pr.match == m.index
+        return pr is not None and pr.state is ProgressState.REPLICATE
 
     def _observe(self, rd: Ready) -> None:
         if rd.soft_state is None:
