@@ -141,8 +141,11 @@ class PeerSender:
                 await self._task
 
     def send(self, message: Message) -> None:
-        if message.type is MessageType.APPEND:
-            # Every append carries the leader's commit index: a deferred one is superseded.
+        if message.type is MessageType.APPEND and self._deferred_timer is not None:
+            # Every append carries the leader's commit index: a deferred one is superseded,
+            # and the next deferral gets a whole hold of its own.
+            self._deferred_timer.cancel()
+            self._deferred_timer = None
             self._deferred = None
         if not self.connected:
             # Nobody to talk to: Raft retries by itself once the stream is back.
@@ -161,7 +164,8 @@ class PeerSender:
 
         With one append at a time, the next one usually comes within the hold: this saves a
         message and its answer on both nodes per append. The first deferral sets the time;
-        a later one replaces the message (its commit index is newer), not the time.
+        a later one replaces the message (its commit index is newer), not the time, so no
+        commit index waits longer than the hold.
         """
         self._deferred = message
         if self._deferred_timer is None:

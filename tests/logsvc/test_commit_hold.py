@@ -97,6 +97,27 @@ def test_an_append_sent_meanwhile_supersedes_the_held_one() -> None:
     assert asyncio.run(go()) == [(MessageType.APPEND, 8), (MessageType.HEARTBEAT, 8)]
 
 
+def test_after_a_superseded_hold_the_next_held_message_gets_a_whole_hold() -> None:
+    async def go() -> tuple[float, list[tuple[MessageType, int]]]:
+        async with sender_to_peer() as (sender, peer):
+            loop = asyncio.get_running_loop()
+            sender.defer(append(commit=7), HOLD_S)
+            sender.send(append(8, Entry(term=1, index=6, data=b"next")))
+            # Half a hold later the next commit is held: it must wait a whole hold from
+            # here, not go out when the first, superseded hold would have ended.
+            half = asyncio.Event()
+            loop.call_later(HOLD_S / 2, half.set)
+            await half.wait()
+            start = loop.time()
+            sender.defer(append(commit=9), HOLD_S)
+            await until(lambda: len(peer.received) >= 2, "the second held append arrives")
+            return loop.time() - start, commits(peer)
+
+    waited_s, received = asyncio.run(go())
+    assert received == [(MessageType.APPEND, 8), (MessageType.APPEND, 9)]
+    assert waited_s >= HOLD_S
+
+
 def test_a_heartbeat_sent_meanwhile_does_not_supersede_the_held_append() -> None:
     async def go() -> list[tuple[MessageType, int]]:
         async with sender_to_peer() as (sender, peer):
