@@ -1010,7 +1010,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--latency-rounds",
         type=int,
         default=3,
-        help="after the points: rounds of the floor and the 1-client unbatched points (0: none)",
+        help="before the points: rounds of the floor and the 1-client unbatched points (0: none)",
     )
     parser.add_argument("--keep-data", action="store_true", help="keep the temporary folder")
     args = parser.parse_args(argv)
