@@ -3,12 +3,17 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup lint test sim run proto
+.PHONY: setup lint test sim run proto lock lock-upgrade
 
+# Installs exactly requirements.lock (every file checked by hash, nothing resolved here),
+# then the project itself, then checks that the venv holds the lock and nothing else.
+# MEMLOG_PURE_PYTHON=1 make setup goes without the C extension (see setup.py).
 setup:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --upgrade pip
-	$(BIN)/python -m pip install -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements.lock
+	$(BIN)/python .ci/lock.py sync
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python .ci/lock.py check
 
 lint:
 	$(BIN)/ruff check .
@@ -21,8 +26,16 @@ test: setup
 sim:
 	$(BIN)/python -m tests.sim --seed 1
 
-run:
+run: setup
 	$(BIN)/memlog up --port 6379 --data ./memlog-data
 
 proto:
 	$(BIN)/python proto/generate.py
+
+# Re-resolve the lock after a change to pyproject.toml (keeps the pins that still fit);
+# lock-upgrade moves every package to its newest release. Then `make setup`.
+lock:
+	$(BIN)/python .ci/lock.py refresh
+
+lock-upgrade:
+	$(BIN)/python .ci/lock.py upgrade

@@ -1,18 +1,26 @@
 """Only the C extension lives here; everything else is in pyproject.toml.
 
-`cacheshim._fastread` is optional: without a compiler the install still succeeds and the
-shim uses the Python twin in cacheshim/fastread.py (slower, same bytes).
+`cacheshim._fastread` serves plain GETs in C. It is built by default, and a failed build
+fails the install: a memlog without it serves GET on the slower Python twin
+(cacheshim/fastread.py, same bytes), which nobody would notice. To go without it on purpose
+(no compiler), install with MEMLOG_PURE_PYTHON=1; tests/cacheshim/test_fastread.py then
+accepts its absence, and fails on it otherwise.
 """
+
+import os
 
 from setuptools import Extension, setup
 
+PURE_PYTHON = os.environ.get("MEMLOG_PURE_PYTHON") == "1"
+
 setup(
-    ext_modules=[
+    ext_modules=[]
+    if PURE_PYTHON
+    else [
         Extension(
             "cacheshim._fastread",
             sources=["cacheshim/_fastread.c"],
             extra_compile_args=["-O2"],
-            optional=True,
         )
     ]
 )

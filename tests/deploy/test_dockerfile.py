@@ -24,6 +24,8 @@ from tests.deploy.dockerfile import (
 from tests.deploy.manifests import KUSTOMIZATIONS, REPO_ROOT, render, workloads
 
 SCRIPTS = checks.console_scripts(PYPROJECT)
+RUNTIME_LOCK = REPO_ROOT / "requirements-runtime.lock"
+PROJECT_INSTALL = "pip install --no-cache-dir --no-deps --no-build-isolation ."
 
 
 def pods_run_as() -> int:
@@ -69,14 +71,31 @@ def test_the_build_stage_installs_the_project_and_the_final_stage_copies_it() ->
     text = DOCKERFILE.read_text()
     build, final = stages(text)
     assert build.name == "build" and build.base == final.base
-    assert any("pip install --no-cache-dir ." in i.value for i in build.all("RUN"))
+    runs = [i.value for i in build.all("RUN")]
+    assert any(PROJECT_INSTALL in run for run in runs)
     assert any(i.value.startswith("--from=build /opt/memlog") for i in final.all("COPY"))
-    # What `pip install .` reads: pyproject.toml, its readme, the packages it includes.
+    # What `pip install .` reads: pyproject.toml, its readme, setup.py (the C extension), the
+    # packages it includes; and the lock that the dependencies come from.
     project = tomllib.loads(PYPROJECT.read_text())
     copied = {s.rstrip("/") for s in copy_sources(text)}
-    needed = {"pyproject.toml", project["project"]["readme"]}
+    needed = {"pyproject.toml", "setup.py", project["project"]["readme"], RUNTIME_LOCK.name}
     needed |= {p.rstrip("*") for p in project["tool"]["setuptools"]["packages"]["find"]["include"]}
     assert needed <= copied, needed - copied
+
+
+def test_the_image_installs_exactly_the_runtime_lock_and_fails_without_the_extension() -> None:
+    build, _ = stages(DOCKERFILE.read_text())
+    runs = [i.value for i in build.all("RUN")]
+    lock_installs = [r for r in runs if f"-r {RUNTIME_LOCK.name}" in r]
+    assert lock_installs and all("--require-hashes" in r for r in lock_installs), runs
+    # Nothing resolved when the project goes in: its dependencies came from the lock.
+    assert all("--no-deps" in r for r in runs if "pip install" in r), runs
+    # The build checks that the compiled GET path is importable (setup.py also fails without
+    # a compiler); a compiler is installed for it.
+    project_run = next(r for r in runs if PROJECT_INSTALL in r)
+    assert "serve_gets_native" in project_run and "assert" in project_run
+    assert any("gcc" in r for r in runs)
+    assert in_context("cacheshim/_fastread.c", ignore_patterns(DOCKERIGNORE.read_text()))
 
 
 def test_parser_joins_continuations_and_skips_comments() -> None:
@@ -98,7 +117,7 @@ def test_parser_joins_continuations_and_skips_comments() -> None:
         ('CMD ["logsvc", "--help"]', "CMD logsvc --help", "exec form"),
         ('CMD ["logsvc", "--help"]', 'CMD ["python", "-m", "logsvc.cli"]', "console scripts"),
         ('CMD ["logsvc", "--help"]', 'ENTRYPOINT ["/bin/sh"]', "console scripts"),
-        ("pip install --no-cache-dir .", "pip install --no-cache-dir memlog", "pip install ."),
+        (PROJECT_INSTALL, PROJECT_INSTALL.replace(" .", " memlog"), "pip install ."),
         ("PATH=/opt/memlog/bin:$PATH", "PATH=/usr/local/bin:$PATH", "does not start programs"),
     ],
 )
@@ -135,6 +154,7 @@ def test_dockerignore_sends_what_the_build_copies() -> None:
         "deploy/base/kustomization.yaml",
         "logsvc/__pycache__/cli.cpython-311.pyc",
         ".mypy_cache/3.11/x.json",
+        "cacheshim/_fastread.cpython-311-x86_64-linux-gnu.so",
     ],
 )
 def test_dockerignore_keeps_out(path: str) -> None:
