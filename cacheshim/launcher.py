@@ -2,12 +2,15 @@
 
 Three log nodes (zones a, b, c) and the shims (the first on --port, the next ones on the
 following ports, each reading from the log node of its zone), data under one folder and
-kept across restarts. Ctrl-C or SIGTERM stops everything cleanly.
+kept across restarts, each process logging to a file there. A process that dies is
+restarted (the failover demo: `kill -9` the leader); Ctrl-C or SIGTERM stops everything.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import functools
 import socket
 import subprocess
 import sys
@@ -15,23 +18,74 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from logsvc.local import LocalCluster, run_in_foreground, stop_processes
+from logsvc.local import (
+    LaunchRefused,
+    LocalCluster,
+    Managed,
+    StartupFailed,
+    Supervisor,
+    check_ports_free,
+    claim_data_folder,
+    launch_log_nodes,
+    log_tail,
+    run_in_foreground,
+    stop_processes,
+    wait_for_log_leader,
+)
 
 
-def wait_for_port(host: str, port: int, proc: subprocess.Popen[bytes], timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"shim on port {port} exited with {proc.returncode}")
+def answers_ping(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+class LogFollower:
+    """The lines a process adds to its log file from now on (for progress reports)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = path.stat().st_size if path.exists() else 0
+
+    def new_lines(self) -> list[str]:
         try:
-            with socket.create_connection((host, port), timeout=0.5) as sock:
-                sock.sendall(b"PING\r\n")
-                if sock.recv(16).startswith(b"+PONG"):
-                    return
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                data = f.read()
         except OSError:
-            pass
-        time.sleep(0.05)
-    raise TimeoutError(f"shim on port {port} not ready within {timeout_s}s")
+            return []
+        end = data.rfind(b"\n") + 1
+        self.offset += end
+        return data[:end].decode(errors="replace").splitlines()
+
+
+# What a shim logs while it replays the log before opening its port (cacheshim/server.py).
+CATCH_UP_MARK = "catching up:"
+
+
+def wait_for_shim(
+    managed: Managed, port: int, supervisor: Supervisor, follower: LogFollower, timeout_s: float
+) -> None:
+    """Until the shim answers PING; its catch-up progress is repeated on stdout meanwhile.
+    The timeout restarts whenever the shim reports progress: a long replay is not a hang."""
+    deadline = time.monotonic() + timeout_s
+    while not answers_ping("127.0.0.1", port):
+        supervisor.check_alive()
+        for line in follower.new_lines():
+            if CATCH_UP_MARK in line:
+                progress = line[line.index(CATCH_UP_MARK) :]
+                supervisor.out(f"{supervisor.program}: {managed.name} {progress}")
+                deadline = time.monotonic() + timeout_s
+        if time.monotonic() > deadline:
+            raise StartupFailed(
+                f"{supervisor.program}: {managed.name} did not answer PING within {timeout_s:g}s "
+                f"and reported no progress; the last lines of {managed.log_path}:\n"
+                f"{log_tail(managed.log_path)}"
+            )
+        time.sleep(0.1)
 
 
 def shim_command(cluster: LocalCluster, index: int, port: int) -> list[str]:
@@ -46,36 +100,60 @@ def shim_command(cluster: LocalCluster, index: int, port: int) -> list[str]:
     ]  # fmt: skip
 
 
+def launch_shim(command: list[str], log_path: Path) -> subprocess.Popen[bytes]:
+    with open(log_path, "ab") as log_file:
+        return subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT)
+
+
 def up(port: int, data: Path, shims: int, log_base_port: int) -> int:
+    program = "memlog"
     cluster = LocalCluster(data_dir=data, base_port=log_base_port)
-    processes: list[subprocess.Popen[bytes]] = []
+    supervisor = Supervisor(program)
+    try:
+        lock = claim_data_folder(data, program)
+        check_ports_free(
+            [(port + i, "--port") for i in range(shims)]
+            + [(int(a.rpartition(":")[2]), "--log-base-port") for a in cluster.addresses()],
+            program,
+        )
+    except LaunchRefused as exc:
+        print(exc, file=sys.stderr)
+        return 2
 
     def start() -> str:
-        cluster.start()
-        cluster.wait_for_leader()
+        launch_log_nodes(cluster, supervisor)
+        wait_for_log_leader(cluster, supervisor, timeout_s=60)
+        started: list[tuple[Managed, int, LogFollower]] = []
         for i in range(shims):
-            log_file = open(data / f"shim-{i + 1}.log", "ab")  # noqa: SIM115
-            processes.append(
-                subprocess.Popen(
-                    shim_command(cluster, i, port + i), stdout=log_file, stderr=subprocess.STDOUT
+            log_path = data / f"shim-{i + 1}.log"
+            follower = LogFollower(log_path)
+            managed = supervisor.add(
+                Managed(
+                    f"shim {i + 1}",
+                    log_path,
+                    functools.partial(launch_shim, shim_command(cluster, i, port + i), log_path),
                 )
             )
-            log_file.close()
-        for i, proc in enumerate(processes):
-            wait_for_port("127.0.0.1", port + i, proc, timeout_s=120)
+            managed.start()
+            pid = managed.proc.pid if managed.proc else "?"
+            supervisor.out(
+                f"{program}: shim {i + 1} on 127.0.0.1:{port + i} (pid {pid}), "
+                f"logging to {log_path}"
+            )
+            started.append((managed, port + i, follower))
+        for managed, shim_port, follower in started:
+            wait_for_shim(managed, shim_port, supervisor, follower, timeout_s=120)
         ports = ", ".join(f"127.0.0.1:{port + i}" for i in range(shims))
         return (
             f"memlog ready: redis on {ports}; log nodes {', '.join(cluster.addresses())} "
-            f"(zones a, b, c); data in {data}. Ctrl-C stops."
+            f"(zones a, b, c); data and logs in {data}. Ctrl-C stops."
         )
 
     def stop() -> None:
-        stop_processes(processes)
-        cluster.stop()
+        stop_processes(supervisor.processes())
+        lock.close()
 
-    return run_in_foreground(
-        start, lambda: [*processes, *cluster.processes.values()], stop, "memlog"
-    )
+    return run_in_foreground(supervisor, start, stop)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -86,7 +164,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_up.add_argument("--data", type=Path, default=Path("./memlog-data"), help="data folder")
     p_up.add_argument("--shims", type=int, default=1, help="how many shims")
     p_up.add_argument("--log-base-port", type=int, default=7001, help="zone a's log port")
+    p_tail = sub.add_parser("tail", help="print the log's records as Redis commands")
+    p_tail.add_argument(
+        "--addr",
+        default="127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003",
+        help="log node address(es), comma separated",
+    )
+    p_tail.add_argument("--from", dest="from_index", type=int, default=1, help="first index")
+    p_tail.add_argument("--follow", action="store_true", help="keep printing new records")
+    p_tail.add_argument(
+        "--format", choices=("text", "json"), default="text", help="INDEX<TAB>COMMAND, or JSON"
+    )
     args = parser.parse_args(argv)
+    if args.command == "tail":
+        from cacheshim.tail import tail
+        from logsvc.client import LogClientError
+
+        try:
+            addresses = [a.strip() for a in str(args.addr).split(",") if a.strip()]
+            return asyncio.run(tail(addresses, args.from_index, args.follow, args.format))
+        except LogClientError as exc:
+            print(f"memlog tail: {exc}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            return 130
     args.data.mkdir(parents=True, exist_ok=True)
     return up(args.port, args.data, args.shims, args.log_base_port)
 

@@ -261,7 +261,13 @@ class Shim:
         self.writer.start()
         self._tasks.append(asyncio.create_task(self._apply_loop(), name="apply-loop"))
         while self.applier.applied_index < target:
-            await self.wait_applied(target, timeout_s=None)
+            try:
+                await self.wait_applied(target, timeout_s=1.0)
+            except TimeoutError:
+                # `memlog up` repeats this line (cacheshim/launcher.py looks for its words).
+                log.info(
+                    "catching up: applied %d of %d records", self.applier.applied_index, target
+                )
         self.caught_up_index = target
         loop = asyncio.get_running_loop()
         self.server = await loop.create_server(

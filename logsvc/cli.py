@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import logging
 import os
@@ -86,10 +87,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add(append, "--timeout-s", type=float, default=30.0, help="give up after this long")
     append.add_argument("records", nargs="*", help="records; none: read lines from stdin")
 
-    tail = sub.add_parser("tail", help="print INDEX<TAB>PAYLOAD per committed record")
+    tail = sub.add_parser("tail", help="print each committed record, one line each")
     _add(tail, "--addr", required=True, help="node address(es), comma separated")
     _add(tail, "--from", dest="from_index", type=int, default=1, help="first index")
     _add(tail, "--follow", action="store_true", help="keep tailing new records")
+    _add(
+        tail,
+        "--format",
+        choices=TAIL_FORMATS,
+        default="text",
+        help="text: INDEX<TAB>PAYLOAD with \\, control and non-ASCII bytes as \\xNN escapes "
+        "(one record per line, whatever it holds); json: one JSON object per line with the "
+        "payload in base64; raw: the payload's bytes as stored (a newline in it breaks lines)",
+    )
 
     status = sub.add_parser("status", help="print a node's status as JSON")
     _add(status, "--addr", required=True, help="node address")
@@ -174,11 +184,30 @@ async def _append(args: argparse.Namespace) -> int:
         return 0
 
 
+TAIL_FORMATS = ("text", "json", "raw")
+
+
+def escape_bytes(payload: bytes) -> bytes:
+    """Printable ASCII as is; backslash, control and non-ASCII bytes as \\xNN (reversible,
+    and never a newline or a tab, so INDEX<TAB>PAYLOAD stays one line per record)."""
+    return b"".join(
+        bytes((b,)) if 0x20 <= b < 0x7F and b != 0x5C else b"\\x%02x" % b for b in payload
+    )
+
+
+def tail_line(index: int, payload: bytes, fmt: str) -> bytes:
+    if fmt == "json":
+        encoded = base64.b64encode(payload).decode()
+        return json.dumps({"index": index, "payload_base64": encoded}).encode() + b"\n"
+    body = payload if fmt == "raw" else escape_bytes(payload)
+    return b"%d\t%s\n" % (index, body)
+
+
 async def _tail(args: argparse.Namespace) -> int:
     out = sys.stdout.buffer
     async with LogClient(_addresses(args.addr)) as client:
         async for index, payload in client.read(int(args.from_index), follow=args.follow):
-            out.write(b"%d\t%s\n" % (index, payload))
+            out.write(tail_line(index, payload, str(args.format)))
             out.flush()
     return 0
 

@@ -1,20 +1,27 @@
 """A local three-zone log cluster on 127.0.0.1: one `logsvc serve` process per zone.
 
-Used by `logsvc up` (README's run command) and by `memlog up`, which adds the shims. The
-processes run the same CLI with the same flags as the Kubernetes manifests.
+Used by `logsvc up` and by `memlog up` (README's run command), which adds the shims. The
+processes run the same CLI with the same flags as the Kubernetes manifests. The launcher
+refuses to start on a taken port or a data folder in use, says where each process logs, and
+restarts a process that dies (so `kill -9` of the leader shows a failover) until Ctrl-C or
+SIGTERM stops everything.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import functools
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 import grpc
 
@@ -55,13 +62,17 @@ class LocalCluster:
         for node_id in self.zones:
             self.start_node(node_id)
 
-    def start_node(self, node_id: str) -> None:
+    def log_path(self, node_id: str) -> Path:
+        return self.data_dir / f"logsvc-{node_id}.log"
+
+    def start_node(self, node_id: str) -> subprocess.Popen[bytes]:
         (self.data_dir / "log").mkdir(parents=True, exist_ok=True)
-        log_file = open(self.data_dir / f"logsvc-{node_id}.log", "ab")  # noqa: SIM115
-        self.processes[node_id] = subprocess.Popen(
-            self.command(node_id), stdout=log_file, stderr=subprocess.STDOUT
-        )
-        log_file.close()
+        with open(self.log_path(node_id), "ab") as log_file:
+            proc = subprocess.Popen(
+                self.command(node_id), stdout=log_file, stderr=subprocess.STDOUT
+            )
+        self.processes[node_id] = proc
+        return proc
 
     def kill_node(self, node_id: str) -> None:
         """SIGKILL one node (by PID) and reap it."""
@@ -117,29 +128,183 @@ def stop_processes(processes: Sequence[subprocess.Popen[bytes]], grace_s: float 
             proc.wait()
 
 
+# -- the local launcher: refuse what cannot work, say where logs go, restart what dies ------
+
+
+class LaunchRefused(Exception):
+    """The launch cannot start (a port taken, the data folder in use): one line says why."""
+
+
+class StartupFailed(Exception):
+    """A process died before the deployment was ready; the message names it and shows its log."""
+
+
+def log_tail(path: Path, lines: int = 15) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return "(no log)"
+    return "\n".join("    " + line for line in text.splitlines()[-lines:]) or "    (empty)"
+
+
+def exit_status(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            return f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"exit status {returncode}"
+
+
+def claim_data_folder(data: Path, program: str) -> TextIO:
+    """Lock data/.lock for as long as the returned file stays open (the process's life);
+    another run on the same folder is refused instead of fighting over RocksDB's files."""
+    data.mkdir(parents=True, exist_ok=True)
+    lock = open(data / ".lock", "a+")  # noqa: SIM115 (held open on purpose)
+    try:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        holder = lock.read().strip() or "unknown"
+        lock.close()
+        raise LaunchRefused(
+            f"{program}: the data folder {data} is in use by another run (pid {holder}); "
+            "stop it first, or pass another --data"
+        ) from None
+    lock.seek(0)
+    lock.truncate()
+    lock.write(f"{os.getpid()}\n")
+    lock.flush()
+    return lock
+
+
+def check_ports_free(
+    ports: Sequence[tuple[int, str]], program: str, host: str = "127.0.0.1"
+) -> None:
+    """Each (port, flag that moves it) must be free on host, or the launch is refused."""
+    for port, flag in ports:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((host, port))
+            except OSError as exc:
+                raise LaunchRefused(
+                    f"{program}: port {port} on {host} is taken ({exc.strerror}); stop what "
+                    f"listens there (another {program}? a redis-server?), or pass another {flag}"
+                ) from None
+
+
+@dataclass
+class Managed:
+    """One supervised process: how to start it and where it logs."""
+
+    name: str
+    log_path: Path
+    launch: Callable[[], subprocess.Popen[bytes]]
+    proc: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    started_at: float = 0.0
+    restart_at: float | None = None
+
+    def start(self) -> None:
+        self.proc = self.launch()
+        self.started_at = time.monotonic()
+        self.restart_at = None
+
+
+# A process that stayed up this long is healthy again: its next death restarts it at once.
+RESTART_DELAY_S_MIN = 0.5
+RESTART_DELAY_S_MAX = 30.0
+HEALTHY_AFTER_S = 60.0
+
+
+@dataclass
+class Supervisor:
+    """Watches the processes of a local deployment. Before it is ready, a death is fatal
+    (StartupFailed names the process, its status and its log); after, the process is
+    restarted with a growing delay, and each step is said on stdout."""
+
+    program: str
+    out: Callable[[str], None] = field(default=lambda line: print(line, flush=True))
+    managed: list[Managed] = field(default_factory=list)
+
+    def add(self, managed: Managed) -> Managed:
+        self.managed.append(managed)
+        return managed
+
+    def processes(self) -> list[subprocess.Popen[bytes]]:
+        return [m.proc for m in self.managed if m.proc is not None]
+
+    def check_alive(self) -> None:
+        """Before ready: every process must still run."""
+        for m in self.managed:
+            if m.proc is not None and m.proc.poll() is not None:
+                raise StartupFailed(
+                    f"{self.program}: {m.name} (pid {m.proc.pid}) stopped "
+                    f"({exit_status(m.proc.returncode)}) before {self.program} was ready; "
+                    f"the last lines of {m.log_path}:\n{log_tail(m.log_path)}"
+                )
+
+    def watch(self) -> None:
+        """After ready: notice deaths, restart after a delay that doubles while it keeps dying."""
+        now = time.monotonic()
+        for m in self.managed:
+            if m.proc is None:
+                continue
+            if m.restart_at is not None:
+                if now >= m.restart_at:
+                    m.start()
+                    assert m.proc is not None
+                    self.out(f"{self.program}: {m.name} restarted (pid {m.proc.pid})")
+                continue
+            if m.proc.poll() is None:
+                continue
+            if now - m.started_at >= HEALTHY_AFTER_S:
+                m.restarts = 0
+            delay = min(RESTART_DELAY_S_MAX, RESTART_DELAY_S_MIN * 2**m.restarts)
+            m.restarts += 1
+            m.restart_at = now + delay
+            message = (
+                f"{self.program}: {m.name} (pid {m.proc.pid}) stopped "
+                f"({exit_status(m.proc.returncode)}); restarting it in {delay:g}s"
+            )
+            if m.proc.returncode > 0:  # it failed by itself: show why
+                message += f"; the last lines of {m.log_path}:\n{log_tail(m.log_path)}"
+            self.out(message)
+
+
+class Interrupted(Exception):
+    """Ctrl-C or SIGTERM while starting."""
+
+
 def run_in_foreground(
-    start: Callable[[], str],
-    processes: Callable[[], Sequence[subprocess.Popen[bytes]]],
-    stop: Callable[[], None],
-    name: str,
+    supervisor: Supervisor, start: Callable[[], str], stop: Callable[[], None]
 ) -> int:
-    """Start (it returns the ready message), then watch until Ctrl-C, SIGTERM or a process
-    exiting; stop in every case."""
-    signalled = False
+    """Start (it returns the ready message), then supervise until Ctrl-C or SIGTERM; stop in
+    every case. Exit status: 0 after a signal, 1 when the start failed."""
+    state = {"starting": True, "signalled": False}
 
     def on_signal(signum: int, frame: object) -> None:
-        nonlocal signalled
-        signalled = True
+        state["signalled"] = True
+        if state["starting"]:
+            raise Interrupted
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    name = supervisor.program
     try:
-        print(start(), flush=True)
-        while not signalled:
-            for proc in processes():
-                if proc.poll() is not None:
-                    print(f"{name}: a process exited with {proc.returncode}", file=sys.stderr)
-                    return 1
+        try:
+            ready = start()
+            supervisor.check_alive()
+        except (StartupFailed, TimeoutError) as exc:
+            print(f"{exc}" if isinstance(exc, StartupFailed) else f"{name}: {exc}", file=sys.stderr)
+            return 1
+        except Interrupted:
+            return 0
+        state["starting"] = False
+        print(ready, flush=True)
+        while not state["signalled"]:
+            supervisor.watch()
             time.sleep(0.2)
         return 0
     finally:
@@ -147,21 +312,67 @@ def run_in_foreground(
         print(f"{name} stopped", flush=True)
 
 
+def launch_log_nodes(cluster: LocalCluster, supervisor: Supervisor) -> None:
+    """Start every node of cluster under supervisor, saying where each logs."""
+    for node_id in cluster.zones:
+        managed = supervisor.add(
+            Managed(
+                f"log node {node_id}",
+                cluster.log_path(node_id),
+                functools.partial(cluster.start_node, node_id),
+            )
+        )
+        managed.start()
+        supervisor.out(
+            f"{supervisor.program}: log node {node_id} on {cluster.address(node_id)} "
+            f"(zone {node_id}, pid {managed.proc.pid if managed.proc else '?'}), "
+            f"logging to {managed.log_path}"
+        )
+
+
+def wait_for_log_leader(cluster: LocalCluster, supervisor: Supervisor, timeout_s: float) -> str:
+    """The leader's address; StartupFailed as soon as a node dies, TimeoutError at the end."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        supervisor.check_alive()
+        try:
+            return cluster.wait_for_leader(
+                timeout_s=min(1.0, max(0.1, deadline - time.monotonic()))
+            )
+        except TimeoutError:
+            if time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"the log nodes agreed on no leader within {timeout_s:g}s"
+                ) from None
+
+
 def up(data_dir: Path, base_port: int) -> int:
     """Run a local cluster in the foreground until Ctrl-C or SIGTERM."""
+    program = "logsvc"
     cluster = LocalCluster(data_dir=data_dir, base_port=base_port)
+    supervisor = Supervisor(program)
+    try:
+        lock = claim_data_folder(data_dir, program)
+        check_ports_free(
+            [(int(a.rpartition(":")[2]), "--base-port") for a in cluster.addresses()], program
+        )
+    except LaunchRefused as exc:
+        print(exc, file=sys.stderr)
+        return 2
 
     def start() -> str:
-        cluster.start()
-        leader = cluster.wait_for_leader()
+        launch_log_nodes(cluster, supervisor)
+        leader = wait_for_log_leader(cluster, supervisor, timeout_s=60)
         return (
             f"logsvc ready: nodes {','.join(cluster.addresses())} (zones a, b, c), "
             f"leader {leader}, data in {data_dir}; Ctrl-C stops"
         )
 
-    return run_in_foreground(
-        start, lambda: list(cluster.processes.values()), cluster.stop, "logsvc"
-    )
+    def stop() -> None:
+        stop_processes(supervisor.processes())
+        lock.close()
+
+    return run_in_foreground(supervisor, start, stop)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import queue
 import signal
@@ -29,6 +30,25 @@ def tail_lines(stdout: bytes) -> list[tuple[int, bytes]]:
             assert sep == b"\t", line
             out.append((int(index), payload))
     return out
+
+
+def test_cli_tail_formats_keep_one_record_per_line(shared_cluster: Cluster) -> None:
+    c = shared_cluster
+    awkward = "two\nlines\tand a tab, a \\ and \u00e9"
+    first = indexes(c.cli("append", "--addr", c.addr, awkward, "plain").stdout)[0]
+    c.wait_last_index(first + 1)
+    tail = ("tail", "--addr", c.addr, "--from", str(first))
+    text = c.cli(*tail).stdout.split(b"\n")
+    assert text[:2] == [
+        b"%d\ttwo\\x0alines\\x09and a tab, a \\x5c and \\xc3\\xa9" % first,
+        b"%d\tplain" % (first + 1),
+    ]
+    rows = [json.loads(line) for line in c.cli(*tail, "--format", "json").stdout.splitlines()]
+    assert [r["index"] for r in rows[:2]] == [first, first + 1]
+    assert base64.b64decode(rows[0]["payload_base64"]) == awkward.encode()
+    # raw: the bytes as stored, newline and all (what the format warns about).
+    raw = c.cli(*tail, "--format", "raw").stdout
+    assert raw.startswith(b"%d\t%s\n%d\tplain\n" % (first, awkward.encode(), first + 1))
 
 
 def test_cli_append_arguments_print_their_indexes(shared_cluster: Cluster) -> None:
