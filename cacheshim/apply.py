@@ -9,6 +9,7 @@ the same keyspace (`Keyspace.digest` proves it).
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from cacheshim import errors
@@ -48,10 +49,38 @@ class Applier:
         if not record.transaction:
             return record, run(ctx, list(record.commands[0].args))
         ctx.in_transaction = True
-        for watched in record.watched:
-            if self.keyspace.dbs[watched.db].last_change(watched.key) > record.watch_index:
-                return record, NULL_ARRAY  # EXEC aborted: a watched key changed
+        if watch_broken(self.keyspace, record.watched, record.watch_index):
+            return record, NULL_ARRAY  # EXEC aborted: a watched key changed
         return record, [run(ctx, list(c.args)) for c in record.commands]
+
+
+def watch_broken(
+    keyspace: Keyspace, watched: Iterable[record_pb2.WatchedKey], watch_index: int = 0
+) -> bool:
+    """Whether a watched key changed after its WATCH (Redis 7.0's rules, see
+    `Database.last_change`). Expiry is seen through the keyspace: apply removes the keys
+    expired as of the record's time before it looks; a read served from memory must check
+    the keys expired by its own clock first (`expired_since_watch`)."""
+    for key in watched:
+        if key.db >= len(keyspace.dbs):  # no such database: never a valid WATCH
+            return True
+        since = key.index or watch_index  # watch_index: records from before WatchedKey.index
+        if keyspace.dbs[key.db].last_change(key.key, key.stale) > since:
+            return True
+    return False
+
+
+def expired_since_watch(
+    keyspace: Keyspace, watched: Iterable[record_pb2.WatchedKey], now_ms: int
+) -> bool:
+    """Whether a key that was live (or missing) when watched has expired by now_ms but is
+    not removed yet: Redis 7.0's EXEC aborts on it (isWatchedKeyExpired)."""
+    return any(
+        not key.stale
+        and key.db < len(keyspace.dbs)
+        and keyspace.dbs[key.db].is_expired(key.key, now_ms)
+        for key in watched
+    )
 
 
 def run(ctx: Ctx, args: list[bytes]) -> Reply:

@@ -421,7 +421,7 @@ def _move(ctx: Ctx, source: bytes, destination: bytes, from_left: bool, to_left:
 @command(
     "lmove", 5, "write denyoom", (1, 2, 1), "write list slow", "list", "6.2.0",
     "Pops an element from one end of a list, pushes it at one end of another (or the same) "
-    "list, and answers it.", key_flags="RW access delete",
+    "list, and answers it.", key_flags="RW access delete|RW insert",
 )  # fmt: skip
 def lmove(ctx: Ctx, args: list[bytes]) -> Reply:
     from_left = _is_left(args[2])
@@ -432,7 +432,7 @@ def lmove(ctx: Ctx, args: list[bytes]) -> Reply:
 @command(
     "rpoplpush", 3, "write denyoom", (1, 2, 1), "write list slow", "list", "1.2.0",
     "Pops the last element of a list, pushes it at the head of another and answers it "
-    "(deprecated: LMOVE ... RIGHT LEFT).", key_flags="RW access delete",
+    "(deprecated: LMOVE ... RIGHT LEFT).", key_flags="RW access delete|RW insert",
 )  # fmt: skip
 def rpoplpush(ctx: Ctx, args: list[bytes]) -> Reply:
     return _move(ctx, args[0], args[1], from_left=False, to_left=True)
@@ -533,7 +533,7 @@ def _blocking_move(
     "list", "6.2.0",
     "Pops an element from one end of a list and pushes it at one end of another, or blocks "
     "until the source has an element or the timeout (seconds, 0: forever) passes.",
-    key_flags="RW access delete",
+    key_flags="RW access delete|RW insert",
 )  # fmt: skip
 def blmove(ctx: Ctx, args: list[bytes]) -> Reply:
     from_left = _is_left(args[2])
@@ -546,7 +546,7 @@ def blmove(ctx: Ctx, args: list[bytes]) -> Reply:
     "brpoplpush", 4, "write denyoom noscript blocking", (1, 2, 1), "write list slow blocking",
     "list", "2.2.0",
     "Pops the last element of a list and pushes it at the head of another, or blocks until "
-    "there is one (deprecated: BLMOVE ... RIGHT LEFT).", key_flags="RW access delete",
+    "there is one (deprecated: BLMOVE ... RIGHT LEFT).", key_flags="RW access delete|RW insert",
 )  # fmt: skip
 def brpoplpush(ctx: Ctx, args: list[bytes]) -> Reply:
     timeout_ms = parse_timeout(args[2])

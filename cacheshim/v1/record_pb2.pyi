@@ -50,17 +50,29 @@ class WatchedKey(_message.Message):
 
     DB_FIELD_NUMBER: _builtins.int
     KEY_FIELD_NUMBER: _builtins.int
+    INDEX_FIELD_NUMBER: _builtins.int
+    STALE_FIELD_NUMBER: _builtins.int
     db: _builtins.int
     key: _builtins.bytes
+    index: _builtins.int
+    """The applied index when this key was watched (its own WATCH's moment): the EXEC aborts
+    if the key changed after it. 0: Record.watch_index (records written before this field).
+    """
+    stale: _builtins.bool
+    """The key had expired (by the proposing shim's clock) but was not yet removed when it was
+    watched: its removal by expiry is then no change (Redis 7.0), any other change is.
+    """
     def __init__(
         self,
         *,
         db: _builtins.int = ...,
         key: _builtins.bytes = ...,
+        index: _builtins.int = ...,
+        stale: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["db", b"db", "key", b"key"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["db", b"db", "index", b"index", "key", b"key", "stale", b"stale"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -95,7 +107,9 @@ class Record(_message.Message):
 
     @_builtins.property
     def watched(self) -> _containers.RepeatedCompositeFieldContainer[Global___WatchedKey]:
-        """WATCH: the EXEC aborts if any of these keys changed after log index watch_index."""
+        """WATCH: the EXEC aborts if any of these keys changed after its watch index
+        (WatchedKey.index, or watch_index for the records that predate it).
+        """
 
     def __init__(
         self,
