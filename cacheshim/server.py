@@ -25,7 +25,7 @@ from typing import cast
 
 from cacheshim import errors
 from cacheshim.apply import Applier, expired_since_watch, run, select_index, watch_broken
-from cacheshim.blocking import Blocker
+from cacheshim.blocking import Blocker, unblock_record
 from cacheshim.commands import Command, Ctx, load_all, lookup
 from cacheshim.commands.args import parse_int
 from cacheshim.commands.connection import valid_client_name
@@ -264,6 +264,11 @@ class Shim:
         while self.applier.applied_index < target:
             await self.wait_applied(target, timeout_s=None)
         self.caught_up_index = target
+        if self.applier.blocked.owned_by(self.config.shim_id):
+            # Clients of an earlier life of this shim, blocked in the applied state: no one
+            # waits for them any more (cacheshim.blocking).
+            await self.writer.submit(unblock_record(wall_ms(), every=True))
+        self.blocking.serving = True
         loop = asyncio.get_running_loop()
         self.server = await loop.create_server(
             lambda: Connection(self), self.config.host, self.config.port, reuse_address=True

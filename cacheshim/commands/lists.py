@@ -8,10 +8,11 @@ last element deletes the key, as Redis does. A change in place is reported with
 Blocking commands (BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BLMPOP) are writes: in apply they serve
 the client when a list has elements; otherwise they answer at once inside MULTI/EXEC (Redis's
 nil for a client that may not block), else `cacheshim.blocking.WouldBlock` and change
-nothing; the shim parks the client and proposes the command again when a key changes (see
-`cacheshim.blocking`). Arguments are checked in Redis's order, so the same bad command
-answers the same error: BLPOP's timeout before its keys are looked at, BLMPOP's numkeys,
-direction and COUNT before its timeout.
+nothing; the client then waits in the applied state, and apply runs the command again
+right after a record that gives one of its keys a list (see `cacheshim.blocking`).
+Arguments are checked in Redis's order, so the same bad command answers the same error:
+BLPOP's timeout before its keys are looked at, BLMPOP's numkeys, direction and COUNT before
+its timeout.
 """
 
 from __future__ import annotations
