@@ -129,6 +129,16 @@ def key_specs(spec: Command) -> list[Reply]:
     replies: list[Reply] = []
     for ordinal, flags in enumerate(specs):
         begin = spec.first_key + ordinal * spec.key_step
+        if ordinal and "movablekeys" in spec.flags:  # found by other arguments: not a range
+            unknown: Reply = {b"type": b"unknown", b"spec": {}}
+            replies.append(
+                {
+                    b"flags": SetReply([Status(f) for f in flags]),
+                    b"begin_search": unknown,
+                    b"find_keys": unknown,
+                }
+            )
+            continue
         if ordinal < len(specs) - 1:  # a spec of one key
             last = 0
         else:  # the last spec: from its key to the command's last key
