@@ -82,6 +82,8 @@ LLONG_MAX: Final = 2**63 - 1
 # How long after its deadline apply drops a blocked client with a timeout that its shim has
 # not unblocked (a shim that died): the owner's own unblock record normally comes first.
 DEADLINE_GRACE_MS: Final = 10_000
+# How soon an unblock record the log did not confirm is proposed again.
+UNBLOCK_RETRY_S: Final = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,6 +259,7 @@ class AppliedState(Protocol):
 
     keyspace: Keyspace
     time_ms: int
+    blocked: BlockedClients
     # The blocked clients served by the last record applied: (shim id, proposal id, reply).
     served: list[tuple[str, int, Reply]]
 
@@ -433,11 +436,22 @@ class Blocker:
         record = unblock_record(time.time_ns() // 1_000_000, proposal_id=waiter.proposal)
         self._proposer.submit(record).add_done_callback(partial(self._unblocked, waiter))
 
-    def _unblocked(self, waiter: _Waiter, _: asyncio.Future[Reply]) -> None:
-        """The unblock record was applied (or refused): unless apply served the client
-        first (then it has its reply already), it gets its ending reply now."""
+    def _unblocked(self, waiter: _Waiter, future: asyncio.Future[Reply]) -> None:
+        """The unblock record was applied (or not confirmed by the log): unless apply served
+        the client first (then it has its reply already), it gets its ending reply now."""
         if self._proposals.get(waiter.proposal) is waiter:
             self._finish(waiter, waiter.ending)
+        applied = (
+            not future.cancelled()
+            and future.exception() is None
+            and isinstance(future.result(), int)
+        )
+        if not applied and self._applied.blocked.owner_known(
+            self._proposer.shim_id, waiter.proposal
+        ):
+            # Still blocked in the applied state: ask again, so it takes nothing later.
+            waiter.unblock_sent = False
+            asyncio.get_running_loop().call_later(UNBLOCK_RETRY_S, self._send_unblock, waiter)
 
 
 def unblock_record(time_ms: int, proposal_id: int = 0, every: bool = False) -> record_pb2.Record:

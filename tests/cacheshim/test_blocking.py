@@ -296,6 +296,28 @@ def test_client_unblock() -> None:
     run_async(scenario)
 
 
+def test_an_unblock_record_the_log_did_not_confirm_is_proposed_again() -> None:
+    async def scenario() -> None:
+        log = FakeLog()
+        waiter = log.block(1, "BLPOP", "k", "0")
+        log.commit()
+        assert log.blocker.unblock(1, error=False)
+        _, future = log.pending.pop()  # the unblock record: the log does not confirm it
+        assert future is not None
+        future.set_result(Error("ERR memlog: the write was not confirmed"))
+        await asyncio.sleep(0)
+        assert waiter.result() is NULL_ARRAY and len(log.applier.blocked) == 1
+        await asyncio.sleep(0.7)
+        assert len(log.pending) == 1  # asked again
+        await _settle(log)
+        assert not log.applier.blocked and not log.pending
+        log.other("RPUSH", "k", "x")
+        log.commit()
+        assert log.read("LLEN", "k") == 1
+
+    run_async(scenario)
+
+
 def test_a_write_the_log_refused_answers_its_error() -> None:
     async def scenario() -> None:
         log = FakeLog()
