@@ -43,8 +43,9 @@ from cacheshim.commands import load_all
 from cacheshim.errors import CommandError
 from cacheshim.resp import NULL_ARRAY, Error, Reply
 from cacheshim.v1 import record_pb2
-from tests.cacheshim.harness import Memlog, RedisServer, wait_until
+from tests.cacheshim.harness import Memlog, RedisServer, client, same_index, wait_until
 from tests.cacheshim.rawresp import RawConnection
+from tests.cacheshim.rawresp import without_callbacks as bare
 
 Args = Sequence[bytes | str | int]
 
@@ -642,6 +643,32 @@ def test_a_key_of_another_type_keeps_the_client_waiting(servers: tuple[Server, S
     both(servers, scenario)
 
 
+ZSET_WAKES = [
+    (["BZPOPMIN", "nokey", "z", "0"], ["ZADD", "z", "1", "a", "2", "b"]),
+    (["BZPOPMAX", "z", "5"], ["ZADD", "z", "1", "a", "2", "b"]),
+    (["BZMPOP", "0", "1", "z", "MIN", "COUNT", "5"], ["ZADD", "z", "1", "a", "2", "b"]),
+    (["BZPOPMIN", "z", "0"], ["ZUNIONSTORE", "z", "1", "src"]),
+]
+
+
+@pytest.mark.parametrize(("wait", "push"), ZSET_WAKES, ids=[w[0][0] for w in ZSET_WAKES])
+def test_sorted_set_clients_are_served_before_the_push_replies(
+    servers: tuple[Server, Server], wait: list[str], push: list[str]
+) -> None:
+    def scenario(server: Server) -> list[bytes]:
+        server.pusher.call("ZADD", "src", "3", "c")
+        waiter = server.waiter()
+        waiter.send(wait)
+        server.wait_blocked(waiter)
+        pushed = server.pusher.call(*push)
+        left = server.pusher.call("ZRANGE", "z", "0", "-1", "WITHSCORES")
+        reply = waiter.replies(1)[0]
+        server.pusher.call("DEL", "z", "src")
+        return [pushed, left, reply]
+
+    both(servers, scenario)
+
+
 def test_linked_lmoves_are_served_before_the_push_replies(servers: tuple[Server, Server]) -> None:
     """Redis's "Linked LMOVEs": right after RPUSH replies, the element has moved on through
     both blocked clients; read on the pushers' server (for memlog another shim than the
@@ -655,7 +682,16 @@ def test_linked_lmoves_are_served_before_the_push_replies(servers: tuple[Server,
         server.wait_blocked(second)
         out = [server.pusher.call("RPUSH", "list1", "foo")]
         out += [server.pusher.call("LRANGE", key, "0", "-1") for key in ("list1", "list2", "list3")]
-        return [*out, first.replies(1)[0], second.replies(1)[0]]
+        out += [first.replies(1)[0], second.replies(1)[0]]
+        if server.name == "memlog":  # both shims served the clients alike
+            shims = [bare(client(server.wait_port)), bare(client(server.push_port))]
+            try:
+                same_index(shims)
+            finally:
+                for conn in shims:
+                    conn.close()
+            assert server.admin.call("DEBUG", "DIGEST") == server.pusher.call("DEBUG", "DIGEST")
+        return out
 
     both(servers, scenario)
 
