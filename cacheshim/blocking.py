@@ -1,48 +1,49 @@
-"""Blocking commands (BLPOP, BLMOVE, BZPOPMIN, ...): the contract between apply and the server,
-and the server's waiting clients.
+"""Blocking commands (BLPOP, BLMOVE, BZPOPMIN, ...): blocked clients as part of the applied
+state, served at apply, and each shim's waiting connections.
 
 A blocking command is a write: it goes through the log like any other. Its handler, run in
 apply, either serves it (pops, moves) and returns the reply, or, when there is nothing to
 serve and it is not inside MULTI/EXEC (`ctx.in_transaction`), returns `WouldBlock` and
-changes nothing. The shim that proposed the record then parks the client, locally, until one
-of the keys changes (by any shim's write) or its timeout passes, and proposes the command
-again. Nothing about waiting clients is replicated, so a shim that dies leaves no ghosts.
+changes nothing.
 
-The server side is `Blocker`, one per shim:
+The apply side (`BlockedClients`, kept by `cacheshim.apply.Applier`): a record whose command
+answered `WouldBlock` leaves its client in the applied state, on every shim: an entry (the
+proposing shim's id and proposal id, the command, its keys) queued, in log order, on each
+of its keys. After every record (a command, or a whole MULTI/EXEC), apply serves the clients
+blocked on the keys that record set or changed in place (`Database.ready_keys`): in the
+order the keys became ready, each key's clients first come first served while the key
+holds a value of their kind, each by running its command again at that point of the log
+(with the record's time and index). A served client leaves every queue, and what its
+command changes (BLMOVE's destination) may serve more clients, until no key is ready: as
+Redis's handleClientsBlockedOnKeys does before the next command. The replies go to
+`Applier.served`, addressed by (shim id, proposal id). So right after `RPUSH list1 foo`
+replies, a client blocked on list1 on any shim has taken foo, and every shim holds the same
+keyspace and the same blocked clients at each index.
 
-- `Blocker.execute` proposes a blocking command for a connection and answers a future of its
-  final reply. The connection processes nothing else meanwhile (as a blocked Redis client),
-  but its socket closing is noticed (`Blocker.disconnected`): the client is dropped and takes
-  nothing from then on.
-- `Blocker.after_apply` runs in the apply loop right after every record, synchronously, so
-  no change can slip between a `WouldBlock` and the parking of its client: it parks a client
-  whose record answered `WouldBlock` (in a FIFO per (db, key), in log order, as Redis queues
-  them), settles re-proposed records, and looks at the keys that changed.
-- A change is noticed through a hook of `cacheshim.keyspace.Database`: `set` and
-  `touch_changed` of a key in `Database.blocked_keys` note it in `Database.ready_keys`. For
-  each such key that now holds a value (of the waiters' kind, see `WouldBlock.kind`), the
-  parked clients of that key are proposed again in FIFO order: as many as the value has
-  elements, counting those already in flight, in one batch (one Append, contiguous in the
-  log). A client whose record answers `WouldBlock` again keeps its place in every queue; one
-  that is served leaves them all, and its other keys are looked at again (its proposal may
-  have held back the clients behind it there).
-- Timeouts run on the shim's clock from when the client first blocked (0: forever). When one
-  passes, or CLIENT UNBLOCK arrives, while a record of the client is in flight, its result
-  decides: served, the client gets it; `WouldBlock`, it gets the timeout's nil (a null
-  array, what Redis 7.0 answers for every blocking type) or CLIENT UNBLOCK's error.
+A wait ends through the log as well, so that every shim drops the entry at one index: the
+owner proposes an unblock record (`Record.unblock_proposal_id`) when the client's timeout
+passes, on CLIENT UNBLOCK, or when its connection closes. If the client was served first,
+the served reply wins (the element left the list at that index, so the client gets it); if
+not, the client gets the timeout's nil (a null array, what Redis 7.0 answers for every
+blocking type) or CLIENT UNBLOCK's error. A shim that starts drops the entries its shim id
+left in an earlier life (`Record.unblock_all`); entries with a timeout are dropped by apply
+anyway once their deadline (the blocking record's time plus the timeout) is
+`DEADLINE_GRACE_MS` past, so a shim that dies for good leaves its clients with timeout 0
+behind only, each taking at most one element nobody reads.
+
+The server side is `Blocker`, one per shim: it proposes a connection's blocking command and
+answers a future of its final reply; the connection processes nothing else meanwhile (as a
+blocked Redis client). `Blocker.after_apply` runs in the apply loop right after every
+record, synchronously: it parks a client whose record answered `WouldBlock` (its timer runs
+on the shim's clock from then, 0: forever) and answers the clients apply served.
 
 Where this differs from Redis 7.0, and why:
 
-- Redis serves a woken client in the same event-loop turn as the push, so a command that
-  arrives later cannot take the element first. Here the re-proposed record and a newer
-  command (LPOP from another client, or a first BLPOP) race through the log, and log order
-  decides; the woken client then keeps its place and waits again. FIFO holds among the
-  clients parked on one shim; between shims, log order decides.
-- A re-proposed command runs again from the start (as Redis 7.2 does), so a client blocked on
+- A served command runs again from the start (as Redis 7.2 does), so a client blocked on
   several keys is served from the first of them that has elements, not necessarily the one
   that woke it, and a key of the wrong type before it answers WRONGTYPE.
-- A client that disconnects while its re-proposed record is in flight may take an element
-  that no one reads (Redis loses a reply to a dying connection the same way).
+- A timeout or CLIENT UNBLOCK takes effect when its record is applied: an element pushed
+  in between still goes to the client (CLIENT UNBLOCK has answered 1 already).
 """
 
 from __future__ import annotations
@@ -50,8 +51,8 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Iterable, Sized
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import partial
 from typing import Final, Protocol, cast
@@ -63,15 +64,26 @@ from cacheshim.resp import NULL_ARRAY, Error, Reply
 from cacheshim.v1 import record_pb2
 
 __all__ = [
+    "DEADLINE_GRACE_MS",
+    "BlockedClients",
+    "BlockedEntry",
     "Blocker",
     "WouldBlock",
+    "as_would_block",
     "parse_timeout",
     "timeout_argument",
+    "timeout_ms_of",
+    "unblock_record",
     "would_block",
 ]
 
 LLONG_MIN: Final = -(2**63)
 LLONG_MAX: Final = 2**63 - 1
+# How long after its deadline apply drops a blocked client with a timeout that its shim has
+# not unblocked (a shim that died): the owner's own unblock record normally comes first.
+DEADLINE_GRACE_MS: Final = 10_000
+# How soon an unblock record the log did not confirm is proposed again.
+UNBLOCK_RETRY_S: Final = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +108,11 @@ def would_block(
     """A handler's `WouldBlock` answer, typed as the `Reply` handlers return (the server
     takes it before any encoder sees it)."""
     return cast(Reply, WouldBlock(tuple(keys), kind, timeout_ms))
+
+
+def as_would_block(reply: object) -> WouldBlock | None:
+    """The `WouldBlock` a handler answered, or None (typed for callers that hold a Reply)."""
+    return reply if isinstance(reply, WouldBlock) else None
 
 
 def parse_timeout(arg: bytes) -> int:
@@ -131,6 +148,11 @@ def timeout_argument(args: list[bytes]) -> bytes:
     return args[1] if args[0].lower().endswith(b"mpop") else args[-1]
 
 
+def timeout_ms_of(block: WouldBlock, args: list[bytes]) -> int:
+    """A blocked command's timeout in milliseconds (0: forever)."""
+    return block.timeout_ms if block.timeout_ms is not None else _timeout_ms(args)
+
+
 def _timeout_ms(args: list[bytes]) -> int:
     try:
         return parse_timeout(timeout_argument(args))
@@ -138,7 +160,98 @@ def _timeout_ms(args: list[bytes]) -> int:
         return 0
 
 
-# -- the server side ------------------------------------------------------------------------
+# -- the apply side: blocked clients in the applied state ---------------------------------------
+
+
+@dataclass(eq=False)  # compared and hashed by identity: an entry of the queues
+class BlockedEntry:
+    """A client blocked in a command that answered `WouldBlock`, as every shim holds it."""
+
+    shim_id: str
+    proposal_id: int
+    db: int
+    args: list[bytes]
+    keys: tuple[bytes, ...]
+    kind: type | None
+    deadline_ms: int | None  # the record's time + timeout + DEADLINE_GRACE_MS; None: never
+
+
+class BlockedClients:
+    """The blocked clients of the applied state: FIFO queues per (db, key), in log order.
+
+    Changed by apply only (deterministic): `add` when a blocking command answered
+    `WouldBlock`, `remove` when one is served or unblocked. The keys with a queue are
+    `Database.blocked_keys`, so the keyspace notes when one is set or changed in place
+    (`Database.ready_keys`)."""
+
+    def __init__(self, keyspace: Keyspace) -> None:
+        self._keyspace = keyspace
+        self.queues: dict[tuple[int, bytes], dict[BlockedEntry, None]] = {}
+        self._by_owner: dict[tuple[str, int], BlockedEntry] = {}
+        self._keys_per_db: dict[int, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._by_owner)
+
+    def add(self, entry: BlockedEntry) -> None:
+        entry.keys = tuple(dict.fromkeys(entry.keys))  # BLPOP k k 0 waits once on k
+        self._by_owner[(entry.shim_id, entry.proposal_id)] = entry
+        db = self._keyspace.dbs[entry.db]
+        for key in entry.keys:
+            slot = (entry.db, key)
+            queue = self.queues.get(slot)
+            if queue is None:
+                queue = self.queues[slot] = {}
+                db.blocked_keys.add(key)
+                self._keys_per_db[entry.db] = self._keys_per_db.get(entry.db, 0) + 1
+            queue[entry] = None
+
+    def remove(self, shim_id: str, proposal_id: int) -> BlockedEntry | None:
+        entry = self._by_owner.pop((shim_id, proposal_id), None)
+        if entry is None:
+            return None
+        db = self._keyspace.dbs[entry.db]
+        for key in entry.keys:
+            slot = (entry.db, key)
+            queue = self.queues[slot]
+            del queue[entry]
+            if queue:
+                continue
+            del self.queues[slot]
+            db.blocked_keys.discard(key)
+            left = self._keys_per_db[entry.db] - 1
+            if left:
+                self._keys_per_db[entry.db] = left
+            else:
+                del self._keys_per_db[entry.db]
+                db.ready_keys.clear()
+        return entry
+
+    def remove_shim(self, shim_id: str) -> int:
+        """Drop every entry of shim_id (in log order, so the same way everywhere)."""
+        owners = [owner for owner in self._by_owner if owner[0] == shim_id]
+        for owner in owners:
+            self.remove(*owner)
+        return len(owners)
+
+    def owner_known(self, shim_id: str, proposal_id: int) -> bool:
+        return (shim_id, proposal_id) in self._by_owner
+
+    def owned_by(self, shim_id: str) -> int:
+        return sum(1 for owner in self._by_owner if owner[0] == shim_id)
+
+    def take_ready(self) -> list[tuple[int, bytes]]:
+        """The keys with blocked clients that were set or changed since the last call."""
+        ready: list[tuple[int, bytes]] = []
+        for db_index in self._keys_per_db:
+            db = self._keyspace.dbs[db_index]
+            if db.ready_keys:
+                ready.extend((db_index, key) for key in db.ready_keys)
+                db.ready_keys.clear()
+        return ready
+
+
+# -- the server side: this shim's waiting connections --------------------------------------------
 
 
 class AppliedState(Protocol):
@@ -146,6 +259,9 @@ class AppliedState(Protocol):
 
     keyspace: Keyspace
     time_ms: int
+    blocked: BlockedClients
+    # The blocked clients served by the last record applied: (shim id, proposal id, reply).
+    served: list[tuple[str, int, Reply]]
 
 
 class Proposer(Protocol):
@@ -158,20 +274,21 @@ class Proposer(Protocol):
     def submit(self, record: record_pb2.Record) -> asyncio.Future[Reply]: ...
 
 
-@dataclass(eq=False)  # compared and hashed by identity: an entry of the queues
+@dataclass(eq=False)
 class _Waiter:
     session_id: int
     db: int
     args: list[bytes]
     result: asyncio.Future[Reply]
-    keys: tuple[bytes, ...] = ()
-    kind: type | None = None
-    parked: bool = False
+    proposal: int = 0  # the proposal id of its blocking record
+    applied: bool = False  # its blocking record was applied (served, or blocked)
+    parked: bool = False  # blocked, in the applied state
     gone: bool = False  # the connection closed
-    proposal: int = 0  # the proposal id of its record in flight; 0: none
-    ending_due: bool = False  # timed out or unblocked while a record was in flight
-    ending: Reply = None
+    ending: Reply = None  # the reply once its unblock record is applied (nil or UNBLOCKED)
+    ending_due: bool = False  # timed out, unblocked or gone: an unblock record is due
+    unblock_sent: bool = False
     timer: asyncio.TimerHandle | None = None
+    keys: tuple[bytes, ...] = field(default=())
 
 
 class Blocker:
@@ -180,14 +297,11 @@ class Blocker:
     def __init__(self, applied: AppliedState, proposer: Proposer) -> None:
         self._applied = applied
         self._proposer = proposer
-        # (db, key) -> its parked clients in FIFO order (a dict as an ordered set).
-        self._queues: dict[tuple[int, bytes], dict[_Waiter, None]] = {}
-        # db -> how many of its keys have a queue (the databases to look at after apply).
-        self._keys_per_db: dict[int, int] = {}
-        self._proposals: dict[int, _Waiter] = {}
+        self._proposals: dict[int, _Waiter] = {}  # blocking record's proposal id -> waiter
         self._by_session: dict[int, _Waiter] = {}
-        # Keys to look at again at the next drain, besides those the keyspace noted.
-        self._recheck: list[tuple[int, bytes]] = []
+        # Set once the shim serves clients: the records of this shim id applied before are
+        # an earlier life's (its blocked clients are dropped by an unblock_all at start).
+        self.serving = False
 
     # -- the connection side ------------------------------------------------------------
 
@@ -195,21 +309,26 @@ class Blocker:
         """Propose a blocking command now; the future answers its final reply."""
         waiter = _Waiter(session_id, db, list(args), asyncio.get_running_loop().create_future())
         self._by_session[session_id] = waiter
-        self._propose(waiter)
+        record = record_pb2.Record(db=db, time_ms=time.time_ns() // 1_000_000)
+        record.commands.add().args.extend(waiter.args)
+        future = self._proposer.submit(record)
+        waiter.proposal = record.proposal_id
+        self._proposals[record.proposal_id] = waiter
+        future.add_done_callback(partial(self._not_applied, waiter))
         return waiter.result
 
     def disconnected(self, session_id: int) -> None:
-        """The client's connection closed: it leaves every queue and takes nothing more."""
+        """The client's connection closed: its wait ends, and it takes nothing more."""
         waiter = self._by_session.pop(session_id, None)
         if waiter is None:
             return
         waiter.gone = True
-        self._unpark(waiter)
         if not waiter.result.done():
             waiter.result.set_result(NULL_ARRAY)
+        self._end(waiter, NULL_ARRAY)
 
     def unblock(self, session_id: int, error: bool) -> bool:
-        """CLIENT UNBLOCK: answer a parked client as if it timed out, or with UNBLOCKED."""
+        """CLIENT UNBLOCK: answer a blocked client as if it timed out, or with UNBLOCKED."""
         waiter = self._by_session.get(session_id)
         if waiter is None or not waiter.parked or waiter.ending_due:
             return False
@@ -234,36 +353,31 @@ class Blocker:
         """Called by the apply loop right after each record (synchronously)."""
         if (
             record is not None
-            and self._proposals
             and record.shim_id == self._proposer.shim_id
-            and (waiter := self._proposals.pop(record.proposal_id, None)) is not None
+            and not record.unblock_proposal_id
         ):
-            self._settle(waiter, reply)
-        if self._queues or self._recheck:
-            self._drain()
+            waiter = self._proposals.get(record.proposal_id)
+            if waiter is not None and not waiter.applied:
+                waiter.applied = True
+                if isinstance(reply, WouldBlock):
+                    self._park(waiter, reply)
+                else:
+                    self._finish(waiter, cast(Reply, reply))
+            elif waiter is None and self.serving and isinstance(reply, WouldBlock):
+                # Blocked in the applied state, but its client was answered already (the log
+                # did not confirm the write in time): no one waits for it.
+                orphan = unblock_record(time.time_ns() // 1_000_000, record.proposal_id)
+                self._proposer.submit(orphan)
+        if self._proposals:
+            mine = self._proposer.shim_id
+            for shim_id, proposal_id, served in self._applied.served:
+                if shim_id == mine and (waiter := self._proposals.get(proposal_id)):
+                    self._finish(waiter, served)
 
-    def _settle(self, waiter: _Waiter, reply: object) -> None:
-        """The result of a record proposed for waiter."""
-        waiter.proposal = 0
-        if isinstance(reply, WouldBlock):
-            if waiter.gone:
-                return
-            if waiter.ending_due:
-                self._finish(waiter, waiter.ending)
-            elif not waiter.parked:
-                self._park(waiter, reply)
-            return  # else: parked already, it keeps its place
-        # Served, or an error: done. Its other keys may hold elements that its record, in
-        # flight, held back from the clients behind it.
-        self._recheck.extend((waiter.db, key) for key in waiter.keys)
-        if not waiter.gone:
-            self._finish(waiter, cast(Reply, reply))
-
-    def _not_applied(self, proposal_id: int, future: asyncio.Future[Reply]) -> None:
-        """A proposal's future is done: if apply did not take it (after_apply), the log
-        refused or lost the record, and the future holds the error to answer."""
-        waiter = self._proposals.pop(proposal_id, None)
-        if waiter is None:
+    def _not_applied(self, waiter: _Waiter, future: asyncio.Future[Reply]) -> None:
+        """The blocking record's future is done: if apply did not take it (after_apply),
+        the log refused or lost the record, and the future holds the error to answer."""
+        if waiter.applied or self._proposals.get(waiter.proposal) is not waiter:
             return
         if future.cancelled():
             reply: Reply = Error("ERR memlog: the write was cancelled")
@@ -271,111 +385,78 @@ class Blocker:
             reply = Error(f"ERR memlog: {future.exception()}")
         else:
             reply = future.result()
-        self._settle(waiter, reply)
-        if self._queues or self._recheck:
-            self._drain()
+        self._finish(waiter, reply)
 
     def _park(self, waiter: _Waiter, block: WouldBlock) -> None:
-        waiter.keys = tuple(dict.fromkeys(block.keys))  # BLPOP k k 0 waits once on k
-        waiter.kind = block.kind
-        db = self._applied.keyspace.dbs[waiter.db]
-        for key in waiter.keys:
-            slot = (waiter.db, key)
-            queue = self._queues.get(slot)
-            if queue is None:
-                queue = self._queues[slot] = {}
-                db.blocked_keys.add(key)
-                self._keys_per_db[waiter.db] = self._keys_per_db.get(waiter.db, 0) + 1
-            queue[waiter] = None
         waiter.parked = True
+        waiter.keys = block.keys
+        if waiter.ending_due:  # timed out, unblocked or gone while its record was in flight
+            self._send_unblock(waiter)
+            return
         timeout_ms = block.timeout_ms if block.timeout_ms is not None else _timeout_ms(waiter.args)
         if timeout_ms > 0:
             waiter.timer = asyncio.get_running_loop().call_later(
                 timeout_ms / 1000, self._timed_out, waiter
             )
 
-    def _unpark(self, waiter: _Waiter) -> None:
+    def _finish(self, waiter: _Waiter, reply: Reply) -> None:
         if waiter.timer is not None:
             waiter.timer.cancel()
             waiter.timer = None
-        if not waiter.parked:
-            return
         waiter.parked = False
-        db = self._applied.keyspace.dbs[waiter.db]
-        for key in waiter.keys:
-            slot = (waiter.db, key)
-            queue = self._queues.get(slot)
-            if queue is None:
-                continue
-            queue.pop(waiter, None)
-            if queue:
-                continue
-            del self._queues[slot]
-            db.blocked_keys.discard(key)
-            left = self._keys_per_db[waiter.db] - 1
-            if left:
-                self._keys_per_db[waiter.db] = left
-            else:
-                del self._keys_per_db[waiter.db]
-                db.ready_keys.clear()
-
-    def _finish(self, waiter: _Waiter, reply: Reply) -> None:
-        self._unpark(waiter)
+        if self._proposals.get(waiter.proposal) is waiter:
+            del self._proposals[waiter.proposal]
         if self._by_session.get(waiter.session_id) is waiter:
             del self._by_session[waiter.session_id]
         if not waiter.result.done():
             waiter.result.set_result(reply)
 
     def _end(self, waiter: _Waiter, reply: Reply) -> None:
-        """Timeout or CLIENT UNBLOCK: now, or when the record in flight comes back."""
-        if waiter.proposal:
-            waiter.ending_due = True
-            waiter.ending = reply
-        else:
-            self._finish(waiter, reply)
+        """Timeout, CLIENT UNBLOCK or disconnect: through the log, so that every shim drops
+        the client at one index (now, or once its blocking record is applied)."""
+        if waiter.ending_due:
+            return
+        waiter.ending_due = True
+        waiter.ending = reply
+        if waiter.timer is not None:
+            waiter.timer.cancel()
+            waiter.timer = None
+        if waiter.parked:
+            self._send_unblock(waiter)
 
     def _timed_out(self, waiter: _Waiter) -> None:
         waiter.timer = None
-        if waiter.parked and not waiter.ending_due:
+        if waiter.parked:
             self._end(waiter, NULL_ARRAY)
 
-    def _propose(self, waiter: _Waiter) -> None:
-        record = record_pb2.Record(db=waiter.db, time_ms=time.time_ns() // 1_000_000)
-        record.commands.add().args.extend(waiter.args)
-        future = self._proposer.submit(record)
-        waiter.proposal = record.proposal_id
-        self._proposals[record.proposal_id] = waiter
-        future.add_done_callback(partial(self._not_applied, record.proposal_id))
+    def _send_unblock(self, waiter: _Waiter) -> None:
+        if waiter.unblock_sent:
+            return
+        waiter.unblock_sent = True
+        record = unblock_record(time.time_ns() // 1_000_000, proposal_id=waiter.proposal)
+        self._proposer.submit(record).add_done_callback(partial(self._unblocked, waiter))
 
-    def _drain(self) -> None:
-        """Propose again the parked clients of the keys that changed (see the module doc)."""
-        keyspace = self._applied.keyspace
-        ready, self._recheck = self._recheck, []
-        for db_index in self._keys_per_db:
-            db = keyspace.dbs[db_index]
-            if db.ready_keys:
-                ready.extend((db_index, key) for key in db.ready_keys)
-                db.ready_keys.clear()
-        now_ms = self._applied.time_ms
-        seen: set[tuple[int, bytes]] = set()  # membership only: the order is ready's
-        for slot in ready:
-            if slot in seen:
-                continue
-            seen.add(slot)
-            queue = self._queues.get(slot)
-            if not queue:
-                continue
-            value = keyspace.dbs[slot[0]].get(slot[1], now_ms)
-            if value is None:
-                continue
-            wanted = len(value) if isinstance(value, Sized) else 1
-            for waiter in queue:
-                if wanted <= 0:
-                    break
-                if waiter.proposal:  # in flight: it will see this value
-                    wanted -= 1
-                elif not waiter.ending_due and (
-                    waiter.kind is None or isinstance(value, waiter.kind)
-                ):
-                    self._propose(waiter)
-                    wanted -= 1
+    def _unblocked(self, waiter: _Waiter, future: asyncio.Future[Reply]) -> None:
+        """The unblock record was applied (or not confirmed by the log): unless apply served
+        the client first (then it has its reply already), it gets its ending reply now."""
+        if self._proposals.get(waiter.proposal) is waiter:
+            self._finish(waiter, waiter.ending)
+        applied = (
+            not future.cancelled()
+            and future.exception() is None
+            and isinstance(future.result(), int)
+        )
+        if not applied and self._applied.blocked.owner_known(
+            self._proposer.shim_id, waiter.proposal
+        ):
+            # Still blocked in the applied state: ask again, so it takes nothing later.
+            waiter.unblock_sent = False
+            asyncio.get_running_loop().call_later(UNBLOCK_RETRY_S, self._send_unblock, waiter)
+
+
+def unblock_record(time_ms: int, proposal_id: int = 0, every: bool = False) -> record_pb2.Record:
+    """A record that ends the wait of this shim's client blocked by proposal_id, or (every)
+    of all the clients its shim id left blocked in an earlier life."""
+    record = record_pb2.Record(time_ms=time_ms, unblock_proposal_id=proposal_id, unblock_all=every)
+    record.commands.add().args.append(b"UNBLOCK")
+    return record

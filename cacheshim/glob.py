@@ -14,7 +14,10 @@ Redis's quirks are kept on purpose, so a pattern selects the same keys here as t
   from -1 to 97, so it holds the bytes 0x00-0x61 and 0xff; bounds given backwards are swapped;
 - ``[a-]`` ... a ``-`` after the first byte of a class always starts a range, even when the
   byte after it is ``]``, which then ends the range rather than the class;
-- with ``nocase`` (CONFIG GET), ranges are swapped first and lower-cased after.
+- with ``nocase`` (CONFIG GET), ranges are swapped first and lower-cased after;
+- Redis recurses once per run of stars and gives up (no match) past 1,000 levels: a pattern
+  whose 1,001st run of stars is not its last token matches nothing (a last run of stars
+  matches whatever is left without recursing).
 
 The pattern is compiled once into tokens that each match one byte (a 256-entry table) or
 any run (``*``); matching backtracks only to the last ``*``, so it takes O(len(pattern) *
@@ -26,6 +29,8 @@ from __future__ import annotations
 from typing import Final
 
 _STAR: Final = None  # a token that matches any run of bytes
+# stringmatchlen's nesting limit: the deepest run of stars it recurses into.
+NESTING_MAX: Final = 1000
 _BACKSLASH: Final = 0x5C
 
 Table = bytes  # 256 entries, nonzero where the byte matches
@@ -58,11 +63,12 @@ _ANY: Final = bytes([1]) * 256
 class Pattern:
     """A compiled pattern; :meth:`match` tells whether a subject matches it."""
 
-    __slots__ = ("_empty", "_literal", "_tokens")
+    __slots__ = ("_empty", "_hopeless", "_literal", "_tokens")
 
     def __init__(self, pattern: bytes, nocase: bool = False) -> None:
         self._empty = not pattern
         self._tokens = _compile(pattern, nocase)
+        self._hopeless = _too_nested(self._tokens)
         literal = None
         if not nocase and all(t is not None and sum(t) == 1 for t in self._tokens):
             literal = bytes(t.index(1) for t in self._tokens if t is not None)
@@ -71,6 +77,8 @@ class Pattern:
     def match(self, subject: bytes) -> bool:
         if not subject:
             return self._empty
+        if self._hopeless:
+            return False
         if self._literal is not None:
             return subject == self._literal
         return _match(self._tokens, subject)
@@ -79,6 +87,18 @@ class Pattern:
 def match(pattern: bytes, subject: bytes, nocase: bool = False) -> bool:
     """Whether subject matches the Redis glob pattern."""
     return Pattern(pattern, nocase).match(subject)
+
+
+def _too_nested(tokens: list[Token]) -> bool:
+    """Whether Redis would have to recurse past NESTING_MAX runs of stars to match anything:
+    a run of stars beyond the limit that is not the pattern's last token."""
+    stars = 0
+    for position, token in enumerate(tokens):
+        if token is _STAR:
+            stars += 1
+            if stars > NESTING_MAX and position < len(tokens) - 1:
+                return True
+    return False
 
 
 def _compile(pattern: bytes, nocase: bool) -> list[Token]:

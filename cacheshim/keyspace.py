@@ -5,7 +5,9 @@ sets, sorted sets). Expiry times are absolute unix milliseconds. Reads hide keys
 the reader's clock without touching the keyspace; apply (`expire_due`) deletes keys expired
 as of the record's time, in a deterministic order, so every shim reclaims the same memory.
 
-Every change to a key records the log index that made it (`changed_at`), for WATCH.
+Every change to a key records the log index that made it, for WATCH: `changed_at` for the
+changes commands make (a flush included, for the keys it removed), `expired_at` for the
+removal of a key whose time had come (see `Database.last_change`).
 """
 
 from __future__ import annotations
@@ -133,9 +135,11 @@ class Database:
         self.expires: dict[bytes, int] = {}
         # (when, key) for every expiry ever set; stale pairs are skipped when popped.
         self._expiry_heap: list[tuple[int, bytes]] = []
-        # key -> log index of its last change; flushed_at covers keys changed by a flush.
+        # key -> log index of its last change by a command (a flush of it included), and of
+        # its last removal by expiry. Kept for removed keys too: a WATCH from before the
+        # removal must see it (so they grow with the keys ever written; see last_change).
         self.changed_at: dict[bytes, int] = {}
-        self.flushed_at = 0
+        self.expired_at: dict[bytes, int] = {}
         # Every key of data in hash buckets: SCAN's cursor order and RANDOMKEY's pick.
         self.key_index = KeyIndex()
         # Keys that clients blocked in BLPOP & co. wait for (kept by cacheshim.blocking), and
@@ -177,8 +181,17 @@ class Database:
         expired = sum(1 for when in self.expires.values() if when <= now_ms)
         return len(self.data) - expired
 
-    def last_change(self, key: bytes) -> int:
-        return max(self.changed_at.get(key, 0), self.flushed_at)
+    def last_change(self, key: bytes, stale_when_watched: bool = False) -> int:
+        """The log index of the key's last change, as a WATCH sees it (Redis 7.0's rules).
+
+        Every change counts, its removal once it expired too; but for a key that had
+        expired (not yet removed) when it was watched (stale_when_watched), that removal is
+        no change: Redis 7.0 treats the watched key as already gone.
+        """
+        changed = self.changed_at.get(key, 0)
+        if stale_when_watched:
+            return changed
+        return max(changed, self.expired_at.get(key, 0))
 
     def scan(self, cursor: int, count: int) -> tuple[int, list[bytes]]:
         """One SCAN step over all keys, expired ones included (see KeyIndex.scan)."""
@@ -249,17 +262,26 @@ class Database:
         while heap and heap[0][0] <= now_ms:
             when, key = heapq.heappop(heap)
             if self.expires.get(key) == when:
+                changed = self.changed_at.get(key)
                 self.delete(key, index)
+                # A removal by expiry, not a change by a command (see last_change).
+                if changed is None:
+                    del self.changed_at[key]
+                else:
+                    self.changed_at[key] = changed
+                self.expired_at[key] = index
                 removed += 1
         return removed
 
     def flush(self, index: int) -> None:
+        # A flush changes the keys it removes, and only those: a WATCH of a key that did not
+        # exist survives it (Redis 7.0's touchAllWatchedKeysInDb).
+        for key in self.data:
+            self.changed_at[key] = index
         self.data.clear()
         self.key_index.clear()
         self.expires.clear()
         self._expiry_heap.clear()
-        self.changed_at.clear()
-        self.flushed_at = index
 
 
 class Keyspace:

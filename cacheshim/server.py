@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from typing import cast
 
 from cacheshim import errors
-from cacheshim.apply import Applier, run, select_index
-from cacheshim.blocking import Blocker
+from cacheshim.apply import Applier, expired_since_watch, run, select_index, watch_broken
+from cacheshim.blocking import Blocker, unblock_record
 from cacheshim.commands import Command, Ctx, load_all, lookup
 from cacheshim.commands.args import parse_int
 from cacheshim.commands.connection import valid_client_name
@@ -100,8 +100,9 @@ class Session:
     in_multi: bool = False
     multi_error: bool = False
     queued: list[list[bytes]] = field(default_factory=list)
-    watched: list[tuple[int, bytes]] = field(default_factory=list)
-    watch_index: int = 0
+    # WATCH: (db, key) -> the key as the EXEC record carries it, with the index this shim
+    # had applied when it was first watched (each WATCH counts from its own moment).
+    watched: dict[tuple[int, bytes], record_pb2.WatchedKey] = field(default_factory=dict)
     linearizable: bool = False
     last_command: str = "NULL"
     last_active_ms: int = 0
@@ -269,6 +270,11 @@ class Shim:
                     "catching up: applied %d of %d records", self.applier.applied_index, target
                 )
         self.caught_up_index = target
+        if self.applier.blocked.owned_by(self.config.shim_id):
+            # Clients of an earlier life of this shim, blocked in the applied state: no one
+            # waits for them any more (cacheshim.blocking).
+            await self.writer.submit(unblock_record(wall_ms(), every=True))
+        self.blocking.serving = True
         loop = asyncio.get_running_loop()
         self.server = await loop.create_server(
             lambda: Connection(self), self.config.host, self.config.port, reuse_address=True
@@ -622,7 +628,7 @@ class Connection(asyncio.Protocol):
                 self.encoder.write(Status("QUEUED"))
             return None
         if error is not None:
-            self.encoder.write(Error(error))
+            self._refuse(session, name, error)
             return None
         assert spec is not None
         if name in SESSION_COMMANDS and not spec.container:
@@ -638,6 +644,20 @@ class Connection(asyncio.Protocol):
             return self._after_barrier(session, args)
         self.encoder.write(self._read(session, args))
         return None
+
+    def _refuse(self, session: Session, name: str, error: str) -> None:
+        """A command the central checks refused, as Redis's rejectCommand answers it: inside
+        MULTI the transaction is marked failed (also for DISCARD, WATCH, MULTI ...), and a
+        refused EXEC, in MULTI or not, discards the transaction and forgets the WATCHes."""
+        if name == "exec":
+            self._end_multi(session)
+            session.watched = {}
+            reason = error[4:] if error.startswith("ERR ") else error
+            self.encoder.write(Error(f"EXECABORT Transaction discarded because of: {reason}"))
+            return
+        if session.in_multi:
+            session.multi_error = True
+        self.encoder.write(Error(error))
 
     def _check(self, spec: Command | None, args: list[bytes]) -> str | None:
         """Redis's central checks (processCommand): unknown command, arity."""
@@ -699,17 +719,16 @@ class Connection(asyncio.Protocol):
                 reply = Error("ERR DISCARD without MULTI")
             else:
                 self._end_multi(session)
+                session.watched = {}  # DISCARD forgets the WATCHes, as EXEC does
                 reply = OK
         elif name == "watch":
             if session.in_multi:
                 reply = Error("ERR WATCH inside MULTI is not allowed")
             else:
-                if not session.watched:
-                    session.watch_index = self.shim.applier.applied_index
-                session.watched.extend((session.db, key) for key in args[1:])
+                self._watch(session, args[1:])
                 reply = OK
         elif name == "unwatch":
-            session.watched.clear()
+            session.watched = {}
             reply = OK
         else:  # exec
             return self._exec(session)
@@ -720,10 +739,10 @@ class Connection(asyncio.Protocol):
         if not session.in_multi:
             self.encoder.write(Error("ERR EXEC without MULTI"))
             return None
-        queued, watched, watch_index = session.queued, session.watched, session.watch_index
+        queued, watched = session.queued, list(session.watched.values())
         failed = session.multi_error
         self._end_multi(session)
-        session.watched = []
+        session.watched = {}
         if failed:
             self.encoder.write(Error("EXECABORT Transaction discarded because of previous errors."))
             return None
@@ -731,20 +750,33 @@ class Connection(asyncio.Protocol):
         if not writes:
             # Only reads: run them here, atomically (nothing else runs meanwhile).
             keyspace = self.shim.applier.keyspace
-            if any(keyspace.dbs[db].last_change(key) > watch_index for db, key in watched):
+            if watch_broken(keyspace, watched) or expired_since_watch(keyspace, watched, wall_ms()):
                 self.encoder.write(NULL_ARRAY)
             else:
                 self.encoder.write([self._read(session, a) for a in queued])
             return None
         record = record_for(session.db, queued, transaction=True)
-        record.watch_index = watch_index
-        for db, key in watched:
-            record.watched.add(db=db, key=key)
+        record.watched.extend(watched)  # apply checks them (cacheshim.apply.watch_broken)
         for args in queued:  # SELECT inside the transaction moves the connection too
             if args[0].lower() == b"select":
                 with contextlib.suppress(CommandError):
                     session.db = select_index(args[1])
         return self.shim.writer.submit(record)
+
+    def _watch(self, session: Session, keys: list[bytes]) -> None:
+        """WATCH: each key counts from this moment (this shim's applied index), unless it is
+        watched already (Redis keeps a key's first WATCH). A key that has expired but is not
+        removed yet is marked stale: its removal will not count as a change (Redis 7.0)."""
+        applier = self.shim.applier
+        db = applier.keyspace.dbs[session.db]
+        now_ms = wall_ms()
+        for key in keys:
+            slot = (session.db, key)
+            if slot not in session.watched:
+                session.watched[slot] = record_pb2.WatchedKey(
+                    db=session.db, key=key, index=applier.applied_index,
+                    stale=db.is_expired(key, now_ms),
+                )  # fmt: skip
 
     def _end_multi(self, session: Session) -> None:
         session.in_multi = False
@@ -753,7 +785,7 @@ class Connection(asyncio.Protocol):
 
     def _reset(self, session: Session) -> None:
         self._end_multi(session)
-        session.watched = []
+        session.watched = {}
         session.db = 0
         session.protocol = 2
         self.encoder.protocol = 2

@@ -75,9 +75,11 @@ class Command:
     subcommands: dict[str, Command] = field(default_factory=dict)
     container: str | None = None
     # COMMAND INFO's tips ("nondeterministic_output", "request_policy:all_shards", ...) and
-    # the access flags of its key spec ("RW access update"); empty: derived from the flags.
+    # the access flags of its key specs, in key order ("RW access delete", "RW insert" for
+    # LMOVE's source and destination): the last one covers every key after the others.
+    # Empty: derived from the flags.
     tips: tuple[str, ...] = ()
-    key_spec_flags: tuple[str, ...] = ()
+    key_flag_specs: tuple[tuple[str, ...], ...] = ()
     # Goes through the log although Redis does not flag it "write" (PUBLISH, SPUBLISH: a
     # message must reach the subscribers of every shim, in one order).
     logged: bool = False
@@ -87,6 +89,11 @@ class Command:
         """A write in the log's sense: the command becomes a record, applied by every shim
         (Redis's "write" flag, or logged=True). COMMAND shows the flags, not this."""
         return self.logged or "write" in self.flags
+
+    @property
+    def key_spec_flags(self) -> tuple[str, ...]:
+        """The access flags of the first key spec (empty if none is declared)."""
+        return self.key_flag_specs[0] if self.key_flag_specs else ()
 
     @property
     def full_name(self) -> str:
@@ -120,7 +127,10 @@ def command(
     key_flags: str = "",
     logged: bool = False,
 ) -> Callable[[Handler], Handler]:
-    """Declare a command (or, with container=, a subcommand) and register its handler."""
+    """Declare a command (or, with container=, a subcommand) and register its handler.
+
+    key_flags: the access flags of each key spec, "|" between specs, in key order (the last
+    one for every key after the others): "RW access delete|RW insert" (LMOVE)."""
 
     def register(handler: Handler) -> Handler:
         spec = Command(
@@ -138,7 +148,7 @@ def command(
             handler=handler,
             container=container,
             tips=tuple(tips.split()),
-            key_spec_flags=tuple(key_flags.split()),
+            key_flag_specs=tuple(tuple(part.split()) for part in key_flags.split("|") if part),
             logged=logged,
         )
         if container is None:

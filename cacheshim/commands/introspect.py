@@ -5,8 +5,8 @@ Flags and ACL categories come out in Redis's order whatever order a declaration 
 in, and the ACL categories Redis implies from the flags (``write`` -> ``@write``, not
 ``fast`` -> ``@slow``, ...) are added. Key specs are derived from each command's key range:
 a ``begin_search`` at the first key and a ``find_keys`` range, with the access flags the
-declaration gives (``key_flags=``), else ``RO access`` for read-only commands and
-``RW update`` for writes. Tips are the declaration's (``tips=``).
+declaration gives (``key_flags=``, one set per key spec), else ``RO access`` for read-only
+commands and ``RW update`` for writes. Tips are the declaration's (``tips=``).
 """
 
 from __future__ import annotations
@@ -98,26 +98,62 @@ def acl_categories(spec: Command) -> list[str]:
     return [c for c in ACL_CATEGORY_ORDER if c in categories]
 
 
-def key_spec_flags(spec: Command) -> list[str]:
-    if spec.key_spec_flags:
-        return list(spec.key_spec_flags)
-    return ["RW", "update"] if spec.is_write else ["RO", "access"]
+def key_flag_specs(spec: Command) -> tuple[tuple[str, ...], ...]:
+    """The access flags of each key spec, in key order: the declaration's, else derived."""
+    if spec.key_flag_specs:
+        return spec.key_flag_specs
+    return (("RW", "update"),) if spec.is_write else (("RO", "access"),)
+
+
+def key_flags_at(spec: Command, ordinal: int) -> tuple[str, ...]:
+    """The access flags of the command's ordinal-th key (0: the first): its key spec's, the
+    last spec covering every key after the others."""
+    specs = key_flag_specs(spec)
+    return specs[min(ordinal, len(specs) - 1)]
+
+
+def _variable_key_flags(spec: Command, args: list[bytes]) -> tuple[str, ...] | None:
+    """Flags that depend on the arguments (Redis's variable_flags key specs): SET with GET
+    reads the old value (RW access update), without it only overwrites (OW update)."""
+    if spec.full_name == "set":
+        if any(arg.lower() == b"get" for arg in args[3:]):
+            return ("RW", "access", "update")
+        return ("OW", "update")
+    return None
 
 
 def key_specs(spec: Command) -> list[Reply]:
     if spec.first_key <= 0:
         return []
-    last = spec.last_key - spec.first_key if spec.last_key >= 0 else spec.last_key
-    return [
-        {
-            b"flags": SetReply([Status(f) for f in key_spec_flags(spec)]),
-            b"begin_search": {b"type": b"index", b"spec": {b"index": spec.first_key}},
-            b"find_keys": {
-                b"type": b"range",
-                b"spec": {b"lastkey": last, b"keystep": spec.key_step, b"limit": 0},
-            },
-        }
-    ]
+    specs = key_flag_specs(spec)
+    replies: list[Reply] = []
+    for ordinal, flags in enumerate(specs):
+        begin = spec.first_key + ordinal * spec.key_step
+        if ordinal and "movablekeys" in spec.flags:  # found by other arguments: not a range
+            unknown: Reply = {b"type": b"unknown", b"spec": {}}
+            replies.append(
+                {
+                    b"flags": SetReply([Status(f) for f in flags]),
+                    b"begin_search": unknown,
+                    b"find_keys": unknown,
+                }
+            )
+            continue
+        if ordinal < len(specs) - 1:  # a spec of one key
+            last = 0
+        else:  # the last spec: from its key to the command's last key
+            last = spec.last_key - begin if spec.last_key >= 0 else spec.last_key
+        replies.append(
+            {
+                b"flags": SetReply([Status(f) for f in flags]),
+                b"begin_search": {b"type": b"index", b"spec": {b"index": begin}},
+                b"find_keys": {
+                    b"type": b"range",
+                    b"spec": {b"lastkey": last, b"keystep": spec.key_step, b"limit": 0},
+                },
+            }
+        )
+    return replies
 
 
 def command_info(spec: Command) -> Reply:
@@ -294,7 +330,8 @@ MOVABLE_KEYS: Final[dict[str, Callable[[list[bytes]], list[int]]]] = {
 
 def _keys_of(args: list[bytes]) -> tuple[Command, list[int]]:
     spec = lookup(args)
-    if spec is None or spec.handler is None:
+    if spec is None or spec.handler is None or (spec.subcommands and len(args) > 1):
+        # (a container with arguments names a subcommand: an unknown one is no command)
         raise CommandError(INVALID_COMMAND)
     if not spec.arity_ok(len(args)):
         raise CommandError(INVALID_ARGUMENT_COUNT)
@@ -327,8 +364,11 @@ def command_getkeys(ctx: Ctx, args: list[bytes]) -> Reply:
 )  # fmt: skip
 def command_getkeysandflags(ctx: Ctx, args: list[bytes]) -> Reply:
     spec, positions = _keys_of(args)
-    flags = SetReply([Status(f) for f in key_spec_flags(spec)])
-    return [[args[p], flags] for p in positions]
+    variable = _variable_key_flags(spec, args)
+    return [
+        [args[p], SetReply([Status(f) for f in variable or key_flags_at(spec, i)])]
+        for i, p in enumerate(positions)
+    ]
 
 
 @command(

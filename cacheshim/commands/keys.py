@@ -36,6 +36,7 @@ def _delete(ctx: Ctx, keys: list[bytes]) -> int:
 @command(
     "del", -2, "write", (1, -1, 1), "keyspace write slow", "generic", "1.0.0",
     "Deletes one or more keys.", "O(N) where N is the number of keys that will be removed.",
+    key_flags="RM delete",
 )  # fmt: skip
 def del_(ctx: Ctx, args: list[bytes]) -> Reply:
     return _delete(ctx, args)
@@ -44,7 +45,7 @@ def del_(ctx: Ctx, args: list[bytes]) -> Reply:
 @command(
     "unlink", -2, "write fast", (1, -1, 1), "keyspace write fast", "generic", "4.0.0",
     "Deletes keys like DEL (Redis frees big values in the background; here, as DEL).",
-    "O(1) for each key removed.",
+    "O(1) for each key removed.", key_flags="RM delete",
 )  # fmt: skip
 def unlink(ctx: Ctx, args: list[bytes]) -> Reply:
     return _delete(ctx, args)
@@ -53,6 +54,7 @@ def unlink(ctx: Ctx, args: list[bytes]) -> Reply:
 @command(
     "exists", -2, "readonly fast", (1, -1, 1), "keyspace read fast", "generic", "1.0.0",
     "Determines whether one or more keys exist.", "O(N) where N is the number of keys to check.",
+    key_flags="RO",
 )  # fmt: skip
 def exists(ctx: Ctx, args: list[bytes]) -> Reply:
     return sum(1 for key in args if ctx.db.contains(key, ctx.now_ms))
@@ -61,7 +63,7 @@ def exists(ctx: Ctx, args: list[bytes]) -> Reply:
 @command(
     "touch", -2, "readonly fast", (1, -1, 1), "keyspace read fast", "generic", "3.2.1",
     "Counts the given keys that exist (Redis also refreshes their last access time).",
-    "O(N) where N is the number of keys.",
+    "O(N) where N is the number of keys.", key_flags="RO",
 )  # fmt: skip
 def touch(ctx: Ctx, args: list[bytes]) -> Reply:
     return sum(1 for key in args if ctx.db.contains(key, ctx.now_ms))
@@ -69,7 +71,7 @@ def touch(ctx: Ctx, args: list[bytes]) -> Reply:
 
 @command(
     "type", 2, "readonly fast", (1, 1, 1), "keyspace read fast", "generic", "1.0.0",
-    "Answers the type of the value at a key, or none.",
+    "Answers the type of the value at a key, or none.", key_flags="RO",
 )  # fmt: skip
 def type_(ctx: Ctx, args: list[bytes]) -> Reply:
     value = ctx.db.get(args[0], ctx.now_ms)
@@ -243,7 +245,7 @@ def _rename(ctx: Ctx, args: list[bytes], nx: bool) -> Reply:
 
 @command(
     "rename", 3, "write", (1, 2, 1), "keyspace write slow", "generic", "1.0.0",
-    "Renames a key, replacing any key of the new name.",
+    "Renames a key, replacing any key of the new name.", key_flags="RW access delete|OW update",
 )  # fmt: skip
 def rename(ctx: Ctx, args: list[bytes]) -> Reply:
     return _rename(ctx, args, nx=False)
@@ -251,7 +253,7 @@ def rename(ctx: Ctx, args: list[bytes]) -> Reply:
 
 @command(
     "renamenx", 3, "write fast", (1, 2, 1), "keyspace write fast", "generic", "1.0.0",
-    "Renames a key only if no key has the new name yet.",
+    "Renames a key only if no key has the new name yet.", key_flags="RW access delete|OW insert",
 )  # fmt: skip
 def renamenx(ctx: Ctx, args: list[bytes]) -> Reply:
     return _rename(ctx, args, nx=True)
@@ -260,7 +262,7 @@ def renamenx(ctx: Ctx, args: list[bytes]) -> Reply:
 @command(
     "copy", -3, "write denyoom", (1, 2, 1), "keyspace write slow", "generic", "6.2.0",
     "Copies the value (and expiry) of a key to another key, in this or another database.",
-    "O(N) for a collection of N nested items, O(1) for a string.",
+    "O(N) for a collection of N nested items, O(1) for a string.", key_flags="RO access|OW update",
 )  # fmt: skip
 def copy(ctx: Ctx, args: list[bytes]) -> Reply:
     source, target = args[0], args[1]
@@ -295,6 +297,7 @@ def copy(ctx: Ctx, args: list[bytes]) -> Reply:
 @command(
     "move", 3, "write fast", (1, 1, 1), "keyspace write fast", "generic", "1.0.0",
     "Moves a key to another database, unless a key of that name is there already.",
+    key_flags="RW access update",
 )  # fmt: skip
 def move(ctx: Ctx, args: list[bytes]) -> Reply:
     key = args[0]
@@ -410,7 +413,7 @@ def _object_value(ctx: Ctx, key: bytes) -> Value | None:
 @command(
     "encoding", 3, "readonly", (2, 2, 1), "keyspace read slow", "generic", "2.2.3",
     "Answers how the value at a key is encoded (int, embstr, raw, listpack, ...).",
-    container="object",
+    container="object", key_flags="RO",
 )  # fmt: skip
 def object_encoding(ctx: Ctx, args: list[bytes]) -> Reply:
     value = _object_value(ctx, args[0])
@@ -420,7 +423,7 @@ def object_encoding(ctx: Ctx, args: list[bytes]) -> Reply:
 @command(
     "refcount", 3, "readonly", (2, 2, 1), "keyspace read slow", "generic", "2.2.3",
     "Answers how many references the value at a key has (shared small integers: INT_MAX).",
-    container="object",
+    container="object", key_flags="RO",
 )  # fmt: skip
 def object_refcount(ctx: Ctx, args: list[bytes]) -> Reply:
     value = _object_value(ctx, args[0])
@@ -430,7 +433,7 @@ def object_refcount(ctx: Ctx, args: list[bytes]) -> Reply:
 @command(
     "idletime", 3, "readonly", (2, 2, 1), "keyspace read slow", "generic", "2.2.3",
     "Answers the seconds since the key was last used (not tracked here: always 0).",
-    container="object",
+    container="object", key_flags="RO",
 )  # fmt: skip
 def object_idletime(ctx: Ctx, args: list[bytes]) -> Reply:
     return None if _object_value(ctx, args[0]) is None else 0
@@ -439,7 +442,7 @@ def object_idletime(ctx: Ctx, args: list[bytes]) -> Reply:
 @command(
     "freq", 3, "readonly", (2, 2, 1), "keyspace read slow", "generic", "4.0.0",
     "Answers the key's access frequency counter (only under an LFU maxmemory policy).",
-    container="object",
+    container="object", key_flags="RO",
 )  # fmt: skip
 def object_freq(ctx: Ctx, args: list[bytes]) -> Reply:
     if _object_value(ctx, args[0]) is None:

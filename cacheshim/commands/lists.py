@@ -8,10 +8,11 @@ last element deletes the key, as Redis does. A change in place is reported with
 Blocking commands (BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BLMPOP) are writes: in apply they serve
 the client when a list has elements; otherwise they answer at once inside MULTI/EXEC (Redis's
 nil for a client that may not block), else `cacheshim.blocking.WouldBlock` and change
-nothing; the shim parks the client and proposes the command again when a key changes (see
-`cacheshim.blocking`). Arguments are checked in Redis's order, so the same bad command
-answers the same error: BLPOP's timeout before its keys are looked at, BLMPOP's numkeys,
-direction and COUNT before its timeout.
+nothing; the client then waits in the applied state, and apply runs the command again
+right after a record that gives one of its keys a list (see `cacheshim.blocking`).
+Arguments are checked in Redis's order, so the same bad command answers the same error:
+BLPOP's timeout before its keys are looked at, BLMPOP's numkeys, direction and COUNT before
+its timeout.
 """
 
 from __future__ import annotations
@@ -421,7 +422,7 @@ def _move(ctx: Ctx, source: bytes, destination: bytes, from_left: bool, to_left:
 @command(
     "lmove", 5, "write denyoom", (1, 2, 1), "write list slow", "list", "6.2.0",
     "Pops an element from one end of a list, pushes it at one end of another (or the same) "
-    "list, and answers it.", key_flags="RW access delete",
+    "list, and answers it.", key_flags="RW access delete|RW insert",
 )  # fmt: skip
 def lmove(ctx: Ctx, args: list[bytes]) -> Reply:
     from_left = _is_left(args[2])
@@ -432,7 +433,7 @@ def lmove(ctx: Ctx, args: list[bytes]) -> Reply:
 @command(
     "rpoplpush", 3, "write denyoom", (1, 2, 1), "write list slow", "list", "1.2.0",
     "Pops the last element of a list, pushes it at the head of another and answers it "
-    "(deprecated: LMOVE ... RIGHT LEFT).", key_flags="RW access delete",
+    "(deprecated: LMOVE ... RIGHT LEFT).", key_flags="RW access delete|RW insert",
 )  # fmt: skip
 def rpoplpush(ctx: Ctx, args: list[bytes]) -> Reply:
     return _move(ctx, args[0], args[1], from_left=False, to_left=True)
@@ -533,7 +534,7 @@ def _blocking_move(
     "list", "6.2.0",
     "Pops an element from one end of a list and pushes it at one end of another, or blocks "
     "until the source has an element or the timeout (seconds, 0: forever) passes.",
-    key_flags="RW access delete",
+    key_flags="RW access delete|RW insert",
 )  # fmt: skip
 def blmove(ctx: Ctx, args: list[bytes]) -> Reply:
     from_left = _is_left(args[2])
@@ -546,7 +547,7 @@ def blmove(ctx: Ctx, args: list[bytes]) -> Reply:
     "brpoplpush", 4, "write denyoom noscript blocking", (1, 2, 1), "write list slow blocking",
     "list", "2.2.0",
     "Pops the last element of a list and pushes it at the head of another, or blocks until "
-    "there is one (deprecated: BLMOVE ... RIGHT LEFT).", key_flags="RW access delete",
+    "there is one (deprecated: BLMOVE ... RIGHT LEFT).", key_flags="RW access delete|RW insert",
 )  # fmt: skip
 def brpoplpush(ctx: Ctx, args: list[bytes]) -> Reply:
     timeout_ms = parse_timeout(args[2])

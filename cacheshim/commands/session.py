@@ -58,6 +58,7 @@ _IN_TRANSACTION = {"select": _select_in_transaction, "unwatch": _unwatch_in_tran
 
 for _name, _arity, _flags, _acl, _group, _since, _summary in _SESSION:
     _keys = (1, -1, 1) if _name == "watch" else (0, 0, 0)
-    command(_name, _arity, _flags, _keys, _acl, _group, _since, _summary)(
+    _key_flags = "RO" if _name == "watch" else ""
+    command(_name, _arity, _flags, _keys, _acl, _group, _since, _summary, key_flags=_key_flags)(
         _IN_TRANSACTION.get(_name, _handled_by_connection)
     )

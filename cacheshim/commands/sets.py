@@ -218,7 +218,7 @@ def srandmember(ctx: Ctx, args: list[bytes]) -> Reply:
 @command(
     "smove", 4, "write fast", (1, 2, 1), "write set fast", "set", "1.0.0",
     "Moves a member from one set to another; answers 1, or 0 if it was not in the source.",
-    key_flags="RW access delete",
+    key_flags="RW access delete|RW insert",
 )  # fmt: skip
 def smove(ctx: Ctx, args: list[bytes]) -> Reply:
     source_key, target_key, member = args
@@ -349,7 +349,7 @@ def sintercard(ctx: Ctx, args: list[bytes]) -> Reply:
 @command(
     "sinterstore", -3, "write denyoom", (1, -1, 1), "write set slow", "set", "1.0.0",
     "Stores the members common to the given sets at a key and answers how many there are.",
-    _INTER_COMPLEXITY,
+    _INTER_COMPLEXITY, key_flags="RW update|RO access",
 )  # fmt: skip
 def sinterstore(ctx: Ctx, args: list[bytes]) -> Reply:
     common = _intersection(_lookup(ctx, args[1:]))
@@ -368,7 +368,7 @@ def sunion(ctx: Ctx, args: list[bytes]) -> Reply:
 @command(
     "sunionstore", -3, "write denyoom", (1, -1, 1), "write set slow", "set", "1.0.0",
     "Stores the members of any of the given sets at a key and answers how many there are.",
-    _UNION_COMPLEXITY, key_flags="OW update",
+    _UNION_COMPLEXITY, key_flags="OW update|RO access",
 )  # fmt: skip
 def sunionstore(ctx: Ctx, args: list[bytes]) -> Reply:
     return _store(ctx, args[0], _union(_lookup(ctx, args[1:])))
@@ -386,7 +386,7 @@ def sdiff(ctx: Ctx, args: list[bytes]) -> Reply:
 @command(
     "sdiffstore", -3, "write denyoom", (1, -1, 1), "write set slow", "set", "1.0.0",
     "Stores the members of the first set that are in none of the others at a key and answers "
-    "how many there are.", _UNION_COMPLEXITY, key_flags="OW update",
+    "how many there are.", _UNION_COMPLEXITY, key_flags="OW update|RO access",
 )  # fmt: skip
 def sdiffstore(ctx: Ctx, args: list[bytes]) -> Reply:
     return _store(ctx, args[0], _difference(_lookup(ctx, args[1:])))

@@ -450,7 +450,7 @@ _SORT_COMPLEXITY: Final = (
     "sort", -2, "write denyoom movablekeys", (1, 1, 1), "write set sortedset list slow dangerous",
     "generic", "1.0.0",
     "Sorts the elements of a list, set or sorted set (BY, LIMIT, GET, ASC|DESC, ALPHA), "
-    "answering them or storing them as a list.", _SORT_COMPLEXITY, key_flags="RO access",
+    "answering them or storing them as a list.", _SORT_COMPLEXITY, key_flags="RO access|OW update",
 )  # fmt: skip
 def sort(ctx: Ctx, args: list[bytes]) -> Reply:
     return _sort(ctx, args, readonly=False)

@@ -143,7 +143,7 @@ def set_(ctx: Ctx, args: list[bytes]) -> Reply:
 
 @command(
     "setnx", 3, "write denyoom fast", (1, 1, 1), "write string fast", "string", "1.0.0",
-    "Stores a string only when the key does not exist yet.",
+    "Stores a string only when the key does not exist yet.", key_flags="OW insert",
 )  # fmt: skip
 def setnx(ctx: Ctx, args: list[bytes]) -> Reply:
     return _set_generic(ctx, args[0], args[1], _SetOptions(nx=True), "setnx", 1, 0)
@@ -151,7 +151,7 @@ def setnx(ctx: Ctx, args: list[bytes]) -> Reply:
 
 @command(
     "setex", 4, "write denyoom", (1, 1, 1), "write string slow", "string", "2.0.0",
-    "Stores a string with a time to live in seconds.",
+    "Stores a string with a time to live in seconds.", key_flags="OW update",
 )  # fmt: skip
 def setex(ctx: Ctx, args: list[bytes]) -> Reply:
     opts = _SetOptions(expire=b"EX", expire_arg=args[1])
@@ -160,7 +160,7 @@ def setex(ctx: Ctx, args: list[bytes]) -> Reply:
 
 @command(
     "psetex", 4, "write denyoom", (1, 1, 1), "write string slow", "string", "2.6.0",
-    "Stores a string with a time to live in milliseconds.",
+    "Stores a string with a time to live in milliseconds.", key_flags="OW update",
 )  # fmt: skip
 def psetex(ctx: Ctx, args: list[bytes]) -> Reply:
     opts = _SetOptions(expire=b"PX", expire_arg=args[1])
@@ -170,6 +170,7 @@ def psetex(ctx: Ctx, args: list[bytes]) -> Reply:
 @command(
     "getset", 3, "write denyoom fast", (1, 1, 1), "write string fast", "string", "1.0.0",
     "Stores a string and answers the string it replaced (deprecated: SET ... GET).",
+    key_flags="RW access update",
 )  # fmt: skip
 def getset(ctx: Ctx, args: list[bytes]) -> Reply:
     old = get_string(ctx, args[0])
@@ -179,7 +180,7 @@ def getset(ctx: Ctx, args: list[bytes]) -> Reply:
 
 @command(
     "getdel", 2, "write fast", (1, 1, 1), "write string fast", "string", "6.2.0",
-    "Answers the string at a key and removes the key.",
+    "Answers the string at a key and removes the key.", key_flags="RW access delete",
 )  # fmt: skip
 def getdel(ctx: Ctx, args: list[bytes]) -> Reply:
     value = get_string(ctx, args[0])
@@ -191,6 +192,7 @@ def getdel(ctx: Ctx, args: list[bytes]) -> Reply:
 @command(
     "getex", -2, "write fast", (1, 1, 1), "write string fast", "string", "6.2.0",
     "Answers the string at a key and optionally changes or removes its time to live.",
+    key_flags="RW access update",
 )  # fmt: skip
 def getex(ctx: Ctx, args: list[bytes]) -> Reply:
     key = args[0]
@@ -227,6 +229,7 @@ def _check_pairs(args: list[bytes], name: str) -> None:
 @command(
     "mset", -3, "write denyoom", (1, -1, 2), "write string slow", "string", "1.0.1",
     "Stores strings at several keys at once.", "O(N) where N is the number of keys.",
+    key_flags="OW update",
 )  # fmt: skip
 def mset(ctx: Ctx, args: list[bytes]) -> Reply:
     _check_pairs(args, "mset")
@@ -238,7 +241,7 @@ def mset(ctx: Ctx, args: list[bytes]) -> Reply:
 @command(
     "msetnx", -3, "write denyoom", (1, -1, 2), "write string slow", "string", "1.0.1",
     "Stores strings at several keys at once, only if none of the keys exists.",
-    "O(N) where N is the number of keys.",
+    "O(N) where N is the number of keys.", key_flags="OW insert",
 )  # fmt: skip
 def msetnx(ctx: Ctx, args: list[bytes]) -> Reply:
     _check_pairs(args, "msetnx")
@@ -266,7 +269,7 @@ def _incr_by(ctx: Ctx, key: bytes, delta: int) -> Reply:
 
 @command(
     "incr", 2, "write denyoom fast", (1, 1, 1), "write string fast", "string", "1.0.0",
-    "Adds one to the integer at a key (a missing key counts as 0).",
+    "Adds one to the integer at a key (a missing key counts as 0).", key_flags="RW access update",
 )  # fmt: skip
 def incr(ctx: Ctx, args: list[bytes]) -> Reply:
     return _incr_by(ctx, args[0], 1)
@@ -275,6 +278,7 @@ def incr(ctx: Ctx, args: list[bytes]) -> Reply:
 @command(
     "decr", 2, "write denyoom fast", (1, 1, 1), "write string fast", "string", "1.0.0",
     "Subtracts one from the integer at a key (a missing key counts as 0).",
+    key_flags="RW access update",
 )  # fmt: skip
 def decr(ctx: Ctx, args: list[bytes]) -> Reply:
     return _incr_by(ctx, args[0], -1)
@@ -283,6 +287,7 @@ def decr(ctx: Ctx, args: list[bytes]) -> Reply:
 @command(
     "incrby", 3, "write denyoom fast", (1, 1, 1), "write string fast", "string", "1.0.0",
     "Adds an integer to the integer at a key (a missing key counts as 0).",
+    key_flags="RW access update",
 )  # fmt: skip
 def incrby(ctx: Ctx, args: list[bytes]) -> Reply:
     return _incr_by(ctx, args[0], parse_int(args[1]))
@@ -291,6 +296,7 @@ def incrby(ctx: Ctx, args: list[bytes]) -> Reply:
 @command(
     "decrby", 3, "write denyoom fast", (1, 1, 1), "write string fast", "string", "1.0.0",
     "Subtracts an integer from the integer at a key (a missing key counts as 0).",
+    key_flags="RW access update",
 )  # fmt: skip
 def decrby(ctx: Ctx, args: list[bytes]) -> Reply:
     amount = parse_int(args[1])
@@ -302,6 +308,7 @@ def decrby(ctx: Ctx, args: list[bytes]) -> Reply:
 @command(
     "incrbyfloat", 3, "write denyoom fast", (1, 1, 1), "write string fast", "string",
     "2.6.0", "Adds a floating-point number to the number at a key (a missing key counts as 0).",
+    key_flags="RW access update",
 )  # fmt: skip
 def incrbyfloat(ctx: Ctx, args: list[bytes]) -> Reply:
     current = get_string(ctx, args[0])
@@ -328,7 +335,7 @@ def _check_length(size: int, more: int) -> None:
 @command(
     "append", 3, "write denyoom fast", (1, 1, 1), "write string fast", "string", "2.0.0",
     "Adds bytes to the end of the string at a key (creating it) and answers its length.",
-    "O(1) amortized for small appends (the new string is copied here).",
+    "O(1) amortized for small appends (the new string is copied here).", key_flags="RW insert",
 )  # fmt: skip
 def append(ctx: Ctx, args: list[bytes]) -> Reply:
     key, tail = args
@@ -344,7 +351,7 @@ def append(ctx: Ctx, args: list[bytes]) -> Reply:
 
 @command(
     "strlen", 2, "readonly fast", (1, 1, 1), "read string fast", "string", "2.2.0",
-    "Answers the length in bytes of the string at a key (0 for a missing key).",
+    "Answers the length in bytes of the string at a key (0 for a missing key).", key_flags="RO",
 )  # fmt: skip
 def strlen(ctx: Ctx, args: list[bytes]) -> Reply:
     value = get_string(ctx, args[0])

@@ -536,7 +536,7 @@ def zrange(ctx: Ctx, args: list[bytes]) -> Reply:
     "zrangestore", -5, "write denyoom", (1, 2, 1), "write sortedset", _GROUP, "6.2.0",
     "Store a range of members from sorted set into another key",
     "O(log(N)+M) with N being the number of elements in the sorted set and M the number of "
-    "elements stored into the destination key.",
+    "elements stored into the destination key.", key_flags="OW update|RO access",
 )  # fmt: skip
 def zrangestore(ctx: Ctx, args: list[bytes]) -> Reply:
     return _zrange(ctx, args[1:], args[0], None, None)
@@ -998,7 +998,7 @@ def zunion(ctx: Ctx, args: list[bytes]) -> Reply:
     "zunionstore", -4, "write denyoom movablekeys", (1, 1, 1), "write sortedset", _GROUP,
     "2.0.0", "Add multiple sorted sets and store the resulting sorted set in a new key",
     "O(N)+O(M log(M)) with N being the sum of the sizes of the input sorted sets, and M being "
-    "the number of elements in the resulting sorted set.",
+    "the number of elements in the resulting sorted set.", key_flags="OW update|RO access",
 )  # fmt: skip
 def zunionstore(ctx: Ctx, args: list[bytes]) -> Reply:
     return _setop(ctx, args[1:], _UNION, "zunionstore", destination=args[0])
@@ -1015,7 +1015,7 @@ def zinter(ctx: Ctx, args: list[bytes]) -> Reply:
 @command(
     "zinterstore", -4, "write denyoom movablekeys", (1, 1, 1), "write sortedset", _GROUP,
     "2.0.0", "Intersect multiple sorted sets and store the resulting sorted set in a new key",
-    _INTER_COMPLEXITY,
+    _INTER_COMPLEXITY, key_flags="OW update|RO access",
 )  # fmt: skip
 def zinterstore(ctx: Ctx, args: list[bytes]) -> Reply:
     return _setop(ctx, args[1:], _INTER, "zinterstore", destination=args[0])
@@ -1042,7 +1042,7 @@ def zdiff(ctx: Ctx, args: list[bytes]) -> Reply:
 @command(
     "zdiffstore", -4, "write denyoom movablekeys", (1, 1, 1), "write sortedset", _GROUP,
     "6.2.0", "Subtract multiple sorted sets and store the resulting sorted set in a new key",
-    _DIFF_COMPLEXITY,
+    _DIFF_COMPLEXITY, key_flags="OW update|RO access",
 )  # fmt: skip
 def zdiffstore(ctx: Ctx, args: list[bytes]) -> Reply:
     return _setop(ctx, args[1:], _DIFF, "zdiffstore", destination=args[0])

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x63\x61\x63heshim/v1/record.proto\x12\x0c\x63\x61\x63heshim.v1\"\x17\n\x07\x43ommand\x12\x0c\n\x04\x61rgs\x18\x01 \x03(\x0c\"%\n\nWatchedKey\x12\n\n\x02\x64\x62\x18\x01 \x01(\r\x12\x0b\n\x03key\x18\x02 \x01(\x0c\"\xc9\x01\n\x06Record\x12\n\n\x02\x64\x62\x18\x01 \x01(\r\x12\x0f\n\x07time_ms\x18\x02 \x01(\x03\x12\x0f\n\x07shim_id\x18\x03 \x01(\t\x12\x13\n\x0bproposal_id\x18\x04 \x01(\x04\x12\'\n\x08\x63ommands\x18\x05 \x03(\x0b\x32\x15.cacheshim.v1.Command\x12\x13\n\x0btransaction\x18\x06 \x01(\x08\x12)\n\x07watched\x18\x07 \x03(\x0b\x32\x18.cacheshim.v1.WatchedKey\x12\x13\n\x0bwatch_index\x18\x08 \x01(\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x63\x61\x63heshim/v1/record.proto\x12\x0c\x63\x61\x63heshim.v1\"\x17\n\x07\x43ommand\x12\x0c\n\x04\x61rgs\x18\x01 \x03(\x0c\"C\n\nWatchedKey\x12\n\n\x02\x64\x62\x18\x01 \x01(\r\x12\x0b\n\x03key\x18\x02 \x01(\x0c\x12\r\n\x05index\x18\x03 \x01(\x04\x12\r\n\x05stale\x18\x04 \x01(\x08\"\xfb\x01\n\x06Record\x12\n\n\x02\x64\x62\x18\x01 \x01(\r\x12\x0f\n\x07time_ms\x18\x02 \x01(\x03\x12\x0f\n\x07shim_id\x18\x03 \x01(\t\x12\x13\n\x0bproposal_id\x18\x04 \x01(\x04\x12\'\n\x08\x63ommands\x18\x05 \x03(\x0b\x32\x15.cacheshim.v1.Command\x12\x13\n\x0btransaction\x18\x06 \x01(\x08\x12)\n\x07watched\x18\x07 \x03(\x0b\x32\x18.cacheshim.v1.WatchedKey\x12\x13\n\x0bwatch_index\x18\x08 \x01(\x04\x12\x1b\n\x13unblock_proposal_id\x18\t \x01(\x04\x12\x13\n\x0bunblock_all\x18\n \x01(\x08\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,7 +34,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_COMMAND']._serialized_start=43
   _globals['_COMMAND']._serialized_end=66
   _globals['_WATCHEDKEY']._serialized_start=68
-  _globals['_WATCHEDKEY']._serialized_end=105
-  _globals['_RECORD']._serialized_start=108
-  _globals['_RECORD']._serialized_end=309
+  _globals['_WATCHEDKEY']._serialized_end=135
+  _globals['_RECORD']._serialized_start=138
+  _globals['_RECORD']._serialized_end=389
 # @@protoc_insertion_point(module_scope)

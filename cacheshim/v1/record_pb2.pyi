@@ -50,17 +50,29 @@ class WatchedKey(_message.Message):
 
     DB_FIELD_NUMBER: _builtins.int
     KEY_FIELD_NUMBER: _builtins.int
+    INDEX_FIELD_NUMBER: _builtins.int
+    STALE_FIELD_NUMBER: _builtins.int
     db: _builtins.int
     key: _builtins.bytes
+    index: _builtins.int
+    """The applied index when this key was watched (its own WATCH's moment): the EXEC aborts
+    if the key changed after it. 0: Record.watch_index (records written before this field).
+    """
+    stale: _builtins.bool
+    """The key had expired (by the proposing shim's clock) but was not yet removed when it was
+    watched: its removal by expiry is then no change (Redis 7.0), any other change is.
+    """
     def __init__(
         self,
         *,
         db: _builtins.int = ...,
         key: _builtins.bytes = ...,
+        index: _builtins.int = ...,
+        stale: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["db", b"db", "key", b"key"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["db", b"db", "index", b"index", "key", b"key", "stale", b"stale"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -78,6 +90,8 @@ class Record(_message.Message):
     TRANSACTION_FIELD_NUMBER: _builtins.int
     WATCHED_FIELD_NUMBER: _builtins.int
     WATCH_INDEX_FIELD_NUMBER: _builtins.int
+    UNBLOCK_PROPOSAL_ID_FIELD_NUMBER: _builtins.int
+    UNBLOCK_ALL_FIELD_NUMBER: _builtins.int
     db: _builtins.int
     """The database the client had selected."""
     time_ms: _builtins.int
@@ -89,13 +103,24 @@ class Record(_message.Message):
     proposal_id: _builtins.int
     transaction: _builtins.bool
     watch_index: _builtins.int
+    unblock_proposal_id: _builtins.int
+    """Blocked clients (cacheshim/blocking.py). A blocking command that finds nothing leaves
+    its client in the applied state, served at apply by a later record; these end a wait:
+    unblock_proposal_id, the client of this shim's blocking record of that proposal id
+    (timeout, CLIENT UNBLOCK, disconnect); unblock_all, every client this shim_id left in
+    an earlier life (at the shim's start). Such a record's commands say so, for readers
+    of the log ("UNBLOCK"); apply acts on these fields.
+    """
+    unblock_all: _builtins.bool
     @_builtins.property
     def commands(self) -> _containers.RepeatedCompositeFieldContainer[Global___Command]:
         """One command, or the queued commands of a MULTI/EXEC (applied all or nothing)."""
 
     @_builtins.property
     def watched(self) -> _containers.RepeatedCompositeFieldContainer[Global___WatchedKey]:
-        """WATCH: the EXEC aborts if any of these keys changed after log index watch_index."""
+        """WATCH: the EXEC aborts if any of these keys changed after its watch index
+        (WatchedKey.index, or watch_index for the records that predate it).
+        """
 
     def __init__(
         self,
@@ -108,10 +133,12 @@ class Record(_message.Message):
         transaction: _builtins.bool = ...,
         watched: _abc.Iterable[Global___WatchedKey] | None = ...,
         watch_index: _builtins.int = ...,
+        unblock_proposal_id: _builtins.int = ...,
+        unblock_all: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["commands", b"commands", "db", b"db", "proposal_id", b"proposal_id", "shim_id", b"shim_id", "time_ms", b"time_ms", "transaction", b"transaction", "watch_index", b"watch_index", "watched", b"watched"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["commands", b"commands", "db", b"db", "proposal_id", b"proposal_id", "shim_id", b"shim_id", "time_ms", b"time_ms", "transaction", b"transaction", "unblock_all", b"unblock_all", "unblock_proposal_id", b"unblock_proposal_id", "watch_index", b"watch_index", "watched", b"watched"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

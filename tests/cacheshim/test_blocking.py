@@ -31,13 +31,21 @@ import pytest
 
 from cacheshim import errors
 from cacheshim.apply import Applier
-from cacheshim.blocking import Blocker, WouldBlock, parse_timeout, timeout_argument
+from cacheshim.blocking import (
+    DEADLINE_GRACE_MS,
+    Blocker,
+    WouldBlock,
+    parse_timeout,
+    timeout_argument,
+    unblock_record,
+)
 from cacheshim.commands import load_all
 from cacheshim.errors import CommandError
 from cacheshim.resp import NULL_ARRAY, Error, Reply
 from cacheshim.v1 import record_pb2
-from tests.cacheshim.harness import Memlog, RedisServer, wait_until
+from tests.cacheshim.harness import Memlog, RedisServer, client, same_index, wait_until
 from tests.cacheshim.rawresp import RawConnection
+from tests.cacheshim.rawresp import without_callbacks as bare
 
 Args = Sequence[bytes | str | int]
 
@@ -56,6 +64,7 @@ class FakeLog:
         load_all()
         self.applier = Applier()
         self.blocker = Blocker(self.applier, self)
+        self.blocker.serving = True
         self.pending: list[tuple[record_pb2.Record, asyncio.Future[Reply] | None]] = []
         self._ids = itertools.count(1)
 
@@ -99,7 +108,7 @@ def run_async(test: Callable[[], Coroutine[Any, Any, None]]) -> None:
     asyncio.run(test())
 
 
-def test_fifo_one_client_per_element() -> None:
+def test_fifo_one_client_per_element_served_with_the_push() -> None:
     async def scenario() -> None:
         log = FakeLog()
         first, second = log.block(1, "BLPOP", "k", "0"), log.block(2, "BLPOP", "k", "0")
@@ -107,87 +116,92 @@ def test_fifo_one_client_per_element() -> None:
         assert log.blocker.blocked_clients == 2 and not first.done() and not second.done()
         assert log.blocker.is_blocked(1) and log.blocker.is_blocked(2)
         log.other("RPUSH", "k", "x")
-        log.commit(1)
-        assert len(log.pending) == 1  # one element: only the first client is proposed
-        log.commit()
-        assert first.result() == [b"k", b"x"] and not second.done()
+        log.commit(1)  # the push's record alone: the first client is served with it
+        assert not log.pending and first.result() == [b"k", b"x"] and not second.done()
         log.other("RPUSH", "k", "y", "z")
         log.commit()
         assert second.result() == [b"k", b"y"]
         assert log.read("LRANGE", "k", "0", "-1") == [b"z"]
-        assert log.blocker.blocked_clients == 0
+        assert log.blocker.blocked_clients == 0 and not log.applier.blocked
         assert not log.applier.keyspace.dbs[0].blocked_keys
 
     run_async(scenario)
 
 
-def test_a_woken_client_that_finds_nothing_keeps_its_place() -> None:
+def test_a_command_after_the_push_cannot_take_the_element_first() -> None:
     async def scenario() -> None:
         log = FakeLog()
-        first, second = log.block(1, "BLPOP", "k", "0"), log.block(2, "BRPOP", "k", "0")
+        waiter = log.block(1, "BLPOP", "k", "0")
         log.commit()
         log.other("RPUSH", "k", "x")
-        log.commit(1)  # the first client's record is proposed ...
-        log.other("LPOP", "k", first=True)  # ... and another client's LPOP lands before it
+        log.other("LPOP", "k")
         log.commit()
-        assert not first.done() and not second.done() and log.blocker.blocked_clients == 2
-        log.other("RPUSH", "k", "y")
-        log.commit()
-        assert first.result() == [b"k", b"y"] and not second.done()
+        assert waiter.result() == [b"k", b"x"]
+        assert log.applier.keyspace.dbs[0].data.get(b"k") is None
 
     run_async(scenario)
 
 
-def test_several_elements_wake_several_clients_in_one_batch() -> None:
+def test_several_elements_serve_clients_in_order_while_the_key_has_some() -> None:
     async def scenario() -> None:
         log = FakeLog()
         greedy = log.block(1, "BLMPOP", "0", "1", "k", "LEFT", "COUNT", "10")
         modest = log.block(2, "BLPOP", "k", "0")
         log.commit()
         log.other("RPUSH", "k", "a", "b")
-        log.commit(1)
-        assert len(log.pending) == 2  # two elements: both clients, in FIFO order
         log.commit()
         assert greedy.result() == [b"k", [b"a", b"b"]]
-        assert not modest.done() and log.blocker.is_blocked(2)  # found nothing: waits on
+        assert not modest.done() and log.blocker.is_blocked(2)  # nothing left: waits on
+        log.other("RPUSH", "k", "c", "d")
+        log.commit()
+        assert modest.result() == [b"k", b"c"]
 
     run_async(scenario)
 
 
-def test_a_client_blocked_on_two_keys_does_not_hold_back_the_other_key() -> None:
-    """A's record, in flight, counts as a taker for k2 too; served from k1 instead, it must
-    let B (waiting on k2 only) be proposed for k2's element."""
-
+def test_a_client_blocked_on_two_keys_leaves_both_queues_when_served() -> None:
     async def scenario() -> None:
         log = FakeLog()
         a, b = log.block(1, "BLPOP", "k1", "k2", "0"), log.block(2, "BLPOP", "k2", "0")
         log.commit()
         log.other("RPUSH", "k1", "x")
-        log.commit(1)  # A proposed
-        log.other("RPUSH", "k2", "y", first=True)
-        log.commit(1)  # k2 changed while A is in flight: B is held back
-        assert len(log.pending) == 1
         log.commit()
-        assert a.result() == [b"k1", b"x"] and b.result() == [b"k2", b"y"]
+        assert a.result() == [b"k1", b"x"] and not b.done()
+        log.other("RPUSH", "k2", "y")
+        log.commit()
+        assert b.result() == [b"k2", b"y"]
 
     run_async(scenario)
 
 
-def test_blmove_push_wakes_the_destination_waiters() -> None:
+def test_linked_and_circular_moves_are_served_within_the_push() -> None:
+    """Redis's "Linked LMOVEs" and "Circular BRPOPLPUSH": what a served client pushes
+    serves the clients blocked on that key, within the same record."""
+
     async def scenario() -> None:
         log = FakeLog()
-        mover = log.block(1, "BLMOVE", "src", "dst", "LEFT", "RIGHT", "0")
-        popper = log.block(2, "BRPOP", "dst", "0")
+        first = log.block(1, "BLMOVE", "list1", "list2", "RIGHT", "LEFT", "0")
+        second = log.block(2, "BLMOVE", "list2", "list3", "LEFT", "RIGHT", "0")
         log.commit()
-        log.other("RPUSH", "src", "v")
+        log.other("RPUSH", "list1", "foo")
         log.commit()
-        assert mover.result() == b"v" and popper.result() == [b"dst", b"v"]
-        assert log.read("EXISTS", "src", "dst") == 0
+        assert first.result() == b"foo" and second.result() == b"foo"
+        assert log.read("LRANGE", "list3", "0", "-1") == [b"foo"]
+        assert log.read("EXISTS", "list1", "list2") == 0
+
+        one = log.block(3, "BRPOPLPUSH", "c1", "c2", "0")
+        two = log.block(4, "BRPOPLPUSH", "c2", "c1", "0")
+        log.commit()
+        log.other("RPUSH", "c1", "foo")
+        log.commit()
+        assert one.result() == b"foo" and two.result() == b"foo"
+        assert log.read("LRANGE", "c1", "0", "-1") == [b"foo"]
+        assert log.read("EXISTS", "c2") == 0
 
     run_async(scenario)
 
 
-def test_a_key_of_another_type_does_not_wake_a_list_client() -> None:
+def test_a_key_of_another_type_does_not_serve_a_list_client() -> None:
     """As Redis 7.0: a BLPOP client is served only by a list at its key."""
 
     async def scenario() -> None:
@@ -196,7 +210,7 @@ def test_a_key_of_another_type_does_not_wake_a_list_client() -> None:
         log.commit()
         log.other("SET", "k", "a string")
         log.commit()
-        assert not log.pending and not waiter.done()
+        assert not waiter.done()
         log.other("DEL", "k")
         log.other("RPUSH", "k", "v")
         log.commit()
@@ -205,34 +219,41 @@ def test_a_key_of_another_type_does_not_wake_a_list_client() -> None:
     run_async(scenario)
 
 
-def test_timeouts_and_a_timeout_during_a_record_in_flight() -> None:
+async def _settle(log: FakeLog) -> None:
+    """Apply everything pending, also what the callbacks that runs propose."""
+    for _ in range(5):
+        await asyncio.sleep(0)
+        log.commit()
+    await asyncio.sleep(0)
+
+
+def test_timeouts_go_through_the_log() -> None:
     async def scenario() -> None:
         log = FakeLog()
         plain = log.block(1, "BLPOP", "k", "0.05")
         log.commit()
         assert log.blocker.clients_in_timeout_table == 1
-        start = time.monotonic()
-        assert await asyncio.wait_for(plain, 5) is NULL_ARRAY
-        assert time.monotonic() - start >= 0.04
+        await asyncio.sleep(0.1)
+        assert not plain.done() and len(log.pending) == 1  # its unblock record
+        await _settle(log)
+        assert plain.result() is NULL_ARRAY
         assert log.blocker.blocked_clients == 0 and not log.applier.keyspace.dbs[0].blocked_keys
 
+        # the push lands before the unblock record: the client gets the element
         served = log.block(2, "BLPOP", "k", "0.05")
         log.commit()
-        log.other("RPUSH", "k", "x")
-        log.commit(1)  # proposed; then the timeout passes while it is in flight
         await asyncio.sleep(0.1)
-        assert not served.done()
-        log.commit()
-        assert served.result() == [b"k", b"x"]  # it popped: the client gets the element
+        log.other("RPUSH", "k", "x", first=True)
+        await _settle(log)
+        assert served.result() == [b"k", b"x"]
 
-        empty = log.block(3, "BLPOP", "k", "0.05")
+        # the unblock record lands first: nil, and the element stays
+        late = log.block(3, "BLPOP", "k", "0.05")
         log.commit()
-        log.other("RPUSH", "k", "y")
-        log.commit(1)
-        log.other("LPOP", "k", first=True)
         await asyncio.sleep(0.1)
-        log.commit()
-        assert empty.result() is NULL_ARRAY  # it found nothing: the timeout's nil
+        log.other("RPUSH", "k", "y")
+        await _settle(log)
+        assert late.result() is NULL_ARRAY and log.read("LRANGE", "k", "0", "-1") == [b"y"]
 
     run_async(scenario)
 
@@ -245,17 +266,17 @@ def test_a_client_that_disconnects_takes_nothing() -> None:
         log.commit()
         log.blocker.disconnected(1)
         assert gone.done() and not log.blocker.is_blocked(1)
+        await _settle(log)
         assert log.applier.keyspace.dbs[0].blocked_keys == {b"other"}
         log.other("RPUSH", "k", "x")
         log.commit()
-        assert not log.pending and log.read("LLEN", "k") == 1
-        assert not stays.done()
+        assert log.read("LLEN", "k") == 1 and not stays.done()
 
         late = log.block(3, "BLPOP", "q", "0")
         log.blocker.disconnected(3)  # before its first record is even applied
-        log.commit()
+        await _settle(log)
         assert late.done() and not log.blocker.is_blocked(3)
-        assert log.blocker.blocked_clients == 1
+        assert log.blocker.blocked_clients == 1 and len(log.applier.blocked) == 1
 
     run_async(scenario)
 
@@ -267,10 +288,33 @@ def test_client_unblock() -> None:
         error = log.block(2, "BLMOVE", "k", "d", "LEFT", "LEFT", "0")
         assert not log.blocker.unblock(1, error=False)  # not blocked yet: its record is pending
         log.commit()
-        assert log.blocker.unblock(1, error=False) and timeout.result() is NULL_ARRAY
-        assert log.blocker.unblock(2, error=True) and error.result() == Error(errors.UNBLOCKED)
+        assert log.blocker.unblock(1, error=False) and log.blocker.unblock(2, error=True)
         assert not log.blocker.unblock(2, error=True) and not log.blocker.unblock(99, False)
-        assert log.blocker.blocked_clients == 0
+        await _settle(log)
+        assert timeout.result() is NULL_ARRAY and error.result() == Error(errors.UNBLOCKED)
+        assert log.blocker.blocked_clients == 0 and not log.applier.blocked
+
+    run_async(scenario)
+
+
+def test_an_unblock_record_the_log_did_not_confirm_is_proposed_again() -> None:
+    async def scenario() -> None:
+        log = FakeLog()
+        waiter = log.block(1, "BLPOP", "k", "0")
+        log.commit()
+        assert log.blocker.unblock(1, error=False)
+        _, future = log.pending.pop()  # the unblock record: the log does not confirm it
+        assert future is not None
+        future.set_result(Error("ERR memlog: the write was not confirmed"))
+        await asyncio.sleep(0)
+        assert waiter.result() is NULL_ARRAY and len(log.applier.blocked) == 1
+        await asyncio.sleep(0.7)
+        assert len(log.pending) == 1  # asked again
+        await _settle(log)
+        assert not log.applier.blocked and not log.pending
+        log.other("RPUSH", "k", "x")
+        log.commit()
+        assert log.read("LLEN", "k") == 1
 
     run_async(scenario)
 
@@ -286,6 +330,51 @@ def test_a_write_the_log_refused_answers_its_error() -> None:
         assert not log.blocker.is_blocked(1)
 
     run_async(scenario)
+
+
+def _record(shim_id: str, proposal_id: int, time_ms: int, *args: str) -> bytes:
+    record = record_pb2.Record(db=0, time_ms=time_ms, shim_id=shim_id, proposal_id=proposal_id)
+    record.commands.add().args.extend(a.encode() for a in args)
+    return record.SerializeToString()
+
+
+def test_blocked_clients_are_applied_state_the_same_on_every_replay() -> None:
+    """Apply alone decides who is served: two appliers of one log agree, and a blocked
+    client whose shim is gone is dropped at its deadline plus the grace, or by its shim's
+    unblock_all when it starts again."""
+    load_all()
+    log = [
+        _record("s1", 1, 1_000, "BLPOP", "k", "1"),  # its shim died: dropped at the deadline
+        _record("s2", 1, 1_001, "BLPOP", "k", "0"),
+        _record("s2", 2, 1_002, "BRPOP", "k", "0"),
+        _record("s2", 3, 1_003, "BRPOP", "k", "0"),
+        _record("s3", 1, 2_000 + DEADLINE_GRACE_MS, "RPUSH", "k", "a", "b"),
+        _record("s3", 2, 2_001 + DEADLINE_GRACE_MS, "RPUSH", "k", "c"),
+    ]
+    results = []
+    for _ in range(2):
+        applier = Applier()
+        served = []
+        for index, payload in enumerate(log, 1):
+            applier.apply(index, payload)
+            served.append(list(applier.served))
+        results.append((served, applier.keyspace.digest()))
+    assert results[0] == results[1]
+    served = results[0][0]
+    assert served[4] == [("s2", 1, [b"k", b"a"]), ("s2", 2, [b"k", b"b"])]
+    assert served[5] == [("s2", 3, [b"k", b"c"])]
+
+
+def test_unblock_all_drops_the_clients_of_one_shim_id() -> None:
+    load_all()
+    applier = Applier()
+    applier.apply(1, _record("s1", 1, 1_000, "BLPOP", "k", "0"))
+    applier.apply(2, _record("s2", 1, 1_000, "BLPOP", "k", "0"))
+    drop = unblock_record(1_001, every=True)
+    drop.shim_id = "s1"
+    assert applier.apply(3, drop.SerializeToString())[1] == 1
+    applier.apply(4, _record("s3", 1, 1_002, "RPUSH", "k", "x"))
+    assert applier.served == [("s2", 1, [b"k", b"x"])]
 
 
 def test_inside_a_transaction_nothing_blocks() -> None:
@@ -552,6 +641,126 @@ def test_a_key_of_another_type_keeps_the_client_waiting(servers: tuple[Server, S
         return out
 
     both(servers, scenario)
+
+
+ZSET_WAKES = [
+    (["BZPOPMIN", "nokey", "z", "0"], ["ZADD", "z", "1", "a", "2", "b"]),
+    (["BZPOPMAX", "z", "5"], ["ZADD", "z", "1", "a", "2", "b"]),
+    (["BZMPOP", "0", "1", "z", "MIN", "COUNT", "5"], ["ZADD", "z", "1", "a", "2", "b"]),
+    (["BZPOPMIN", "z", "0"], ["ZUNIONSTORE", "z", "1", "src"]),
+]
+
+
+@pytest.mark.parametrize(("wait", "push"), ZSET_WAKES, ids=[w[0][0] for w in ZSET_WAKES])
+def test_sorted_set_clients_are_served_before_the_push_replies(
+    servers: tuple[Server, Server], wait: list[str], push: list[str]
+) -> None:
+    def scenario(server: Server) -> list[bytes]:
+        server.pusher.call("ZADD", "src", "3", "c")
+        waiter = server.waiter()
+        waiter.send(wait)
+        server.wait_blocked(waiter)
+        pushed = server.pusher.call(*push)
+        left = server.pusher.call("ZRANGE", "z", "0", "-1", "WITHSCORES")
+        reply = waiter.replies(1)[0]
+        server.pusher.call("DEL", "z", "src")
+        return [pushed, left, reply]
+
+    both(servers, scenario)
+
+
+def test_linked_lmoves_are_served_before_the_push_replies(servers: tuple[Server, Server]) -> None:
+    """Redis's "Linked LMOVEs": right after RPUSH replies, the element has moved on through
+    both blocked clients; read on the pushers' server (for memlog another shim than the
+    waiters', which applied the push and served the clients of the other shim with it)."""
+
+    def scenario(server: Server) -> list[bytes]:
+        first, second = server.waiter(), server.waiter()
+        first.send(["BLMOVE", "list1", "list2", "RIGHT", "LEFT", "0"])
+        server.wait_blocked(first)
+        second.send(["BLMOVE", "list2", "list3", "LEFT", "RIGHT", "0"])
+        server.wait_blocked(second)
+        out = [server.pusher.call("RPUSH", "list1", "foo")]
+        out += [server.pusher.call("LRANGE", key, "0", "-1") for key in ("list1", "list2", "list3")]
+        out += [first.replies(1)[0], second.replies(1)[0]]
+        if server.name == "memlog":  # both shims served the clients alike
+            shims = [bare(client(server.wait_port)), bare(client(server.push_port))]
+            try:
+                same_index(shims)
+            finally:
+                for conn in shims:
+                    conn.close()
+            assert server.admin.call("DEBUG", "DIGEST") == server.pusher.call("DEBUG", "DIGEST")
+        return out
+
+    both(servers, scenario)
+
+
+def test_circular_brpoplpush_is_served_before_the_push_replies(
+    servers: tuple[Server, Server],
+) -> None:
+    def scenario(server: Server) -> list[bytes]:
+        first, second = server.waiter(), server.waiter()
+        first.send(["BRPOPLPUSH", "list1", "list2", "0"])
+        server.wait_blocked(first)
+        second.send(["BRPOPLPUSH", "list2", "list1", "0"])
+        server.wait_blocked(second)
+        out = [server.pusher.call("RPUSH", "list1", "foo")]
+        out += [server.pusher.call("LRANGE", key, "0", "-1") for key in ("list1", "list2")]
+        return [*out, first.replies(1)[0], second.replies(1)[0]]
+
+    both(servers, scenario)
+
+
+def test_a_push_served_to_a_blocked_client_touches_a_watched_key(
+    servers: tuple[Server, Server],
+) -> None:
+    """Redis's "PUSH resulting from BRPOPLPUSH affect WATCH": the served BRPOPLPUSH pushes to
+    dstlist with the LPUSH, before the watcher's EXEC (on the pushers' server)."""
+
+    def scenario(server: Server) -> list[bytes]:
+        server.pusher.call("SET", "somekey", "somevalue")
+        blocked = server.waiter()
+        blocked.send(["BRPOPLPUSH", "srclist", "dstlist", "0"])
+        server.wait_blocked(blocked)
+        watcher = RawConnection(server.push_port)
+        try:
+            out = [watcher.call("WATCH", "dstlist"), watcher.call("MULTI")]
+            out.append(watcher.call("GET", "somekey"))
+            out.append(server.pusher.call("LPUSH", "srclist", "element"))
+            out.append(watcher.call("EXEC"))
+        finally:
+            watcher.close()
+        return [*out, blocked.replies(1)[0]]
+
+    both(servers, scenario)
+
+
+def test_a_shim_that_starts_again_drops_its_blocked_clients(two_shims: Memlog) -> None:
+    """A client blocked on a shim that is killed stays blocked in the applied state (the
+    shim could not say otherwise); when the shim starts again it drops it before serving,
+    so a later push is not taken by a client that no longer exists."""
+    ports = two_shims.shim_ports
+    pusher = RawConnection(ports[0])
+    try:
+        pusher.call("DEL", "ghost")
+        waiter = RawConnection(ports[1])
+        waiter.send(["BLPOP", "ghost", "0"])
+        admin = RawConnection(ports[1])
+        wait_until(
+            lambda: b" flags=b " in admin.call("CLIENT", "LIST", "TYPE", "normal"), 10, "block"
+        )
+        admin.close()
+        waiter.close()
+        proc = two_shims.shim_procs[1]
+        proc.kill()
+        proc.wait()
+        two_shims.start_shim(1)
+        assert pusher.call("RPUSH", "ghost", "x") == b":1\r\n"
+        assert pusher.call("LRANGE", "ghost", "0", "-1") == b"*1\r\n$1\r\nx\r\n"
+        pusher.call("DEL", "ghost")
+    finally:
+        pusher.close()
 
 
 def test_many_waiters_on_two_shims_get_every_element_once(two_shims: Memlog) -> None:

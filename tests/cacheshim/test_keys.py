@@ -651,3 +651,30 @@ def test_resp3_key_replies(oracle_server: RedisServer, memlog: Memlog, raw: Pair
     finally:
         oracle.close()
         subject.close()
+
+
+def test_patterns_nested_past_redis_limit_match_nothing(
+    pair: Pair, oracle_server: RedisServer, memlog: Memlog
+) -> None:
+    """Redis's matcher recurses once per run of stars and gives up past 1,000 levels: a
+    pattern needing more matches nothing, in KEYS, SCAN MATCH and PSUBSCRIBE alike (a last
+    run of stars needs no recursion)."""
+    oracle, subject = (without_callbacks(c) for c in pair)
+    key = b"a" * 1200
+    patterns = [b"*a" * 1000, b"*a" * 1001, b"*a" * 1000 + b"*", b"*a" * 1001 + b"*",
+                b"?*" * 1001, b"a*" * 1001 + b"a", b"*" * 3000 + b"a"]  # fmt: skip
+    for conn in (oracle, subject):
+        execute(conn, "SET", key, "v")
+    matched = []
+    for pattern in patterns:
+        compare(oracle, subject, [["KEYS", pattern], ["SCAN", 0, "MATCH", pattern, "COUNT", 100]])
+        matched.append(execute(subject, "KEYS", pattern) == [key])
+    assert matched == [True, False, True, False, True, False, True]
+    for conn, port in ((oracle, oracle_server.port), (subject, memlog.shim_ports[0])):
+        listener = RawConnection(port)
+        try:
+            for pattern in (b"*a" * 1001, b"*a" * 1000):
+                listener.call("PSUBSCRIBE", pattern)
+            assert execute(conn, "PUBLISH", key, "m") == 1  # the second pattern only
+        finally:
+            listener.close()

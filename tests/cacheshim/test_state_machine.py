@@ -6,6 +6,11 @@ server's clock (TTL of a relative expiry); by nil-ness and membership for RANDOM
 expiries are long (no key expires during a run) and never compared against each other with
 GT/LT, since two servers' clocks differ; absolute ones are compared exactly.
 
+Transactions run on a connection of their own (the watcher) on each server: WATCH, UNWATCH,
+MULTI ... EXEC or DISCARD, between which the other rules change keys, flush databases, and
+let keys expire (a key set to expire soon, watched, then given the time to expire: the only
+expiries that pass during a run, always whole before the next step).
+
 A failure prints the shrunk sequence of steps and a @reproduce_failure blob (print_blob).
 """
 
@@ -64,24 +69,103 @@ def with_options(
     return st.tuples(base, options).map(lambda t: t[0] + t[1])
 
 
-class DataCommands(RuleBasedStateMachine):
-    def __init__(self, pair: Pair, db1: Pair) -> None:
+# What a transaction queues: reads (EXEC served from the shim's memory) and writes (applied).
+queued = st.one_of(
+    cmd(b"GET", key),
+    cmd(b"EXISTS", key),
+    cmd(b"SET", key, value),
+    cmd(b"INCR", key),
+    cmd(b"DEL", key),
+    cmd(b"PING"),
+)
+
+
+class WatchCommands(RuleBasedStateMachine):
+    """Transactions and WATCH against writes, flushes and expiry: the rules of issue 14,
+    run on their own (so that they meet often) and within DataCommands."""
+
+    def __init__(self, pair: Pair, db1: Pair, watchers: Pair | None = None) -> None:
         super().__init__()
         self.oracle, self.subject = pair
         self.oracle1, self.subject1 = db1
-        # Absolute expiry times, in the future of this run by a wide margin.
-        self.base_s = time.time_ns() // 1_000_000_000 + 100_000
+        # One connection each (WATCH belongs to a connection), for the transaction rules.
+        self.watchers = watchers
 
     @initialize()
     def flush(self) -> None:
         for conn in (self.oracle, self.subject):
             execute(conn, "FLUSHALL")
+        if self.watchers is not None:
+            for conn in self.watchers:
+                execute(conn, "UNWATCH")
 
     def check(self, conns: tuple[redis.Redis, redis.Redis], args: Sequence[bytes]) -> Outcome:
         want = outcome(conns[0], args)
         got = outcome(conns[1], args)
         assert got == want, f"{list(args)!r}: redis-server said {want!r}, memlog said {got!r}"
         return got
+
+    @rule(
+        args=st.one_of(
+            cmd(b"SET", key, value),
+            cmd(b"INCR", key),
+            cmd(b"DEL", key),
+            cmd(b"APPEND", key, value),
+            cmd(b"EXPIRE", key, b"1000"),
+            cmd(b"PERSIST", key),
+            cmd(b"RENAME", key, key),
+            cmd(b"MOVE", key, b"1"),
+            cmd(b"GET", key),
+        )
+    )
+    def writes(self, args: list[bytes]) -> None:
+        self.check((self.oracle, self.subject), args)
+
+    # -- transactions, WATCH, flushes and expiry (issue 14) ----------------------------------
+
+    @rule(keys=st.lists(key, min_size=1, max_size=3))
+    def watch(self, keys: list[bytes]) -> None:
+        if self.watchers is not None:
+            self.check(self.watchers, [b"WATCH", *keys])
+
+    @rule()
+    def unwatch(self) -> None:
+        if self.watchers is not None:
+            self.check(self.watchers, [b"UNWATCH"])
+
+    @rule(commands=st.lists(queued, max_size=3), end=st.sampled_from([b"EXEC", b"DISCARD"]))
+    def transaction(self, commands: list[list[bytes]], end: bytes) -> None:
+        """MULTI, the commands, then EXEC (nil if a watched key changed) or DISCARD; both
+        forget the watched keys."""
+        if self.watchers is None:
+            return
+        for args in [[b"MULTI"], *commands, [end]]:
+            want, got = (_errors_as_text(outcome(conn, args)) for conn in self.watchers)
+            assert got == want, f"{args!r}: redis-server said {want!r}, memlog said {got!r}"
+
+    @rule(args=st.sampled_from([[b"FLUSHALL"], [b"FLUSHDB"], [b"FLUSHALL", b"SYNC"]]))
+    def flushes(self, args: list[bytes]) -> None:
+        self.check((self.oracle, self.subject), args)
+
+    @rule(args=st.sampled_from([[b"FLUSHDB"], [b"SET", b"k1", b"db1"]]))
+    def db1_changes(self, args: list[bytes]) -> None:
+        self.check((self.oracle1, self.subject1), args)
+
+    @rule(k=key, v=value, watch=st.booleans())
+    def expire_soon(self, k: bytes, v: bytes, watch: bool) -> None:
+        """A key set to expire soon (maybe watched while it lives), then time for it to
+        expire on both servers: at the next step it is gone (or due) everywhere."""
+        self.check((self.oracle, self.subject), [b"SET", k, v, b"PX", b"300"])
+        if watch and self.watchers is not None:
+            self.check(self.watchers, [b"WATCH", k])
+        time.sleep(0.4)
+
+
+class DataCommands(WatchCommands):
+    def __init__(self, pair: Pair, db1: Pair, watchers: Pair | None = None) -> None:
+        super().__init__(pair, db1, watchers)
+        # Absolute expiry times, in the future of this run by a wide margin.
+        self.base_s = time.time_ns() // 1_000_000_000 + 100_000
 
     def absolute(self) -> st.SearchStrategy[list[bytes]]:
         s = self.base_s
@@ -519,6 +603,15 @@ class DataCommands(RuleBasedStateMachine):
             self.check((self.oracle, self.subject), args)
 
 
+def _errors_as_text(result: Outcome) -> Outcome:
+    """EXEC's reply with the errors in it as text (redis-py hands them back as exceptions,
+    which compare by identity)."""
+    kind, reply = result
+    if isinstance(reply, list):
+        return kind, [f"err: {r}" if isinstance(r, Exception) else r for r in reply]
+    return result
+
+
 def _unordered(args: Sequence[bytes], result: Outcome) -> Outcome:
     kind, reply = result
     if kind != "ok" or not isinstance(reply, list):
@@ -549,22 +642,26 @@ def _full_scan(conn: redis.Redis, options: list[bytes]) -> list[bytes]:
     raise AssertionError("SCAN never ended")
 
 
-def test_random_command_sequences_match_redis(
-    pair: Pair, oracle_server: RedisServer, memlog: Memlog
+def _run_machine(
+    machine: type[WatchCommands], pair: Pair, oracle_server: RedisServer, memlog: Memlog
 ) -> None:
     oracle, subject = (without_callbacks(c) for c in pair)
     db1 = (
         without_callbacks(redis.Redis(port=oracle_server.port, db=1, socket_timeout=15)),
         without_callbacks(redis.Redis(port=memlog.shim_ports[0], db=1, socket_timeout=15)),
     )
+    watchers = tuple(
+        without_callbacks(redis.Redis(port=port, socket_timeout=15, single_connection_client=True))
+        for port in (oracle_server.port, memlog.shim_ports[0])
+    )
     try:
 
-        class BoundDataCommands(DataCommands):
+        class Bound(machine):  # type: ignore[valid-type, misc]
             def __init__(self) -> None:
-                super().__init__((oracle, subject), db1)
+                super().__init__((oracle, subject), db1, watchers)
 
         run_state_machine_as_test(
-            BoundDataCommands,
+            Bound,
             settings=settings(
                 # CI's budget; a soak: STATE_MACHINE_EXAMPLES=500 STATE_MACHINE_STEPS=50.
                 max_examples=int(os.environ.get("STATE_MACHINE_EXAMPLES", "30")),
@@ -575,5 +672,18 @@ def test_random_command_sequences_match_redis(
             ),
         )
     finally:
-        for conn in db1:
+        for conn in (*db1, *watchers):
             conn.close()
+
+
+def test_random_command_sequences_match_redis(
+    pair: Pair, oracle_server: RedisServer, memlog: Memlog
+) -> None:
+    _run_machine(DataCommands, pair, oracle_server, memlog)
+
+
+def test_random_transactions_match_redis(
+    pair: Pair, oracle_server: RedisServer, memlog: Memlog
+) -> None:
+    """WATCH, MULTI/EXEC/DISCARD, flushes and expiry, with only a few other rules."""
+    _run_machine(WatchCommands, pair, oracle_server, memlog)
