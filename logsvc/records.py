@@ -8,6 +8,7 @@ that reaches a new leader be recognised as a duplicate.
 from __future__ import annotations
 
 import bisect
+from array import array
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -32,10 +33,11 @@ def decode_payload(data: bytes) -> entry_pb2.EntryPayload:
 class RecordState:
     def __init__(self, dedup_sequences_max: int = 256, producers_max: int = 10_000) -> None:
         self.dedup_sequences_max = dedup_sequences_max
-        # Retained batches in log order (parallel lists for bisect).
-        self._raft_indexes: list[int] = []
-        self._first_indexes: list[int] = []
-        self._counts: list[int] = []
+        # Retained batches in log order (parallel arrays for bisect): 24 bytes per batch,
+        # the one part of a node's memory that grows with the retained log (trim bounds it).
+        self._raft_indexes = array("q")
+        self._first_indexes = array("q")
+        self._counts = array("q")
         # The next record index; None until known (a node whose log restarted at a trim
         # boundary learns it from the first batch it applies).
         self.next_index: int | None = 1
@@ -49,9 +51,9 @@ class RecordState:
 
     def restart_at_boundary(self, raft_index: int) -> None:
         """The log was restarted at a trim boundary: nothing before it is known."""
-        self._raft_indexes.clear()
-        self._first_indexes.clear()
-        self._counts.clear()
+        del self._raft_indexes[:]
+        del self._first_indexes[:]
+        del self._counts[:]
         self.next_index = None
         self.applied_raft_index = raft_index
 
