@@ -118,6 +118,7 @@ class LogNode:
         # at start), beside the writer so that they never delay a sync.
         self._reader = WriterThread(f"logsvc-reader-{config.id}")
         self._fetching = False
+        self._fetch_next = 0  # where the last fetch for a follower ended
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
@@ -296,6 +297,12 @@ class LogNode:
         if lo is None:
             return
         self._fetching = True
+        if lo != self._fetch_next:
+            log.info(
+                "%s: a follower needs entries from %d on, older than the memory window "
+                "(from %d): reading them from disk",
+                self.id, lo, memory.window_first(),
+            )  # fmt: skip
         bytes_max = max(1, self.config.read_cache_bytes // 2)
         future = self._reader.run(self.durable.read_entries, lo, memory.window_first(), bytes_max)
         future.add_done_callback(self._fetched)
@@ -308,7 +315,10 @@ class LogNode:
         if exc is not None:
             log.error("%s: reading old entries from disk failed: %s", self.id, exc)
             return
-        self.durable.memory.fill(future.result())
+        entries = future.result()
+        if entries:
+            self._fetch_next = entries[-1].index + 1
+        self.durable.memory.fill(entries)
         if self.node is not None:
             self.node.entries_fetched()
         self._after_input()
