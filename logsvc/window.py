@@ -13,7 +13,8 @@ grow with the log's length:
 - entries older than the window are read from RocksDB by the driver, off the event loop:
   `entries` raises LogTemporarilyUnavailable and notes the index; the driver takes the
   request (`take_fetch`), reads the disk on a thread, hands the entries back (`fill`) and
-  tells the core (`RawNode.entries_fetched`). The cache holds at most `cache_bytes_max`.
+  tells the core (`RawNode.entries_fetched`). The cache holds at most `cache_bytes_max`
+  (or one entry, when a single entry is larger).
 
 A cached entry is served only while its term matches the term index at its position: a
 new leader's entries that replace an uncommitted suffix always differ in term there (the
@@ -218,8 +219,14 @@ class WindowStorage:
         return None
 
     def fill(self, entries: Sequence[Entry]) -> None:
-        """Entries read from disk for a fetch: cached (those now in the window are not)."""
+        """Entries read from disk for a fetch: cached (those now in the window are not).
+
+        Older fills make room first; the first entry of this one always stays, even alone
+        over the limit (an entry larger than the cache), so that every fetch lets the core
+        send at least one entry more.
+        """
         first = self.window_first()
+        added: list[int] = []
         for entry in entries:
             index = entry.index
             if index <= self._snapshot.index or index >= first:
@@ -231,10 +238,14 @@ class WindowStorage:
                 self._cache_bytes -= old.size_bytes()
             self._cache[index] = entry
             self._cache_bytes += entry.size_bytes()
+            added.append(index)
         self.fetches += 1
-        while self._cache_bytes > self.cache_bytes_max and self._cache:
+        keep = set(added)
+        while self._cache_bytes > self.cache_bytes_max and next(iter(self._cache)) not in keep:
             _, old = self._cache.popitem(last=False)
             self._cache_bytes -= old.size_bytes()
+        while self._cache_bytes > self.cache_bytes_max and len(added) > 1:
+            self._cache_bytes -= self._cache.pop(added.pop()).size_bytes()
 
     # -- writes (the driver, after they are synced) --------------------------------------
 
@@ -342,9 +353,11 @@ class WindowStorage:
         last_index: int,
         terms: TermRuns,
         newest: Sequence[Entry],
+        applied_index: int | None = None,
     ) -> None:
         """Set what a load read from disk: the boundary, the term runs of (boundary, last],
-        and the newest entries (contiguous, ending at last_index)."""
+        and the newest entries (contiguous, ending at last_index), which must include every
+        entry past applied_index (default: the commit index, which the node replays)."""
         if newest and (newest[-1].index != last_index):
             raise StorageError(f"the newest entries end at {newest[-1].index}, not {last_index}")
         self._snapshot = boundary
@@ -357,5 +370,9 @@ class WindowStorage:
         self._cache.clear()
         self._cache_bytes = 0
         self._fetch.clear()
-        self.pinned_index = max(boundary.index, hard_state.commit)
+        applied = hard_state.commit if applied_index is None else applied_index
+        first_held = newest[0].index if newest else last_index + 1
+        if first_held > max(applied, boundary.index) + 1:
+            raise StorageError(f"entries after the applied index {applied} must be in memory")
+        self.pinned_index = max(boundary.index, applied)
         self._evict()

@@ -205,3 +205,16 @@ def test_a_reopened_log_keeps_the_newest_entries_and_every_term(tmp_path: Path) 
     log.trim(SnapshotMeta(100, 1))
     assert log.read_entries(50, 200, None) == []
     log.close()
+
+
+def test_an_entry_larger_than_the_cache_is_still_served_once_fetched() -> None:
+    # Otherwise a follower that needs it would wait for it forever.
+    window = WindowStorage(entries_max=1, bytes_max=1 << 20, cache_bytes_max=100)
+    big = [Entry(1, 1, b"x" * 1000), Entry(1, 2, b"y" * 1000), Entry(1, 3)]
+    window.append(big)
+    window.set_pinned(3)
+    with pytest.raises(LogTemporarilyUnavailable):
+        window.entries(1, 3)
+    window.fill(big[:2])
+    assert window.entries(1, 3) == big[:1]
+    assert window.cache_bytes() == big[0].size_bytes()
