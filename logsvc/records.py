@@ -12,7 +12,6 @@ from array import array
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 from logsvc.raft import Entry, EntryType, InvariantViolation
 from logsvc.v1 import entry_pb2
@@ -25,9 +24,36 @@ class AppliedBatch:
     last_index: int
 
 
-@lru_cache(maxsize=4096)
-def decode_payload(data: bytes) -> entry_pb2.EntryPayload:
-    return entry_pb2.EntryPayload.FromString(data)
+class PayloadCache:
+    """Decoded payloads of recent entries (apply decodes each once, readers of the tail
+    again), bounded by the bytes of the payloads it holds, not only by their number: a
+    count alone would let big batches hold gigabytes."""
+
+    def __init__(self, bytes_max: int = 16 << 20, entries_max: int = 4096) -> None:
+        self.bytes_max = bytes_max
+        self.entries_max = entries_max
+        self._items: OrderedDict[bytes, entry_pb2.EntryPayload] = OrderedDict()
+        self._bytes = 0
+
+    def __call__(self, data: bytes) -> entry_pb2.EntryPayload:
+        payload = self._items.get(data)
+        if payload is not None:
+            self._items.move_to_end(data)
+            return payload
+        payload = entry_pb2.EntryPayload.FromString(data)
+        if len(data) <= self.bytes_max // 8:
+            self._items[data] = payload
+            self._bytes += len(data)
+            while self._bytes > self.bytes_max or len(self._items) > self.entries_max:
+                old, _ = self._items.popitem(last=False)
+                self._bytes -= len(old)
+        return payload
+
+    def bytes_held(self) -> int:
+        return self._bytes
+
+
+decode_payload = PayloadCache()
 
 
 class RecordState:
