@@ -4,12 +4,17 @@ in-memory log would, holds no more than its limits, and fetches the rest through
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from logsvc.cli import build_parser, config_from_args
+from logsvc.config import ConfigError, NodeConfig
 from logsvc.raft import (
     Compacted,
     Entry,
@@ -22,6 +27,7 @@ from logsvc.raft import (
 )
 from logsvc.storage import DurableLog
 from logsvc.window import TermRuns, WindowStorage
+from tests.logsvc.cluster import clean_env
 
 SEED = int(os.environ.get("WINDOW_SEED", random.SystemRandom().randrange(1 << 32)))
 
@@ -218,3 +224,54 @@ def test_an_entry_larger_than_the_cache_is_still_served_once_fetched() -> None:
     window.fill(big[:2])
     assert window.entries(1, 3) == big[:1]
     assert window.cache_bytes() == big[0].size_bytes()
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ({"window_entries": 0}, "--window-entries must be at least 1"),
+        ({"window_bytes": 1000}, r"--window-bytes must be at least 1048576 \(1 MiB\)"),
+        ({"read_cache_bytes": 1 << 20}, r"--read-cache-bytes must be at least 4194304"),
+    ],
+)
+def test_window_settings_are_validated_with_a_reason(
+    tmp_path: Path, setting: dict[str, int], message: str
+) -> None:
+    config = dataclasses.replace(
+        NodeConfig(id="a", listen="127.0.0.1:1", peers={"a": "127.0.0.1:1"}, data_dir=tmp_path),
+        **setting,
+    )
+    with pytest.raises(ConfigError, match=message):
+        config.validate()
+
+
+def test_window_flags_and_their_environment_variables_reach_the_config(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    base = ["serve", "--id", "a", "--listen", "127.0.0.1:1", "--peers", "a=127.0.0.1:1"]
+    base += ["--data-dir", "/tmp/x"]
+    config = config_from_args(build_parser().parse_args([*base, "--window-entries", "123"]))
+    assert (config.window_entries, config.window_bytes, config.read_cache_bytes) == (
+        123,
+        64 << 20,
+        16 << 20,
+    )
+    monkeypatch.setenv("LOGSVC_WINDOW_BYTES", str(8 << 20))
+    monkeypatch.setenv("LOGSVC_READ_CACHE_BYTES", str(32 << 20))
+    config = config_from_args(build_parser().parse_args(base))
+    assert (config.window_entries, config.window_bytes, config.read_cache_bytes) == (
+        10_000,
+        8 << 20,
+        32 << 20,
+    )
+    config.validate()
+
+
+def test_logsvc_serve_refuses_a_bad_window_with_the_reason(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "logsvc.cli", "serve", "--id", "a", "--listen", "127.0.0.1:1",
+         "--peers", "a=127.0.0.1:1", "--data-dir", str(tmp_path), "--window-entries", "0"],
+        capture_output=True, text=True, timeout=60, check=False, env=clean_env(),
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "logsvc serve: --window-entries must be at least 1" in result.stderr
