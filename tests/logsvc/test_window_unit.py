@@ -10,6 +10,7 @@ import random
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -235,7 +236,7 @@ def test_an_entry_larger_than_the_cache_is_still_served_once_fetched() -> None:
     ],
 )
 def test_window_settings_are_validated_with_a_reason(
-    tmp_path: Path, setting: dict[str, int], message: str
+    tmp_path: Path, setting: dict[str, Any], message: str
 ) -> None:
     config = dataclasses.replace(
         NodeConfig(id="a", listen="127.0.0.1:1", peers={"a": "127.0.0.1:1"}, data_dir=tmp_path),
