@@ -610,6 +610,13 @@ class LogNode:
                 chunk = self._records_from(next_index, batch_max)
                 if not chunk:
                     chunk = await self._records_from_disk(next_index, batch_max)
+                if not chunk:
+                    if next_index < self.records.first_index():
+                        continue  # trimmed meanwhile: OUT_OF_RANGE above
+                    raise Unavailable(
+                        f"the entry of record {next_index} is missing from {self.id}'s disk; "
+                        "read from another node"
+                    )
                 next_index += len(chunk)
                 yield chunk
                 continue

@@ -41,7 +41,7 @@ class PayloadCache:
             self._items.move_to_end(data)
             return payload
         payload = entry_pb2.EntryPayload.FromString(data)
-        if len(data) <= self.bytes_max // 8:
+        if len(data) <= self.bytes_max:
             self._items[data] = payload
             self._bytes += len(data)
             while self._bytes > self.bytes_max or len(self._items) > self.entries_max:
