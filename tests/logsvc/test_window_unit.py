@@ -26,7 +26,9 @@ from logsvc.raft import (
     StorageError,
     Unavailable,
 )
+from logsvc.records import PayloadCache
 from logsvc.storage import DurableLog
+from logsvc.v1 import entry_pb2
 from logsvc.window import TermRuns, WindowStorage
 from tests.logsvc.cluster import clean_env
 
@@ -276,3 +278,17 @@ def test_logsvc_serve_refuses_a_bad_window_with_the_reason(tmp_path: Path) -> No
     )  # fmt: skip
     assert result.returncode == 2
     assert "logsvc serve: --window-entries must be at least 1" in result.stderr
+
+
+def test_the_payload_cache_is_bounded_by_bytes() -> None:
+    cache = PayloadCache(bytes_max=10_000, entries_max=100)
+    datas = [
+        entry_pb2.EntryPayload(
+            batch=entry_pb2.RecordBatch(first_index=i, records=[bytes([i]) * 3000])
+        ).SerializeToString()
+        for i in range(1, 6)
+    ]
+    for data in datas:
+        assert cache(data).batch.records[0][:1] == data[-1:]
+    assert cache.bytes_held() <= 10_000
+    assert cache(datas[-1]) is cache(datas[-1])  # the newest stay
