@@ -79,6 +79,27 @@ def build_parser() -> argparse.ArgumentParser:
         default=2.0,
         help="hold a commit-only append to a follower this long for the next append (0: off)",
     )
+    _add(
+        serve,
+        "--window-entries",
+        type=int,
+        default=10_000,
+        help="newest log entries kept in memory; older ones are read from disk when needed",
+    )
+    _add(
+        serve,
+        "--window-bytes",
+        type=int,
+        default=64 << 20,
+        help="bytes of the newest log entries kept in memory (the smaller limit wins)",
+    )
+    _add(
+        serve,
+        "--read-cache-bytes",
+        type=int,
+        default=16 << 20,
+        help="cache of older entries read from disk for lagging followers",
+    )
     _add(serve, "--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
 
     append = sub.add_parser("append", help="append records (arguments, or lines of stdin)")
@@ -132,6 +153,9 @@ def config_from_args(args: argparse.Namespace) -> NodeConfig:
         append_records_max=int(args.append_records_max),
         append_timeout_s=float(args.append_timeout_s),
         commit_hold_ms=float(args.commit_hold_ms),
+        window_entries=int(args.window_entries),
+        window_bytes=int(args.window_bytes),
+        read_cache_bytes=int(args.read_cache_bytes),
     )
 
 

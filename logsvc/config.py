@@ -46,6 +46,12 @@ class NodeConfig:
     commit_hold_ms: float = 2.0
     # Producers whose last sequences are remembered, and sequences per producer.
     dedup_sequences_max: int = 256
+    # The newest entries kept in memory (both limits hold; entries not yet applied stay
+    # whatever they say). Older ones are read from RocksDB when a peer or a reader needs
+    # them, into a cache of read_cache_bytes.
+    window_entries: int = 10_000
+    window_bytes: int = 64 << 20
+    read_cache_bytes: int = 16 << 20
     extra: dict[str, str] = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -68,6 +74,21 @@ class NodeConfig:
             raise ConfigError("record and append limits must be positive")
         if self.append_timeout_s <= 0:
             raise ConfigError("--append-timeout-s must be positive")
+        if self.window_entries < 1:
+            raise ConfigError(
+                f"--window-entries must be at least 1 (got {self.window_entries}): it is how "
+                "many of the newest entries a node keeps in memory"
+            )
+        if self.window_bytes < 1 << 20:
+            raise ConfigError(
+                f"--window-bytes must be at least 1048576 (1 MiB), got {self.window_bytes}: "
+                "it is how many bytes of the newest entries a node keeps in memory"
+            )
+        if self.read_cache_bytes < self.append_bytes_max:
+            raise ConfigError(
+                f"--read-cache-bytes must be at least {self.append_bytes_max} (one append "
+                f"message to a follower), got {self.read_cache_bytes}"
+            )
         if not 0 <= self.commit_hold_ms < self.tick_ms * self.heartbeat_ticks:
             raise ConfigError(
                 "--commit-hold-ms must be at least 0 and shorter than a heartbeat interval "

@@ -30,6 +30,7 @@ from logsvc.errors import (
 from logsvc.raft import (
     Config,
     Entry,
+    EntryType,
     HardState,
     Message,
     MessageType,
@@ -41,13 +42,17 @@ from logsvc.raft import (
     SnapshotMeta,
 )
 from logsvc.records import AppliedBatch, RecordState, decode_payload
-from logsvc.storage import DurableLog, WriterThread
+from logsvc.storage import CorruptLog, DurableLog, WriterThread
 from logsvc.transport import PeerSender, probe_terms
 from logsvc.v1 import entry_pb2
 
 log = logging.getLogger("logsvc.node")
 
 READ_BATCH_RECORDS_MAX = 1024
+# Entries read from disk per step: replaying the log at start, and per Read chunk that lies
+# before the window.
+REPLAY_BYTES_MAX = 4 << 20
+READ_FETCH_BYTES_MAX = 1 << 20
 READ_INDEX_TIMEOUT_S = 5.0
 
 
@@ -89,16 +94,31 @@ def _expire(waiter: asyncio.Future[tuple[int, int]], config: NodeConfig) -> None
         )
 
 
+def _take(payload: entry_pb2.EntryPayload, offset: int, count: int) -> list[bytes]:
+    """Up to count records of a batch, from its offset-th record."""
+    return list(payload.batch.records[offset : offset + count])
+
+
 class LogNode:
     def __init__(self, config: NodeConfig) -> None:
         config.validate()
         self.config = config
         self.id = config.id
-        self.durable = DurableLog(config.data_dir / config.id)
+        self.durable = DurableLog(
+            config.data_dir / config.id,
+            window_entries=config.window_entries,
+            window_bytes=config.window_bytes,
+            read_cache_bytes=config.read_cache_bytes,
+        )
         self.records = RecordState(config.dedup_sequences_max)
         self.node: RawNode | None = None
         self.senders: dict[str, PeerSender] = {}
         self._writer = WriterThread(f"logsvc-writer-{config.id}")
+        # Reads of entries older than the window (for lagging peers, readers and the replay
+        # at start), beside the writer so that they never delay a sync.
+        self._reader = WriterThread(f"logsvc-reader-{config.id}")
+        self._fetching = False
+        self._fetch_next = 0  # where the last fetch for a follower ended
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
@@ -135,6 +155,7 @@ class LogNode:
         boundary = memory.snapshot()
         if boundary.index:
             self.records.restart_at_boundary(boundary.index)
+        await self._replay(memory.initial_state().commit)
         voters = tuple(sorted(self.config.peers))
         raft_config = Config(
             id=self.id,
@@ -143,7 +164,7 @@ class LogNode:
             heartbeat_ticks=self.config.heartbeat_ticks,
             append_bytes_max=self.config.append_bytes_max,
             inflight_messages_max=self.config.inflight_messages_max,
-            applied_index=boundary.index,
+            applied_index=self.records.applied_raft_index,
         )
         # Election timeouts must differ between nodes and runs; the core stays seeded.
         rng = random.Random(random.SystemRandom().getrandbits(64))
@@ -160,6 +181,20 @@ class LogNode:
             asyncio.create_task(self._ticker(), name="ticker"),
         ]
         self._wake.set()
+
+    async def _replay(self, commit: int) -> None:
+        """Apply the committed entries on disk, read in bounded steps off the event loop,
+        so that the core starts with them applied and never asks for more than the window."""
+        while self.records.applied_raft_index < commit:
+            lo = self.records.applied_raft_index + 1
+            entries = await self._reader.run(
+                self.durable.read_entries, lo, commit + 1, REPLAY_BYTES_MAX
+            )
+            if not entries:
+                raise CorruptLog(f"committed entry {lo} is missing from the disk")
+            for entry in entries:
+                self._apply(entry)
+        self.durable.memory.set_pinned(self.records.applied_raft_index)
 
     def _is_empty(self) -> bool:
         memory = self.durable.memory
@@ -228,6 +263,7 @@ class LogNode:
         for sender in self.senders.values():
             await sender.stop()
         self._fail_pending(NotAppended("the node is shutting down"), unknown=True)
+        self._reader.stop()
         await self._writer.run(self.durable.close)
         self._writer.stop()
 
@@ -249,6 +285,43 @@ class LogNode:
             for m in self.node.take_messages():
                 self._send(m)
         self._wake.set()
+        self._maybe_fetch()
+
+    def _maybe_fetch(self) -> None:
+        """Read from disk, off the loop, the oldest entries the core found missing (one
+        read at a time); the core sends what waited for them once they are in."""
+        if self._fetching or self._stopping:
+            return
+        memory = self.durable.memory
+        lo = memory.take_fetch()
+        if lo is None:
+            return
+        self._fetching = True
+        if lo != self._fetch_next:
+            log.info(
+                "%s: a follower needs entries from %d on, older than the memory window "
+                "(from %d): reading them from disk",
+                self.id, lo, memory.window_first(),
+            )  # fmt: skip
+        bytes_max = max(1, self.config.read_cache_bytes // 2)
+        future = self._reader.run(self.durable.read_entries, lo, memory.window_first(), bytes_max)
+        future.add_done_callback(self._fetched)
+
+    def _fetched(self, future: asyncio.Future[list[Entry]]) -> None:
+        self._fetching = False
+        if self._stopping or future.cancelled():
+            return
+        exc = future.exception()
+        if exc is not None:
+            log.error("%s: reading old entries from disk failed: %s", self.id, exc)
+            return
+        entries = future.result()
+        if entries:
+            self._fetch_next = entries[-1].index + 1
+        self.durable.memory.fill(entries)
+        if self.node is not None:
+            self.node.entries_fetched()
+        self._after_input()
 
     def peer_started_empty(self, peer_id: str) -> None:
         """A peer probed this node (Peer.Probe): its data directory is empty. If this node
@@ -313,6 +386,7 @@ class LogNode:
                             self._unwritten_hard_state = rd.hard_state
                             self.durable.mirror(None, (), rd.hard_state)
                     node.advance(rd)
+                self._maybe_fetch()
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # the core or the disk failed: stop serving, loudly
@@ -366,6 +440,8 @@ class LogNode:
             if fut is not None and not fut.done():
                 fut.set_result(rs.index)
         if rd.committed_entries or rd.snapshot is not None:
+            # Applied entries may leave the memory window from now on.
+            self.durable.memory.set_pinned(self.records.applied_raft_index)
             self._applied.set()
             self._applied = asyncio.Event()
         return answered
@@ -532,6 +608,15 @@ class LogNode:
                 )
             if self.records.next_index is not None and next_index < self.records.next_index:
                 chunk = self._records_from(next_index, batch_max)
+                if not chunk:
+                    chunk = await self._records_from_disk(next_index, batch_max)
+                if not chunk:
+                    if next_index < self.records.first_index():
+                        continue  # trimmed meanwhile: OUT_OF_RANGE above
+                    raise Unavailable(
+                        f"the entry of record {next_index} is missing from {self.id}'s disk; "
+                        "read from another node"
+                    )
                 next_index += len(chunk)
                 yield chunk
                 continue
@@ -540,6 +625,7 @@ class LogNode:
             await self._applied.wait()
 
     def _records_from(self, index: int, limit: int) -> list[tuple[int, bytes]]:
+        """Records from index on, as far as their entries are in memory."""
         out: list[tuple[int, bytes]] = []
         memory = self.durable.memory
         while len(out) < limit:
@@ -547,9 +633,41 @@ class LogNode:
             if where is None:
                 break
             raft_index, offset = where
-            (entry,) = memory.entries(raft_index, raft_index + 1)
-            batch = decode_payload(entry.data).batch
-            take = batch.records[offset : offset + limit - len(out)]
+            entry = memory.entry_in_memory(raft_index)
+            if entry is None:
+                break
+            take = _take(decode_payload(entry.data), offset, limit - len(out))
+            out.extend(zip(range(index, index + len(take)), take, strict=True))
+            index += len(take)
+        return out
+
+    async def _records_from_disk(self, index: int, limit: int) -> list[tuple[int, bytes]]:
+        """Records from index on, from entries read off the loop (older than the window).
+        Empty when index was trimmed meanwhile (the caller checks the first index again)."""
+        where = self.records.locate(index)
+        if where is None:
+            return []
+        raft_index = where[0]
+        hi = max(raft_index + 1, self.durable.memory.window_first())
+        entries = await self._reader.run(
+            self.durable.read_entries, raft_index, hi, READ_FETCH_BYTES_MAX
+        )
+        out: list[tuple[int, bytes]] = []
+        for entry in entries:
+            if len(out) >= limit:
+                break
+            if not entry.data or entry.type is not EntryType.NORMAL:
+                continue
+            # Not through decode_payload's cache: old entries would push out the recent ones.
+            payload = entry_pb2.EntryPayload.FromString(entry.data)
+            if payload.WhichOneof("kind") != "batch":
+                continue
+            where = self.records.locate(index)
+            if where is None or where[0] != entry.index:
+                # A trim moved the records' start meanwhile, or the entry is not the one
+                # the index names: stop at what is certain.
+                break
+            take = _take(payload, where[1], limit - len(out))
             out.extend(zip(range(index, index + len(take)), take, strict=True))
             index += len(take)
         return out

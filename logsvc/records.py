@@ -8,10 +8,10 @@ that reaches a new leader be recognised as a duplicate.
 from __future__ import annotations
 
 import bisect
+from array import array
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 from logsvc.raft import Entry, EntryType, InvariantViolation
 from logsvc.v1 import entry_pb2
@@ -24,18 +24,46 @@ class AppliedBatch:
     last_index: int
 
 
-@lru_cache(maxsize=4096)
-def decode_payload(data: bytes) -> entry_pb2.EntryPayload:
-    return entry_pb2.EntryPayload.FromString(data)
+class PayloadCache:
+    """Decoded payloads of recent entries (apply decodes each once, readers of the tail
+    again), bounded by the bytes of the payloads it holds, not only by their number: a
+    count alone would let big batches hold gigabytes."""
+
+    def __init__(self, bytes_max: int = 16 << 20, entries_max: int = 4096) -> None:
+        self.bytes_max = bytes_max
+        self.entries_max = entries_max
+        self._items: OrderedDict[bytes, entry_pb2.EntryPayload] = OrderedDict()
+        self._bytes = 0
+
+    def __call__(self, data: bytes) -> entry_pb2.EntryPayload:
+        payload = self._items.get(data)
+        if payload is not None:
+            self._items.move_to_end(data)
+            return payload
+        payload = entry_pb2.EntryPayload.FromString(data)
+        if len(data) <= self.bytes_max:
+            self._items[data] = payload
+            self._bytes += len(data)
+            while self._bytes > self.bytes_max or len(self._items) > self.entries_max:
+                old, _ = self._items.popitem(last=False)
+                self._bytes -= len(old)
+        return payload
+
+    def bytes_held(self) -> int:
+        return self._bytes
+
+
+decode_payload = PayloadCache()
 
 
 class RecordState:
     def __init__(self, dedup_sequences_max: int = 256, producers_max: int = 10_000) -> None:
         self.dedup_sequences_max = dedup_sequences_max
-        # Retained batches in log order (parallel lists for bisect).
-        self._raft_indexes: list[int] = []
-        self._first_indexes: list[int] = []
-        self._counts: list[int] = []
+        # Retained batches in log order (parallel arrays for bisect): 24 bytes per batch,
+        # the one part of a node's memory that grows with the retained log (trim bounds it).
+        self._raft_indexes = array("q")
+        self._first_indexes = array("q")
+        self._counts = array("q")
         # The next record index; None until known (a node whose log restarted at a trim
         # boundary learns it from the first batch it applies).
         self.next_index: int | None = 1
@@ -49,9 +77,9 @@ class RecordState:
 
     def restart_at_boundary(self, raft_index: int) -> None:
         """The log was restarted at a trim boundary: nothing before it is known."""
-        self._raft_indexes.clear()
-        self._first_indexes.clear()
-        self._counts.clear()
+        del self._raft_indexes[:]
+        del self._first_indexes[:]
+        del self._counts[:]
         self.next_index = None
         self.applied_raft_index = raft_index
 

@@ -1,4 +1,4 @@
-"""Durable Raft state of one node in RocksDB (rocksdict), mirrored in memory for the core.
+"""Durable Raft state of one node in RocksDB (rocksdict), and what of it the core sees.
 
 Layout (raw byte keys):
     b"e" + index (8 bytes, big endian)  ->  crc32 (4 bytes) + RaftEntry (protobuf)
@@ -8,7 +8,12 @@ Layout (raw byte keys):
 Every `write` is one WriteBatch made durable with a WAL sync (entries, term, vote and
 commit together).
 `write`, `trim` and `load` block: the node runs them on its single writer thread, never on
-the event loop. The core reads `memory`, a MemoryStorage kept equal to what is synced.
+the event loop; `read_entries` blocks too and runs on the node's reader thread. The core
+reads `memory`, a WindowStorage (logsvc/window.py) that holds the newest synced entries and
+the terms of all of them; older entries are read from RocksDB when needed.
+
+RocksDB's own memory is bounded as well: memtables of MEMTABLE_BYTES (at most
+MEMTABLES_MAX of them) and a block cache of BLOCK_CACHE_BYTES.
 """
 
 from __future__ import annotations
@@ -19,14 +24,16 @@ import logging
 import queue
 import threading
 import zlib
+from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from rocksdict import Options, Rdict, WriteBatch, WriteOptions
+from rocksdict import BlockBasedOptions, Cache, Options, Rdict, WriteBatch, WriteOptions
 
-from logsvc.raft import Entry, EntryType, HardState, MemoryStorage, SnapshotMeta
+from logsvc.raft import Entry, EntryType, HardState, SnapshotMeta
 from logsvc.v1 import entry_pb2, peer_pb2
+from logsvc.window import TermRuns, WindowStorage
 
 log = logging.getLogger("logsvc.storage")
 
@@ -41,6 +48,12 @@ _Job = tuple[
 ENTRY_PREFIX = b"e"
 HARD_STATE_KEY = b"m/hard"
 BOUNDARY_KEY = b"m/boundary"
+
+# RocksDB's memory: a log is written once, read back rarely (a lagging follower, an old
+# read), so small memtables and a small block cache are enough.
+MEMTABLE_BYTES = 16 << 20
+MEMTABLES_MAX = 2
+BLOCK_CACHE_BYTES = 8 << 20
 
 
 class CorruptLog(Exception):
@@ -76,13 +89,25 @@ def decode_entry(body: bytes) -> Entry:
 
 
 class DurableLog:
-    def __init__(self, path: Path) -> None:
+    def __init__(
+        self,
+        path: Path,
+        window_entries: int = 10_000,
+        window_bytes: int = 64 << 20,
+        read_cache_bytes: int = 16 << 20,
+    ) -> None:
         path.mkdir(parents=True, exist_ok=True)
         options = Options(raw_mode=True)
         options.create_if_missing(True)
+        options.set_write_buffer_size(MEMTABLE_BYTES)
+        options.set_max_write_buffer_number(MEMTABLES_MAX)
+        table = BlockBasedOptions()
+        table.set_block_cache(Cache(BLOCK_CACHE_BYTES))
+        options.set_block_based_table_factory(table)
         self.db = Rdict(str(path / "rocksdb"), options)
         self._nosync = WriteOptions()
-        self.memory = MemoryStorage()
+        self._window = (window_entries, window_bytes, read_cache_bytes)
+        self.memory = WindowStorage(*self._window)
         # What is on disk (maintained by the writer thread).
         self._first_index = 1
         self._last_index = 0
@@ -90,7 +115,8 @@ class DurableLog:
     # -- writer thread ------------------------------------------------------------
 
     def load(self) -> None:
-        """Read everything synced into `memory`; raises CorruptLog on a bad value."""
+        """Check everything synced and set up `memory` from it (the newest entries, every
+        term); raises CorruptLog on a bad value or a hole."""
         boundary = SnapshotMeta()
         raw = self.db.get(BOUNDARY_KEY)
         if raw is not None:
@@ -101,7 +127,11 @@ class DurableLog:
         if raw is not None:
             hs = entry_pb2.HardStateRecord.FromString(unseal(raw, "hard state"))
             hard = HardState(term=hs.term, vote=hs.vote or None, commit=hs.commit)
-        entries: list[Entry] = []
+        # One pass over the log: check every value, note the terms, keep the newest ones.
+        window_entries, window_bytes, _ = self._window
+        terms = TermRuns()
+        newest: deque[Entry] = deque()
+        newest_bytes = 0
         expected = boundary.index + 1
         it = self.db.iter()
         it.seek(entry_key(expected))
@@ -113,25 +143,56 @@ class DurableLog:
             entry = decode_entry(unseal(it.value(), f"entry {index}"))
             if index != expected or entry.index != index:
                 raise CorruptLog(f"entry {expected} expected, found {index} (a hole in the log)")
-            entries.append(entry)
+            terms.extend((entry,))
+            newest.append(entry)
+            newest_bytes += entry.size_bytes()
+            while len(newest) > window_entries or newest_bytes > window_bytes:
+                newest_bytes -= newest.popleft().size_bytes()
             expected += 1
             it.next()
         del it
-        memory = MemoryStorage()
-        memory.apply_snapshot(boundary)
-        memory.append(entries)
+        last = expected - 1
         # A commit index is written without a sync, a trim with one: entries up to the
         # boundary are committed whatever the stored commit index says.
         hard = HardState(term=hard.term, vote=hard.vote, commit=max(hard.commit, boundary.index))
-        if hard.commit > memory.last_index():
+        if hard.commit > last:
             raise CorruptLog(
-                f"commit {hard.commit} is past the last stored entry {memory.last_index()}: "
+                f"commit {hard.commit} is past the last stored entry {last}: "
                 "synced entries are missing"
             )
-        memory.set_hard_state(hard)
+        # Entries past the commit index stay in memory whatever the window: the core hands
+        # them to the node once they commit.
+        window_first = newest[0].index if newest else last + 1
+        if window_first > hard.commit + 1:
+            older = self.read_entries(hard.commit + 1, window_first, None)
+            newest.extendleft(reversed(older))
+        memory = WindowStorage(*self._window)
+        memory.restore(boundary, hard, last, terms, list(newest))
         self.memory = memory
         self._first_index = boundary.index + 1
-        self._last_index = memory.last_index()
+        self._last_index = last
+
+    def read_entries(self, lo: int, hi: int, bytes_max: int | None) -> list[Entry]:
+        """Synced entries [lo, hi) as stored, cut at bytes_max (at least one entry), and
+        at the first index missing (trimmed or never written). Blocks: not on the loop."""
+        out: list[Entry] = []
+        total = 0
+        it = self.db.iter()
+        it.seek(entry_key(lo))
+        index = lo
+        while index < hi and it.valid():
+            key = it.key()
+            if key != entry_key(index):
+                break
+            entry = decode_entry(unseal(it.value(), f"entry {index}"))
+            total += entry.size_bytes()
+            if out and bytes_max is not None and total > bytes_max:
+                break
+            out.append(entry)
+            index += 1
+            it.next()
+        del it
+        return out
 
     def write(
         self,
@@ -189,7 +250,7 @@ class DurableLog:
         entries: Sequence[Entry],
         hard_state: HardState | None,
     ) -> None:
-        """After `write` returned: make `memory` equal to what is now synced."""
+        """After `write` returned: let `memory` hold what is now synced."""
         if boundary is not None:
             self.memory.apply_snapshot(boundary)
         if entries:

@@ -3,7 +3,14 @@
 from logsvc.raft.config import Config, ConfigError
 from logsvc.raft.progress import ProgressState
 from logsvc.raft.rawnode import PeerStatus, RawNode, ReadyOutstanding, Status
-from logsvc.raft.storage import Compacted, MemoryStorage, Storage, StorageError, Unavailable
+from logsvc.raft.storage import (
+    Compacted,
+    LogTemporarilyUnavailable,
+    MemoryStorage,
+    Storage,
+    StorageError,
+    Unavailable,
+)
 from logsvc.raft.types import (
     Entry,
     EntryType,
@@ -29,6 +36,7 @@ __all__ = [
     "EntryType",
     "HardState",
     "InvariantViolation",
+    "LogTemporarilyUnavailable",
     "MemoryStorage",
     "Message",
     "MessageType",

@@ -15,7 +15,7 @@ from logsvc.raft import quorum
 from logsvc.raft.config import Config
 from logsvc.raft.log import RaftLog
 from logsvc.raft.progress import Progress, ProgressState
-from logsvc.raft.storage import Compacted, Storage
+from logsvc.raft.storage import Compacted, LogTemporarilyUnavailable, Storage
 from logsvc.raft.types import (
     CAMPAIGN_TRANSFER,
     PERSISTED_MESSAGE_TYPES,
@@ -84,6 +84,8 @@ class Raft:
         self._read_requests: dict[bytes, _ReadRequest] = {}
         # Read requests that arrived before this leader committed an entry of its term.
         self._reads_waiting_for_commit: list[tuple[NodeId, bytes]] = []
+        # Peers whose next append waits for entries the storage is fetching from disk.
+        self.awaiting_entries: set[NodeId] = set()
 
         self.become_follower(self.term, None)
 
@@ -157,6 +159,10 @@ class Raft:
                 entries = self.log.entries_from(pr.next, self.config.append_bytes_max)
             except Compacted:
                 prev_term = None
+            except LogTemporarilyUnavailable:
+                # Old entries are being read from disk: send once they are (entries_fetched).
+                self.awaiting_entries.add(to)
+                return False
         if prev_term is None:
             return self.maybe_send_snapshot(to, pr)
         if not entries and not send_if_empty:
@@ -442,6 +448,16 @@ class Raft:
         pr = self.progress.get(peer)
         if self.role is Role.LEADER and pr is not None and pr.state is ProgressState.REPLICATE:
             pr.become_probe()
+
+    def entries_fetched(self) -> None:
+        """The storage fetched entries it lacked: send the appends that waited for them."""
+        waiting, self.awaiting_entries = self.awaiting_entries, set()
+        if self.role is not Role.LEADER:
+            return
+        for peer in sorted(waiting):
+            if peer in self.progress and peer != self.id:
+                while self.maybe_send_append(peer, send_if_empty=False):
+                    pass
 
     def report_log_lost(self, peer: NodeId) -> None:
         """The peer restarted with an empty log (its data was lost) under its old id.

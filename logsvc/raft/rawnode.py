@@ -94,6 +94,11 @@ class RawNode:
         """The transport failed to deliver to peer (a broken stream): probe it again."""
         self.raft.report_unreachable(peer)
 
+    def entries_fetched(self) -> None:
+        """The storage now holds entries it raised LogTemporarilyUnavailable for: the appends
+        that needed them go out (to the messages of the next Ready)."""
+        self.raft.entries_fetched()
+
     def report_log_lost(self, peer: NodeId) -> None:
         """The peer restarted with an empty log under its old id: replicate to it anew."""
         self.raft.report_log_lost(peer)

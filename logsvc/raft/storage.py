@@ -25,13 +25,22 @@ class Unavailable(StorageError):
     """The requested index lies after the last entry."""
 
 
+class LogTemporarilyUnavailable(StorageError):
+    """The entries exist but are not in memory: the storage has asked its driver to fetch
+    them from disk. The core skips what needed them and tries again once the driver reports
+    them fetched (`RawNode.entries_fetched`). Only `entries` raises it, never `term`."""
+
+
 class Storage(Protocol):
     def initial_state(self) -> HardState: ...
 
     def entries(self, lo: int, hi: int, bytes_max: int | None = None) -> list[Entry]:
         """Entries [lo, hi), cut at bytes_max (at least one entry if any).
 
-        Raises Compacted if lo <= snapshot().index, Unavailable if hi > last_index() + 1.
+        Raises Compacted if lo <= snapshot().index, Unavailable if hi > last_index() + 1,
+        LogTemporarilyUnavailable when the storage must first fetch [lo, ...) from disk.
+        A result shorter than asked (and not cut by bytes_max) is allowed: the core sends
+        what it got.
         """
         ...
 

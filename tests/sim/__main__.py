@@ -44,6 +44,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--safety-ms", type=int, default=5000)
     parser.add_argument("--jobs", type=int, default=multiprocessing.cpu_count())
     parser.add_argument("--trace", action="store_true", help="with --seed: print the trace")
+    parser.add_argument(
+        "--window",
+        choices=("on", "off"),
+        default=None,
+        help="the core reads a memory window that fetches old entries (default: by seed)",
+    )
     args = parser.parse_args(argv)
 
     def config(seed: int) -> RunConfig:
@@ -53,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             mix=args.mix,
             cluster_size=args.nodes,
             safety_ms=args.safety_ms,
+            window=None if args.window is None else args.window == "on",
         )
 
     if args.seed is not None:

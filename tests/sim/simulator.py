@@ -27,8 +27,10 @@ from logsvc.raft import (
     RawNode,
     Ready,
     Role,
+    Storage,
 )
 from logsvc.raft.raft import Raft
+from logsvc.window import TermRuns, WindowStorage
 from tests.sim.checkers import Checkers, LogView, Violation
 from tests.sim.faults import MIXES, MIXES_BY_NAME, FaultMix
 from tests.sim.variants import VARIANTS
@@ -45,6 +47,9 @@ class RunConfig:
     cluster_size: int | None = None  # None: chosen by the seed
     safety_ms: int = 5000
     clients: int = 3
+    # The core reads a WindowStorage (logsvc/window.py) that fetches older entries from the
+    # disk after a delay, as a log node's does; None: chosen by the seed.
+    window: bool | None = None
 
     def describe(self) -> str:
         return f"seed={self.seed} variant={self.variant}"
@@ -65,9 +70,12 @@ class RunResult:
     acknowledged: int
     reads_answered: int
     notes: list[str] = field(default_factory=list)
+    window: bool | None = None  # forced on or off; None: as the seed chose
 
     def repro_command(self) -> str:
         extra = "" if self.variant == "correct" else f" --variant {self.variant}"
+        if self.window is not None:
+            extra += f" --window {'on' if self.window else 'off'}"
         return f"python -m tests.sim --seed {self.seed}{extra}"
 
 
@@ -77,7 +85,11 @@ class SimNode:
     zone: str
     config: Config
     raft_class: type[Raft]
-    storage: MemoryStorage = field(default_factory=MemoryStorage)
+    storage: MemoryStorage = field(default_factory=MemoryStorage)  # the disk
+    # With windows on: what the core reads, rebuilt from the disk at every start.
+    window: WindowStorage | None = None
+    window_limits: tuple[int, int, int] = (0, 0, 0)
+    fetching: bool = False
     alive: bool = True
     incarnation: int = 0
     node: RawNode | None = None
@@ -94,7 +106,12 @@ class SimNode:
         if self.alive and self.node is not None:
             log = self.node.raft.log
             first = log.first_index()
-            return LogView(self.id, first, log.slice(first, log.last_index() + 1))
+            # The checkers read the disk, which holds what the window holds and more.
+            core_storage, log.storage = log.storage, self.storage
+            try:
+                return LogView(self.id, first, log.slice(first, log.last_index() + 1))
+            finally:
+                log.storage = core_storage
         return self.durable_view()
 
     def durable_view(self) -> LogView:
@@ -133,6 +150,15 @@ class Simulation:
         heartbeat_ticks = rng_setup.randrange(1, max(2, election_ticks // 4))
         append_bytes_max = self.mix.append_bytes_max or rng_setup.choice((1, 200, 4096, 1 << 20))
         inflight = rng_setup.choice((1, 4, 64))
+        # Its own generator, so that runs without windows stay what they were.
+        rng_window = random.Random(f"window-{run.seed}")
+        windowed = run.window if run.window is not None else rng_window.random() < 0.5
+        window_limits = (
+            rng_window.choice((1, 3, 20)),
+            rng_window.choice((64, 1 << 20)),
+            # At least two append messages, as a node's config demands one.
+            max(rng_window.choice((100, 4096)), 2 * append_bytes_max),
+        )
         raft_class = VARIANTS[run.variant]
         self.nodes: dict[str, SimNode] = {}
         for i, node_id in enumerate(ids):
@@ -145,6 +171,8 @@ class Simulation:
                 inflight_messages_max=inflight,
             )
             self.nodes[node_id] = SimNode(node_id, ZONES[i % len(ZONES)], config, raft_class)
+            if windowed:
+                self.nodes[node_id].window_limits = window_limits
         self.election_ms = election_ticks * TICK_MS
 
         self.now_ms = 0
@@ -172,6 +200,8 @@ class Simulation:
             f"election_ticks={election_ticks} heartbeat_ticks={heartbeat_ticks} "
             f"append_bytes_max={append_bytes_max} inflight={inflight}"
         )
+        if windowed:
+            self.describe += " window={}/{}/{}".format(*window_limits)
         self.note(self.describe)
 
     # -- the event queue -------------------------------------------------------------
@@ -206,7 +236,11 @@ class Simulation:
         sn.incarnation += 1
         sn.pending = None
         rng = random.Random(self.rng_raft_seed ^ hash_id(sn.id) ^ (sn.incarnation << 32))
-        sn.node = RawNode(sn.config, sn.storage, rng, raft_class=sn.raft_class)
+        sn.fetching = False
+        core_storage: Storage = sn.storage
+        if sn.window_limits[0]:
+            sn.window = core_storage = window_from_disk(sn.storage, sn.window_limits)
+        sn.node = RawNode(sn.config, core_storage, rng, raft_class=sn.raft_class)
         self.check.on_restart(sn.id)
         incarnation = sn.incarnation
         self.at(self.rng_fault.randrange(sn.tick_ms), lambda: self.on_tick(sn, incarnation))
@@ -231,6 +265,7 @@ class Simulation:
         """Take a Ready if none is in flight: send `messages` now, sync, then the rest."""
         if not sn.alive:
             return
+        self.maybe_fetch(sn)
         node = sn.raw()
         if sn.pending is not None:
             for m in node.take_messages():
@@ -253,6 +288,12 @@ class Simulation:
     def on_synced(self, sn: SimNode, incarnation: int, rd: Ready) -> None:
         if not sn.alive or sn.incarnation != incarnation:
             return  # the node crashed while this write was in flight: it is lost
+        if sn.window is not None:
+            if rd.snapshot is not None:
+                sn.window.apply_snapshot(rd.snapshot)
+            sn.window.append(rd.entries)
+            if rd.hard_state is not None:
+                sn.window.set_hard_state(rd.hard_state)
         if rd.snapshot is not None:
             sn.storage.apply_snapshot(rd.snapshot)
             self.check.on_boundary(sn.id, rd.snapshot.index)
@@ -268,6 +309,8 @@ class Simulation:
                 self.on_vote_granted(sn)
         for entry in rd.committed_entries:
             self.publish(sn, entry)
+        if sn.window is not None and rd.committed_entries:
+            sn.window.set_pinned(rd.committed_entries[-1].index)
         for rs in rd.read_states:
             required = self.reads_waiting.pop(rs.context, None)
             if required is not None:
@@ -277,6 +320,33 @@ class Simulation:
         sn.pending = None
         self.guard(sn, lambda: sn.raw().advance(rd))
         self.drive(sn)
+
+    def maybe_fetch(self, sn: SimNode) -> None:
+        """The window found entries missing: the disk answers after a delay, as the node's
+        reader thread does; the core then sends what waited (a crash loses the read)."""
+        window = sn.window
+        if window is None or sn.fetching:
+            return
+        lo = window.take_fetch()
+        if lo is None:
+            return
+        sn.fetching = True
+        incarnation = sn.incarnation
+        bytes_max = window.cache_bytes_max // 2
+
+        def fetched() -> None:
+            if not sn.alive or sn.incarnation != incarnation or sn.window is not window:
+                return
+            sn.fetching = False
+            first = sn.storage.first_index()
+            end = min(window.window_first(), sn.storage.last_index() + 1)
+            if first <= lo < end:
+                window.fill(sn.storage.entries(lo, end, bytes_max))
+            self.digest(f"fetched {sn.id} {lo}")
+            self.guard(sn, sn.raw().entries_fetched)
+            self.drive(sn)
+
+        self.at(1 + self.rng_fault.randrange(sn.sync_ms_max), fetched)
 
     def observe_soft_state(self, sn: SimNode, rd: Ready) -> None:
         if rd.soft_state is None:
@@ -532,6 +602,8 @@ class Simulation:
             return
         index = self.rng_fault.randrange(first, top + 1)
         sn.storage.compact(index)
+        if sn.window is not None:
+            sn.window.compact(index)
         self.note(f"{sn.id} trims its log up to {index}")
 
     def fault_clock(self) -> None:
@@ -633,5 +705,18 @@ def run_seed(run: RunConfig) -> tuple[RunResult, Simulation]:
         committed=sim.check.committed_max,
         acknowledged=len(sim.check.acknowledged),
         reads_answered=sim.reads_answered,
+        window=run.window,
     )
     return result, sim
+
+
+def window_from_disk(disk: MemoryStorage, limits: tuple[int, int, int]) -> WindowStorage:
+    """What a restarted node's load builds: every term, the entries past the boundary in
+    the window (the core hands the committed ones out again: nothing is applied yet)."""
+    window = WindowStorage(*limits)
+    boundary = disk.snapshot()
+    newest = disk.entries(boundary.index + 1, disk.last_index() + 1)
+    terms = TermRuns()
+    terms.extend(newest)
+    window.restore(boundary, disk.initial_state(), disk.last_index(), terms, newest, boundary.index)
+    return window
