@@ -19,8 +19,9 @@ from logsvc.config import NodeConfig
 from logsvc.errors import LogError, NotLeader
 from logsvc.node import LogNode
 from logsvc.raft import Role
+from logsvc.rpc import add_servicer
 from logsvc.transport import SERVER_KEEPALIVE_OPTIONS, PeerServicer
-from logsvc.v1 import log_pb2, log_pb2_grpc, peer_pb2, peer_pb2_grpc
+from logsvc.v1 import log_pb2, log_pb2_grpc, peer_pb2
 
 log = logging.getLogger("logsvc.server")
 
@@ -253,16 +254,19 @@ async def serve(config: NodeConfig) -> None:
             *SERVER_KEEPALIVE_OPTIONS,
         ]
     )
-    log_pb2_grpc.add_LogServicer_to_server(LogServicer(node), server)
-    peer_pb2_grpc.add_PeerServicer_to_server(
+    # Not the generated add_*_to_server: these refuse malformed requests cleanly (rpc.py).
+    add_servicer(server, log_pb2.DESCRIPTOR.services_by_name["Log"], LogServicer(node))
+    add_servicer(
+        server,
+        peer_pb2.DESCRIPTOR.services_by_name["Peer"],
         PeerServicer(
             config.cluster_id,
             config.id,
             node.deliver,
             durable_term=node.durable_term,
             peer_started_empty=node.peer_started_empty,
+            peer_ids=config.peers,
         ),
-        server,
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

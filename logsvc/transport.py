@@ -12,11 +12,12 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from typing import Any
 
 import grpc
 
+from logsvc.errors import InvalidArgument
 from logsvc.raft import Entry, EntryType, Message, MessageType, SnapshotMeta
 from logsvc.v1 import peer_pb2, peer_pb2_grpc
 
@@ -83,6 +84,7 @@ def message_to_proto(m: Message) -> peer_pb2.RaftMessage:
 
 
 def message_from_proto(pb: peer_pb2.RaftMessage) -> Message:
+    """The core's Message; ValueError for a message type or entry type it does not know."""
     return Message(
         type=MessageType(pb.type),
         to=pb.to,
@@ -277,9 +279,12 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
         deliver: Callable[[Message], None],
         durable_term: Callable[[], int] = lambda: 0,
         peer_started_empty: Callable[[str], None] = lambda peer_id: None,
+        peer_ids: Collection[str] | None = None,
     ) -> None:
         self.cluster_id = cluster_id
         self.self_id = self_id
+        # Whom messages may come from (None: anyone); never this node itself.
+        self.peer_ids = None if peer_ids is None else frozenset(peer_ids) - {self_id}
         self.deliver = deliver
         self.durable_term = durable_term
         self.peer_started_empty = peer_started_empty
@@ -312,9 +317,22 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
     ) -> peer_pb2.DeliverAck:
         async for batch in request_iterator:
             await self._check_cluster(batch.cluster_id, context)
+            if self.peer_ids is not None and batch.from_id not in self.peer_ids:
+                raise InvalidArgument(f"{batch.from_id!r} is not a peer of {self.self_id}")
+            messages: list[Message] = []
             for pb in batch.messages:
                 if pb.to != self.self_id:
                     log.warning("dropping a message for %s delivered to %s", pb.to, self.self_id)
                     continue
-                self.deliver(message_from_proto(pb))
+                if getattr(pb, "from") != batch.from_id:
+                    raise InvalidArgument(
+                        f"a message from {getattr(pb, 'from')!r} in a batch from {batch.from_id!r}"
+                    )
+                try:
+                    messages.append(message_from_proto(pb))
+                except ValueError as exc:
+                    raise InvalidArgument(f"a message the node cannot read: {exc}") from None
+            # All or nothing: a batch with one bad message steps none of its messages.
+            for message in messages:
+                self.deliver(message)
         return peer_pb2.DeliverAck()
