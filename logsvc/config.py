@@ -36,6 +36,11 @@ class NodeConfig:
     heartbeat_ticks: int = 3
     record_bytes_max: int = 1 << 20
     append_records_max: int = 100_000
+    # Bytes of records in one Append (or one AppendStream request). One append is one Raft
+    # entry, and an entry cannot be cut across peer messages: this keeps every entry within
+    # one peer message (append_bytes_max), so no message is big enough to hold a node's
+    # event loop (parsing, copying, writing it) for a sizeable part of an election timeout.
+    append_request_bytes_max: int = 4 << 20
     append_bytes_max: int = 4 << 20  # per Raft message to a follower
     inflight_messages_max: int = 64
     # How long an Append waits for its commit before answering OUTCOME_UNKNOWN.
@@ -47,6 +52,17 @@ class NodeConfig:
     # Producers whose last sequences are remembered, and sequences per producer.
     dedup_sequences_max: int = 256
     extra: dict[str, str] = field(default_factory=dict)
+
+    def message_bytes_max(self) -> int:
+        """The largest gRPC message a node accepts, from clients and from peers.
+
+        A little more than an append request or a peer message may carry (protobuf framing
+        per record, a batch of small Raft messages), and well short of what would let one
+        request hold the event loop for long before it is refused. An append between
+        append_request_bytes_max and this is refused with a message that names the limit.
+        """
+        carried = max(self.append_request_bytes_max, self.append_bytes_max)
+        return 2 * carried + 16 * self.append_records_max + (1 << 20)
 
     def validate(self) -> None:
         if not self.id:
@@ -66,6 +82,12 @@ class NodeConfig:
             raise ConfigError("--election-ticks must be greater than --heartbeat-ticks")
         if self.record_bytes_max < 1 or self.append_records_max < 1:
             raise ConfigError("record and append limits must be positive")
+        if self.append_request_bytes_max < self.record_bytes_max:
+            raise ConfigError(
+                f"--append-request-bytes-max ({self.append_request_bytes_max}) must be at least "
+                f"--record-bytes-max ({self.record_bytes_max}), or no record of the largest "
+                "size could be appended"
+            )
         if self.append_timeout_s <= 0:
             raise ConfigError("--append-timeout-s must be positive")
         if not 0 <= self.commit_hold_ms < self.tick_ms * self.heartbeat_ticks:

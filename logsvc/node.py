@@ -48,6 +48,9 @@ from logsvc.v1 import entry_pb2
 log = logging.getLogger("logsvc.node")
 
 READ_BATCH_RECORDS_MAX = 1024
+# Bytes of records per Read message (at least one record): a batch of 1024 records of up to
+# 1 MiB each would be larger than any gRPC message a client accepts.
+READ_BATCH_BYTES_MAX = 4 << 20
 READ_INDEX_TIMEOUT_S = 5.0
 
 
@@ -455,12 +458,20 @@ class LogNode:
             raise InvalidArgument(
                 f"{len(records)} records exceed the limit of {self.config.append_records_max}"
             )
+        total = 0
         for i, record in enumerate(records):
             if len(record) > self.config.record_bytes_max:
                 raise InvalidArgument(
                     f"record {i} has {len(record)} bytes, over the limit of "
                     f"{self.config.record_bytes_max}"
                 )
+            total += len(record)
+        if total > self.config.append_request_bytes_max:
+            raise InvalidArgument(
+                f"the append carries {total} bytes of records, over the limit of "
+                f"{self.config.append_request_bytes_max} bytes per append; split it into "
+                "several appends"
+            )
         if producer_id and sequence == 0:
             raise InvalidArgument("sequence must be at least 1 when producer_id is set")
         self._require_leader()
@@ -540,8 +551,10 @@ class LogNode:
             await self._applied.wait()
 
     def _records_from(self, index: int, limit: int) -> list[tuple[int, bytes]]:
+        """Up to `limit` records from `index`, and READ_BATCH_BYTES_MAX bytes (at least one)."""
         out: list[tuple[int, bytes]] = []
         memory = self.durable.memory
+        budget = READ_BATCH_BYTES_MAX
         while len(out) < limit:
             where = self.records.locate(index)
             if where is None:
@@ -549,9 +562,12 @@ class LogNode:
             raft_index, offset = where
             (entry,) = memory.entries(raft_index, raft_index + 1)
             batch = decode_payload(entry.data).batch
-            take = batch.records[offset : offset + limit - len(out)]
-            out.extend(zip(range(index, index + len(take)), take, strict=True))
-            index += len(take)
+            for payload in batch.records[offset : offset + limit - len(out)]:
+                if out and len(payload) > budget:
+                    return out
+                budget -= len(payload)
+                out.append((index, payload))
+                index += 1
         return out
 
     async def read_index(self) -> int:

@@ -249,7 +249,8 @@ async def serve(config: NodeConfig) -> None:
     node = LogNode(config)
     server = grpc.aio.server(
         options=[
-            ("grpc.max_receive_message_length", 64 << 20),
+            # Larger requests are refused by gRPC before they are parsed (RESOURCE_EXHAUSTED).
+            ("grpc.max_receive_message_length", config.message_bytes_max()),
             ("grpc.max_send_message_length", 64 << 20),
             *SERVER_KEEPALIVE_OPTIONS,
         ]
