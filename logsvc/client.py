@@ -367,14 +367,26 @@ class LogClient:
             delay = min(delay * 2, RETRY_S_MAX)
 
     async def read_index(self, address: str | None = None) -> int:
-        target = address or self._next_address()
-        try:
-            response = await self.stub(target).ReadIndex(
-                log_pb2.ReadIndexRequest(), timeout=self.attempt_timeout_s
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise _client_error(target, exc) from exc
-        return response.read_index
+        """A quorum-confirmed commit index, asked of `address` first (by default the known
+        leader, or the next node). Any node's answer is as good, so a node that cannot give
+        one (down, failed, no quorum in reach: UNAVAILABLE and the like) is passed over for
+        the others, each asked once."""
+        first = address or self._next_address()
+        targets = [first, *(a for a in self.addresses if a != first)]
+        error: LogClientError | None = None
+        for target in targets:
+            try:
+                response = await self.stub(target).ReadIndex(
+                    log_pb2.ReadIndexRequest(), timeout=self.attempt_timeout_s
+                )
+            except grpc.aio.AioRpcError as exc:
+                error = _client_error(target, exc)
+                if exc.code() not in RETRY_CODES:
+                    raise error from exc
+                continue
+            return response.read_index
+        assert error is not None
+        raise error
 
     async def status(self, address: str) -> log_pb2.StatusResponse:
         try:

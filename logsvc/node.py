@@ -320,9 +320,33 @@ class LogNode:
             raise
         except BaseException as exc:  # the core or the disk failed: stop serving, loudly
             log.exception("the ready loop died")
-            self.fatal = exc
-            self._fail_pending(Unavailable(f"node failed: {exc}"), unknown=True)
+            self._fail(exc)
             raise
+
+    def _fail(self, exc: BaseException) -> None:
+        """The node can no longer persist (a failed disk, a full one) or run its core.
+
+        Everything that waits on it fails at once, and every later call fails fast, so that
+        clients go to another node: appends (their outcome is unknown: proposed, they may
+        still commit elsewhere), ReadIndex calls, and Read streams, which would otherwise
+        wait for commits that this node will never apply again. Health turns NOT_SERVING and
+        Status says role "failed". The core still hears its peers, so the leader hint stays
+        right, but nothing it wants to send or persist leaves any more.
+        """
+        self.fatal = exc
+        self._fail_pending(
+            OutcomeUnknown(f"{self.id} failed before the append committed: {exc}"), unknown=True
+        )
+        for fut in self._reads.values():
+            if not fut.done():
+                fut.set_exception(self._failed_error())
+        self._reads.clear()
+        self._applied.set()  # readers wake, see self.fatal and end their streams
+
+    def _failed_error(self) -> Unavailable:
+        return Unavailable(
+            f"{self.id} failed and serves no reads or appends ({self.fatal}); use another node"
+        )
 
     def _send(self, m: Message) -> None:
         sender = self.senders.get(m.to)
@@ -419,6 +443,8 @@ class LogNode:
     def _require_leader(self) -> None:
         if self._stopping:
             raise NotAppended(f"{self.id} is shutting down; retry on another node")
+        if self.fatal is not None:
+            raise NotAppended(f"{self.id} failed ({self.fatal}); nothing appended, retry elsewhere")
         raft = self.raw().raft
         if raft.role is not Role.LEADER:
             leader, address = self.leader_hint()
@@ -533,7 +559,7 @@ class LogNode:
         next_index = from_index
         while True:
             if self.fatal is not None:
-                raise Unavailable(f"node failed: {self.fatal}")
+                raise self._failed_error()
             if self._stopping:
                 raise Unavailable(f"{self.id} is shutting down; read from another node")
             first = self.records.first_index()
@@ -571,6 +597,8 @@ class LogNode:
         return out
 
     async def read_index(self) -> int:
+        if self.fatal is not None:
+            raise self._failed_error()
         context = f"{self.id}-{next(self._read_ids)}".encode()
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._reads[context] = fut
@@ -583,6 +611,8 @@ class LogNode:
         try:
             raft_index = await asyncio.wait_for(fut, READ_INDEX_TIMEOUT_S)
             while self.records.applied_raft_index < raft_index:
+                if self.fatal is not None:
+                    raise self._failed_error()
                 await asyncio.wait_for(self._applied.wait(), READ_INDEX_TIMEOUT_S)
         except TimeoutError:
             raise Unavailable("no quorum confirmed the read index in time") from None
@@ -610,6 +640,8 @@ class LogNode:
         self._after_input()
         deadline = asyncio.get_running_loop().time() + self.config.append_timeout_s
         while self.records.applied_raft_index < raft_index:
+            if self.fatal is not None:
+                raise self._failed_error()
             remaining = deadline - asyncio.get_running_loop().time()
             if remaining <= 0:
                 raise OutcomeUnknown("the trim did not commit in time")
@@ -651,7 +683,7 @@ class LogNode:
             return status
         st = self.node.status()
         status.update(
-            role=st.role.name.lower(),
+            role="failed" if self.fatal is not None else st.role.name.lower(),
             raft_first_index=st.first_index,
             raft_last_index=st.last_index,
             raft_commit_index=st.commit_index,
