@@ -42,6 +42,14 @@ class NodeConfig:
     # event loop (parsing, copying, writing it) for a sizeable part of an election timeout.
     append_request_bytes_max: int = 4 << 20
     append_bytes_max: int = 4 << 20  # per Raft message to a follower
+    # Appends proposed on this leader and not yet committed, and the bytes of their records:
+    # past either, a new append is refused with RESOURCE_EXHAUSTED (retry later).
+    pending_appends_max: int = 16_384
+    pending_bytes_max: int = 128 << 20
+    # Appends in flight on one AppendStream (proposed, not yet answered): past it, a request
+    # is answered RESOURCE_EXHAUSTED. Answers the client does not read are bounded too: with
+    # this many unread, the node stops reading the stream's requests until it reads some.
+    stream_appends_max: int = 4096
     inflight_messages_max: int = 64
     # How long an Append waits for its commit before answering OUTCOME_UNKNOWN.
     append_timeout_s: float = 5.0
@@ -87,6 +95,13 @@ class NodeConfig:
                 f"--append-request-bytes-max ({self.append_request_bytes_max}) must be at least "
                 f"--record-bytes-max ({self.record_bytes_max}), or no record of the largest "
                 "size could be appended"
+            )
+        if self.pending_appends_max < 1 or self.stream_appends_max < 1:
+            raise ConfigError("--pending-appends-max and --stream-appends-max must be positive")
+        if self.pending_bytes_max < self.append_request_bytes_max:
+            raise ConfigError(
+                f"--pending-bytes-max ({self.pending_bytes_max}) must be at least "
+                f"--append-request-bytes-max ({self.append_request_bytes_max})"
             )
         if self.append_timeout_s <= 0:
             raise ConfigError("--append-timeout-s must be positive")

@@ -25,6 +25,7 @@ from logsvc.errors import (
     NotLeader,
     OutcomeUnknown,
     OutOfRange,
+    ResourceExhausted,
     Unavailable,
 )
 from logsvc.raft import (
@@ -60,6 +61,7 @@ class PendingAppend:
     first_index: int
     last_index: int
     key: tuple[str, int] | None
+    record_bytes: int = 0
     # One future per waiting call (the proposer, and retries of the same producer sequence
     # that arrived while it was in flight): a caller that gives up cancels only its own, and
     # the result wakes each caller directly, with no shield or extra task in between.
@@ -108,6 +110,7 @@ class LogNode:
         self._syncing = False
         self._unwritten_hard_state: HardState | None = None
         self._pending: dict[int, PendingAppend] = {}  # raft index -> waiting Append
+        self._pending_bytes = 0  # their records' bytes
         self._inflight_keys: dict[tuple[str, int], PendingAppend] = {}
         self._reads: dict[bytes, asyncio.Future[int]] = {}
         self._read_ids = itertools.count(1)
@@ -405,6 +408,7 @@ class LogNode:
         pending = self._pending.pop(entry.index, None)
         if pending is None:
             return False
+        self._pending_bytes -= pending.record_bytes
         if pending.key is not None:
             self._inflight_keys.pop(pending.key, None)
         if (
@@ -430,6 +434,7 @@ class LogNode:
         for pending in self._pending.values():
             pending.settle(error)
         self._pending.clear()
+        self._pending_bytes = 0
         self._inflight_keys.clear()
 
     # -- the log API ---------------------------------------------------------------
@@ -514,6 +519,7 @@ class LogNode:
                     f"sequence {sequence} of producer {producer_id!r} is older than its "
                     "deduplication window; use a new sequence"
                 )
+        self._check_room(total)
         raft = self.raw().raft
         if self._proposed_next < (self.records.next_index or 1) or not self._pending:
             self._proposed_next = self.records.next_index or 1
@@ -533,12 +539,29 @@ class LogNode:
             raise NotAppended(str(exc)) from exc
         last = first + len(records) - 1
         self._proposed_next = last + 1
-        pending = PendingAppend(raft.term, first, last, key)
+        pending = PendingAppend(raft.term, first, last, key, record_bytes=total)
         self._pending[raft_index] = pending
+        self._pending_bytes += total
         if key is not None:
             self._inflight_keys[key] = pending
         self._after_input()
         return InFlight(pending, duplicate=False)
+
+    def _check_room(self, record_bytes: int) -> None:
+        """Refuse a new append while too much waits to commit (one append always fits)."""
+        waiting = len(self._pending)
+        if waiting >= self.config.pending_appends_max:
+            raise ResourceExhausted(
+                f"{waiting} appends are waiting to commit on {self.id}, the limit is "
+                f"{self.config.pending_appends_max} (--pending-appends-max); nothing "
+                "appended, retry shortly"
+            )
+        if waiting and self._pending_bytes + record_bytes > self.config.pending_bytes_max:
+            raise ResourceExhausted(
+                f"{self._pending_bytes} bytes of records are waiting to commit on {self.id}; "
+                f"{record_bytes} more would pass the limit of {self.config.pending_bytes_max} "
+                "(--pending-bytes-max); nothing appended, retry shortly"
+            )
 
     def watch(self, pending: PendingAppend) -> asyncio.Future[tuple[int, int]]:
         """A future of (first, last) for one caller of a proposed append: it fails with the

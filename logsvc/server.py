@@ -16,7 +16,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from logsvc.config import NodeConfig
-from logsvc.errors import LogError, NotLeader
+from logsvc.errors import LogError, NotLeader, ResourceExhausted
 from logsvc.node import LogNode
 from logsvc.raft import Role
 from logsvc.rpc import add_servicer
@@ -86,9 +86,16 @@ class LogServicer(log_pb2_grpc.LogServicer):
             log_pb2.AppendStreamRequest, log_pb2.AppendStreamResponse
         ],
     ) -> AsyncIterator[log_pb2.AppendStreamResponse]:
-        """Appends over one stream: proposed as they arrive, answered as they complete."""
+        """Appends over one stream: proposed as they arrive, answered as they complete.
+
+        What one stream may hold on the node is bounded by --stream-appends-max: appends in
+        flight past it are answered RESOURCE_EXHAUSTED at once, and while that many answers
+        wait unread (a client that writes and does not read), no more requests are read.
+        """
         answers: asyncio.Queue[log_pb2.AppendStreamResponse | None] = asyncio.Queue()
         outstanding = 0
+        limit = self.node.config.stream_appends_max
+        room = asyncio.Event()  # set when answers are read again
 
         def appended(request_id: int, first: int, last: int, duplicate: bool) -> None:
             answers.put_nowait(
@@ -124,6 +131,19 @@ class LogServicer(log_pb2_grpc.LogServicer):
         async def take_requests() -> None:
             nonlocal outstanding
             async for request in request_iterator:
+                while answers.qsize() >= limit:
+                    room.clear()
+                    await room.wait()
+                if outstanding >= limit:
+                    failed(
+                        request.request_id,
+                        ResourceExhausted(
+                            f"{outstanding} appends of this stream are in flight, the limit "
+                            f"is {limit} (--stream-appends-max); nothing appended, send more "
+                            "once some are answered"
+                        ),
+                    )
+                    continue
                 append = request.append
                 if_last = append.if_last_index if append.HasField("if_last_index") else None
                 try:
@@ -148,6 +168,8 @@ class LogServicer(log_pb2_grpc.LogServicer):
         try:
             while not (reader.done() and outstanding == 0 and answers.empty()):
                 answer = await answers.get()
+                if answers.qsize() < limit:
+                    room.set()
                 if answer is not None:
                     yield answer
             reader.result()  # a broken request stream ends the call with its error
