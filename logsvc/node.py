@@ -50,8 +50,9 @@ log = logging.getLogger("logsvc.node")
 
 READ_BATCH_RECORDS_MAX = 1024
 # Bytes of records per Read message (at least one record): a batch of 1024 records of up to
-# 1 MiB each would be larger than any gRPC message a client accepts.
-READ_BATCH_BYTES_MAX = 4 << 20
+# 1 MiB each would be larger than any gRPC message a client accepts. 3 MiB and one record
+# of up to --record-bytes-max (1 MiB) fit gRPC's default 4 MiB receive limit.
+READ_BATCH_BYTES_MAX = 3 << 20
 READ_INDEX_TIMEOUT_S = 5.0
 
 

@@ -83,6 +83,12 @@ def test_an_append_over_the_request_bound_is_refused_with_the_limit(clusters: Cl
     assert outcomes[1].error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0], outcomes[1]
     assert f"limit of {REQUEST_BYTES_MAX} bytes" in outcomes[1].error.message
     assert outcomes[2].appended.last_index == last + 1 + 4, outcomes[2]
+    # Read back through a channel with gRPC's default 4 MiB receive limit: Read messages
+    # are cut in bytes, not only in records (1024 records of 1 MiB would be 1 GiB).
+    c.wait_last_index(last + 5)
+    for node_id in c.nodes:
+        records = c.read_all(node_id, last + 2)
+        assert [len(p) for _, p in records] == [MIB] * 4, node_id
 
     assert terms(c) == before_terms
     assert c.leader() == leader
