@@ -26,6 +26,7 @@ from tests.logsvc.conftest import Clusters
 MIB = 1 << 20
 REQUEST_BYTES_MAX = 4 * MIB  # the default --append-request-bytes-max
 DEFAULT_TIMING = ("--tick-ms", "20", "--election-ticks", "15", "--heartbeat-ticks", "3")
+LOAD_TIMING = ("--tick-ms", "20", "--election-ticks", "50", "--heartbeat-ticks", "3")
 TIMEOUT_S = 60.0
 
 
@@ -97,7 +98,7 @@ def test_an_append_over_the_request_bound_is_refused_with_the_limit(clusters: Cl
 def test_repeated_big_appends_keep_the_leader_while_small_appends_commit(
     clusters: Clusters,
 ) -> None:
-    c = clusters(extra_args=DEFAULT_TIMING)
+    c = clusters(extra_args=LOAD_TIMING)
     leader = c.start_all()
     assert leader is not None
     before_terms = terms(c)
