@@ -17,8 +17,9 @@ import os
 import time
 
 import grpc
+import pytest
 
-from logsvc.client import LogClient
+from logsvc.client import LogClient, LogClientError
 from logsvc.v1 import log_pb2, log_pb2_grpc
 from tests.logsvc.cluster import Cluster, rpc_failure
 from tests.logsvc.conftest import Clusters
@@ -90,6 +91,21 @@ def test_an_append_over_the_request_bound_is_refused_with_the_limit(clusters: Cl
     for node_id in c.nodes:
         records = c.read_all(node_id, last + 2)
         assert [len(p) for _, p in records] == [MIB] * 4, node_id
+
+    # Through LogClient: refused at once, not retried until its timeout as a broken stream.
+    async def through_client() -> None:
+        async with LogClient(c.addresses, timeout_s=TIMEOUT_S) as client:
+            for records, code in (
+                (list(over.records), grpc.StatusCode.INVALID_ARGUMENT),
+                (list(thirty.records), grpc.StatusCode.RESOURCE_EXHAUSTED),
+            ):
+                started = time.monotonic()
+                with pytest.raises(LogClientError) as info:
+                    await client.append(records)
+                assert info.value.code is code, info.value
+                assert time.monotonic() - started < 10, "retried instead of refused"
+
+    asyncio.run(through_client())
 
     assert terms(c) == before_terms
     assert c.leader() == leader
