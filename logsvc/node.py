@@ -208,7 +208,7 @@ class LogNode:
         appends move on after one round trip instead of an election timeout."""
         node = self.raw()
         raft = node.raft
-        if raft.role is not Role.LEADER or len(raft.voters) == 1:
+        if raft.role is not Role.LEADER or len(raft.voters) == 1 or self.fatal is not None:
             return
         peers = [p for p in raft.peers() if p in raft.progress]
         target = max(peers, key=lambda p: (raft.progress[p].match, p))
@@ -230,12 +230,20 @@ class LogNode:
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                continue  # the ready loop that died: its error is logged and in self.fatal
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         for sender in self.senders.values():
             await sender.stop()
         self._fail_pending(NotAppended("the node is shutting down"), unknown=True)
-        await self._writer.run(self.durable.close)
+        try:
+            await self._writer.run(self.durable.close)
+        except Exception as exc:
+            if self.fatal is None:
+                raise
+            # RocksDB repeats the error that failed the node; the synced data is what it was.
+            log.warning("%s: closing its failed storage: %s", self.id, exc)
         self._writer.stop()
 
     def raw(self) -> RawNode:
@@ -246,7 +254,7 @@ class LogNode:
     # -- inputs ----------------------------------------------------------------------
 
     def deliver(self, message: Message) -> None:
-        if self._stopping or self.node is None:
+        if self._stopping or self.node is None or self.fatal is not None:
             return
         self.node.step(message)
         self._after_input()
@@ -260,7 +268,12 @@ class LogNode:
     def peer_started_empty(self, peer_id: str) -> None:
         """A peer probed this node (Peer.Probe): its data directory is empty. If this node
         leads, what it knew of that peer's log is void (RawNode.report_log_lost)."""
-        if self._stopping or self.node is None or peer_id not in self.config.peers:
+        if (
+            self._stopping
+            or self.node is None
+            or self.fatal is not None
+            or peer_id not in self.config.peers
+        ):
             return
         if self.node.raft.role is Role.LEADER:
             log.warning("%s: peer %s starts with an empty data directory", self.id, peer_id)
@@ -273,7 +286,7 @@ class LogNode:
 
     async def _ticker(self) -> None:
         interval = self.config.tick_ms / 1000
-        while True:
+        while self.fatal is None:
             await asyncio.sleep(interval)
             self.raw().tick()
             self._after_input()
@@ -334,8 +347,9 @@ class LogNode:
         clients go to another node: appends (their outcome is unknown: proposed, they may
         still commit elsewhere), ReadIndex calls, and Read streams, which would otherwise
         wait for commits that this node will never apply again. Health turns NOT_SERVING and
-        Status says role "failed". The core still hears its peers, so the leader hint stays
-        right, but nothing it wants to send or persist leaves any more.
+        Status says role "failed" with no leader hint. The core is neither ticked nor stepped
+        any more (nothing it would send or persist could leave, and its outbox would only
+        grow); a restart, once the disk has room, brings the node back.
         """
         self.fatal = exc
         self._fail_pending(
@@ -441,7 +455,7 @@ class LogNode:
     # -- the log API ---------------------------------------------------------------
 
     def leader_hint(self) -> tuple[str, str]:
-        if self.node is None:
+        if self.node is None or self.fatal is not None:
             return "", ""
         leader = self.node.raft.leader or ""
         return leader, self.config.peers.get(leader, "")

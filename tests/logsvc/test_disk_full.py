@@ -96,7 +96,8 @@ def test_a_node_with_a_full_disk_fails_its_reads_fast(clusters: Clusters, role: 
                 assert info.value.code() is grpc.StatusCode.UNAVAILABLE, info.value
                 assert time.monotonic() - started < FAIL_FAST_S
                 assert "failed" in (info.value.details() or "")
-                assert (await writer.status(c.address(FULL))).role == "failed"
+                status = await writer.status(c.address(FULL))
+                assert status.role == "failed" and status.header.leader_id == "", status
                 with pytest.raises(grpc.aio.AioRpcError) as info:
                     async for _ in stub.Read(log_pb2.ReadRequest(from_index=1, follow=True)):
                         pass
@@ -124,3 +125,12 @@ def test_a_node_with_a_full_disk_fails_its_reads_fast(clusters: Clusters, role: 
     c.wait_until(lambda: c.health(FULL) == not_serving, TIMEOUT_S, f"{FULL} is NOT_SERVING")
     others = [i for i in c.nodes if i != FULL]
     assert c.leader(among=others) in others
+    # SIGTERM still stops it cleanly, and once its disk has room it catches up.
+    code = c.stop(FULL)
+    assert code == 0, f"exit {code}: {c.log_tail(FULL)}"
+    c.file_bytes_max.pop(FULL)
+    c.start(FULL)
+    c.wait_serving(FULL)
+    last = c.status(c.leader()).last_index
+    c.wait_last_index(last, timeout=TIMEOUT_S)
+    assert c.read_all(FULL, last) == c.read_all(c.leader(), last)
