@@ -71,6 +71,34 @@ def build_parser() -> argparse.ArgumentParser:
     _add(serve, "--heartbeat-ticks", type=int, default=3, help="heartbeat interval in ticks")
     _add(serve, "--record-bytes-max", type=int, default=1 << 20, help="largest record")
     _add(serve, "--append-records-max", type=int, default=100_000, help="records per append")
+    _add(
+        serve,
+        "--append-request-bytes-max",
+        type=int,
+        default=4 << 20,
+        help="bytes of records per append (one Append, or one AppendStream request)",
+    )
+    _add(
+        serve,
+        "--pending-appends-max",
+        type=int,
+        default=16_384,
+        help="appends waiting to commit on the leader before new ones get RESOURCE_EXHAUSTED",
+    )
+    _add(
+        serve,
+        "--pending-bytes-max",
+        type=int,
+        default=128 << 20,
+        help="bytes of records waiting to commit before new appends get RESOURCE_EXHAUSTED",
+    )
+    _add(
+        serve,
+        "--stream-appends-max",
+        type=int,
+        default=4096,
+        help="appends in flight on one AppendStream before new ones get RESOURCE_EXHAUSTED",
+    )
     _add(serve, "--append-timeout-s", type=float, default=5.0, help="commit wait per append")
     _add(
         serve,
@@ -151,6 +179,10 @@ def config_from_args(args: argparse.Namespace) -> NodeConfig:
         heartbeat_ticks=int(args.heartbeat_ticks),
         record_bytes_max=int(args.record_bytes_max),
         append_records_max=int(args.append_records_max),
+        append_request_bytes_max=int(args.append_request_bytes_max),
+        pending_appends_max=int(args.pending_appends_max),
+        pending_bytes_max=int(args.pending_bytes_max),
+        stream_appends_max=int(args.stream_appends_max),
         append_timeout_s=float(args.append_timeout_s),
         commit_hold_ms=float(args.commit_hold_ms),
         window_entries=int(args.window_entries),

@@ -28,6 +28,10 @@ from logsvc.errors import ERROR_KIND_KEY, FIRST_INDEX_KEY, LEADER_ADDRESS_KEY
 from logsvc.transport import CLIENT_CHANNEL_OPTIONS
 from logsvc.v1 import log_pb2, log_pb2_grpc
 
+# Appends larger than this (encoded) go as unary calls: the node's default limit is 4 MiB of
+# records per append, and a request past the node's gRPC message limit ends the whole stream
+# it travels on (every append on it would be retried); a unary call fails alone and at once.
+STREAM_REQUEST_BYTES_MAX = 4 << 20
 RETRY_S_MIN = 0.02
 RETRY_S_MAX = 0.5
 STATUS_CODES = {code.value[0]: code for code in grpc.StatusCode}
@@ -285,7 +289,7 @@ class LogClient:
         self, address: str, request: log_pb2.AppendRequest
     ) -> log_pb2.AppendResponse:
         """One try on one node; raises _AttemptFailed with what refused it."""
-        if address in self._unary_only:
+        if address in self._unary_only or request.ByteSize() > STREAM_REQUEST_BYTES_MAX:
             try:
                 return await self.stub(address).Append(request)
             except grpc.aio.AioRpcError as exc:
@@ -367,14 +371,26 @@ class LogClient:
             delay = min(delay * 2, RETRY_S_MAX)
 
     async def read_index(self, address: str | None = None) -> int:
-        target = address or self._next_address()
-        try:
-            response = await self.stub(target).ReadIndex(
-                log_pb2.ReadIndexRequest(), timeout=self.attempt_timeout_s
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise _client_error(target, exc) from exc
-        return response.read_index
+        """A quorum-confirmed commit index, asked of `address` first (by default the known
+        leader, or the next node). Any node's answer is as good, so a node that cannot give
+        one (down, failed, no quorum in reach: UNAVAILABLE and the like) is passed over for
+        the others, each asked once."""
+        first = address or self._next_address()
+        targets = [first, *(a for a in self.addresses if a != first)]
+        error: LogClientError | None = None
+        for target in targets:
+            try:
+                response = await self.stub(target).ReadIndex(
+                    log_pb2.ReadIndexRequest(), timeout=self.attempt_timeout_s
+                )
+            except grpc.aio.AioRpcError as exc:
+                error = _client_error(target, exc)
+                if exc.code() not in RETRY_CODES:
+                    raise error from exc
+                continue
+            return response.read_index
+        assert error is not None
+        raise error
 
     async def status(self, address: str) -> log_pb2.StatusResponse:
         try:

@@ -36,7 +36,20 @@ class NodeConfig:
     heartbeat_ticks: int = 3
     record_bytes_max: int = 1 << 20
     append_records_max: int = 100_000
+    # Bytes of records in one Append (or one AppendStream request). One append is one Raft
+    # entry, and an entry cannot be cut across peer messages: this keeps every entry within
+    # one peer message (append_bytes_max), so no message is big enough to hold a node's
+    # event loop (parsing, copying, writing it) for a sizeable part of an election timeout.
+    append_request_bytes_max: int = 4 << 20
     append_bytes_max: int = 4 << 20  # per Raft message to a follower
+    # Appends proposed on this leader and not yet committed, and the bytes of their records:
+    # past either, a new append is refused with RESOURCE_EXHAUSTED (retry later).
+    pending_appends_max: int = 16_384
+    pending_bytes_max: int = 128 << 20
+    # Appends in flight on one AppendStream (proposed, not yet answered): past it, a request
+    # is answered RESOURCE_EXHAUSTED. Answers the client does not read are bounded too: with
+    # this many unread, the node stops reading the stream's requests until it reads some.
+    stream_appends_max: int = 4096
     inflight_messages_max: int = 64
     # How long an Append waits for its commit before answering OUTCOME_UNKNOWN.
     append_timeout_s: float = 5.0
@@ -53,6 +66,17 @@ class NodeConfig:
     window_bytes: int = 64 << 20
     read_cache_bytes: int = 16 << 20
     extra: dict[str, str] = field(default_factory=dict)
+
+    def message_bytes_max(self) -> int:
+        """The largest gRPC message a node accepts, from clients and from peers.
+
+        A little more than an append request or a peer message may carry (protobuf framing
+        per record, a batch of small Raft messages), and well short of what would let one
+        request hold the event loop for long before it is refused. An append between
+        append_request_bytes_max and this is refused with a message that names the limit.
+        """
+        carried = max(self.append_request_bytes_max, self.append_bytes_max)
+        return 2 * carried + 16 * self.append_records_max + (1 << 20)
 
     def validate(self) -> None:
         if not self.id:
@@ -72,6 +96,19 @@ class NodeConfig:
             raise ConfigError("--election-ticks must be greater than --heartbeat-ticks")
         if self.record_bytes_max < 1 or self.append_records_max < 1:
             raise ConfigError("record and append limits must be positive")
+        if self.append_request_bytes_max < self.record_bytes_max:
+            raise ConfigError(
+                f"--append-request-bytes-max ({self.append_request_bytes_max}) must be at least "
+                f"--record-bytes-max ({self.record_bytes_max}), or no record of the largest "
+                "size could be appended"
+            )
+        if self.pending_appends_max < 1 or self.stream_appends_max < 1:
+            raise ConfigError("--pending-appends-max and --stream-appends-max must be positive")
+        if self.pending_bytes_max < self.append_request_bytes_max:
+            raise ConfigError(
+                f"--pending-bytes-max ({self.pending_bytes_max}) must be at least "
+                f"--append-request-bytes-max ({self.append_request_bytes_max})"
+            )
         if self.append_timeout_s <= 0:
             raise ConfigError("--append-timeout-s must be positive")
         if self.window_entries < 1:

@@ -61,6 +61,14 @@ class OutcomeUnknown(LogError):
     retriable = True
 
 
+class ResourceExhausted(LogError):
+    """Refused for now because too much waits already (nothing appended): retry later."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    kind = log_pb2.NOT_APPENDED
+    retriable = True
+
+
 class InvalidArgument(LogError):
     code = grpc.StatusCode.INVALID_ARGUMENT
 

@@ -25,6 +25,7 @@ from logsvc.errors import (
     NotLeader,
     OutcomeUnknown,
     OutOfRange,
+    ResourceExhausted,
     Unavailable,
 )
 from logsvc.raft import (
@@ -53,6 +54,10 @@ READ_BATCH_RECORDS_MAX = 1024
 # before the window.
 REPLAY_BYTES_MAX = 4 << 20
 READ_FETCH_BYTES_MAX = 1 << 20
+# Bytes of records per Read message (at least one record): a batch of 1024 records of up to
+# 1 MiB each would be larger than any gRPC message a client accepts. 3 MiB and one record
+# of up to --record-bytes-max (1 MiB) fit gRPC's default 4 MiB receive limit.
+READ_BATCH_BYTES_MAX = 3 << 20
 READ_INDEX_TIMEOUT_S = 5.0
 
 
@@ -62,6 +67,7 @@ class PendingAppend:
     first_index: int
     last_index: int
     key: tuple[str, int] | None
+    record_bytes: int = 0
     # One future per waiting call (the proposer, and retries of the same producer sequence
     # that arrived while it was in flight): a caller that gives up cancels only its own, and
     # the result wakes each caller directly, with no shield or extra task in between.
@@ -94,9 +100,18 @@ def _expire(waiter: asyncio.Future[tuple[int, int]], config: NodeConfig) -> None
         )
 
 
-def _take(payload: entry_pb2.EntryPayload, offset: int, count: int) -> list[bytes]:
-    """Up to count records of a batch, from its offset-th record."""
-    return list(payload.batch.records[offset : offset + count])
+def _take(
+    payload: entry_pb2.EntryPayload, offset: int, count: int, budget_bytes: int, first: bool
+) -> tuple[list[bytes], bool]:
+    """Up to count records of a batch, from its offset-th record, within budget_bytes (the
+    first record of a message goes whatever its size); and whether the budget ran out."""
+    out: list[bytes] = []
+    for record in payload.batch.records[offset : offset + count]:
+        if len(record) > budget_bytes and (out or not first):
+            return out, True
+        budget_bytes -= len(record)
+        out.append(record)
+    return out, False
 
 
 class LogNode:
@@ -125,6 +140,7 @@ class LogNode:
         self._syncing = False
         self._unwritten_hard_state: HardState | None = None
         self._pending: dict[int, PendingAppend] = {}  # raft index -> waiting Append
+        self._pending_bytes = 0  # their records' bytes
         self._inflight_keys: dict[tuple[str, int], PendingAppend] = {}
         self._reads: dict[bytes, asyncio.Future[int]] = {}
         self._read_ids = itertools.count(1)
@@ -236,7 +252,7 @@ class LogNode:
         appends move on after one round trip instead of an election timeout."""
         node = self.raw()
         raft = node.raft
-        if raft.role is not Role.LEADER or len(raft.voters) == 1:
+        if raft.role is not Role.LEADER or len(raft.voters) == 1 or self.fatal is not None:
             return
         peers = [p for p in raft.peers() if p in raft.progress]
         target = max(peers, key=lambda p: (raft.progress[p].match, p))
@@ -258,13 +274,21 @@ class LogNode:
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                continue  # the ready loop that died: its error is logged and in self.fatal
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         for sender in self.senders.values():
             await sender.stop()
         self._fail_pending(NotAppended("the node is shutting down"), unknown=True)
         self._reader.stop()
-        await self._writer.run(self.durable.close)
+        try:
+            await self._writer.run(self.durable.close)
+        except Exception as exc:
+            if self.fatal is None:
+                raise
+            # RocksDB repeats the error that failed the node; the synced data is what it was.
+            log.warning("%s: closing its failed storage: %s", self.id, exc)
         self._writer.stop()
 
     def raw(self) -> RawNode:
@@ -275,7 +299,7 @@ class LogNode:
     # -- inputs ----------------------------------------------------------------------
 
     def deliver(self, message: Message) -> None:
-        if self._stopping or self.node is None:
+        if self._stopping or self.node is None or self.fatal is not None:
             return
         self.node.step(message)
         self._after_input()
@@ -326,7 +350,12 @@ class LogNode:
     def peer_started_empty(self, peer_id: str) -> None:
         """A peer probed this node (Peer.Probe): its data directory is empty. If this node
         leads, what it knew of that peer's log is void (RawNode.report_log_lost)."""
-        if self._stopping or self.node is None or peer_id not in self.config.peers:
+        if (
+            self._stopping
+            or self.node is None
+            or self.fatal is not None
+            or peer_id not in self.config.peers
+        ):
             return
         if self.node.raft.role is Role.LEADER:
             log.warning("%s: peer %s starts with an empty data directory", self.id, peer_id)
@@ -339,7 +368,7 @@ class LogNode:
 
     async def _ticker(self) -> None:
         interval = self.config.tick_ms / 1000
-        while True:
+        while self.fatal is None:
             await asyncio.sleep(interval)
             self.raw().tick()
             self._after_input()
@@ -391,9 +420,34 @@ class LogNode:
             raise
         except BaseException as exc:  # the core or the disk failed: stop serving, loudly
             log.exception("the ready loop died")
-            self.fatal = exc
-            self._fail_pending(Unavailable(f"node failed: {exc}"), unknown=True)
+            self._fail(exc)
             raise
+
+    def _fail(self, exc: BaseException) -> None:
+        """The node can no longer persist (a failed disk, a full one) or run its core.
+
+        Everything that waits on it fails at once, and every later call fails fast, so that
+        clients go to another node: appends (their outcome is unknown: proposed, they may
+        still commit elsewhere), ReadIndex calls, and Read streams, which would otherwise
+        wait for commits that this node will never apply again. Health turns NOT_SERVING and
+        Status says role "failed" with no leader hint. The core is neither ticked nor stepped
+        any more (nothing it would send or persist could leave, and its outbox would only
+        grow); a restart, once the disk has room, brings the node back.
+        """
+        self.fatal = exc
+        self._fail_pending(
+            OutcomeUnknown(f"{self.id} failed before the append committed: {exc}"), unknown=True
+        )
+        for fut in self._reads.values():
+            if not fut.done():
+                fut.set_exception(self._failed_error())
+        self._reads.clear()
+        self._applied.set()  # readers wake, see self.fatal and end their streams
+
+    def _failed_error(self) -> Unavailable:
+        return Unavailable(
+            f"{self.id} failed and serves no reads or appends ({self.fatal}); use another node"
+        )
 
     def _send(self, m: Message) -> None:
         sender = self.senders.get(m.to)
@@ -454,6 +508,7 @@ class LogNode:
         pending = self._pending.pop(entry.index, None)
         if pending is None:
             return False
+        self._pending_bytes -= pending.record_bytes
         if pending.key is not None:
             self._inflight_keys.pop(pending.key, None)
         if (
@@ -479,12 +534,13 @@ class LogNode:
         for pending in self._pending.values():
             pending.settle(error)
         self._pending.clear()
+        self._pending_bytes = 0
         self._inflight_keys.clear()
 
     # -- the log API ---------------------------------------------------------------
 
     def leader_hint(self) -> tuple[str, str]:
-        if self.node is None:
+        if self.node is None or self.fatal is not None:
             return "", ""
         leader = self.node.raft.leader or ""
         return leader, self.config.peers.get(leader, "")
@@ -492,6 +548,8 @@ class LogNode:
     def _require_leader(self) -> None:
         if self._stopping:
             raise NotAppended(f"{self.id} is shutting down; retry on another node")
+        if self.fatal is not None:
+            raise NotAppended(f"{self.id} failed ({self.fatal}); nothing appended, retry elsewhere")
         raft = self.raw().raft
         if raft.role is not Role.LEADER:
             leader, address = self.leader_hint()
@@ -531,12 +589,20 @@ class LogNode:
             raise InvalidArgument(
                 f"{len(records)} records exceed the limit of {self.config.append_records_max}"
             )
+        total = 0
         for i, record in enumerate(records):
             if len(record) > self.config.record_bytes_max:
                 raise InvalidArgument(
                     f"record {i} has {len(record)} bytes, over the limit of "
                     f"{self.config.record_bytes_max}"
                 )
+            total += len(record)
+        if total > self.config.append_request_bytes_max:
+            raise InvalidArgument(
+                f"the append carries {total} bytes of records, over the limit of "
+                f"{self.config.append_request_bytes_max} bytes per append; split it into "
+                "several appends"
+            )
         if producer_id and sequence == 0:
             raise InvalidArgument("sequence must be at least 1 when producer_id is set")
         self._require_leader()
@@ -553,6 +619,7 @@ class LogNode:
                     f"sequence {sequence} of producer {producer_id!r} is older than its "
                     "deduplication window; use a new sequence"
                 )
+        self._check_room(total)
         raft = self.raw().raft
         if self._proposed_next < (self.records.next_index or 1) or not self._pending:
             self._proposed_next = self.records.next_index or 1
@@ -572,12 +639,29 @@ class LogNode:
             raise NotAppended(str(exc)) from exc
         last = first + len(records) - 1
         self._proposed_next = last + 1
-        pending = PendingAppend(raft.term, first, last, key)
+        pending = PendingAppend(raft.term, first, last, key, record_bytes=total)
         self._pending[raft_index] = pending
+        self._pending_bytes += total
         if key is not None:
             self._inflight_keys[key] = pending
         self._after_input()
         return InFlight(pending, duplicate=False)
+
+    def _check_room(self, record_bytes: int) -> None:
+        """Refuse a new append while too much waits to commit (one append always fits)."""
+        waiting = len(self._pending)
+        if waiting >= self.config.pending_appends_max:
+            raise ResourceExhausted(
+                f"{waiting} appends are waiting to commit on {self.id}, the limit is "
+                f"{self.config.pending_appends_max} (--pending-appends-max); nothing "
+                "appended, retry shortly"
+            )
+        if waiting and self._pending_bytes + record_bytes > self.config.pending_bytes_max:
+            raise ResourceExhausted(
+                f"{self._pending_bytes} bytes of records are waiting to commit on {self.id}; "
+                f"{record_bytes} more would pass the limit of {self.config.pending_bytes_max} "
+                "(--pending-bytes-max); nothing appended, retry shortly"
+            )
 
     def watch(self, pending: PendingAppend) -> asyncio.Future[tuple[int, int]]:
         """A future of (first, last) for one caller of a proposed append: it fails with the
@@ -598,7 +682,7 @@ class LogNode:
         next_index = from_index
         while True:
             if self.fatal is not None:
-                raise Unavailable(f"node failed: {self.fatal}")
+                raise self._failed_error()
             if self._stopping:
                 raise Unavailable(f"{self.id} is shutting down; read from another node")
             first = self.records.first_index()
@@ -625,9 +709,11 @@ class LogNode:
             await self._applied.wait()
 
     def _records_from(self, index: int, limit: int) -> list[tuple[int, bytes]]:
-        """Records from index on, as far as their entries are in memory."""
+        """Records from index on, as far as their entries are in memory: up to `limit`
+        records and READ_BATCH_BYTES_MAX bytes (at least one)."""
         out: list[tuple[int, bytes]] = []
         memory = self.durable.memory
+        budget = READ_BATCH_BYTES_MAX
         while len(out) < limit:
             where = self.records.locate(index)
             if where is None:
@@ -636,9 +722,13 @@ class LogNode:
             entry = memory.entry_in_memory(raft_index)
             if entry is None:
                 break
-            take = _take(decode_payload(entry.data), offset, limit - len(out))
+            payload = decode_payload(entry.data)
+            take, full = _take(payload, offset, limit - len(out), budget, first=not out)
             out.extend(zip(range(index, index + len(take)), take, strict=True))
             index += len(take)
+            budget -= sum(map(len, take))
+            if full:
+                break
         return out
 
     async def _records_from_disk(self, index: int, limit: int) -> list[tuple[int, bytes]]:
@@ -653,6 +743,7 @@ class LogNode:
             self.durable.read_entries, raft_index, hi, READ_FETCH_BYTES_MAX
         )
         out: list[tuple[int, bytes]] = []
+        budget = READ_BATCH_BYTES_MAX
         for entry in entries:
             if len(out) >= limit:
                 break
@@ -667,12 +758,17 @@ class LogNode:
                 # A trim moved the records' start meanwhile, or the entry is not the one
                 # the index names: stop at what is certain.
                 break
-            take = _take(payload, where[1], limit - len(out))
+            take, full = _take(payload, where[1], limit - len(out), budget, first=not out)
             out.extend(zip(range(index, index + len(take)), take, strict=True))
             index += len(take)
+            budget -= sum(map(len, take))
+            if full:
+                break
         return out
 
     async def read_index(self) -> int:
+        if self.fatal is not None:
+            raise self._failed_error()
         context = f"{self.id}-{next(self._read_ids)}".encode()
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._reads[context] = fut
@@ -685,6 +781,8 @@ class LogNode:
         try:
             raft_index = await asyncio.wait_for(fut, READ_INDEX_TIMEOUT_S)
             while self.records.applied_raft_index < raft_index:
+                if self.fatal is not None:
+                    raise self._failed_error()
                 await asyncio.wait_for(self._applied.wait(), READ_INDEX_TIMEOUT_S)
         except TimeoutError:
             raise Unavailable("no quorum confirmed the read index in time") from None
@@ -712,6 +810,8 @@ class LogNode:
         self._after_input()
         deadline = asyncio.get_running_loop().time() + self.config.append_timeout_s
         while self.records.applied_raft_index < raft_index:
+            if self.fatal is not None:
+                raise self._failed_error()
             remaining = deadline - asyncio.get_running_loop().time()
             if remaining <= 0:
                 raise OutcomeUnknown("the trim did not commit in time")
@@ -753,7 +853,7 @@ class LogNode:
             return status
         st = self.node.status()
         status.update(
-            role=st.role.name.lower(),
+            role="failed" if self.fatal is not None else st.role.name.lower(),
             raft_first_index=st.first_index,
             raft_last_index=st.last_index,
             raft_commit_index=st.commit_index,

@@ -16,11 +16,12 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from logsvc.config import NodeConfig
-from logsvc.errors import LogError, NotLeader
+from logsvc.errors import LogError, NotLeader, ResourceExhausted
 from logsvc.node import LogNode
 from logsvc.raft import Role
+from logsvc.rpc import add_servicer
 from logsvc.transport import SERVER_KEEPALIVE_OPTIONS, PeerServicer
-from logsvc.v1 import log_pb2, log_pb2_grpc, peer_pb2, peer_pb2_grpc
+from logsvc.v1 import log_pb2, log_pb2_grpc, peer_pb2
 
 log = logging.getLogger("logsvc.server")
 
@@ -85,9 +86,16 @@ class LogServicer(log_pb2_grpc.LogServicer):
             log_pb2.AppendStreamRequest, log_pb2.AppendStreamResponse
         ],
     ) -> AsyncIterator[log_pb2.AppendStreamResponse]:
-        """Appends over one stream: proposed as they arrive, answered as they complete."""
+        """Appends over one stream: proposed as they arrive, answered as they complete.
+
+        What one stream may hold on the node is bounded by --stream-appends-max: appends in
+        flight past it are answered RESOURCE_EXHAUSTED at once, and while that many answers
+        wait unread (a client that writes and does not read), no more requests are read.
+        """
         answers: asyncio.Queue[log_pb2.AppendStreamResponse | None] = asyncio.Queue()
         outstanding = 0
+        limit = self.node.config.stream_appends_max
+        room = asyncio.Event()  # set when answers are read again
 
         def appended(request_id: int, first: int, last: int, duplicate: bool) -> None:
             answers.put_nowait(
@@ -123,6 +131,19 @@ class LogServicer(log_pb2_grpc.LogServicer):
         async def take_requests() -> None:
             nonlocal outstanding
             async for request in request_iterator:
+                while answers.qsize() >= limit:
+                    room.clear()
+                    await room.wait()
+                if outstanding >= limit:
+                    failed(
+                        request.request_id,
+                        ResourceExhausted(
+                            f"{outstanding} appends of this stream are in flight, the limit "
+                            f"is {limit} (--stream-appends-max); nothing appended, send more "
+                            "once some are answered"
+                        ),
+                    )
+                    continue
                 append = request.append
                 if_last = append.if_last_index if append.HasField("if_last_index") else None
                 try:
@@ -147,6 +168,8 @@ class LogServicer(log_pb2_grpc.LogServicer):
         try:
             while not (reader.done() and outstanding == 0 and answers.empty()):
                 answer = await answers.get()
+                if answers.qsize() < limit:
+                    room.set()
                 if answer is not None:
                     yield answer
             reader.result()  # a broken request stream ends the call with its error
@@ -248,21 +271,25 @@ async def serve(config: NodeConfig) -> None:
     node = LogNode(config)
     server = grpc.aio.server(
         options=[
-            ("grpc.max_receive_message_length", 64 << 20),
+            # Larger requests are refused by gRPC before they are parsed (RESOURCE_EXHAUSTED).
+            ("grpc.max_receive_message_length", config.message_bytes_max()),
             ("grpc.max_send_message_length", 64 << 20),
             *SERVER_KEEPALIVE_OPTIONS,
         ]
     )
-    log_pb2_grpc.add_LogServicer_to_server(LogServicer(node), server)
-    peer_pb2_grpc.add_PeerServicer_to_server(
+    # Not the generated add_*_to_server: these refuse malformed requests cleanly (rpc.py).
+    add_servicer(server, log_pb2.DESCRIPTOR.services_by_name["Log"], LogServicer(node))
+    add_servicer(
+        server,
+        peer_pb2.DESCRIPTOR.services_by_name["Peer"],
         PeerServicer(
             config.cluster_id,
             config.id,
             node.deliver,
             durable_term=node.durable_term,
             peer_started_empty=node.peer_started_empty,
+            peer_ids=config.peers,
         ),
-        server,
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -1,9 +1,16 @@
 """Peer transport: Raft messages over one gRPC client stream per peer, batched.
 
 Each `PeerSender` owns a bounded queue and a task that keeps a `Peer.Deliver` stream open,
-writing everything queued as one `MessageBatch`. A broken stream is reported to the core
+writing what is queued as `MessageBatch`es. A broken stream is reported to the core
 (`report_unreachable`) and reopened with exponential backoff. Raft tolerates lost
 messages, so a full queue drops the newest message and reports it the same way.
+
+Two lanes: messages that carry entries or move a follower's log (appends, snapshot
+boundaries, leadership hand-over) keep their order in one lane, and everything else
+(heartbeats, votes, answers, read-index rounds) goes in the other, which every batch takes
+first. A batch carries at most BATCH_BYTES_MAX of the first lane, so a heartbeat waits for
+at most one such batch on the wire, never for a follower's whole catch-up. (Raft allows any
+reordering; keeping appends in order among themselves only spares needless rejections.)
 """
 
 from __future__ import annotations
@@ -12,11 +19,12 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from typing import Any
 
 import grpc
 
+from logsvc.errors import InvalidArgument
 from logsvc.raft import Entry, EntryType, Message, MessageType, SnapshotMeta
 from logsvc.v1 import peer_pb2, peer_pb2_grpc
 
@@ -25,6 +33,13 @@ log = logging.getLogger("logsvc.transport")
 BACKOFF_S_MIN = 0.05
 BACKOFF_S_MAX = 1.0
 QUEUE_MESSAGES_MAX = 4096
+# Bytes of entries per batch (at least one message): at most one Raft append message of
+# append_bytes_max (4 MiB by default) in front of any heartbeat.
+BATCH_BYTES_MAX = 4 << 20
+# What a message weighs in a batch besides its entries' data.
+MESSAGE_OVERHEAD_BYTES = 64
+# Message types that go in order with the entries (the rest may overtake them).
+LOG_MESSAGE_TYPES = frozenset({MessageType.APPEND, MessageType.SNAPSHOT, MessageType.TIMEOUT_NOW})
 # Reconnect fast to a restarted peer (gRPC's default backoff grows to two minutes).
 CHANNEL_OPTIONS = [
     ("grpc.initial_reconnect_backoff_ms", 50),
@@ -82,7 +97,13 @@ def message_to_proto(m: Message) -> peer_pb2.RaftMessage:
     return pb
 
 
+def message_bytes(m: Message) -> int:
+    """About what a message weighs on the wire (its entries' data and a fixed overhead)."""
+    return MESSAGE_OVERHEAD_BYTES + sum(e.size_bytes() for e in m.entries)
+
+
 def message_from_proto(pb: peer_pb2.RaftMessage) -> Message:
+    """The core's Message; ValueError for a message type or entry type it does not know."""
     return Message(
         type=MessageType(pb.type),
         to=pb.to,
@@ -120,7 +141,8 @@ class PeerSender:
         self.peer_id = peer_id
         self.address = address
         self.on_unreachable = on_unreachable
-        self._queue: deque[Message] = deque()
+        self._queue: deque[Message] = deque()  # LOG_MESSAGE_TYPES, in order
+        self._urgent: deque[Message] = deque()  # the others: sent before the queue
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._deferred: Message | None = None
@@ -151,11 +173,12 @@ class PeerSender:
             # Nobody to talk to: Raft retries by itself once the stream is back.
             self.dropped += 1
             return
-        if len(self._queue) >= QUEUE_MESSAGES_MAX:
+        lane = self._queue if message.type in LOG_MESSAGE_TYPES else self._urgent
+        if len(lane) >= QUEUE_MESSAGES_MAX:
             self.dropped += 1
             self.on_unreachable(self.peer_id)
             return
-        self._queue.append(message)
+        lane.append(message)
         self._ready.set()
 
     def defer(self, message: Message, hold_s: float) -> None:
@@ -178,15 +201,29 @@ class PeerSender:
         if message is not None:
             self.send(message)
 
+    def take_batch(self) -> list[Message]:
+        """The next batch: the urgent lane first, then log messages up to BATCH_BYTES_MAX
+        (at least one, whatever its size), BATCH_MESSAGES_MAX messages in all."""
+        urgent, queue = self._urgent, self._queue
+        out = [urgent.popleft() for _ in range(min(len(urgent), BATCH_MESSAGES_MAX))]
+        budget = BATCH_BYTES_MAX
+        while queue and len(out) < BATCH_MESSAGES_MAX:
+            size = message_bytes(queue[0])
+            if size > budget and budget < BATCH_BYTES_MAX:
+                break
+            budget -= size
+            out.append(queue.popleft())
+        return out
+
     async def _batches(self) -> AsyncIterator[peer_pb2.MessageBatch]:
         while True:
-            if not self._queue:
+            if not self._queue and not self._urgent:
                 self._ready.clear()
                 await self._ready.wait()
             batch = peer_pb2.MessageBatch(cluster_id=self.cluster_id, from_id=self.self_id)
-            n = min(len(self._queue), BATCH_MESSAGES_MAX)
-            batch.messages.extend(message_to_proto(self._queue.popleft()) for _ in range(n))
-            self.sent += n
+            messages = self.take_batch()
+            batch.messages.extend(message_to_proto(m) for m in messages)
+            self.sent += len(messages)
             yield batch
 
     async def _run(self) -> None:
@@ -209,6 +246,7 @@ class PeerSender:
             self.connected = False
             # Whatever was in flight may be lost: the leader probes this peer again.
             self._queue.clear()
+            self._urgent.clear()
             self.on_unreachable(self.peer_id)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, BACKOFF_S_MAX)
@@ -277,9 +315,12 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
         deliver: Callable[[Message], None],
         durable_term: Callable[[], int] = lambda: 0,
         peer_started_empty: Callable[[str], None] = lambda peer_id: None,
+        peer_ids: Collection[str] | None = None,
     ) -> None:
         self.cluster_id = cluster_id
         self.self_id = self_id
+        # Whom messages may come from (None: anyone); never this node itself.
+        self.peer_ids = None if peer_ids is None else frozenset(peer_ids) - {self_id}
         self.deliver = deliver
         self.durable_term = durable_term
         self.peer_started_empty = peer_started_empty
@@ -312,9 +353,22 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
     ) -> peer_pb2.DeliverAck:
         async for batch in request_iterator:
             await self._check_cluster(batch.cluster_id, context)
+            if self.peer_ids is not None and batch.from_id not in self.peer_ids:
+                raise InvalidArgument(f"{batch.from_id!r} is not a peer of {self.self_id}")
+            messages: list[Message] = []
             for pb in batch.messages:
                 if pb.to != self.self_id:
                     log.warning("dropping a message for %s delivered to %s", pb.to, self.self_id)
                     continue
-                self.deliver(message_from_proto(pb))
+                if getattr(pb, "from") != batch.from_id:
+                    raise InvalidArgument(
+                        f"a message from {getattr(pb, 'from')!r} in a batch from {batch.from_id!r}"
+                    )
+                try:
+                    messages.append(message_from_proto(pb))
+                except ValueError as exc:
+                    raise InvalidArgument(f"a message the node cannot read: {exc}") from None
+            # All or nothing: a batch with one bad message steps none of its messages.
+            for message in messages:
+                self.deliver(message)
         return peer_pb2.DeliverAck()

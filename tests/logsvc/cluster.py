@@ -44,6 +44,11 @@ CHANNEL_OPTIONS = [
 ]
 STATUS_TIMEOUT_S = 1.0
 STOP_TIMEOUT_S = 15.0
+# argv: LIMIT PROGRAM ARGS...: no file may grow past LIMIT bytes, then exec PROGRAM.
+LIMIT_FILES_AND_EXEC = (
+    "import os, resource, sys; n = int(sys.argv[1]); "
+    "resource.setrlimit(resource.RLIMIT_FSIZE, (n, n)); os.execv(sys.argv[2], sys.argv[2:])"
+)
 
 T = TypeVar("T")
 
@@ -142,6 +147,10 @@ class Cluster:
     extra_args: Sequence[str] = ()
     # Pass every `serve` flag as its LOGSVC_* environment variable instead of argv.
     flags_in_env: bool = False
+    # A node's disk "fills up" once it writes a file past this many bytes: started with
+    # RLIMIT_FSIZE, the process gets EFBIG ("File too large") for such a write (Python
+    # ignores SIGXFSZ), so RocksDB fails the write as it would on a full disk.
+    file_bytes_max: dict[str, int] = field(default_factory=dict)
     nodes: dict[str, Node] = field(default_factory=dict)
     _channels: dict[str, grpc.Channel] = field(default_factory=dict)
 
@@ -217,6 +226,11 @@ class Cluster:
                 argv, env = [*LOGSVC, "serve"], clean_env(self.serve_env(node_id))
             else:
                 argv, env = [*LOGSVC, *self.serve_args(node_id)], clean_env()
+            limit = self.file_bytes_max.get(node_id)
+            if limit is not None:
+                # Set in a tiny Python that then execs the node (same PID): a preexec_fn
+                # runs after fork in a process with gRPC's threads, which can crash it.
+                argv = [sys.executable, "-c", LIMIT_FILES_AND_EXEC, str(limit), *argv]
             node.proc = subprocess.Popen(
                 argv,
                 stdin=subprocess.DEVNULL,

@@ -22,9 +22,14 @@ class Clusters:
         ids: Sequence[str] = ("a", "b", "c"),
         extra_args: Sequence[str] = (),
         flags_in_env: bool = False,
+        file_bytes_max: dict[str, int] | None = None,
     ) -> Cluster:
         cluster = Cluster(
-            self.root / f"cluster-{len(self.made)}", tuple(ids), tuple(extra_args), flags_in_env
+            self.root / f"cluster-{len(self.made)}",
+            tuple(ids),
+            tuple(extra_args),
+            flags_in_env,
+            file_bytes_max=dict(file_bytes_max or {}),
         )
         self.made.append(cluster)
         return cluster
