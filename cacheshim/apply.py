@@ -11,6 +11,9 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from google.protobuf.message import Message
+from google.protobuf.unknown_fields import UnknownFieldSet
+
 from cacheshim import errors
 from cacheshim.commands import Ctx, lookup
 from cacheshim.commands.args import parse_db_index
@@ -35,13 +38,38 @@ class Applier:
         self.time_ms = 0
 
     def apply(self, index: int, payload: bytes) -> tuple[record_pb2.Record | None, Reply]:
+        """Apply the record at `index`: its reply, and the record when it decodes (the
+        proposing shim finds its waiting client by it, also when the reply is an error).
+
+        Never raises for what the record holds: a record that cannot run (damaged, empty,
+        malformed by a foreign writer) becomes the same error reply on every shim, logged
+        once with its index, and changes nothing. Raises only when called out of order.
+        """
         if index != self.applied_index + 1:
             raise RuntimeError(f"record {index} applied right after {self.applied_index}")
         self.applied_index = index
         try:
             record = record_pb2.Record.FromString(payload)
         except Exception:  # a foreign or damaged record: skipped the same way everywhere
-            return None, Error("ERR memlog: undecodable log record")
+            return None, self._refuse(index, "undecodable log record")
+        try:
+            return self._apply_decoded(index, record)
+        except Exception as exc:
+            # A bug outside the command handlers (they have their own guard in `run`): the
+            # reply names the exception's type only, so it is the same on every shim.
+            log.exception("log record %d failed in apply", index)
+            return record, Error(f"ERR memlog internal error in apply: {type(exc).__name__}")
+
+    def _refuse(self, index: int, problem: str) -> Error:
+        log.error("log record %d refused: %s", index, problem)
+        return Error(f"ERR memlog: {problem}")
+
+    def _apply_decoded(
+        self, index: int, record: record_pb2.Record
+    ) -> tuple[record_pb2.Record | None, Reply]:
+        problem = record_problem(record, len(self.keyspace.dbs))
+        if problem is not None:
+            return record, self._refuse(index, problem)
         self.time_ms = max(self.time_ms, record.time_ms)
         self.keyspace.expire_due(self.time_ms, index)
         ctx = Ctx(self.keyspace, record.db, self.time_ms, index, pubsub=self.pubsub)
@@ -54,11 +82,43 @@ class Applier:
         return record, [run(ctx, list(c.args)) for c in record.commands]
 
 
+def record_problem(record: record_pb2.Record, databases: int) -> str | None:
+    """Why a decoded record cannot be applied (None: it can). The text becomes the error
+    reply, so it says only what is in the record: the same on every shim."""
+    unknown = unknown_fields(record)
+    for command in record.commands:
+        unknown += unknown_fields(command)
+    for watched in record.watched:
+        unknown += unknown_fields(watched)
+    if unknown:
+        fields = ", ".join(map(str, sorted(set(unknown))))
+        return f"log record with unknown fields ({fields}): from a newer or foreign writer"
+    if not record.commands:
+        return "log record without a command"
+    for i, command in enumerate(record.commands):
+        if not command.args:
+            return f"log record whose command {i} has no arguments"
+    if record.db >= databases:
+        return f"log record for database {record.db}, which does not exist"
+    if record.transaction:
+        for watched in record.watched:
+            if watched.db >= databases:
+                return f"log record watching a key of database {watched.db}, which does not exist"
+        return None
+    if len(record.commands) != 1:
+        return f"log record with {len(record.commands)} commands outside a transaction"
+    if record.watched or record.watch_index:
+        return "log record with watched keys outside a transaction"
+    return None
+
+
 def run(ctx: Ctx, args: list[bytes]) -> Reply:
     """Run one command whose name and arity were checked when it was queued."""
     spec = lookup(args)
     if spec is None or spec.handler is None:
         return Error(errors.unknown_command(args[0], args[1:]))
+    if not spec.arity_ok(len(args)):  # checked when queued, but a record may be foreign
+        return Error(errors.wrong_number_of_arguments(spec.full_name))
     rest = args[2:] if spec.container else args[1:]
     try:
         if spec.name == "select" and not spec.container:
@@ -77,3 +137,9 @@ def run(ctx: Ctx, args: list[bytes]) -> Reply:
 def select_index(arg: bytes) -> int:
     """SELECT's database number, parsed as Redis does (no "+1", " 1" or "1_0")."""
     return parse_db_index(arg)
+
+
+def unknown_fields(message: Message) -> list[int]:
+    """The numbers of the fields a message carries that its schema here does not know."""
+    found = UnknownFieldSet(message)
+    return [found[i].field_number for i in range(len(found))]

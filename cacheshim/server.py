@@ -295,6 +295,8 @@ class Shim:
         await self.log_reader_client.close()
 
     async def _apply_loop(self) -> None:
+        """Apply every committed record in order, forever: a failure is logged and the loop
+        goes on from the next record it has not applied (it never dies silently)."""
         while True:
             try:
                 async for index, payload in self.log_reader_client.read(
@@ -305,12 +307,25 @@ class Shim:
             except LogClientError as exc:
                 log.error("reading the log failed: %s; retrying", exc)
                 await asyncio.sleep(0.5)
+            except Exception:
+                log.exception(
+                    "the apply loop failed after record %d; going on", self.applier.applied_index
+                )
+                await asyncio.sleep(0.5)
 
     def _apply(self, index: int, payload: bytes) -> None:
         record, reply = self.applier.apply(index, payload)
-        if record is not None:
-            self.writer.applied(record, reply)
-        self.blocking.after_apply(record, reply)
+        # What follows only tells waiting clients: a failure there must not keep the
+        # others waiting (the index waiters below are released whatever happens).
+        try:
+            if record is not None:
+                self.writer.applied(record, reply)
+        except Exception:
+            log.exception("answering the writer of record %d failed", index)
+        try:
+            self.blocking.after_apply(record, reply)
+        except Exception:
+            log.exception("serving blocked clients after record %d failed", index)
         waiters = self._index_waiters
         while waiters and waiters[0][0] <= index:
             waiter = heapq.heappop(waiters)[2]

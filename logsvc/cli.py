@@ -144,6 +144,11 @@ async def _append(args: argparse.Namespace) -> int:
         _addresses(args.addr), producer_id=args.producer_id, timeout_s=float(args.timeout_s)
     ) as client:
         if args.records:
+            if "" in args.records:
+                raise LogClientError(
+                    f"argument {args.records.index('') + 1} is an empty record; nothing was "
+                    "appended"
+                )
             for record in args.records:
                 result = await client.append([record.encode()])
                 print(result.first_index, flush=True)
@@ -159,6 +164,7 @@ async def _append(args: argparse.Namespace) -> int:
 
         threading.Thread(target=reader, daemon=True).start()
         done = False
+        lines = 0
         while not done:
             batch = [await queue.get()]
             while not queue.empty() and len(batch) < 1000:
@@ -166,6 +172,10 @@ async def _append(args: argparse.Namespace) -> int:
             if batch[-1] is None:
                 done = True
             records = [r for r in batch if r is not None]
+            if b"" in records:
+                line = lines + records.index(b"") + 1
+                raise LogClientError(f"line {line} of stdin is empty: not appended, nor after it")
+            lines += len(records)
             if records:
                 result = await client.append(records)
                 for index in range(result.first_index, result.last_index + 1):

@@ -242,6 +242,12 @@ class LogClient:
     async def append(
         self, records: Sequence[bytes], if_last_index: int | None = None
     ) -> AppendResult:
+        for i, record in enumerate(records):
+            if not record:  # an empty record means nothing to any reader: refused here
+                raise LogClientError(
+                    f"record {i} of the append is empty; nothing was appended",
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                )
         request = log_pb2.AppendRequest(
             records=list(records), producer_id=self.producer_id, sequence=next(self._sequence)
         )
