@@ -9,6 +9,7 @@ the same keyspace (`Keyspace.digest` proves it).
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from google.protobuf.message import Message
@@ -19,7 +20,7 @@ from cacheshim.commands import Ctx, lookup
 from cacheshim.commands.args import parse_db_index
 from cacheshim.errors import CommandError
 from cacheshim.keyspace import Keyspace
-from cacheshim.resp import NULL_ARRAY, Error, Reply
+from cacheshim.resp import NULL_ARRAY, OK, Error, Reply
 from cacheshim.v1 import record_pb2
 
 if TYPE_CHECKING:
@@ -36,6 +37,10 @@ class Applier:
         self.pubsub = pubsub
         self.applied_index = 0
         self.time_ms = 0
+        # The pieces of large records still arriving (record.proto, Chunk), by (shim_id,
+        # proposal_id), oldest first: deterministic state like the keyspace.
+        self._pieces: dict[tuple[str, int], _Pieces] = {}
+        self._pieces_bytes = 0
 
     def apply(self, index: int, payload: bytes) -> tuple[record_pb2.Record | None, Reply]:
         """Apply the record at `index`: its reply, and the record when it decodes (the
@@ -53,12 +58,97 @@ class Applier:
         except Exception:  # a foreign or damaged record: skipped the same way everywhere
             return None, self._refuse(index, "undecodable log record")
         try:
+            if self._pieces:
+                self._drop_stale_pieces(index)
+            if record.HasField("chunk"):
+                return self._apply_piece(index, record)
             return self._apply_decoded(index, record)
         except Exception as exc:
             # A bug outside the command handlers (they have their own guard in `run`): the
             # reply names the exception's type only, so it is the same on every shim.
             log.exception("log record %d failed in apply", index)
             return record, Error(f"ERR memlog internal error in apply: {type(exc).__name__}")
+
+    def _apply_piece(
+        self, index: int, piece: record_pb2.Record
+    ) -> tuple[record_pb2.Record | None, Reply]:
+        """Keep one piece of a large record; at its last piece, apply the whole record here.
+
+        A piece taken and waiting for more gives no record (nobody is answered yet); a piece
+        refused gives its record, so the proposing shim answers its client at once and
+        stops sending the rest.
+        """
+        chunk = piece.chunk
+        key = (piece.shim_id, piece.proposal_id)
+        problem = piece_problem(piece)
+        pieces = self._pieces.get(key)
+        if problem is None:
+            if chunk.part == 0:
+                if pieces is not None:
+                    self._drop_pieces(key, f"started again at log record {index}")
+                pieces = self._pieces[key] = _Pieces(chunk.parts, chunk.record_bytes, index)
+            elif pieces is None:
+                problem = (
+                    f"piece {chunk.part} of {chunk.parts} of a large record whose earlier pieces "
+                    "are not held (never written, or dropped)"
+                )
+            elif (chunk.part, chunk.parts, chunk.record_bytes) != (
+                pieces.next_part, pieces.parts, pieces.record_bytes,
+            ):  # fmt: skip
+                problem = f"piece {chunk.part} of {chunk.parts} of a large record out of order"
+            elif len(pieces.data) + len(chunk.data) > pieces.record_bytes:
+                problem = "pieces of a large record longer than the record"
+        if problem is not None:
+            if pieces is not None:
+                self._drop_pieces(key, f"log record {index} did not continue them")
+            return piece, self._refuse(index, problem)
+        assert pieces is not None
+        # Room for these bytes: the oldest other sequences go first (abandoned, most likely).
+        while self._pieces_bytes + len(chunk.data) > PIECES_HELD_BYTES_MAX:
+            oldest = next(iter(self._pieces))
+            if oldest == key:
+                self._drop_pieces(key, "no room")
+                return piece, self._refuse(index, "large record over the room for pieces")
+            self._drop_pieces(oldest, f"no room for log record {index}")
+        pieces.data += chunk.data
+        self._pieces_bytes += len(chunk.data)
+        pieces.next_part += 1
+        pieces.last_index = index
+        pieces.last_time_ms = self.time_ms
+        if pieces.next_part < pieces.parts:
+            return None, OK
+        self._drop_pieces(key, "")
+        if len(pieces.data) != pieces.record_bytes:
+            return piece, self._refuse(index, "pieces of a large record shorter than the record")
+        try:
+            whole = record_pb2.Record.FromString(pieces.data)  # type: ignore[arg-type]
+        except Exception:
+            return piece, self._refuse(index, "undecodable large log record")
+        del pieces  # the joined bytes: the decoded record holds its own copy
+        if whole.HasField("chunk") or (whole.shim_id, whole.proposal_id) != key:
+            return piece, self._refuse(index, "large log record whose pieces do not match it")
+        return self._apply_decoded(index, whole)
+
+    def _drop_pieces(self, key: tuple[str, int], why: str) -> None:
+        pieces = self._pieces.pop(key)
+        self._pieces_bytes -= len(pieces.data)
+        if why:
+            log.warning(
+                "dropped %d of %d pieces (%d bytes) of large record %s/%d from log record %d: %s",
+                pieces.next_part, pieces.parts, len(pieces.data), key[0], key[1],
+                pieces.first_index, why,
+            )  # fmt: skip
+
+    def _drop_stale_pieces(self, index: int) -> None:
+        """Pieces whose writer went silent (a shim that died mid-transfer) are dropped after
+        PIECES_GAP_RECORDS_MAX records and PIECES_GAP_MS_MAX of log time: both, so neither a
+        burst of writes nor a clock ahead in some shim ends a transfer still going on."""
+        for key, pieces in list(self._pieces.items()):
+            if (
+                index - pieces.last_index > PIECES_GAP_RECORDS_MAX
+                and self.time_ms - pieces.last_time_ms > PIECES_GAP_MS_MAX
+            ):
+                self._drop_pieces(key, f"no piece since log record {pieces.last_index}")
 
     def _refuse(self, index: int, problem: str) -> Error:
         log.error("log record %d refused: %s", index, problem)
@@ -80,6 +170,43 @@ class Applier:
             if self.keyspace.dbs[watched.db].last_change(watched.key) > record.watch_index:
                 return record, NULL_ARRAY  # EXEC aborted: a watched key changed
         return record, [run(ctx, list(c.args)) for c in record.commands]
+
+
+# How a large record travels (record.proto, Chunk; docs/large-values.md). Part of the log's
+# format: every shim must use the same values, or their keyspaces could differ.
+RECORD_BYTES_MAX = 1 << 30  # one whole record, joined from its pieces
+PIECES_HELD_BYTES_MAX = 2 << 30  # pieces of unfinished records held at once, all writers
+PIECES_GAP_RECORDS_MAX = 100_000
+PIECES_GAP_MS_MAX = 120_000
+
+
+@dataclass(slots=True)
+class _Pieces:
+    """The pieces so far of one large record."""
+
+    parts: int
+    record_bytes: int
+    first_index: int
+    data: bytearray = field(default_factory=bytearray)
+    next_part: int = 0
+    last_index: int = 0
+    last_time_ms: int = 0
+
+
+def piece_problem(piece: record_pb2.Record) -> str | None:
+    """Why a piece of a large record is malformed (None: it is not)."""
+    chunk = piece.chunk
+    if unknown_fields(piece) or unknown_fields(chunk):
+        return "log record piece with unknown fields: from a newer or foreign writer"
+    if piece.commands or piece.watched or piece.transaction or piece.watch_index or piece.db:
+        return "log record piece with fields of a whole record"
+    if chunk.parts < 2 or chunk.part >= chunk.parts:
+        return f"log record piece {chunk.part} of {chunk.parts}"
+    if not chunk.data:
+        return "log record piece without data"
+    if chunk.record_bytes > RECORD_BYTES_MAX:
+        return f"large log record of {chunk.record_bytes} bytes, over {RECORD_BYTES_MAX}"
+    return None
 
 
 def record_problem(record: record_pb2.Record, databases: int) -> str | None:

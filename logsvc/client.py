@@ -326,7 +326,11 @@ class LogClient:
             session.close()
 
     async def read(
-        self, from_index: int, follow: bool = False, address: str | None = None
+        self,
+        from_index: int,
+        follow: bool = False,
+        address: str | None = None,
+        batch_records_max: int = 0,
     ) -> AsyncIterator[tuple[int, bytes]]:
         """Committed records in order; reconnects to another node if a stream breaks."""
         next_index = from_index
@@ -338,7 +342,9 @@ class LogClient:
             target = addresses[attempt % len(addresses)]
             try:
                 stream = self.stub(target).Read(
-                    log_pb2.ReadRequest(from_index=next_index, follow=follow)
+                    log_pb2.ReadRequest(
+                        from_index=next_index, follow=follow, batch_records_max=batch_records_max
+                    )
                 )
                 async for response in stream:
                     delay = RETRY_S_MIN

@@ -101,6 +101,8 @@ class Memlog:
     root: Path
     shims: int = 1
     shim_args: list[str] = field(default_factory=list)
+    # More flags for the log nodes (after the harness's own timing flags).
+    log_args: list[str] = field(default_factory=list)
     # The zone of each shim (its local log node); by default a, b, c, a, ... in turn.
     shim_zones: list[str] = field(default_factory=list)
     cluster: LocalCluster | None = None
@@ -112,7 +114,10 @@ class Memlog:
         self.cluster = LocalCluster(
             data_dir=self.root,
             base_port=free_port_block(3),
-            extra_args=["--tick-ms", "10", "--election-ticks", "15", "--heartbeat-ticks", "3"],
+            extra_args=[
+                "--tick-ms", "10", "--election-ticks", "15", "--heartbeat-ticks", "3",
+                *self.log_args,
+            ],  # fmt: skip
         )
         self.cluster.start()
         self.cluster.wait_for_leader()
