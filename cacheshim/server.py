@@ -716,7 +716,9 @@ class Connection(asyncio.Protocol):
 
     def _next_command(self) -> list[bytes] | None:
         try:
-            return self.parser.next_command()
+            args = self.parser.next_command()
+            self.parser.release()  # a large value's input buffer: not kept while it is written
+            return args
         except ProtocolError as exc:
             self._protocol_error(exc)
             return None
