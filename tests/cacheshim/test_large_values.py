@@ -4,6 +4,7 @@ killed mid-transfer; and the joining rules of apply, which every shim must follo
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import string
@@ -12,6 +13,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import pytest
 import redis
 
@@ -20,6 +22,9 @@ from cacheshim.apply import Applier
 from cacheshim.commands import load_all
 from cacheshim.resp import OK, Error
 from cacheshim.v1 import record_pb2
+from logsvc.client import LogClient
+from logsvc.local import LocalCluster
+from logsvc.v1 import log_pb2, log_pb2_grpc
 from tests.cacheshim.harness import Memlog, client, execute, same_index, wait_until
 
 MB = 1 << 20
@@ -45,6 +50,52 @@ def log_last_index(memlog: Memlog) -> int:
     index = dict(zip(reply[::2], reply[1::2], strict=True))[b"applied_index"]
     assert isinstance(index, int)
     return index
+
+
+def test_a_large_write_goes_in_small_appends(deployment: Memlog) -> None:
+    """A 30 MB SET reaches the log as records of at most 256 KiB, at most four per Append
+    (one Raft entry each): the log never gets one huge entry that holds heartbeats up behind
+    it (issue 14: one Append of 30 records of 1 MiB cost the leader its leadership)."""
+    cluster = deployment.cluster
+    assert cluster is not None
+    conn = slow_client(deployment.shim_ports[0])
+    before = leader_status(cluster)
+    value = random.Random(30).randbytes(30 * MB)
+    assert conn.set("thirty", value)
+    after = leader_status(cluster)
+    records = after.last_index - before.last_index
+    entries = after.raft_last_index - before.raft_last_index
+    assert records >= 30 * MB // (256 * 1024)
+    assert entries >= records / 4  # elections only add entries
+    sizes = asyncio.run(record_sizes(cluster.addresses(), before.last_index + 1, records))
+    assert max(sizes) <= 256 * 1024
+    assert conn.get("thirty") == value
+
+
+def leader_status(cluster: LocalCluster) -> log_pb2.StatusResponse:
+    """The current leader's Status."""
+    leader = cluster.wait_for_leader()
+    with grpc.insecure_channel(leader) as channel:
+        return log_pb2_grpc.LogStub(channel).Status(log_pb2.StatusRequest(), timeout=5)
+
+
+def node_last_index(address: str) -> int:
+    try:
+        with grpc.insecure_channel(address) as channel:
+            st = log_pb2_grpc.LogStub(channel).Status(log_pb2.StatusRequest(), timeout=2)
+    except grpc.RpcError:
+        return -1
+    return int(st.last_index)
+
+
+async def record_sizes(addresses: list[str], first: int, count: int) -> list[int]:
+    sizes: list[int] = []
+    async with LogClient(addresses) as log:
+        async for _, payload in log.read(first, batch_records_max=8):
+            sizes.append(len(payload))
+            if len(sizes) == count:
+                break
+    return sizes
 
 
 def peak_rss_mb(pid: int) -> int:
@@ -95,6 +146,9 @@ def test_a_100_mb_value_through_two_shims_while_the_leader_is_killed(deployment:
         assert not done.is_set(), "the transfer ended before the kill: make the value bigger"
         done.wait(timeout=240)
         cluster.start_node(leader)
+        # The killed node catches up (100 MB behind) before the module's next test.
+        target = leader_status(cluster).commit_index
+        wait_until(lambda: node_last_index(cluster.address(leader)) >= target, 180, "catch-up")
     finally:
         done.set()
         for t in threads:
