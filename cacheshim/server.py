@@ -146,9 +146,6 @@ class _Write:
     parts: int = 1
     sent: int = 0  # pieces taken into Appends so far
 
-    def next_size(self, piece_bytes: int) -> int:
-        return len(self.data) if self.parts == 1 else piece_bytes
-
     def take(self, shim_id: str, data_bytes: int) -> bytes:
         """The next record to append for this write: the whole of it, or its next piece."""
         part = self.sent
@@ -270,35 +267,51 @@ class Writer:
                 self._wake.set()
 
     def _take_batch(self) -> list[tuple[_Write, bytes]]:
-        """The next Append: records from the queue in order, up to append_bytes_max (at
-        least one). A write not taken whole (its pieces go on in later Appends) holds back
-        the writes of its connection after it; other connections' writes go past it."""
+        """The next Append, up to append_bytes_max (at least one record): first the writes
+        sent whole, in queue order, then pieces of large writes with the room left (some
+        always kept for them, so neither starves the other).
+
+        Order holds per connection: a write that stays queued (a large one whose pieces go
+        on in later Appends, or one that did not fit) holds back the writes its connection
+        sent after it; other connections' writes go past it.
+        """
+        live = [write for write in self._queue if not write.future.done()]  # done: refused
+        large = [write for write in live if write.parts > 1]
+        room = self.append_bytes_max - (self.piece_bytes if large else 0)
         batch: list[tuple[_Write, bytes]] = []
         size = 0
-        kept: list[_Write] = []
+        ready: list[_Write] = []  # large writes whose pieces may go now
         held: set[int] = set()
         hold_all = False
-        for write in self._queue:
-            if write.future.done():  # answered already (a piece refused): drop the rest
-                continue
-            if not (hold_all or write.origin in held or (write.origin is None and held)):
-                while write.sent < write.parts and (
-                    not batch
-                    or (
-                        size + write.next_size(self.piece_bytes) <= self.append_bytes_max
-                        and len(batch) < APPEND_RECORDS_MAX
-                    )
+        for write in live:
+            free = not (hold_all or write.origin in held or (write.origin is None and held))
+            if free and write.parts == 1:
+                if not batch or (
+                    size + len(write.data) <= room and len(batch) < APPEND_RECORDS_MAX
                 ):
                     payload = write.take(self.shim_id, self._piece_data_bytes)
                     batch.append((write, payload))
                     size += len(payload)
-            if write.sent < write.parts:
-                kept.append(write)
-                if write.origin is None:
-                    hold_all = True
-                else:
-                    held.add(write.origin)
-        self._queue = kept
+                    continue
+                free = False
+            if free:
+                ready.append(write)
+            if write.origin is None:
+                hold_all = True
+            else:
+                held.add(write.origin)
+        for write in ready:
+            while write.sent < write.parts and (
+                not batch
+                or (
+                    size + self.piece_bytes <= self.append_bytes_max
+                    and len(batch) < APPEND_RECORDS_MAX
+                )
+            ):
+                payload = write.take(self.shim_id, self._piece_data_bytes)
+                batch.append((write, payload))
+                size += len(payload)
+        self._queue = [write for write in live if write.sent < write.parts]
         return batch
 
     async def _linger(self, deadline: float) -> None:
