@@ -11,6 +11,8 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from cacheshim.apply import Applier
+from cacheshim.commands import load_all
 from cacheshim.resp import OK, Error, Reply
 from cacheshim.server import Writer
 from cacheshim.v1 import record_pb2
@@ -137,3 +139,54 @@ def test_a_write_over_the_largest_record_fails_before_it_is_queued(small_log: Me
     )
     assert reply is OK
     assert after == before + 1
+
+
+def test_pieces_keep_a_connections_order_and_let_others_pass(small_log: Memlog) -> None:
+    """A Writer with 16 KiB pieces and 64 KiB Appends (this log takes 64 KiB records) on the
+    real log, applied by a real Applier from the log's Read stream: a 200 KB write of one
+    connection is applied whole after its pieces, the connection's next write after it,
+    and another connection's writes go on between the pieces."""
+    assert small_log.cluster is not None
+    addresses = small_log.cluster.addresses()
+
+    def set_record(key: bytes, value: bytes) -> record_pb2.Record:
+        out = record_pb2.Record(time_ms=1)
+        out.commands.add().args.extend([b"SET", key, value])
+        return out
+
+    async def go() -> tuple[dict[bytes, int], list[Reply], bytes | None]:
+        async with LogClient(addresses, timeout_s=20) as log:
+            load_all()
+            applier = Applier()
+            writer = Writer(log, "order-t", 20.0, piece_bytes=16 * 1024, append_bytes_max=64 * 1024)
+            applied_at: dict[bytes, int] = {}
+
+            async def apply_loop() -> None:
+                async for index, payload in log.read(1, follow=True):
+                    record, reply = applier.apply(index, payload)
+                    if record is not None and record.shim_id == "order-t":
+                        applied_at[record.commands[0].args[1]] = index
+                        writer.applied(record, reply)
+
+            reader = asyncio.create_task(apply_loop())
+            writer.start()
+            big = writer.submit(set_record(b"big", b"B" * 200_000), origin=1)
+            after = writer.submit(set_record(b"after-big", b"1"), origin=1)
+            others: list[Reply] = []
+            async with asyncio.timeout(60):
+                while not big.done():
+                    others.append(await writer.submit(set_record(b"other", b"x"), origin=2))
+                    applied_at[b"other-%d" % len(others)] = applied_at[b"other"]
+                replies = [await big, await after, *others]
+            reader.cancel()
+            value = applier.keyspace.dbs[0].get(b"big", 0)
+            return applied_at, replies, value if isinstance(value, bytes) else None
+
+    applied_at, replies, value = asyncio.run(go())
+    assert all(reply is OK for reply in replies), replies
+    assert value == b"B" * 200_000
+    assert applied_at[b"big"] < applied_at[b"after-big"]
+    between = [
+        k for k, i in applied_at.items() if k.startswith(b"other-") and i < applied_at[b"big"]
+    ]
+    assert len(between) >= 2, applied_at
