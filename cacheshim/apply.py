@@ -103,13 +103,16 @@ class Applier:
                 self._drop_pieces(key, f"log record {index} did not continue them")
             return piece, self._refuse(index, problem)
         assert pieces is not None
-        # Room for these bytes: the oldest other sequences go first (abandoned, most likely).
-        while self._pieces_bytes + len(chunk.data) > PIECES_HELD_BYTES_MAX:
-            oldest = next(iter(self._pieces))
-            if oldest == key:
-                self._drop_pieces(key, "no room")
-                return piece, self._refuse(index, "large record over the room for pieces")
-            self._drop_pieces(oldest, f"no room for log record {index}")
+        # Room for these bytes: other sequences go first, oldest first (abandoned, most
+        # likely); if that is not enough, this one goes.
+        for other in list(self._pieces):
+            if self._pieces_bytes + len(chunk.data) <= PIECES_HELD_BYTES_MAX:
+                break
+            if other != key:
+                self._drop_pieces(other, f"no room for log record {index}")
+        if self._pieces_bytes + len(chunk.data) > PIECES_HELD_BYTES_MAX:
+            self._drop_pieces(key, "no room")
+            return piece, self._refuse(index, "large record over the room for pieces")
         pieces.data += chunk.data
         self._pieces_bytes += len(chunk.data)
         pieces.next_part += 1

@@ -265,6 +265,7 @@ class Writer:
             except Exception:  # never leave the queue unserved: log, and go on
                 log.exception("the writer failed; going on")
                 self._wake.set()
+                await asyncio.sleep(0.01)  # not a busy loop if it keeps failing
 
     def _take_batch(self) -> list[tuple[_Write, bytes]]:
         """The next Append, up to append_bytes_max (at least one record): first the writes
