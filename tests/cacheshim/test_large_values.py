@@ -349,3 +349,29 @@ def test_malformed_pieces_are_refused(mutate: object, error: str) -> None:
     mutate(piece)  # type: ignore[operator]
     log = Log().feed([piece.SerializeToString()])
     assert log.replies[0][1] == Error(f"ERR memlog: {error}")
+
+
+def test_a_shim_killed_mid_transfer_leaves_nothing_applied(deployment: Memlog) -> None:
+    """A shim SIGKILLed while a 40 MB value's pieces go out: the other shims keep serving,
+    never show a part of the value, and agree on the keyspace."""
+    import socket
+
+    deployment.start_shim(2)
+    victim = deployment.shim_procs[2]
+    conns = [client(p) for p in deployment.shim_ports[:2]]
+    start = log_last_index(deployment)
+    value = b"P" * (40 * MB)
+    with socket.create_connection(("127.0.0.1", deployment.shim_ports[2]), timeout=30) as sock:
+        sock.sendall(b"*3\r\n$3\r\nSET\r\n$7\r\nhalfway\r\n$%d\r\n" % len(value))
+        sock.sendall(value + b"\r\n")
+        wait_until(lambda: log_last_index(deployment) > start + 20, 60, "pieces in the log")
+        victim.kill()  # SIGKILL, by PID
+        victim.wait()
+    for conn in conns:
+        assert conn.set("after-kill", 1) and conn.get("after-kill") == b"1"
+    same_index(conns, timeout_s=30)
+    pieces = -(-len(value) // (256 * 1024 - 64))
+    victims_records = log_last_index(deployment) - start - len(conns)  # not the after-kill SETs
+    assert victims_records < pieces, "the transfer ended before the kill"
+    assert all(conn.exists("halfway") == 0 for conn in conns)
+    assert execute(conns[0], "DEBUG", "DIGEST") == execute(conns[1], "DEBUG", "DIGEST")
