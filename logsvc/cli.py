@@ -172,15 +172,20 @@ async def _append(args: argparse.Namespace) -> int:
             if batch[-1] is None:
                 done = True
             records = [r for r in batch if r is not None]
-            if b"" in records:
-                line = lines + records.index(b"") + 1
-                raise LogClientError(f"line {line} of stdin is empty: not appended, nor after it")
+            blank = records.index(b"") if b"" in records else -1
+            if blank >= 0:  # the lines before it are appended; it and those after, not
+                done, records = True, records[:blank]
             lines += len(records)
             if records:
                 result = await client.append(records)
                 for index in range(result.first_index, result.last_index + 1):
                     print(index)
                 sys.stdout.flush()
+            if blank >= 0:
+                raise LogClientError(
+                    f"line {lines + 1} of stdin is empty: it and the lines "
+                    "after it were not appended"
+                )
         return 0
 
 

@@ -287,6 +287,14 @@ def test_logsvc_append_refuses_empty_records(deployment: Memlog) -> None:
     done = subprocess.run(cli, input="\n", capture_output=True, text=True, timeout=60)
     assert done.returncode != 0 and "line 1 of stdin is empty" in done.stderr, done.stderr
     assert execute(client(deployment.shim_ports[0]), "MEMLOG", "STATUS") == before
+    # The lines before a blank one are appended; it and the lines after it are not.
+    done = subprocess.run(cli, input="first\n\nthird\n", capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0, done.stdout
+    assert "line 2 of stdin is empty: it and the lines after it were not appended" in done.stderr
+    (index,) = map(int, done.stdout.split())
+    with grpc.insecure_channel(leader_address(deployment)) as channel:
+        st = log_pb2_grpc.LogStub(channel).Status(log_pb2.StatusRequest(), timeout=5)
+    assert st.last_index == index
 
 
 def test_log_client_refuses_empty_records(deployment: Memlog) -> None:
