@@ -11,7 +11,11 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+
+from google.protobuf.message import Message
+from google.protobuf.unknown_fields import UnknownFieldSet
 
 from cacheshim import errors
 from cacheshim.blocking import (
@@ -26,7 +30,7 @@ from cacheshim.commands import Ctx, lookup
 from cacheshim.commands.args import parse_db_index
 from cacheshim.errors import CommandError
 from cacheshim.keyspace import Keyspace
-from cacheshim.resp import NULL_ARRAY, Error, Reply
+from cacheshim.resp import NULL_ARRAY, OK, Error, Reply
 from cacheshim.v1 import record_pb2
 
 if TYPE_CHECKING:
@@ -47,8 +51,19 @@ class Applier:
         # the last record served: (proposing shim id, proposal id, reply).
         self.blocked = BlockedClients(self.keyspace)
         self.served: list[tuple[str, int, Reply]] = []
+        # The pieces of large records still arriving (record.proto, Chunk), by (shim_id,
+        # proposal_id), oldest first: deterministic state like the keyspace.
+        self._pieces: dict[tuple[str, int], _Pieces] = {}
+        self._pieces_bytes = 0
 
     def apply(self, index: int, payload: bytes) -> tuple[record_pb2.Record | None, Reply]:
+        """Apply the record at `index`: its reply, and the record when it decodes (the
+        proposing shim finds its waiting client by it, also when the reply is an error).
+
+        Never raises for what the record holds: a record that cannot run (damaged, empty,
+        malformed by a foreign writer) becomes the same error reply on every shim, logged
+        once with its index, and changes nothing. Raises only when called out of order.
+        """
         if index != self.applied_index + 1:
             raise RuntimeError(f"record {index} applied right after {self.applied_index}")
         self.applied_index = index
@@ -56,7 +71,113 @@ class Applier:
         try:
             record = record_pb2.Record.FromString(payload)
         except Exception:  # a foreign or damaged record: skipped the same way everywhere
-            return None, Error("ERR memlog: undecodable log record")
+            return None, self._refuse(index, "undecodable log record")
+        try:
+            if self._pieces:
+                self._drop_stale_pieces(index)
+            if record.HasField("chunk"):
+                return self._apply_piece(index, record)
+            return self._apply_decoded(index, record)
+        except Exception as exc:
+            # A bug outside the command handlers (they have their own guard in `run`): the
+            # reply names the exception's type only, so it is the same on every shim.
+            log.exception("log record %d failed in apply", index)
+            return record, Error(f"ERR memlog internal error in apply: {type(exc).__name__}")
+
+    def _apply_piece(
+        self, index: int, piece: record_pb2.Record
+    ) -> tuple[record_pb2.Record | None, Reply]:
+        """Keep one piece of a large record; at its last piece, apply the whole record here.
+
+        A piece taken and waiting for more gives no record (nobody is answered yet); a piece
+        refused gives its record, so the proposing shim answers its client at once and
+        stops sending the rest.
+        """
+        chunk = piece.chunk
+        key = (piece.shim_id, piece.proposal_id)
+        problem = piece_problem(piece)
+        pieces = self._pieces.get(key)
+        if problem is None:
+            if chunk.part == 0:
+                if pieces is not None:
+                    self._drop_pieces(key, f"started again at log record {index}")
+                pieces = self._pieces[key] = _Pieces(chunk.parts, chunk.record_bytes, index)
+            elif pieces is None:
+                problem = (
+                    f"piece {chunk.part} of {chunk.parts} of a large record whose earlier pieces "
+                    "are not held (never written, or dropped)"
+                )
+            elif (chunk.part, chunk.parts, chunk.record_bytes) != (
+                pieces.next_part, pieces.parts, pieces.record_bytes,
+            ):  # fmt: skip
+                problem = f"piece {chunk.part} of {chunk.parts} of a large record out of order"
+            elif len(pieces.data) + len(chunk.data) > pieces.record_bytes:
+                problem = "pieces of a large record longer than the record"
+        if problem is not None:
+            if pieces is not None:
+                self._drop_pieces(key, f"log record {index} did not continue them")
+            return piece, self._refuse(index, problem)
+        assert pieces is not None
+        # Room for these bytes: other sequences go first, oldest first (abandoned, most
+        # likely); if that is not enough, this one goes.
+        for other in list(self._pieces):
+            if self._pieces_bytes + len(chunk.data) <= PIECES_HELD_BYTES_MAX:
+                break
+            if other != key:
+                self._drop_pieces(other, f"no room for log record {index}")
+        if self._pieces_bytes + len(chunk.data) > PIECES_HELD_BYTES_MAX:
+            self._drop_pieces(key, "no room")
+            return piece, self._refuse(index, "large record over the room for pieces")
+        pieces.data += chunk.data
+        self._pieces_bytes += len(chunk.data)
+        pieces.next_part += 1
+        pieces.last_index = index
+        pieces.last_time_ms = self.time_ms
+        if pieces.next_part < pieces.parts:
+            return None, OK
+        self._drop_pieces(key, "")
+        if len(pieces.data) != pieces.record_bytes:
+            return piece, self._refuse(index, "pieces of a large record shorter than the record")
+        try:
+            whole = record_pb2.Record.FromString(pieces.data)  # type: ignore[arg-type]
+        except Exception:
+            return piece, self._refuse(index, "undecodable large log record")
+        del pieces  # the joined bytes: the decoded record holds its own copy
+        if whole.HasField("chunk") or (whole.shim_id, whole.proposal_id) != key:
+            return piece, self._refuse(index, "large log record whose pieces do not match it")
+        return self._apply_decoded(index, whole)
+
+    def _drop_pieces(self, key: tuple[str, int], why: str) -> None:
+        pieces = self._pieces.pop(key)
+        self._pieces_bytes -= len(pieces.data)
+        if why:
+            log.warning(
+                "dropped %d of %d pieces (%d bytes) of large record %s/%d from log record %d: %s",
+                pieces.next_part, pieces.parts, len(pieces.data), key[0], key[1],
+                pieces.first_index, why,
+            )  # fmt: skip
+
+    def _drop_stale_pieces(self, index: int) -> None:
+        """Pieces whose writer went silent (a shim that died mid-transfer) are dropped after
+        PIECES_GAP_RECORDS_MAX records and PIECES_GAP_MS_MAX of log time: both, so neither a
+        burst of writes nor a clock ahead in some shim ends a transfer still going on."""
+        for key, pieces in list(self._pieces.items()):
+            if (
+                index - pieces.last_index > PIECES_GAP_RECORDS_MAX
+                and self.time_ms - pieces.last_time_ms > PIECES_GAP_MS_MAX
+            ):
+                self._drop_pieces(key, f"no piece since log record {pieces.last_index}")
+
+    def _refuse(self, index: int, problem: str) -> Error:
+        log.error("log record %d refused: %s", index, problem)
+        return Error(f"ERR memlog: {problem}")
+
+    def _apply_decoded(
+        self, index: int, record: record_pb2.Record
+    ) -> tuple[record_pb2.Record | None, Reply]:
+        problem = record_problem(record, len(self.keyspace.dbs))
+        if problem is not None:
+            return record, self._refuse(index, problem)
         self.time_ms = max(self.time_ms, record.time_ms)
         self.keyspace.expire_due(self.time_ms, index)
         if record.unblock_proposal_id or record.unblock_all:
@@ -159,11 +280,80 @@ def expired_since_watch(
     )
 
 
+# How a large record travels (record.proto, Chunk; docs/large-values.md). Part of the log's
+# format: every shim must use the same values, or their keyspaces could differ.
+RECORD_BYTES_MAX = 1 << 30  # one whole record, joined from its pieces
+PIECES_HELD_BYTES_MAX = 2 << 30  # pieces of unfinished records held at once, all writers
+PIECES_GAP_RECORDS_MAX = 100_000
+PIECES_GAP_MS_MAX = 120_000
+
+
+@dataclass(slots=True)
+class _Pieces:
+    """The pieces so far of one large record."""
+
+    parts: int
+    record_bytes: int
+    first_index: int
+    data: bytearray = field(default_factory=bytearray)
+    next_part: int = 0
+    last_index: int = 0
+    last_time_ms: int = 0
+
+
+def piece_problem(piece: record_pb2.Record) -> str | None:
+    """Why a piece of a large record is malformed (None: it is not)."""
+    chunk = piece.chunk
+    if unknown_fields(piece) or unknown_fields(chunk):
+        return "log record piece with unknown fields: from a newer or foreign writer"
+    if piece.commands or piece.watched or piece.transaction or piece.watch_index or piece.db:
+        return "log record piece with fields of a whole record"
+    if chunk.parts < 2 or chunk.part >= chunk.parts:
+        return f"log record piece {chunk.part} of {chunk.parts}"
+    if not chunk.data:
+        return "log record piece without data"
+    if chunk.record_bytes > RECORD_BYTES_MAX:
+        return f"large log record of {chunk.record_bytes} bytes, over {RECORD_BYTES_MAX}"
+    return None
+
+
+def record_problem(record: record_pb2.Record, databases: int) -> str | None:
+    """Why a decoded record cannot be applied (None: it can). The text becomes the error
+    reply, so it says only what is in the record: the same on every shim."""
+    unknown = unknown_fields(record)
+    for command in record.commands:
+        unknown += unknown_fields(command)
+    for watched in record.watched:
+        unknown += unknown_fields(watched)
+    if unknown:
+        fields = ", ".join(map(str, sorted(set(unknown))))
+        return f"log record with unknown fields ({fields}): from a newer or foreign writer"
+    if not record.commands:
+        return "log record without a command"
+    for i, command in enumerate(record.commands):
+        if not command.args:
+            return f"log record whose command {i} has no arguments"
+    if record.db >= databases:
+        return f"log record for database {record.db}, which does not exist"
+    if record.transaction:
+        for watched in record.watched:
+            if watched.db >= databases:
+                return f"log record watching a key of database {watched.db}, which does not exist"
+        return None
+    if len(record.commands) != 1:
+        return f"log record with {len(record.commands)} commands outside a transaction"
+    if record.watched or record.watch_index:
+        return "log record with watched keys outside a transaction"
+    return None
+
+
 def run(ctx: Ctx, args: list[bytes]) -> Reply:
     """Run one command whose name and arity were checked when it was queued."""
     spec = lookup(args)
     if spec is None or spec.handler is None:
         return Error(errors.unknown_command(args[0], args[1:]))
+    if not spec.arity_ok(len(args)):  # checked when queued, but a record may be foreign
+        return Error(errors.wrong_number_of_arguments(spec.full_name))
     rest = args[2:] if spec.container else args[1:]
     try:
         if spec.name == "select" and not spec.container:
@@ -182,3 +372,9 @@ def run(ctx: Ctx, args: list[bytes]) -> Reply:
 def select_index(arg: bytes) -> int:
     """SELECT's database number, parsed as Redis does (no "+1", " 1" or "1_0")."""
     return parse_db_index(arg)
+
+
+def unknown_fields(message: Message) -> list[int]:
+    """The numbers of the fields a message carries that its schema here does not know."""
+    found = UnknownFieldSet(message)
+    return [found[i].field_number for i in range(len(found))]

@@ -122,6 +122,8 @@ _LONG_STR_SIZE: Final = 21  # string2ll refuses strings this long or longer
 # The consumed prefix of the input buffer is dropped once it is this big and at least half
 # the buffer, so dropping costs amortized O(1) per byte.
 _COMPACT_BYTES_MIN: Final = 64 * 1024
+# A consumed input buffer larger than this is given back (RequestParser.release).
+_RELEASE_BYTES_MIN: Final = 1024 * 1024
 # Header lines ("*3", "$5") are looked for in this many bytes first; longer or incomplete
 # ones take the path that remembers how far it searched, so a trickled line is scanned once.
 _HEADER_WINDOW_BYTES: Final = 32
@@ -349,6 +351,13 @@ class RequestParser:
             self._failed = QueryBufferLimitError(pending, self.limits.query_buffer_bytes_max)
             raise self._failed
         buf += data
+
+    def release(self) -> None:
+        """Give back a big input buffer whose every byte was consumed: the buffer of a large
+        argument, already copied out, would otherwise stay until the next command comes."""
+        if self._pos >= len(self._buf) > _RELEASE_BYTES_MIN and self._reqtype == _REQ_NONE:
+            self._buf = bytearray()
+            self._pos = self._scan = 0
 
     def next_command(self) -> list[bytes] | None:
         """The next complete command (a non-empty list of arguments), or None until more

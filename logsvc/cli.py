@@ -210,6 +210,11 @@ async def _append(args: argparse.Namespace) -> int:
         _addresses(args.addr), producer_id=args.producer_id, timeout_s=float(args.timeout_s)
     ) as client:
         if args.records:
+            if "" in args.records:
+                raise LogClientError(
+                    f"argument {args.records.index('') + 1} is an empty record; nothing was "
+                    "appended"
+                )
             for record in args.records:
                 result = await client.append([record.encode()])
                 print(result.first_index, flush=True)
@@ -225,6 +230,7 @@ async def _append(args: argparse.Namespace) -> int:
 
         threading.Thread(target=reader, daemon=True).start()
         done = False
+        lines = 0
         while not done:
             batch = [await queue.get()]
             while not queue.empty() and len(batch) < 1000:
@@ -232,11 +238,20 @@ async def _append(args: argparse.Namespace) -> int:
             if batch[-1] is None:
                 done = True
             records = [r for r in batch if r is not None]
+            blank = records.index(b"") if b"" in records else -1
+            if blank >= 0:  # the lines before it are appended; it and those after, not
+                done, records = True, records[:blank]
+            lines += len(records)
             if records:
                 result = await client.append(records)
                 for index in range(result.first_index, result.last_index + 1):
                     print(index)
                 sys.stdout.flush()
+            if blank >= 0:
+                raise LogClientError(
+                    f"line {lines + 1} of stdin is empty: it and the lines "
+                    "after it were not appended"
+                )
         return 0
 
 

@@ -246,6 +246,12 @@ class LogClient:
     async def append(
         self, records: Sequence[bytes], if_last_index: int | None = None
     ) -> AppendResult:
+        for i, record in enumerate(records):
+            if not record:  # an empty record means nothing to any reader: refused here
+                raise LogClientError(
+                    f"record {i} of the append is empty; nothing was appended",
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                )
         request = log_pb2.AppendRequest(
             records=list(records), producer_id=self.producer_id, sequence=next(self._sequence)
         )
@@ -324,7 +330,11 @@ class LogClient:
             session.close()
 
     async def read(
-        self, from_index: int, follow: bool = False, address: str | None = None
+        self,
+        from_index: int,
+        follow: bool = False,
+        address: str | None = None,
+        batch_records_max: int = 0,
     ) -> AsyncIterator[tuple[int, bytes]]:
         """Committed records in order; reconnects to another node if a stream breaks."""
         next_index = from_index
@@ -336,7 +346,9 @@ class LogClient:
             target = addresses[attempt % len(addresses)]
             try:
                 stream = self.stub(target).Read(
-                    log_pb2.ReadRequest(from_index=next_index, follow=follow)
+                    log_pb2.ReadRequest(
+                        from_index=next_index, follow=follow, batch_records_max=batch_records_max
+                    )
                 )
                 async for response in stream:
                     delay = RETRY_S_MIN

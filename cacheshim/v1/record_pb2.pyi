@@ -92,6 +92,7 @@ class Record(_message.Message):
     WATCH_INDEX_FIELD_NUMBER: _builtins.int
     UNBLOCK_PROPOSAL_ID_FIELD_NUMBER: _builtins.int
     UNBLOCK_ALL_FIELD_NUMBER: _builtins.int
+    CHUNK_FIELD_NUMBER: _builtins.int
     db: _builtins.int
     """The database the client had selected."""
     time_ms: _builtins.int
@@ -122,6 +123,12 @@ class Record(_message.Message):
         (WatchedKey.index, or watch_index for the records that predate it).
         """
 
+    @_builtins.property
+    def chunk(self) -> Global___Chunk:
+        """Set only in a piece of a record too big for one log entry; such a record then holds
+        nothing but shim_id, proposal_id, time_ms and this field (see Chunk).
+        """
+
     def __init__(
         self,
         *,
@@ -135,11 +142,55 @@ class Record(_message.Message):
         watch_index: _builtins.int = ...,
         unblock_proposal_id: _builtins.int = ...,
         unblock_all: _builtins.bool = ...,
+        chunk: Global___Chunk | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["commands", b"commands", "db", b"db", "proposal_id", b"proposal_id", "shim_id", b"shim_id", "time_ms", b"time_ms", "transaction", b"transaction", "unblock_all", b"unblock_all", "unblock_proposal_id", b"unblock_proposal_id", "watch_index", b"watch_index", "watched", b"watched"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "commands", b"commands", "db", b"db", "proposal_id", b"proposal_id", "shim_id", b"shim_id", "time_ms", b"time_ms", "transaction", b"transaction", "unblock_all", b"unblock_all", "unblock_proposal_id", b"unblock_proposal_id", "watch_index", b"watch_index", "watched", b"watched"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Record: _TypeAlias = Record  # noqa: Y015
+
+@_typing.final
+class Chunk(_message.Message):
+    """Large records travel in pieces (docs/large-values.md). The proposing shim serializes the
+    whole Record, cuts the bytes into `parts` pieces and appends each piece as a record of
+    its own, in order, no piece over 256 KiB. Apply keeps the pieces of each (shim_id,
+    proposal_id) and, at the last piece, decodes the joined bytes and applies that Record at
+    the last piece's index; a record is never applied from some of its pieces. A piece that
+    does not continue its sequence (a part out of order, sizes that disagree) ends it; part 0
+    starts it again. A sequence that gets no piece for 100,000 records and 120 s of log time
+    (record time, as apply keeps it), or that would push the pieces held above 2 GiB (oldest
+    first), is dropped: deterministically, so alike on every shim.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PART_FIELD_NUMBER: _builtins.int
+    PARTS_FIELD_NUMBER: _builtins.int
+    RECORD_BYTES_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    part: _builtins.int
+    """0 .. parts - 1, in log order"""
+    parts: _builtins.int
+    """at least 2"""
+    record_bytes: _builtins.int
+    """the whole serialized Record's size, the same in every piece"""
+    data: _builtins.bytes
+    """not empty"""
+    def __init__(
+        self,
+        *,
+        part: _builtins.int = ...,
+        parts: _builtins.int = ...,
+        record_bytes: _builtins.int = ...,
+        data: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "part", b"part", "parts", b"parts", "record_bytes", b"record_bytes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Chunk: _TypeAlias = Chunk  # noqa: Y015

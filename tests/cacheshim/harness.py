@@ -22,6 +22,9 @@ import redis
 from logsvc.local import LocalCluster
 from tests.logsvc.cluster import free_ports
 
+# Short Raft timing for tests: 10 ms ticks, elections after 150 ms, heartbeats every 30 ms.
+TIMING_FLAGS = ("--tick-ms", "10", "--election-ticks", "15", "--heartbeat-ticks", "3")
+
 
 def free_port() -> int:
     return free_ports(1)[0]
@@ -101,6 +104,8 @@ class Memlog:
     root: Path
     shims: int = 1
     shim_args: list[str] = field(default_factory=list)
+    # More flags for the log nodes (after the harness's own timing flags).
+    log_args: list[str] = field(default_factory=list)
     # The zone of each shim (its local log node); by default a, b, c, a, ... in turn.
     shim_zones: list[str] = field(default_factory=list)
     cluster: LocalCluster | None = None
@@ -112,7 +117,7 @@ class Memlog:
         self.cluster = LocalCluster(
             data_dir=self.root,
             base_port=free_port_block(3),
-            extra_args=["--tick-ms", "10", "--election-ticks", "15", "--heartbeat-ticks", "3"],
+            extra_args=[*TIMING_FLAGS, *self.log_args],
         )
         self.cluster.start()
         self.cluster.wait_for_leader()
