@@ -16,6 +16,7 @@ AppendStream (UNIMPLEMENTED) is sent unary `Append` calls instead.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -396,11 +397,12 @@ class LogClient:
                 return st.header.leader_address
         return None
 
-    async def trim(self, before_index: int) -> int:
+    async def trim(self, before_index: int, force: bool = False) -> int:
         address = await self.find_leader() or self.addresses[0]
         try:
             response = await self.stub(address).Trim(
-                log_pb2.TrimRequest(before_index=before_index), timeout=self.attempt_timeout_s
+                log_pb2.TrimRequest(before_index=before_index, force=force),
+                timeout=self.attempt_timeout_s,
             )
         except grpc.aio.AioRpcError as exc:
             raise _client_error(address, exc) from exc
@@ -410,3 +412,75 @@ class LogClient:
 def _client_error(address: str, exc: grpc.aio.AioRpcError) -> LogClientError:
     kind = _metadata(exc).get(ERROR_KIND_KEY, "")
     return LogClientError(f"{address}: {exc.code().name}: {exc.details()}", exc.code(), kind)
+
+
+SNAPSHOT_CHUNK_BYTES = 1 << 20
+
+
+async def _chunks_of(
+    index: int, data: bytes, chunk_bytes: int = SNAPSHOT_CHUNK_BYTES
+) -> AsyncIterator[log_pb2.SnapshotChunk]:
+    info = log_pb2.SnapshotInfo(
+        index=index, size_bytes=len(data), sha256=hashlib.sha256(data).digest()
+    )
+    yield log_pb2.SnapshotChunk(info=info, data=data[:chunk_bytes])
+    for at in range(chunk_bytes, len(data), chunk_bytes):
+        yield log_pb2.SnapshotChunk(data=data[at : at + chunk_bytes])
+
+
+async def put_snapshot(
+    client: LogClient, index: int, data: bytes, timeout_s: float = 120.0
+) -> log_pb2.PutSnapshotResponse:
+    """Store a snapshot covering records up to index (on the leader; durable on return)."""
+    address = await client.find_leader() or client.addresses[0]
+    try:
+        return await client.stub(address).PutSnapshot(_chunks_of(index, data), timeout=timeout_s)
+    except grpc.aio.AioRpcError as exc:
+        raise _client_error(address, exc) from exc
+
+
+async def get_snapshot(
+    client: LogClient, index: int = 0, address: str | None = None, timeout_s: float = 120.0
+) -> tuple[log_pb2.SnapshotInfo, bytes]:
+    """A durable snapshot (0: the newest) and its bytes, checked against its SHA-256. Asks
+    `address`, or each node in turn until one serves it."""
+    errors: list[str] = []
+    for target in [address] if address else client.addresses:
+        try:
+            info, data = await _get_from(client, target, index, timeout_s)
+        except LogClientError as exc:
+            if exc.code in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
+                raise
+            errors.append(str(exc))
+            continue
+        return info, data
+    raise LogClientError("no node served the snapshot: " + "; ".join(errors))
+
+
+async def _get_from(
+    client: LogClient, address: str, index: int, timeout_s: float
+) -> tuple[log_pb2.SnapshotInfo, bytes]:
+    parts: list[bytes] = []
+    info: log_pb2.SnapshotInfo | None = None
+    try:
+        async for chunk in client.stub(address).GetSnapshot(
+            log_pb2.GetSnapshotRequest(index=index), timeout=timeout_s
+        ):
+            if info is None:
+                info = chunk.info
+            parts.append(chunk.data)
+    except grpc.aio.AioRpcError as exc:
+        raise _client_error(address, exc) from exc
+    data = b"".join(parts)
+    if info is None or hashlib.sha256(data).digest() != info.sha256:
+        raise LogClientError(f"{address}: the snapshot's bytes do not match its SHA-256")
+    return info, data
+
+
+async def list_snapshots(client: LogClient, address: str) -> log_pb2.ListSnapshotsResponse:
+    try:
+        return await client.stub(address).ListSnapshots(
+            log_pb2.ListSnapshotsRequest(), timeout=client.attempt_timeout_s
+        )
+    except grpc.aio.AioRpcError as exc:
+        raise _client_error(address, exc) from exc
