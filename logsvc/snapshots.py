@@ -473,8 +473,7 @@ class SnapshotManager:
                 self._spawn(self._push(peer, index, size_bytes, sha256))
             return stored_on
         pending = {
-            asyncio.create_task(self._push(peer, index, size_bytes, sha256)): peer
-            for peer in peers
+            asyncio.create_task(self._push(peer, index, size_bytes, sha256)): peer for peer in peers
         }
         failures: list[str] = []
         deadline = asyncio.get_running_loop().time() + self.config.snapshot_timeout_s

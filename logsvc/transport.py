@@ -328,9 +328,7 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
     async def PushSnapshot(
         self,
         request_iterator: AsyncIterator[peer_pb2.SnapshotTransfer],
-        context: grpc.aio.ServicerContext[
-            peer_pb2.SnapshotTransfer, peer_pb2.PushSnapshotResponse
-        ],
+        context: grpc.aio.ServicerContext[peer_pb2.SnapshotTransfer, peer_pb2.PushSnapshotResponse],
     ) -> peer_pb2.PushSnapshotResponse:
         if self.snapshots is None:
             await context.abort(grpc.StatusCode.UNIMPLEMENTED, "no snapshot store here")
