@@ -634,6 +634,7 @@ class LogNode:
         """Propose a control entry (leader only) and wait until this node has applied it;
         returns its raft index."""
         self._require_leader()
+        term = self.raw().raft.term
         try:
             raft_index = self.raw().propose(payload.SerializeToString())
         except ProposalDropped as exc:
@@ -651,6 +652,8 @@ class LogNode:
                 await asyncio.wait_for(self._applied.wait(), remaining)
             except TimeoutError:
                 continue
+        if self.raw().raft.log.term(raft_index) not in (term, None):
+            raise NotAppended(f"another entry was committed at raft index {raft_index}")
         return raft_index
 
     def auto_trim_target(self, now_ms: int) -> int | None:
@@ -689,6 +692,12 @@ class LogNode:
             self.auto_trim_before = target
             log.info("%s trimmed the log before %d (first index now %d)",
                      self.id, target, self.records.first_index())  # fmt: skip
+
+    def caught_up(self) -> bool:
+        """Does this node know a leader and has it applied everything it knows committed?"""
+        if self.node is None or self.node.raft.leader is None:
+            return False
+        return self.records.applied_raft_index >= self.node.raft.log.committed
 
     def term(self) -> int:
         """The current term (the synced one while Raft has not started)."""

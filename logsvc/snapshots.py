@@ -595,6 +595,11 @@ class SnapshotManager:
     def entry_for(self, index: int) -> SnapshotEntry:
         entry = self.catalog.newest() if index == 0 else self.catalog.get(index)
         if entry is None:
+            if not self.node.caught_up():
+                raise Unavailable(
+                    f"{self.node.id} is catching up with the log and may not know of every "
+                    "snapshot yet: ask another node"
+                )
             if index == 0:
                 raise NotFound("no snapshot is durable yet")
             known = ", ".join(str(e.index) for e in reversed(self.catalog.entries)) or "none"

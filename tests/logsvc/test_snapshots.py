@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import random
 import time
@@ -195,7 +196,7 @@ def test_corrupt_or_lost_copies_are_never_served_and_are_fetched_again(
     c.wait_until(lambda: served(c, one, last, data), TIMEOUT_S, f"{one} recovered its copy")
 
 
-def test_trim_is_refused_above_the_newest_snapshot(cluster: Cluster) -> None:
+def test_trim_is_refused_above_the_newest_snapshot(cluster: Cluster, tmp_path: Path) -> None:
     c = cluster
     leader = c.leader()
     last = append(c, "r", 30)
@@ -204,7 +205,31 @@ def test_trim_is_refused_above_the_newest_snapshot(cluster: Cluster) -> None:
     )
     assert no_snapshot.code is grpc.StatusCode.FAILED_PRECONDITION, no_snapshot
     assert "no snapshot is durable yet" in no_snapshot.details, no_snapshot
-    put(c, leader, 20, b"state at 20")
+    state = tmp_path / "state-20.bin"
+    state.write_bytes(b"state at 20")
+    stored = json.loads(
+        c.cli("snapshot", "put", "--addr", c.addr, "--index", "20", str(state)).stdout
+    )
+    assert stored["index"] == 20 and stored["size_bytes"] == len(b"state at 20"), stored
+    assert stored["sha256"] == hashlib.sha256(b"state at 20").hexdigest(), stored
+    listed = json.loads(c.cli("snapshot", "list", "--addr", c.address(leader)).stdout)
+    assert [s["index"] for s in listed] == [20], listed
+    for node_id in c.nodes:
+        out = tmp_path / f"got-{node_id}.bin"
+        c.wait_until(
+            lambda n=node_id, o=out: (
+                c.cli(  # type: ignore[misc]
+                    "snapshot", "get", "--addr", c.address(n), str(o), check=False
+                ).returncode
+                == 0
+            ),
+            TIMEOUT_S,
+            f"{node_id} serves the snapshot to the CLI",
+        )
+        assert out.read_bytes() == b"state at 20", node_id
+    status = json.loads(c.cli("status", "--addr", c.address(leader)).stdout)
+    assert status["newestSnapshot"]["index"] == "20", status
+    assert status["snapshotsDurable"] == 1 and status["snapshotsMissing"] == 0, status
     above = rpc_failure(
         lambda: c.stub(leader).Trim(log_pb2.TrimRequest(before_index=22), timeout=TIMEOUT_S)
     )
@@ -243,13 +268,15 @@ def test_trim_is_refused_above_the_newest_snapshot(cluster: Cluster) -> None:
 def test_automatic_trim_under_load_keeps_the_floors(
     clusters: Clusters, keep_entries: int, keep_seconds: float
 ) -> None:
-    """Snapshots at the last index each second: only the floor under test holds trim back."""
+    """Snapshots at the last index each second: only the floor under test holds trim back.
+    (The age variant takes its flags from LOGSVC_* variables.)"""
     c = clusters(
         extra_args=(
             "--trim-interval-s", "0.3",
             "--trim-keep-entries", str(keep_entries),
             "--trim-keep-seconds", str(keep_seconds),
-        )
+        ),
+        flags_in_env=bool(keep_seconds),
     )  # fmt: skip
     c.start_all()
     sent_at: dict[int, float] = {}  # record index -> when its append was sent
@@ -357,3 +384,17 @@ def test_retention_keeps_the_newest_snapshots(clusters: Clusters) -> None:
         assert [s.index for s in listed.snapshots] == indexes[:1:-1], listed
     gone = rpc_failure(lambda: get(c, leader, indexes[0]))
     assert gone.code is grpc.StatusCode.NOT_FOUND, gone
+
+
+def test_serve_refuses_bad_snapshot_and_trim_settings(clusters: Clusters) -> None:
+    c = clusters(ids=("solo",))
+    cases = {
+        ("--snapshot-retain", "0"): "--snapshot-retain must be at least 1",
+        ("--trim-keep-seconds", "-1"): "--trim-keep-seconds must be at least 0",
+        ("--trim-keep-entries", "-5"): "--trim-keep-entries must be at least 0",
+        ("--trim-interval-s", "-1"): "--trim-interval-s must be at least 0",
+        ("--snapshot-timeout-s", "0"): "--snapshot-timeout-s must be positive",
+    }
+    for flag, message in cases.items():
+        result = c.cli(*c.serve_args("solo"), *flag, check=False)
+        assert result.returncode == 2 and message.encode() in result.stderr, (flag, result)
