@@ -95,6 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add(
         serve,
+        "--snapshot-bytes-per-s",
+        type=int,
+        default=32 << 20,
+        help="write a received snapshot at most this fast (0: no limit)",
+    )
+    _add(
+        serve,
         "--trim-interval-s",
         type=float,
         default=10.0,
@@ -179,6 +186,7 @@ def config_from_args(args: argparse.Namespace) -> NodeConfig:
         commit_hold_ms=float(args.commit_hold_ms),
         snapshot_retain=int(args.snapshot_retain),
         snapshot_timeout_s=float(args.snapshot_timeout_s),
+        snapshot_bytes_per_s=int(args.snapshot_bytes_per_s),
         trim_interval_s=float(args.trim_interval_s),
         trim_keep_entries=int(args.trim_keep_entries),
         trim_keep_seconds=float(args.trim_keep_seconds),

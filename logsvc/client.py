@@ -431,12 +431,23 @@ async def _chunks_of(
 async def put_snapshot(
     client: LogClient, index: int, data: bytes, timeout_s: float = 120.0
 ) -> log_pb2.PutSnapshotResponse:
-    """Store a snapshot covering records up to index (on the leader; durable on return)."""
-    address = await client.find_leader() or client.addresses[0]
-    try:
-        return await client.stub(address).PutSnapshot(_chunks_of(index, data), timeout=timeout_s)
-    except grpc.aio.AioRpcError as exc:
-        raise _client_error(address, exc) from exc
+    """Store a snapshot covering records up to index (on the leader; durable on return).
+
+    A put refused as UNAVAILABLE (no leader there, no majority in time, the node stopping)
+    is sent again, to the leader of the moment: a retry of a snapshot that became durable
+    meanwhile answers `duplicate`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        address = await client.find_leader() or client.addresses[0]
+        try:
+            return await client.stub(address).PutSnapshot(
+                _chunks_of(index, data), timeout=max(1.0, deadline - loop.time())
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() is not grpc.StatusCode.UNAVAILABLE or loop.time() >= deadline:
+                raise _client_error(address, exc) from exc
+        await asyncio.sleep(RETRY_S_MAX)
 
 
 async def get_snapshot(

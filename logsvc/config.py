@@ -50,6 +50,9 @@ class NodeConfig:
     # to be synced on a majority.
     snapshot_retain: int = 2
     snapshot_timeout_s: float = 60.0
+    # Each node writes a snapshot it receives (put, push or fetch) at most this fast
+    # (0: as fast as it comes), so that appends keep their latency meanwhile.
+    snapshot_bytes_per_s: int = 32 << 20
     # Automatic trim, by the leader, every trim_interval_s (0: off): below the newest durable
     # snapshot, keeping at least the newest trim_keep_entries records and every record
     # appended within trim_keep_seconds.
@@ -80,6 +83,8 @@ class NodeConfig:
             raise ConfigError("--append-timeout-s must be positive")
         if self.snapshot_retain < 1:
             raise ConfigError("--snapshot-retain must be at least 1 (the newest snapshot)")
+        if self.snapshot_bytes_per_s < 0:
+            raise ConfigError("--snapshot-bytes-per-s must be at least 0 (0: no limit)")
         if self.snapshot_timeout_s <= 0:
             raise ConfigError("--snapshot-timeout-s must be positive")
         if self.trim_interval_s < 0:

@@ -398,3 +398,17 @@ def test_serve_refuses_bad_snapshot_and_trim_settings(clusters: Clusters) -> Non
     for flag, message in cases.items():
         result = c.cli(*c.serve_args("solo"), *flag, check=False)
         assert result.returncode == 2 and message.encode() in result.stderr, (flag, result)
+
+
+def test_received_snapshots_are_written_no_faster_than_the_limit(clusters: Clusters) -> None:
+    rate = 2 << 20
+    c = clusters(extra_args=("--snapshot-bytes-per-s", str(rate)))
+    leader = c.start_all()
+    assert leader is not None
+    last = append(c, "r", 3)
+    data = blob(7, 4 << 20)
+    started = time.monotonic()
+    put(c, leader, last, data)
+    elapsed = time.monotonic() - started
+    # The leader writes it at 2 MiB/s, then its peers do: at least the first 4 MiB - 1 chunk.
+    assert elapsed >= (len(data) - CHUNK) / rate, elapsed
