@@ -62,6 +62,7 @@ SHA256_BYTES = 32
 SYNC_EVERY_BYTES = 8 << 20
 KEEPER_INTERVAL_S = 1.0
 FETCH_ATTEMPT_TIMEOUT_S = 60.0
+MISSING_WARNING_S = 30.0  # a snapshot no peer can give is logged this often
 _BLOB_NAME = re.compile(r"^snap-(\d{20})-([0-9a-f]{64})\.blob$")
 _TEMP_PREFIX = ".tmp-"
 
@@ -332,6 +333,7 @@ class SnapshotManager:
         self._background: set[asyncio.Task[object]] = set()
         self._channels: dict[str, grpc.aio.Channel] = {}
         self.fetched = 0  # copies this node fetched from a peer since it started
+        self._warned_at: dict[int, float] = {}  # snapshot index -> when its lack was logged
 
     @property
     def catalog(self) -> SnapshotCatalog:
@@ -477,6 +479,11 @@ class SnapshotManager:
                     await asyncio.to_thread(writer.write, chunk.data)
                 chunk = await anext(rest, None)
             return await asyncio.to_thread(writer.finish)
+        except OSError as exc:  # a full or failing disk: nothing kept, say so
+            await asyncio.to_thread(writer.abort)
+            raise Unavailable(
+                f"{self.node.id} cannot store snapshot {index}: {exc.strerror or exc}"
+            ) from exc
         except BaseException:
             await asyncio.to_thread(writer.abort)
             raise
@@ -700,8 +707,11 @@ class SnapshotManager:
             log.info("%s fetched snapshot %d (%d bytes) from %s",
                      self.node.id, entry.index, entry.size_bytes, peer)  # fmt: skip
             return
-        log.warning("%s lacks snapshot %d and no peer gave it yet: %s",
-                    self.node.id, entry.index, "; ".join(errors))  # fmt: skip
+        now = asyncio.get_running_loop().time()
+        if now - self._warned_at.get(entry.index, -MISSING_WARNING_S) >= MISSING_WARNING_S:
+            self._warned_at[entry.index] = now
+            log.warning("%s lacks snapshot %d and no peer gave it yet: %s",
+                        self.node.id, entry.index, "; ".join(errors))  # fmt: skip
 
     async def _fetch_from(self, peer: str, entry: SnapshotEntry) -> None:
         request = peer_pb2.FetchSnapshotRequest(

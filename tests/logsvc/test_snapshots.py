@@ -398,6 +398,12 @@ def test_serve_refuses_bad_snapshot_and_trim_settings(clusters: Clusters) -> Non
     for flag, message in cases.items():
         result = c.cli(*c.serve_args("solo"), *flag, check=False)
         assert result.returncode == 2 and message.encode() in result.stderr, (flag, result)
+    # A node alone is its own majority.
+    c.start_all()
+    last = append(c, "r", 2)
+    stored = put(c, "solo", last, b"alone")
+    assert list(stored.stored_on) == ["solo"], stored
+    assert get(c, "solo")[1] == b"alone"
 
 
 def test_received_snapshots_are_written_no_faster_than_the_limit(clusters: Clusters) -> None:
