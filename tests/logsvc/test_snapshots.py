@@ -13,13 +13,13 @@ import json
 import os
 import random
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
 
-from logsvc.client import LogClient
+from logsvc.client import LogClient, put_snapshot
 from logsvc.v1 import log_pb2
 from tests.logsvc.cluster import Cluster, rpc_failure
 from tests.logsvc.conftest import Clusters
@@ -286,19 +286,18 @@ def test_automatic_trim_under_load_keeps_the_floors(
         async with LogClient(c.addresses, timeout_s=TIMEOUT_S) as client:
             started = time.time()
             next_snapshot = started + 1.0
-            while time.time() - started < 8.0:
+            # At least 8 s, and until the first index moved three times (60 s at most).
+            while time.time() - started < 8.0 or (
+                len({o[1] for o in observations}) < 4 and time.time() - started < 60.0
+            ):
                 before = time.time()
                 result = await client.append([b"x" * 100] * 5)
                 for i in range(result.first_index, result.last_index + 1):
                     sent_at[i] = before
                 if time.time() >= next_snapshot:
-                    leader = await client.find_leader()
-                    assert leader is not None
-                    await client.stub(leader).PutSnapshot(
-                        _async_chunks(result.last_index, b"s" * 1000), timeout=TIMEOUT_S
-                    )
+                    stored = await put_snapshot(client, result.last_index, b"s" * 1000)
                     next_snapshot = time.time() + 1.0
-                    st = await client.status(leader)
+                    st = await client.status(c.address(stored.header.node_id))
                     observations.append(
                         (time.time(), st.first_index, st.last_index, st.newest_snapshot.index)
                     )
@@ -309,7 +308,9 @@ def test_automatic_trim_under_load_keeps_the_floors(
     observations.append((time.time(), st.first_index, st.last_index, st.newest_snapshot.index))
     firsts = [first for _, first, _, _ in observations]
     assert firsts[-1] > 1 and len(set(firsts)) >= 3, f"trimmed fewer than 3 times: {firsts}"
-    assert st.auto_trim_before_index > 1 and st.trim_keep_entries == keep_entries, st
+    assert st.trim_keep_entries == keep_entries, st
+    # Whichever node led when it trimmed says so (leadership may move on a busy machine).
+    assert max(c.status(i).auto_trim_before_index for i in c.nodes) > 1
     for at, first, last, snapshot in observations:
         assert first <= snapshot + 1, (first, snapshot)
         assert last - first + 1 >= keep_entries, (first, last)
@@ -318,12 +319,7 @@ def test_automatic_trim_under_load_keeps_the_floors(
             continue
         young = [i for i in range(1, first) if sent_at.get(i, 0) > at - keep_seconds]
         assert not young, f"records {young[:5]}... trimmed younger than {keep_seconds}s"
-    assert "trimmed the log before" in c.log_text(leader)
-
-
-async def _async_chunks(index: int, data: bytes) -> AsyncIterator[log_pb2.SnapshotChunk]:
-    for chunk in chunks(index, data):
-        yield chunk
+    assert any("trimmed the log before" in c.log_text(i) for i in c.nodes)
 
 
 def test_a_node_behind_the_trim_point_gets_boundary_catalog_and_blobs(
