@@ -267,8 +267,7 @@ async def _trim(args: argparse.Namespace) -> int:
 async def _snapshot(args: argparse.Namespace) -> int:
     async with LogClient(_addresses(args.addr)) as client:
         if args.snapshot_command == "put":
-            data = Path(args.file).read_bytes()
-            response = await put_snapshot(client, int(args.index), data)
+            response = await put_snapshot(client, int(args.index), Path(args.file))
             print(json.dumps(_snapshot_json(response.snapshot, response.stored_on)))
         elif args.snapshot_command == "get":
             info, data = await get_snapshot(client, int(args.index))

@@ -19,8 +19,9 @@ import asyncio
 import hashlib
 import itertools
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 
 import grpc
@@ -417,21 +418,42 @@ def _client_error(address: str, exc: grpc.aio.AioRpcError) -> LogClientError:
 SNAPSHOT_CHUNK_BYTES = 1 << 20
 
 
-async def _chunks_of(
-    index: int, data: bytes, chunk_bytes: int = SNAPSHOT_CHUNK_BYTES
-) -> AsyncIterator[log_pb2.SnapshotChunk]:
-    info = log_pb2.SnapshotInfo(
-        index=index, size_bytes=len(data), sha256=hashlib.sha256(data).digest()
-    )
-    yield log_pb2.SnapshotChunk(info=info, data=data[:chunk_bytes])
-    for at in range(chunk_bytes, len(data), chunk_bytes):
-        yield log_pb2.SnapshotChunk(data=data[at : at + chunk_bytes])
+def _file_digest(path: Path) -> tuple[bytes, int]:
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as f:
+        while block := f.read(SNAPSHOT_CHUNK_BYTES):
+            digest.update(block)
+            size += len(block)
+    return digest.digest(), size
+
+
+def _file_blocks(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as f:
+        while block := f.read(SNAPSHOT_CHUNK_BYTES):
+            yield block
+
+
+async def _chunks_of(index: int, data: bytes | Path) -> AsyncIterator[log_pb2.SnapshotChunk]:
+    """The PutSnapshot stream of bytes, or of a file read a chunk at a time (never whole)."""
+    if isinstance(data, Path):
+        sha256, size = await asyncio.to_thread(_file_digest, data)
+        blocks: Iterator[bytes] = _file_blocks(data)
+    else:
+        sha256, size = hashlib.sha256(data).digest(), len(data)
+        step = SNAPSHOT_CHUNK_BYTES
+        blocks = (data[at : at + step] for at in range(0, len(data), step))
+    info = log_pb2.SnapshotInfo(index=index, size_bytes=size, sha256=sha256)
+    yield log_pb2.SnapshotChunk(info=info, data=await asyncio.to_thread(next, blocks, b""))
+    while (block := await asyncio.to_thread(next, blocks, None)) is not None:
+        yield log_pb2.SnapshotChunk(data=block)
 
 
 async def put_snapshot(
-    client: LogClient, index: int, data: bytes, timeout_s: float = 120.0
+    client: LogClient, index: int, data: bytes | Path, timeout_s: float = 120.0
 ) -> log_pb2.PutSnapshotResponse:
-    """Store a snapshot covering records up to index (on the leader; durable on return).
+    """Store a snapshot (bytes, or a file's content) covering records up to index (on the
+    leader; durable on return).
 
     A put refused as UNAVAILABLE (no leader there, no majority in time, the node stopping)
     is sent again, to the leader of the moment: a retry of a snapshot that became durable

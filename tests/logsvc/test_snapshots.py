@@ -133,6 +133,8 @@ def test_put_then_get_from_every_node_after_the_leader_dies(cluster: Cluster, se
     c.wait_until(lambda: served(c, leader, last - 5, data), TIMEOUT_S, "the old leader serves it")
     st = c.status(new)
     assert st.newest_snapshot.index == last - 5 and st.snapshots_durable == 1, st
+    # The snapshot's log entry is no record: readers see exactly what was appended.
+    assert c.read_all(leader) == [(i, f"r-{i - 1}".encode()) for i in range(1, last + 1)]
     assert st.newest_snapshot.size_bytes == len(data)
 
     # What the API refuses, and how.
@@ -176,7 +178,7 @@ def test_corrupt_or_lost_copies_are_never_served_and_are_fetched_again(
     assert failure.code is grpc.StatusCode.UNAVAILABLE, failure
     assert "failed its checksum" in failure.details, failure
     c.wait_until(lambda: served(c, one, last, data), TIMEOUT_S, f"{one} fetched it again")
-    assert "fetched snapshot" in c.log_text(one)
+    c.wait_until(lambda: "fetched snapshot" in c.log_text(one), TIMEOUT_S, "it logs the fetch")
 
     # Corrupted while the node is down: dropped at start, fetched again.
     c.stop(two)
