@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import random
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -361,6 +362,17 @@ def test_a_node_behind_the_trim_point_gets_boundary_catalog_and_blobs(
         lambda: c.status(behind).snapshots_missing == 0, TIMEOUT_S, "it misses no snapshot"
     )
     assert c.read_all(behind, trimmed.first_index) == c.read_all(leader, trimmed.first_index)
+
+    # A node whose whole data directory is lost (a new volume) comes back the same way.
+    wiped = next(i for i in c.nodes if i not in (leader, behind))
+    c.stop(wiped)
+    shutil.rmtree(c.nodes[wiped].data_dir / wiped)
+    c.start(wiped)
+    c.wait_serving(wiped)
+    c.wait_last_index(leader_status.last_index, [wiped])
+    c.wait_until(lambda: served(c, wiped, second_at, new), TIMEOUT_S, "the new node serves it")
+    c.wait_until(lambda: served(c, wiped, first_at, old), TIMEOUT_S, "and the older one")
+    assert c.status(wiped).first_index == trimmed.first_index
 
 
 def test_retention_keeps_the_newest_snapshots(clusters: Clusters) -> None:
