@@ -53,6 +53,21 @@ def put(c: Cluster, node_id: str, index: int, data: bytes) -> log_pb2.PutSnapsho
     return c.stub(node_id).PutSnapshot(chunks(index, data), timeout=TIMEOUT_S)
 
 
+def put_durable(c: Cluster, index: int, data: bytes) -> log_pb2.PutSnapshotResponse:
+    """Put through whichever node leads, again after a leader change (a busy machine may
+    move leadership mid-put); a retry of a put that became durable answers `duplicate`."""
+
+    def attempt() -> log_pb2.PutSnapshotResponse | None:
+        try:
+            return put(c, c.leader(), index, data)
+        except grpc.RpcError as exc:
+            if exc.code() is not grpc.StatusCode.UNAVAILABLE:
+                raise AssertionError(f"put {index} failed: {exc}") from exc
+            return None
+
+    return c.wait_until(attempt, TIMEOUT_S, f"snapshot {index} is durable")
+
+
 def get(c: Cluster, node_id: str, index: int = 0) -> tuple[log_pb2.SnapshotInfo, bytes]:
     info = None
     parts = []
@@ -165,7 +180,7 @@ def test_corrupt_or_lost_copies_are_never_served_and_are_fetched_again(
     last = append(c, "r", 10)
     data = blob(seed, 3 * CHUNK + 7)
     leader = c.leader()
-    put(c, leader, last, data)
+    put_durable(c, last, data)
     for node_id in c.nodes:
         wait_served(c, node_id, last, data)
     one, two = followers(c, leader)
@@ -335,10 +350,10 @@ def test_a_node_behind_the_trim_point_gets_boundary_catalog_and_blobs(
     c.stop(behind)
     first_at = append(c, "a", 20)
     old = blob(seed, 2 * CHUNK + 1)
-    put(c, leader, first_at, old)
+    put_durable(c, first_at, old)
     second_at = append(c, "b", 20)
     new = blob(seed + 1, 3 * CHUNK + 3)
-    put(c, leader, second_at, new)
+    put_durable(c, second_at, new)
     append(c, "c", 10)
     # Trim below the newest snapshot, far enough that the first snapshot's entry is gone
     # from the log: the node that was down learns of it from the trim's copy of the catalog.
@@ -382,7 +397,7 @@ def test_retention_keeps_the_newest_snapshots(clusters: Clusters) -> None:
     indexes = []
     for k in range(4):
         last = append(c, f"r{k}", 3)
-        put(c, leader, last, f"snapshot {k}".encode())
+        put_durable(c, last, f"snapshot {k}".encode())
         indexes.append(last)
     for node_id in c.nodes:
         c.wait_until(
@@ -424,7 +439,7 @@ def test_received_snapshots_are_written_no_faster_than_the_limit(clusters: Clust
     last = append(c, "r", 3)
     data = blob(7, 4 << 20)
     started = time.monotonic()
-    put(c, leader, last, data)
+    put_durable(c, last, data)
     elapsed = time.monotonic() - started
     # The leader writes it at 2 MiB/s, then its peers do: at least the first 4 MiB - 1 chunk.
     assert elapsed >= (len(data) - CHUNK) / rate, elapsed
