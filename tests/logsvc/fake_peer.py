@@ -56,9 +56,7 @@ class FakePeer(peer_pb2_grpc.PeerServicer):
     async def PushSnapshot(
         self,
         request_iterator: AsyncIterator[peer_pb2.SnapshotTransfer],
-        context: grpc.aio.ServicerContext[
-            peer_pb2.SnapshotTransfer, peer_pb2.PushSnapshotResponse
-        ],
+        context: grpc.aio.ServicerContext[peer_pb2.SnapshotTransfer, peer_pb2.PushSnapshotResponse],
     ) -> peer_pb2.PushSnapshotResponse:
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "a fake peer stores no snapshot")
 
