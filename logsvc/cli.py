@@ -21,8 +21,15 @@ from typing import Any
 
 from google.protobuf import json_format
 
-from logsvc.client import LogClient, LogClientError
+from logsvc.client import (
+    LogClient,
+    LogClientError,
+    get_snapshot,
+    list_snapshots,
+    put_snapshot,
+)
 from logsvc.config import ConfigError, NodeConfig, parse_peers
+from logsvc.v1 import log_pb2
 
 ENV_PREFIX = "LOGSVC_"
 
@@ -128,6 +135,42 @@ def build_parser() -> argparse.ArgumentParser:
         default=16 << 20,
         help="cache of older entries read from disk for lagging followers",
     )
+    _add(serve, "--snapshot-retain", type=int, default=2, help="durable snapshots kept")
+    _add(
+        serve,
+        "--snapshot-timeout-s",
+        type=float,
+        default=60.0,
+        help="how long a snapshot put may take to reach a majority",
+    )
+    _add(
+        serve,
+        "--snapshot-bytes-per-s",
+        type=int,
+        default=32 << 20,
+        help="write a received snapshot at most this fast (0: no limit)",
+    )
+    _add(
+        serve,
+        "--trim-interval-s",
+        type=float,
+        default=10.0,
+        help="the leader trims below the newest snapshot this often (0: never by itself)",
+    )
+    _add(
+        serve,
+        "--trim-keep-entries",
+        type=int,
+        default=100_000,
+        help="automatic trim keeps at least this many of the newest records",
+    )
+    _add(
+        serve,
+        "--trim-keep-seconds",
+        type=float,
+        default=600.0,
+        help="automatic trim keeps every record appended within this many seconds",
+    )
     _add(serve, "--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
 
     append = sub.add_parser("append", help="append records (arguments, or lines of stdin)")
@@ -156,6 +199,25 @@ def build_parser() -> argparse.ArgumentParser:
     trim = sub.add_parser("trim", help="drop the records before an index, on every node")
     _add(trim, "--addr", required=True, help="node addresses, comma separated")
     _add(trim, "--before", type=int, required=True, help="first index to keep")
+    _add(
+        trim,
+        "--force",
+        action="store_true",
+        help="trim even above the newest durable snapshot (records no snapshot covers)",
+    )
+
+    snapshot = sub.add_parser("snapshot", help="store, fetch or list snapshots")
+    snap_sub = snapshot.add_subparsers(dest="snapshot_command", required=True)
+    put = snap_sub.add_parser("put", help="store FILE as the snapshot covering --index")
+    _add(put, "--addr", required=True, help="node addresses, comma separated")
+    _add(put, "--index", type=int, required=True, help="last record index it covers")
+    put.add_argument("file", help="the snapshot's bytes")
+    get = snap_sub.add_parser("get", help="write a durable snapshot's bytes to FILE")
+    _add(get, "--addr", required=True, help="node address(es): asked in turn")
+    _add(get, "--index", type=int, default=0, help="its index (default 0: the newest)")
+    get.add_argument("file", help="where to write it ('-': stdout)")
+    listing = snap_sub.add_parser("list", help="print the durable snapshots as JSON")
+    _add(listing, "--addr", required=True, help="node address")
 
     up = sub.add_parser("up", help="run a local three-zone cluster (zones a, b, c)")
     _add(up, "--data", default="./memlog-data", help="folder for all nodes' data and logs")
@@ -188,6 +250,12 @@ def config_from_args(args: argparse.Namespace) -> NodeConfig:
         window_entries=int(args.window_entries),
         window_bytes=int(args.window_bytes),
         read_cache_bytes=int(args.read_cache_bytes),
+        snapshot_retain=int(args.snapshot_retain),
+        snapshot_timeout_s=float(args.snapshot_timeout_s),
+        snapshot_bytes_per_s=int(args.snapshot_bytes_per_s),
+        trim_interval_s=float(args.trim_interval_s),
+        trim_keep_entries=int(args.trim_keep_entries),
+        trim_keep_seconds=float(args.trim_keep_seconds),
     )
 
 
@@ -292,8 +360,43 @@ async def _status(args: argparse.Namespace) -> int:
 
 async def _trim(args: argparse.Namespace) -> int:
     async with LogClient(_addresses(args.addr)) as client:
-        print(await client.trim(int(args.before)))
+        print(await client.trim(int(args.before), force=bool(args.force)))
     return 0
+
+
+async def _snapshot(args: argparse.Namespace) -> int:
+    async with LogClient(_addresses(args.addr)) as client:
+        if args.snapshot_command == "put":
+            response = await put_snapshot(client, int(args.index), Path(args.file))
+            print(json.dumps(_snapshot_json(response.snapshot, response.stored_on)))
+        elif args.snapshot_command == "get":
+            info, data = await get_snapshot(client, int(args.index))
+            if args.file == "-":
+                sys.stdout.buffer.write(data)
+                sys.stdout.flush()
+            else:
+                Path(args.file).write_bytes(data)
+                print(json.dumps(_snapshot_json(info)))
+        else:
+            listing = await list_snapshots(client, _addresses(args.addr)[0])
+            print(json.dumps([_snapshot_json(s) for s in listing.snapshots]))
+    return 0
+
+
+def _snapshot_json(
+    info: log_pb2.SnapshotInfo, stored_on: Sequence[str] | None = None
+) -> dict[str, object]:
+    out: dict[str, object] = {
+        "index": info.index,
+        "term": info.term,
+        "size_bytes": info.size_bytes,
+        "sha256": info.sha256.hex(),
+        "created_at_ms": info.created_at_ms,
+        "stored_here": info.stored_here,
+    }
+    if stored_on is not None:
+        out["stored_on"] = list(stored_on)
+    return out
 
 
 async def _read_index(args: argparse.Namespace) -> int:
@@ -328,6 +431,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "tail": _tail,
         "status": _status,
         "trim": _trim,
+        "snapshot": _snapshot,
         "read-index": _read_index,
     }
     try:

@@ -16,10 +16,12 @@ AppendStream (UNIMPLEMENTED) is sent unary `Append` calls instead.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 
 import grpc
@@ -424,11 +426,12 @@ class LogClient:
                 return st.header.leader_address
         return None
 
-    async def trim(self, before_index: int) -> int:
+    async def trim(self, before_index: int, force: bool = False) -> int:
         address = await self.find_leader() or self.addresses[0]
         try:
             response = await self.stub(address).Trim(
-                log_pb2.TrimRequest(before_index=before_index), timeout=self.attempt_timeout_s
+                log_pb2.TrimRequest(before_index=before_index, force=force),
+                timeout=self.attempt_timeout_s,
             )
         except grpc.aio.AioRpcError as exc:
             raise _client_error(address, exc) from exc
@@ -438,3 +441,107 @@ class LogClient:
 def _client_error(address: str, exc: grpc.aio.AioRpcError) -> LogClientError:
     kind = _metadata(exc).get(ERROR_KIND_KEY, "")
     return LogClientError(f"{address}: {exc.code().name}: {exc.details()}", exc.code(), kind)
+
+
+SNAPSHOT_CHUNK_BYTES = 1 << 20
+
+
+def _file_digest(path: Path) -> tuple[bytes, int]:
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as f:
+        while block := f.read(SNAPSHOT_CHUNK_BYTES):
+            digest.update(block)
+            size += len(block)
+    return digest.digest(), size
+
+
+def _file_blocks(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as f:
+        while block := f.read(SNAPSHOT_CHUNK_BYTES):
+            yield block
+
+
+async def _chunks_of(index: int, data: bytes | Path) -> AsyncIterator[log_pb2.SnapshotChunk]:
+    """The PutSnapshot stream of bytes, or of a file read a chunk at a time (never whole)."""
+    if isinstance(data, Path):
+        sha256, size = await asyncio.to_thread(_file_digest, data)
+        blocks: Iterator[bytes] = _file_blocks(data)
+    else:
+        sha256, size = hashlib.sha256(data).digest(), len(data)
+        step = SNAPSHOT_CHUNK_BYTES
+        blocks = (data[at : at + step] for at in range(0, len(data), step))
+    info = log_pb2.SnapshotInfo(index=index, size_bytes=size, sha256=sha256)
+    yield log_pb2.SnapshotChunk(info=info, data=await asyncio.to_thread(next, blocks, b""))
+    while (block := await asyncio.to_thread(next, blocks, None)) is not None:
+        yield log_pb2.SnapshotChunk(data=block)
+
+
+async def put_snapshot(
+    client: LogClient, index: int, data: bytes | Path, timeout_s: float = 120.0
+) -> log_pb2.PutSnapshotResponse:
+    """Store a snapshot (bytes, or a file's content) covering records up to index (on the
+    leader; durable on return).
+
+    A put refused as UNAVAILABLE (no leader there, no majority in time, the node stopping)
+    is sent again, to the leader of the moment: a retry of a snapshot that became durable
+    meanwhile answers `duplicate`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        address = await client.find_leader() or client.addresses[0]
+        try:
+            return await client.stub(address).PutSnapshot(
+                _chunks_of(index, data), timeout=max(1.0, deadline - loop.time())
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() is not grpc.StatusCode.UNAVAILABLE or loop.time() >= deadline:
+                raise _client_error(address, exc) from exc
+        await asyncio.sleep(RETRY_S_MAX)
+
+
+async def get_snapshot(
+    client: LogClient, index: int = 0, address: str | None = None, timeout_s: float = 120.0
+) -> tuple[log_pb2.SnapshotInfo, bytes]:
+    """A durable snapshot (0: the newest) and its bytes, checked against its SHA-256. Asks
+    `address`, or each node in turn until one serves it."""
+    errors: list[str] = []
+    for target in [address] if address else client.addresses:
+        try:
+            info, data = await _get_from(client, target, index, timeout_s)
+        except LogClientError as exc:
+            if exc.code in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
+                raise
+            errors.append(str(exc))
+            continue
+        return info, data
+    raise LogClientError("no node served the snapshot: " + "; ".join(errors))
+
+
+async def _get_from(
+    client: LogClient, address: str, index: int, timeout_s: float
+) -> tuple[log_pb2.SnapshotInfo, bytes]:
+    parts: list[bytes] = []
+    info: log_pb2.SnapshotInfo | None = None
+    try:
+        async for chunk in client.stub(address).GetSnapshot(
+            log_pb2.GetSnapshotRequest(index=index), timeout=timeout_s
+        ):
+            if info is None:
+                info = chunk.info
+            parts.append(chunk.data)
+    except grpc.aio.AioRpcError as exc:
+        raise _client_error(address, exc) from exc
+    data = b"".join(parts)
+    if info is None or hashlib.sha256(data).digest() != info.sha256:
+        raise LogClientError(f"{address}: the snapshot's bytes do not match its SHA-256")
+    return info, data
+
+
+async def list_snapshots(client: LogClient, address: str) -> log_pb2.ListSnapshotsResponse:
+    try:
+        return await client.stub(address).ListSnapshots(
+            log_pb2.ListSnapshotsRequest(), timeout=client.attempt_timeout_s
+        )
+    except grpc.aio.AioRpcError as exc:
+        raise _client_error(address, exc) from exc

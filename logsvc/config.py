@@ -65,6 +65,19 @@ class NodeConfig:
     window_entries: int = 10_000
     window_bytes: int = 64 << 20
     read_cache_bytes: int = 16 << 20
+    # Snapshots: how many of the newest durable ones are kept, and how long a put may take
+    # to be synced on a majority.
+    snapshot_retain: int = 2
+    snapshot_timeout_s: float = 60.0
+    # Each node writes a snapshot it receives (put, push or fetch) at most this fast
+    # (0: as fast as it comes), so that appends keep their latency meanwhile.
+    snapshot_bytes_per_s: int = 32 << 20
+    # Automatic trim, by the leader, every trim_interval_s (0: off): below the newest durable
+    # snapshot, keeping at least the newest trim_keep_entries records and every record
+    # appended within trim_keep_seconds.
+    trim_interval_s: float = 10.0
+    trim_keep_entries: int = 100_000
+    trim_keep_seconds: float = 600.0
     extra: dict[str, str] = field(default_factory=dict)
 
     def message_bytes_max(self) -> int:
@@ -126,6 +139,18 @@ class NodeConfig:
                 f"--read-cache-bytes must be at least {self.append_bytes_max} (one append "
                 f"message to a follower), got {self.read_cache_bytes}"
             )
+        if self.snapshot_retain < 1:
+            raise ConfigError("--snapshot-retain must be at least 1 (the newest snapshot)")
+        if self.snapshot_bytes_per_s < 0:
+            raise ConfigError("--snapshot-bytes-per-s must be at least 0 (0: no limit)")
+        if self.snapshot_timeout_s <= 0:
+            raise ConfigError("--snapshot-timeout-s must be positive")
+        if self.trim_interval_s < 0:
+            raise ConfigError("--trim-interval-s must be at least 0 (0: no automatic trim)")
+        if self.trim_keep_entries < 0:
+            raise ConfigError("--trim-keep-entries must be at least 0")
+        if self.trim_keep_seconds < 0:
+            raise ConfigError("--trim-keep-seconds must be at least 0")
         if not 0 <= self.commit_hold_ms < self.tick_ms * self.heartbeat_ticks:
             raise ConfigError(
                 "--commit-hold-ms must be at least 0 and shorter than a heartbeat interval "

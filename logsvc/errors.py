@@ -88,6 +88,16 @@ class OutOfRange(LogError):
         return [(FIRST_INDEX_KEY, str(self.first_index))]
 
 
+class NotFound(LogError):
+    code = grpc.StatusCode.NOT_FOUND
+
+
+class DataLoss(LogError):
+    """Bytes that do not match their checksum or size: nothing was stored or served."""
+
+    code = grpc.StatusCode.DATA_LOSS
+
+
 class Unavailable(LogError):
     """Not now (no leader, not caught up): retry later."""
 

@@ -14,6 +14,7 @@ import contextlib
 import itertools
 import logging
 import random
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -43,6 +44,7 @@ from logsvc.raft import (
     SnapshotMeta,
 )
 from logsvc.records import AppliedBatch, RecordState, decode_payload
+from logsvc.snapshots import SnapshotManager
 from logsvc.storage import CorruptLog, DurableLog, WriterThread
 from logsvc.transport import PeerSender, probe_terms
 from logsvc.v1 import entry_pb2
@@ -149,12 +151,15 @@ class LogNode:
         self.fatal: BaseException | None = None
         self._opened = False
         self._commit_hold_s = config.commit_hold_ms / 1000
+        self.snapshots = SnapshotManager(self, config.data_dir / config.id / "snapshots")
+        self.auto_trim_before = 0  # the last before_index automatic trim proposed
 
     # -- lifecycle -----------------------------------------------------------------
 
     async def open(self) -> None:
         """Load what is synced. From here on `durable_term` answers the peers' probes."""
         await self._writer.run(self.durable.load)
+        await self.snapshots.open()
         self._opened = True
 
     def durable_term(self) -> int:
@@ -196,6 +201,9 @@ class LogNode:
             asyncio.create_task(self._ready_loop(), name="ready-loop"),
             asyncio.create_task(self._ticker(), name="ticker"),
         ]
+        if self.config.trim_interval_s:
+            self._tasks.append(asyncio.create_task(self._auto_trim(), name="auto-trim"))
+        self.snapshots.start()
         self._wake.set()
 
     async def _replay(self, commit: int) -> None:
@@ -280,6 +288,7 @@ class LogNode:
                 await task
         for sender in self.senders.values():
             await sender.stop()
+        await self.snapshots.stop()
         self._fail_pending(NotAppended("the node is shutting down"), unknown=True)
         self._reader.stop()
         try:
@@ -503,8 +512,12 @@ class LogNode:
     def _apply(self, entry: Entry) -> bool:
         """Apply one committed entry; True when a waiting Append was answered."""
         result = self.records.apply(entry)
-        if isinstance(result, int):
+        if isinstance(result, bool):
+            if result:
+                self.snapshots.catalog_changed()
+        elif isinstance(result, int):
             self._compact(result)
+            self.snapshots.catalog_changed()
         pending = self._pending.pop(entry.index, None)
         if pending is None:
             return False
@@ -544,6 +557,10 @@ class LogNode:
             return "", ""
         leader = self.node.raft.leader or ""
         return leader, self.config.peers.get(leader, "")
+
+    def require_leader(self) -> None:
+        """Raise NotLeader (or NotAppended) unless this node leads and serves appends."""
+        self._require_leader()
 
     def _require_leader(self) -> None:
         if self._stopping:
@@ -630,7 +647,11 @@ class LogNode:
             )
         payload = entry_pb2.EntryPayload(
             batch=entry_pb2.RecordBatch(
-                first_index=first, records=records, producer_id=producer_id, sequence=sequence
+                first_index=first,
+                records=records,
+                producer_id=producer_id,
+                sequence=sequence,
+                appended_at_ms=int(time.time() * 1000),
             )
         )
         try:
@@ -790,7 +811,7 @@ class LogNode:
             self._reads.pop(context, None)
         return self.records.last_record_at(raft_index)
 
-    async def trim(self, before_index: int) -> int:
+    async def trim(self, before_index: int, force: bool = False) -> int:
         if before_index < 1:
             raise InvalidArgument("before_index must be at least 1")
         if before_index > self.records.last_index() + 1:
@@ -798,32 +819,123 @@ class LogNode:
                 f"before_index {before_index} is past the last index {self.records.last_index()}"
             )
         self._require_leader()
-        payload = entry_pb2.EntryPayload(
+        newest = self.records.snapshots.newest()
+        covered = newest.index if newest is not None else 0
+        if before_index > covered + 1 and not force:
+            where = (
+                f"the newest durable snapshot covers records up to {covered}, so before_index "
+                f"may be at most {covered + 1}"
+                if newest is not None
+                else "no snapshot is durable yet, so nothing may be trimmed"
+            )
+            raise FailedPrecondition(
+                f"refusing to trim before {before_index}: {where}; records no snapshot "
+                "covers would be lost to every client that has not read them (force trims "
+                "anyway)"
+            )
+        await self.propose_and_wait(self._trim_payload(before_index), "the trim")
+        return self.records.first_index()
+
+    def _trim_payload(self, before_index: int) -> entry_pb2.EntryPayload:
+        return entry_pb2.EntryPayload(
             trim=entry_pb2.TrimCommand(
-                before_index=before_index, producers=self.records.producers_snapshot()
+                before_index=before_index,
+                producers=self.records.producers_snapshot(),
+                snapshots=self.records.snapshots.carry(),
+                carried_through_raft_index=self.records.applied_raft_index,
             )
         )
+
+    async def propose_and_wait(self, payload: entry_pb2.EntryPayload, what: str) -> int:
+        """Propose a control entry (leader only) and wait until this node has applied it;
+        returns its raft index."""
+        self._require_leader()
+        term = self.raw().raft.term
         try:
             raft_index = self.raw().propose(payload.SerializeToString())
         except ProposalDropped as exc:
             raise NotAppended(str(exc)) from exc
         self._after_input()
-        deadline = asyncio.get_running_loop().time() + self.config.append_timeout_s
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.append_timeout_s
         while self.records.applied_raft_index < raft_index:
             if self.fatal is not None:
                 raise self._failed_error()
-            remaining = deadline - asyncio.get_running_loop().time()
+            remaining = deadline - loop.time()
             if remaining <= 0:
-                raise OutcomeUnknown("the trim did not commit in time")
+                raise OutcomeUnknown(f"{what} did not commit in time")
+            if self._stopping or self.fatal is not None:
+                raise OutcomeUnknown(f"{self.id} stopped before {what} committed")
             try:
                 await asyncio.wait_for(self._applied.wait(), remaining)
             except TimeoutError:
                 continue
-        return self.records.first_index()
+        if self.raw().raft.log.term(raft_index) not in (term, None):
+            raise NotAppended(f"another entry was committed at raft index {raft_index}")
+        return raft_index
+
+    def auto_trim_target(self, now_ms: int) -> int | None:
+        """Where automatic trim would cut now: below the newest durable snapshot, keeping
+        the newest trim_keep_entries records and those appended within trim_keep_seconds;
+        None when that would drop nothing new."""
+        newest = self.records.snapshots.newest()
+        if newest is None:
+            return None
+        records = self.records
+        target = min(newest.index + 1, records.last_index() + 1)
+        if self.config.trim_keep_entries:
+            target = min(target, records.last_index() + 1 - self.config.trim_keep_entries)
+        if self.config.trim_keep_seconds:
+            cutoff_ms = now_ms - int(self.config.trim_keep_seconds * 1000)
+            target = records.first_index_appended_after(cutoff_ms, target)
+        if target <= max(records.first_index(), self.auto_trim_before):
+            return None
+        return target
+
+    async def _auto_trim(self) -> None:
+        """On the leader, every trim_interval_s: trim as far as the floors allow."""
+        while True:
+            await asyncio.sleep(self.config.trim_interval_s)
+            raft = self.raw().raft
+            if raft.role is not Role.LEADER or self._stopping:
+                continue
+            target = self.auto_trim_target(int(time.time() * 1000))
+            if target is None:
+                continue
+            try:
+                await self.propose_and_wait(self._trim_payload(target), "the automatic trim")
+            except (NotAppended, NotLeader, OutcomeUnknown) as exc:
+                log.info("%s: automatic trim before %d not done: %s", self.id, target, exc)
+                continue
+            self.auto_trim_before = target
+            log.info("%s trimmed the log before %d (first index now %d)",
+                     self.id, target, self.records.first_index())  # fmt: skip
+
+    def caught_up(self) -> bool:
+        """Does this node know a leader and has it applied everything it knows committed?"""
+        if self.node is None or self.node.raft.leader is None:
+            return False
+        return self.records.applied_raft_index >= self.node.raft.log.committed
 
     def term(self) -> int:
         """The current term (the synced one while Raft has not started)."""
         return self.node.raft.term if self.node is not None else self.durable_term()
+
+    def _snapshot_status(self) -> dict[str, object]:
+        catalog = self.records.snapshots
+        newest = catalog.newest()
+        age_ms = 0
+        if newest is not None and newest.created_at_ms:
+            age_ms = max(0, int(time.time() * 1000) - newest.created_at_ms)
+        return {
+            "newest_snapshot": newest,
+            "newest_snapshot_age_ms": age_ms,
+            "snapshots_durable": len(catalog.entries),
+            "snapshots_missing": len(self.snapshots.missing()),
+            "trim_keep_entries": self.config.trim_keep_entries,
+            "trim_keep_seconds": int(self.config.trim_keep_seconds),
+            "auto_trim_before_index": self.auto_trim_before,
+        }
 
     def status(self) -> dict[str, object]:
         """What Status answers. Also before Raft has started (an empty node waiting for its
@@ -840,6 +952,7 @@ class LogNode:
             "last_index": self.records.last_index(),
             "commit_index": self.records.last_index(),
             "raft_applied_index": self.records.applied_raft_index,
+            **self._snapshot_status(),
         }
         if self.node is None:
             memory = self.durable.memory

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from logsvc.raft import Entry, EntryType, InvariantViolation
+from logsvc.snapshots import SnapshotCatalog
 from logsvc.v1 import entry_pb2
 
 
@@ -59,11 +60,13 @@ decode_payload = PayloadCache()
 class RecordState:
     def __init__(self, dedup_sequences_max: int = 256, producers_max: int = 10_000) -> None:
         self.dedup_sequences_max = dedup_sequences_max
-        # Retained batches in log order (parallel arrays for bisect): 24 bytes per batch,
+        # Retained batches in log order (parallel arrays for bisect): 32 bytes per batch,
         # the one part of a node's memory that grows with the retained log (trim bounds it).
         self._raft_indexes = array("q")
         self._first_indexes = array("q")
         self._counts = array("q")
+        # When the leader proposed each batch (ms since the epoch; 0: unknown, counted old).
+        self._appended_ms = array("q")
         # The next record index; None until known (a node whose log restarted at a trim
         # boundary learns it from the first batch it applies).
         self.next_index: int | None = 1
@@ -72,6 +75,8 @@ class RecordState:
         # most producers_max of them (evicted in log order, so identically everywhere).
         self.producers_max = producers_max
         self._producers: OrderedDict[str, ProducerWindow] = OrderedDict()
+        # The durable snapshots (applied SnapshotDurable entries, and trims' copies).
+        self.snapshots = SnapshotCatalog()
 
     # -- apply ---------------------------------------------------------------------
 
@@ -80,12 +85,13 @@ class RecordState:
         del self._raft_indexes[:]
         del self._first_indexes[:]
         del self._counts[:]
+        del self._appended_ms[:]
         self.next_index = None
         self.applied_raft_index = raft_index
 
-    def apply(self, entry: Entry) -> AppliedBatch | int | None:
+    def apply(self, entry: Entry) -> AppliedBatch | int | bool | None:
         """Apply one committed entry; returns the batch it added, the raft index up to which
-        a trim compacts, or None."""
+        a trim compacts, True when the snapshot catalog changed, or None."""
         if entry.index != self.applied_raft_index + 1:
             raise InvariantViolation(
                 f"applied entry {entry.index} right after {self.applied_raft_index}"
@@ -98,8 +104,12 @@ class RecordState:
         if kind == "batch":
             return self._apply_batch(entry.index, payload.batch)
         if kind == "trim":
-            self.merge_producers(payload.trim.producers)
-            return self.apply_trim(payload.trim.before_index)
+            trim = payload.trim
+            self.merge_producers(trim.producers)
+            self.snapshots.merge(trim.snapshots)
+            return self.apply_trim(trim.before_index, trim.carried_through_raft_index)
+        if kind == "snapshot":
+            return self.snapshots.add(payload.snapshot)
         return None
 
     def _apply_batch(self, raft_index: int, batch: entry_pb2.RecordBatch) -> AppliedBatch:
@@ -112,6 +122,7 @@ class RecordState:
         self._raft_indexes.append(raft_index)
         self._first_indexes.append(batch.first_index)
         self._counts.append(count)
+        self._appended_ms.append(batch.appended_at_ms)
         self.next_index = batch.first_index + count
         applied = AppliedBatch(raft_index, batch.first_index, batch.first_index + count - 1)
         if batch.producer_id:
@@ -120,20 +131,28 @@ class RecordState:
             )
         return applied
 
-    def apply_trim(self, before_index: int) -> int | None:
+    def apply_trim(self, before_index: int, carried_through: int = 0) -> int | None:
         """The raft index to compact to so that records before before_index go.
 
         The batch holding the newest trimmed record stays, so that the log always starts
-        with a batch that tells a restarted node where record numbering stands.
+        with a batch that tells a restarted node where record numbering stands. The
+        compaction never passes `carried_through` (when set): entries after it are not in
+        the producer table and catalog that the trim carries, so they must stay in the log.
         """
         pos = bisect.bisect_right(self._first_indexes, before_index - 1) - 1
         # Keep batch `pos` if it reaches before_index - 1; everything before it goes.
         if pos < 1:
             return None
         target = self._raft_indexes[pos] - 1
+        if carried_through and target > carried_through:
+            target = carried_through
+            pos = bisect.bisect_right(self._raft_indexes, target)
+            if pos < 1:
+                return None
         del self._raft_indexes[:pos]
         del self._first_indexes[:pos]
         del self._counts[:pos]
+        del self._appended_ms[:pos]
         return target
 
     # -- queries ---------------------------------------------------------------------
@@ -146,6 +165,16 @@ class RecordState:
 
     def last_index(self) -> int:
         return (self.next_index or 1) - 1
+
+    def first_index_appended_after(self, cutoff_ms: int, limit: int) -> int:
+        """The first index of the oldest retained batch appended after cutoff_ms, or limit
+        if none before limit is (leaders' clocks may differ: the first young batch counts,
+        whatever older stamps follow it)."""
+        end = bisect.bisect_left(self._first_indexes, limit)
+        for pos in range(end):
+            if self._appended_ms[pos] > cutoff_ms:
+                return self._first_indexes[pos]
+        return limit
 
     def locate(self, record_index: int) -> tuple[int, int] | None:
         """(raft index of the batch holding record_index, position in it), or None."""

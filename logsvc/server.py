@@ -20,6 +20,7 @@ from logsvc.errors import LogError, NotLeader, ResourceExhausted
 from logsvc.node import LogNode
 from logsvc.raft import Role
 from logsvc.rpc import add_servicer
+from logsvc.snapshots import SnapshotEntry
 from logsvc.transport import SERVER_KEEPALIVE_OPTIONS, PeerServicer
 from logsvc.v1 import log_pb2, log_pb2_grpc, peer_pb2
 
@@ -211,6 +212,7 @@ class LogServicer(log_pb2_grpc.LogServicer):
         st = self.node.status()
         peers = st["peers"]
         assert isinstance(peers, dict)
+        newest = st["newest_snapshot"]
         return log_pb2.StatusResponse(
             header=self.header(),
             role=str(st["role"]),
@@ -233,6 +235,13 @@ class LogServicer(log_pb2_grpc.LogServicer):
                 )
                 for peer, info in peers.items()
             ],
+            newest_snapshot=newest.info() if isinstance(newest, SnapshotEntry) else None,
+            newest_snapshot_age_ms=int(str(st["newest_snapshot_age_ms"])),
+            snapshots_durable=int(str(st["snapshots_durable"])),
+            snapshots_missing=int(str(st["snapshots_missing"])),
+            trim_keep_entries=int(str(st["trim_keep_entries"])),
+            trim_keep_seconds=int(str(st["trim_keep_seconds"])),
+            auto_trim_before_index=int(str(st["auto_trim_before_index"])),
         )
 
     async def Trim(
@@ -241,10 +250,48 @@ class LogServicer(log_pb2_grpc.LogServicer):
         context: grpc.aio.ServicerContext[log_pb2.TrimRequest, log_pb2.TrimResponse],
     ) -> log_pb2.TrimResponse:
         try:
-            first = await self.node.trim(request.before_index)
+            first = await self.node.trim(request.before_index, request.force)
         except LogError as exc:
             await self._abort(context, exc)
         return log_pb2.TrimResponse(header=self.header(), first_index=first)
+
+    async def PutSnapshot(
+        self,
+        request_iterator: AsyncIterator[log_pb2.SnapshotChunk],
+        context: grpc.aio.ServicerContext[log_pb2.SnapshotChunk, log_pb2.PutSnapshotResponse],
+    ) -> log_pb2.PutSnapshotResponse:
+        try:
+            result = await self.node.snapshots.put(request_iterator)
+        except LogError as exc:
+            await self._abort(context, exc)
+        return log_pb2.PutSnapshotResponse(
+            header=self.header(),
+            snapshot=result.entry.info(stored_here=True),
+            stored_on=result.stored_on,
+            duplicate=result.duplicate,
+        )
+
+    async def GetSnapshot(
+        self,
+        request: log_pb2.GetSnapshotRequest,
+        context: grpc.aio.ServicerContext[log_pb2.GetSnapshotRequest, log_pb2.SnapshotChunk],
+    ) -> AsyncIterator[log_pb2.SnapshotChunk]:
+        try:
+            async for chunk in self.node.snapshots.get(request.index, request.chunk_bytes_max):
+                yield chunk
+        except LogError as exc:
+            await self._abort(context, exc)
+
+    async def ListSnapshots(
+        self,
+        request: log_pb2.ListSnapshotsRequest,
+        context: grpc.aio.ServicerContext[
+            log_pb2.ListSnapshotsRequest, log_pb2.ListSnapshotsResponse
+        ],
+    ) -> log_pb2.ListSnapshotsResponse:
+        return log_pb2.ListSnapshotsResponse(
+            header=self.header(), snapshots=self.node.snapshots.list()
+        )
 
 
 async def _watch_health(node: LogNode, servicer: health.aio.HealthServicer) -> None:
@@ -289,6 +336,7 @@ async def serve(config: NodeConfig) -> None:
             durable_term=node.durable_term,
             peer_started_empty=node.peer_started_empty,
             peer_ids=config.peers,
+            snapshots=node.snapshots,
         ),
     )
     health_servicer = health.aio.HealthServicer()

@@ -20,13 +20,16 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Collection, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from logsvc.errors import InvalidArgument
+from logsvc.errors import InvalidArgument, LogError
 from logsvc.raft import Entry, EntryType, Message, MessageType, SnapshotMeta
 from logsvc.v1 import peer_pb2, peer_pb2_grpc
+
+if TYPE_CHECKING:
+    from logsvc.snapshots import SnapshotManager
 
 log = logging.getLogger("logsvc.transport")
 
@@ -316,6 +319,7 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
         durable_term: Callable[[], int] = lambda: 0,
         peer_started_empty: Callable[[str], None] = lambda peer_id: None,
         peer_ids: Collection[str] | None = None,
+        snapshots: SnapshotManager | None = None,
     ) -> None:
         self.cluster_id = cluster_id
         self.self_id = self_id
@@ -324,6 +328,7 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
         self.deliver = deliver
         self.durable_term = durable_term
         self.peer_started_empty = peer_started_empty
+        self.snapshots = snapshots
 
     async def _check_cluster(
         self, cluster_id: str, context: grpc.aio.ServicerContext[Any, Any]
@@ -372,3 +377,31 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
             for message in messages:
                 self.deliver(message)
         return peer_pb2.DeliverAck()
+
+    async def PushSnapshot(
+        self,
+        request_iterator: AsyncIterator[peer_pb2.SnapshotTransfer],
+        context: grpc.aio.ServicerContext[peer_pb2.SnapshotTransfer, peer_pb2.PushSnapshotResponse],
+    ) -> peer_pb2.PushSnapshotResponse:
+        if self.snapshots is None:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "no snapshot store here")
+        assert self.snapshots is not None
+        try:
+            await self.snapshots.receive_push(request_iterator)
+        except LogError as exc:
+            await context.abort(exc.code, exc.message)
+        return peer_pb2.PushSnapshotResponse()
+
+    async def FetchSnapshot(
+        self,
+        request: peer_pb2.FetchSnapshotRequest,
+        context: grpc.aio.ServicerContext[peer_pb2.FetchSnapshotRequest, Any],
+    ) -> AsyncIterator[Any]:
+        if self.snapshots is None:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "no snapshot store here")
+        assert self.snapshots is not None
+        try:
+            async for chunk in self.snapshots.serve_fetch(request):
+                yield chunk
+        except LogError as exc:
+            await context.abort(exc.code, exc.message)

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15logsvc/v1/entry.proto\x12\tlogsvc.v1\"Z\n\x0bRecordBatch\x12\x13\n\x0b\x66irst_index\x18\x01 \x01(\x04\x12\x0f\n\x07records\x18\x02 \x03(\x0c\x12\x13\n\x0bproducer_id\x18\x03 \x01(\t\x12\x10\n\x08sequence\x18\x04 \x01(\x04\"P\n\x0bTrimCommand\x12\x14\n\x0c\x62\x65\x66ore_index\x18\x01 \x01(\x04\x12+\n\tproducers\x18\x02 \x03(\x0b\x32\x18.logsvc.v1.ProducerState\"{\n\rProducerState\x12\x13\n\x0bproducer_id\x18\x01 \x01(\t\x12\x15\n\rhigh_sequence\x18\x02 \x01(\x04\x12\x11\n\tsequences\x18\x03 \x03(\x04\x12\x15\n\rfirst_indexes\x18\x04 \x03(\x04\x12\x14\n\x0clast_indexes\x18\x05 \x03(\x04\"g\n\x0c\x45ntryPayload\x12\'\n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32\x16.logsvc.v1.RecordBatchH\x00\x12&\n\x04trim\x18\x02 \x01(\x0b\x32\x16.logsvc.v1.TrimCommandH\x00\x42\x06\n\x04kind\"=\n\x0fHardStateRecord\x12\x0c\n\x04term\x18\x01 \x01(\x04\x12\x0c\n\x04vote\x18\x02 \x01(\t\x12\x0e\n\x06\x63ommit\x18\x03 \x01(\x04\"-\n\x0e\x42oundaryRecord\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x0c\n\x04term\x18\x02 \x01(\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15logsvc/v1/entry.proto\x12\tlogsvc.v1\"r\n\x0bRecordBatch\x12\x13\n\x0b\x66irst_index\x18\x01 \x01(\x04\x12\x0f\n\x07records\x18\x02 \x03(\x0c\x12\x13\n\x0bproducer_id\x18\x03 \x01(\t\x12\x10\n\x08sequence\x18\x04 \x01(\x04\x12\x16\n\x0e\x61ppended_at_ms\x18\x05 \x01(\x04\"\xa3\x01\n\x0bTrimCommand\x12\x14\n\x0c\x62\x65\x66ore_index\x18\x01 \x01(\x04\x12+\n\tproducers\x18\x02 \x03(\x0b\x32\x18.logsvc.v1.ProducerState\x12-\n\tsnapshots\x18\x03 \x03(\x0b\x32\x1a.logsvc.v1.SnapshotDurable\x12\"\n\x1a\x63\x61rried_through_raft_index\x18\x04 \x01(\x04\"y\n\x0fSnapshotDurable\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x0c\n\x04term\x18\x02 \x01(\x04\x12\x12\n\nsize_bytes\x18\x03 \x01(\x04\x12\x0e\n\x06sha256\x18\x04 \x01(\x0c\x12\x15\n\rcreated_at_ms\x18\x05 \x01(\x04\x12\x0e\n\x06retain\x18\x06 \x01(\r\"{\n\rProducerState\x12\x13\n\x0bproducer_id\x18\x01 \x01(\t\x12\x15\n\rhigh_sequence\x18\x02 \x01(\x04\x12\x11\n\tsequences\x18\x03 \x03(\x04\x12\x15\n\rfirst_indexes\x18\x04 \x03(\x04\x12\x14\n\x0clast_indexes\x18\x05 \x03(\x04\"\x97\x01\n\x0c\x45ntryPayload\x12\'\n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32\x16.logsvc.v1.RecordBatchH\x00\x12&\n\x04trim\x18\x02 \x01(\x0b\x32\x16.logsvc.v1.TrimCommandH\x00\x12.\n\x08snapshot\x18\x03 \x01(\x0b\x32\x1a.logsvc.v1.SnapshotDurableH\x00\x42\x06\n\x04kind\"=\n\x0fHardStateRecord\x12\x0c\n\x04term\x18\x01 \x01(\x04\x12\x0c\n\x04vote\x18\x02 \x01(\t\x12\x0e\n\x06\x63ommit\x18\x03 \x01(\x04\"-\n\x0e\x42oundaryRecord\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x0c\n\x04term\x18\x02 \x01(\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,15 +32,17 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'logsvc.v1.entry_pb2', _glob
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_RECORDBATCH']._serialized_start=36
-  _globals['_RECORDBATCH']._serialized_end=126
-  _globals['_TRIMCOMMAND']._serialized_start=128
-  _globals['_TRIMCOMMAND']._serialized_end=208
-  _globals['_PRODUCERSTATE']._serialized_start=210
-  _globals['_PRODUCERSTATE']._serialized_end=333
-  _globals['_ENTRYPAYLOAD']._serialized_start=335
-  _globals['_ENTRYPAYLOAD']._serialized_end=438
-  _globals['_HARDSTATERECORD']._serialized_start=440
-  _globals['_HARDSTATERECORD']._serialized_end=501
-  _globals['_BOUNDARYRECORD']._serialized_start=503
-  _globals['_BOUNDARYRECORD']._serialized_end=548
+  _globals['_RECORDBATCH']._serialized_end=150
+  _globals['_TRIMCOMMAND']._serialized_start=153
+  _globals['_TRIMCOMMAND']._serialized_end=316
+  _globals['_SNAPSHOTDURABLE']._serialized_start=318
+  _globals['_SNAPSHOTDURABLE']._serialized_end=439
+  _globals['_PRODUCERSTATE']._serialized_start=441
+  _globals['_PRODUCERSTATE']._serialized_end=564
+  _globals['_ENTRYPAYLOAD']._serialized_start=567
+  _globals['_ENTRYPAYLOAD']._serialized_end=718
+  _globals['_HARDSTATERECORD']._serialized_start=720
+  _globals['_HARDSTATERECORD']._serialized_end=781
+  _globals['_BOUNDARYRECORD']._serialized_start=783
+  _globals['_BOUNDARYRECORD']._serialized_end=828
 # @@protoc_insertion_point(module_scope)

@@ -28,9 +28,15 @@ class RecordBatch(_message.Message):
     RECORDS_FIELD_NUMBER: _builtins.int
     PRODUCER_ID_FIELD_NUMBER: _builtins.int
     SEQUENCE_FIELD_NUMBER: _builtins.int
+    APPENDED_AT_MS_FIELD_NUMBER: _builtins.int
     first_index: _builtins.int
     producer_id: _builtins.str
     sequence: _builtins.int
+    appended_at_ms: _builtins.int
+    """The leader's clock when it proposed the batch, ms since the Unix epoch (0: written by
+    a release that did not stamp it, counted as old). Automatic trim keeps records younger
+    than --trim-keep-seconds by it.
+    """
     @_builtins.property
     def records(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]: ...
     def __init__(
@@ -40,10 +46,11 @@ class RecordBatch(_message.Message):
         records: _abc.Iterable[_builtins.bytes] | None = ...,
         producer_id: _builtins.str = ...,
         sequence: _builtins.int = ...,
+        appended_at_ms: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["first_index", b"first_index", "producer_id", b"producer_id", "records", b"records", "sequence", b"sequence"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["appended_at_ms", b"appended_at_ms", "first_index", b"first_index", "producer_id", b"producer_id", "records", b"records", "sequence", b"sequence"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -60,22 +67,75 @@ class TrimCommand(_message.Message):
 
     BEFORE_INDEX_FIELD_NUMBER: _builtins.int
     PRODUCERS_FIELD_NUMBER: _builtins.int
+    SNAPSHOTS_FIELD_NUMBER: _builtins.int
+    CARRIED_THROUGH_RAFT_INDEX_FIELD_NUMBER: _builtins.int
     before_index: _builtins.int
+    carried_through_raft_index: _builtins.int
+    """The raft index the leader had applied when it built the two copies above: the trim
+    never compacts past it, so an entry that is not in the copies stays in the log (0: no
+    limit, as written by a release without it).
+    """
     @_builtins.property
     def producers(self) -> _containers.RepeatedCompositeFieldContainer[Global___ProducerState]: ...
+    @_builtins.property
+    def snapshots(self) -> _containers.RepeatedCompositeFieldContainer[Global___SnapshotDurable]:
+        """The snapshot catalog, carried past the trim boundary as the producers are."""
+
     def __init__(
         self,
         *,
         before_index: _builtins.int = ...,
         producers: _abc.Iterable[Global___ProducerState] | None = ...,
+        snapshots: _abc.Iterable[Global___SnapshotDurable] | None = ...,
+        carried_through_raft_index: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["before_index", b"before_index", "producers", b"producers"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["before_index", b"before_index", "carried_through_raft_index", b"carried_through_raft_index", "producers", b"producers", "snapshots", b"snapshots"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TrimCommand: _TypeAlias = TrimCommand  # noqa: Y015
+
+@_typing.final
+class SnapshotDurable(_message.Message):
+    """A snapshot is synced on a majority: every node adds it to its catalog when applied."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INDEX_FIELD_NUMBER: _builtins.int
+    TERM_FIELD_NUMBER: _builtins.int
+    SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    SHA256_FIELD_NUMBER: _builtins.int
+    CREATED_AT_MS_FIELD_NUMBER: _builtins.int
+    RETAIN_FIELD_NUMBER: _builtins.int
+    index: _builtins.int
+    """record index covered"""
+    term: _builtins.int
+    size_bytes: _builtins.int
+    sha256: _builtins.bytes
+    created_at_ms: _builtins.int
+    retain: _builtins.int
+    """The catalog keeps this many of the newest snapshots (the proposing leader's
+    --snapshot-retain, so that every node keeps the same ones).
+    """
+    def __init__(
+        self,
+        *,
+        index: _builtins.int = ...,
+        term: _builtins.int = ...,
+        size_bytes: _builtins.int = ...,
+        sha256: _builtins.bytes = ...,
+        created_at_ms: _builtins.int = ...,
+        retain: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at_ms", b"created_at_ms", "index", b"index", "retain", b"retain", "sha256", b"sha256", "size_bytes", b"size_bytes", "term", b"term"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SnapshotDurable: _TypeAlias = SnapshotDurable  # noqa: Y015
 
 @_typing.final
 class ProducerState(_message.Message):
@@ -121,21 +181,25 @@ class EntryPayload(_message.Message):
 
     BATCH_FIELD_NUMBER: _builtins.int
     TRIM_FIELD_NUMBER: _builtins.int
+    SNAPSHOT_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def batch(self) -> Global___RecordBatch: ...
     @_builtins.property
     def trim(self) -> Global___TrimCommand: ...
+    @_builtins.property
+    def snapshot(self) -> Global___SnapshotDurable: ...
     def __init__(
         self,
         *,
         batch: Global___RecordBatch | None = ...,
         trim: Global___TrimCommand | None = ...,
+        snapshot: Global___SnapshotDurable | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch", "kind", b"kind", "trim", b"trim"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch", "kind", b"kind", "snapshot", b"snapshot", "trim", b"trim"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch", "kind", b"kind", "trim", b"trim"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch", "kind", b"kind", "snapshot", b"snapshot", "trim", b"trim"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["batch", "trim"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["batch", "trim", "snapshot"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 

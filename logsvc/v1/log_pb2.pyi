@@ -15,6 +15,17 @@ ErrorKind names below, so a client can tell apart:
                    producer_id and sequence, which never appends twice (UNKNOWN)
 Bad requests get INVALID_ARGUMENT and change nothing. Reading a trimmed index gets
 OUT_OF_RANGE with `logsvc-first-index` naming the first retained index.
+
+Snapshots. The log also stores snapshots of its clients' state: opaque bytes that cover
+every record up to an index (the client's business what they hold). A snapshot counts
+("durable") once it is synced on a majority of nodes and a replicated entry says so; from
+then on any node serves it (a node that lacks its copy fetches it from a peer), the log
+may be trimmed below it, and the newest N durable snapshots are kept (--snapshot-retain).
+Errors of the snapshot calls: a stream whose bytes do not match its declared size or
+SHA-256 gets DATA_LOSS and nothing is stored; an index above the commit index, or one
+whose following records are already trimmed, or not above the newest durable snapshot,
+gets FAILED_PRECONDITION; an unknown index gets NOT_FOUND; a node whose copy is missing
+or failed its checksum gets UNAVAILABLE (ask another node; it re-fetches its copy).
 """
 
 from collections import abc as _abc
@@ -420,6 +431,13 @@ class StatusResponse(_message.Message):
     RAFT_COMMIT_INDEX_FIELD_NUMBER: _builtins.int
     RAFT_APPLIED_INDEX_FIELD_NUMBER: _builtins.int
     PEERS_FIELD_NUMBER: _builtins.int
+    NEWEST_SNAPSHOT_FIELD_NUMBER: _builtins.int
+    NEWEST_SNAPSHOT_AGE_MS_FIELD_NUMBER: _builtins.int
+    SNAPSHOTS_DURABLE_FIELD_NUMBER: _builtins.int
+    SNAPSHOTS_MISSING_FIELD_NUMBER: _builtins.int
+    TRIM_KEEP_ENTRIES_FIELD_NUMBER: _builtins.int
+    TRIM_KEEP_SECONDS_FIELD_NUMBER: _builtins.int
+    AUTO_TRIM_BEFORE_INDEX_FIELD_NUMBER: _builtins.int
     role: _builtins.str
     """leader, follower, candidate, pre_candidate; or starting: Raft has not started yet (a
     node with an empty data directory waits for every peer's term; see docs/logsvc.md).
@@ -434,10 +452,28 @@ class StatusResponse(_message.Message):
     raft_last_index: _builtins.int
     raft_commit_index: _builtins.int
     raft_applied_index: _builtins.int
+    newest_snapshot_age_ms: _builtins.int
+    snapshots_durable: _builtins.int
+    """Durable snapshots in the catalog, and how many of them this node has no verified copy
+    of yet (it fetches them from its peers).
+    """
+    snapshots_missing: _builtins.int
+    trim_keep_entries: _builtins.int
+    """Automatic trim: the floors this node keeps when it leads (0: none), and the first
+    record index automatic trim last asked for (0: none yet, since start).
+    """
+    trim_keep_seconds: _builtins.int
+    auto_trim_before_index: _builtins.int
     @_builtins.property
     def header(self) -> Global___ResponseHeader: ...
     @_builtins.property
     def peers(self) -> _containers.RepeatedCompositeFieldContainer[Global___PeerStatus]: ...
+    @_builtins.property
+    def newest_snapshot(self) -> Global___SnapshotInfo:
+        """The newest durable snapshot (absent when there is none), and how long ago the leader
+        stored it (by this node's clock).
+        """
+
     def __init__(
         self,
         *,
@@ -452,10 +488,17 @@ class StatusResponse(_message.Message):
         raft_commit_index: _builtins.int = ...,
         raft_applied_index: _builtins.int = ...,
         peers: _abc.Iterable[Global___PeerStatus] | None = ...,
+        newest_snapshot: Global___SnapshotInfo | None = ...,
+        newest_snapshot_age_ms: _builtins.int = ...,
+        snapshots_durable: _builtins.int = ...,
+        snapshots_missing: _builtins.int = ...,
+        trim_keep_entries: _builtins.int = ...,
+        trim_keep_seconds: _builtins.int = ...,
+        auto_trim_before_index: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header", "newest_snapshot", b"newest_snapshot"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["commit_index", b"commit_index", "first_index", b"first_index", "header", b"header", "last_index", b"last_index", "peers", b"peers", "raft_applied_index", b"raft_applied_index", "raft_commit_index", b"raft_commit_index", "raft_first_index", b"raft_first_index", "raft_last_index", b"raft_last_index", "role", b"role", "zone", b"zone"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auto_trim_before_index", b"auto_trim_before_index", "commit_index", b"commit_index", "first_index", b"first_index", "header", b"header", "last_index", b"last_index", "newest_snapshot", b"newest_snapshot", "newest_snapshot_age_ms", b"newest_snapshot_age_ms", "peers", b"peers", "raft_applied_index", b"raft_applied_index", "raft_commit_index", b"raft_commit_index", "raft_first_index", b"raft_first_index", "raft_last_index", b"raft_last_index", "role", b"role", "snapshots_durable", b"snapshots_durable", "snapshots_missing", b"snapshots_missing", "trim_keep_entries", b"trim_keep_entries", "trim_keep_seconds", b"trim_keep_seconds", "zone", b"zone"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -466,15 +509,21 @@ class TrimRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     BEFORE_INDEX_FIELD_NUMBER: _builtins.int
+    FORCE_FIELD_NUMBER: _builtins.int
     before_index: _builtins.int
+    force: _builtins.bool
+    """Trim even above the newest durable snapshot (records no snapshot covers are lost to
+    any client that has not read them).
+    """
     def __init__(
         self,
         *,
         before_index: _builtins.int = ...,
+        force: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["before_index", b"before_index"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["before_index", b"before_index", "force", b"force"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -503,3 +552,165 @@ class TrimResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TrimResponse: _TypeAlias = TrimResponse  # noqa: Y015
+
+@_typing.final
+class SnapshotInfo(_message.Message):
+    """A snapshot: opaque bytes covering every record up to `index`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INDEX_FIELD_NUMBER: _builtins.int
+    TERM_FIELD_NUMBER: _builtins.int
+    SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    SHA256_FIELD_NUMBER: _builtins.int
+    CREATED_AT_MS_FIELD_NUMBER: _builtins.int
+    STORED_HERE_FIELD_NUMBER: _builtins.int
+    index: _builtins.int
+    """The last record index the snapshot covers."""
+    term: _builtins.int
+    """The Raft term of the entry holding record `index` (set by the log)."""
+    size_bytes: _builtins.int
+    sha256: _builtins.bytes
+    """SHA-256 of the bytes (32 bytes)."""
+    created_at_ms: _builtins.int
+    """When the leader recorded it durable, in ms since the Unix epoch (set by the log)."""
+    stored_here: _builtins.bool
+    """In ListSnapshots: this node holds a verified copy."""
+    def __init__(
+        self,
+        *,
+        index: _builtins.int = ...,
+        term: _builtins.int = ...,
+        size_bytes: _builtins.int = ...,
+        sha256: _builtins.bytes = ...,
+        created_at_ms: _builtins.int = ...,
+        stored_here: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at_ms", b"created_at_ms", "index", b"index", "sha256", b"sha256", "size_bytes", b"size_bytes", "stored_here", b"stored_here", "term", b"term"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SnapshotInfo: _TypeAlias = SnapshotInfo  # noqa: Y015
+
+@_typing.final
+class SnapshotChunk(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INFO_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    data: _builtins.bytes
+    @_builtins.property
+    def info(self) -> Global___SnapshotInfo:
+        """Only in the first chunk of a stream."""
+
+    def __init__(
+        self,
+        *,
+        info: Global___SnapshotInfo | None = ...,
+        data: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["info", b"info"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "info", b"info"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SnapshotChunk: _TypeAlias = SnapshotChunk  # noqa: Y015
+
+@_typing.final
+class PutSnapshotResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEADER_FIELD_NUMBER: _builtins.int
+    SNAPSHOT_FIELD_NUMBER: _builtins.int
+    STORED_ON_FIELD_NUMBER: _builtins.int
+    DUPLICATE_FIELD_NUMBER: _builtins.int
+    duplicate: _builtins.bool
+    """True when this answers a retry of a snapshot that was already durable."""
+    @_builtins.property
+    def header(self) -> Global___ResponseHeader: ...
+    @_builtins.property
+    def snapshot(self) -> Global___SnapshotInfo: ...
+    @_builtins.property
+    def stored_on(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Nodes that had synced it when it was recorded durable (the others fetch it later)."""
+
+    def __init__(
+        self,
+        *,
+        header: Global___ResponseHeader | None = ...,
+        snapshot: Global___SnapshotInfo | None = ...,
+        stored_on: _abc.Iterable[_builtins.str] | None = ...,
+        duplicate: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header", "snapshot", b"snapshot"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duplicate", b"duplicate", "header", b"header", "snapshot", b"snapshot", "stored_on", b"stored_on"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PutSnapshotResponse: _TypeAlias = PutSnapshotResponse  # noqa: Y015
+
+@_typing.final
+class GetSnapshotRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INDEX_FIELD_NUMBER: _builtins.int
+    CHUNK_BYTES_MAX_FIELD_NUMBER: _builtins.int
+    index: _builtins.int
+    """0: the newest durable snapshot."""
+    chunk_bytes_max: _builtins.int
+    def __init__(
+        self,
+        *,
+        index: _builtins.int = ...,
+        chunk_bytes_max: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk_bytes_max", b"chunk_bytes_max", "index", b"index"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetSnapshotRequest: _TypeAlias = GetSnapshotRequest  # noqa: Y015
+
+@_typing.final
+class ListSnapshotsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSnapshotsRequest: _TypeAlias = ListSnapshotsRequest  # noqa: Y015
+
+@_typing.final
+class ListSnapshotsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEADER_FIELD_NUMBER: _builtins.int
+    SNAPSHOTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def header(self) -> Global___ResponseHeader: ...
+    @_builtins.property
+    def snapshots(self) -> _containers.RepeatedCompositeFieldContainer[Global___SnapshotInfo]: ...
+    def __init__(
+        self,
+        *,
+        header: Global___ResponseHeader | None = ...,
+        snapshots: _abc.Iterable[Global___SnapshotInfo] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["header", b"header", "snapshots", b"snapshots"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSnapshotsResponse: _TypeAlias = ListSnapshotsResponse  # noqa: Y015

@@ -64,6 +64,21 @@ class LogStub:
                 request_serializer=logsvc_dot_v1_dot_log__pb2.TrimRequest.SerializeToString,
                 response_deserializer=logsvc_dot_v1_dot_log__pb2.TrimResponse.FromString,
                 _registered_method=True)
+        self.PutSnapshot = channel.stream_unary(
+                '/logsvc.v1.Log/PutSnapshot',
+                request_serializer=logsvc_dot_v1_dot_log__pb2.SnapshotChunk.SerializeToString,
+                response_deserializer=logsvc_dot_v1_dot_log__pb2.PutSnapshotResponse.FromString,
+                _registered_method=True)
+        self.GetSnapshot = channel.unary_stream(
+                '/logsvc.v1.Log/GetSnapshot',
+                request_serializer=logsvc_dot_v1_dot_log__pb2.GetSnapshotRequest.SerializeToString,
+                response_deserializer=logsvc_dot_v1_dot_log__pb2.SnapshotChunk.FromString,
+                _registered_method=True)
+        self.ListSnapshots = channel.unary_unary(
+                '/logsvc.v1.Log/ListSnapshots',
+                request_serializer=logsvc_dot_v1_dot_log__pb2.ListSnapshotsRequest.SerializeToString,
+                response_deserializer=logsvc_dot_v1_dot_log__pb2.ListSnapshotsResponse.FromString,
+                _registered_method=True)
 
 
 class LogServicer:
@@ -108,7 +123,36 @@ class LogServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Trim(self, request, context):
-        """Drop every record before before_index, on every node (replicated).
+        """Drop every record before before_index, on every node (replicated). Refused
+        (FAILED_PRECONDITION) above the newest durable snapshot's index + 1 unless force.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PutSnapshot(self, request_iterator, context):
+        """Store a snapshot (leader only: NOT_LEADER otherwise). The first chunk carries `info`
+        (index, size_bytes, sha256; term and created_at_ms are the log's to set), every chunk
+        up to 4 MiB of data, in order. Answers once the snapshot is durable: synced on a
+        majority of nodes (the leader included) and recorded by a committed log entry. A retry
+        of a snapshot already durable (same index and sha256) answers the same again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSnapshot(self, request, context):
+        """A durable snapshot's bytes, from any node: the first chunk carries `info`, then data
+        in chunks of at most chunk_bytes_max (default and ceiling 1 MiB). The node checks its
+        copy's SHA-256 before it sends the first byte and again while it streams; a copy that
+        fails is never served (DATA_LOSS mid-stream, or UNAVAILABLE before) and re-fetched.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSnapshots(self, request, context):
+        """The durable snapshots this node knows of, newest first.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -146,6 +190,21 @@ def add_LogServicer_to_server(servicer, server):
                     servicer.Trim,
                     request_deserializer=logsvc_dot_v1_dot_log__pb2.TrimRequest.FromString,
                     response_serializer=logsvc_dot_v1_dot_log__pb2.TrimResponse.SerializeToString,
+            ),
+            'PutSnapshot': grpc.stream_unary_rpc_method_handler(
+                    servicer.PutSnapshot,
+                    request_deserializer=logsvc_dot_v1_dot_log__pb2.SnapshotChunk.FromString,
+                    response_serializer=logsvc_dot_v1_dot_log__pb2.PutSnapshotResponse.SerializeToString,
+            ),
+            'GetSnapshot': grpc.unary_stream_rpc_method_handler(
+                    servicer.GetSnapshot,
+                    request_deserializer=logsvc_dot_v1_dot_log__pb2.GetSnapshotRequest.FromString,
+                    response_serializer=logsvc_dot_v1_dot_log__pb2.SnapshotChunk.SerializeToString,
+            ),
+            'ListSnapshots': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSnapshots,
+                    request_deserializer=logsvc_dot_v1_dot_log__pb2.ListSnapshotsRequest.FromString,
+                    response_serializer=logsvc_dot_v1_dot_log__pb2.ListSnapshotsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -310,6 +369,87 @@ class Log:
             '/logsvc.v1.Log/Trim',
             logsvc_dot_v1_dot_log__pb2.TrimRequest.SerializeToString,
             logsvc_dot_v1_dot_log__pb2.TrimResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutSnapshot(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/logsvc.v1.Log/PutSnapshot',
+            logsvc_dot_v1_dot_log__pb2.SnapshotChunk.SerializeToString,
+            logsvc_dot_v1_dot_log__pb2.PutSnapshotResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSnapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/logsvc.v1.Log/GetSnapshot',
+            logsvc_dot_v1_dot_log__pb2.GetSnapshotRequest.SerializeToString,
+            logsvc_dot_v1_dot_log__pb2.SnapshotChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSnapshots(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/logsvc.v1.Log/ListSnapshots',
+            logsvc_dot_v1_dot_log__pb2.ListSnapshotsRequest.SerializeToString,
+            logsvc_dot_v1_dot_log__pb2.ListSnapshotsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -15,6 +15,17 @@ ErrorKind names below, so a client can tell apart:
                    producer_id and sequence, which never appends twice (UNKNOWN)
 Bad requests get INVALID_ARGUMENT and change nothing. Reading a trimmed index gets
 OUT_OF_RANGE with `logsvc-first-index` naming the first retained index.
+
+Snapshots. The log also stores snapshots of its clients' state: opaque bytes that cover
+every record up to an index (the client's business what they hold). A snapshot counts
+("durable") once it is synced on a majority of nodes and a replicated entry says so; from
+then on any node serves it (a node that lacks its copy fetches it from a peer), the log
+may be trimmed below it, and the newest N durable snapshots are kept (--snapshot-retain).
+Errors of the snapshot calls: a stream whose bytes do not match its declared size or
+SHA-256 gets DATA_LOSS and nothing is stored; an index above the commit index, or one
+whose following records are already trimmed, or not above the newest durable snapshot,
+gets FAILED_PRECONDITION; an unknown index gets NOT_FOUND; a node whose copy is missing
+or failed its checksum gets UNAVAILABLE (ask another node; it re-fetches its copy).
 """
 
 from collections import abc as _abc
@@ -60,7 +71,24 @@ class LogStub:
     """A commit index confirmed by a quorum at the time of the call (linearizable reads)."""
     Status: _grpc.UnaryUnaryMultiCallable[_log_pb2.StatusRequest, _log_pb2.StatusResponse]
     Trim: _grpc.UnaryUnaryMultiCallable[_log_pb2.TrimRequest, _log_pb2.TrimResponse]
-    """Drop every record before before_index, on every node (replicated)."""
+    """Drop every record before before_index, on every node (replicated). Refused
+    (FAILED_PRECONDITION) above the newest durable snapshot's index + 1 unless force.
+    """
+    PutSnapshot: _grpc.StreamUnaryMultiCallable[_log_pb2.SnapshotChunk, _log_pb2.PutSnapshotResponse]
+    """Store a snapshot (leader only: NOT_LEADER otherwise). The first chunk carries `info`
+    (index, size_bytes, sha256; term and created_at_ms are the log's to set), every chunk
+    up to 4 MiB of data, in order. Answers once the snapshot is durable: synced on a
+    majority of nodes (the leader included) and recorded by a committed log entry. A retry
+    of a snapshot already durable (same index and sha256) answers the same again.
+    """
+    GetSnapshot: _grpc.UnaryStreamMultiCallable[_log_pb2.GetSnapshotRequest, _log_pb2.SnapshotChunk]
+    """A durable snapshot's bytes, from any node: the first chunk carries `info`, then data
+    in chunks of at most chunk_bytes_max (default and ceiling 1 MiB). The node checks its
+    copy's SHA-256 before it sends the first byte and again while it streams; a copy that
+    fails is never served (DATA_LOSS mid-stream, or UNAVAILABLE before) and re-fetched.
+    """
+    ListSnapshots: _grpc.UnaryUnaryMultiCallable[_log_pb2.ListSnapshotsRequest, _log_pb2.ListSnapshotsResponse]
+    """The durable snapshots this node knows of, newest first."""
 
 @_typing.type_check_only
 class LogAsyncStub(LogStub):
@@ -80,7 +108,24 @@ class LogAsyncStub(LogStub):
     """A commit index confirmed by a quorum at the time of the call (linearizable reads)."""
     Status: _aio.UnaryUnaryMultiCallable[_log_pb2.StatusRequest, _log_pb2.StatusResponse]  # type: ignore[assignment]
     Trim: _aio.UnaryUnaryMultiCallable[_log_pb2.TrimRequest, _log_pb2.TrimResponse]  # type: ignore[assignment]
-    """Drop every record before before_index, on every node (replicated)."""
+    """Drop every record before before_index, on every node (replicated). Refused
+    (FAILED_PRECONDITION) above the newest durable snapshot's index + 1 unless force.
+    """
+    PutSnapshot: _aio.StreamUnaryMultiCallable[_log_pb2.SnapshotChunk, _log_pb2.PutSnapshotResponse]  # type: ignore[assignment]
+    """Store a snapshot (leader only: NOT_LEADER otherwise). The first chunk carries `info`
+    (index, size_bytes, sha256; term and created_at_ms are the log's to set), every chunk
+    up to 4 MiB of data, in order. Answers once the snapshot is durable: synced on a
+    majority of nodes (the leader included) and recorded by a committed log entry. A retry
+    of a snapshot already durable (same index and sha256) answers the same again.
+    """
+    GetSnapshot: _aio.UnaryStreamMultiCallable[_log_pb2.GetSnapshotRequest, _log_pb2.SnapshotChunk]  # type: ignore[assignment]
+    """A durable snapshot's bytes, from any node: the first chunk carries `info`, then data
+    in chunks of at most chunk_bytes_max (default and ceiling 1 MiB). The node checks its
+    copy's SHA-256 before it sends the first byte and again while it streams; a copy that
+    fails is never served (DATA_LOSS mid-stream, or UNAVAILABLE before) and re-fetched.
+    """
+    ListSnapshots: _aio.UnaryUnaryMultiCallable[_log_pb2.ListSnapshotsRequest, _log_pb2.ListSnapshotsResponse]  # type: ignore[assignment]
+    """The durable snapshots this node knows of, newest first."""
 
 class LogServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -133,6 +178,41 @@ class LogServicer(metaclass=_abc_1.ABCMeta):
         request: _log_pb2.TrimRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_log_pb2.TrimResponse, _abc.Awaitable[_log_pb2.TrimResponse]]:
-        """Drop every record before before_index, on every node (replicated)."""
+        """Drop every record before before_index, on every node (replicated). Refused
+        (FAILED_PRECONDITION) above the newest durable snapshot's index + 1 unless force.
+        """
+
+    @_abc_1.abstractmethod
+    def PutSnapshot(
+        self,
+        request_iterator: _MaybeAsyncIterator[_log_pb2.SnapshotChunk],
+        context: _ServicerContext,
+    ) -> _typing.Union[_log_pb2.PutSnapshotResponse, _abc.Awaitable[_log_pb2.PutSnapshotResponse]]:
+        """Store a snapshot (leader only: NOT_LEADER otherwise). The first chunk carries `info`
+        (index, size_bytes, sha256; term and created_at_ms are the log's to set), every chunk
+        up to 4 MiB of data, in order. Answers once the snapshot is durable: synced on a
+        majority of nodes (the leader included) and recorded by a committed log entry. A retry
+        of a snapshot already durable (same index and sha256) answers the same again.
+        """
+
+    @_abc_1.abstractmethod
+    def GetSnapshot(
+        self,
+        request: _log_pb2.GetSnapshotRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_log_pb2.SnapshotChunk], _abc.AsyncIterator[_log_pb2.SnapshotChunk]]:
+        """A durable snapshot's bytes, from any node: the first chunk carries `info`, then data
+        in chunks of at most chunk_bytes_max (default and ceiling 1 MiB). The node checks its
+        copy's SHA-256 before it sends the first byte and again while it streams; a copy that
+        fails is never served (DATA_LOSS mid-stream, or UNAVAILABLE before) and re-fetched.
+        """
+
+    @_abc_1.abstractmethod
+    def ListSnapshots(
+        self,
+        request: _log_pb2.ListSnapshotsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_log_pb2.ListSnapshotsResponse, _abc.Awaitable[_log_pb2.ListSnapshotsResponse]]:
+        """The durable snapshots this node knows of, newest first."""
 
 def add_LogServicer_to_server(servicer: LogServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

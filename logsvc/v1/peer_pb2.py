@@ -22,27 +22,34 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from logsvc.v1 import log_pb2 as logsvc_dot_v1_dot_log__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14logsvc/v1/peer.proto\x12\tlogsvc.v1\"3\n\x0cProbeRequest\x12\x12\n\ncluster_id\x18\x01 \x01(\t\x12\x0f\n\x07\x66rom_id\x18\x02 \x01(\t\"\x1d\n\rProbeResponse\x12\x0c\n\x04term\x18\x01 \x01(\x04\"D\n\tRaftEntry\x12\x0c\n\x04term\x18\x01 \x01(\x04\x12\r\n\x05index\x18\x02 \x01(\x04\x12\x0c\n\x04type\x18\x03 \x01(\r\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\"\x96\x02\n\x0bRaftMessage\x12\x0c\n\x04type\x18\x01 \x01(\r\x12\n\n\x02to\x18\x02 \x01(\t\x12\x0c\n\x04\x66rom\x18\x03 \x01(\t\x12\x0c\n\x04term\x18\x04 \x01(\x04\x12\x10\n\x08log_term\x18\x05 \x01(\x04\x12\r\n\x05index\x18\x06 \x01(\x04\x12%\n\x07\x65ntries\x18\x07 \x03(\x0b\x32\x14.logsvc.v1.RaftEntry\x12\x0e\n\x06\x63ommit\x18\x08 \x01(\x04\x12\x0e\n\x06reject\x18\t \x01(\x08\x12\x13\n\x0breject_hint\x18\n \x01(\x04\x12\x0f\n\x07\x63ontext\x18\x0b \x01(\x0c\x12\x14\n\x0chas_snapshot\x18\x0c \x01(\x08\x12\x16\n\x0esnapshot_index\x18\r \x01(\x04\x12\x15\n\rsnapshot_term\x18\x0e \x01(\x04\"]\n\x0cMessageBatch\x12\x12\n\ncluster_id\x18\x01 \x01(\t\x12\x0f\n\x07\x66rom_id\x18\x02 \x01(\t\x12(\n\x08messages\x18\x03 \x03(\x0b\x32\x16.logsvc.v1.RaftMessage\"\x0c\n\nDeliverAck2\x7f\n\x04Peer\x12;\n\x07\x44\x65liver\x12\x17.logsvc.v1.MessageBatch\x1a\x15.logsvc.v1.DeliverAck(\x01\x12:\n\x05Probe\x12\x17.logsvc.v1.ProbeRequest\x1a\x18.logsvc.v1.ProbeResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14logsvc/v1/peer.proto\x12\tlogsvc.v1\x1a\x13logsvc/v1/log.proto\"`\n\x10SnapshotTransfer\x12\x12\n\ncluster_id\x18\x01 \x01(\t\x12\x0f\n\x07\x66rom_id\x18\x02 \x01(\t\x12\'\n\x05\x63hunk\x18\x03 \x01(\x0b\x32\x18.logsvc.v1.SnapshotChunk\"\x16\n\x14PushSnapshotResponse\"Z\n\x14\x46\x65tchSnapshotRequest\x12\x12\n\ncluster_id\x18\x01 \x01(\t\x12\x0f\n\x07\x66rom_id\x18\x02 \x01(\t\x12\r\n\x05index\x18\x03 \x01(\x04\x12\x0e\n\x06sha256\x18\x04 \x01(\x0c\"3\n\x0cProbeRequest\x12\x12\n\ncluster_id\x18\x01 \x01(\t\x12\x0f\n\x07\x66rom_id\x18\x02 \x01(\t\"\x1d\n\rProbeResponse\x12\x0c\n\x04term\x18\x01 \x01(\x04\"D\n\tRaftEntry\x12\x0c\n\x04term\x18\x01 \x01(\x04\x12\r\n\x05index\x18\x02 \x01(\x04\x12\x0c\n\x04type\x18\x03 \x01(\r\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\"\x96\x02\n\x0bRaftMessage\x12\x0c\n\x04type\x18\x01 \x01(\r\x12\n\n\x02to\x18\x02 \x01(\t\x12\x0c\n\x04\x66rom\x18\x03 \x01(\t\x12\x0c\n\x04term\x18\x04 \x01(\x04\x12\x10\n\x08log_term\x18\x05 \x01(\x04\x12\r\n\x05index\x18\x06 \x01(\x04\x12%\n\x07\x65ntries\x18\x07 \x03(\x0b\x32\x14.logsvc.v1.RaftEntry\x12\x0e\n\x06\x63ommit\x18\x08 \x01(\x04\x12\x0e\n\x06reject\x18\t \x01(\x08\x12\x13\n\x0breject_hint\x18\n \x01(\x04\x12\x0f\n\x07\x63ontext\x18\x0b \x01(\x0c\x12\x14\n\x0chas_snapshot\x18\x0c \x01(\x08\x12\x16\n\x0esnapshot_index\x18\r \x01(\x04\x12\x15\n\rsnapshot_term\x18\x0e \x01(\x04\"]\n\x0cMessageBatch\x12\x12\n\ncluster_id\x18\x01 \x01(\t\x12\x0f\n\x07\x66rom_id\x18\x02 \x01(\t\x12(\n\x08messages\x18\x03 \x03(\x0b\x32\x16.logsvc.v1.RaftMessage\"\x0c\n\nDeliverAck2\x9d\x02\n\x04Peer\x12;\n\x07\x44\x65liver\x12\x17.logsvc.v1.MessageBatch\x1a\x15.logsvc.v1.DeliverAck(\x01\x12:\n\x05Probe\x12\x17.logsvc.v1.ProbeRequest\x1a\x18.logsvc.v1.ProbeResponse\x12N\n\x0cPushSnapshot\x12\x1b.logsvc.v1.SnapshotTransfer\x1a\x1f.logsvc.v1.PushSnapshotResponse(\x01\x12L\n\rFetchSnapshot\x12\x1f.logsvc.v1.FetchSnapshotRequest\x1a\x18.logsvc.v1.SnapshotChunk0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'logsvc.v1.peer_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PROBEREQUEST']._serialized_start=35
-  _globals['_PROBEREQUEST']._serialized_end=86
-  _globals['_PROBERESPONSE']._serialized_start=88
-  _globals['_PROBERESPONSE']._serialized_end=117
-  _globals['_RAFTENTRY']._serialized_start=119
-  _globals['_RAFTENTRY']._serialized_end=187
-  _globals['_RAFTMESSAGE']._serialized_start=190
-  _globals['_RAFTMESSAGE']._serialized_end=468
-  _globals['_MESSAGEBATCH']._serialized_start=470
-  _globals['_MESSAGEBATCH']._serialized_end=563
-  _globals['_DELIVERACK']._serialized_start=565
-  _globals['_DELIVERACK']._serialized_end=577
-  _globals['_PEER']._serialized_start=579
-  _globals['_PEER']._serialized_end=706
+  _globals['_SNAPSHOTTRANSFER']._serialized_start=56
+  _globals['_SNAPSHOTTRANSFER']._serialized_end=152
+  _globals['_PUSHSNAPSHOTRESPONSE']._serialized_start=154
+  _globals['_PUSHSNAPSHOTRESPONSE']._serialized_end=176
+  _globals['_FETCHSNAPSHOTREQUEST']._serialized_start=178
+  _globals['_FETCHSNAPSHOTREQUEST']._serialized_end=268
+  _globals['_PROBEREQUEST']._serialized_start=270
+  _globals['_PROBEREQUEST']._serialized_end=321
+  _globals['_PROBERESPONSE']._serialized_start=323
+  _globals['_PROBERESPONSE']._serialized_end=352
+  _globals['_RAFTENTRY']._serialized_start=354
+  _globals['_RAFTENTRY']._serialized_end=422
+  _globals['_RAFTMESSAGE']._serialized_start=425
+  _globals['_RAFTMESSAGE']._serialized_end=703
+  _globals['_MESSAGEBATCH']._serialized_start=705
+  _globals['_MESSAGEBATCH']._serialized_end=798
+  _globals['_DELIVERACK']._serialized_start=800
+  _globals['_DELIVERACK']._serialized_end=812
+  _globals['_PEER']._serialized_start=815
+  _globals['_PEER']._serialized_end=1100
 # @@protoc_insertion_point(module_scope)

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from logsvc.v1 import log_pb2 as logsvc_dot_v1_dot_log__pb2
 from logsvc.v1 import peer_pb2 as logsvc_dot_v1_dot_peer__pb2
 
 GRPC_GENERATED_VERSION = '1.85.4'
@@ -44,6 +45,16 @@ class PeerStub:
                 request_serializer=logsvc_dot_v1_dot_peer__pb2.ProbeRequest.SerializeToString,
                 response_deserializer=logsvc_dot_v1_dot_peer__pb2.ProbeResponse.FromString,
                 _registered_method=True)
+        self.PushSnapshot = channel.stream_unary(
+                '/logsvc.v1.Peer/PushSnapshot',
+                request_serializer=logsvc_dot_v1_dot_peer__pb2.SnapshotTransfer.SerializeToString,
+                response_deserializer=logsvc_dot_v1_dot_peer__pb2.PushSnapshotResponse.FromString,
+                _registered_method=True)
+        self.FetchSnapshot = channel.unary_stream(
+                '/logsvc.v1.Peer/FetchSnapshot',
+                request_serializer=logsvc_dot_v1_dot_peer__pb2.FetchSnapshotRequest.SerializeToString,
+                response_deserializer=logsvc_dot_v1_dot_log__pb2.SnapshotChunk.FromString,
+                _registered_method=True)
 
 
 class PeerServicer:
@@ -65,6 +76,23 @@ class PeerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PushSnapshot(self, request_iterator, context):
+        """The leader sends a snapshot it is storing; the peer answers once its copy is synced
+        (temp file fsync'd, renamed, folder fsync'd) and matches the size and SHA-256 of the
+        first message's chunk.info.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FetchSnapshot(self, request, context):
+        """A peer's verified copy of a snapshot (index and sha256 must match), for a node that
+        lacks one of the catalog's snapshots. NOT_FOUND when this node has no good copy.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PeerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -77,6 +105,16 @@ def add_PeerServicer_to_server(servicer, server):
                     servicer.Probe,
                     request_deserializer=logsvc_dot_v1_dot_peer__pb2.ProbeRequest.FromString,
                     response_serializer=logsvc_dot_v1_dot_peer__pb2.ProbeResponse.SerializeToString,
+            ),
+            'PushSnapshot': grpc.stream_unary_rpc_method_handler(
+                    servicer.PushSnapshot,
+                    request_deserializer=logsvc_dot_v1_dot_peer__pb2.SnapshotTransfer.FromString,
+                    response_serializer=logsvc_dot_v1_dot_peer__pb2.PushSnapshotResponse.SerializeToString,
+            ),
+            'FetchSnapshot': grpc.unary_stream_rpc_method_handler(
+                    servicer.FetchSnapshot,
+                    request_deserializer=logsvc_dot_v1_dot_peer__pb2.FetchSnapshotRequest.FromString,
+                    response_serializer=logsvc_dot_v1_dot_log__pb2.SnapshotChunk.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -133,6 +171,60 @@ class Peer:
             '/logsvc.v1.Peer/Probe',
             logsvc_dot_v1_dot_peer__pb2.ProbeRequest.SerializeToString,
             logsvc_dot_v1_dot_peer__pb2.ProbeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PushSnapshot(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/logsvc.v1.Peer/PushSnapshot',
+            logsvc_dot_v1_dot_peer__pb2.SnapshotTransfer.SerializeToString,
+            logsvc_dot_v1_dot_peer__pb2.PushSnapshotResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FetchSnapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/logsvc.v1.Peer/FetchSnapshot',
+            logsvc_dot_v1_dot_peer__pb2.FetchSnapshotRequest.SerializeToString,
+            logsvc_dot_v1_dot_log__pb2.SnapshotChunk.FromString,
             options,
             channel_credentials,
             insecure,

@@ -5,6 +5,7 @@ Node-to-node protocol of logsvc: Raft messages, batched, on one stream per peer.
 
 from collections import abc as _abc
 from grpc import aio as _aio
+from logsvc.v1 import log_pb2 as _log_pb2
 from logsvc.v1 import peer_pb2 as _peer_pb2
 import abc as _abc_1
 import grpc as _grpc
@@ -38,6 +39,15 @@ class PeerStub:
     peer before it takes part in Raft, so that it never votes twice in one term (it may
     have voted before its data was lost); see LogNode.start.
     """
+    PushSnapshot: _grpc.StreamUnaryMultiCallable[_peer_pb2.SnapshotTransfer, _peer_pb2.PushSnapshotResponse]
+    """The leader sends a snapshot it is storing; the peer answers once its copy is synced
+    (temp file fsync'd, renamed, folder fsync'd) and matches the size and SHA-256 of the
+    first message's chunk.info.
+    """
+    FetchSnapshot: _grpc.UnaryStreamMultiCallable[_peer_pb2.FetchSnapshotRequest, _log_pb2.SnapshotChunk]
+    """A peer's verified copy of a snapshot (index and sha256 must match), for a node that
+    lacks one of the catalog's snapshots. NOT_FOUND when this node has no good copy.
+    """
 
 @_typing.type_check_only
 class PeerAsyncStub(PeerStub):
@@ -48,6 +58,15 @@ class PeerAsyncStub(PeerStub):
     """The node's durable term. A node that starts with an empty data directory asks every
     peer before it takes part in Raft, so that it never votes twice in one term (it may
     have voted before its data was lost); see LogNode.start.
+    """
+    PushSnapshot: _aio.StreamUnaryMultiCallable[_peer_pb2.SnapshotTransfer, _peer_pb2.PushSnapshotResponse]  # type: ignore[assignment]
+    """The leader sends a snapshot it is storing; the peer answers once its copy is synced
+    (temp file fsync'd, renamed, folder fsync'd) and matches the size and SHA-256 of the
+    first message's chunk.info.
+    """
+    FetchSnapshot: _aio.UnaryStreamMultiCallable[_peer_pb2.FetchSnapshotRequest, _log_pb2.SnapshotChunk]  # type: ignore[assignment]
+    """A peer's verified copy of a snapshot (index and sha256 must match), for a node that
+    lacks one of the catalog's snapshots. NOT_FOUND when this node has no good copy.
     """
 
 class PeerServicer(metaclass=_abc_1.ABCMeta):
@@ -68,6 +87,27 @@ class PeerServicer(metaclass=_abc_1.ABCMeta):
         """The node's durable term. A node that starts with an empty data directory asks every
         peer before it takes part in Raft, so that it never votes twice in one term (it may
         have voted before its data was lost); see LogNode.start.
+        """
+
+    @_abc_1.abstractmethod
+    def PushSnapshot(
+        self,
+        request_iterator: _MaybeAsyncIterator[_peer_pb2.SnapshotTransfer],
+        context: _ServicerContext,
+    ) -> _typing.Union[_peer_pb2.PushSnapshotResponse, _abc.Awaitable[_peer_pb2.PushSnapshotResponse]]:
+        """The leader sends a snapshot it is storing; the peer answers once its copy is synced
+        (temp file fsync'd, renamed, folder fsync'd) and matches the size and SHA-256 of the
+        first message's chunk.info.
+        """
+
+    @_abc_1.abstractmethod
+    def FetchSnapshot(
+        self,
+        request: _peer_pb2.FetchSnapshotRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_log_pb2.SnapshotChunk], _abc.AsyncIterator[_log_pb2.SnapshotChunk]]:
+        """A peer's verified copy of a snapshot (index and sha256 must match), for a node that
+        lacks one of the catalog's snapshots. NOT_FOUND when this node has no good copy.
         """
 
 def add_PeerServicer_to_server(servicer: PeerServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

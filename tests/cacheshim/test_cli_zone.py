@@ -76,6 +76,32 @@ class StatusOnly(log_pb2_grpc.LogServicer):
     ) -> log_pb2.TrimResponse:
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "status only")
 
+    async def PutSnapshot(
+        self,
+        request_iterator: AsyncIterator[log_pb2.SnapshotChunk],
+        context: grpc.aio.ServicerContext[log_pb2.SnapshotChunk, log_pb2.PutSnapshotResponse],
+    ) -> log_pb2.PutSnapshotResponse:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "status only")
+
+    async def GetSnapshot(
+        self,
+        request: log_pb2.GetSnapshotRequest,
+        context: grpc.aio.ServicerContext[log_pb2.GetSnapshotRequest, log_pb2.SnapshotChunk],
+    ) -> AsyncIterator[log_pb2.SnapshotChunk]:
+        nothing: list[log_pb2.SnapshotChunk] = []
+        for chunk in nothing:
+            yield chunk
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "status only")
+
+    async def ListSnapshots(
+        self,
+        request: log_pb2.ListSnapshotsRequest,
+        context: grpc.aio.ServicerContext[
+            log_pb2.ListSnapshotsRequest, log_pb2.ListSnapshotsResponse
+        ],
+    ) -> log_pb2.ListSnapshotsResponse:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "status only")
+
     async def Status(
         self,
         request: log_pb2.StatusRequest,

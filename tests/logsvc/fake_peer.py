@@ -9,7 +9,7 @@ import grpc
 
 from logsvc.raft import Message
 from logsvc.transport import message_from_proto
-from logsvc.v1 import peer_pb2, peer_pb2_grpc
+from logsvc.v1 import log_pb2, peer_pb2, peer_pb2_grpc
 
 
 @dataclass
@@ -52,3 +52,20 @@ class FakePeer(peer_pb2_grpc.PeerServicer):
         async for batch in request_iterator:
             self.received.extend(message_from_proto(pb) for pb in batch.messages)
         return peer_pb2.DeliverAck()
+
+    async def PushSnapshot(
+        self,
+        request_iterator: AsyncIterator[peer_pb2.SnapshotTransfer],
+        context: grpc.aio.ServicerContext[peer_pb2.SnapshotTransfer, peer_pb2.PushSnapshotResponse],
+    ) -> peer_pb2.PushSnapshotResponse:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "a fake peer stores no snapshot")
+
+    async def FetchSnapshot(
+        self,
+        request: peer_pb2.FetchSnapshotRequest,
+        context: grpc.aio.ServicerContext[peer_pb2.FetchSnapshotRequest, log_pb2.SnapshotChunk],
+    ) -> AsyncIterator[log_pb2.SnapshotChunk]:
+        nothing: list[log_pb2.SnapshotChunk] = []
+        for chunk in nothing:
+            yield chunk
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "a fake peer stores no snapshot")

@@ -281,8 +281,10 @@ def test_node_behind_the_trim_point_restarts_from_the_boundary(cluster: Cluster)
     c.kill(follower)
     _, last = asyncio.run(append_batches(c, "later", 20, 5))
     before = last - 10
-    # Trim with the CLI, its flags from the environment.
-    result = c.cli("trim", env={"LOGSVC_ADDR": c.addr, "LOGSVC_BEFORE": str(before)})
+    # Trim with the CLI, its flags from the environment (forced: no snapshot covers them).
+    result = c.cli(
+        "trim", env={"LOGSVC_ADDR": c.addr, "LOGSVC_BEFORE": str(before), "LOGSVC_FORCE": "1"}
+    )
     first_retained = int(result.stdout)
     assert had + 1 < first_retained <= before, (had, first_retained, before)
     live = [i for i in c.nodes if i != follower]
