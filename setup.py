@@ -1,7 +1,8 @@
-"""Only the C extension lives here; everything else is in pyproject.toml.
+"""Only the C extensions live here; everything else is in pyproject.toml.
 
-`cacheshim._fastread` is optional: without a compiler the install still succeeds and the
-shim uses the Python twin in cacheshim/fastread.py (slower, same bytes).
+`cacheshim._fastread` and `cacheshim.snapshot._crc64` are optional: without a compiler the
+install still succeeds and the Python twins in cacheshim/fastread.py and
+cacheshim/snapshot/crc64.py take their place (slower, same results).
 """
 
 from setuptools import Extension, setup
@@ -13,6 +14,12 @@ setup(
             sources=["cacheshim/_fastread.c"],
             extra_compile_args=["-O2"],
             optional=True,
-        )
+        ),
+        Extension(
+            "cacheshim.snapshot._crc64",
+            sources=["cacheshim/snapshot/_crc64.c"],
+            extra_compile_args=["-O2"],
+            optional=True,
+        ),
     ]
 )
