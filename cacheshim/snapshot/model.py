@@ -14,7 +14,7 @@ Reading and restoring those reaches into private attributes here and nowhere els
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from cacheshim.hashvalue import HashValue
 from cacheshim.keyindex import KeyIndex
@@ -31,6 +31,9 @@ from cacheshim.keyspace import (
 from cacheshim.listvalue import ListValue
 from cacheshim.setvalue import SetValue
 from cacheshim.zsetvalue import ZSet
+
+if TYPE_CHECKING:
+    from cacheshim.apply import Applier
 
 __all__ = [
     "DATABASES",
@@ -75,12 +78,12 @@ def kind(value: object) -> int:
 #
 # string: 0 plain bytes, 1 RawString, 2 PlainString, 3 PrivateInt (how Redis would encode it)
 # set:    1 when a hashtable (else an intset)
-# hash:   bit 0 when a hashtable; bit 1 when its pick order follows (see hash_pick_order)
+# hash:   bit 0 when a hashtable; bit 2 when its pick order follows (see hash_pick_order)
 # zset:   1 when a listpack (else a skiplist)
 
 _STRING_CLASSES: Final[tuple[type[bytes], ...]] = (bytes, RawString, PlainString, PrivateInt)
 HASH_HASHTABLE: Final = 1
-HASH_PICKS: Final = 2
+HASH_PICKS: Final = 4  # a bit no other shape uses (the meta is read before the type)
 
 
 def shape(value: object) -> int:
@@ -228,3 +231,20 @@ def prepare_scan_table(db: Database, bits: int) -> None:
     index._bits = bits
     index._buckets = [{} for _ in range(1 << bits)]
     db.key_index = index
+
+
+# -- the apply loop's own state -------------------------------------------------------------
+
+
+def applier_position(applier: Applier) -> tuple[int, int]:
+    """(the last applied log index, the apply time): what a snapshot of it records."""
+    return applier.applied_index, applier.time_ms
+
+
+def restore_applier(applier: Applier, keyspace: Keyspace, index: int, time_ms: int) -> None:
+    """Make a fresh applier continue from a snapshot: its next record is index + 1."""
+    if applier.applied_index != 0:
+        raise ValueError("restore into an applier that has applied nothing yet")
+    applier.keyspace = keyspace
+    applier.applied_index = index
+    applier.time_ms = time_ms

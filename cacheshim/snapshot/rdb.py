@@ -28,11 +28,14 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import BinaryIO, Final, cast
+from typing import TYPE_CHECKING, BinaryIO, Final, cast
 
 from cacheshim.snapshot import model, packed
 from cacheshim.snapshot.crc64 import crc64
 from cacheshim.snapshot.lzf import LzfError, decompress
+
+if TYPE_CHECKING:
+    from cacheshim.apply import Applier
 
 RDB_VERSION: Final = 10  # what Redis 7.0 writes
 RDB_VERSION_READ_MAX: Final = 11  # Redis 7.2's, read too
@@ -789,3 +792,19 @@ def _zset2(src: _Source, count: int) -> Iterator[tuple[bytes, float]]:
     for _ in range(count):
         member = src.string()
         yield member, src.binary_double()
+
+
+# -- an applier in and out -------------------------------------------------------------------
+
+
+def snapshot_state(applier: Applier) -> SnapshotState:
+    index, time_ms = model.applier_position(applier)
+    return SnapshotState(index, time_ms)
+
+
+def restore(applier: Applier, result: LoadResult) -> None:
+    """Make a fresh applier go on from a loaded memlog snapshot, as the applier it was
+    taken from would: the same replies and the same keyspace after every later record."""
+    if result.state is None:
+        raise RdbError("not a memlog snapshot (no memlog-index): import it through the log")
+    model.restore_applier(applier, result.keyspace, result.state.index, result.state.time_ms)

@@ -57,13 +57,13 @@ def _value_digest(digest: int, value: object, has_expiry: bool) -> int:
     elif kind == model.ZSET:
         assert isinstance(value, model.ZSet)
         for score, member in model.zset_entries(value):
-            element = _mix(_mix(0, member), b"%.17g" % score)
-            digest = _xor(digest, element.to_bytes(20, "big"))
+            pair = _mix(_mix(0, member), b"%.17g" % score)
+            digest = _xor(digest, pair.to_bytes(20, "big"))
     else:
         assert isinstance(value, model.HashValue)
         for name, item in model.hash_pairs(value):
-            element = _mix(_mix(0, name), item)
-            digest = _xor(digest, element.to_bytes(20, "big"))
+            pair = _mix(_mix(0, name), item)
+            digest = _xor(digest, pair.to_bytes(20, "big"))
     if has_expiry:
         digest = _xor(digest, _EXPIRE)
     return digest
