@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Final
 
+from cacheshim.hashvalue import LISTPACK_ENTRIES_MAX as HASH_LISTPACK_ENTRIES_MAX
+from cacheshim.hashvalue import LISTPACK_VALUE_BYTES_MAX as HASH_LISTPACK_VALUE_BYTES_MAX
 from cacheshim.hashvalue import HashValue
 from cacheshim.keyindex import KeyIndex
 from cacheshim.keyspace import (
@@ -29,7 +31,7 @@ from cacheshim.keyspace import (
     string_as_int,
 )
 from cacheshim.listvalue import ListValue
-from cacheshim.setvalue import SetValue
+from cacheshim.setvalue import INTSET_ENTRIES_MAX, SetValue, is_intset_member
 from cacheshim.zsetvalue import ZSet
 
 if TYPE_CHECKING:
@@ -60,7 +62,16 @@ def strict_int(data: bytes) -> int | None:
     return string_as_int(data)
 
 
+KIND_BY_TYPE: Final[dict[type, int]] = {
+    bytes: STRING, RawString: STRING, PlainString: STRING, PrivateInt: STRING,
+    ListValue: LIST, SetValue: SET, HashValue: HASH, ZSet: ZSET,
+}  # fmt: skip
+
+
 def kind(value: object) -> int:
+    found = KIND_BY_TYPE.get(type(value))
+    if found is not None:
+        return found
     if isinstance(value, bytes):
         return STRING
     if isinstance(value, ListValue):
@@ -122,14 +133,18 @@ def set_members(value: SetValue) -> list[bytes]:
 def make_set(members: Sequence[bytes], hashtable: bool | None) -> SetValue:
     """A set holding members in this order. hashtable None: Redis's rule when it loads an
     RDB file (an intset while every member is an integer and there are at most 512)."""
-    value = SetValue(members)
-    if len(value) != len(members):
+    # What SetValue(members) builds, without its per-member bookkeeping: adding members
+    # one by one turns an intset into a hashtable for good at the first non-integer or
+    # past INTSET_ENTRIES_MAX, so the end state depends only on the whole list.
+    value = SetValue()
+    value._members = list(members)
+    value._positions = {member: i for i, member in enumerate(value._members)}
+    if len(value._positions) != len(value._members):
         raise ValueError("a set names a member twice")
-    if hashtable is not None and hashtable != value.hashtable:
-        if not hashtable:
-            raise ValueError("a set that cannot be an intset is marked as one")
-        value.hashtable = True
-        value._sorted = None
+    natural = len(members) > INTSET_ENTRIES_MAX or not all(map(is_intset_member, members))
+    if hashtable is False and natural:
+        raise ValueError("a set that cannot be an intset is marked as one")
+    value.hashtable = natural if hashtable is None else hashtable
     return value
 
 
@@ -159,9 +174,17 @@ def make_hash(
 ) -> HashValue:
     """A hash with fields in this reply order. hashtable None: Redis's loading rule (a
     listpack up to 512 fields of at most 64 bytes)."""
-    value = HashValue(pairs)
-    if len(value) != len(pairs):
+    # What HashValue(pairs) builds, without its per-field bookkeeping (a listpack turns
+    # into a hashtable for good at the first long field or value, or past the entry limit).
+    value = HashValue()
+    value._fields = dict(pairs)
+    if len(value._fields) != len(pairs):
         raise ValueError("a hash names a field twice")
+    if len(pairs) > HASH_LISTPACK_ENTRIES_MAX or any(
+        len(field) > HASH_LISTPACK_VALUE_BYTES_MAX or len(item) > HASH_LISTPACK_VALUE_BYTES_MAX
+        for field, item in pairs
+    ):
+        value.convert()
     if hashtable is None:
         return value
     if hashtable:

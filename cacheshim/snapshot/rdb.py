@@ -145,13 +145,14 @@ def encode_length(n: int) -> bytes:
 
 
 _SMALL_LENGTHS: Final = [bytes((n,)) for n in range(0x40)]
+_SMALL_VARINTS: Final = [bytes((n,)) for n in range(0x80)]
 
 
 def encode_string(data: bytes) -> bytes:
     """An RDB string: in an integer encoding when Redis would use one (a strict integer of
     at most 11 bytes that fits 32 bits), else length-prefixed."""
     size = len(data)
-    if size <= 11 and size:
+    if size <= 11 and size and 0x30 <= data[-1] <= 0x39:  # integers end in a digit
         number = model.strict_int(data)
         if number is not None:
             if -128 <= number <= 127:
@@ -171,6 +172,8 @@ def encode_blob(data: bytes) -> bytes:
 
 
 def varint(n: int) -> bytes:
+    if n < 0x80:
+        return _SMALL_VARINTS[n]
     out = bytearray()
     while n >= 0x80:
         out.append((n & 0x7F) | 0x80)
@@ -317,7 +320,9 @@ def _write_key(write: Callable[[bytes], None], db: model.Database, key: bytes) -
     value: object = db.data[key]
     when = db.expires.get(key)
     head = b"" if when is None else bytes((OP_EXPIRETIME_MS,)) + _I64.pack(when)
-    kind = model.kind(value)
+    kind = model.KIND_BY_TYPE.get(type(value))
+    if kind is None:
+        kind = model.kind(value)
     if kind == model.STRING:
         assert isinstance(value, bytes)
         if len(value) < 1024:
@@ -448,6 +453,28 @@ class _Source:
         raise RdbError(f"bad length byte 0x{first:02x} at offset {self.tell() - 1}")
 
     def string(self) -> bytes:
+        # The common case inline: a length under 16384 and the bytes in the buffer.
+        buffer = self.buffer
+        position = self.position
+        if position + 2 <= len(buffer):
+            first = buffer[position]
+            if first < 0x40:
+                start = position + 1
+                end = start + first
+            elif first < 0x80:
+                start = position + 2
+                end = start + (((first & 0x3F) << 8) | buffer[position + 1])
+            else:
+                return self._string_slow()
+            if end <= len(buffer):
+                self.position = end
+                return buffer[start:end]
+        return self._string_slow()
+
+    def strings(self, count: int) -> list[bytes]:
+        return [self.string() for _ in range(count)]
+
+    def _string_slow(self) -> bytes:
         first = self.byte()
         kind = first >> 6
         if kind == 0:
@@ -742,15 +769,15 @@ def _read_value_unchecked(
                 raise RdbError(f"key {key[:60]!r}: unknown quicklist node kind {container}")
         return model.make_list(items)
     if kind == T_SET:
-        return model.make_set([string() for _ in range(src.length())], encoded)
+        return model.make_set(src.strings(src.length()), encoded)
     if kind == T_HASH:
-        count = src.length()
-        return model.make_hash([(string(), string()) for _ in range(count)], encoded, picks)
+        flat = src.strings(2 * src.length())
+        return model.make_hash(list(zip(flat[0::2], flat[1::2], strict=True)), encoded, picks)
     if kind == T_ZSET_2:
         count = src.length()
         return model.make_zset([(s, m) for m, s in _zset2(src, count)], encoded)
     if kind == T_LIST:
-        return model.make_list([string() for _ in range(src.length())])
+        return model.make_list(src.strings(src.length()))
     if kind == T_ZSET:
         count = src.length()
         entries = []
