@@ -9,12 +9,14 @@ to 100 byte texts, a few 1-4 KB values; 10% each lists, sets, hashes and sorted 
 
 - memlog: `write_rdb` of the keyspace as a snapshot (with its memlog-* fields) to a file,
   then `read_rdb` of that file back into a keyspace (whose digest is checked);
-- redis-server started on the file memlog wrote (its startup load, as its log reports it,
-  and spawn-to-PING), DEBUG DIGEST checked against Redis's digest of memlog's keyspace;
+- redis-server started on the file memlog wrote (spawn to its first PING), DEBUG DIGEST
+  checked against Redis's digest of memlog's keyspace;
 - SAVE on that redis-server (its own RDB of the same data), then a second redis-server
   started on Redis's own file (its load of its own RDB), and memlog's `read_rdb` of it.
 
-Every figure is the median of --rounds; the table gives memlog / Redis ratios. Not a test.
+Every figure is the median of --rounds, in wall seconds and in CPU seconds of the process
+doing the work (fairer on a shared machine); the report gives memlog / Redis ratios. Not a
+test.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ import argparse
 import os
 import platform
 import random
-import re
 import shutil
 import statistics
 import subprocess
@@ -92,13 +93,20 @@ def build(keys: int, seed: int) -> model.Keyspace:
     return keyspace
 
 
-def timed(action: Callable[[], T]) -> tuple[float, T]:
-    start = time.perf_counter()
+def timed(action: Callable[[], T]) -> tuple[float, float, T]:
+    """(wall seconds, this process's CPU seconds, the result)."""
+    start, start_cpu = time.perf_counter(), time.process_time()
     result = action()
-    return time.perf_counter() - start, result
+    return time.perf_counter() - start, time.process_time() - start_cpu, result
 
 
-_LOADED = re.compile(rb"DB loaded from disk: ([0-9.]+) seconds")
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far, all its threads (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
 
 
 class Redis:
@@ -127,13 +135,18 @@ class Redis:
                 raise RuntimeError(f"redis-server did not start: see {self.log}")
             time.sleep(0.01)
         self.ready_s = time.perf_counter() - start
-        found = _LOADED.search(self.log.read_bytes())
-        self.load_s = float(found.group(1)) if found else float("nan")
+        self.ready_cpu_s = cpu_s(self.proc.pid)
 
     def stop(self) -> None:
         self.conn.close()
         self.proc.terminate()
         self.proc.wait(timeout=600)
+
+
+WRITE = "memlog write_rdb (snapshot)"
+READ = "memlog read_rdb (its own file)"
+SAVE = "redis-server SAVE"
+LOAD = "redis-server start on its own file (spawn to PING)"
 
 
 def main() -> None:
@@ -146,17 +159,17 @@ def main() -> None:
     args = parser.parse_args()
 
     print(f"building {args.keys:,} keys ...", flush=True)
-    build_s, keyspace = timed(lambda: build(args.keys, args.seed))
+    build_s, _, keyspace = timed(lambda: build(args.keys, args.seed))
     print(f"  built in {build_s:.1f} s", flush=True)
     digest = keyspace.digest()
     expected_redis = "" if args.no_verify else redis_digest(keyspace)
     state = SnapshotState(index=args.keys, time_ms=1_800_000_000_000)
-    rows: dict[str, list[float]] = {}
+    rows: dict[str, list[tuple[float, float]]] = {}
     sizes: dict[str, int] = {}
 
-    def note(name: str, seconds: float) -> None:
-        rows.setdefault(name, []).append(seconds)
-        print(f"  {name}: {seconds:.2f} s", flush=True)
+    def note(name: str, wall_s: float, cpu: float) -> None:
+        rows.setdefault(name, []).append((wall_s, cpu))
+        print(f"  {name}: {wall_s:.2f} s wall, {cpu:.2f} s CPU", flush=True)
 
     with tempfile.TemporaryDirectory(prefix="rdb-bench-") as tmp:
         root = Path(tmp)
@@ -164,67 +177,70 @@ def main() -> None:
         for round_no in range(args.rounds):
             print(f"round {round_no + 1}/{args.rounds}", flush=True)
             with open(ours, "wb") as out:
-                seconds, _ = timed(lambda: write_rdb(keyspace, out, state))
-            note("memlog write_rdb (snapshot)", seconds)
+                wall, cpu, _ = timed(lambda: write_rdb(keyspace, out, state))
+            note(WRITE, wall, cpu)
             sizes["memlog"] = ours.stat().st_size
-            seconds, loaded = timed(lambda: load_file(ours))
-            note("memlog read_rdb (its own file)", seconds)
+            wall, cpu, loaded = timed(lambda: load_file(ours))
+            note(READ, wall, cpu)
             if not args.no_verify:
                 assert loaded.keyspace.digest() == digest
             del loaded
 
             server = Redis(root, ours.name)
             try:
-                note("redis-server load of memlog's file", server.load_s)
-                note("redis-server spawn to PING on memlog's file", server.ready_s)
+                note("redis-server start on memlog's file (spawn to PING)", server.ready_s,
+                     server.ready_cpu_s)  # fmt: skip
                 if not args.no_verify:
                     got = execute(server.conn, "DEBUG", "DIGEST")
                     assert got == expected_redis.encode(), (got, expected_redis)
                 server.conn.config_set("dbfilename", theirs.name)
-                save = server.conn.save
-                seconds, _ = timed(save)
-                note("redis-server SAVE", seconds)
+                before = cpu_s(server.proc.pid)
+                wall, _, _ = timed(server.conn.save)
+                note(SAVE, wall, cpu_s(server.proc.pid) - before)
                 sizes["redis"] = theirs.stat().st_size
             finally:
                 server.stop()
 
             server = Redis(root, theirs.name)
             try:
-                note("redis-server load of its own file", server.load_s)
-                note("redis-server spawn to PING on its own file", server.ready_s)
+                note(LOAD, server.ready_s, server.ready_cpu_s)
             finally:
                 server.stop()
-            seconds, loaded = timed(lambda: load_file(theirs))
-            note("memlog read_rdb (redis-server's file)", seconds)
+            wall, cpu, loaded = timed(lambda: load_file(theirs))
+            note("memlog read_rdb (redis-server's file)", wall, cpu)
             if not args.no_verify:
                 assert redis_digest(loaded.keyspace) == expected_redis
             del loaded
 
-    med = {name: statistics.median(values) for name, values in rows.items()}
-    write_ratio = med["memlog write_rdb (snapshot)"] / med["redis-server SAVE"]
-    load_ratio = med["memlog read_rdb (its own file)"] / med["redis-server load of its own file"]
+    wall = {name: statistics.median(w for w, _ in values) for name, values in rows.items()}
+    cpu = {name: statistics.median(c for _, c in values) for name, values in rows.items()}
     lines = [
         "# RDB dump and load: memlog against redis-server",
         "",
         f"Generated by `bench/rdb_bench.py --keys {args.keys} --rounds {args.rounds}` on "
         f"{datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}, {platform.machine()}, "
-        f"{os.cpu_count()} CPUs shared with other work, Python {platform.python_version()}, "
-        f"C CRC-64 {'on' if HAVE_C else 'off'}. {args.keys:,} keys of mixed types (60% strings, "
-        "10% each lists, sets, hashes, sorted sets of 5-20 elements, 10% with a TTL, 16 dbs). "
-        "Medians of the rounds; ratios are memlog / redis-server in the same run.",
+        f"{os.cpu_count()} CPUs shared with other work (load average "
+        f"{os.getloadavg()[0]:.1f} at the end), Python {platform.python_version()}, C CRC-64 "
+        f"{'on' if HAVE_C else 'off'}. {args.keys:,} keys of mixed types (60% strings, 10% "
+        "each lists, sets, hashes, sorted sets of 5-20 elements, 10% with a TTL, 16 dbs). "
+        "Medians of the rounds. CPU is the CPU time of the process doing the work (memlog's "
+        "bench process; the redis-server process, from spawn to its first PING for a load); "
+        "on a shared machine it is the fairer measure, wall time includes waiting for a core.",
         "",
-        "| step | seconds (median) |",
-        "|---|---|",
+        "| step | wall s | CPU s |",
+        "|---|---|---|",
     ]
-    lines += [f"| {name} | {value:.2f} |" for name, value in med.items()]
+    lines += [f"| {name} | {wall[name]:.2f} | {cpu[name]:.2f} |" for name in rows]
     lines += [
         "",
         f"- File sizes: memlog's snapshot {sizes['memlog'] / 2**20:.1f} MiB (memlog-* fields "
         f"included, strings not compressed), redis-server's {sizes['redis'] / 2**20:.1f} MiB "
         "(LZF on).",
-        f"- Dump: memlog's `write_rdb` takes {write_ratio:.1f}x the time of Redis's SAVE.",
-        f"- Load: memlog's `read_rdb` of its own file takes {load_ratio:.1f}x the time of "
-        "redis-server loading its own RDB file at startup.",
+        f"- Dump: memlog's `write_rdb` takes {cpu[WRITE] / cpu[SAVE]:.1f}x the CPU time of "
+        f"Redis's SAVE ({wall[WRITE] / wall[SAVE]:.1f}x its wall time).",
+        f"- Load: memlog's `read_rdb` of its own file takes {cpu[READ] / cpu[LOAD]:.1f}x the "
+        f"CPU time of redis-server starting on its own RDB file ({wall[READ] / wall[LOAD]:.1f}x "
+        "its wall time).",
         "- Digests checked every round: memlog's keyspace after the round trip, Redis's DEBUG "
         "DIGEST after loading memlog's file, and memlog's reading of Redis's file."
         if not args.no_verify

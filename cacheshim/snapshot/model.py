@@ -112,6 +112,8 @@ def shape(value: object) -> int:
 def make_string(data: bytes, shape_code: int | None) -> bytes:
     if not shape_code:
         return data
+    if not 0 < shape_code < len(_STRING_CLASSES):
+        raise ValueError(f"unknown string shape {shape_code}")
     return _STRING_CLASSES[shape_code](data)
 
 

@@ -422,7 +422,8 @@ class _Source:
         parts = [self.buffer[self.position :]]
         have = len(parts[0])
         while have < n:
-            chunk = self.inp.read(max(self.chunk_bytes, n - have))
+            # Never ask for more than 64 MiB at once: a corrupt length may be huge.
+            chunk = self.inp.read(min(max(self.chunk_bytes, n - have), 1 << 26))
             if not chunk:
                 raise RdbError(f"unexpected end of file at offset {self.offset + have}")
             parts.append(chunk)
@@ -636,6 +637,8 @@ def read_rdb(inp: BinaryIO, *, chunk_bytes: int = 1 << 20) -> LoadResult:
     expected = src.checksum()
     if version >= 5:
         stored = _U64.unpack(src.take(8))[0]
+        if stored == 0 and memlog:  # Redis's "rdbchecksum no"; memlog always writes one
+            raise ChecksumError("a memlog snapshot without its checksum (the file is corrupt)")
         if stored != 0 and stored != expected:
             raise ChecksumError(
                 f"RDB checksum mismatch: the file says {stored:016x}, its contents give "
@@ -735,7 +738,7 @@ def _read_value(
 ) -> object:
     try:
         return _read_value_unchecked(src, kind, key, at, shape, picks)
-    except packed.PackedError as exc:
+    except (packed.PackedError, struct.error, IndexError) as exc:
         raise RdbError(f"key {key[:60]!r} at offset {at}: {exc}") from None
     except ValueError as exc:
         if isinstance(exc, RdbError):

@@ -15,6 +15,7 @@ import math
 import os
 import random
 import struct
+import subprocess
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -348,6 +349,10 @@ def test_memlog_rdb_loads_in_redis_server_with_the_same_digest(tmp_path: Path, n
     for state in (None, snapshot_state(applier)):  # a plain export, and a memlog snapshot
         with open(root / "memlog.rdb", "wb") as out:
             write_rdb(keyspace, out, state)
+        checked = subprocess.run(
+            ["redis-check-rdb", str(root / "memlog.rdb")], capture_output=True, timeout=300
+        )
+        assert checked.returncode == 0 and b"RDB looks OK" in checked.stdout, checked.stdout
         server = oracle(root, "--dbfilename", "memlog.rdb")
         try:
             conn = redis_client(server)
@@ -484,6 +489,9 @@ def test_corrupt_file_is_refused_with_a_clear_message(now_ms: int) -> None:
     flipped[position] ^= 0x10
     with pytest.raises(ChecksumError, match="RDB checksum mismatch"):
         load(bytes(flipped))
+    with pytest.raises(ChecksumError, match="without its checksum"):
+        load(data[:-8] + bytes(8))
+    assert load(dump(applier.keyspace)[:-8] + bytes(8)).keys > 0  # Redis's "no checksum"
     with pytest.raises(RdbError, match="unexpected end of file"):
         load(data[: len(data) // 2])
     with pytest.raises(RdbError, match="not an RDB file"):
@@ -565,3 +573,26 @@ def test_restored_applier_goes_on_like_the_original() -> None:
     kinds = {kind_of(v).name for db in original.keyspace.dbs for v in db.data.values()}
     assert len(kinds) >= 4, kinds  # the run left several types behind
     assert original.keyspace.expired_keys > 0
+
+
+def test_damaged_bytes_raise_rdb_error_or_load(now_ms: int) -> None:
+    """With the checksum turned off (Redis's "rdbchecksum no", zero), the parser itself
+    meets the damage: it raises RdbError with a message, never another exception."""
+    seed = int(os.environ.get("SNAPSHOT_SEED", random.randrange(2**32)))
+    print(f"seed {seed} (rerun: SNAPSHOT_SEED={seed})")
+    rng = random.Random(seed)
+    small = [(db, args) for db, args in dataset(random.Random(11), now_ms) if db < 2]
+    data = dump(built(small, now_ms).keyspace, ctime_s=1)[:-8] + bytes(8)
+    outcomes = {"loaded": 0, "refused": 0}
+    for _ in range(300):
+        damaged = bytearray(data)
+        for _ in range(rng.randint(1, 3)):
+            damaged[rng.randrange(9, len(data) - 9)] = rng.randrange(256)
+        try:
+            load(bytes(damaged))
+            outcomes["loaded"] += 1
+        except RdbError as exc:
+            assert str(exc)
+            outcomes["refused"] += 1
+    print(outcomes)
+    assert outcomes["refused"] > 0
