@@ -596,3 +596,43 @@ def test_damaged_bytes_raise_rdb_error_or_load(now_ms: int) -> None:
             outcomes["refused"] += 1
     print(outcomes)
     assert outcomes["refused"] > 0
+
+
+def test_what_memlog_cannot_hold_is_refused_by_name(tmp_path: Path, now_ms: int) -> None:
+    """A stream, a function library: named in the error, not skipped. A newer memlog format
+    is refused; a memlog field this reader does not know is skipped."""
+    root = tmp_path / "redis"
+    server = oracle(root)
+    try:
+        conn = redis_client(server)
+        cmd(conn, "SET", "plain", "1")
+        cmd(conn, "XADD", "events", "*", "field", "value")
+        cmd(conn, "SAVE")
+        stream = r"'events' at offset \d+ is a stream: memlog has no streams"
+        with open(root / "dump.rdb", "rb") as inp, pytest.raises(RdbError, match=stream):
+            read_rdb(inp)
+        cmd(conn, "DEL", "events")
+        library = "#!lua name=lib\nredis.register_function('f', function() return 1 end)"
+        cmd(conn, "FUNCTION", "LOAD", library)
+        cmd(conn, "SAVE")
+        functions = r"functions \(FUNCTION LOAD\) at offset \d+: memlog cannot load them"
+        with open(root / "dump.rdb", "rb") as inp, pytest.raises(RdbError, match=functions):
+            read_rdb(inp)
+    finally:
+        server.stop()
+
+    applier = built([(0, ["SET", "k", "v"])], now_ms)
+    data = dump(applier.keyspace, snapshot_state(applier))
+
+    def with_checksum(body: bytes) -> bytes:
+        return body + struct.pack("<Q", crc64(0, body))
+
+    format_field = b"\xfa\x0dmemlog-format\xc0"  # the value 1 as an 8-bit integer
+    assert data.count(format_field + b"\x01") == 1
+    newer = with_checksum(data[:-8].replace(format_field + b"\x01", format_field + b"\x02"))
+    with pytest.raises(RdbError, match="memlog snapshot format 2 is newer than this reader"):
+        load(newer)
+    extra = b"\xfa\x0cmemlog-later\x03abc"  # a field from a newer writer of format 1
+    at = data.index(b"\xfa\x0cmemlog-index")
+    later = with_checksum(data[:at] + extra + data[at:-8])
+    assert load(later).keyspace.digest() == applier.keyspace.digest()
