@@ -146,6 +146,8 @@ def encode_length(n: int) -> bytes:
 
 _SMALL_LENGTHS: Final = [bytes((n,)) for n in range(0x40)]
 _SMALL_VARINTS: Final = [bytes((n,)) for n in range(0x80)]
+# An 8-bit integer encoding's byte -> the integer's text (two's complement).
+_INT8_TEXT: Final = [b"%d" % (n - 256 if n > 127 else n) for n in range(256)]
 
 
 def encode_string(data: bytes) -> bytes:
@@ -386,19 +388,20 @@ def _list_nodes(value: model.ListValue) -> Iterator[bytes]:
 class _Source:
     """Bytes from the file in chunks, checksummed as they are consumed."""
 
-    __slots__ = ("buffer", "chunk_bytes", "crc", "inp", "offset", "position")
+    __slots__ = ("buffer", "chunk_bytes", "crc", "inp", "offset", "position", "size")
 
     def __init__(self, inp: BinaryIO, chunk_bytes: int) -> None:
         self.inp = inp
         self.chunk_bytes = chunk_bytes
         self.buffer = b""
+        self.size = 0  # len(buffer)
         self.position = 0
         self.offset = 0  # file offset of buffer[0]
         self.crc = 0  # of everything before buffer[0]
 
     def take(self, n: int) -> bytes:
         end = self.position + n
-        if end <= len(self.buffer):
+        if end <= self.size:
             data = self.buffer[self.position : end]
             self.position = end
             return data
@@ -409,7 +412,7 @@ class _Source:
 
     def byte(self) -> int:
         position = self.position
-        if position < len(self.buffer):
+        if position < self.size:
             self.position = position + 1
             return self.buffer[position]
         return self.take(1)[0]
@@ -429,6 +432,7 @@ class _Source:
             parts.append(chunk)
             have += len(chunk)
         self.buffer = b"".join(parts)
+        self.size = len(self.buffer)
         self.position = 0
 
     def checksum(self) -> int:
@@ -454,26 +458,58 @@ class _Source:
         raise RdbError(f"bad length byte 0x{first:02x} at offset {self.tell() - 1}")
 
     def string(self) -> bytes:
-        # The common case inline: a length under 16384 and the bytes in the buffer.
+        # The common cases inline: a length under 16384, or an 8-bit integer, in the buffer.
         buffer = self.buffer
         position = self.position
-        if position + 2 <= len(buffer):
+        size = self.size
+        if position + 2 <= size:
             first = buffer[position]
             if first < 0x40:
-                start = position + 1
-                end = start + first
+                end = position + 1 + first
+                if end <= size:
+                    self.position = end
+                    return buffer[position + 1 : end]
             elif first < 0x80:
                 start = position + 2
                 end = start + (((first & 0x3F) << 8) | buffer[position + 1])
-            else:
-                return self._string_slow()
-            if end <= len(buffer):
-                self.position = end
-                return buffer[start:end]
+                if end <= size:
+                    self.position = end
+                    return buffer[start:end]
+            elif first == 0xC0:
+                self.position = position + 2
+                return _INT8_TEXT[buffer[position + 1]]
         return self._string_slow()
 
     def strings(self, count: int) -> list[bytes]:
-        return [self.string() for _ in range(count)]
+        """count strings in a row (string() unrolled into one loop)."""
+        out: list[bytes] = []
+        append = out.append
+        buffer, size, position = self.buffer, self.size, self.position
+        for _ in range(count):
+            if position + 2 <= size:
+                first = buffer[position]
+                if first < 0x40:
+                    end = position + 1 + first
+                    if end <= size:
+                        append(buffer[position + 1 : end])
+                        position = end
+                        continue
+                elif first < 0x80:
+                    start = position + 2
+                    end = start + (((first & 0x3F) << 8) | buffer[position + 1])
+                    if end <= size:
+                        append(buffer[start:end])
+                        position = end
+                        continue
+                elif first == 0xC0:
+                    append(_INT8_TEXT[buffer[position + 1]])
+                    position += 2
+                    continue
+            self.position = position
+            append(self._string_slow())
+            buffer, size, position = self.buffer, self.size, self.position
+        self.position = position
+        return out
 
     def _string_slow(self) -> bytes:
         first = self.byte()
@@ -556,8 +592,30 @@ def read_rdb(inp: BinaryIO, *, chunk_bytes: int = 1 << 20) -> LoadResult:
     time_ms: int | None = None
     meta: _Meta | None = None
     while True:
-        at = src.tell()
+        at = src.offset + src.position
         op = src.byte()
+        if op < OP_FUNCTION2:  # a key and its value (the common case first)
+            key = src.string()
+            shape: int | None = None
+            picks: list[int] | None = None
+            changed: int | None = None
+            if memlog:
+                if meta is None or not meta.entries or meta.db != db.index:
+                    raise RdbError(f"key {key[:60]!r} at offset {at} has no memlog-keys entry")
+                changed, shape, picks = meta.entries.popleft()
+            loaded = _read_value(src, op, key, at, shape, picks)
+            if key in db.data:
+                raise RdbError(f"duplicate key {key[:60]!r} in db {db.index} at offset {at}")
+            db.set(key, cast(model.Value, loaded), 0)
+            if expire is not None:
+                db.set_expiry(key, expire, 0)
+                expire = None
+            if changed is None:
+                db.changed_at.pop(key, None)
+            else:
+                db.changed_at[key] = changed
+            result.keys += 1
+            continue
         if op == OP_EXPIRETIME_MS:
             expire = _I64.unpack(src.take(8))[0]
             continue
@@ -614,26 +672,6 @@ def read_rdb(inp: BinaryIO, *, chunk_bytes: int = 1 << 20) -> LoadResult:
         if op in (OP_MODULE_AUX, OP_FUNCTION2, OP_FUNCTION_PRE_GA):
             what = "module data" if op == OP_MODULE_AUX else "functions (FUNCTION LOAD)"
             raise RdbError(f"the file holds {what} at offset {at}: memlog cannot load them")
-        key = src.string()
-        shape: int | None = None
-        picks: list[int] | None = None
-        changed: int | None = None
-        if memlog:
-            if meta is None or not meta.entries or meta.db != db.index:
-                raise RdbError(f"key {key[:60]!r} at offset {at} has no memlog-keys entry")
-            changed, shape, picks = meta.entries.popleft()
-        loaded = _read_value(src, op, key, at, shape, picks)
-        if key in db.data:
-            raise RdbError(f"duplicate key {key[:60]!r} in database {db.index} at offset {at}")
-        db.set(key, cast(model.Value, loaded), 0)
-        if expire is not None:
-            db.set_expiry(key, expire, 0)
-            expire = None
-        if changed is None:
-            db.changed_at.pop(key, None)
-        else:
-            db.changed_at[key] = changed
-        result.keys += 1
     expected = src.checksum()
     if version >= 5:
         stored = _U64.unpack(src.take(8))[0]
