@@ -240,16 +240,52 @@ def scan_bits(db: Database) -> int:
 
 
 def keys_in_scan_order(db: Database) -> Iterator[bytes]:
-    """Every key of the database, bucket by bucket of its SCAN table: inserted in this
-    order into a table of the same size, they land in the same buckets in the same order."""
+    """Every key of the database, bucket by bucket of its SCAN table."""
     db._check_key_index()
     for bucket in db.key_index._buckets:
         yield from bucket
 
 
+def scan_order_positions(db: Database) -> list[int] | None:
+    """Where the SCAN table's order is not implied by the database's insertion order: for
+    each key in SCAN order, its position in insertion order (`db.data`'s). None when every
+    bucket lists its keys in insertion order (then adding the keys in insertion order to a
+    table of the same size rebuilds it); a shrink of the table can merge buckets out of
+    that order."""
+    db._check_key_index()
+    position = {key: i for i, key in enumerate(db.data)}
+    out: list[int] = []
+    ordered = True
+    for bucket in db.key_index._buckets:
+        last = -1
+        for key in bucket:
+            here = position[key]
+            if here < last:
+                ordered = False
+            last = here
+            out.append(here)
+    return None if ordered else out
+
+
+def restore_scan_order(db: Database, bits: int, positions: Sequence[int]) -> None:
+    """Rebuild the database's SCAN table at 2**bits buckets, adding its keys in this order
+    (positions in insertion order, as `scan_order_positions` gave them)."""
+    keys = list(db.data)
+    if sorted(positions) != list(range(len(keys))):
+        raise ValueError("the SCAN order is not a permutation of the keys")
+    index = KeyIndex()
+    index._bits = bits
+    index._buckets = [{} for _ in range(1 << bits)]
+    for i in positions:
+        index.add(keys[i])
+    if index._bits != bits:
+        raise ValueError("the SCAN table outgrew its recorded size")
+    db.key_index = index
+
+
 def prepare_scan_table(db: Database, bits: int) -> None:
-    """Give an empty database a SCAN table of 2**bits buckets, to be filled by `db.set` in
-    the order `keys_in_scan_order` gave (never more keys than buckets: it will not grow)."""
+    """Give an empty database a SCAN table of 2**bits buckets, to be filled by `db.set` (it
+    never holds more keys than buckets, so it will not grow)."""
     if db.data or not 0 < bits < 64:
         raise ValueError(f"cannot restore a SCAN table of {bits} bits here")
     index = KeyIndex()

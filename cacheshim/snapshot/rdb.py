@@ -91,6 +91,8 @@ AUX_EXPIRED: Final = b"memlog-expired-keys"
 AUX_DB: Final = b"memlog-db"
 AUX_KEYS: Final = b"memlog-keys"
 AUX_GONE: Final = b"memlog-gone"
+AUX_SCAN: Final = b"memlog-scan"
+SCAN_POSITIONS_PER_FIELD: Final = 16384
 
 _I64: Final = struct.Struct("<q")
 _U64: Final = struct.Struct("<Q")
@@ -261,7 +263,7 @@ def write_rdb(
             write(bytes((OP_SELECTDB,)) + encode_length(db.index))
             write(bytes((OP_RESIZEDB,)) + encode_length(len(db.data)))
             write(encode_length(len(db.expires)))
-            keys = list(model.keys_in_scan_order(db)) if memlog else list(db.data)
+            keys = list(db.data)  # insertion order, which KEYS and others answer in
             for start in range(0, len(keys), KEYS_PER_META):
                 batch = keys[start : start + KEYS_PER_META]
                 if memlog:
@@ -270,6 +272,11 @@ def write_rdb(
                     _write_key(write, db, key)
             keys_written += len(keys)
         if memlog:
+            positions = model.scan_order_positions(db) if db.data else None
+            if positions is not None:
+                for start in range(0, len(positions), SCAN_POSITIONS_PER_FIELD):
+                    chunk = positions[start : start + SCAN_POSITIONS_PER_FIELD]
+                    write(_aux(AUX_SCAN, varint(db.index) + b"".join(map(varint, chunk))))
             for blob in _gone_blobs(db):
                 write(_aux(AUX_GONE, blob))
     write(bytes((OP_EOF,)))
@@ -305,7 +312,8 @@ def _gone_blobs(db: model.Database) -> Iterator[bytes]:
     data = db.data
     parts = [varint(db.index)]
     size = 0
-    for key, changed in db.changed_at.items():
+    # By key, so that the bytes do not depend on the order changes were recorded in.
+    for key, changed in sorted(db.changed_at.items()):
         if key in data:
             continue
         entry = varint(len(key)) + key + varint(changed)
@@ -591,6 +599,7 @@ def read_rdb(inp: BinaryIO, *, chunk_bytes: int = 1 << 20) -> LoadResult:
     index: int | None = None
     time_ms: int | None = None
     meta: _Meta | None = None
+    scan_orders: dict[int, list[int]] = {}  # db -> memlog-scan positions
     while True:
         at = src.offset + src.position
         op = src.byte()
@@ -665,6 +674,11 @@ def read_rdb(inp: BinaryIO, *, chunk_bytes: int = 1 << 20) -> LoadResult:
                 meta = _read_meta(value, at)
             elif name == AUX_GONE:
                 _read_gone(keyspace, value, at)
+            elif name == AUX_SCAN:
+                numbers = list(_varints(value, at))
+                if not numbers or numbers[0] >= model.DATABASES:
+                    raise RdbError(f"bad memlog-scan field at offset {at}")
+                scan_orders.setdefault(numbers[0], []).extend(numbers[1:])
             # other memlog- fields: from a newer writer of the same format, skipped
             continue
         if op == OP_EOF:
@@ -687,6 +701,12 @@ def read_rdb(inp: BinaryIO, *, chunk_bytes: int = 1 << 20) -> LoadResult:
             raise RdbError("memlog-keys lists more keys than the file holds")
         if index is None or time_ms is None:
             raise RdbError("a memlog snapshot without memlog-index or memlog-time-ms")
+        for number, positions in scan_orders.items():
+            db = keyspace.dbs[number]
+            try:
+                model.restore_scan_order(db, model.scan_bits(db), positions)
+            except ValueError as exc:
+                raise RdbError(f"database {number}: {exc}") from None
         result.state = SnapshotState(index, time_ms)
     return result
 

@@ -109,7 +109,7 @@ def internals(keyspace: Keyspace) -> list[object]:
     out: list[object] = [keyspace.expired_keys]
     for db in keyspace.dbs:
         keys = list(model.keys_in_scan_order(db))
-        out.append((db.index, db.flushed_at, model.scan_bits(db), keys))
+        out.append((db.index, db.flushed_at, model.scan_bits(db), keys, list(db.data)))
         out.append((dict(db.expires), dict(db.changed_at)))
         out.extend((key, describe(db.data[key])) for key in keys)
         # The expiry heap pops the same keys at the same times.
@@ -195,6 +195,10 @@ def dataset(rng: random.Random, now_ms: int) -> list[tuple[int, Command]]:
         out.append((db, ["COPY", p + "small", p + "smallcopy"]))  # an int of its own
         out.append((db, ["SET", f"{p}gone", "x"]))
         out.append((db, ["DEL", f"{p}gone"]))
+    # Many keys, then most of them gone: the SCAN table shrinks and merges buckets out of
+    # insertion order.
+    out.append((12, ["MSET", *[x for i in range(300) for x in (f"many{i}", str(i))]]))
+    out.append((12, ["DEL", *[f"many{i}" for i in range(300) if i % 37]]))
     out.append((9, ["FLUSHDB"]))
     out.append((9, ["SET", "after-flush", "1"]))
     out.append((14, ["FLUSHDB"]))  # an empty database with a flush index
@@ -422,6 +426,7 @@ def test_redis_server_rdb_reads_into_the_same_digest(tmp_path: Path, now_ms: int
 def test_snapshot_restores_every_bit_of_apply_state(now_ms: int) -> None:
     applier = built(dataset(random.Random(6), now_ms), now_ms)
     keyspace = applier.keyspace
+    assert model.scan_order_positions(keyspace.dbs[12]) is not None  # the case is there
     keyspace.expired_keys = 17
     state = snapshot_state(applier)
     data = dump(keyspace, state)
@@ -528,7 +533,7 @@ def _random_commands(rng: random.Random, db_keys: list[bytes]) -> list[Command]:
         [["SUNIONSTORE", key, key, other]], [["PEXPIRE", key, rng.randint(1, 300)]],
         [["EXPIRE", key, rng.randint(100, 1000)]], [["PERSIST", key]], [["DEL", key]],
         [["RENAME", key, other]], [["COPY", key, other, "REPLACE"]],
-        [["MOVE", key, str(rng.randint(0, 15))]], [["RANDOMKEY"]],
+        [["MOVE", key, str(rng.randint(0, 15))]], [["RANDOMKEY"]], [["KEYS", "*"]],
         [["SCAN", str(rng.randint(0, 64)), "COUNT", "4"]],
         [["FLUSHDB"]] if rng.random() < 0.05 else [["DBSIZE"]],
         [["SELECT", str(rng.randint(0, 15))], ["SET", key, word], ["SADD", other, word]],
