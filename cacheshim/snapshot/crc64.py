@@ -3,7 +3,7 @@
 of ``b"123456789"``, is 0xe9c6d914c4b8d9ca.
 
 `crc64(crc, data)` continues a running CRC over more data, so a file is checksummed chunk by
-chunk as it streams. The C extension ``cacheshim.snapshot._crc64`` (built by ``pip install``
+chunk as it streams. The C extension ``cacheshim.snapshot._native`` (built by ``pip install``
 when a compiler is present) does it at memory speed; the Python below, a table per byte
 position ("slicing by 8"), is its specification and the fallback.
 """
@@ -63,10 +63,10 @@ def crc64_py(crc: int, data: bytes | bytearray | memoryview) -> int:
 
 def _load_fast() -> Callable[[int, bytes | bytearray | memoryview], int] | None:
     try:
-        from cacheshim.snapshot import _crc64  # type: ignore[attr-defined]
+        from cacheshim.snapshot import _native  # type: ignore[attr-defined]
     except ImportError:
         return None
-    fast: Callable[[int, bytes | bytearray | memoryview], int] = _crc64.crc64
+    fast: Callable[[int, bytes | bytearray | memoryview], int] = _native.crc64
     return fast
 
 

@@ -5,16 +5,22 @@ The format (liblzf's): a control byte below 32 starts a run of that many plus on
 bytes; any other control byte is a back reference, its top 3 bits the length minus 2 (7
 means a further byte adds to it) and its low 5 bits with the next byte the distance minus 1
 back into the output. A reference may overlap the bytes it produces (a repeating pattern).
+
+`decompress` is the C twin in ``cacheshim.snapshot._native`` when it is built, else
+`decompress_py` below, its specification.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Final
 
 
 class LzfError(ValueError):
     pass
 
 
-def decompress(data: bytes, expected_bytes: int) -> bytes:
+def decompress_py(data: bytes, expected_bytes: int) -> bytes:
     """The expected_bytes that data expands to; LzfError if it does not."""
     out = bytearray()
     position = 0
@@ -54,3 +60,24 @@ def decompress(data: bytes, expected_bytes: int) -> bytes:
     if len(out) != expected_bytes:
         raise LzfError(f"expanded to {len(out)} bytes, expected {expected_bytes}")
     return bytes(out)
+
+
+def _load_fast() -> Callable[[bytes, int], bytes] | None:
+    try:
+        from cacheshim.snapshot import _native  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    native: Callable[[bytes, int], bytes] = _native.lzf_decompress
+
+    def decompress_c(data: bytes, expected_bytes: int) -> bytes:
+        try:
+            return native(data, expected_bytes)
+        except ValueError as exc:
+            raise LzfError(str(exc)) from None
+
+    return decompress_c
+
+
+_fast = _load_fast()
+decompress: Final[Callable[[bytes, int], bytes]] = _fast or decompress_py
+HAVE_C: Final = _fast is not None

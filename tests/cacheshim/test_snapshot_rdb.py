@@ -27,7 +27,7 @@ import redis
 from cacheshim.apply import Applier
 from cacheshim.commands import load_all
 from cacheshim.keyspace import Keyspace, kind_of
-from cacheshim.snapshot import model, packed
+from cacheshim.snapshot import lzf, model, packed
 from cacheshim.snapshot.crc64 import HAVE_C, crc64, crc64_py
 from cacheshim.snapshot.rdb import (
     ChecksumError,
@@ -641,3 +641,25 @@ def test_what_memlog_cannot_hold_is_refused_by_name(tmp_path: Path, now_ms: int)
     at = data.index(b"\xfa\x0cmemlog-index")
     later = with_checksum(data[:at] + extra + data[at:-8])
     assert load(later).keyspace.digest() == applier.keyspace.digest()
+
+
+def test_lzf_c_and_python_agree_on_good_and_bad_input() -> None:
+    assert lzf.HAVE_C, "the C extension was not built (make setup)"
+    # Hand-made: a literal run, a back reference, an overlapping one, a long one (7 + extra).
+    blob = (
+        b"\x02abc"  # literal "abc"
+        + bytes((0x20 * 7 + 0, 7, 2))  # 7+7+2 = 16 bytes from 3 back, overlapping
+        + b"\x02XYZ"
+        + b"\x00q"
+        + bytes((0xE0, 0xFF - 7 + 0 - 0, 0))  # 7 + 248 + 2 = 257 bytes from 1 back
+        + bytes((0xE0, 40 - 9, 0))  # 7 + 31 + 2 = 40 more
+        + b"\x01qq"
+    )
+    expected = b"abc" + (b"abc" * 6)[:16] + b"XYZ" + b"q" * (1 + 257 + 40 + 2)
+    assert lzf.decompress_py(blob, len(expected)) == expected
+    assert lzf.decompress(blob, len(expected)) == expected
+    for bad, size in ((blob, len(expected) + 1), (blob, len(expected) - 1), (blob[:-1], 303),
+                      (b"\x20\x05", 2), (b"\x05ab", 6)):  # fmt: skip
+        for decompress in (lzf.decompress_py, lzf.decompress):
+            with pytest.raises(lzf.LzfError):
+                decompress(bad, size)
