@@ -88,7 +88,9 @@ def _encode_str(item: bytes) -> bytes:
 
 def listpack_entry(item: bytes) -> bytes:
     """One entry: an integer in Redis's strict spelling is stored as one, as Redis does."""
-    number = strict_int(item) if item and 0x30 <= item[-1] <= 0x39 else None
+    # Cheap tests first: an integer ends in a digit and starts with one or "-".
+    maybe = item and 0x30 <= item[-1] <= 0x39 and 0x2D <= item[0] <= 0x39
+    number = strict_int(item) if maybe else None
     body = _encode_int(number) if number is not None else _encode_str(item)
     if len(body) < 128:  # the common case, inline
         return body + bytes((len(body),))

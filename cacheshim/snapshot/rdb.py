@@ -156,7 +156,8 @@ def encode_string(data: bytes) -> bytes:
     """An RDB string: in an integer encoding when Redis would use one (a strict integer of
     at most 11 bytes that fits 32 bits), else length-prefixed."""
     size = len(data)
-    if size <= 11 and size and 0x30 <= data[-1] <= 0x39:  # integers end in a digit
+    # Cheap tests first: an integer ends in a digit and starts with one or "-".
+    if size <= 11 and size and 0x30 <= data[-1] <= 0x39 and 0x2D <= data[0] <= 0x39:
         number = model.strict_int(data)
         if number is not None:
             if -128 <= number <= 127:
