@@ -99,7 +99,9 @@ HASH_PICKS: Final = 4  # a bit no other shape uses (the meta is read before the 
 
 def shape(value: object) -> int:
     if isinstance(value, bytes):
-        return _STRING_CLASSES.index(type(value)) if type(value) in _STRING_CLASSES else 0
+        if type(value) not in _STRING_CLASSES:  # a new kind of string: say how to keep it
+            raise TypeError(f"no snapshot shape for strings of type {type(value).__name__}")
+        return _STRING_CLASSES.index(type(value))
     if isinstance(value, SetValue):
         return int(value.hashtable)
     if isinstance(value, HashValue):
