@@ -1,10 +1,11 @@
-"""Only the C extension lives here; everything else is in pyproject.toml.
+"""Only the C extensions live here; everything else is in pyproject.toml.
 
-`cacheshim._fastread` serves plain GETs in C. It is built by default, and a failed build
-fails the install: a memlog without it serves GET on the slower Python twin
-(cacheshim/fastread.py, same bytes), which nobody would notice. To go without it on purpose
-(no compiler), install with MEMLOG_PURE_PYTHON=1; tests/cacheshim/test_fastread.py then
-accepts its absence, and fails on it otherwise.
+`cacheshim._fastread` serves plain GETs in C; `cacheshim.snapshot._native` computes the
+snapshot file's CRC-64 and decompresses LZF. They are built by default, and a failed build
+fails the install: without them memlog falls back to Python twins (cacheshim/fastread.py,
+cacheshim/snapshot/crc64.py and lzf.py: same results, far slower), which nobody would notice.
+To go without them on purpose (no compiler), install with MEMLOG_PURE_PYTHON=1; the tests
+that check the extensions are built then accept their absence, and fail on it otherwise.
 """
 
 import os
@@ -21,6 +22,11 @@ setup(
             "cacheshim._fastread",
             sources=["cacheshim/_fastread.c"],
             extra_compile_args=["-O2"],
-        )
+        ),
+        Extension(
+            "cacheshim.snapshot._native",
+            sources=["cacheshim/snapshot/_native.c"],
+            extra_compile_args=["-O2"],
+        ),
     ]
 )

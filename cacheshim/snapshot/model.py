@@ -1,0 +1,313 @@
+"""The one place the snapshot code touches memlog's keyspace and value types.
+
+Everything the serializer needs from `cacheshim.keyspace` and the value modules goes
+through the names below, so when those modules move or change their insides only this file
+follows. Some of what a snapshot must keep is not public state of those types, because only
+apply uses it, but a shim restored from a snapshot must go on exactly as one that never
+stopped: a set's members list (the order SPOP and SRANDMEMBER index into), a hash's pick
+order once it is a hashtable, the encoding flags (OBJECT ENCODING, and a listpack sorted
+set's -0), a string's history subclass (OBJECT ENCODING), and a database's SCAN table size.
+Reading and restoring those reaches into private attributes here and nowhere else;
+`tests/cacheshim/test_snapshot_rdb.py` checks them after every round trip.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Final
+
+from cacheshim.hashvalue import LISTPACK_ENTRIES_MAX as HASH_LISTPACK_ENTRIES_MAX
+from cacheshim.hashvalue import LISTPACK_VALUE_BYTES_MAX as HASH_LISTPACK_VALUE_BYTES_MAX
+from cacheshim.hashvalue import HashValue
+from cacheshim.keyindex import KeyIndex
+from cacheshim.keyspace import (
+    DATABASES,
+    Database,
+    Keyspace,
+    PlainString,
+    PrivateInt,
+    RawString,
+    Value,
+    string_as_int,
+)
+from cacheshim.listvalue import ListValue
+from cacheshim.setvalue import INTSET_ENTRIES_MAX, SetValue, is_intset_member
+from cacheshim.zsetvalue import ZSet
+
+if TYPE_CHECKING:
+    from cacheshim.apply import Applier
+
+__all__ = [
+    "DATABASES",
+    "Database",
+    "HashValue",
+    "Keyspace",
+    "ListValue",
+    "SetValue",
+    "Value",
+    "ZSet",
+    "strict_int",
+]
+
+# The Redis type of a value, as the serializer dispatches on it.
+STRING: Final = 0
+LIST: Final = 1
+SET: Final = 2
+ZSET: Final = 3
+HASH: Final = 4
+
+
+def strict_int(data: bytes) -> int | None:
+    """The 64-bit integer data spells in Redis's strict form (string2ll), or None."""
+    return string_as_int(data)
+
+
+KIND_BY_TYPE: Final[dict[type, int]] = {
+    bytes: STRING, RawString: STRING, PlainString: STRING, PrivateInt: STRING,
+    ListValue: LIST, SetValue: SET, HashValue: HASH, ZSet: ZSET,
+}  # fmt: skip
+
+
+def kind(value: object) -> int:
+    found = KIND_BY_TYPE.get(type(value))
+    if found is not None:
+        return found
+    if isinstance(value, bytes):
+        return STRING
+    if isinstance(value, ListValue):
+        return LIST
+    if isinstance(value, SetValue):
+        return SET
+    if isinstance(value, HashValue):
+        return HASH
+    if isinstance(value, ZSet):
+        return ZSET
+    raise TypeError(f"no RDB form for a {type(value).__name__}")
+
+
+# -- shape: what a value's content does not say (one small integer per key) --------------------
+#
+# string: 0 plain bytes, 1 RawString, 2 PlainString, 3 PrivateInt (how Redis would encode it)
+# set:    1 when a hashtable (else an intset)
+# hash:   bit 0 when a hashtable; bit 2 when its pick order follows (see hash_pick_order)
+# zset:   1 when a listpack (else a skiplist)
+
+_STRING_CLASSES: Final[tuple[type[bytes], ...]] = (bytes, RawString, PlainString, PrivateInt)
+HASH_HASHTABLE: Final = 1
+HASH_PICKS: Final = 4  # a bit no other shape uses (the meta is read before the type)
+
+
+def shape(value: object) -> int:
+    if isinstance(value, bytes):
+        if type(value) not in _STRING_CLASSES:  # a new kind of string: say how to keep it
+            raise TypeError(f"no snapshot shape for strings of type {type(value).__name__}")
+        return _STRING_CLASSES.index(type(value))
+    if isinstance(value, SetValue):
+        return int(value.hashtable)
+    if isinstance(value, HashValue):
+        return int(value.hashtable)
+    if isinstance(value, ZSet):
+        return int(value.listpack)
+    return 0
+
+
+def make_string(data: bytes, shape_code: int | None) -> bytes:
+    if not shape_code:
+        return data
+    if not 0 < shape_code < len(_STRING_CLASSES):
+        raise ValueError(f"unknown string shape {shape_code}")
+    return _STRING_CLASSES[shape_code](data)
+
+
+# -- lists ------------------------------------------------------------------------------------
+
+
+def make_list(items: Iterable[bytes]) -> ListValue:
+    return ListValue(items)
+
+
+# -- sets -------------------------------------------------------------------------------------
+
+
+def set_members(value: SetValue) -> list[bytes]:
+    """The members in the order random picks index into (the order to restore)."""
+    return value._members
+
+
+def make_set(members: Sequence[bytes], hashtable: bool | None) -> SetValue:
+    """A set holding members in this order. hashtable None: Redis's rule when it loads an
+    RDB file (an intset while every member is an integer and there are at most 512)."""
+    # What SetValue(members) builds, without its per-member bookkeeping: adding members
+    # one by one turns an intset into a hashtable for good at the first non-integer or
+    # past INTSET_ENTRIES_MAX, so the end state depends only on the whole list.
+    value = SetValue()
+    value._members = list(members)
+    value._positions = {member: i for i, member in enumerate(value._members)}
+    if len(value._positions) != len(value._members):
+        raise ValueError("a set names a member twice")
+    natural = len(members) > INTSET_ENTRIES_MAX or not all(map(is_intset_member, members))
+    if hashtable is False and natural:
+        raise ValueError("a set that cannot be an intset is marked as one")
+    value.hashtable = natural if hashtable is None else hashtable
+    return value
+
+
+# -- hashes -----------------------------------------------------------------------------------
+
+
+def hash_pairs(value: HashValue) -> Iterator[tuple[bytes, bytes]]:
+    """Field-value pairs in reply order (the order fields were first set)."""
+    return iter(value.items())
+
+
+def hash_pick_order(value: HashValue) -> list[int] | None:
+    """Where a hashtable's pick order differs from its reply order: for each field in pick
+    order, its position in reply order. None when they agree (always, for a listpack)."""
+    if not value.hashtable:
+        return None
+    picks = value._order
+    fields = list(value._fields)
+    if picks == fields:
+        return None
+    position = {field: i for i, field in enumerate(fields)}
+    return [position[field] for field in picks]
+
+
+def make_hash(
+    pairs: Sequence[tuple[bytes, bytes]], hashtable: bool | None, picks: Sequence[int] | None
+) -> HashValue:
+    """A hash with fields in this reply order. hashtable None: Redis's loading rule (a
+    listpack up to 512 fields of at most 64 bytes)."""
+    # What HashValue(pairs) builds, without its per-field bookkeeping (a listpack turns
+    # into a hashtable for good at the first long field or value, or past the entry limit).
+    value = HashValue()
+    value._fields = dict(pairs)
+    if len(value._fields) != len(pairs):
+        raise ValueError("a hash names a field twice")
+    if len(pairs) > HASH_LISTPACK_ENTRIES_MAX or any(
+        len(field) > HASH_LISTPACK_VALUE_BYTES_MAX or len(item) > HASH_LISTPACK_VALUE_BYTES_MAX
+        for field, item in pairs
+    ):
+        value.convert()
+    if hashtable is None:
+        return value
+    if hashtable:
+        value.convert()
+    elif value.hashtable:
+        raise ValueError("a hash that cannot be a listpack is marked as one")
+    if picks is not None:
+        if not hashtable or sorted(picks) != list(range(len(pairs))):
+            raise ValueError("a hash's pick order is not a permutation of its fields")
+        order = [pairs[i][0] for i in picks]
+        value._order = order
+        value._positions = {field: i for i, field in enumerate(order)}
+    return value
+
+
+# -- sorted sets ------------------------------------------------------------------------------
+
+
+def zset_entries(value: ZSet, descending: bool = False) -> Iterator[tuple[float, bytes]]:
+    return reversed(value) if descending else iter(value)
+
+
+def make_zset(entries: Iterable[tuple[float, bytes]], listpack: bool | None) -> ZSet:
+    """A sorted set of these (score, member) pairs, members distinct. listpack None: Redis's
+    loading rule (a listpack up to 128 members of at most 64 bytes; there a -0 score is 0);
+    else that encoding, the scores kept exactly."""
+    ordered = sorted(entries)
+    scores = {member: score for score, member in ordered}
+    if len(scores) != len(ordered):
+        raise ValueError("a sorted set names a member twice")
+    if listpack is None:
+        return ZSet.from_sorted(ordered)
+    value = ZSet(listpack=False)
+    value.scores = scores
+    value._order = type(value._order)(ordered)
+    value.listpack = listpack
+    return value
+
+
+# -- databases --------------------------------------------------------------------------------
+
+
+def new_keyspace() -> Keyspace:
+    return Keyspace()
+
+
+def scan_bits(db: Database) -> int:
+    """log2 of the size of the database's SCAN table."""
+    db._check_key_index()
+    return db.key_index._bits
+
+
+def keys_in_scan_order(db: Database) -> Iterator[bytes]:
+    """Every key of the database, bucket by bucket of its SCAN table."""
+    db._check_key_index()
+    for bucket in db.key_index._buckets:
+        yield from bucket
+
+
+def scan_order_positions(db: Database) -> list[int] | None:
+    """Where the SCAN table's order is not implied by the database's insertion order: for
+    each key in SCAN order, its position in insertion order (`db.data`'s). None when every
+    bucket lists its keys in insertion order (then adding the keys in insertion order to a
+    table of the same size rebuilds it); a shrink of the table can merge buckets out of
+    that order."""
+    db._check_key_index()
+    position = {key: i for i, key in enumerate(db.data)}
+    out: list[int] = []
+    ordered = True
+    for bucket in db.key_index._buckets:
+        last = -1
+        for key in bucket:
+            here = position[key]
+            if here < last:
+                ordered = False
+            last = here
+            out.append(here)
+    return None if ordered else out
+
+
+def restore_scan_order(db: Database, bits: int, positions: Sequence[int]) -> None:
+    """Rebuild the database's SCAN table at 2**bits buckets, adding its keys in this order
+    (positions in insertion order, as `scan_order_positions` gave them)."""
+    keys = list(db.data)
+    if sorted(positions) != list(range(len(keys))):
+        raise ValueError("the SCAN order is not a permutation of the keys")
+    index = KeyIndex()
+    index._bits = bits
+    index._buckets = [{} for _ in range(1 << bits)]
+    for i in positions:
+        index.add(keys[i])
+    if index._bits != bits:
+        raise ValueError("the SCAN table outgrew its recorded size")
+    db.key_index = index
+
+
+def prepare_scan_table(db: Database, bits: int) -> None:
+    """Give an empty database a SCAN table of 2**bits buckets, to be filled by `db.set` (it
+    never holds more keys than buckets, so it will not grow)."""
+    if db.data or not 0 < bits < 64:
+        raise ValueError(f"cannot restore a SCAN table of {bits} bits here")
+    index = KeyIndex()
+    index._bits = bits
+    index._buckets = [{} for _ in range(1 << bits)]
+    db.key_index = index
+
+
+# -- the apply loop's own state -------------------------------------------------------------
+
+
+def applier_position(applier: Applier) -> tuple[int, int]:
+    """(the last applied log index, the apply time): what a snapshot of it records."""
+    return applier.applied_index, applier.time_ms
+
+
+def restore_applier(applier: Applier, keyspace: Keyspace, index: int, time_ms: int) -> None:
+    """Make a fresh applier continue from a snapshot: its next record is index + 1."""
+    if applier.applied_index != 0:
+        raise ValueError("restore into an applier that has applied nothing yet")
+    applier.keyspace = keyspace
+    applier.applied_index = index
+    applier.time_ms = time_ms

@@ -1,0 +1,899 @@
+"""memlog's keyspace as a Redis RDB file, and back (see docs/snapshot-format.md).
+
+`write_rdb` streams a `Keyspace` to a binary file object as Redis 7.0 writes RDB version
+10: the magic, AUX fields, then per database SELECTDB, RESIZEDB and its keys (an
+EXPIRETIME_MS before a key that has one), EOF and the CRC-64 of everything before it.
+Values take forms redis-server 7.0 loads: strings (integers in the integer encodings),
+lists as QUICKLIST_2 of listpack nodes, sets as SET, hashes as HASH, sorted sets as ZSET_2
+(binary scores). Given a `SnapshotState`, the file is also a memlog snapshot: AUX fields
+named ``memlog-*`` (which Redis skips, as it skips any AUX field it does not know) carry the
+log index it covers, the apply time, and what apply needs to go on exactly as before (per
+key: the index of its last change, for WATCH, and its encoding shape; per database: the
+last flush and the SCAN table's size; the changes of deleted keys). The file is a function
+of the keyspace and the state: two snapshotters at one index write the same bytes.
+
+`read_rdb` reads such a file incrementally, or any RDB file Redis 2.6 to 7.2 writes for the
+types memlog holds: every string encoding (integers, LZF), lists as plain, ziplist,
+quicklist and quicklist 2, sets as plain, intset and listpack, hashes as plain, zipmap,
+ziplist and listpack, sorted sets as plain (text scores), ZSET_2, ziplist and listpack, with
+EXPIRETIME and EXPIRETIME_MS. A file from Redis builds values the way redis-server would
+on loading it (its encoding thresholds); a memlog snapshot rebuilds them exactly. A wrong
+checksum raises `ChecksumError` before anything is returned.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, BinaryIO, Final, cast
+
+from cacheshim.snapshot import model, packed
+from cacheshim.snapshot.crc64 import crc64
+from cacheshim.snapshot.lzf import LzfError, decompress
+
+if TYPE_CHECKING:
+    from cacheshim.apply import Applier
+
+RDB_VERSION: Final = 10  # what Redis 7.0 writes
+RDB_VERSION_READ_MAX: Final = 11  # Redis 7.2's, read too
+FORMAT_VERSION: Final = 1  # memlog's fields; see docs/snapshot-format.md
+REDIS_VERSION: Final = b"7.0.15"
+
+# Opcodes.
+OP_FUNCTION2: Final = 245
+OP_FUNCTION_PRE_GA: Final = 246
+OP_MODULE_AUX: Final = 247
+OP_IDLE: Final = 248
+OP_FREQ: Final = 249
+OP_AUX: Final = 250
+OP_RESIZEDB: Final = 251
+OP_EXPIRETIME_MS: Final = 252
+OP_EXPIRETIME: Final = 253
+OP_SELECTDB: Final = 254
+OP_EOF: Final = 255
+
+# Value types.
+T_STRING: Final = 0
+T_LIST: Final = 1
+T_SET: Final = 2
+T_ZSET: Final = 3
+T_HASH: Final = 4
+T_ZSET_2: Final = 5
+T_MODULE_PRE_GA: Final = 6
+T_MODULE_2: Final = 7
+T_HASH_ZIPMAP: Final = 9
+T_LIST_ZIPLIST: Final = 10
+T_SET_INTSET: Final = 11
+T_ZSET_ZIPLIST: Final = 12
+T_HASH_ZIPLIST: Final = 13
+T_LIST_QUICKLIST: Final = 14
+T_STREAM_LISTPACKS: Final = 15
+T_HASH_LISTPACK: Final = 16
+T_ZSET_LISTPACK: Final = 17
+T_LIST_QUICKLIST_2: Final = 18
+T_STREAM_LISTPACKS_2: Final = 19
+T_SET_LISTPACK: Final = 20
+T_STREAM_LISTPACKS_3: Final = 21
+
+QUICKLIST_PLAIN: Final = 1
+QUICKLIST_PACKED: Final = 2
+LIST_NODE_BYTES_MAX: Final = 8192  # list-max-listpack-size -2, Redis's default
+KEYS_PER_META: Final = 1024  # keys covered by one memlog-keys field
+GONE_BYTES_MAX: Final = 64 * 1024  # bytes of one memlog-gone field
+
+AUX_FORMAT: Final = b"memlog-format"
+AUX_INDEX: Final = b"memlog-index"
+AUX_TIME: Final = b"memlog-time-ms"
+AUX_EXPIRED: Final = b"memlog-expired-keys"
+AUX_DB: Final = b"memlog-db"
+AUX_KEYS: Final = b"memlog-keys"
+AUX_GONE: Final = b"memlog-gone"
+AUX_SCAN: Final = b"memlog-scan"
+SCAN_POSITIONS_PER_FIELD: Final = 16384
+
+_I64: Final = struct.Struct("<q")
+_U64: Final = struct.Struct("<Q")
+_DOUBLE: Final = struct.Struct("<d")
+
+
+class RdbError(ValueError):
+    """The file is not an RDB file this reader can load; the message says why and where."""
+
+
+class ChecksumError(RdbError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotState:
+    """What a memlog snapshot records beside the keyspace: the log index it covers and the
+    apply time (the newest record time applied), both from `cacheshim.apply.Applier`."""
+
+    index: int
+    time_ms: int
+
+
+@dataclass(slots=True)
+class WriteResult:
+    bytes_written: int
+    keys: int
+    checksum: int
+
+
+@dataclass(slots=True)
+class LoadResult:
+    keyspace: model.Keyspace
+    state: SnapshotState | None  # None: not a memlog snapshot (a file from Redis)
+    rdb_version: int
+    keys: int
+    # Every AUX field that is not memlog's (redis-ver, ctime, ...), as found.
+    aux: dict[bytes, bytes] = field(default_factory=dict)
+
+
+# -- small encodings -------------------------------------------------------------------------
+
+
+def encode_length(n: int) -> bytes:
+    if n < 0x40:
+        return bytes((n,))
+    if n < 0x4000:
+        return bytes((0x40 | (n >> 8), n & 0xFF))
+    if n <= 0xFFFFFFFF:
+        return b"\x80" + n.to_bytes(4, "big")
+    return b"\x81" + n.to_bytes(8, "big")
+
+
+_SMALL_LENGTHS: Final = [bytes((n,)) for n in range(0x40)]
+_SMALL_VARINTS: Final = [bytes((n,)) for n in range(0x80)]
+# An 8-bit integer encoding's byte -> the integer's text (two's complement).
+_INT8_TEXT: Final = [b"%d" % (n - 256 if n > 127 else n) for n in range(256)]
+
+
+def encode_string(data: bytes) -> bytes:
+    """An RDB string: in an integer encoding when Redis would use one (a strict integer of
+    at most 11 bytes that fits 32 bits), else length-prefixed."""
+    size = len(data)
+    # Cheap tests first: an integer ends in a digit and starts with one or "-".
+    if size <= 11 and size and 0x30 <= data[-1] <= 0x39 and 0x2D <= data[0] <= 0x39:
+        number = model.strict_int(data)
+        if number is not None:
+            if -128 <= number <= 127:
+                return b"\xc0" + (number & 0xFF).to_bytes(1, "little")
+            if -32768 <= number <= 32767:
+                return b"\xc1" + (number & 0xFFFF).to_bytes(2, "little")
+            if -(2**31) <= number < 2**31:
+                return b"\xc2" + (number & 0xFFFFFFFF).to_bytes(4, "little")
+    if size < 0x40:
+        return _SMALL_LENGTHS[size] + data
+    return encode_length(size) + data
+
+
+def encode_blob(data: bytes) -> bytes:
+    """A string written as its bytes (never an integer encoding): packed nodes."""
+    return encode_length(len(data)) + data
+
+
+def varint(n: int) -> bytes:
+    if n < 0x80:
+        return _SMALL_VARINTS[n]
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _aux(key: bytes, value: bytes) -> bytes:
+    return bytes((OP_AUX,)) + encode_string(key) + encode_string(value)
+
+
+# -- writing ---------------------------------------------------------------------------------
+
+
+class _Sink:
+    """Bytes to the file in chunks, checksummed on the way."""
+
+    __slots__ = ("buffer", "chunk_bytes", "crc", "out", "written")
+
+    def __init__(self, out: BinaryIO, chunk_bytes: int) -> None:
+        self.out = out
+        self.chunk_bytes = chunk_bytes
+        self.buffer = bytearray()
+        self.crc = 0
+        self.written = 0
+
+    def write(self, data: bytes) -> None:
+        if len(data) >= self.chunk_bytes:  # a big value: straight through, not copied
+            self.flush()
+            self._emit(data)
+            return
+        self.buffer += data
+        if len(self.buffer) >= self.chunk_bytes:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.buffer:
+            self._emit(self.buffer)
+            self.buffer = bytearray()
+
+    def _emit(self, data: bytes | bytearray) -> None:
+        self.crc = crc64(self.crc, data)
+        self.out.write(data)
+        self.written += len(data)
+
+
+def write_rdb(
+    keyspace: model.Keyspace,
+    out: BinaryIO,
+    state: SnapshotState | None = None,
+    *,
+    ctime_s: int | None = None,
+    chunk_bytes: int = 1 << 20,
+) -> WriteResult:
+    """Write keyspace to out as an RDB file; a memlog snapshot too when state is given.
+
+    ctime (the file's creation time, informational) is the state's apply time when there
+    is a state, so the bytes depend on nothing else; else ctime_s or the clock.
+    """
+    sink = _Sink(out, chunk_bytes)
+    write = sink.write
+    write(b"REDIS%04d" % RDB_VERSION)
+    if ctime_s is None:
+        ctime_s = state.time_ms // 1000 if state is not None else int(time.time())
+    write(_aux(b"redis-ver", REDIS_VERSION))
+    write(_aux(b"redis-bits", b"64"))
+    write(_aux(b"ctime", b"%d" % ctime_s))
+    write(_aux(b"used-mem", b"0"))
+    write(_aux(b"aof-base", b"0"))
+    if state is not None:
+        write(_aux(AUX_FORMAT, b"%d" % FORMAT_VERSION))
+        write(_aux(AUX_INDEX, b"%d" % state.index))
+        write(_aux(AUX_TIME, b"%d" % state.time_ms))
+        write(_aux(AUX_EXPIRED, b"%d" % keyspace.expired_keys))
+    keys_written = 0
+    for db in keyspace.dbs:
+        memlog = state is not None
+        if memlog and (db.data or db.changed_at or db.flushed_at):
+            bits = model.scan_bits(db)
+            write(_aux(AUX_DB, b"%d %d %d" % (db.index, db.flushed_at, bits)))
+        if db.data:
+            write(bytes((OP_SELECTDB,)) + encode_length(db.index))
+            write(bytes((OP_RESIZEDB,)) + encode_length(len(db.data)))
+            write(encode_length(len(db.expires)))
+            keys = list(db.data)  # insertion order, which KEYS and others answer in
+            for start in range(0, len(keys), KEYS_PER_META):
+                batch = keys[start : start + KEYS_PER_META]
+                if memlog:
+                    write(_aux(AUX_KEYS, _meta_blob(db, batch)))
+                for key in batch:
+                    _write_key(write, db, key)
+            keys_written += len(keys)
+        if memlog:
+            positions = model.scan_order_positions(db) if db.data else None
+            if positions is not None:
+                for start in range(0, len(positions), SCAN_POSITIONS_PER_FIELD):
+                    chunk = positions[start : start + SCAN_POSITIONS_PER_FIELD]
+                    write(_aux(AUX_SCAN, varint(db.index) + b"".join(map(varint, chunk))))
+            for blob in _gone_blobs(db):
+                write(_aux(AUX_GONE, blob))
+    write(bytes((OP_EOF,)))
+    sink.flush()
+    checksum = sink.crc
+    out.write(_U64.pack(checksum))
+    return WriteResult(sink.written + 8, keys_written, checksum)
+
+
+def _meta_blob(db: model.Database, keys: Sequence[bytes]) -> bytes:
+    """memlog-keys: the db, how many keys follow, then per key its last change (+1; 0 for
+    none) and shape (model.shape), and a hash's pick order when it has its own."""
+    parts = [varint(db.index), varint(len(keys))]
+    changed_at = db.changed_at
+    data = db.data
+    for key in keys:
+        changed = changed_at.get(key)
+        value: object = data[key]
+        shape = model.shape(value)
+        picks = model.hash_pick_order(value) if isinstance(value, model.HashValue) else None
+        if picks is not None:
+            shape |= model.HASH_PICKS
+        parts.append(varint(0 if changed is None else changed + 1))
+        parts.append(varint(shape))
+        if picks is not None:
+            parts.append(varint(len(picks)))
+            parts.extend(varint(p) for p in picks)
+    return b"".join(parts)
+
+
+def _gone_blobs(db: model.Database) -> Iterator[bytes]:
+    """memlog-gone: the db, then (key length, key, last change) of keys that are gone."""
+    data = db.data
+    parts = [varint(db.index)]
+    size = 0
+    # By key, so that the bytes do not depend on the order changes were recorded in.
+    for key, changed in sorted(db.changed_at.items()):
+        if key in data:
+            continue
+        entry = varint(len(key)) + key + varint(changed)
+        parts.append(entry)
+        size += len(entry)
+        if size >= GONE_BYTES_MAX:
+            yield b"".join(parts)
+            parts, size = [varint(db.index)], 0
+    if size:
+        yield b"".join(parts)
+
+
+def _write_key(write: Callable[[bytes], None], db: model.Database, key: bytes) -> None:
+    value: object = db.data[key]
+    when = db.expires.get(key)
+    head = b"" if when is None else bytes((OP_EXPIRETIME_MS,)) + _I64.pack(when)
+    kind = model.KIND_BY_TYPE.get(type(value))
+    if kind is None:
+        kind = model.kind(value)
+    if kind == model.STRING:
+        assert isinstance(value, bytes)
+        if len(value) < 1024:
+            write(head + b"\x00" + encode_string(key) + encode_string(value))
+        else:
+            write(head + b"\x00" + encode_string(key) + encode_length(len(value)))
+            write(bytes(value))
+        return
+    if kind == model.LIST:
+        assert isinstance(value, model.ListValue)
+        nodes = list(_list_nodes(value))
+        parts = [head, bytes((T_LIST_QUICKLIST_2,)), encode_string(key), encode_length(len(nodes))]
+        for node in nodes:
+            parts.append(b"\x02")  # QUICKLIST_PACKED
+            parts.append(encode_blob(node))
+        write(b"".join(parts))
+        return
+    if kind == model.SET:
+        assert isinstance(value, model.SetValue)
+        members = model.set_members(value)
+        write(head + bytes((T_SET,)) + encode_string(key) + encode_length(len(members)))
+        write(b"".join([encode_string(m) for m in members]))
+        return
+    if kind == model.HASH:
+        assert isinstance(value, model.HashValue)
+        parts = [head, bytes((T_HASH,)), encode_string(key), encode_length(len(value))]
+        for name, item in model.hash_pairs(value):
+            parts.append(encode_string(name))
+            parts.append(encode_string(item))
+        write(b"".join(parts))
+        return
+    assert isinstance(value, model.ZSet)
+    # Highest score first, as Redis writes a skiplist (each loads in at the head).
+    parts = [head, bytes((T_ZSET_2,)), encode_string(key), encode_length(len(value))]
+    pack = _DOUBLE.pack
+    for score, member in model.zset_entries(value, descending=True):
+        parts.append(encode_string(member))
+        parts.append(pack(score))
+    write(b"".join(parts))
+
+
+def _list_nodes(value: model.ListValue) -> Iterator[bytes]:
+    """The list as listpack nodes of at most LIST_NODE_BYTES_MAX bytes (an element bigger
+    than that gets a node of its own), as a quicklist of Redis's default size holds it."""
+    entries: list[bytes] = []
+    size = packed.LISTPACK_HEADER_BYTES + 1
+    for item in value:
+        entry = packed.listpack_entry(item)
+        if entries and (size + len(entry) > LIST_NODE_BYTES_MAX or len(entries) >= 65535):
+            yield packed.join_listpack(entries)
+            entries, size = [], packed.LISTPACK_HEADER_BYTES + 1
+        entries.append(entry)
+        size += len(entry)
+    if entries:
+        yield packed.join_listpack(entries)
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+
+class _Source:
+    """Bytes from the file in chunks, checksummed as they are consumed."""
+
+    __slots__ = ("buffer", "chunk_bytes", "crc", "inp", "offset", "position", "size")
+
+    def __init__(self, inp: BinaryIO, chunk_bytes: int) -> None:
+        self.inp = inp
+        self.chunk_bytes = chunk_bytes
+        self.buffer = b""
+        self.size = 0  # len(buffer)
+        self.position = 0
+        self.offset = 0  # file offset of buffer[0]
+        self.crc = 0  # of everything before buffer[0]
+
+    def take(self, n: int) -> bytes:
+        end = self.position + n
+        if end <= self.size:
+            data = self.buffer[self.position : end]
+            self.position = end
+            return data
+        self._refill(n)
+        data = self.buffer[:n]
+        self.position = n
+        return data
+
+    def byte(self) -> int:
+        position = self.position
+        if position < self.size:
+            self.position = position + 1
+            return self.buffer[position]
+        return self.take(1)[0]
+
+    def _refill(self, n: int) -> None:
+        consumed = memoryview(self.buffer)[: self.position]
+        self.crc = crc64(self.crc, consumed)
+        consumed.release()
+        self.offset += self.position
+        parts = [self.buffer[self.position :]]
+        have = len(parts[0])
+        while have < n:
+            # Never ask for more than 64 MiB at once: a corrupt length may be huge.
+            chunk = self.inp.read(min(max(self.chunk_bytes, n - have), 1 << 26))
+            if not chunk:
+                raise RdbError(f"unexpected end of file at offset {self.offset + have}")
+            parts.append(chunk)
+            have += len(chunk)
+        self.buffer = b"".join(parts)
+        self.size = len(self.buffer)
+        self.position = 0
+
+    def checksum(self) -> int:
+        """The CRC of everything consumed so far."""
+        return crc64(self.crc, memoryview(self.buffer)[: self.position])
+
+    def tell(self) -> int:
+        return self.offset + self.position
+
+    # RDB's own encodings
+
+    def length(self) -> int:
+        first = self.byte()
+        kind = first >> 6
+        if kind == 0:
+            return first & 0x3F
+        if kind == 1:
+            return ((first & 0x3F) << 8) | self.byte()
+        if first == 0x80:
+            return int.from_bytes(self.take(4), "big")
+        if first == 0x81:
+            return int.from_bytes(self.take(8), "big")
+        raise RdbError(f"bad length byte 0x{first:02x} at offset {self.tell() - 1}")
+
+    def string(self) -> bytes:
+        # The common cases inline: a length under 16384, or an 8-bit integer, in the buffer.
+        buffer = self.buffer
+        position = self.position
+        size = self.size
+        if position + 2 <= size:
+            first = buffer[position]
+            if first < 0x40:
+                end = position + 1 + first
+                if end <= size:
+                    self.position = end
+                    return buffer[position + 1 : end]
+            elif first < 0x80:
+                start = position + 2
+                end = start + (((first & 0x3F) << 8) | buffer[position + 1])
+                if end <= size:
+                    self.position = end
+                    return buffer[start:end]
+            elif first == 0xC0:
+                self.position = position + 2
+                return _INT8_TEXT[buffer[position + 1]]
+        return self._string_slow()
+
+    def strings(self, count: int) -> list[bytes]:
+        """count strings in a row (string() unrolled into one loop)."""
+        out: list[bytes] = []
+        append = out.append
+        buffer, size, position = self.buffer, self.size, self.position
+        for _ in range(count):
+            if position + 2 <= size:
+                first = buffer[position]
+                if first < 0x40:
+                    end = position + 1 + first
+                    if end <= size:
+                        append(buffer[position + 1 : end])
+                        position = end
+                        continue
+                elif first < 0x80:
+                    start = position + 2
+                    end = start + (((first & 0x3F) << 8) | buffer[position + 1])
+                    if end <= size:
+                        append(buffer[start:end])
+                        position = end
+                        continue
+                elif first == 0xC0:
+                    append(_INT8_TEXT[buffer[position + 1]])
+                    position += 2
+                    continue
+            self.position = position
+            append(self._string_slow())
+            buffer, size, position = self.buffer, self.size, self.position
+        self.position = position
+        return out
+
+    def _string_slow(self) -> bytes:
+        first = self.byte()
+        kind = first >> 6
+        if kind == 0:
+            return self.take(first & 0x3F)
+        if kind == 1:
+            return self.take(((first & 0x3F) << 8) | self.byte())
+        if kind == 2:
+            if first == 0x80:
+                return self.take(int.from_bytes(self.take(4), "big"))
+            if first == 0x81:
+                return self.take(int.from_bytes(self.take(8), "big"))
+            raise RdbError(f"bad length byte 0x{first:02x} at offset {self.tell() - 1}")
+        encoding = first & 0x3F
+        if encoding == 0:
+            return b"%d" % int.from_bytes(self.take(1), "little", signed=True)
+        if encoding == 1:
+            return b"%d" % int.from_bytes(self.take(2), "little", signed=True)
+        if encoding == 2:
+            return b"%d" % int.from_bytes(self.take(4), "little", signed=True)
+        if encoding == 3:
+            at = self.tell() - 1
+            compressed = self.length()
+            size = self.length()
+            try:
+                return decompress(self.take(compressed), size)
+            except LzfError as exc:
+                raise RdbError(f"bad LZF string at offset {at}: {exc}") from None
+        raise RdbError(f"unknown string encoding {encoding} at offset {self.tell() - 1}")
+
+    def text_double(self) -> float:
+        size = self.byte()
+        if size == 255:
+            return float("-inf")
+        if size == 254:
+            return float("inf")
+        if size == 253:
+            raise RdbError(f"a NaN score at offset {self.tell() - 1}")
+        return _score(self.take(size), self.tell())
+
+    def binary_double(self) -> float:
+        value: float = _DOUBLE.unpack(self.take(8))[0]
+        if value != value:
+            raise RdbError(f"a NaN score at offset {self.tell() - 8}")
+        return value
+
+
+def _score(text: bytes, offset: int) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise RdbError(f"bad score {text[:40]!r} near offset {offset}") from None
+    if value != value:
+        raise RdbError(f"a NaN score near offset {offset}")
+    return value
+
+
+@dataclass(slots=True)
+class _Meta:
+    db: int
+    entries: deque[tuple[int | None, int, list[int] | None]]
+
+
+def read_rdb(inp: BinaryIO, *, chunk_bytes: int = 1 << 20) -> LoadResult:
+    """Load the RDB file inp into a new keyspace (see the module doc)."""
+    src = _Source(inp, chunk_bytes)
+    magic = src.take(9)
+    if magic[:5] != b"REDIS" or not magic[5:].isdigit():
+        raise RdbError("not an RDB file (no REDIS magic at the start)")
+    version = int(magic[5:])
+    if not 1 <= version <= RDB_VERSION_READ_MAX:
+        raise RdbError(f"RDB version {version} is not one this reader knows (1 to 11)")
+    keyspace = model.new_keyspace()
+    result = LoadResult(keyspace, None, version, 0)
+    db = keyspace.dbs[0]
+    expire: int | None = None
+    memlog = False
+    index: int | None = None
+    time_ms: int | None = None
+    meta: _Meta | None = None
+    scan_orders: dict[int, list[int]] = {}  # db -> memlog-scan positions
+    while True:
+        at = src.offset + src.position
+        op = src.byte()
+        if op < OP_FUNCTION2:  # a key and its value (the common case first)
+            key = src.string()
+            shape: int | None = None
+            picks: list[int] | None = None
+            changed: int | None = None
+            if memlog:
+                if meta is None or not meta.entries or meta.db != db.index:
+                    raise RdbError(f"key {key[:60]!r} at offset {at} has no memlog-keys entry")
+                changed, shape, picks = meta.entries.popleft()
+            loaded = _read_value(src, op, key, at, shape, picks)
+            if key in db.data:
+                raise RdbError(f"duplicate key {key[:60]!r} in db {db.index} at offset {at}")
+            db.set(key, cast(model.Value, loaded), 0)
+            if expire is not None:
+                db.set_expiry(key, expire, 0)
+                expire = None
+            if changed is None:
+                db.changed_at.pop(key, None)
+            else:
+                db.changed_at[key] = changed
+            result.keys += 1
+            continue
+        if op == OP_EXPIRETIME_MS:
+            expire = _I64.unpack(src.take(8))[0]
+            continue
+        if op == OP_EXPIRETIME:
+            expire = int.from_bytes(src.take(4), "little", signed=True) * 1000
+            continue
+        if op == OP_SELECTDB:
+            number = src.length()
+            if number >= model.DATABASES:
+                raise RdbError(f"database {number} at offset {at}: memlog has 16 (0 to 15)")
+            db = keyspace.dbs[number]
+            continue
+        if op == OP_RESIZEDB:
+            src.length()
+            src.length()
+            continue
+        if op == OP_IDLE:
+            src.length()
+            continue
+        if op == OP_FREQ:
+            src.byte()
+            continue
+        if op == OP_AUX:
+            name = src.string()
+            value = src.string()
+            if not name.startswith(b"memlog-"):
+                result.aux[name] = value
+                continue
+            if name == AUX_FORMAT:
+                fmt = _int(value, name)
+                if fmt > FORMAT_VERSION:
+                    raise RdbError(
+                        f"memlog snapshot format {fmt} is newer than this reader ({FORMAT_VERSION})"
+                    )
+                memlog = True
+            elif name == AUX_INDEX:
+                index = _int(value, name)
+            elif name == AUX_TIME:
+                time_ms = _int(value, name)
+            elif name == AUX_EXPIRED:
+                keyspace.expired_keys = _int(value, name)
+            elif name == AUX_DB:
+                _read_db_field(keyspace, value)
+            elif name == AUX_KEYS:
+                if meta is not None and meta.entries:
+                    raise RdbError(f"memlog-keys at offset {at} before its keys all came")
+                meta = _read_meta(value, at)
+            elif name == AUX_GONE:
+                _read_gone(keyspace, value, at)
+            elif name == AUX_SCAN:
+                numbers = list(_varints(value, at))
+                if not numbers or numbers[0] >= model.DATABASES:
+                    raise RdbError(f"bad memlog-scan field at offset {at}")
+                scan_orders.setdefault(numbers[0], []).extend(numbers[1:])
+            # other memlog- fields: from a newer writer of the same format, skipped
+            continue
+        if op == OP_EOF:
+            break
+        if op in (OP_MODULE_AUX, OP_FUNCTION2, OP_FUNCTION_PRE_GA):
+            what = "module data" if op == OP_MODULE_AUX else "functions (FUNCTION LOAD)"
+            raise RdbError(f"the file holds {what} at offset {at}: memlog cannot load them")
+    expected = src.checksum()
+    if version >= 5:
+        stored = _U64.unpack(src.take(8))[0]
+        if stored == 0 and memlog:  # Redis's "rdbchecksum no"; memlog always writes one
+            raise ChecksumError("a memlog snapshot without its checksum (the file is corrupt)")
+        if stored != 0 and stored != expected:
+            raise ChecksumError(
+                f"RDB checksum mismatch: the file says {stored:016x}, its contents give "
+                f"{expected:016x} (the file is corrupt or truncated)"
+            )
+    if memlog:
+        if meta is not None and meta.entries:
+            raise RdbError("memlog-keys lists more keys than the file holds")
+        if index is None or time_ms is None:
+            raise RdbError("a memlog snapshot without memlog-index or memlog-time-ms")
+        for number, positions in scan_orders.items():
+            db = keyspace.dbs[number]
+            try:
+                model.restore_scan_order(db, model.scan_bits(db), positions)
+            except ValueError as exc:
+                raise RdbError(f"database {number}: {exc}") from None
+        result.state = SnapshotState(index, time_ms)
+    return result
+
+
+def _int(value: bytes, name: bytes) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise RdbError(f"AUX field {name.decode()} is not a number: {value[:40]!r}") from None
+
+
+def _varints(blob: bytes, at: int) -> Iterator[int]:
+    """The unsigned LEB128 numbers of blob, one at a time (raises at a truncated one)."""
+    number = shift = 0
+    for byte in blob:
+        number |= (byte & 0x7F) << shift
+        if byte & 0x80:
+            shift += 7
+        else:
+            yield number
+            number = shift = 0
+    if shift:
+        raise RdbError(f"truncated number in a memlog field at offset {at}")
+
+
+def _read_db_field(keyspace: model.Keyspace, value: bytes) -> None:
+    try:
+        number, flushed_at, bits = (int(part) for part in value.split(b" "))
+        db = keyspace.dbs[number]
+        model.prepare_scan_table(db, bits)
+    except (ValueError, IndexError):
+        raise RdbError(f"bad memlog-db field {value[:60]!r}") from None
+    db.flushed_at = flushed_at
+
+
+def _read_meta(blob: bytes, at: int) -> _Meta:
+    numbers = _varints(blob, at)
+    try:
+        db = next(numbers)
+        count = next(numbers)
+        entries: deque[tuple[int | None, int, list[int] | None]] = deque()
+        for _ in range(count):
+            changed = next(numbers)
+            shape = next(numbers)
+            picks = None
+            if shape & model.HASH_PICKS:
+                picks = [next(numbers) for _ in range(next(numbers))]
+                shape &= ~model.HASH_PICKS
+            entries.append((changed - 1 if changed else None, shape, picks))
+    except StopIteration:
+        raise RdbError(f"truncated memlog-keys field at offset {at}") from None
+    if next(numbers, None) is not None:
+        raise RdbError(f"trailing bytes in the memlog-keys field at offset {at}")
+    return _Meta(db, entries)
+
+
+def _read_gone(keyspace: model.Keyspace, blob: bytes, at: int) -> None:
+    view = memoryview(blob)
+    position = 0
+
+    def number() -> int:
+        nonlocal position
+        value = shift = 0
+        while True:
+            if position >= len(view):
+                raise RdbError(f"truncated memlog-gone field at offset {at}")
+            byte = view[position]
+            position += 1
+            value |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                return value
+            shift += 7
+
+    db_number = number()
+    if db_number >= model.DATABASES:
+        raise RdbError(f"memlog-gone field at offset {at} names database {db_number}")
+    changed_at = keyspace.dbs[db_number].changed_at
+    while position < len(view):
+        size = number()
+        key = bytes(view[position : position + size])
+        position += size
+        changed_at[key] = number()
+
+
+def _read_value(
+    src: _Source, kind: int, key: bytes, at: int, shape: int | None, picks: list[int] | None
+) -> object:
+    try:
+        return _read_value_unchecked(src, kind, key, at, shape, picks)
+    except (packed.PackedError, struct.error, IndexError) as exc:
+        raise RdbError(f"key {key[:60]!r} at offset {at}: {exc}") from None
+    except ValueError as exc:
+        if isinstance(exc, RdbError):
+            raise
+        raise RdbError(f"key {key[:60]!r} at offset {at}: {exc}") from None
+
+
+def _pairs(items: list[bytes]) -> list[tuple[bytes, bytes]]:
+    if len(items) % 2:
+        raise packed.PackedError("an odd number of entries for pairs")
+    return list(zip(items[0::2], items[1::2], strict=True))
+
+
+def _read_value_unchecked(
+    src: _Source, kind: int, key: bytes, at: int, shape: int | None, picks: list[int] | None
+) -> object:
+    string = src.string
+    if kind == T_STRING:
+        return model.make_string(string(), shape)
+    encoded = None if shape is None else bool(shape & 1)
+    if kind == T_LIST_QUICKLIST_2:
+        items: list[bytes] = []
+        for _ in range(src.length()):
+            container = src.length()
+            node = string()
+            if container == QUICKLIST_PACKED:
+                items.extend(packed.decode_listpack(node))
+            elif container == QUICKLIST_PLAIN:
+                items.append(node)
+            else:
+                raise RdbError(f"key {key[:60]!r}: unknown quicklist node kind {container}")
+        return model.make_list(items)
+    if kind == T_SET:
+        return model.make_set(src.strings(src.length()), encoded)
+    if kind == T_HASH:
+        flat = src.strings(2 * src.length())
+        return model.make_hash(list(zip(flat[0::2], flat[1::2], strict=True)), encoded, picks)
+    if kind == T_ZSET_2:
+        count = src.length()
+        return model.make_zset([(s, m) for m, s in _zset2(src, count)], encoded)
+    if kind == T_LIST:
+        return model.make_list(src.strings(src.length()))
+    if kind == T_ZSET:
+        count = src.length()
+        entries = []
+        for _ in range(count):
+            member = string()
+            entries.append((src.text_double(), member))
+        return model.make_zset(entries, encoded)
+    if kind == T_SET_INTSET:
+        return model.make_set(packed.decode_intset(string()), encoded)
+    if kind == T_SET_LISTPACK:
+        return model.make_set(packed.decode_listpack(string()), encoded)
+    if kind in (T_HASH_LISTPACK, T_HASH_ZIPLIST, T_HASH_ZIPMAP):
+        blob = string()
+        decode = {
+            T_HASH_LISTPACK: packed.decode_listpack,
+            T_HASH_ZIPLIST: packed.decode_ziplist,
+            T_HASH_ZIPMAP: packed.decode_zipmap,
+        }[kind]
+        return model.make_hash(_pairs(decode(blob)), encoded, picks)
+    if kind in (T_ZSET_LISTPACK, T_ZSET_ZIPLIST):
+        blob = string()
+        flat = (packed.decode_listpack if kind == T_ZSET_LISTPACK else packed.decode_ziplist)(blob)
+        return model.make_zset([(_score(s, at), m) for m, s in _pairs(flat)], encoded)
+    if kind == T_LIST_ZIPLIST:
+        return model.make_list(packed.decode_ziplist(string()))
+    if kind == T_LIST_QUICKLIST:
+        items = []
+        for _ in range(src.length()):
+            items.extend(packed.decode_ziplist(string()))
+        return model.make_list(items)
+    if kind in (T_STREAM_LISTPACKS, T_STREAM_LISTPACKS_2, T_STREAM_LISTPACKS_3):
+        raise RdbError(f"key {key[:60]!r} at offset {at} is a stream: memlog has no streams")
+    if kind in (T_MODULE_PRE_GA, T_MODULE_2):
+        raise RdbError(f"key {key[:60]!r} at offset {at} is a module type: memlog cannot load it")
+    raise RdbError(f"unknown value type {kind} at offset {at}")
+
+
+def _zset2(src: _Source, count: int) -> Iterator[tuple[bytes, float]]:
+    for _ in range(count):
+        member = src.string()
+        yield member, src.binary_double()
+
+
+# -- an applier in and out -------------------------------------------------------------------
+
+
+def snapshot_state(applier: Applier) -> SnapshotState:
+    index, time_ms = model.applier_position(applier)
+    return SnapshotState(index, time_ms)
+
+
+def restore(applier: Applier, result: LoadResult) -> None:
+    """Make a fresh applier go on from a loaded memlog snapshot, as the applier it was
+    taken from would: the same replies and the same keyspace after every later record."""
+    if result.state is None:
+        raise RdbError("not a memlog snapshot (no memlog-index): import it through the log")
+    model.restore_applier(applier, result.keyspace, result.state.index, result.state.time_ms)
