@@ -83,7 +83,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
-from typing import Any, Final, Literal, TypeAlias
+from typing import Any, Final, Literal, TypeAlias, cast
 
 from cacheshim import errors
 from cacheshim.errors import ProtocolError, QueryBufferLimitError
@@ -546,6 +546,19 @@ class Pairs:
 
 
 @dataclass(frozen=True, slots=True)
+class Picks:
+    """Picks that may repeat, from a table of replies: the array of ``table[i]`` for each
+    ``i`` of ``indexes`` (SRANDMEMBER, ZRANDMEMBER and HRANDFIELD with a negative count).
+    Each entry of the table is encoded once and the reply is joined from those encodings, so
+    a million picks among a thousand members cost a thousand encodings, not a million. With
+    ``rows``, every entry is a two-item row, rendered as :class:`Pairs` renders its rows."""
+
+    table: Sequence[Reply]
+    indexes: Sequence[int]
+    rows: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Frames:
     """Several replies back to back, with no header: one command's answer in several frames
     (SUBSCRIBE a b confirms each channel in a frame of its own, also inside EXEC's array,
@@ -581,6 +594,7 @@ Reply: TypeAlias = (
     | Push
     | SetReply
     | Pairs
+    | Picks
     | Frames
     | NullArray
     | Sequence["Reply"]
@@ -732,6 +746,30 @@ def _put_pairs(out: bytearray, value: Pairs, resp3: bool) -> None:
     _put_array(out, rows, resp3)
 
 
+# How many picks are joined at a time: bounds the list of references a join takes.
+_PICKS_CHUNK: Final = 65536
+
+
+def _encoded(value: Reply, resp3: bool) -> bytes:
+    out = bytearray()
+    _put(out, value, resp3)
+    return bytes(out)
+
+
+def _put_picks(out: bytearray, value: Picks, resp3: bool) -> None:
+    indexes = value.indexes
+    if value.rows and not resp3:  # a flat array: member, score, member, score, ...
+        out += b"*%d\r\n" % (2 * len(indexes))
+        rows = cast(Sequence[Sequence[Reply]], value.table)
+        encoded = [_encoded(row[0], resp3) + _encoded(row[1], resp3) for row in rows]
+    else:
+        out += b"*%d\r\n" % len(indexes)
+        encoded = [_encoded(entry, resp3) for entry in value.table]
+    pick = encoded.__getitem__
+    for start in range(0, len(indexes), _PICKS_CHUNK):
+        out += b"".join(map(pick, indexes[start : start + _PICKS_CHUNK]))
+
+
 def _put_frames(out: bytearray, value: Frames, resp3: bool) -> None:
     for item in value.items:
         _put(out, item, resp3)
@@ -755,6 +793,7 @@ _WRITERS: Final[dict[type, Callable[[bytearray, Any, bool], None]]] = {
     frozenset: _put_set,
     SetReply: _put_set_reply,
     Pairs: _put_pairs,
+    Picks: _put_picks,
     Frames: _put_frames,
     Push: _put_push,
     Verbatim: _put_verbatim,

@@ -93,6 +93,10 @@ class SetValue(AbstractSet[bytes]):
         """The member at a position of the members list (0 <= position < len)."""
         return self._members[position]
 
+    def members_for_picks(self) -> list[bytes]:
+        """The members list random picks index into (do not change it)."""
+        return self._members
+
     def random_member(self, rng: random.Random) -> bytes:
         return self._members[rng.randrange(len(self._members))]
 
@@ -141,6 +145,27 @@ class SetValue(AbstractSet[bytes]):
         member = self.random_member(rng)
         self.remove(member)
         return member
+
+    def pop_random_many(self, rng: random.Random, count: int) -> list[bytes]:
+        """count members popped one at a time (count < len): the same picks and the same
+        members list after as count calls of pop_random, in one loop."""
+        members, positions, randrange = self._members, self._positions, rng.randrange
+        popped: list[bytes] = []
+        keep = popped.append
+        for _ in range(count):
+            position = randrange(len(members))
+            member = members[position]
+            last = members.pop()
+            if position < len(members):  # the last member takes the popped one's place
+                members[position] = last
+                positions[last] = position
+            del positions[member]
+            keep(member)
+        self._sorted = None
+        if self._scan is not None:
+            for member in popped:
+                self._scan.discard(member)
+        return popped
 
     def copy(self) -> SetValue:
         """A duplicate with the same encoding and members order (COPY)."""
