@@ -26,9 +26,10 @@ from typing import cast
 from cacheshim import errors
 from cacheshim.apply import Applier, run, select_index
 from cacheshim.blocking import Blocker
+from cacheshim.clientlimits import OutputGuard, OutputLimits, refuse, startup_maxclients
 from cacheshim.commands import Command, Ctx, load_all, lookup
 from cacheshim.commands.args import parse_int
-from cacheshim.commands.connection import valid_client_name
+from cacheshim.commands.connection import client_line, valid_client_name
 from cacheshim.errors import CommandError, ProtocolError
 from cacheshim.fastread import serve_gets
 from cacheshim.keyspace import Database
@@ -64,8 +65,6 @@ APPENDS_IN_FLIGHT_MAX = 1
 # of 27; SET/s went 4.1-5.0k -> 6.5-9.5k in one series and 5.8-6.4k -> 5.7-6.8k in another
 # (0.25, 1 and 1.5 ms did no better than 0.5).
 APPEND_LINGER_S = 0.0005
-# Redis's default hard client-output-buffer-limit for pubsub clients (32mb).
-PUBSUB_OUTPUT_BYTES_MAX = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +78,8 @@ class ShimConfig:
     zone: str = ""
     linearizable_reads: bool = False
     write_timeout_s: float = 10.0
+    # CONFIG parameters set at startup (name, value), as redis-server takes --maxclients.
+    server_settings: tuple[tuple[str, str], ...] = ()
 
 
 def wall_ms() -> int:
@@ -249,6 +250,13 @@ class Shim:
         self.log_commit_index = 0
         # CONFIG, INFO and CLIENT PAUSE state (local to this shim, never logged).
         self.server_config = ServerConfig.for_shim(config.host, config.port)
+        self.server_config.set_many(
+            [(name.encode(), value.encode()) for name, value in config.server_settings],
+            startup=True,
+        )
+        maxclients = self.server_config.int_value("maxclients")
+        self.server_config.values["maxclients"] = str(startup_maxclients(maxclients))
+        self.output_limits = OutputLimits()
         self.stats = ServerStats()
         self.client_pause = ClientPause()
         self.run_id = os.urandom(20).hex()
@@ -373,10 +381,15 @@ class Connection(asyncio.Protocol):
         self._plain_writes: set[asyncio.Future[Reply]] = set()
         self._outbox = Outbox(self._push)  # pub/sub messages, in order with the replies
         self._fast_db: Database = shim.applier.keyspace.dbs[0]
+        self._output = OutputGuard()  # client-output-buffer-limit's soft-limit clock
+        self._output_recheck: asyncio.TimerHandle | None = None
 
     # -- asyncio.Protocol --------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if len(self.shim.sessions) >= self.shim.server_config.int_value("maxclients"):
+            refuse(cast(asyncio.Transport, transport), self.shim.stats)
+            return  # never a client: no session, no transport
         # uvloop's transports implement the interface without subclassing it.
         self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername") or ("?", 0)
@@ -389,6 +402,8 @@ class Connection(asyncio.Protocol):
         self.shim.stats.connections_received += 1
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._output_recheck is not None:
+            self._output_recheck.cancel()
         if self.session is not None:
             self.session.closing = True
             self.shim.sessions.pop(self.session.id, None)
@@ -397,6 +412,8 @@ class Connection(asyncio.Protocol):
         self.transport = None
 
     def data_received(self, data: bytes) -> None:
+        if self.transport is None:  # refused (maxclients) or closed
+            return
         self.shim.stats.net_input_bytes += len(data)
         if self._fast_path_open():
             db = self._fast_db
@@ -451,6 +468,7 @@ class Connection(asyncio.Protocol):
         stats.commands_processed += served
         stats.net_output_bytes += len(replies)
         self.transport.write(replies)
+        self._check_output()
 
     # -- processing ----------------------------------------------------------------------
 
@@ -570,25 +588,59 @@ class Connection(asyncio.Protocol):
 
     def _push(self, message: Reply) -> None:
         """A pub/sub message (from the outbox): written between replies, never inside one,
-        and sent soon. A client that lets more than PUBSUB_OUTPUT_BYTES_MAX pile up unread
-        is closed, as Redis's client-output-buffer-limit for pubsub clients does."""
+        and sent soon (the flush checks client-output-buffer-limit)."""
         self.encoder.write(message)
-        transport = self.transport
-        if transport is not None:
-            if transport.get_write_buffer_size() > PUBSUB_OUTPUT_BYTES_MAX:
-                transport.abort()
-            else:
-                asyncio.get_running_loop().call_soon(self._flush)
+        if self.transport is not None:
+            asyncio.get_running_loop().call_soon(self._flush)
 
     def _kill(self) -> None:
         if self.transport is not None:
             self.transport.close()
 
     def _flush(self) -> None:
-        if self.transport is not None and len(self.encoder):
+        transport = self.transport
+        if transport is not None and len(self.encoder):
             data = self.encoder.take()
+            if transport.is_closing():  # closed for its output buffer limit: dropped
+                return
             self.shim.stats.net_output_bytes += len(data)
-            self.transport.write(data)
+            transport.write(data)
+            self._check_output()
+
+    def _check_output(self) -> None:
+        """client-output-buffer-limit: close this client now if its unsent output is over
+        its class's limit (cacheshim.clientlimits); while it is over the soft limit, look
+        again when the soft limit's seconds run out."""
+        transport, session = self.transport, self.session
+        if transport is None or session is None:
+            return
+        limits = self.shim.output_limits
+        limits.update(self.shim.server_config.values["client-output-buffer-limit"])
+        limit = limits.pubsub if self.shim.pubsub.subscribed(session.id) else limits.normal
+        if not (limit.hard_bytes or limit.soft_bytes):
+            self._output.soft_since = None
+            return
+        now = time.monotonic()
+        used = transport.get_write_buffer_size() + len(self.encoder)
+        if self._output.exceeded(used, limit, now):
+            log.warning(
+                "Client %s scheduled to be closed ASAP for overcoming of output buffer limits.",
+                client_line(session, wall_ms()).rstrip("\n"),
+            )
+            self.shim.stats.client_output_buffer_limit_disconnections += 1
+            session.closing = True
+            self.encoder.take()
+            transport.abort()
+            return
+        wait_s = self._output.recheck_after_s(limit, now)
+        if wait_s is not None and self._output_recheck is None:
+            self._output_recheck = asyncio.get_running_loop().call_later(
+                wait_s, self._recheck_output
+            )
+
+    def _recheck_output(self) -> None:
+        self._output_recheck = None
+        self._check_output()
 
     def _protocol_error(self, exc: ProtocolError) -> None:
         if exc.send_reply:

@@ -29,6 +29,7 @@ snapshot of a set must keep that list order.
 from __future__ import annotations
 
 import random
+from collections import deque
 from collections.abc import Iterable, Iterator
 from collections.abc import Set as AbstractSet
 from typing import Any, Final
@@ -148,19 +149,31 @@ class SetValue(AbstractSet[bytes]):
 
     def pop_random_many(self, rng: random.Random, count: int) -> list[bytes]:
         """count members popped one at a time (count < len): the same picks and the same
-        members list after as count calls of pop_random, in one loop."""
-        members, positions, randrange = self._members, self._positions, rng.randrange
+        members list after as count calls of pop_random. The picks walk the list alone; the
+        positions index is then brought up to date in two bulk passes."""
+        members, getrandbits = self._members, rng.getrandbits
         popped: list[bytes] = []
         keep = popped.append
+        refilled: list[int] = []  # positions that took the last member's place
+        refill = refilled.append
         for _ in range(count):
-            position = randrange(len(members))
-            member = members[position]
+            # rng.randrange(size), inlined: CPython draws bit_length() bits until one is
+            # below size (test_random_members checks that the picks stay randrange's).
+            size = len(members)
+            bits = size.bit_length()
+            position = getrandbits(bits)
+            while position >= size:
+                position = getrandbits(bits)
+            keep(members[position])
             last = members.pop()
-            if position < len(members):  # the last member takes the popped one's place
+            if position < len(members):
                 members[position] = last
-                positions[last] = position
-            del positions[member]
-            keep(member)
+                refill(position)
+        positions = self._positions
+        deque(map(positions.__delitem__, popped), maxlen=0)
+        size = len(members)
+        moved = [p for p in refilled if p < size]
+        positions.update(zip(map(members.__getitem__, moved), moved, strict=True))
         self._sorted = None
         if self._scan is not None:
             for member in popped:
