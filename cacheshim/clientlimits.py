@@ -60,7 +60,13 @@ def refuse(transport: asyncio.Transport, stats: ServerStats) -> None:
 def fit_open_files(maxclients: int) -> int:
     """Raise the open files limit for maxclients clients where possible (Redis's
     adjustOpenFilesLimit); the number of clients the limit now allows: maxclients itself,
-    or fewer (possibly 0 or less) when the system refused."""
+    or fewer (possibly 0 or less) when the system refused.
+
+    Redis asks for maxclients + 32 descriptors, then 16 fewer at a time until the system
+    agrees or the current limit is reached. Whether the system agrees only depends on
+    whether the number is above a ceiling (the hard limit, or for a privileged process the
+    kernel's nr_open), so the same step is found here by bisection: a refused maxclients of
+    100000000 costs some 20 calls instead of six million."""
     # maxclients is an unsigned int in Redis and the sum wraps: 4294967295 needs nothing.
     wanted = (maxclients + RESERVED_FDS) % _UINT_RANGE
     try:
@@ -69,22 +75,29 @@ def fit_open_files(maxclients: int) -> int:
         return 1024 - RESERVED_FDS
     if soft == resource.RLIM_INFINITY or soft >= wanted:
         return maxclients
-    best = wanted
-    while best > soft:
-        ceiling = hard if hard == resource.RLIM_INFINITY else max(hard, best)
+
+    def granted(limit: int) -> bool:
+        ceiling = hard if hard == resource.RLIM_INFINITY else max(hard, limit)
         try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (best, ceiling))
-            break
+            resource.setrlimit(resource.RLIMIT_NOFILE, (limit, ceiling))
         except (OSError, ValueError):
-            if best < _FDS_STEP:
-                best = soft
-                break
-            best -= _FDS_STEP
-    best = max(best, soft)
-    if best < wanted:
-        return best - RESERVED_FDS
-    log.info("raised the open files limit to %d (it was %d)", wanted, soft)
-    return maxclients
+            return False
+        return True
+
+    if granted(wanted):
+        log.info("raised the open files limit to %d (it was %d)", wanted, soft)
+        return maxclients
+    # The steps are wanted - 16 * k for k = 1 .. last, those above the current limit.
+    best = soft
+    low, high = 1, (wanted - soft - 1) // _FDS_STEP
+    while low <= high:
+        k = (low + high) // 2
+        if granted(wanted - _FDS_STEP * k):
+            best = wanted - _FDS_STEP * k  # granted: try fewer steps down
+            high = k - 1
+        else:
+            low = k + 1
+    return best - RESERVED_FDS
 
 
 def startup_maxclients(maxclients: int) -> int:
