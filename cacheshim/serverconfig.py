@@ -281,7 +281,7 @@ class ServerConfig:
         raise AssertionError(f"no validator for {name}")
 
     def _output_buffer_limits(self, raw: bytes) -> str:
-        fields = raw.split(b" ")
+        fields = raw.split(b" ") if raw else []  # "" sets nothing, as in Redis
         if len(fields) % 4:
             raise ValueError(OBL_ARGUMENT_COUNT)
         current = _split_limits(self.values["client-output-buffer-limit"])
