@@ -26,7 +26,13 @@ from typing import cast
 from cacheshim import errors
 from cacheshim.apply import Applier, run, select_index
 from cacheshim.blocking import Blocker
-from cacheshim.clientlimits import OutputGuard, OutputLimits, refuse, startup_maxclients
+from cacheshim.clientlimits import (
+    OutputGuard,
+    OutputLimit,
+    OutputLimits,
+    refuse,
+    startup_maxclients,
+)
 from cacheshim.commands import Command, Ctx, load_all, lookup
 from cacheshim.commands.args import parse_int
 from cacheshim.commands.connection import client_line, valid_client_name
@@ -65,6 +71,9 @@ APPENDS_IN_FLIGHT_MAX = 1
 # of 27; SET/s went 4.1-5.0k -> 6.5-9.5k in one series and 5.8-6.4k -> 5.7-6.8k in another
 # (0.25, 1 and 1.5 ms did no better than 0.5).
 APPEND_LINGER_S = 0.0005
+# Replies of a pipeline of reads are written out (and client-output-buffer-limit checked)
+# whenever this much has piled up, not only once the whole pipeline is answered.
+OUTPUT_CHECK_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -454,6 +463,7 @@ class Connection(asyncio.Protocol):
             or len(self.encoder)
             or not self.parser.idle
             or self.shim.pubsub.restricts(session)
+            or self._output_limited(session)
         ):
             return False
         self._fast_db = self.shim.applier.keyspace.dbs[session.db]
@@ -495,6 +505,8 @@ class Connection(asyncio.Protocol):
             if waiting is None:
                 if session.reply_off or session.reply_skip_current:
                     self._drop_reply(session, mark)
+                if len(self.encoder) >= OUTPUT_CHECK_BYTES:
+                    self._flush()  # checks client-output-buffer-limit as replies pile up
                 continue
             pending = [waiting]
             while self._is_plain_write(session, waiting):
@@ -614,9 +626,7 @@ class Connection(asyncio.Protocol):
         transport, session = self.transport, self.session
         if transport is None or session is None:
             return
-        limits = self.shim.output_limits
-        limits.update(self.shim.server_config.values["client-output-buffer-limit"])
-        limit = limits.pubsub if self.shim.pubsub.subscribed(session.id) else limits.normal
+        limit = self._output_limit(session)
         if not (limit.hard_bytes or limit.soft_bytes):
             self._output.soft_since = None
             return
@@ -637,6 +647,18 @@ class Connection(asyncio.Protocol):
             self._output_recheck = asyncio.get_running_loop().call_later(
                 wait_s, self._recheck_output
             )
+
+    def _output_limit(self, session: Session) -> OutputLimit:
+        """This client's client-output-buffer-limit: its class's (pubsub while subscribed)."""
+        limits = self.shim.output_limits
+        limits.update(self.shim.server_config.values["client-output-buffer-limit"])
+        return limits.pubsub if self.shim.pubsub.subscribed(session.id) else limits.normal
+
+    def _output_limited(self, session: Session) -> bool:
+        """Whether client-output-buffer-limit limits this client (then its GETs take the
+        general path, which checks the limit as replies pile up)."""
+        limit = self._output_limit(session)
+        return bool(limit.hard_bytes or limit.soft_bytes)
 
     def _recheck_output(self) -> None:
         self._output_recheck = None
