@@ -738,12 +738,18 @@ def _put_big_number(out: bytearray, value: BigNumber, resp3: bool) -> None:
 
 
 def _put_pairs(out: bytearray, value: Pairs, resp3: bool) -> None:
-    rows: list[Reply]
-    if resp3:
-        rows = [[first, second] for first, second in value.items]
-    else:
-        rows = [item for pair in value.items for item in pair]
-    _put_array(out, rows, resp3)
+    # Written row by row, with no list of rows in between: WITHSCORES and WITHVALUES
+    # replies can have a million rows.
+    items = value.items
+    out += b"*%d\r\n" % (len(items) if resp3 else 2 * len(items))
+    row = b"*2\r\n" if resp3 else b""
+    for first, second in items:
+        out += row
+        if type(first) is bytes:
+            out += b"$%d\r\n%b\r\n" % (len(first), first)
+        else:
+            _put(out, first, resp3)
+        _put(out, second, resp3)
 
 
 # How many picks are joined at a time: bounds the list of references a join takes.

@@ -29,7 +29,7 @@ from cacheshim.commands.sets import as_value
 from cacheshim.errors import CommandError
 from cacheshim.hashvalue import HashValue
 from cacheshim.keyspace import string_as_int
-from cacheshim.picks import repeated_positions
+from cacheshim.picks import distinct_positions, repeated_positions
 from cacheshim.resp import OK, Pairs, Picks, Reply
 
 __all__ = ["get_hash"]
@@ -301,7 +301,7 @@ def hrandfield(ctx: Ctx, args: list[bytes]) -> Reply:
     elif count >= size:
         chosen = list(value)
     else:
-        chosen = [fields[i] for i in rng.sample(range(size), count)]
+        chosen = [fields[i] for i in distinct_positions(rng, size, count)]
     if not with_values:
         return chosen
     return Pairs([(field, value[field]) for field in chosen])

@@ -24,7 +24,7 @@ from cacheshim.commands.args import LONG_MAX, option, parse_long_in_range, parse
 from cacheshim.commands.keys import parse_cursor
 from cacheshim.errors import CommandError
 from cacheshim.keyspace import Value
-from cacheshim.picks import repeated_positions
+from cacheshim.picks import distinct_positions, repeated_positions
 from cacheshim.resp import Picks, Reply, SetReply
 from cacheshim.setvalue import SetValue
 
@@ -212,7 +212,8 @@ def srandmember(ctx: Ctx, args: list[bytes]) -> Reply:
         return [members[i] for i in positions]
     if count >= size:
         return value.ordered()
-    return [value.member_at(i) for i in rng.sample(range(size), count)]
+    members = value.members_for_picks()
+    return [members[i] for i in distinct_positions(rng, size, count)]
 
 
 # -- moving ----------------------------------------------------------------------------------------

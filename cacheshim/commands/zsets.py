@@ -39,7 +39,7 @@ from cacheshim.commands.args import (
 from cacheshim.commands.keys import parse_cursor
 from cacheshim.errors import CommandError
 from cacheshim.keyspace import Value, kind_of
-from cacheshim.picks import repeated_positions
+from cacheshim.picks import distinct_positions, repeated_positions
 from cacheshim.resp import NULL_ARRAY, Pairs, Picks, Reply
 from cacheshim.zsetvalue import LexBound, LexRange, ScoreRange, ZSet, format_score
 
@@ -842,7 +842,7 @@ def zrandmember(ctx: Ctx, args: list[bytes]) -> Reply:
     elif count >= size:  # the whole set, highest first (Redis walks it from the tail)
         entries = reversed(zset)
     else:
-        entries = _entries_at(zset, rng.sample(range(size), count))
+        entries = _entries_at(zset, distinct_positions(rng, size, count))
     return _rows(entries, withscores)
 
 
