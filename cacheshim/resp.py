@@ -654,8 +654,15 @@ def _put_null_array(out: bytearray, value: NullArray, resp3: bool) -> None:
 
 def _put_array(out: bytearray, value: Sequence[Reply], resp3: bool) -> None:
     out += b"*%d\r\n" % len(value)
-    for item in value:
-        _put(out, item, resp3)
+    _put_items(out, value, resp3)
+
+
+def _put_items(out: bytearray, items: Iterable[Reply], resp3: bool) -> None:
+    for item in items:
+        if type(item) is bytes:  # most elements: members, fields, values (as _put_bulk)
+            out += b"$%d\r\n%b\r\n" % (len(item), item)
+        else:
+            _put(out, item, resp3)
 
 
 def _put_str(out: bytearray, value: str, resp3: bool) -> None:
@@ -697,8 +704,7 @@ def _put_map(out: bytearray, value: Mapping[Reply, Reply], resp3: bool) -> None:
 
 def _put_set_items(out: bytearray, items: Iterable[Reply], count: int, resp3: bool) -> None:
     out += b"~%d\r\n" % count if resp3 else b"*%d\r\n" % count
-    for item in items:
-        _put(out, item, resp3)
+    _put_items(out, items, resp3)
 
 
 def _put_set(out: bytearray, value: AbstractSet[Reply], resp3: bool) -> None:
