@@ -5,8 +5,9 @@ Every parameter Redis 7.0 has is here (the list, defaults and kinds are data, in
 expect. Settings are local to the shim, as they are local to a Redis node: CONFIG SET is not a
 write and does not go through the log. Most settings mean nothing to the shim (there is no
 RDB, AOF, eviction or replication to tune); those are validated as Redis validates them,
-stored and echoed. The ones that describe the shim (``port``, ``bind``, ``dir``, ...) start
-from the shim's own values.
+stored and echoed. ``maxclients`` and ``client-output-buffer-limit`` are enforced as Redis
+enforces them (:mod:`cacheshim.clientlimits`). The ones that describe the shim (``port``,
+``bind``, ``dir``, ...) start from the shim's own values.
 
 Two deliberate differences: ``port`` and ``bind`` cannot be changed (the shim listens where
 ``--listen`` says), and ``requirepass`` is refused rather than stored, since the shim does not
