@@ -126,6 +126,8 @@ class Session:
     kill: Callable[[], None] | None = None
     # Writes a reply value between replies: pub/sub messages (see cacheshim.pubsub).
     push: Callable[[Reply], None] | None = None
+    # The bytes of output not yet handed to the kernel (CLIENT LIST omem).
+    output_bytes: Callable[[], int] | None = None
 
 
 class Writer:
@@ -408,6 +410,7 @@ class Connection(asyncio.Protocol):
         self.session.fd = raw_socket.fileno() if raw_socket is not None else -1
         self.session.kill = self._kill
         self.session.push = self._outbox.push
+        self.session.output_bytes = self._output_bytes
         self.shim.stats.connections_received += 1
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -631,7 +634,7 @@ class Connection(asyncio.Protocol):
             self._output.soft_since = None
             return
         now = time.monotonic()
-        used = transport.get_write_buffer_size() + len(self.encoder)
+        used = self._output_bytes()
         if self._output.exceeded(used, limit, now):
             log.warning(
                 "Client %s scheduled to be closed ASAP for overcoming of output buffer limits.",
@@ -647,6 +650,10 @@ class Connection(asyncio.Protocol):
             self._output_recheck = asyncio.get_running_loop().call_later(
                 wait_s, self._recheck_output
             )
+
+    def _output_bytes(self) -> int:
+        transport = self.transport
+        return len(self.encoder) + (0 if transport is None else transport.get_write_buffer_size())
 
     def _output_limit(self, session: Session) -> OutputLimit:
         """This client's client-output-buffer-limit: its class's (pubsub while subscribed)."""

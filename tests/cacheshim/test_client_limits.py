@@ -346,3 +346,26 @@ def test_startup_flags_validated_and_applied(memlog: Memlog) -> None:
         proc = memlog.shim_procs[-1]
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_client_list_shows_unsent_output_as_omem(servers: dict[str, int]) -> None:
+    """A subscriber that reads nothing: CLIENT LIST's omem (and tot-mem) grow with what the
+    server holds for it, on both servers; 0 for a client that is up to date."""
+    for name, port in servers.items():
+        conn = control(port)
+        sock = subscriber(port, b"pile")
+        message = b"p" * 100_000
+        for _ in range(100):  # 10 MB: past the kernel's buffers, under the 32 MB hard limit
+            execute(conn, "PUBLISH", b"pile", message)
+        listing = execute(conn, "CLIENT", "LIST")
+        assert isinstance(listing, bytes)
+        fields = {
+            line.split(" flags=")[1].split(" ")[0]: dict(
+                pair.split("=", 1) for pair in line.split(" ") if "=" in pair
+            )
+            for line in listing.decode().splitlines()
+        }
+        assert int(fields["P"]["omem"]) > 1_000_000, (name, fields["P"])
+        assert int(fields["P"]["tot-mem"]) >= int(fields["P"]["omem"]), name
+        assert int(fields["N"]["omem"]) == 0, (name, fields["N"])
+        sock.close()
