@@ -23,6 +23,11 @@ if TYPE_CHECKING:
     from cacheshim.server import ShimConfig
 
 ENV_PREFIX = "CACHESHIM_"
+# CONFIG parameters that are also `serve` flags, with an example value for --help.
+STARTUP_SETTINGS = {
+    "maxclients": "10000",
+    "client-output-buffer-limit": "'normal 0 0 0 pubsub 32mb 8mb 60'",
+}
 # How long to keep asking the log nodes for their zones before reading from the first one.
 ZONE_LOOKUP_S = 30.0
 ZONE_RETRY_S = 0.5
@@ -52,7 +57,31 @@ def build_parser() -> argparse.ArgumentParser:
     _add(serve, "--linearizable-reads", default="no", help="yes: every read waits for ReadIndex")
     _add(serve, "--write-timeout-s", type=float, default=10.0, help="give up on a write after")
     _add(serve, "--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
+    # CONFIG parameters the shim enforces, settable at startup as redis-server takes them.
+    for name, example in STARTUP_SETTINGS.items():
+        _add(serve, f"--{name}", default="", help=f"Redis's {name} (CONFIG SET {name} {example})")
     return parser
+
+
+def startup_settings(args: argparse.Namespace) -> tuple[tuple[str, str], ...]:
+    """The CONFIG parameters given as flags, each validated as CONFIG SET validates it;
+    SystemExit(2) with Redis's reason for a value Redis would refuse."""
+    from cacheshim.errors import CommandError
+    from cacheshim.serverconfig import ServerConfig
+
+    settings: list[tuple[str, str]] = []
+    for name in STARTUP_SETTINGS:
+        value = str(getattr(args, name.replace("-", "_")))
+        if not value:
+            continue
+        try:
+            ServerConfig().set_many([(name.encode(), value.encode())], startup=True)
+        except CommandError as exc:
+            reason = exc.message.partition(" - ")[2] or exc.message
+            print(f"cacheshim serve: --{name} {value!r}: {reason}", file=sys.stderr)
+            raise SystemExit(2) from None
+        settings.append((name, value))
+    return tuple(settings)
 
 
 async def zone_local_log(
@@ -118,6 +147,7 @@ def config_from_args(args: argparse.Namespace, local_log: str) -> ShimConfig:
         zone=str(args.zone),
         linearizable_reads=str(args.linearizable_reads).lower() in ("yes", "true", "1", "on"),
         write_timeout_s=float(args.write_timeout_s),
+        server_settings=startup_settings(args),
     )
 
 
@@ -151,6 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not str(args.log).strip():
         print("cacheshim serve: --log needs at least one address", file=sys.stderr)
         return 2
+    startup_settings(args)  # refuse a bad value before anything starts
     run_event_loop(serve(args))
     return 0
 

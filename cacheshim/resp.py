@@ -83,7 +83,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
-from typing import Any, Final, Literal, TypeAlias
+from typing import Any, Final, Literal, TypeAlias, cast
 
 from cacheshim import errors
 from cacheshim.errors import ProtocolError, QueryBufferLimitError
@@ -555,6 +555,19 @@ class Pairs:
 
 
 @dataclass(frozen=True, slots=True)
+class Picks:
+    """Picks that may repeat, from a table of replies: the array of ``table[i]`` for each
+    ``i`` of ``indexes`` (SRANDMEMBER, ZRANDMEMBER and HRANDFIELD with a negative count).
+    Each entry of the table is encoded once and the reply is joined from those encodings, so
+    a million picks among a thousand members cost a thousand encodings, not a million. With
+    ``rows``, every entry is a two-item row, rendered as :class:`Pairs` renders its rows."""
+
+    table: Sequence[Reply]
+    indexes: Sequence[int]
+    rows: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Frames:
     """Several replies back to back, with no header: one command's answer in several frames
     (SUBSCRIBE a b confirms each channel in a frame of its own, also inside EXEC's array,
@@ -590,6 +603,7 @@ Reply: TypeAlias = (
     | Push
     | SetReply
     | Pairs
+    | Picks
     | Frames
     | NullArray
     | Sequence["Reply"]
@@ -649,8 +663,15 @@ def _put_null_array(out: bytearray, value: NullArray, resp3: bool) -> None:
 
 def _put_array(out: bytearray, value: Sequence[Reply], resp3: bool) -> None:
     out += b"*%d\r\n" % len(value)
-    for item in value:
-        _put(out, item, resp3)
+    _put_items(out, value, resp3)
+
+
+def _put_items(out: bytearray, items: Iterable[Reply], resp3: bool) -> None:
+    for item in items:
+        if type(item) is bytes:  # most elements: members, fields, values (as _put_bulk)
+            out += b"$%d\r\n%b\r\n" % (len(item), item)
+        else:
+            _put(out, item, resp3)
 
 
 def _put_str(out: bytearray, value: str, resp3: bool) -> None:
@@ -692,8 +713,7 @@ def _put_map(out: bytearray, value: Mapping[Reply, Reply], resp3: bool) -> None:
 
 def _put_set_items(out: bytearray, items: Iterable[Reply], count: int, resp3: bool) -> None:
     out += b"~%d\r\n" % count if resp3 else b"*%d\r\n" % count
-    for item in items:
-        _put(out, item, resp3)
+    _put_items(out, items, resp3)
 
 
 def _put_set(out: bytearray, value: AbstractSet[Reply], resp3: bool) -> None:
@@ -733,12 +753,42 @@ def _put_big_number(out: bytearray, value: BigNumber, resp3: bool) -> None:
 
 
 def _put_pairs(out: bytearray, value: Pairs, resp3: bool) -> None:
-    rows: list[Reply]
-    if resp3:
-        rows = [[first, second] for first, second in value.items]
+    # Written row by row, with no list of rows in between: WITHSCORES and WITHVALUES
+    # replies can have a million rows.
+    items = value.items
+    out += b"*%d\r\n" % (len(items) if resp3 else 2 * len(items))
+    row = b"*2\r\n" if resp3 else b""
+    for first, second in items:
+        out += row
+        if type(first) is bytes:
+            out += b"$%d\r\n%b\r\n" % (len(first), first)
+        else:
+            _put(out, first, resp3)
+        _put(out, second, resp3)
+
+
+# How many picks are joined at a time: bounds the list of references a join takes.
+_PICKS_CHUNK: Final = 65536
+
+
+def _encoded(value: Reply, resp3: bool) -> bytes:
+    out = bytearray()
+    _put(out, value, resp3)
+    return bytes(out)
+
+
+def _put_picks(out: bytearray, value: Picks, resp3: bool) -> None:
+    indexes = value.indexes
+    if value.rows and not resp3:  # a flat array: member, score, member, score, ...
+        out += b"*%d\r\n" % (2 * len(indexes))
+        rows = cast(Sequence[Sequence[Reply]], value.table)
+        encoded = [_encoded(row[0], resp3) + _encoded(row[1], resp3) for row in rows]
     else:
-        rows = [item for pair in value.items for item in pair]
-    _put_array(out, rows, resp3)
+        out += b"*%d\r\n" % len(indexes)
+        encoded = [_encoded(entry, resp3) for entry in value.table]
+    pick = encoded.__getitem__
+    for start in range(0, len(indexes), _PICKS_CHUNK):
+        out += b"".join(map(pick, indexes[start : start + _PICKS_CHUNK]))
 
 
 def _put_frames(out: bytearray, value: Frames, resp3: bool) -> None:
@@ -764,6 +814,7 @@ _WRITERS: Final[dict[type, Callable[[bytearray, Any, bool], None]]] = {
     frozenset: _put_set,
     SetReply: _put_set_reply,
     Pairs: _put_pairs,
+    Picks: _put_picks,
     Frames: _put_frames,
     Push: _put_push,
     Verbatim: _put_verbatim,

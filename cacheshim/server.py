@@ -35,9 +35,16 @@ from cacheshim.apply import (
     watch_broken,
 )
 from cacheshim.blocking import Blocker, unblock_record
+from cacheshim.clientlimits import (
+    OutputGuard,
+    OutputLimit,
+    OutputLimits,
+    refuse,
+    startup_maxclients,
+)
 from cacheshim.commands import Command, Ctx, load_all, lookup
 from cacheshim.commands.args import parse_int
-from cacheshim.commands.connection import valid_client_name
+from cacheshim.commands.connection import client_line, valid_client_name
 from cacheshim.errors import CommandError, ProtocolError
 from cacheshim.fastread import serve_gets
 from cacheshim.keyspace import Database
@@ -85,8 +92,9 @@ WRITE_BYTES_MAX = RECORD_BYTES_MAX
 # Records per message of the apply loop's Read stream: the node bounds a message by records
 # only, so 32 records of up to 1 MiB (the log's default limit) stay well under gRPC's 64 MiB.
 READ_BATCH_RECORDS_MAX = 32
-# Redis's default hard client-output-buffer-limit for pubsub clients (32mb).
-PUBSUB_OUTPUT_BYTES_MAX = 32 * 1024 * 1024
+# Replies of a pipeline of reads are written out (and client-output-buffer-limit checked)
+# whenever this much has piled up, not only once the whole pipeline is answered.
+OUTPUT_CHECK_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +108,8 @@ class ShimConfig:
     zone: str = ""
     linearizable_reads: bool = False
     write_timeout_s: float = 10.0
+    # CONFIG parameters set at startup (name, value), as redis-server takes --maxclients.
+    server_settings: tuple[tuple[str, str], ...] = ()
 
 
 def wall_ms() -> int:
@@ -138,6 +148,8 @@ class Session:
     kill: Callable[[], None] | None = None
     # Writes a reply value between replies: pub/sub messages (see cacheshim.pubsub).
     push: Callable[[Reply], None] | None = None
+    # The bytes of output not yet handed to the kernel (CLIENT LIST omem).
+    output_bytes: Callable[[], int] | None = None
 
 
 @dataclass(slots=True)
@@ -492,6 +504,13 @@ class Shim:
         self.log_commit_index = 0
         # CONFIG, INFO and CLIENT PAUSE state (local to this shim, never logged).
         self.server_config = ServerConfig.for_shim(config.host, config.port)
+        self.server_config.set_many(
+            [(name.encode(), value.encode()) for name, value in config.server_settings],
+            startup=True,
+        )
+        maxclients = self.server_config.int_value("maxclients")
+        self.server_config.values["maxclients"] = str(startup_maxclients(maxclients))
+        self.output_limits = OutputLimits()
         self.stats = ServerStats()
         self.client_pause = ClientPause()
         self.run_id = os.urandom(20).hex()
@@ -677,10 +696,15 @@ class Connection(asyncio.Protocol):
         self._plain_writes: set[asyncio.Future[Reply]] = set()
         self._outbox = Outbox(self._push)  # pub/sub messages, in order with the replies
         self._fast_db: Database = shim.applier.keyspace.dbs[0]
+        self._output = OutputGuard()  # client-output-buffer-limit's soft-limit clock
+        self._output_recheck: asyncio.TimerHandle | None = None
 
     # -- asyncio.Protocol --------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if len(self.shim.sessions) >= self.shim.server_config.int_value("maxclients"):
+            refuse(cast(asyncio.Transport, transport), self.shim.stats)
+            return  # never a client: no session, no transport
         # uvloop's transports implement the interface without subclassing it.
         self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername") or ("?", 0)
@@ -690,9 +714,12 @@ class Connection(asyncio.Protocol):
         self.session.fd = raw_socket.fileno() if raw_socket is not None else -1
         self.session.kill = self._kill
         self.session.push = self._outbox.push
+        self.session.output_bytes = self._output_bytes
         self.shim.stats.connections_received += 1
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._output_recheck is not None:
+            self._output_recheck.cancel()
         if self.session is not None:
             self.session.closing = True
             self.shim.sessions.pop(self.session.id, None)
@@ -701,6 +728,8 @@ class Connection(asyncio.Protocol):
         self.transport = None
 
     def data_received(self, data: bytes) -> None:
+        if self.transport is None:  # refused (maxclients) or closed
+            return
         self.shim.stats.net_input_bytes += len(data)
         if self._fast_path_open():
             db = self._fast_db
@@ -741,6 +770,7 @@ class Connection(asyncio.Protocol):
             or len(self.encoder)
             or not self.parser.idle
             or self.shim.pubsub.restricts(session)
+            or self._output_limited(session)
         ):
             return False
         self._fast_db = self.shim.applier.keyspace.dbs[session.db]
@@ -755,6 +785,7 @@ class Connection(asyncio.Protocol):
         stats.commands_processed += served
         stats.net_output_bytes += len(replies)
         self.transport.write(replies)
+        self._check_output()
 
     # -- processing ----------------------------------------------------------------------
 
@@ -781,6 +812,8 @@ class Connection(asyncio.Protocol):
             if waiting is None:
                 if session.reply_off or session.reply_skip_current:
                     self._drop_reply(session, mark)
+                if len(self.encoder) >= OUTPUT_CHECK_BYTES:
+                    self._flush()  # checks client-output-buffer-limit as replies pile up
                 continue
             pending = [waiting]
             while self._is_plain_write(session, waiting):
@@ -876,25 +909,73 @@ class Connection(asyncio.Protocol):
 
     def _push(self, message: Reply) -> None:
         """A pub/sub message (from the outbox): written between replies, never inside one,
-        and sent soon. A client that lets more than PUBSUB_OUTPUT_BYTES_MAX pile up unread
-        is closed, as Redis's client-output-buffer-limit for pubsub clients does."""
+        and sent soon (the flush checks client-output-buffer-limit)."""
         self.encoder.write(message)
-        transport = self.transport
-        if transport is not None:
-            if transport.get_write_buffer_size() > PUBSUB_OUTPUT_BYTES_MAX:
-                transport.abort()
-            else:
-                asyncio.get_running_loop().call_soon(self._flush)
+        if self.transport is not None:
+            asyncio.get_running_loop().call_soon(self._flush)
 
     def _kill(self) -> None:
         if self.transport is not None:
             self.transport.close()
 
     def _flush(self) -> None:
-        if self.transport is not None and len(self.encoder):
+        transport = self.transport
+        if transport is not None and len(self.encoder):
             data = self.encoder.take()
+            if transport.is_closing():  # closed for its output buffer limit: dropped
+                return
             self.shim.stats.net_output_bytes += len(data)
-            self.transport.write(data)
+            transport.write(data)
+            self._check_output()
+
+    def _check_output(self) -> None:
+        """client-output-buffer-limit: close this client now if its unsent output is over
+        its class's limit (cacheshim.clientlimits); while it is over the soft limit, look
+        again when the soft limit's seconds run out."""
+        transport, session = self.transport, self.session
+        if transport is None or session is None:
+            return
+        limit = self._output_limit(session)
+        if not (limit.hard_bytes or limit.soft_bytes):
+            self._output.soft_since = None
+            return
+        now = time.monotonic()
+        used = self._output_bytes()
+        if self._output.exceeded(used, limit, now):
+            log.warning(
+                "Client %s scheduled to be closed ASAP for overcoming of output buffer limits.",
+                client_line(session, wall_ms()).rstrip("\n"),
+            )
+            self.shim.stats.client_output_buffer_limit_disconnections += 1
+            session.closing = True
+            self.encoder.take()
+            transport.abort()
+            return
+        wait_s = self._output.recheck_after_s(limit, now)
+        if wait_s is not None and self._output_recheck is None:
+            self._output_recheck = asyncio.get_running_loop().call_later(
+                wait_s, self._recheck_output
+            )
+
+    def _output_bytes(self) -> int:
+        transport = self.transport
+        return len(self.encoder) + (0 if transport is None else transport.get_write_buffer_size())
+
+    def _output_limit(self, session: Session) -> OutputLimit:
+        """This client's client-output-buffer-limit: its class's (pubsub while subscribed)."""
+        limits = self.shim.output_limits
+        limits.update(self.shim.server_config.values["client-output-buffer-limit"])
+        return limits.pubsub if self.shim.pubsub.subscribed(session.id) else limits.normal
+
+    def _output_limited(self, session: Session) -> bool:
+        """Whether client-output-buffer-limit limits this client (then its GETs take the
+        general path, which checks the limit as replies pile up)."""
+        limit = self._output_limit(session)
+        return bool(limit.hard_bytes or limit.soft_bytes)
+
+    def _recheck_output(self) -> None:
+        self._output_recheck = None
+        self._check_output()
 
     def _protocol_error(self, exc: ProtocolError) -> None:
         if exc.send_reply:

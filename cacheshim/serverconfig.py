@@ -5,8 +5,9 @@ Every parameter Redis 7.0 has is here (the list, defaults and kinds are data, in
 expect. Settings are local to the shim, as they are local to a Redis node: CONFIG SET is not a
 write and does not go through the log. Most settings mean nothing to the shim (there is no
 RDB, AOF, eviction or replication to tune); those are validated as Redis validates them,
-stored and echoed. The ones that describe the shim (``port``, ``bind``, ``dir``, ...) start
-from the shim's own values.
+stored and echoed. ``maxclients`` and ``client-output-buffer-limit`` are enforced as Redis
+enforces them (:mod:`cacheshim.clientlimits`). The ones that describe the shim (``port``,
+``bind``, ``dir``, ...) start from the shim's own values.
 
 Two deliberate differences: ``port`` and ``bind`` cannot be changed (the shim listens where
 ``--listen`` says), and ``requirepass`` is refused rather than stored, since the shim does not
@@ -20,6 +21,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Final
 
+from cacheshim.clientlimits import MAXCLIENTS_TOO_MANY_FOR_OS, fit_open_files
 from cacheshim.config_defaults import (
     ALIASES,
     BOOL,
@@ -171,8 +173,12 @@ class ServerConfig:
 
     # -- CONFIG SET ---------------------------------------------------------------------------
 
-    def set_many(self, pairs: Sequence[tuple[bytes, bytes]]) -> None:
-        """Set every pair or none (CONFIG SET p1 v1 p2 v2 ...); raise Redis's error."""
+    def set_many(self, pairs: Sequence[tuple[bytes, bytes]], startup: bool = False) -> None:
+        """Set every pair or none (CONFIG SET p1 v1 p2 v2 ...); raise Redis's error.
+
+        A raise of maxclients also raises the process's open files limit, or is refused
+        when the system will not allow it (at startup the caller fits it instead: see
+        cacheshim.clientlimits.startup_maxclients)."""
         canonical: list[str] = []
         seen: set[str] = set()
         # First every name: unknown, immutable, protected or repeated parameters fail the
@@ -199,6 +205,13 @@ class ServerConfig:
                 updates[name] = self._validate(name, PARAMS[name], raw_value)
             except ValueError as exc:
                 raise CommandError(SET_FAILED % (text_from_bytes(raw_name), exc)) from None
+        # Then what must be applied to succeed (Redis's apply functions).
+        for (raw_name, _), name in zip(pairs, canonical, strict=True):
+            if name == "maxclients" and not startup:
+                wanted = int(updates[name])
+                if wanted > self.int_value(name) and (fitted := fit_open_files(wanted)) != wanted:
+                    reason = MAXCLIENTS_TOO_MANY_FOR_OS % fitted
+                    raise CommandError(SET_FAILED % (text_from_bytes(raw_name), reason))
         self.values.update(updates)
 
     def _validate(self, name: str, param: Param, raw: bytes) -> str:
@@ -269,7 +282,7 @@ class ServerConfig:
         raise AssertionError(f"no validator for {name}")
 
     def _output_buffer_limits(self, raw: bytes) -> str:
-        fields = raw.split(b" ")
+        fields = raw.split(b" ") if raw else []  # "" sets nothing, as in Redis
         if len(fields) % 4:
             raise ValueError(OBL_ARGUMENT_COUNT)
         current = _split_limits(self.values["client-output-buffer-limit"])

@@ -31,6 +31,8 @@ class ServerStats:
     commands_processed: int = 0
     net_input_bytes: int = 0
     net_output_bytes: int = 0
+    rejected_connections: int = 0  # maxclients
+    client_output_buffer_limit_disconnections: int = 0
 
     def reset(self) -> None:
         """CONFIG RESETSTAT: counters back to zero (the start time and memory stay)."""
@@ -38,6 +40,8 @@ class ServerStats:
         self.commands_processed = 0
         self.net_input_bytes = 0
         self.net_output_bytes = 0
+        self.rejected_connections = 0
+        self.client_output_buffer_limit_disconnections = 0
         self.peak_rss_bytes = 0
 
     def rss_bytes(self) -> int:

@@ -29,6 +29,7 @@ snapshot of a set must keep that list order.
 from __future__ import annotations
 
 import random
+from collections import deque
 from collections.abc import Iterable, Iterator
 from collections.abc import Set as AbstractSet
 from typing import Any, Final
@@ -93,6 +94,10 @@ class SetValue(AbstractSet[bytes]):
         """The member at a position of the members list (0 <= position < len)."""
         return self._members[position]
 
+    def members_for_picks(self) -> list[bytes]:
+        """The members list random picks index into (do not change it)."""
+        return self._members
+
     def random_member(self, rng: random.Random) -> bytes:
         return self._members[rng.randrange(len(self._members))]
 
@@ -141,6 +146,39 @@ class SetValue(AbstractSet[bytes]):
         member = self.random_member(rng)
         self.remove(member)
         return member
+
+    def pop_random_many(self, rng: random.Random, count: int) -> list[bytes]:
+        """count members popped one at a time (count < len): the same picks and the same
+        members list after as count calls of pop_random. The picks walk the list alone; the
+        positions index is then brought up to date in two bulk passes."""
+        members, getrandbits = self._members, rng.getrandbits
+        popped: list[bytes] = []
+        keep = popped.append
+        refilled: list[int] = []  # positions that took the last member's place
+        refill = refilled.append
+        for _ in range(count):
+            # rng.randrange(size), inlined: CPython draws bit_length() bits until one is
+            # below size (test_random_members checks that the picks stay randrange's).
+            size = len(members)
+            bits = size.bit_length()
+            position = getrandbits(bits)
+            while position >= size:
+                position = getrandbits(bits)
+            keep(members[position])
+            last = members.pop()
+            if position < len(members):
+                members[position] = last
+                refill(position)
+        positions = self._positions
+        deque(map(positions.__delitem__, popped), maxlen=0)
+        size = len(members)
+        moved = [p for p in refilled if p < size]
+        positions.update(zip(map(members.__getitem__, moved), moved, strict=True))
+        self._sorted = None
+        if self._scan is not None:
+            for member in popped:
+                self._scan.discard(member)
+        return popped
 
     def copy(self) -> SetValue:
         """A duplicate with the same encoding and members order (COPY)."""

@@ -114,6 +114,7 @@ def client_line(session: Session, now_ms: int) -> str:
     if session.no_evict:
         flags += "e"
     multi_mem = sum(len(arg) for args in session.queued for arg in args)
+    omem = session.output_bytes() if session.output_bytes is not None else 0
     return (
         f"id={session.id} addr={session.addr} laddr={session.laddr} fd={session.fd} "
         f"name={text_from_bytes(session.name)} age={(now_ms - session.created_ms) // 1000} "
@@ -121,8 +122,8 @@ def client_line(session: Session, now_ms: int) -> str:
         f"db={session.db} sub={subscriptions[0]} psub={subscriptions[1]} "
         f"ssub={subscriptions[2]} "
         f"multi={len(session.queued) if session.in_multi else -1} qbuf=0 qbuf-free=0 "
-        f"argv-mem=0 multi-mem={multi_mem} rbs=0 rbp=0 obl=0 oll=0 omem=0 "
-        f"tot-mem={multi_mem} events=r cmd={session.last_command} user=default redir=-1 "
+        f"argv-mem=0 multi-mem={multi_mem} rbs=0 rbp=0 obl=0 oll=0 omem={omem} "
+        f"tot-mem={multi_mem + omem} events=r cmd={session.last_command} user=default redir=-1 "
         f"resp={session.protocol}\n"
     )
 

@@ -29,7 +29,8 @@ from cacheshim.commands.sets import as_value
 from cacheshim.errors import CommandError
 from cacheshim.hashvalue import HashValue
 from cacheshim.keyspace import string_as_int
-from cacheshim.resp import OK, Pairs, Reply
+from cacheshim.picks import distinct_positions, repeated_positions
+from cacheshim.resp import OK, Pairs, Picks, Reply
 
 __all__ = ["get_hash"]
 
@@ -291,11 +292,16 @@ def hrandfield(ctx: Ctx, args: list[bytes]) -> Reply:
     size = len(fields)
     rng = ctx.random()
     if count < 0 or count == 1:
-        chosen = [fields[rng.randrange(size)] for _ in range(abs(count))]
+        positions = repeated_positions(rng, size, abs(count))
+        if len(positions) >= size:  # each field encoded once, the reply joined from those
+            if with_values:
+                return Picks([(field, value[field]) for field in fields], positions, rows=True)
+            return Picks(list(fields), positions)
+        chosen = [fields[i] for i in positions]
     elif count >= size:
         chosen = list(value)
     else:
-        chosen = [fields[i] for i in rng.sample(range(size), count)]
+        chosen = [fields[i] for i in distinct_positions(rng, size, count)]
     if not with_values:
         return chosen
     return Pairs([(field, value[field]) for field in chosen])

@@ -183,7 +183,7 @@ def _stats(shim: Shim, now_ms: int) -> Lines:
         ("total_net_output_bytes", stats.net_output_bytes),
         ("instantaneous_input_kbps", "0.00"),
         ("instantaneous_output_kbps", "0.00"),
-        ("rejected_connections", 0),
+        ("rejected_connections", stats.rejected_connections),
         ("sync_full", 0),
         ("sync_partial_ok", 0),
         ("sync_partial_err", 0),
@@ -206,6 +206,11 @@ def _stats(shim: Shim, now_ms: int) -> Lines:
         ("unexpected_error_replies", 0),
         ("total_error_replies", 0),
         ("dump_payload_sanitizations", 0),
+        # Not in Redis 7.0's INFO (it only logs these); later versions count them so.
+        (
+            "client_output_buffer_limit_disconnections",
+            stats.client_output_buffer_limit_disconnections,
+        ),
     ]
 
 

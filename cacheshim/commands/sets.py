@@ -24,7 +24,8 @@ from cacheshim.commands.args import LONG_MAX, option, parse_long_in_range, parse
 from cacheshim.commands.keys import parse_cursor
 from cacheshim.errors import CommandError
 from cacheshim.keyspace import Value
-from cacheshim.resp import Reply, SetReply
+from cacheshim.picks import distinct_positions, repeated_positions
+from cacheshim.resp import Picks, Reply, SetReply
 from cacheshim.setvalue import SetValue
 
 __all__ = ["as_value", "get_set"]
@@ -173,14 +174,12 @@ def _spop_count(ctx: Ctx, key: bytes, count_arg: bytes) -> Reply:
         ctx.db.delete(key, ctx.index)
         return SetReply(everything)
     if (size - count) * _SPOP_MOVE_STRATEGY_MUL > count:
-        popped = [value.pop_random(rng) for _ in range(count)]
+        popped = value.pop_random_many(rng, count)
         _stored(ctx, key, value, False, True)
         return SetReply(popped)
     # Most of the set goes: pick the members that stay, rebuild the set from them (its
     # encoding decided anew), answer the rest in the old set's order.
-    stays = SetValue()
-    for _ in range(size - count):
-        stays.add(value.pop_random(rng))
+    stays = SetValue(value.pop_random_many(rng, size - count))
     ctx.db.set(key, as_value(stays), ctx.index, keep_ttl=True)
     return SetReply(value.ordered())
 
@@ -206,10 +205,15 @@ def srandmember(ctx: Ctx, args: list[bytes]) -> Reply:
     rng = ctx.random()
     size = len(value)
     if count < 0 or count == 1:
-        return [value.member_at(rng.randrange(size)) for _ in range(abs(count))]
+        positions = repeated_positions(rng, size, abs(count))
+        members = value.members_for_picks()
+        if len(positions) >= size:  # each member encoded once, the reply joined from those
+            return Picks(list(members), positions)
+        return [members[i] for i in positions]
     if count >= size:
         return value.ordered()
-    return [value.member_at(i) for i in rng.sample(range(size), count)]
+    members = value.members_for_picks()
+    return [members[i] for i in distinct_positions(rng, size, count)]
 
 
 # -- moving ----------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Iterator, Sized
+from collections.abc import Iterable, Iterator, Sequence, Sized
 from typing import Final, cast
 
 from cacheshim import errors
@@ -39,12 +39,16 @@ from cacheshim.commands.args import (
 from cacheshim.commands.keys import parse_cursor
 from cacheshim.errors import CommandError
 from cacheshim.keyspace import Value, kind_of
-from cacheshim.resp import NULL_ARRAY, Pairs, Reply
+from cacheshim.picks import distinct_positions, repeated_positions
+from cacheshim.resp import NULL_ARRAY, Pairs, Picks, Reply
 from cacheshim.zsetvalue import LexBound, LexRange, ScoreRange, ZSet, format_score
 
 __all__ = ["get_zset", "parse_score"]
 
 _GROUP: Final = "sorted-set"
+# ZRANDMEMBER reads its picks from a list of the whole set once they are at least 1/64 of it
+# (listing a million members costs about as much as 3,000 lookups by position).
+_LIST_FOR_PICKS_RATIO: Final = 64
 
 
 def get_zset(ctx: Ctx, key: bytes) -> ZSet | None:
@@ -829,12 +833,26 @@ def zrandmember(ctx: Ctx, args: list[bytes]) -> Reply:
     rng = ctx.random()
     entries: Iterable[tuple[float, bytes]]
     if count < 0 or count == 1:  # with repeats, in random order
-        entries = (zset.at(rng.randrange(size)) for _ in range(abs(count)))
+        positions = repeated_positions(rng, size, abs(count))
+        if len(positions) >= size:  # each member encoded once, the reply joined from those
+            if withscores:
+                return Picks([(member, score) for score, member in zset], positions, rows=True)
+            return Picks([member for _, member in zset], positions)
+        entries = _entries_at(zset, positions)
     elif count >= size:  # the whole set, highest first (Redis walks it from the tail)
         entries = reversed(zset)
     else:
-        entries = (zset.at(i) for i in rng.sample(range(size), count))
+        entries = _entries_at(zset, distinct_positions(rng, size, count))
     return _rows(entries, withscores)
+
+
+def _entries_at(zset: ZSet, positions: Sequence[int]) -> list[tuple[float, bytes]]:
+    """The entries at these positions, in their order. Many of them are read from a list of
+    the whole set: one lookup by position in the sorted container walks its index."""
+    if len(positions) * _LIST_FOR_PICKS_RATIO >= len(zset):
+        table = list(zset)
+        return [table[i] for i in positions]
+    return [zset.at(i) for i in positions]
 
 
 # -- ZUNION, ZINTER, ZDIFF and their STORE forms, ZINTERCARD ---------------------------------
