@@ -18,7 +18,7 @@ The server side is `Blocker`, one per shim:
   no change can slip between a `WouldBlock` and the parking of its client: it parks a client
   whose record answered `WouldBlock` (in a FIFO per (db, key), in log order, as Redis queues
   them), settles re-proposed records, and looks at the keys that changed.
-- A change is noticed through a hook of `cacheshim.keyspace.Database`: `set` and
+- A change is noticed through a hook of `cacheshim.types.keyspace.Database`: `set` and
   `touch_changed` of a key in `Database.blocked_keys` note it in `Database.ready_keys`. For
   each such key that now holds a value (of the waiters' kind, see `WouldBlock.kind`), the
   parked clients of that key are proposed again in FIFO order: as many as the value has
@@ -56,10 +56,11 @@ from fractions import Fraction
 from functools import partial
 from typing import Final, Protocol, cast
 
-from cacheshim import errors, longdouble
-from cacheshim.errors import CommandError
-from cacheshim.keyspace import Keyspace
-from cacheshim.resp import NULL_ARRAY, Error, Reply
+from cacheshim.protocol import errors
+from cacheshim.protocol.errors import CommandError
+from cacheshim.protocol.resp import NULL_ARRAY, Error, Reply
+from cacheshim.types import longdouble
+from cacheshim.types.keyspace import Keyspace
 from cacheshim.v1 import record_pb2
 
 __all__ = [

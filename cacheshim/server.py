@@ -23,19 +23,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
-from cacheshim import errors
 from cacheshim.apply import Applier, run, select_index
 from cacheshim.blocking import Blocker
 from cacheshim.commands import Command, Ctx, load_all, lookup
 from cacheshim.commands.args import parse_int
 from cacheshim.commands.connection import valid_client_name
-from cacheshim.errors import CommandError, ProtocolError
-from cacheshim.fastread import serve_gets
-from cacheshim.keyspace import Database
-from cacheshim.pubsub import Hub, Outbox
-from cacheshim.resp import NULL_ARRAY, OK, Encoder, Error, Reply, RequestParser, Status
-from cacheshim.serverconfig import ServerConfig
+from cacheshim.config.serverconfig import ServerConfig
+from cacheshim.hub import Hub, Outbox
+from cacheshim.protocol import errors
+from cacheshim.protocol.errors import CommandError, ProtocolError
+from cacheshim.protocol.fastread import serve_gets
+from cacheshim.protocol.resp import NULL_ARRAY, OK, Encoder, Error, Reply, RequestParser, Status
 from cacheshim.serverstate import ClientPause, ServerStats
+from cacheshim.types.keyspace import Database
 from cacheshim.v1 import record_pb2
 from logsvc.client import AppendOutcomeUnknown, LogClient, LogClientError
 
@@ -114,7 +114,7 @@ class Session:
     fd: int = -1
     # Closes the connection now (CLIENT KILL from another connection).
     kill: Callable[[], None] | None = None
-    # Writes a reply value between replies: pub/sub messages (see cacheshim.pubsub).
+    # Writes a reply value between replies: pub/sub messages (see cacheshim.hub).
     push: Callable[[Reply], None] | None = None
 
 
@@ -421,7 +421,7 @@ class Connection(asyncio.Protocol):
         if not self._busy:
             self._pump()
 
-    # -- the GET fast path (cacheshim.fastread) ------------------------------------------
+    # -- the GET fast path (cacheshim.protocol.fastread) ------------------------------------------
 
     def _fast_path_open(self) -> bool:
         """Whether a read may start with plain GETs answered by `serve_gets`: nothing of

@@ -29,12 +29,12 @@ from typing import Any
 
 import pytest
 
-from cacheshim import errors
 from cacheshim.apply import Applier
 from cacheshim.blocking import Blocker, WouldBlock, parse_timeout, timeout_argument
 from cacheshim.commands import load_all
-from cacheshim.errors import CommandError
-from cacheshim.resp import NULL_ARRAY, Error, Reply
+from cacheshim.protocol import errors
+from cacheshim.protocol.errors import CommandError
+from cacheshim.protocol.resp import NULL_ARRAY, Error, Reply
 from cacheshim.v1 import record_pb2
 from tests.cacheshim.harness import Memlog, RedisServer, wait_until
 from tests.cacheshim.rawresp import RawConnection
