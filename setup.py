@@ -1,11 +1,12 @@
 """Only the C extensions live here; everything else is in pyproject.toml.
 
-`cacheshim._fastread` serves plain GETs in C; `cacheshim.snapshot._native` computes the
-snapshot file's CRC-64 and decompresses LZF. They are built by default, and a failed build
-fails the install: without them memlog falls back to Python twins (cacheshim/fastread.py,
-cacheshim/snapshot/crc64.py and lzf.py: same results, far slower), which nobody would notice.
-To go without them on purpose (no compiler), install with MEMLOG_PURE_PYTHON=1; the tests
-that check the extensions are built then accept their absence, and fail on it otherwise.
+`cacheshim.protocol._fastread` serves plain GETs in C; `cacheshim.snapshot._native` computes
+the snapshot file's CRC-64 and decompresses LZF. They are built by default, and a failed
+build fails the install: without them memlog falls back to Python twins
+(cacheshim/protocol/fastread.py, cacheshim/snapshot/crc64.py and lzf.py: same results, far
+slower), which nobody would notice. To go without them on purpose (no compiler), install
+with MEMLOG_PURE_PYTHON=1; the tests that check the extensions are built then accept their
+absence, and fail on it otherwise.
 """
 
 import os
@@ -19,8 +20,8 @@ setup(
     if PURE_PYTHON
     else [
         Extension(
-            "cacheshim._fastread",
-            sources=["cacheshim/_fastread.c"],
+            "cacheshim.protocol._fastread",
+            sources=["cacheshim/protocol/_fastread.c"],
             extra_compile_args=["-O2"],
         ),
         Extension(

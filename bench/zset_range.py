@@ -31,9 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cacheshim.apply import run
 from cacheshim.commands import Ctx, load_all
-from cacheshim.keyspace import Keyspace
-from cacheshim.resp import Error, Reply
-from cacheshim.zsetvalue import ZSet
+from cacheshim.protocol.resp import Error, Reply
+from cacheshim.types.keyspace import Keyspace
+from cacheshim.types.zsetvalue import ZSet
 from tests.logsvc.cluster import free_ports
 
 SIZES = (1_000, 100_000, 1_000_000)
@@ -264,7 +264,7 @@ def main() -> None:
         "",
         "## Reading it",
         "",
-        "The value behind the handlers is `cacheshim.zsetvalue.ZSet`: a member -> score dict "
+        "The value behind the handlers is `cacheshim.types.zsetvalue.ZSet`: a member -> score dict "
         "beside a `sortedcontainers.SortedList` of (score, member), whose positional index "
         "gives rank lookups, bisection by score and slices by rank in O(log n), so a range "
         "costs O(log n + m) for m members returned and ZCOUNT / ZRANK cost O(log n). A 1M / 1k "

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING
 from google.protobuf.message import Message
 from google.protobuf.unknown_fields import UnknownFieldSet
 
-from cacheshim import errors
 from cacheshim.blocking import (
     DEADLINE_GRACE_MS,
     BlockedClients,
@@ -28,13 +27,14 @@ from cacheshim.blocking import (
 )
 from cacheshim.commands import Ctx, lookup
 from cacheshim.commands.args import parse_db_index
-from cacheshim.errors import CommandError
-from cacheshim.keyspace import Keyspace
-from cacheshim.resp import NULL_ARRAY, OK, Error, Reply
+from cacheshim.protocol import errors
+from cacheshim.protocol.errors import CommandError
+from cacheshim.protocol.resp import NULL_ARRAY, OK, Error, Reply
+from cacheshim.types.keyspace import Keyspace
 from cacheshim.v1 import record_pb2
 
 if TYPE_CHECKING:
-    from cacheshim.pubsub import Hub
+    from cacheshim.hub import Hub
 
 log = logging.getLogger("cacheshim.apply")
 

@@ -57,10 +57,11 @@ from fractions import Fraction
 from functools import partial
 from typing import Final, Protocol, cast
 
-from cacheshim import errors, longdouble
-from cacheshim.errors import CommandError
-from cacheshim.keyspace import Keyspace
-from cacheshim.resp import NULL_ARRAY, Error, Reply
+from cacheshim.protocol import errors
+from cacheshim.protocol.errors import CommandError
+from cacheshim.protocol.resp import NULL_ARRAY, Error, Reply
+from cacheshim.types import longdouble
+from cacheshim.types.keyspace import Keyspace
 from cacheshim.v1 import record_pb2
 
 __all__ = [

@@ -66,8 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
 def startup_settings(args: argparse.Namespace) -> tuple[tuple[str, str], ...]:
     """The CONFIG parameters given as flags, each validated as CONFIG SET validates it;
     SystemExit(2) with Redis's reason for a value Redis would refuse."""
-    from cacheshim.errors import CommandError
-    from cacheshim.serverconfig import ServerConfig
+    from cacheshim.config.serverconfig import ServerConfig
+    from cacheshim.protocol.errors import CommandError
 
     settings: list[tuple[str, str]] = []
     for name in STARTUP_SETTINGS:

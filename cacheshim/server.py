@@ -25,7 +25,6 @@ from typing import cast
 
 import grpc
 
-from cacheshim import errors
 from cacheshim.apply import (
     RECORD_BYTES_MAX,
     Applier,
@@ -45,13 +44,14 @@ from cacheshim.clientlimits import (
 from cacheshim.commands import Command, Ctx, load_all, lookup
 from cacheshim.commands.args import parse_int
 from cacheshim.commands.connection import client_line, valid_client_name
-from cacheshim.errors import CommandError, ProtocolError
-from cacheshim.fastread import serve_gets
-from cacheshim.keyspace import Database
-from cacheshim.pubsub import Hub, Outbox
-from cacheshim.resp import NULL_ARRAY, OK, Encoder, Error, Reply, RequestParser, Status
-from cacheshim.serverconfig import ServerConfig
+from cacheshim.config.serverconfig import ServerConfig
+from cacheshim.hub import Hub, Outbox
+from cacheshim.protocol import errors
+from cacheshim.protocol.errors import CommandError, ProtocolError
+from cacheshim.protocol.fastread import serve_gets
+from cacheshim.protocol.resp import NULL_ARRAY, OK, Encoder, Error, Reply, RequestParser, Status
 from cacheshim.serverstate import ClientPause, ServerStats
+from cacheshim.types.keyspace import Database
 from cacheshim.v1 import record_pb2
 from logsvc.client import AppendOutcomeUnknown, LogClient, LogClientError
 
@@ -146,7 +146,7 @@ class Session:
     fd: int = -1
     # Closes the connection now (CLIENT KILL from another connection).
     kill: Callable[[], None] | None = None
-    # Writes a reply value between replies: pub/sub messages (see cacheshim.pubsub).
+    # Writes a reply value between replies: pub/sub messages (see cacheshim.hub).
     push: Callable[[Reply], None] | None = None
     # The bytes of output not yet handed to the kernel (CLIENT LIST omem).
     output_bytes: Callable[[], int] | None = None
@@ -748,7 +748,7 @@ class Connection(asyncio.Protocol):
         if not self._busy:
             self._pump()
 
-    # -- the GET fast path (cacheshim.fastread) ------------------------------------------
+    # -- the GET fast path (cacheshim.protocol.fastread) ------------------------------------------
 
     def _fast_path_open(self) -> bool:
         """Whether a read may start with plain GETs answered by `serve_gets`: nothing of

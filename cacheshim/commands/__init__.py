@@ -6,7 +6,7 @@ with `@command(...)`: its arity, flags, key positions, ACL categories and docs. 
 `COMMAND COUNT|INFO|DOCS|LIST|GETKEYS` all read this table.
 
 Handlers take a `Ctx` and the arguments after the command name, and return a plain reply
-value (see `cacheshim.resp`) or raise `CommandError` with Redis's exact text. Write handlers
+value (see `protocol.resp`) or raise `CommandError` with Redis's exact text. Write handlers
 run only inside apply, where `ctx.now_ms` is the record's time and `ctx.rng` is seeded by
 the log index: they must not read the clock or any other source of nondeterminism.
 """
@@ -18,11 +18,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from cacheshim.resp import Reply
+from cacheshim.protocol.resp import Reply
 
 if TYPE_CHECKING:
-    from cacheshim.keyspace import Database, Keyspace
-    from cacheshim.pubsub import Hub
+    from cacheshim.hub import Hub
+    from cacheshim.types.keyspace import Database, Keyspace
 
 
 @dataclass
@@ -38,7 +38,7 @@ class Ctx:
     # Inside MULTI/EXEC: blocking commands answer at once instead of blocking (as in Redis).
     in_transaction: bool = False
     # Inside apply: the shim's pub/sub hub, to which PUBLISH hands its message (a side
-    # effect outside the keyspace; None in unit tests). See cacheshim.pubsub.
+    # effect outside the keyspace; None in unit tests). See cacheshim.hub.
     pubsub: Hub | None = None
 
     @property
@@ -204,7 +204,8 @@ def lookup(args: list[bytes]) -> Command | None:
 def load_all() -> None:
     """Import every handler module so that its commands are registered."""
     from cacheshim.commands import (  # noqa: F401
-        config,
+        admin,
+        configcmd,
         connection,
         hashes,
         info,
@@ -213,7 +214,6 @@ def load_all() -> None:
         lists,
         memlog,
         pubsub,
-        server,
         session,
         sets,
         sort,

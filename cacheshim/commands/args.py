@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from cacheshim import errors
-from cacheshim.errors import CommandError
-from cacheshim.glob import Pattern
-from cacheshim.keyspace import DATABASES, string_as_int
+from cacheshim.protocol import errors
+from cacheshim.protocol.errors import CommandError
+from cacheshim.types.glob import Pattern
+from cacheshim.types.keyspace import DATABASES, string_as_int
 
 INT32_MIN = -(2**31)
 INT32_MAX = 2**31 - 1

@@ -12,11 +12,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
-from cacheshim import errors
 from cacheshim.commands import Ctx, command, container
 from cacheshim.commands.args import parse_int
-from cacheshim.errors import CommandError, text_from_bytes
-from cacheshim.resp import OK, Reply, SetReply, Status, Verbatim
+from cacheshim.protocol import errors
+from cacheshim.protocol.errors import CommandError, text_from_bytes
+from cacheshim.protocol.resp import OK, Reply, SetReply, Status, Verbatim
 
 if TYPE_CHECKING:
     from cacheshim.server import Session

@@ -1,12 +1,12 @@
 """Hash commands (Redis t_hash.c), Redis 7.0's replies and errors.
 
-The value is a :class:`cacheshim.hashvalue.HashValue` (encodings, reply order and the
+The value is a :class:`cacheshim.types.hashvalue.HashValue` (encodings, reply order and the
 determinism of random picks are described there). Write handlers run only inside apply.
 HRANDFIELD is a read: served from memory it picks with the shim's own generator, inside
 MULTI/EXEC (in apply) with the log's, seeded by the log index.
 
 HRANDFIELD ... WITHVALUES answers a flat list in RESP2 and a list of [field, value] pairs in
-RESP3: a `Pairs` reply (cacheshim.resp, shared with the sorted sets' WITHSCORES) renders
+RESP3: a `Pairs` reply (cacheshim.protocol.resp, shared with the sorted sets' WITHSCORES) renders
 both, also inside MULTI/EXEC, where apply does not know the client's protocol.
 """
 
@@ -15,7 +15,6 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import Final, cast
 
-from cacheshim import errors, longdouble
 from cacheshim.commands import Ctx, command
 from cacheshim.commands.args import (
     LONG_MAX,
@@ -26,11 +25,13 @@ from cacheshim.commands.args import (
 )
 from cacheshim.commands.keys import parse_cursor
 from cacheshim.commands.sets import as_value
-from cacheshim.errors import CommandError
-from cacheshim.hashvalue import HashValue
-from cacheshim.keyspace import string_as_int
 from cacheshim.picks import distinct_positions, repeated_positions
-from cacheshim.resp import OK, Pairs, Picks, Reply
+from cacheshim.protocol import errors
+from cacheshim.protocol.errors import CommandError
+from cacheshim.protocol.resp import OK, Pairs, Picks, Reply
+from cacheshim.types import longdouble
+from cacheshim.types.hashvalue import HashValue
+from cacheshim.types.keyspace import string_as_int
 
 __all__ = ["get_hash"]
 

@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Final
 
 from cacheshim.commands import Ctx, command
 from cacheshim.commands.connection import session_of
-from cacheshim.keyspace import Keyspace
-from cacheshim.pubsub import CHANNELS, PATTERNS, SHARD_CHANNELS
-from cacheshim.resp import Reply, Verbatim
+from cacheshim.hub import CHANNELS, PATTERNS, SHARD_CHANNELS
+from cacheshim.protocol.resp import Reply, Verbatim
+from cacheshim.types.keyspace import Keyspace
 
 if TYPE_CHECKING:
     from cacheshim.server import Shim

@@ -14,12 +14,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Final
 
-from cacheshim import errors, glob
 from cacheshim.commands import COMMANDS, Command, Ctx, command, lookup
 from cacheshim.commands.args import parse_int
 from cacheshim.commands.connection import help_reply
-from cacheshim.errors import CommandError, text_from_bytes
-from cacheshim.resp import Reply, SetReply, Status
+from cacheshim.protocol import errors
+from cacheshim.protocol.errors import CommandError, text_from_bytes
+from cacheshim.protocol.resp import Reply, SetReply, Status
+from cacheshim.types import glob
 
 INVALID_COMMAND: Final = "ERR Invalid command specified"
 INVALID_ARGUMENT_COUNT: Final = "ERR Invalid number of arguments specified for command"

@@ -1,7 +1,7 @@
 """Generic key commands (Redis db.c, expire.c, object.c), Redis 7.0's replies and errors.
 
 They work on keys of any type: TYPE, OBJECT and COPY ask the value's kind
-(`cacheshim.keyspace.kind_of`) what to answer, so new types only register themselves.
+(`cacheshim.types.keyspace.kind_of`) what to answer, so new types only register themselves.
 Write handlers run only inside apply, where "now" is the record's time; read handlers never
 change the keyspace, they hide keys expired by their own clock.
 """
@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from typing import Final
 
-from cacheshim import errors
 from cacheshim.commands import Ctx, command, container
 from cacheshim.commands.args import option, parse_db_index, parse_int, parse_scan_options
-from cacheshim.errors import CommandError
-from cacheshim.glob import Pattern
-from cacheshim.keyspace import Database, Value, kind_of
-from cacheshim.resp import OK, Reply, Status
+from cacheshim.protocol import errors
+from cacheshim.protocol.errors import CommandError
+from cacheshim.protocol.resp import OK, Reply, Status
+from cacheshim.types.glob import Pattern
+from cacheshim.types.keyspace import Database, Value, kind_of
 
 LLONG_MAX: Final = 2**63 - 1
 LLONG_MIN: Final = -(2**63)

@@ -1,6 +1,6 @@
 """List commands (Redis t_list.c), Redis 7.0's replies and errors, blocking ones included.
 
-The value is a :class:`cacheshim.listvalue.ListValue` (a deque, head first; OBJECT ENCODING
+The value is a :class:`cacheshim.types.listvalue.ListValue` (a deque, head first; OBJECT ENCODING
 ``quicklist`` as in Redis 7.0). A list never stays empty at a key: the handler that takes its
 last element deletes the key, as Redis does. A change in place is reported with
 ``touch_changed`` (for WATCH, and for clients blocked on the key).
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from typing import Final, cast
 
-from cacheshim import errors
 from cacheshim.blocking import parse_timeout, would_block
 from cacheshim.commands import Ctx, command
 from cacheshim.commands.args import (
@@ -29,10 +28,11 @@ from cacheshim.commands.args import (
     parse_int,
     parse_long_in_range,
 )
-from cacheshim.errors import CommandError
-from cacheshim.keyspace import Value
-from cacheshim.listvalue import ListValue, index_range, new_list
-from cacheshim.resp import NULL_ARRAY, OK, Reply
+from cacheshim.protocol import errors
+from cacheshim.protocol.errors import CommandError
+from cacheshim.protocol.resp import NULL_ARRAY, OK, Reply
+from cacheshim.types.keyspace import Value
+from cacheshim.types.listvalue import ListValue, index_range, new_list
 
 __all__ = ["get_list", "new_list"]
 

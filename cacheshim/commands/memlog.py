@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, cast
 
-from cacheshim import errors
 from cacheshim.commands import Ctx, command, container
-from cacheshim.errors import CommandError
-from cacheshim.resp import OK, Reply
+from cacheshim.protocol import errors
+from cacheshim.protocol.errors import CommandError
+from cacheshim.protocol.resp import OK, Reply
 
 if TYPE_CHECKING:
     from cacheshim.server import Session

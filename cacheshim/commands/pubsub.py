@@ -3,7 +3,7 @@
 PUBLISH and SPUBLISH go through the log (``logged=True``): Redis flags them ``pubsub``, not
 ``write``, and COMMAND shows Redis's flags, but here a message must reach the subscribers of
 every shim in one order, so it travels as a record and each shim's apply delivers it to its
-own subscribers (:class:`cacheshim.pubsub.Hub`). The reply is the number of clients that
+own subscribers (:class:`cacheshim.hub.Hub`). The reply is the number of clients that
 received it on the publishing shim.
 
 (P|S)SUBSCRIBE, (P|S)UNSUBSCRIBE and PUBSUB are local to the shim: they change or read this
@@ -17,12 +17,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final
 
-from cacheshim import errors
 from cacheshim.commands import Ctx, command, container
 from cacheshim.commands.connection import help_reply, session_of
-from cacheshim.errors import CommandError
-from cacheshim.pubsub import CHANNELS, PATTERNS, SHARD_CHANNELS, Hub, Kind
-from cacheshim.resp import Frames, Reply
+from cacheshim.hub import CHANNELS, PATTERNS, SHARD_CHANNELS, Hub, Kind
+from cacheshim.protocol import errors
+from cacheshim.protocol.errors import CommandError
+from cacheshim.protocol.resp import Frames, Reply
 
 if TYPE_CHECKING:
     pass

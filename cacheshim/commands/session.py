@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import Final
 
 from cacheshim.commands import Ctx, command
-from cacheshim.errors import CommandError
-from cacheshim.resp import OK, Reply
+from cacheshim.protocol.errors import CommandError
+from cacheshim.protocol.resp import OK, Reply
 
 NOT_IN_TRANSACTION: Final = "ERR memlog: this command cannot run inside MULTI/EXEC"
 

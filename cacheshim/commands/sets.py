@@ -1,6 +1,6 @@
 """Set commands (Redis t_set.c), Redis 7.0's replies and errors.
 
-The value is a :class:`cacheshim.setvalue.SetValue` (encodings, reply order and the
+The value is a :class:`cacheshim.types.setvalue.SetValue` (encodings, reply order and the
 determinism of random picks are described there). Write handlers run only inside apply;
 their random picks (SPOP) come from ``ctx.random()``, seeded by the log index, and index into
 the members list, whose order is itself a function of the log: every shim pops the same
@@ -18,15 +18,15 @@ from __future__ import annotations
 
 from typing import Final, cast
 
-from cacheshim import errors
 from cacheshim.commands import Ctx, command
 from cacheshim.commands.args import LONG_MAX, option, parse_long_in_range, parse_scan_options
 from cacheshim.commands.keys import parse_cursor
-from cacheshim.errors import CommandError
-from cacheshim.keyspace import Value
 from cacheshim.picks import distinct_positions, repeated_positions
-from cacheshim.resp import Picks, Reply, SetReply
-from cacheshim.setvalue import SetValue
+from cacheshim.protocol import errors
+from cacheshim.protocol.errors import CommandError
+from cacheshim.protocol.resp import Picks, Reply, SetReply
+from cacheshim.types.keyspace import Value
+from cacheshim.types.setvalue import SetValue
 
 __all__ = ["as_value", "get_set"]
 
@@ -36,7 +36,7 @@ _SPOP_MOVE_STRATEGY_MUL: Final = 5
 
 
 def as_value(value: object) -> Value:
-    """A value of a type `cacheshim.keyspace.Value` does not list (yet), for Database.set."""
+    """A value of a type `cacheshim.types.keyspace.Value` does not list (yet), for Database.set."""
     return cast(Value, value)
 
 

@@ -50,17 +50,17 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Final, TypeVar
 
-from cacheshim import errors
 from cacheshim.commands import Ctx, command
 from cacheshim.commands.args import option, parse_int
 from cacheshim.commands.sets import as_value
-from cacheshim.errors import CommandError
-from cacheshim.hashvalue import HashValue
-from cacheshim.keyspace import Database, Value, kind_of
-from cacheshim.listvalue import ListValue
-from cacheshim.resp import Reply
-from cacheshim.setvalue import SetValue
-from cacheshim.zsetvalue import ZSet
+from cacheshim.protocol import errors
+from cacheshim.protocol.errors import CommandError
+from cacheshim.protocol.resp import Reply
+from cacheshim.types.hashvalue import HashValue
+from cacheshim.types.keyspace import Database, Value, kind_of
+from cacheshim.types.listvalue import ListValue
+from cacheshim.types.setvalue import SetValue
+from cacheshim.types.zsetvalue import ZSet
 
 __all__ = ["c_strtod", "lookup_by_pattern", "partial_quicksort"]
 

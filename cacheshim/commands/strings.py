@@ -10,12 +10,13 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Final
 
-from cacheshim import errors, longdouble
 from cacheshim.commands import Ctx, command
 from cacheshim.commands.args import option, parse_int
-from cacheshim.errors import CommandError
-from cacheshim.keyspace import PlainString, RawString
-from cacheshim.resp import BULK_BYTES_MAX_DEFAULT, OK, Reply
+from cacheshim.protocol import errors
+from cacheshim.protocol.errors import CommandError
+from cacheshim.protocol.resp import BULK_BYTES_MAX_DEFAULT, OK, Reply
+from cacheshim.types import longdouble
+from cacheshim.types.keyspace import PlainString, RawString
 
 __all__ = ["STRING_BYTES_MAX", "get_string", "parse_int"]
 

@@ -1,6 +1,6 @@
 """Sorted set commands (Redis t_zset.c), Redis 7.0's replies and errors.
 
-The value is a :class:`cacheshim.zsetvalue.ZSet` (order, encodings and the complexity of
+The value is a :class:`cacheshim.types.zsetvalue.ZSet` (order, encodings and the complexity of
 ranges are described there). Write handlers run only inside apply. ZRANDMEMBER is a read:
 served from memory it picks with the shim's own generator, inside MULTI/EXEC (in apply) with
 the log's, seeded by the log index. BZPOPMIN, BZPOPMAX and BZMPOP return
@@ -24,7 +24,6 @@ import re
 from collections.abc import Iterable, Iterator, Sequence, Sized
 from typing import Final, cast
 
-from cacheshim import errors
 from cacheshim.blocking import parse_timeout, would_block
 from cacheshim.commands import Ctx, command
 from cacheshim.commands.args import (
@@ -37,11 +36,12 @@ from cacheshim.commands.args import (
     parse_scan_options,
 )
 from cacheshim.commands.keys import parse_cursor
-from cacheshim.errors import CommandError
-from cacheshim.keyspace import Value, kind_of
 from cacheshim.picks import distinct_positions, repeated_positions
-from cacheshim.resp import NULL_ARRAY, Pairs, Picks, Reply
-from cacheshim.zsetvalue import LexBound, LexRange, ScoreRange, ZSet, format_score
+from cacheshim.protocol import errors
+from cacheshim.protocol.errors import CommandError
+from cacheshim.protocol.resp import NULL_ARRAY, Pairs, Picks, Reply
+from cacheshim.types.keyspace import Value, kind_of
+from cacheshim.types.zsetvalue import LexBound, LexRange, ScoreRange, ZSet, format_score
 
 __all__ = ["get_zset", "parse_score"]
 

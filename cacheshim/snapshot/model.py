@@ -1,6 +1,6 @@
 """The one place the snapshot code touches memlog's keyspace and value types.
 
-Everything the serializer needs from `cacheshim.keyspace` and the value modules goes
+Everything the serializer needs from `cacheshim.types.keyspace` and the value modules goes
 through the names below, so when those modules move or change their insides only this file
 follows. Some of what a snapshot must keep is not public state of those types, because only
 apply uses it, but a shim restored from a snapshot must go on exactly as one that never
@@ -16,11 +16,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Final
 
-from cacheshim.hashvalue import LISTPACK_ENTRIES_MAX as HASH_LISTPACK_ENTRIES_MAX
-from cacheshim.hashvalue import LISTPACK_VALUE_BYTES_MAX as HASH_LISTPACK_VALUE_BYTES_MAX
-from cacheshim.hashvalue import HashValue
-from cacheshim.keyindex import KeyIndex
-from cacheshim.keyspace import (
+from cacheshim.types.hashvalue import LISTPACK_ENTRIES_MAX as HASH_LISTPACK_ENTRIES_MAX
+from cacheshim.types.hashvalue import LISTPACK_VALUE_BYTES_MAX as HASH_LISTPACK_VALUE_BYTES_MAX
+from cacheshim.types.hashvalue import HashValue
+from cacheshim.types.keyindex import KeyIndex
+from cacheshim.types.keyspace import (
     DATABASES,
     Database,
     Keyspace,
@@ -30,9 +30,9 @@ from cacheshim.keyspace import (
     Value,
     string_as_int,
 )
-from cacheshim.listvalue import ListValue
-from cacheshim.setvalue import INTSET_ENTRIES_MAX, SetValue, is_intset_member
-from cacheshim.zsetvalue import ZSet
+from cacheshim.types.listvalue import ListValue
+from cacheshim.types.setvalue import INTSET_ENTRIES_MAX, SetValue, is_intset_member
+from cacheshim.types.zsetvalue import ZSet
 
 if TYPE_CHECKING:
     from cacheshim.apply import Applier

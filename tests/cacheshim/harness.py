@@ -217,7 +217,7 @@ _REPLAY_SCRIPT = r"""
 import json, sys
 from cacheshim.apply import Applier
 from cacheshim.commands import load_all
-from cacheshim.resp import encode
+from cacheshim.protocol.resp import encode
 from cacheshim.v1 import record_pb2
 
 load_all()

@@ -8,7 +8,7 @@ from collections.abc import Iterator, Sequence
 
 import redis
 
-from cacheshim.resp import encode_command
+from cacheshim.protocol.resp import encode_command
 
 Pair = tuple[redis.Redis, redis.Redis]
 

@@ -23,7 +23,7 @@ import redis
 
 from cacheshim.apply import Applier
 from cacheshim.commands import load_all
-from cacheshim.resp import Error
+from cacheshim.protocol.resp import Error
 from cacheshim.v1 import record_pb2
 from logsvc.v1 import log_pb2, log_pb2_grpc
 from tests.cacheshim.harness import Memlog, client, execute, same_index
@@ -208,7 +208,7 @@ def test_random_records_apply_alike_in_two_interpreters() -> None:
         "import json, sys\n"
         "from cacheshim.apply import Applier\n"
         "from cacheshim.commands import load_all\n"
-        "from cacheshim.resp import encode\n"
+        "from cacheshim.protocol.resp import encode\n"
         "load_all(); a = Applier(); out = []\n"
         "for i, p in enumerate(json.load(sys.stdin), 1):\n"
         "    _, reply = a.apply(i, bytes.fromhex(p))\n"

@@ -29,7 +29,6 @@ from typing import Any
 
 import pytest
 
-from cacheshim import errors
 from cacheshim.apply import Applier
 from cacheshim.blocking import (
     DEADLINE_GRACE_MS,
@@ -40,8 +39,9 @@ from cacheshim.blocking import (
     unblock_record,
 )
 from cacheshim.commands import load_all
-from cacheshim.errors import CommandError
-from cacheshim.resp import NULL_ARRAY, Error, Reply
+from cacheshim.protocol import errors
+from cacheshim.protocol.errors import CommandError
+from cacheshim.protocol.resp import NULL_ARRAY, Error, Reply
 from cacheshim.v1 import record_pb2
 from tests.cacheshim.harness import Memlog, RedisServer, client, same_index, wait_until
 from tests.cacheshim.rawresp import RawConnection

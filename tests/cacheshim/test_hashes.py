@@ -19,9 +19,9 @@ import redis
 
 from cacheshim.apply import run
 from cacheshim.commands import Ctx, load_all
-from cacheshim.hashvalue import HashValue
-from cacheshim.keyspace import Keyspace
-from cacheshim.setvalue import ScanOrder
+from cacheshim.types.hashvalue import HashValue
+from cacheshim.types.keyspace import Keyspace
+from cacheshim.types.setvalue import ScanOrder
 from tests.cacheshim.harness import Memlog, RedisServer, arity_probes, compare, execute
 from tests.cacheshim.rawresp import Pair, RawConnection, compare_raw, without_callbacks
 

@@ -16,10 +16,10 @@ import redis
 
 from cacheshim.apply import run
 from cacheshim.commands import COMMANDS, Command, Ctx, load_all
-from cacheshim.glob import Pattern
-from cacheshim.keyindex import KeyIndex
-from cacheshim.keyspace import Database, Keyspace, ValueKind, register_kind
-from cacheshim.resp import encode
+from cacheshim.protocol.resp import encode
+from cacheshim.types.glob import Pattern
+from cacheshim.types.keyindex import KeyIndex
+from cacheshim.types.keyspace import Database, Keyspace, ValueKind, register_kind
 from tests.cacheshim.harness import (
     Memlog,
     RedisServer,

@@ -20,7 +20,7 @@ import redis
 from cacheshim import apply
 from cacheshim.apply import Applier
 from cacheshim.commands import load_all
-from cacheshim.resp import OK, Error
+from cacheshim.protocol.resp import OK, Error
 from cacheshim.server import encode_command_record
 from cacheshim.v1 import record_pb2
 from logsvc.client import LogClient

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 import pytest
 
 from cacheshim.commands import COMMANDS, load_all
-from cacheshim.listvalue import ListValue, index_range
+from cacheshim.types.listvalue import ListValue, index_range
 from tests.cacheshim.harness import Memlog, RedisServer
 from tests.cacheshim.rawresp import Pair, RawConnection, compare_raw
 

@@ -21,8 +21,8 @@ import pytest
 
 from cacheshim.apply import Applier
 from cacheshim.commands import COMMANDS, load_all
-from cacheshim.pubsub import CHANNELS, PATTERNS, SHARD_CHANNELS, Hub, Outbox
-from cacheshim.resp import Push, Reply, encode
+from cacheshim.hub import CHANNELS, PATTERNS, SHARD_CHANNELS, Hub, Outbox
+from cacheshim.protocol.resp import Push, Reply, encode
 from cacheshim.server import record_for
 from tests.cacheshim.harness import Memlog, RedisServer, wait_until
 from tests.cacheshim.rawresp import RawConnection

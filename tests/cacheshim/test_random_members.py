@@ -19,8 +19,8 @@ import pytest
 import redis
 
 from cacheshim.picks import repeated_positions
-from cacheshim.resp import Pairs, Picks, Reply, encode, encode_command
-from cacheshim.setvalue import SetValue
+from cacheshim.protocol.resp import Pairs, Picks, Reply, encode, encode_command
+from cacheshim.types.setvalue import SetValue
 from tests.cacheshim.harness import Memlog, RedisServer, execute
 from tests.cacheshim.rawresp import without_callbacks
 

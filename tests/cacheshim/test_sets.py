@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import pytest
 import redis
 
-from cacheshim.setvalue import SetValue
+from cacheshim.types.setvalue import SetValue
 from tests.cacheshim.harness import (
     Memlog,
     RedisServer,

@@ -26,7 +26,6 @@ import redis
 
 from cacheshim.apply import Applier
 from cacheshim.commands import load_all
-from cacheshim.keyspace import Keyspace, kind_of
 from cacheshim.snapshot import lzf, model, packed
 from cacheshim.snapshot.crc64 import HAVE_C, crc64, crc64_py
 from cacheshim.snapshot.rdb import (
@@ -40,6 +39,7 @@ from cacheshim.snapshot.rdb import (
     write_rdb,
 )
 from cacheshim.snapshot.redisdigest import redis_digest
+from cacheshim.types.keyspace import Keyspace, kind_of
 from cacheshim.v1 import record_pb2
 from tests.cacheshim.harness import RedisServer, execute
 

@@ -23,8 +23,8 @@ import redis
 
 from cacheshim.commands import COMMANDS, load_all
 from cacheshim.commands.sort import c_strtod, lookup_by_pattern
-from cacheshim.hashvalue import HashValue
-from cacheshim.keyspace import Database
+from cacheshim.types.hashvalue import HashValue
+from cacheshim.types.keyspace import Database
 from tests.cacheshim.harness import Memlog, RedisServer, compare, execute, outcome
 from tests.cacheshim.rawresp import Pair, RawConnection, compare_raw, without_callbacks
 

@@ -16,12 +16,12 @@ from fractions import Fraction
 
 import pytest
 
-from cacheshim import longdouble
 from cacheshim.apply import run
 from cacheshim.commands import Ctx, load_all
 from cacheshim.commands import strings as string_commands
-from cacheshim.keyspace import Keyspace, ValueKind, register_kind
-from cacheshim.resp import encode
+from cacheshim.protocol.resp import encode
+from cacheshim.types import longdouble
+from cacheshim.types.keyspace import Keyspace, ValueKind, register_kind
 from tests.cacheshim.harness import (
     Memlog,
     RedisServer,

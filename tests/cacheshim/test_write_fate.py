@@ -13,7 +13,7 @@ import redis
 
 from cacheshim.apply import Applier
 from cacheshim.commands import load_all
-from cacheshim.resp import OK, Error, Reply
+from cacheshim.protocol.resp import OK, Error, Reply
 from cacheshim.server import Writer
 from cacheshim.v1 import record_pb2
 from logsvc.client import LogClient

@@ -17,7 +17,7 @@ from typing import cast
 import pytest
 
 from cacheshim import server
-from cacheshim.resp import OK
+from cacheshim.protocol.resp import OK
 from cacheshim.server import Writer
 from cacheshim.v1 import record_pb2
 from logsvc.client import LogClient

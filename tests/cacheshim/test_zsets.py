@@ -31,10 +31,10 @@ from cacheshim.apply import run
 from cacheshim.blocking import WouldBlock, parse_timeout
 from cacheshim.commands import Ctx, load_all
 from cacheshim.commands.zsets import parse_score
-from cacheshim.errors import CommandError
-from cacheshim.keyspace import Keyspace
-from cacheshim.resp import Reply, encode
-from cacheshim.zsetvalue import ScoreRange, ZSet
+from cacheshim.protocol.errors import CommandError
+from cacheshim.protocol.resp import Reply, encode
+from cacheshim.types.keyspace import Keyspace
+from cacheshim.types.zsetvalue import ScoreRange, ZSet
 from tests.cacheshim.harness import (
     Memlog,
     RedisServer,

@@ -95,7 +95,7 @@ def test_the_image_installs_exactly_the_runtime_lock_and_fails_without_the_exten
     project_run = next(r for r in runs if PROJECT_INSTALL in r)
     assert "serve_gets_native" in project_run and "assert" in project_run
     assert any("gcc" in r for r in runs)
-    assert in_context("cacheshim/_fastread.c", ignore_patterns(DOCKERIGNORE.read_text()))
+    assert in_context("cacheshim/protocol/_fastread.c", ignore_patterns(DOCKERIGNORE.read_text()))
 
 
 def test_parser_joins_continuations_and_skips_comments() -> None:
@@ -154,7 +154,7 @@ def test_dockerignore_sends_what_the_build_copies() -> None:
         "deploy/base/kustomization.yaml",
         "logsvc/__pycache__/cli.cpython-311.pyc",
         ".mypy_cache/3.11/x.json",
-        "cacheshim/_fastread.cpython-311-x86_64-linux-gnu.so",
+        "cacheshim/protocol/_fastread.cpython-311-x86_64-linux-gnu.so",
     ],
 )
 def test_dockerignore_keeps_out(path: str) -> None:

@@ -28,8 +28,8 @@ import random
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Final
 
-from cacheshim.keyspace import ValueKind, register_kind, unordered_digest
-from cacheshim.setvalue import ScanOrder
+from cacheshim.types.keyspace import ValueKind, register_kind, unordered_digest
+from cacheshim.types.setvalue import ScanOrder
 
 __all__ = ["LISTPACK_ENTRIES_MAX", "LISTPACK_VALUE_BYTES_MAX", "HashValue"]
 

@@ -21,7 +21,7 @@ from itertools import islice
 from typing import Any, Final
 
 from cacheshim.commands.args import index_span
-from cacheshim.keyspace import ValueKind, register_kind
+from cacheshim.types.keyspace import ValueKind, register_kind
 
 __all__ = ["ENCODING", "ListValue", "index_range"]
 

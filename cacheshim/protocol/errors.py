@@ -8,7 +8,7 @@ Texts that echo client bytes (command names, arguments) are built by the functio
 which reproduce Redis's C formatting byte for byte: ``%s`` stops at the first NUL byte,
 ``%.128s`` also cuts at 128 bytes (possibly inside a UTF-8 sequence). Client bytes are carried
 inside ``str`` with the ``surrogateescape`` error handler (see :func:`text_from_bytes`), so
-any byte survives the round trip; the encoder (``cacheshim.resp``) writes them back with the
+any byte survives the round trip; the encoder (``protocol.resp``) writes them back with the
 same handler and maps CR and LF to spaces, as Redis does for every formatted error.
 
 Where each text comes from (Redis 7.0; checked against the source and a live 7.0.15 server):

@@ -3,7 +3,7 @@
 Most of a cache's traffic is GET. The general path (`RequestParser`, the command table,
 `Ctx`, the encoder) costs several microseconds of Python per command; `serve_gets` answers
 a run of well-formed `*2\\r\\n$3\\r\\nGET\\r\\n$<n>\\r\\n<key>\\r\\n` requests straight from the
-database's dicts, in C when the extension `cacheshim._fastread` is built (it is, by
+database's dicts, in C when the extension `cacheshim.protocol._fastread` is built (it is, by
 `pip install`), else with the Python below, which is also its specification.
 
 It stops, consuming nothing more, at the first request it does not fully understand
@@ -69,7 +69,7 @@ def serve_gets_py(
 
 def _native() -> ServeGets | None:
     try:
-        from cacheshim import _fastread  # type: ignore[attr-defined]
+        from cacheshim.protocol import _fastread  # type: ignore[attr-defined]
     except ImportError:
         return None
     serve: ServeGets = _fastread.serve_gets

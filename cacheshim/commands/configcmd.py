@@ -1,18 +1,19 @@
 """CONFIG (Redis config.c): the shim's parameters, local to the shim like a Redis node's.
 
 The parameters themselves, their validation and storage live in
-:class:`cacheshim.serverconfig.ServerConfig`; this module is the command surface.
+:class:`cacheshim.config.serverconfig.ServerConfig`; this module is the command surface.
 """
 
 from __future__ import annotations
 
 from typing import Final
 
-from cacheshim import errors, glob
 from cacheshim.commands import Ctx, command, container
 from cacheshim.commands.connection import help_reply, session_of
-from cacheshim.errors import CommandError, text_from_bytes
-from cacheshim.resp import OK, Reply
+from cacheshim.protocol import errors
+from cacheshim.protocol.errors import CommandError, text_from_bytes
+from cacheshim.protocol.resp import OK, Reply
+from cacheshim.types import glob
 
 NO_CONFIG_FILE: Final = "ERR The server is running without a config file"
 _GLOB_CHARS: Final = frozenset(b"[*?")

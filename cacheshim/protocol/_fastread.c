@@ -7,11 +7,11 @@
  * It stops, consuming nothing more, at the first byte it does not fully understand: another
  * command, an inline command, an incomplete request, an odd spelling of a length, a key
  * holding another type (WRONGTYPE), or a key longer than KEY_BYTES_MAX. The Python path
- * (cacheshim.resp.RequestParser and the command table) then takes over from there, so every
+ * (cacheshim.protocol.resp.RequestParser and the command table) then takes over from there, so every
  * error and every unusual case keeps its one implementation.
  *
- * Returns (consumed_bytes, replies, commands_served). `cacheshim/fastread.py` holds the same
- * function in Python; tests/cacheshim/test_fastread.py checks that both agree byte for byte.
+ * Returns (consumed_bytes, replies, commands_served). `cacheshim/protocol/fastread.py` holds the same
+ * function in Python; tests/cacheshim/protocol/test_fastread.py checks that both agree byte for byte.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -198,8 +198,8 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "cacheshim._fastread",
-    "The shim's read fast path for runs of GET (see cacheshim/fastread.py).", -1, methods,
+    PyModuleDef_HEAD_INIT, "cacheshim.protocol._fastread",
+    "The shim's read fast path for runs of GET (see cacheshim/protocol/fastread.py).", -1, methods,
 };
 
 PyMODINIT_FUNC PyInit__fastread(void) { return PyModule_Create(&module); }

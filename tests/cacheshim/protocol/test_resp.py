@@ -15,9 +15,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cacheshim import errors
-from cacheshim.errors import CommandError, ProtocolError, QueryBufferLimitError
-from cacheshim.resp import (
+from cacheshim.protocol import errors
+from cacheshim.protocol.errors import CommandError, ProtocolError, QueryBufferLimitError
+from cacheshim.protocol.resp import (
     NULL_ARRAY,
     OK,
     BigNumber,

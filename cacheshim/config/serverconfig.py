@@ -1,7 +1,7 @@
 """One shim's CONFIG parameters: what CONFIG GET answers and CONFIG SET validates.
 
 Every parameter Redis 7.0 has is here (the list, defaults and kinds are data, in
-:mod:`cacheshim.config_defaults`), so tools that read or tune a Redis server find what they
+:mod:`cacheshim.config.defaults`), so tools that read or tune a Redis server find what they
 expect. Settings are local to the shim, as they are local to a Redis node: CONFIG SET is not a
 write and does not go through the log. Most settings mean nothing to the shim (there is no
 RDB, AOF, eviction or replication to tune); those are validated as Redis validates them,
@@ -22,7 +22,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Final
 
 from cacheshim.clientlimits import MAXCLIENTS_TOO_MANY_FOR_OS, fit_open_files
-from cacheshim.config_defaults import (
+from cacheshim.config.defaults import (
     ALIASES,
     BOOL,
     ENUM,
@@ -36,7 +36,7 @@ from cacheshim.config_defaults import (
     ULLONG_MAX,
     Param,
 )
-from cacheshim.errors import CommandError, text_from_bytes
+from cacheshim.protocol.errors import CommandError, text_from_bytes
 
 # CONFIG SET's errors (config.c): the parameter is quoted as the client spelled it.
 SET_FAILED: Final = "ERR CONFIG SET failed (possibly related to argument '%s') - %s"

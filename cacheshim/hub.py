@@ -16,7 +16,7 @@ apply stays a pure function of (keyspace, record, index), and in unit tests the 
 
 A subscriber is anything with an ``id``, a ``protocol`` and a ``push`` callable (the server's
 ``Session``; a plain object in tests). ``push`` writes one reply value on the client's
-connection between two replies; :class:`~cacheshim.resp.Push` renders as a RESP2 array or a
+connection between two replies; :class:`~cacheshim.protocol.resp.Push` renders as a RESP2 array or a
 RESP3 push frame, which is exactly how Redis sends both messages and subscription frames.
 
 Orders, as Redis keeps them where clients can see the difference:
@@ -38,9 +38,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
-from cacheshim import errors
-from cacheshim.glob import Pattern
-from cacheshim.resp import Push, Reply
+from cacheshim.protocol import errors
+from cacheshim.protocol.resp import Push, Reply
+from cacheshim.types.glob import Pattern
 
 # The commands a RESP2 client in subscribed mode may still send (Redis processCommand).
 ALLOWED_WHEN_SUBSCRIBED: Final = frozenset(

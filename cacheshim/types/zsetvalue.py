@@ -36,9 +36,9 @@ from typing import Any, Final, Protocol
 
 from sortedcontainers import SortedList  # type: ignore[import-untyped]
 
-from cacheshim.keyindex import KeyIndex
-from cacheshim.keyspace import ValueKind, register_kind
-from cacheshim.resp import Pairs
+from cacheshim.protocol.resp import Pairs
+from cacheshim.types.keyindex import KeyIndex
+from cacheshim.types.keyspace import ValueKind, register_kind
 
 __all__ = [
     "LISTPACK_ENTRIES_MAX",

@@ -19,9 +19,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
-from cacheshim import errors
-from cacheshim.errors import CommandError
-from cacheshim.keyindex import KeyIndex
+from cacheshim.protocol import errors
+from cacheshim.protocol.errors import CommandError
+from cacheshim.types.keyindex import KeyIndex
 
 DATABASES = 16
 

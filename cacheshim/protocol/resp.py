@@ -16,7 +16,7 @@ the two request forms Redis reads (``networking.c`` ``processInputBuffer``):
   only ``\\'``; a closing quote must be followed by a blank or the end of the line. Empty
   lines are skipped.
 
-Malformed input raises :class:`~cacheshim.errors.ProtocolError` whose ``message`` is Redis's
+Malformed input raises :class:`~.errors.ProtocolError` whose ``message`` is Redis's
 exact text; the server replies with it and closes the connection, as Redis does. The parser
 then stays failed. Redis's quirks are kept on purpose, so clients see the same thing:
 
@@ -68,7 +68,7 @@ value                       RESP2                       RESP3
 
 Floats print as Redis 7.0's ``addReplyDouble``: ``inf``/``-inf`` spelled out, everything
 else ``%.17g`` (``0.1`` is ``0.10000000000000001``; NaN ``nan``/``-nan`` as glibc prints it).
-Error texts keep client bytes through ``surrogateescape`` (see ``cacheshim.errors``); CR and
+Error texts keep client bytes through ``surrogateescape`` (see ``protocol.errors``); CR and
 LF inside an error become spaces, as in Redis's ``addReplyErrorFormat``. A status containing
 CR or LF, an ``int`` outside 64 bits (use ``BigNumber``) or a value of another type raises.
 Python ``set`` iteration order is arbitrary (and differs between processes for ``bytes``):
@@ -85,8 +85,8 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeAlias, cast
 
-from cacheshim import errors
-from cacheshim.errors import ProtocolError, QueryBufferLimitError
+from cacheshim.protocol import errors
+from cacheshim.protocol.errors import ProtocolError, QueryBufferLimitError
 
 __all__ = [
     "NULL_ARRAY",

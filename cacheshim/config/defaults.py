@@ -5,7 +5,7 @@ These are facts about the server's interface, gathered from a live redis-server 
 development time (``CONFIG GET *`` on a server started with no configuration file, then
 ``CONFIG SET`` of out-of-range and malformed values to learn each parameter's kind, bounds
 and error). The defaults are Redis's; the shim overrides the few that describe itself (port,
-bind, dir, ...) in :mod:`cacheshim.commands.config`.
+bind, dir, ...) in :mod:`cacheshim.commands.configcmd`.
 
 Kinds:
 

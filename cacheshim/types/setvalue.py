@@ -34,8 +34,8 @@ from collections.abc import Iterable, Iterator
 from collections.abc import Set as AbstractSet
 from typing import Any, Final
 
-from cacheshim.keyindex import key_hash
-from cacheshim.keyspace import ValueKind, register_kind, string_as_int, unordered_digest
+from cacheshim.types.keyindex import key_hash
+from cacheshim.types.keyspace import ValueKind, register_kind, string_as_int, unordered_digest
 
 __all__ = ["INTSET_ENTRIES_MAX", "ScanOrder", "SetValue", "is_intset_member"]
 

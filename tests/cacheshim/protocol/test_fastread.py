@@ -11,9 +11,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from cacheshim.fastread import KEY_BYTES_MAX, serve_gets_native, serve_gets_py
-from cacheshim.keyspace import RawString
-from cacheshim.resp import encode_command
+from cacheshim.protocol.fastread import KEY_BYTES_MAX, serve_gets_native, serve_gets_py
+from cacheshim.protocol.resp import encode_command
+from cacheshim.types.keyspace import RawString
 from tests.cacheshim.harness import Memlog, RedisServer, wait_until
 from tests.cacheshim.rawresp import RawConnection
 

@@ -15,13 +15,13 @@ import time
 from collections.abc import Iterable, Mapping, Sized
 from typing import Final
 
-from cacheshim import errors
 from cacheshim.commands import Ctx, command, container
 from cacheshim.commands.args import parse_int
 from cacheshim.commands.connection import help_reply, session_of
-from cacheshim.errors import CommandError, text_from_bytes
-from cacheshim.keyspace import Database, value_digest
-from cacheshim.resp import OK, Reply, Status, Verbatim
+from cacheshim.protocol import errors
+from cacheshim.protocol.errors import CommandError, text_from_bytes
+from cacheshim.protocol.resp import OK, Reply, Status, Verbatim
+from cacheshim.types.keyspace import Database, value_digest
 
 EMPTY_DIGEST: Final = "0" * 40
 DEBUG_UNKNOWN: Final = (
