@@ -74,6 +74,37 @@ class PendingAppend:
 
 
 @dataclass(frozen=True, slots=True)
+class PeerInfo:
+    """One peer as this node sees it (a leader's replication progress)."""
+
+    address: str
+    match_index: int
+    next_index: int
+    state: str  # "probe", "replicate", "snapshot"
+    messages_sent: int
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStatus:
+    """What the Status call answers."""
+
+    id: str
+    zone: str
+    term: int
+    role: str  # "leader", "follower", "candidate", "pre_candidate", or "starting"
+    leader_id: str
+    leader_address: str
+    first_index: int
+    last_index: int
+    commit_index: int
+    raft_first_index: int
+    raft_last_index: int
+    raft_commit_index: int
+    raft_applied_index: int
+    peers: dict[str, PeerInfo]
+
+
+@dataclass(frozen=True, slots=True)
 class InFlight:
     pending: PendingAppend
     duplicate: bool  # a retry of an append that was already in flight
@@ -607,47 +638,44 @@ class LogNode:
         """The current term (the synced one while Raft has not started)."""
         return self.node.raft.term if self.node is not None else self.durable_term()
 
-    def status(self) -> dict[str, object]:
+    def status(self) -> NodeStatus:
         """What Status answers. Also before Raft has started (an empty node waiting for its
         peers' terms), from what is synced and with role "starting", so that probes and
         operators see a live process that waits."""
         leader, address = self.leader_hint()
-        status: dict[str, object] = {
-            "id": self.id,
-            "zone": self.config.zone,
-            "term": self.term(),
-            "leader_id": leader,
-            "leader_address": address,
-            "first_index": self.records.first_index(),
-            "last_index": self.records.last_index(),
-            "commit_index": self.records.last_index(),
-            "raft_applied_index": self.records.applied_raft_index,
-        }
+        peers: dict[str, PeerInfo] = {}
         if self.node is None:
             memory = self.durable.memory
-            status.update(
-                role="starting",
-                raft_first_index=memory.first_index(),
-                raft_last_index=memory.last_index(),
-                raft_commit_index=memory.initial_state().commit,
-                peers={},
-            )
-            return status
-        st = self.node.status()
-        status.update(
-            role=st.role.name.lower(),
-            raft_first_index=st.first_index,
-            raft_last_index=st.last_index,
-            raft_commit_index=st.commit_index,
-            peers={
-                peer: {
-                    "address": self.config.peers.get(peer, ""),
-                    "match_index": ps.match,
-                    "next_index": ps.next,
-                    "state": ps.state.name.lower(),
-                    "messages_sent": sender.sent if (sender := self.senders.get(peer)) else 0,
-                }
+            role = "starting"
+            raft_first, raft_last = memory.first_index(), memory.last_index()
+            raft_commit = memory.initial_state().commit
+        else:
+            st = self.node.status()
+            role = st.role.name.lower()
+            raft_first, raft_last, raft_commit = st.first_index, st.last_index, st.commit_index
+            peers = {
+                peer: PeerInfo(
+                    address=self.config.peers.get(peer, ""),
+                    match_index=ps.match,
+                    next_index=ps.next,
+                    state=ps.state.name.lower(),
+                    messages_sent=sender.sent if (sender := self.senders.get(peer)) else 0,
+                )
                 for peer, ps in st.peers.items()
-            },
+            }
+        return NodeStatus(
+            id=self.id,
+            zone=self.config.zone,
+            term=self.term(),
+            role=role,
+            leader_id=leader,
+            leader_address=address,
+            first_index=self.records.first_index(),
+            last_index=self.records.last_index(),
+            commit_index=self.records.last_index(),
+            raft_first_index=raft_first,
+            raft_last_index=raft_last,
+            raft_commit_index=raft_commit,
+            raft_applied_index=self.records.applied_raft_index,
+            peers=peers,
         )
-        return status

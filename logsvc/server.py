@@ -186,29 +186,27 @@ class LogServicer(log_pb2_grpc.LogServicer):
         context: grpc.aio.ServicerContext[log_pb2.StatusRequest, log_pb2.StatusResponse],
     ) -> log_pb2.StatusResponse:
         st = self.node.status()
-        peers = st["peers"]
-        assert isinstance(peers, dict)
         return log_pb2.StatusResponse(
             header=self.header(),
-            role=str(st["role"]),
-            zone=str(st["zone"]),
-            first_index=int(str(st["first_index"])),
-            last_index=int(str(st["last_index"])),
-            commit_index=int(str(st["commit_index"])),
-            raft_first_index=int(str(st["raft_first_index"])),
-            raft_last_index=int(str(st["raft_last_index"])),
-            raft_commit_index=int(str(st["raft_commit_index"])),
-            raft_applied_index=int(str(st["raft_applied_index"])),
+            role=st.role,
+            zone=st.zone,
+            first_index=st.first_index,
+            last_index=st.last_index,
+            commit_index=st.commit_index,
+            raft_first_index=st.raft_first_index,
+            raft_last_index=st.raft_last_index,
+            raft_commit_index=st.raft_commit_index,
+            raft_applied_index=st.raft_applied_index,
             peers=[
                 log_pb2.PeerStatus(
                     id=peer,
-                    address=info["address"],
-                    match_index=info["match_index"],
-                    next_index=info["next_index"],
-                    state=info["state"],
-                    messages_sent=info["messages_sent"],
+                    address=info.address,
+                    match_index=info.match_index,
+                    next_index=info.next_index,
+                    state=info.state,
+                    messages_sent=info.messages_sent,
                 )
-                for peer, info in peers.items()
+                for peer, info in st.peers.items()
             ],
         )
 
