@@ -4,4 +4,7 @@ Parses RESP2/RESP3, serves reads from memory, and turns writes into records appe
 logsvc, replying with the result of applying them after commit.
 """
 
-import logsvc  # noqa: F401  (first: it sets gRPC's settings before grpc is imported)
+from logsvc import use_grpc_settings
+
+# First, before anything of cacheshim imports grpc (the log client does).
+use_grpc_settings()

@@ -41,7 +41,7 @@ from cacheshim.clientlimits import (
     refuse,
     startup_maxclients,
 )
-from cacheshim.commands import Command, Ctx, load_all, lookup
+from cacheshim.commands import Command, Ctx, Flag, load_all, lookup
 from cacheshim.commands.args import parse_int
 from cacheshim.commands.connection import client_line, valid_client_name
 from cacheshim.config.serverconfig import ServerConfig
@@ -993,7 +993,7 @@ class Connection(asyncio.Protocol):
         self.shim.stats.commands_processed += 1
         error = self._check(spec, args) or self.shim.pubsub.refusal(session, session.last_command)
         if session.in_multi and name not in ("exec", "discard", "multi", "watch", "quit", "reset"):
-            if error is None and spec is not None and "no_multi" in spec.flags:
+            if error is None and spec is not None and Flag.NO_MULTI in spec.flags:
                 error = "ERR Command not allowed inside a transaction"
             if error is not None:
                 session.multi_error = True
@@ -1008,7 +1008,7 @@ class Connection(asyncio.Protocol):
         assert spec is not None
         if name in SESSION_COMMANDS and not spec.container:
             return self._session_command(session, name, args)
-        if spec.is_write and "blocking" in spec.flags:
+        if spec.is_write and Flag.BLOCKING in spec.flags:
             # Not a plain write: it may wait, and nothing after it runs until it answers.
             return self.shim.blocking.execute(session.id, session.db, args)
         if spec.is_write:

@@ -23,10 +23,21 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Final
 
 import grpc
 
-from logsvc.errors import ERROR_KIND_KEY, FIRST_INDEX_KEY, LEADER_ADDRESS_KEY
+from logsvc.errors import (
+    ERROR_KIND_KEY,
+    FIRST_INDEX_KEY,
+    LEADER_ADDRESS_KEY,
+    ErrorKind,
+    NotAppended,
+    NotLeader,
+    OutcomeUnknown,
+    kind_from_name,
+    kind_name,
+)
 from logsvc.transport import CLIENT_CHANNEL_OPTIONS
 from logsvc.v1 import log_pb2, log_pb2_grpc
 
@@ -53,8 +64,16 @@ class AppendResult:
     duplicate: bool
 
 
+_NO_KIND: Final = log_pb2.ERROR_KIND_UNSPECIFIED
+
+
 class LogClientError(Exception):
-    def __init__(self, message: str, code: grpc.StatusCode | None = None, kind: str = "") -> None:
+    def __init__(
+        self,
+        message: str,
+        code: grpc.StatusCode | None = None,
+        kind: ErrorKind = _NO_KIND,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.kind = kind
@@ -75,7 +94,7 @@ class _Refused:
     """One attempt's failure, from a unary call's status or an AppendStream's AppendError."""
 
     code: grpc.StatusCode
-    kind: str
+    kind: ErrorKind
     details: str
     leader_address: str = ""
 
@@ -125,7 +144,7 @@ class _AppendSession:
                 answer = await self._call.read()
                 if answer is grpc.aio.EOF:
                     self._break(
-                        _Refused(grpc.StatusCode.UNAVAILABLE, "", "the node ended the stream")
+                        _Refused(grpc.StatusCode.UNAVAILABLE, _NO_KIND, "the node ended the stream")
                     )
                     return
                 assert isinstance(answer, log_pb2.AppendStreamResponse)
@@ -145,7 +164,7 @@ class _AppendSession:
         self._waiting.clear()
 
     def close(self) -> None:
-        self._break(_Refused(grpc.StatusCode.CANCELLED, "", "the append stream was closed"))
+        self._break(_Refused(grpc.StatusCode.CANCELLED, _NO_KIND, "the append stream was closed"))
         self._reader.cancel()
         self._call.cancel()
 
@@ -166,14 +185,14 @@ def _stream_failure(exc: grpc.aio.AioRpcError | asyncio.InvalidStateError) -> _R
         details = f"the append stream failed: {exc.code().name} {exc.details()}"
     else:
         details = f"the append stream had ended: {exc}"
-    return _Refused(grpc.StatusCode.UNAVAILABLE, "", details)
+    return _Refused(grpc.StatusCode.UNAVAILABLE, _NO_KIND, details)
 
 
 def _refused(exc: grpc.aio.AioRpcError) -> _Refused:
     meta = _metadata(exc)
     return _Refused(
         exc.code(),
-        meta.get(ERROR_KIND_KEY, ""),
+        kind_from_name(meta.get(ERROR_KIND_KEY, "")),
         exc.details() or "",
         meta.get(LEADER_ADDRESS_KEY, ""),
     )
@@ -273,16 +292,24 @@ class LogClient:
             except TimeoutError:
                 # The append may still be in flight there: the retry keeps its sequence.
                 self._drop_session(address)
-                refused = _Refused(grpc.StatusCode.DEADLINE_EXCEEDED, "", "no answer in time")
+                refused = _Refused(
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                    _NO_KIND,
+                    "no answer in time",
+                )
             else:
                 self._leader = address
                 return AppendResult(response.first_index, response.last_index, response.duplicate)
-            last_error = f"{address}: {refused.code.name} {refused.kind} {refused.details}"
-            if refused.kind == "NOT_LEADER":
+            last_error = (
+                f"{address}: {refused.code.name} {kind_name(refused.kind)} {refused.details}"
+            )
+            if refused.kind == NotLeader.kind:
                 self._leader = refused.leader_address or None
                 if refused.leader_address:
                     continue  # go straight to the leader
-            elif refused.kind in ("NOT_APPENDED", "OUTCOME_UNKNOWN") or refused.code in RETRY_CODES:
+            elif refused.kind in (NotAppended.kind, OutcomeUnknown.kind) or (
+                refused.code in RETRY_CODES
+            ):
                 self._forget_leader()
             else:
                 raise LogClientError(last_error, refused.code, refused.kind)
@@ -320,7 +347,7 @@ class LogClient:
         raise _AttemptFailed(
             _Refused(
                 STATUS_CODES.get(error.code, grpc.StatusCode.UNKNOWN),
-                log_pb2.ErrorKind.Name(error.kind) if error.kind else "",
+                error.kind,
                 error.message,
                 error.leader_address,
             )
@@ -439,7 +466,7 @@ class LogClient:
 
 
 def _client_error(address: str, exc: grpc.aio.AioRpcError) -> LogClientError:
-    kind = _metadata(exc).get(ERROR_KIND_KEY, "")
+    kind = kind_from_name(_metadata(exc).get(ERROR_KIND_KEY, ""))
     return LogClientError(f"{address}: {exc.code().name}: {exc.details()}", exc.code(), kind)
 
 

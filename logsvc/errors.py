@@ -1,6 +1,13 @@
-"""The errors of the log API, each with its gRPC code and whether a retry is safe."""
+"""The errors of the log API, each with its gRPC code and whether a retry is safe.
+
+One taxonomy for both ends: the server raises these classes and sends the kind as the
+`logsvc-error-kind` trailing metadata (or in an AppendStream's AppendError); the client reads
+it back with `kind_from_name` and decides by comparing kinds (`NotLeader.kind`, ...), never
+by spelling a name."""
 
 from __future__ import annotations
+
+from typing import TypeAlias
 
 import grpc
 
@@ -12,9 +19,26 @@ LEADER_ADDRESS_KEY = "logsvc-leader-address"
 FIRST_INDEX_KEY = "logsvc-first-index"
 
 
+ErrorKind: TypeAlias = log_pb2.ErrorKind.ValueType
+
+
+def kind_from_name(name: str) -> ErrorKind:
+    """The kind that metadata names (ERROR_KIND_UNSPECIFIED for "" or a name this version
+    does not know)."""
+    try:
+        return log_pb2.ErrorKind.Value(name) if name else log_pb2.ERROR_KIND_UNSPECIFIED
+    except ValueError:
+        return log_pb2.ERROR_KIND_UNSPECIFIED
+
+
+def kind_name(kind: ErrorKind) -> str:
+    """The kind's name, as in metadata and messages ("" when unspecified)."""
+    return log_pb2.ErrorKind.Name(kind) if kind else ""
+
+
 class LogError(Exception):
     code = grpc.StatusCode.INTERNAL
-    kind = log_pb2.ERROR_KIND_UNSPECIFIED
+    kind: ErrorKind = log_pb2.ERROR_KIND_UNSPECIFIED
     # May the caller retry the same request (with the same producer id and sequence)?
     retriable = False
 

@@ -44,7 +44,7 @@ from logsvc.raft import (
     SnapshotMeta,
 )
 from logsvc.records import AppliedBatch, RecordState, decode_payload
-from logsvc.snapshots import SnapshotManager
+from logsvc.snapshots import SnapshotEntry, SnapshotManager
 from logsvc.storage import CorruptLog, DurableLog, WriterThread
 from logsvc.transport import PeerSender, probe_terms
 from logsvc.v1 import entry_pb2
@@ -84,6 +84,51 @@ class PendingAppend:
             else:
                 waiter.set_result(result)
         self.waiters.clear()
+
+
+@dataclass(frozen=True, slots=True)
+class PeerInfo:
+    """One peer as this node sees it (a leader's replication progress)."""
+
+    address: str
+    match_index: int
+    next_index: int
+    state: str  # "probe", "replicate", "snapshot"
+    messages_sent: int
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStatus:
+    """What the Status call answers."""
+
+    id: str
+    zone: str
+    term: int
+    role: str  # "leader", "follower", "candidate", "pre_candidate", "starting" or "failed"
+    leader_id: str
+    leader_address: str
+    first_index: int
+    last_index: int
+    commit_index: int
+    raft_first_index: int
+    raft_last_index: int
+    raft_commit_index: int
+    raft_applied_index: int
+    peers: dict[str, PeerInfo]
+    snapshots: SnapshotStatus
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotStatus:
+    """The snapshot store and automatic trim, as Status shows them."""
+
+    newest_snapshot: SnapshotEntry | None
+    newest_snapshot_age_ms: int
+    snapshots_durable: int
+    snapshots_missing: int
+    trim_keep_entries: int
+    trim_keep_seconds: int
+    auto_trim_before_index: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -921,64 +966,61 @@ class LogNode:
         """The current term (the synced one while Raft has not started)."""
         return self.node.raft.term if self.node is not None else self.durable_term()
 
-    def _snapshot_status(self) -> dict[str, object]:
+    def _snapshot_status(self) -> SnapshotStatus:
         catalog = self.records.snapshots
         newest = catalog.newest()
         age_ms = 0
         if newest is not None and newest.created_at_ms:
             age_ms = max(0, int(time.time() * 1000) - newest.created_at_ms)
-        return {
-            "newest_snapshot": newest,
-            "newest_snapshot_age_ms": age_ms,
-            "snapshots_durable": len(catalog.entries),
-            "snapshots_missing": len(self.snapshots.missing()),
-            "trim_keep_entries": self.config.trim_keep_entries,
-            "trim_keep_seconds": int(self.config.trim_keep_seconds),
-            "auto_trim_before_index": self.auto_trim_before,
-        }
+        return SnapshotStatus(
+            newest_snapshot=newest,
+            newest_snapshot_age_ms=age_ms,
+            snapshots_durable=len(catalog.entries),
+            snapshots_missing=len(self.snapshots.missing()),
+            trim_keep_entries=self.config.trim_keep_entries,
+            trim_keep_seconds=int(self.config.trim_keep_seconds),
+            auto_trim_before_index=self.auto_trim_before,
+        )
 
-    def status(self) -> dict[str, object]:
+    def status(self) -> NodeStatus:
         """What Status answers. Also before Raft has started (an empty node waiting for its
         peers' terms), from what is synced and with role "starting", so that probes and
         operators see a live process that waits."""
         leader, address = self.leader_hint()
-        status: dict[str, object] = {
-            "id": self.id,
-            "zone": self.config.zone,
-            "term": self.term(),
-            "leader_id": leader,
-            "leader_address": address,
-            "first_index": self.records.first_index(),
-            "last_index": self.records.last_index(),
-            "commit_index": self.records.last_index(),
-            "raft_applied_index": self.records.applied_raft_index,
-            **self._snapshot_status(),
-        }
+        peers: dict[str, PeerInfo] = {}
         if self.node is None:
             memory = self.durable.memory
-            status.update(
-                role="starting",
-                raft_first_index=memory.first_index(),
-                raft_last_index=memory.last_index(),
-                raft_commit_index=memory.initial_state().commit,
-                peers={},
-            )
-            return status
-        st = self.node.status()
-        status.update(
-            role="failed" if self.fatal is not None else st.role.name.lower(),
-            raft_first_index=st.first_index,
-            raft_last_index=st.last_index,
-            raft_commit_index=st.commit_index,
-            peers={
-                peer: {
-                    "address": self.config.peers.get(peer, ""),
-                    "match_index": ps.match,
-                    "next_index": ps.next,
-                    "state": ps.state.name.lower(),
-                    "messages_sent": sender.sent if (sender := self.senders.get(peer)) else 0,
-                }
+            role = "starting"
+            raft_first, raft_last = memory.first_index(), memory.last_index()
+            raft_commit = memory.initial_state().commit
+        else:
+            st = self.node.status()
+            role = "failed" if self.fatal is not None else st.role.name.lower()
+            raft_first, raft_last, raft_commit = st.first_index, st.last_index, st.commit_index
+            peers = {
+                peer: PeerInfo(
+                    address=self.config.peers.get(peer, ""),
+                    match_index=ps.match,
+                    next_index=ps.next,
+                    state=ps.state.name.lower(),
+                    messages_sent=sender.sent if (sender := self.senders.get(peer)) else 0,
+                )
                 for peer, ps in st.peers.items()
-            },
+            }
+        return NodeStatus(
+            id=self.id,
+            zone=self.config.zone,
+            term=self.term(),
+            role=role,
+            leader_id=leader,
+            leader_address=address,
+            first_index=self.records.first_index(),
+            last_index=self.records.last_index(),
+            commit_index=self.records.last_index(),
+            raft_first_index=raft_first,
+            raft_last_index=raft_last,
+            raft_commit_index=raft_commit,
+            raft_applied_index=self.records.applied_raft_index,
+            peers=peers,
+            snapshots=self._snapshot_status(),
         )
-        return status

@@ -20,7 +20,6 @@ from logsvc.errors import LogError, NotLeader, ResourceExhausted
 from logsvc.node import LogNode
 from logsvc.raft import Role
 from logsvc.rpc import add_servicer
-from logsvc.snapshots import SnapshotEntry
 from logsvc.transport import SERVER_KEEPALIVE_OPTIONS, PeerServicer
 from logsvc.v1 import log_pb2, log_pb2_grpc, peer_pb2
 
@@ -210,38 +209,36 @@ class LogServicer(log_pb2_grpc.LogServicer):
         context: grpc.aio.ServicerContext[log_pb2.StatusRequest, log_pb2.StatusResponse],
     ) -> log_pb2.StatusResponse:
         st = self.node.status()
-        peers = st["peers"]
-        assert isinstance(peers, dict)
-        newest = st["newest_snapshot"]
+        snap = st.snapshots
         return log_pb2.StatusResponse(
             header=self.header(),
-            role=str(st["role"]),
-            zone=str(st["zone"]),
-            first_index=int(str(st["first_index"])),
-            last_index=int(str(st["last_index"])),
-            commit_index=int(str(st["commit_index"])),
-            raft_first_index=int(str(st["raft_first_index"])),
-            raft_last_index=int(str(st["raft_last_index"])),
-            raft_commit_index=int(str(st["raft_commit_index"])),
-            raft_applied_index=int(str(st["raft_applied_index"])),
+            role=st.role,
+            zone=st.zone,
+            first_index=st.first_index,
+            last_index=st.last_index,
+            commit_index=st.commit_index,
+            raft_first_index=st.raft_first_index,
+            raft_last_index=st.raft_last_index,
+            raft_commit_index=st.raft_commit_index,
+            raft_applied_index=st.raft_applied_index,
             peers=[
                 log_pb2.PeerStatus(
                     id=peer,
-                    address=info["address"],
-                    match_index=info["match_index"],
-                    next_index=info["next_index"],
-                    state=info["state"],
-                    messages_sent=info["messages_sent"],
+                    address=info.address,
+                    match_index=info.match_index,
+                    next_index=info.next_index,
+                    state=info.state,
+                    messages_sent=info.messages_sent,
                 )
-                for peer, info in peers.items()
+                for peer, info in st.peers.items()
             ],
-            newest_snapshot=newest.info() if isinstance(newest, SnapshotEntry) else None,
-            newest_snapshot_age_ms=int(str(st["newest_snapshot_age_ms"])),
-            snapshots_durable=int(str(st["snapshots_durable"])),
-            snapshots_missing=int(str(st["snapshots_missing"])),
-            trim_keep_entries=int(str(st["trim_keep_entries"])),
-            trim_keep_seconds=int(str(st["trim_keep_seconds"])),
-            auto_trim_before_index=int(str(st["auto_trim_before_index"])),
+            newest_snapshot=None if snap.newest_snapshot is None else snap.newest_snapshot.info(),
+            newest_snapshot_age_ms=snap.newest_snapshot_age_ms,
+            snapshots_durable=snap.snapshots_durable,
+            snapshots_missing=snap.snapshots_missing,
+            trim_keep_entries=snap.trim_keep_entries,
+            trim_keep_seconds=snap.trim_keep_seconds,
+            auto_trim_before_index=snap.auto_trim_before_index,
         )
 
     async def Trim(

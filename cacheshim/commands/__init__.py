@@ -16,11 +16,13 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from cacheshim.protocol.resp import Reply
 
 if TYPE_CHECKING:
+    from cacheshim.commands.serverview import Session
     from cacheshim.hub import Hub
     from cacheshim.types.keyspace import Database, Keyspace
 
@@ -34,7 +36,7 @@ class Ctx:
     index: int = 0
     rng: random.Random | None = None
     # Filled in for reads served to a connection (server and connection commands).
-    session: object | None = None
+    session: Session | None = None
     # Inside MULTI/EXEC: blocking commands answer at once instead of blocking (as in Redis).
     in_transaction: bool = False
     # Inside apply: the shim's pub/sub hub, to which PUBLISH hands its message (a side
@@ -58,11 +60,54 @@ class Ctx:
 Handler = Callable[[Ctx, list[bytes]], Reply]
 
 
+class Flag(StrEnum):
+    """A command flag, as Redis names it (COMMAND INFO shows them). Some decide behaviour
+    here: WRITE routes a command through the log, BLOCKING lets it wait, NO_MULTI refuses it
+    inside MULTI. A declaration naming a flag not in this list fails at import."""
+
+    WRITE = "write"
+    READONLY = "readonly"
+    DENYOOM = "denyoom"
+    MODULE = "module"
+    ADMIN = "admin"
+    PUBSUB = "pubsub"
+    NOSCRIPT = "noscript"
+    BLOCKING = "blocking"
+    LOADING = "loading"
+    STALE = "stale"
+    SKIP_MONITOR = "skip_monitor"
+    SKIP_SLOWLOG = "skip_slowlog"
+    ASKING = "asking"
+    FAST = "fast"
+    NO_AUTH = "no_auth"
+    MAY_REPLICATE = "may_replicate"
+    SENTINEL = "sentinel"
+    ONLY_SENTINEL = "only_sentinel"
+    NO_MANDATORY_KEYS = "no_mandatory_keys"
+    NO_PROPAGATE = "no_propagate"
+    ALLOW_BUSY = "allow_busy"
+    NO_ASYNC_LOADING = "no_async_loading"
+    NO_MULTI = "no_multi"
+    MOVABLEKEYS = "movablekeys"
+
+
+def parse_flags(command_name: str, flags: str) -> tuple[Flag, ...]:
+    """The flags of a declaration, in its order; an unknown word is an error (a typo in
+    "write" would otherwise serve a write from local memory)."""
+    parsed = []
+    for word in flags.split():
+        try:
+            parsed.append(Flag(word))
+        except ValueError:
+            raise ValueError(f"command {command_name}: unknown flag {word!r}") from None
+    return tuple(parsed)
+
+
 @dataclass
 class Command:
     name: str  # lower case, as Redis reports it; "container|sub" for subcommands
     arity: int  # Redis's: >0 exact count (with the name), <0 at least -arity
-    flags: tuple[str, ...]
+    flags: tuple[Flag, ...]
     first_key: int
     last_key: int
     key_step: int
@@ -88,7 +133,7 @@ class Command:
     def is_write(self) -> bool:
         """A write in the log's sense: the command becomes a record, applied by every shim
         (Redis's "write" flag, or logged=True). COMMAND shows the flags, not this."""
-        return self.logged or "write" in self.flags
+        return self.logged or Flag.WRITE in self.flags
 
     @property
     def key_spec_flags(self) -> tuple[str, ...]:
@@ -136,7 +181,7 @@ def command(
         spec = Command(
             name=name.lower(),
             arity=arity,
-            flags=tuple(flags.split()),
+            flags=parse_flags(name, flags),
             first_key=keys[0],
             last_key=keys[1],
             key_step=keys[2],

@@ -57,7 +57,7 @@ def _flush_mode(args: list[bytes]) -> None:
 
 @command(
     "flushdb", -1, "write", (0, 0, 0), "keyspace write slow dangerous", "server", "1.0.0",
-    "Removes all keys from the current database.",
+    "Deletes every key of the selected database.",
     "O(N) where N is the number of keys in the selected database",
     tips="request_policy:all_shards response_policy:all_succeeded",
 )  # fmt: skip
@@ -69,7 +69,7 @@ def flushdb(ctx: Ctx, args: list[bytes]) -> Reply:
 
 @command(
     "flushall", -1, "write", (0, 0, 0), "keyspace write slow dangerous", "server", "1.0.0",
-    "Removes all keys from all databases.",
+    "Deletes every key of every database.",
     "O(N) where N is the total number of keys in all databases",
     tips="request_policy:all_shards response_policy:all_succeeded",
 )  # fmt: skip
@@ -82,7 +82,7 @@ def flushall(ctx: Ctx, args: list[bytes]) -> Reply:
 
 @command(
     "dbsize", 1, "readonly fast", (0, 0, 0), "keyspace read fast", "server", "1.0.0",
-    "Returns the number of keys in the database.",
+    "Answers how many keys the selected database holds.",
     tips="request_policy:all_shards response_policy:agg_sum",
 )  # fmt: skip
 def dbsize(ctx: Ctx, args: list[bytes]) -> Reply:
@@ -91,7 +91,7 @@ def dbsize(ctx: Ctx, args: list[bytes]) -> Reply:
 
 @command(
     "time", 1, "loading stale fast", (0, 0, 0), "fast", "server", "2.6.0",
-    "Returns the server time.", tips="nondeterministic_output",
+    "Answers the shim's clock: unix seconds and microseconds.", tips="nondeterministic_output",
 )  # fmt: skip
 def time_(ctx: Ctx, args: list[bytes]) -> Reply:
     # Inside apply (a transaction that writes) the clock is the record's time.
@@ -101,7 +101,7 @@ def time_(ctx: Ctx, args: list[bytes]) -> Reply:
 
 @command(
     "lastsave", 1, "loading stale fast", (0, 0, 0), "admin fast dangerous", "server", "1.0.0",
-    "Returns the Unix timestamp of the last successful save to disk.",
+    "Answers the unix time (seconds) of the last save: the shim's start, as nothing else saves.",
     tips="nondeterministic_output",
 )  # fmt: skip
 def lastsave(ctx: Ctx, args: list[bytes]) -> Reply:
@@ -112,7 +112,7 @@ def lastsave(ctx: Ctx, args: list[bytes]) -> Reply:
 
 @command(
     "save", 1, "admin noscript no_async_loading no_multi", (0, 0, 0), "admin slow dangerous",
-    "server", "1.0.0", "Synchronously saves the database(s) to disk.",
+    "server", "1.0.0", "Answers as a save would; memlog's data is already durable in the log.",
     "O(N) where N is the total number of keys in all databases",
 )  # fmt: skip
 def save(ctx: Ctx, args: list[bytes]) -> Reply:
@@ -121,7 +121,8 @@ def save(ctx: Ctx, args: list[bytes]) -> Reply:
 
 @command(
     "bgsave", -1, "admin noscript no_async_loading", (0, 0, 0), "admin slow dangerous",
-    "server", "1.0.0", "Asynchronously saves the database(s) to disk.",
+    "server", "1.0.0", "Answers as a background save would; memlog's data is already durable in "
+    "the log.",
     "O(N) where N is the total number of keys in all databases",
 )  # fmt: skip
 def bgsave(ctx: Ctx, args: list[bytes]) -> Reply:
@@ -132,7 +133,7 @@ def bgsave(ctx: Ctx, args: list[bytes]) -> Reply:
 
 @command(
     "role", 1, "noscript loading stale fast", (0, 0, 0), "admin fast dangerous", "server",
-    "2.8.12", "Returns the replication role.",
+    "2.8.12", "Answers the replication role: always master, as each shim takes writes.",
 )  # fmt: skip
 def role(ctx: Ctx, args: list[bytes]) -> Reply:
     return [b"master", 0, []]
@@ -143,7 +144,7 @@ def role(ctx: Ctx, args: list[bytes]) -> Reply:
 
 @command(
     "debug", -2, "admin noscript loading stale", (0, 0, 0), "admin slow dangerous", "server",
-    "1.0.0", "A container for debugging commands.", "Depends on subcommand.",
+    "1.0.0", "Holds the debugging subcommands.", "Depends on subcommand.",
 )  # fmt: skip
 def debug(ctx: Ctx, args: list[bytes]) -> Reply:
     sub, rest = args[0].upper(), args[1:]
@@ -229,7 +230,8 @@ def _element_size(item: object) -> int:
 
 @command(
     "usage", -3, "readonly", (2, 2, 1), "read slow", "server", "4.0.0",
-    "Estimates the memory usage of a key.", "O(N) where N is the number of samples.",
+    "Answers about how many bytes the key and its value "
+    "take.", "O(N) where N is the number of samples.",
     container="memory", key_flags="RO",
 )  # fmt: skip
 def memory_usage(ctx: Ctx, args: list[bytes]) -> Reply:
@@ -252,7 +254,7 @@ def memory_usage(ctx: Ctx, args: list[bytes]) -> Reply:
 
 @command(
     "stats", 2, "", (0, 0, 0), "slow", "server", "4.0.0",
-    "Returns details about memory usage.", container="memory",
+    "Answers a breakdown of the process's memory use.", container="memory",
     tips="nondeterministic_output request_policy:all_shards response_policy:special",
 )  # fmt: skip
 def memory_stats(ctx: Ctx, args: list[bytes]) -> Reply:
@@ -297,7 +299,7 @@ def memory_stats(ctx: Ctx, args: list[bytes]) -> Reply:
 
 @command(
     "doctor", 2, "", (0, 0, 0), "slow", "server", "4.0.0",
-    "Outputs a memory problems report.", container="memory",
+    "Answers a short text about the memory state.", container="memory",
     tips="nondeterministic_output request_policy:all_shards response_policy:special",
 )  # fmt: skip
 def memory_doctor(ctx: Ctx, args: list[bytes]) -> Reply:
@@ -309,7 +311,8 @@ def memory_doctor(ctx: Ctx, args: list[bytes]) -> Reply:
 
 @command(
     "malloc-stats", 2, "", (0, 0, 0), "slow", "server", "4.0.0",
-    "Returns the allocator statistics.", "Depends on how much memory is allocated, could be "
+    "Answers that the allocator keeps no statistics "
+    "here.", "Depends on how much memory is allocated, could be "
     "slow", container="memory",
     tips="nondeterministic_output request_policy:all_shards response_policy:special",
 )  # fmt: skip
@@ -319,7 +322,8 @@ def memory_malloc_stats(ctx: Ctx, args: list[bytes]) -> Reply:
 
 @command(
     "purge", 2, "", (0, 0, 0), "slow", "server", "4.0.0",
-    "Asks the allocator to release memory.", "Depends on how much memory is allocated, "
+    "Asks the allocator to give memory back (nothing to do "
+    "here).", "Depends on how much memory is allocated, "
     "could be slow", container="memory",
     tips="request_policy:all_shards response_policy:all_succeeded",
 )  # fmt: skip
@@ -329,7 +333,7 @@ def memory_purge(ctx: Ctx, args: list[bytes]) -> Reply:
 
 @command(
     "help", 2, "loading stale", (0, 0, 0), "slow", "server", "4.0.0",
-    "Returns helpful text about the different subcommands.", container="memory",
+    "Lists the MEMORY subcommands.", container="memory",
 )  # fmt: skip
 def memory_help(ctx: Ctx, args: list[bytes]) -> Reply:
     return help_reply(
@@ -359,13 +363,13 @@ def memory_help(ctx: Ctx, args: list[bytes]) -> Reply:
 
 container(
     "function", -2, "slow", "scripting", "7.0.0",
-    "Manages server-side functions.",
+    "Holds the subcommands for server-side function libraries.",
 )  # fmt: skip
 
 
 @command(
     "flush", -2, "write noscript", (0, 0, 0), "write slow scripting", "scripting", "7.0.0",
-    "Deletes all libraries and functions.", "O(N) where N is the number of functions deleted",
+    "Drops every function library.", "O(N) where N is the number of functions deleted",
     container="function",
     tips="request_policy:all_shards response_policy:all_succeeded",
 )  # fmt: skip
@@ -379,7 +383,7 @@ def function_flush(ctx: Ctx, args: list[bytes]) -> Reply:
 
 @command(
     "delete", 3, "write noscript", (0, 0, 0), "write slow scripting", "scripting", "7.0.0",
-    "Deletes a library and its functions.", container="function",
+    "Drops one function library.", container="function",
     tips="request_policy:all_shards response_policy:all_succeeded",
 )  # fmt: skip
 def function_delete(ctx: Ctx, args: list[bytes]) -> Reply:
@@ -388,7 +392,8 @@ def function_delete(ctx: Ctx, args: list[bytes]) -> Reply:
 
 @command(
     "list", -2, "noscript", (0, 0, 0), "slow scripting", "scripting", "7.0.0",
-    "Returns information about all libraries.", "O(N) where N is the number of functions",
+    "Answers the loaded function libraries (none: memlog has no engine for "
+    "them).", "O(N) where N is the number of functions",
     container="function", tips="nondeterministic_output_order",
 )  # fmt: skip
 def function_list(ctx: Ctx, args: list[bytes]) -> Reply:
@@ -408,7 +413,7 @@ def function_list(ctx: Ctx, args: list[bytes]) -> Reply:
 
 @command(
     "stats", 2, "noscript allow_busy", (0, 0, 0), "slow scripting", "scripting", "7.0.0",
-    "Returns information about a function during execution.", container="function",
+    "Answers what function is running now (none here).", container="function",
     tips="nondeterministic_output request_policy:all_shards response_policy:special",
 )  # fmt: skip
 def function_stats(ctx: Ctx, args: list[bytes]) -> Reply:
@@ -418,7 +423,7 @@ def function_stats(ctx: Ctx, args: list[bytes]) -> Reply:
 
 @command(
     "kill", 2, "noscript allow_busy", (0, 0, 0), "slow scripting", "scripting", "7.0.0",
-    "Terminates a function during execution.", container="function",
+    "Stops a running function (none runs here).", container="function",
     tips="request_policy:all_shards response_policy:one_succeeded",
 )  # fmt: skip
 def function_kill(ctx: Ctx, args: list[bytes]) -> Reply:
@@ -427,7 +432,7 @@ def function_kill(ctx: Ctx, args: list[bytes]) -> Reply:
 
 @command(
     "help", 2, "loading stale", (0, 0, 0), "slow scripting", "scripting", "7.0.0",
-    "Returns helpful text about the different subcommands.", container="function",
+    "Lists the FUNCTION subcommands.", container="function",
 )  # fmt: skip
 def function_help(ctx: Ctx, args: list[bytes]) -> Reply:
     return help_reply(

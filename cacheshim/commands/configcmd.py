@@ -80,7 +80,7 @@ def config_rewrite(ctx: Ctx, args: list[bytes]) -> Reply:
 
 @command(
     "help", 2, "loading stale", (0, 0, 0), "slow", "server", "5.0.0",
-    "Returns helpful text about the different subcommands.", container="config",
+    "Lists the CONFIG subcommands.", container="config",
 )  # fmt: skip
 def config_help(ctx: Ctx, args: list[bytes]) -> Reply:
     return help_reply(

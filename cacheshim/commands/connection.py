@@ -3,23 +3,22 @@
 HELLO, SELECT, QUIT and RESET change the connection's protocol state and are carried out by
 the connection itself (see cacheshim.commands.session). CLIENT reads and changes the state of
 this connection and of the shim's others through ``ctx.session`` (a
-:class:`cacheshim.server.Session`); it is introspection, local to the shim, never logged.
+:class:`cacheshim.commands.serverview.Session`); it is introspection, local to the shim,
+never logged.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from cacheshim.commands import Ctx, command, container
 from cacheshim.commands.args import parse_int
+from cacheshim.commands.serverview import Session
 from cacheshim.protocol import errors
 from cacheshim.protocol.errors import CommandError, text_from_bytes
 from cacheshim.protocol.resp import OK, Reply, SetReply, Status, Verbatim
-
-if TYPE_CHECKING:
-    from cacheshim.server import Session
 
 CLIENT_NAME_INVALID: Final = (
     "ERR Client names cannot contain spaces, newlines or special characters."
@@ -53,9 +52,7 @@ DEFAULT_USER: Final = b"default"
 def session_of(ctx: Ctx, command_name: str) -> Session:
     """The connection a command was sent on; an error inside apply (a transaction that
     writes runs in the log's apply loop, where no connection exists)."""
-    from cacheshim.server import Session
-
-    if isinstance(ctx.session, Session):
+    if ctx.session is not None:
         return ctx.session
     raise CommandError(NEEDS_CONNECTION % command_name)
 
@@ -67,7 +64,7 @@ def help_reply(lines: Iterable[str]) -> Reply:
 
 @command(
     "ping", -1, "fast", (0, 0, 0), "fast connection", "connection", "1.0.0",
-    "Returns the server's liveliness response.",
+    "Answers PONG, or its argument.",
     tips="request_policy:all_shards response_policy:all_succeeded",
 )  # fmt: skip
 def ping(ctx: Ctx, args: list[bytes]) -> Reply:
@@ -79,15 +76,13 @@ def ping(ctx: Ctx, args: list[bytes]) -> Reply:
 
 
 def _restricted_by_pubsub(ctx: Ctx) -> bool:
-    from cacheshim.server import Session
-
     session = ctx.session
-    return isinstance(session, Session) and session.shim.pubsub.restricts(session)
+    return session is not None and session.shim.pubsub.restricts(session)
 
 
 @command(
     "echo", 2, "loading stale fast", (0, 0, 0), "fast connection", "connection", "1.0.0",
-    "Returns the given string.",
+    "Answers its argument.",
 )  # fmt: skip
 def echo(ctx: Ctx, args: list[bytes]) -> Reply:
     return args[0]
@@ -97,7 +92,7 @@ def echo(ctx: Ctx, args: list[bytes]) -> Reply:
 
 container(
     "client", -2, "slow", "connection", "2.4.0",
-    "Inspects and manages client connections.",
+    "Reads and changes the state of this shim's client connections.",
 )  # fmt: skip
 
 
@@ -146,7 +141,7 @@ def _client_type(arg: bytes) -> bytes:
 
 @command(
     "id", 2, "noscript loading stale", (0, 0, 0), "slow connection", "connection", "5.0.0",
-    "Returns the unique client ID of the connection.", container="client",
+    "Answers this connection's numeric id.", container="client",
 )  # fmt: skip
 def client_id(ctx: Ctx, args: list[bytes]) -> Reply:
     return session_of(ctx, "CLIENT ID").id
@@ -154,7 +149,7 @@ def client_id(ctx: Ctx, args: list[bytes]) -> Reply:
 
 @command(
     "info", 2, "noscript loading stale", (0, 0, 0), "slow connection", "connection", "6.2.0",
-    "Returns information about the connection.", container="client",
+    "Answers one CLIENT LIST line describing this connection.", container="client",
     tips="nondeterministic_output",
 )  # fmt: skip
 def client_info(ctx: Ctx, args: list[bytes]) -> Reply:
@@ -164,7 +159,8 @@ def client_info(ctx: Ctx, args: list[bytes]) -> Reply:
 
 @command(
     "list", -2, "admin noscript loading stale", (0, 0, 0), "admin slow dangerous connection",
-    "connection", "2.4.0", "Lists open connections.",
+    "connection", "2.4.0", "Answers one line per connection to this shim (TYPE and ID narrow the "
+    "list).",
     "O(N) where N is the number of client connections", container="client",
     tips="nondeterministic_output",
 )  # fmt: skip
@@ -202,7 +198,7 @@ def _positive_int(arg: bytes, message: str) -> int:
 
 @command(
     "setname", 3, "noscript loading stale", (0, 0, 0), "slow connection", "connection",
-    "2.6.9", "Sets the connection name.", container="client",
+    "2.6.9", "Gives this connection a name.", container="client",
 )  # fmt: skip
 def client_setname(ctx: Ctx, args: list[bytes]) -> Reply:
     session = session_of(ctx, "CLIENT SETNAME")
@@ -219,7 +215,7 @@ def valid_client_name(name: bytes) -> bytes:
 
 @command(
     "getname", 2, "noscript loading stale", (0, 0, 0), "slow connection", "connection",
-    "2.6.9", "Returns the name of the connection.", container="client",
+    "2.6.9", "Answers this connection's name (nil when it has none).", container="client",
 )  # fmt: skip
 def client_getname(ctx: Ctx, args: list[bytes]) -> Reply:
     name = session_of(ctx, "CLIENT GETNAME").name
@@ -228,7 +224,7 @@ def client_getname(ctx: Ctx, args: list[bytes]) -> Reply:
 
 @command(
     "kill", -3, "admin noscript loading stale", (0, 0, 0), "admin slow dangerous connection",
-    "connection", "2.4.0", "Terminates open connections.",
+    "connection", "2.4.0", "Closes the connections that match a filter (or an address).",
     "O(N) where N is the number of client connections", container="client",
 )  # fmt: skip
 def client_kill(ctx: Ctx, args: list[bytes]) -> Reply:
@@ -299,7 +295,8 @@ def _kill(session: Session, victim: Session) -> None:
 
 @command(
     "reply", 3, "noscript loading stale", (0, 0, 0), "slow connection", "connection", "3.2.0",
-    "Instructs the server whether to reply to commands.", container="client",
+    "Turns replies to this connection off, on, or off for the next command "
+    "only.", container="client",
 )  # fmt: skip
 def client_reply(ctx: Ctx, args: list[bytes]) -> Reply:
     session = session_of(ctx, "CLIENT REPLY")
@@ -320,7 +317,7 @@ def client_reply(ctx: Ctx, args: list[bytes]) -> Reply:
 @command(
     "no-evict", 3, "admin noscript loading stale", (0, 0, 0),
     "admin slow dangerous connection", "connection", "7.0.0",
-    "Sets the client eviction mode of the connection.", container="client",
+    "Marks this connection as exempt from client eviction, or not.", container="client",
 )  # fmt: skip
 def client_no_evict(ctx: Ctx, args: list[bytes]) -> Reply:
     session = session_of(ctx, "CLIENT NO-EVICT")
@@ -333,7 +330,8 @@ def client_no_evict(ctx: Ctx, args: list[bytes]) -> Reply:
 
 @command(
     "pause", -3, "admin noscript loading stale", (0, 0, 0), "admin slow dangerous connection",
-    "connection", "3.0.0", "Suspends commands processing.", container="client",
+    "connection", "3.0.0", "Holds every command, or only the writes, of the shim's clients for "
+    "some milliseconds.", container="client",
 )  # fmt: skip
 def client_pause(ctx: Ctx, args: list[bytes]) -> Reply:
     session = session_of(ctx, "CLIENT PAUSE")
@@ -357,7 +355,7 @@ def client_pause(ctx: Ctx, args: list[bytes]) -> Reply:
 
 @command(
     "unpause", 2, "admin noscript loading stale", (0, 0, 0), "admin slow dangerous connection",
-    "connection", "6.2.0", "Resumes processing commands from paused clients.",
+    "connection", "6.2.0", "Ends a CLIENT PAUSE early.",
     "O(N) Where N is the number of paused clients", container="client",
 )  # fmt: skip
 def client_unpause(ctx: Ctx, args: list[bytes]) -> Reply:
@@ -368,7 +366,7 @@ def client_unpause(ctx: Ctx, args: list[bytes]) -> Reply:
 @command(
     "unblock", -3, "admin noscript loading stale", (0, 0, 0),
     "admin slow dangerous connection", "connection", "5.0.0",
-    "Unblocks a client blocked by a blocking command from a different connection.",
+    "Wakes a connection waiting in a blocking command, with a timeout or an error.",
     "O(log N) where N is the number of client connections", container="client",
 )  # fmt: skip
 def client_unblock(ctx: Ctx, args: list[bytes]) -> Reply:
@@ -384,7 +382,7 @@ def client_unblock(ctx: Ctx, args: list[bytes]) -> Reply:
 
 @command(
     "tracking", -3, "noscript loading stale", (0, 0, 0), "slow connection", "connection",
-    "6.0.0", "Controls server-assisted client-side caching for the connection.",
+    "6.0.0", "Client-side caching: only OFF is accepted here.",
     "O(1). Some options may introduce additional complexity.", container="client",
 )  # fmt: skip
 def client_tracking(ctx: Ctx, args: list[bytes]) -> Reply:
@@ -398,7 +396,7 @@ def client_tracking(ctx: Ctx, args: list[bytes]) -> Reply:
 
 @command(
     "caching", 3, "noscript loading stale", (0, 0, 0), "slow connection", "connection",
-    "6.0.0", "Instructs the server whether to track the keys in the next request.",
+    "6.0.0", "Client-side caching hint for the next command (needs tracking, which memlog lacks).",
     container="client",
 )  # fmt: skip
 def client_caching(ctx: Ctx, args: list[bytes]) -> Reply:
@@ -407,8 +405,8 @@ def client_caching(ctx: Ctx, args: list[bytes]) -> Reply:
 
 @command(
     "getredir", 2, "noscript loading stale", (0, 0, 0), "slow connection", "connection",
-    "6.0.0", "Returns the client ID to which the connection's tracking notifications are "
-    "redirected.", container="client",
+    "6.0.0", "Answers where tracking notifications go (-1: tracking is off).",
+    container="client",
 )  # fmt: skip
 def client_getredir(ctx: Ctx, args: list[bytes]) -> Reply:
     return -1  # tracking is always off
@@ -416,8 +414,8 @@ def client_getredir(ctx: Ctx, args: list[bytes]) -> Reply:
 
 @command(
     "trackinginfo", 2, "noscript loading stale", (0, 0, 0), "slow connection", "connection",
-    "6.2.0", "Returns information about server-assisted client-side caching for the "
-    "connection.", container="client",
+    "6.2.0", "Answers the connection's client-side caching state (always off).",
+    container="client",
 )  # fmt: skip
 def client_trackinginfo(ctx: Ctx, args: list[bytes]) -> Reply:
     return {b"flags": SetReply([b"off"]), b"redirect": -1, b"prefixes": []}
@@ -425,7 +423,7 @@ def client_trackinginfo(ctx: Ctx, args: list[bytes]) -> Reply:
 
 @command(
     "help", 2, "loading stale", (0, 0, 0), "slow connection", "connection", "5.0.0",
-    "Returns helpful text about the different subcommands.", container="client",
+    "Lists the CLIENT subcommands.", container="client",
 )  # fmt: skip
 def client_help(ctx: Ctx, args: list[bytes]) -> Reply:
     return help_reply(

@@ -24,7 +24,6 @@ from cacheshim.commands.args import (
     parse_scan_options,
 )
 from cacheshim.commands.keys import parse_cursor
-from cacheshim.commands.sets import as_value
 from cacheshim.picks import distinct_positions, repeated_positions
 from cacheshim.protocol import errors
 from cacheshim.protocol.errors import CommandError
@@ -49,7 +48,7 @@ def _hash_for_write(ctx: Ctx, key: bytes) -> HashValue:
     value = get_hash(ctx, key)
     if value is None:
         value = HashValue()
-        ctx.db.set(key, as_value(value), ctx.index)
+        ctx.db.set(key, value, ctx.index)
     return value
 
 

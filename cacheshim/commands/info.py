@@ -16,16 +16,14 @@ import resource
 import sys
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from cacheshim.commands import Ctx, command
 from cacheshim.commands.connection import session_of
+from cacheshim.commands.serverview import ShimView
 from cacheshim.hub import CHANNELS, PATTERNS, SHARD_CHANNELS
 from cacheshim.protocol.resp import Reply, Verbatim
 from cacheshim.types.keyspace import Keyspace
-
-if TYPE_CHECKING:
-    from cacheshim.server import Shim
 
 REDIS_VERSION: Final = "7.0.15"
 MEMLOG_VERSION: Final = importlib.metadata.version("memlog")
@@ -45,7 +43,7 @@ def human_bytes(amount: int) -> str:
     return f"{amount}B"
 
 
-def _server(shim: Shim, now_ms: int) -> Lines:
+def _server(shim: ShimView, now_ms: int) -> Lines:
     uname = platform.uname()
     uptime_s = (now_ms - shim.stats.started_ms) // 1000
     return [
@@ -76,7 +74,7 @@ def _server(shim: Shim, now_ms: int) -> Lines:
     ]
 
 
-def _clients(shim: Shim, now_ms: int) -> Lines:
+def _clients(shim: ShimView, now_ms: int) -> Lines:
     return [
         ("connected_clients", len(shim.sessions)),
         ("cluster_connections", 0),
@@ -89,7 +87,7 @@ def _clients(shim: Shim, now_ms: int) -> Lines:
     ]
 
 
-def _memory(shim: Shim, now_ms: int) -> Lines:
+def _memory(shim: ShimView, now_ms: int) -> Lines:
     stats = shim.stats
     used = stats.rss_bytes()
     peak = max(stats.peak_rss_bytes, used)
@@ -142,7 +140,7 @@ def _total_system_memory() -> int:
         return 0
 
 
-def _persistence(shim: Shim, now_ms: int) -> Lines:
+def _persistence(shim: ShimView, now_ms: int) -> Lines:
     return [
         ("loading", 0),
         ("async_loading", 0),
@@ -173,7 +171,7 @@ def _persistence(shim: Shim, now_ms: int) -> Lines:
     ]
 
 
-def _stats(shim: Shim, now_ms: int) -> Lines:
+def _stats(shim: ShimView, now_ms: int) -> Lines:
     stats = shim.stats
     return [
         ("total_connections_received", stats.connections_received),
@@ -214,7 +212,7 @@ def _stats(shim: Shim, now_ms: int) -> Lines:
     ]
 
 
-def _replication(shim: Shim, now_ms: int) -> Lines:
+def _replication(shim: ShimView, now_ms: int) -> Lines:
     return [
         ("role", "master"),
         ("connected_slaves", 0),
@@ -230,7 +228,7 @@ def _replication(shim: Shim, now_ms: int) -> Lines:
     ]
 
 
-def _cpu(shim: Shim, now_ms: int) -> Lines:
+def _cpu(shim: ShimView, now_ms: int) -> Lines:
     own = resource.getrusage(resource.RUSAGE_SELF)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     thread = time.thread_time()
@@ -244,15 +242,15 @@ def _cpu(shim: Shim, now_ms: int) -> Lines:
     ]
 
 
-def _empty(shim: Shim, now_ms: int) -> Lines:
+def _empty(shim: ShimView, now_ms: int) -> Lines:
     return []
 
 
-def _cluster(shim: Shim, now_ms: int) -> Lines:
+def _cluster(shim: ShimView, now_ms: int) -> Lines:
     return [("cluster_enabled", 0)]
 
 
-def _keyspace(shim: Shim, now_ms: int) -> Lines:
+def _keyspace(shim: ShimView, now_ms: int) -> Lines:
     return keyspace_lines(shim.applier.keyspace, now_ms)
 
 
@@ -267,7 +265,7 @@ def keyspace_lines(keyspace: Keyspace, now_ms: int) -> Lines:
     return lines
 
 
-def _memlog(shim: Shim, now_ms: int) -> Lines:
+def _memlog(shim: ShimView, now_ms: int) -> Lines:
     applied = shim.applier.applied_index
     return [
         ("memlog_version", MEMLOG_VERSION),
@@ -282,7 +280,7 @@ def _memlog(shim: Shim, now_ms: int) -> Lines:
     ]
 
 
-Section = Callable[["Shim", int], Lines]
+Section = Callable[[ShimView, int], Lines]
 
 # (name, title, generator) in the order INFO prints them.
 SECTIONS: Final[list[tuple[str, str, Section]]] = [
@@ -336,7 +334,7 @@ def wanted_sections(args: list[bytes]) -> frozenset[str]:
     return frozenset(wanted)
 
 
-def info_text(shim: Shim, sections: frozenset[str], now_ms: int) -> str:
+def info_text(shim: ShimView, sections: frozenset[str], now_ms: int) -> str:
     parts: list[str] = []
     for name, title, generate in SECTIONS:
         if name in sections:
@@ -347,7 +345,7 @@ def info_text(shim: Shim, sections: frozenset[str], now_ms: int) -> str:
 
 @command(
     "info", -1, "loading stale", (0, 0, 0), "slow dangerous", "server", "1.0.0",
-    "Returns information and statistics about the server.",
+    "Answers the server's statistics and state, section by section, as text.",
     tips="nondeterministic_output request_policy:all_shards response_policy:special",
 )  # fmt: skip
 def info(ctx: Ctx, args: list[bytes]) -> Reply:

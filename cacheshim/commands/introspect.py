@@ -205,7 +205,7 @@ def find_command(name: bytes) -> Command | None:
 
 @command(
     "command", -1, "loading stale", (0, 0, 0), "slow connection", "server", "2.8.13",
-    "Returns detailed information about all commands.",
+    "Describes every command this server knows.",
     "O(N) where N is the total number of Redis commands",
     tips="nondeterministic_output_order",
 )  # fmt: skip
@@ -218,7 +218,7 @@ def command_(ctx: Ctx, args: list[bytes]) -> Reply:
 
 @command(
     "count", 2, "loading stale", (0, 0, 0), "slow connection", "server", "2.8.13",
-    "Returns a count of commands.", container="command",
+    "Answers how many commands this server knows.", container="command",
 )  # fmt: skip
 def command_count(ctx: Ctx, args: list[bytes]) -> Reply:
     return len(COMMANDS)
@@ -226,7 +226,7 @@ def command_count(ctx: Ctx, args: list[bytes]) -> Reply:
 
 @command(
     "info", -2, "loading stale", (0, 0, 0), "slow connection", "server", "2.8.13",
-    "Returns information about one, multiple or all commands.",
+    "Describes the named commands (or all): arity, flags, keys, categories.",
     "O(N) where N is the number of commands to look up", container="command",
     tips="nondeterministic_output_order",
 )  # fmt: skip
@@ -242,7 +242,7 @@ def command_info_(ctx: Ctx, args: list[bytes]) -> Reply:
 
 @command(
     "docs", -2, "loading stale", (0, 0, 0), "slow connection", "server", "7.0.0",
-    "Returns documentary information about one, multiple or all commands.",
+    "Answers the documentation of the named commands (or all).",
     "O(N) where N is the number of commands to look up", container="command",
     tips="nondeterministic_output_order",
 )  # fmt: skip
@@ -253,7 +253,8 @@ def command_docs_(ctx: Ctx, args: list[bytes]) -> Reply:
 
 @command(
     "list", -2, "loading stale", (0, 0, 0), "slow connection", "server", "7.0.0",
-    "Returns a list of command names.", "O(N) where N is the total number of Redis commands",
+    "Answers the names of the commands (FILTERBY MODULE, ACLCAT or "
+    "PATTERN).", "O(N) where N is the total number of Redis commands",
     container="command", tips="nondeterministic_output_order",
 )  # fmt: skip
 def command_list(ctx: Ctx, args: list[bytes]) -> Reply:
@@ -350,7 +351,7 @@ def _keys_of(args: list[bytes]) -> tuple[Command, list[int]]:
 
 @command(
     "getkeys", -4, "loading stale", (0, 0, 0), "slow connection", "server", "2.8.13",
-    "Extracts the key names from an arbitrary command.",
+    "Answers which arguments of a command line are keys.",
     "O(N) where N is the number of arguments to the command", container="command",
 )  # fmt: skip
 def command_getkeys(ctx: Ctx, args: list[bytes]) -> Reply:
@@ -360,7 +361,7 @@ def command_getkeys(ctx: Ctx, args: list[bytes]) -> Reply:
 
 @command(
     "getkeysandflags", -4, "loading stale", (0, 0, 0), "slow connection", "server", "7.0.0",
-    "Extracts the key names and access flags for an arbitrary command.",
+    "Answers which arguments of a command line are keys, with how each is used.",
     "O(N) where N is the number of arguments to the command", container="command",
 )  # fmt: skip
 def command_getkeysandflags(ctx: Ctx, args: list[bytes]) -> Reply:
@@ -374,7 +375,7 @@ def command_getkeysandflags(ctx: Ctx, args: list[bytes]) -> Reply:
 
 @command(
     "help", 2, "loading stale", (0, 0, 0), "slow connection", "server", "5.0.0",
-    "Returns helpful text about the different subcommands.", container="command",
+    "Lists the COMMAND subcommands.", container="command",
 )  # fmt: skip
 def command_help(ctx: Ctx, args: list[bytes]) -> Reply:
     return help_reply(

@@ -53,7 +53,8 @@ def unlink(ctx: Ctx, args: list[bytes]) -> Reply:
 
 @command(
     "exists", -2, "readonly fast", (1, -1, 1), "keyspace read fast", "generic", "1.0.0",
-    "Determines whether one or more keys exist.", "O(N) where N is the number of keys to check.",
+    "Counts how many of the given keys exist (a key named twice counts "
+    "twice).", "O(N) where N is the number of keys to check.",
     key_flags="RO",
 )  # fmt: skip
 def exists(ctx: Ctx, args: list[bytes]) -> Reply:

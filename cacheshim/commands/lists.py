@@ -17,7 +17,7 @@ its timeout.
 
 from __future__ import annotations
 
-from typing import Final, cast
+from typing import Final
 
 from cacheshim.blocking import parse_timeout, would_block
 from cacheshim.commands import Ctx, command
@@ -31,7 +31,6 @@ from cacheshim.commands.args import (
 from cacheshim.protocol import errors
 from cacheshim.protocol.errors import CommandError
 from cacheshim.protocol.resp import NULL_ARRAY, OK, Reply
-from cacheshim.types.keyspace import Value
 from cacheshim.types.listvalue import ListValue, index_range, new_list
 
 __all__ = ["get_list", "new_list"]
@@ -45,7 +44,7 @@ def get_list(ctx: Ctx, key: bytes) -> ListValue | None:
 
 
 def _store_new(ctx: Ctx, key: bytes, value: ListValue) -> None:
-    ctx.db.set(key, cast(Value, value), ctx.index)
+    ctx.db.set(key, value, ctx.index)
 
 
 def _changed(ctx: Ctx, key: bytes, value: ListValue) -> None:

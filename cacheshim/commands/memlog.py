@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
-
 from cacheshim.commands import Ctx, command, container
+from cacheshim.commands.serverview import Session
 from cacheshim.protocol import errors
 from cacheshim.protocol.errors import CommandError
 from cacheshim.protocol.resp import OK, Reply
-
-if TYPE_CHECKING:
-    from cacheshim.server import Session
 
 container(
     "memlog", -2, "slow connection", "server", "0.1.0",
@@ -21,7 +17,7 @@ container(
 def _session(ctx: Ctx) -> Session:
     if ctx.session is None:
         raise CommandError("ERR MEMLOG is only available to a client connection")
-    return cast("Session", ctx.session)
+    return ctx.session
 
 
 @command(

@@ -15,7 +15,7 @@ and inside EXEC's array. CLIENT REPLY OFF|SKIP does not silence them, as in Redi
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from cacheshim.commands import Ctx, command, container
 from cacheshim.commands.connection import help_reply, session_of
@@ -24,22 +24,19 @@ from cacheshim.protocol import errors
 from cacheshim.protocol.errors import CommandError
 from cacheshim.protocol.resp import Frames, Reply
 
-if TYPE_CHECKING:
-    pass
-
 # The hub of a context with no shim around it (unit tests): nobody is subscribed.
 _NOBODY: Final = Hub()
 
 _FLAGS: Final = "pubsub noscript loading stale"
+# The summaries below are Redis's words, unlike the rest of the table: the pub/sub tests
+# compare COMMAND DOCS with redis-server's field by field.
 
 
 def _hub(ctx: Ctx) -> Hub:
     """This shim's hub: apply's, or the one of the session's shim."""
     if ctx.pubsub is not None:
         return ctx.pubsub
-    from cacheshim.server import Session
-
-    if isinstance(ctx.session, Session):
+    if ctx.session is not None:
         return ctx.session.shim.pubsub
     return _NOBODY
 

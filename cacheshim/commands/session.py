@@ -34,24 +34,26 @@ def _unwatch_in_transaction(ctx: Ctx, args: list[bytes]) -> Reply:
 
 _SESSION = [
     ("hello", -1, "noscript loading stale fast no_auth allow_busy", "fast connection",
-     "connection", "6.0.0", "Handshakes with the Redis server."),
+     "connection", "6.0.0", "Picks the protocol version (2 or 3), optionally authenticates and "
+     "names the connection, and answers facts about the server."),
     ("select", 2, "loading stale fast", "fast connection", "connection", "1.0.0",
-     "Changes the selected database."),
+     "Makes another database (0-15) the connection's current one."),
     ("quit", -1, "noscript loading stale fast no_auth allow_busy", "fast connection",
-     "connection", "1.0.0", "Closes the connection."),
+     "connection", "1.0.0", "Answers OK and closes the connection."),
     ("reset", 1, "noscript loading stale fast no_auth allow_busy", "fast connection",
-     "connection", "6.2.0", "Resets the connection."),
+     "connection", "6.2.0", "Puts the connection back in its initial state."),
     ("multi", 1, "noscript loading stale fast allow_busy", "fast transaction",
-     "transactions", "1.2.0", "Starts a transaction."),
+     "transactions", "1.2.0", "Begins queueing commands for EXEC."),
     ("exec", 1, "noscript loading stale skip_slowlog", "slow transaction", "transactions",
-     "1.2.0", "Executes all commands in a transaction."),
+     "1.2.0", "Runs the commands queued since MULTI, all at once, unless a watched key "
+     "changed."),
     ("discard", 1, "noscript loading stale fast allow_busy", "fast transaction",
-     "transactions", "2.0.0", "Discards a transaction."),
+     "transactions", "2.0.0", "Drops the commands queued since MULTI."),
     ("watch", -2, "noscript loading stale fast allow_busy", "fast transaction",
-     "transactions", "2.2.0", "Monitors changes to keys to determine the execution of a "
-     "transaction."),
+     "transactions", "2.2.0", "Makes the next EXEC fail if one of these keys changes before "
+     "it."),
     ("unwatch", 1, "noscript loading stale fast allow_busy", "fast transaction",
-     "transactions", "2.2.0", "Forgets about watched keys of a transaction."),
+     "transactions", "2.2.0", "Forgets every key this connection watches."),
 ]  # fmt: skip
 
 _IN_TRANSACTION = {"select": _select_in_transaction, "unwatch": _unwatch_in_transaction}

@@ -16,7 +16,7 @@ same encoding behind.
 
 from __future__ import annotations
 
-from typing import Final, cast
+from typing import Final
 
 from cacheshim.commands import Ctx, command
 from cacheshim.commands.args import LONG_MAX, option, parse_long_in_range, parse_scan_options
@@ -25,19 +25,13 @@ from cacheshim.picks import distinct_positions, repeated_positions
 from cacheshim.protocol import errors
 from cacheshim.protocol.errors import CommandError
 from cacheshim.protocol.resp import Picks, Reply, SetReply
-from cacheshim.types.keyspace import Value
 from cacheshim.types.setvalue import SetValue
 
-__all__ = ["as_value", "get_set"]
+__all__ = ["get_set"]
 
 # SPOP with a count pops members one by one while more than count / this of them stay;
 # otherwise it rebuilds the set from those that stay (SPOP_MOVE_STRATEGY_MUL).
 _SPOP_MOVE_STRATEGY_MUL: Final = 5
-
-
-def as_value(value: object) -> Value:
-    """A value of a type `cacheshim.types.keyspace.Value` does not list (yet), for Database.set."""
-    return cast(Value, value)
 
 
 def get_set(ctx: Ctx, key: bytes) -> SetValue | None:
@@ -49,7 +43,7 @@ def _stored(ctx: Ctx, key: bytes, value: SetValue, created: bool, changed: bool)
     """Record a change of the set at key: new key, emptied key, or changed in place."""
     if created:
         if len(value):
-            ctx.db.set(key, as_value(value), ctx.index)
+            ctx.db.set(key, value, ctx.index)
     elif not len(value):
         ctx.db.delete(key, ctx.index)
     elif changed:
@@ -180,7 +174,7 @@ def _spop_count(ctx: Ctx, key: bytes, count_arg: bytes) -> Reply:
     # Most of the set goes: pick the members that stay, rebuild the set from them (its
     # encoding decided anew), answer the rest in the old set's order.
     stays = SetValue(value.pop_random_many(rng, size - count))
-    ctx.db.set(key, as_value(stays), ctx.index, keep_ttl=True)
+    ctx.db.set(key, stays, ctx.index, keep_ttl=True)
     return SetReply(value.ordered())
 
 
@@ -309,7 +303,7 @@ def _difference(sets: list[SetValue | None]) -> SetValue:
 def _store(ctx: Ctx, key: bytes, result: SetValue) -> Reply:
     """The STORE variants: replace key with the result, or delete it when it is empty."""
     if len(result):
-        ctx.db.set(key, as_value(result), ctx.index)
+        ctx.db.set(key, result, ctx.index)
     elif ctx.db.contains(key, ctx.now_ms):
         ctx.db.delete(key, ctx.index)
     return len(result)

@@ -52,7 +52,6 @@ from typing import Final, TypeVar
 
 from cacheshim.commands import Ctx, command
 from cacheshim.commands.args import option, parse_int
-from cacheshim.commands.sets import as_value
 from cacheshim.protocol import errors
 from cacheshim.protocol.errors import CommandError
 from cacheshim.protocol.resp import Reply
@@ -212,7 +211,7 @@ def _zset_members(value: ZSet, ctx: Ctx) -> list[bytes]:
 
 
 def _new_list(items: list[bytes]) -> Value:
-    return as_value(ListValue(items))
+    return ListValue(items)
 
 
 @dataclass

@@ -127,7 +127,7 @@ def _set_generic(
 
 @command(
     "get", 2, "readonly fast", (1, 1, 1), "read string fast", "string", "1.0.0",
-    "Returns the string value of a key.",
+    "Answers the string at a key (nil for a missing key).",
 )  # fmt: skip
 def get(ctx: Ctx, args: list[bytes]) -> Reply:
     return get_string(ctx, args[0])
@@ -135,8 +135,8 @@ def get(ctx: Ctx, args: list[bytes]) -> Reply:
 
 @command(
     "set", -3, "write denyoom", (1, 1, 1), "write string slow", "string", "1.0.0",
-    "Sets the string value of a key, ignoring its type. The key is created if it doesn't "
-    "exist.",
+    "Stores a string at a key, whatever the key held (NX, XX, GET, EX, PX, EXAT, PXAT, "
+    "KEEPTTL).",
 )  # fmt: skip
 def set_(ctx: Ctx, args: list[bytes]) -> Reply:
     return _set_generic(ctx, args[0], args[1], _parse_set_options(args[2:], True), "set")

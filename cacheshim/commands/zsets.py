@@ -40,7 +40,7 @@ from cacheshim.picks import distinct_positions, repeated_positions
 from cacheshim.protocol import errors
 from cacheshim.protocol.errors import CommandError
 from cacheshim.protocol.resp import NULL_ARRAY, Pairs, Picks, Reply
-from cacheshim.types.keyspace import Value, kind_of
+from cacheshim.types.keyspace import kind_of
 from cacheshim.types.zsetvalue import LexBound, LexRange, ScoreRange, ZSet, format_score
 
 __all__ = ["get_zset", "parse_score"]
@@ -57,7 +57,7 @@ def get_zset(ctx: Ctx, key: bytes) -> ZSet | None:
 
 
 def _store(ctx: Ctx, key: bytes, zset: ZSet) -> None:
-    ctx.db.set(key, cast(Value, zset), ctx.index)
+    ctx.db.set(key, zset, ctx.index)
 
 
 def _changed(ctx: Ctx, key: bytes, zset: ZSet) -> None:
@@ -251,7 +251,7 @@ def _zadd(ctx: Ctx, args: list[bytes], incr: bool) -> Reply:
 
 @command(
     "zadd", -4, "write denyoom fast", (1, 1, 1), "write sortedset fast", _GROUP, "1.2.0",
-    "Add one or more members to a sorted set, or update its score if it already exists",
+    "Adds members with scores to a sorted set, or changes their scores (NX, XX, GT, LT, CH, INCR).",
     "O(log(N)) for each item added, where N is the number of elements in the sorted set.",
 )  # fmt: skip
 def zadd(ctx: Ctx, args: list[bytes]) -> Reply:
@@ -260,7 +260,8 @@ def zadd(ctx: Ctx, args: list[bytes]) -> Reply:
 
 @command(
     "zincrby", 4, "write denyoom fast", (1, 1, 1), "write sortedset fast", _GROUP, "1.2.0",
-    "Increment the score of a member in a sorted set",
+    "Adds to a member's score in a sorted set (a missing member starts at 0) and answers the new "
+    "score.",
     "O(log(N)) where N is the number of elements in the sorted set.",
     key_flags="RW access update",
 )  # fmt: skip
@@ -270,7 +271,7 @@ def zincrby(ctx: Ctx, args: list[bytes]) -> Reply:
 
 @command(
     "zrem", -3, "write fast", (1, 1, 1), "write sortedset fast", _GROUP, "1.2.0",
-    "Remove one or more members from a sorted set",
+    "Removes members from a sorted set and answers how many were there.",
     "O(M*log(N)) with N being the number of elements in the sorted set and M the number of "
     "elements to be removed.", key_flags="RW delete",
 )  # fmt: skip
@@ -295,7 +296,7 @@ def zrem(ctx: Ctx, args: list[bytes]) -> Reply:
 
 @command(
     "zscore", 3, "readonly fast", (1, 1, 1), "read sortedset fast", _GROUP, "1.2.0",
-    "Get the score associated with the given member in a sorted set", "O(1)",
+    "Answers a member's score (nil for a missing member).", "O(1)",
 )  # fmt: skip
 def zscore(ctx: Ctx, args: list[bytes]) -> Reply:
     zset = get_zset(ctx, args[0])
@@ -304,7 +305,7 @@ def zscore(ctx: Ctx, args: list[bytes]) -> Reply:
 
 @command(
     "zmscore", -3, "readonly fast", (1, 1, 1), "read sortedset fast", _GROUP, "6.2.0",
-    "Get the score associated with the given members in a sorted set",
+    "Answers the score of each of several members (nil for a missing one).",
     "O(N) where N is the number of members being requested.",
 )  # fmt: skip
 def zmscore(ctx: Ctx, args: list[bytes]) -> Reply:
@@ -314,7 +315,7 @@ def zmscore(ctx: Ctx, args: list[bytes]) -> Reply:
 
 @command(
     "zcard", 2, "readonly fast", (1, 1, 1), "read sortedset fast", _GROUP, "1.2.0",
-    "Get the number of members in a sorted set", "O(1)", key_flags="RO",
+    "Answers the number of members of a sorted set (0 for a missing key).", "O(1)", key_flags="RO",
 )  # fmt: skip
 def zcard(ctx: Ctx, args: list[bytes]) -> Reply:
     zset = get_zset(ctx, args[0])
@@ -333,7 +334,7 @@ def _zrank(ctx: Ctx, args: list[bytes], reverse: bool) -> Reply:
 
 @command(
     "zrank", 3, "readonly fast", (1, 1, 1), "read sortedset fast", _GROUP, "2.0.0",
-    "Determine the index of a member in a sorted set", "O(log(N))",
+    "Answers a member's position in a sorted set, lowest score first.", "O(log(N))",
 )  # fmt: skip
 def zrank(ctx: Ctx, args: list[bytes]) -> Reply:
     return _zrank(ctx, args, reverse=False)
@@ -341,7 +342,7 @@ def zrank(ctx: Ctx, args: list[bytes]) -> Reply:
 
 @command(
     "zrevrank", 3, "readonly fast", (1, 1, 1), "read sortedset fast", _GROUP, "2.0.0",
-    "Determine the index of a member in a sorted set, with scores ordered from high to low",
+    "Answers a member's position in a sorted set, highest score first.",
     "O(log(N))",
 )  # fmt: skip
 def zrevrank(ctx: Ctx, args: list[bytes]) -> Reply:
@@ -353,7 +354,7 @@ def zrevrank(ctx: Ctx, args: list[bytes]) -> Reply:
 
 @command(
     "zcount", 4, "readonly fast", (1, 1, 1), "read sortedset fast", _GROUP, "2.0.0",
-    "Count the members in a sorted set with scores within the given values",
+    "Counts the members of a sorted set whose score lies in a range.",
     "O(log(N)) with N being the number of elements in the sorted set.",
 )  # fmt: skip
 def zcount(ctx: Ctx, args: list[bytes]) -> Reply:
@@ -377,7 +378,7 @@ def _lex_run_forward(zset: ZSet, start: int, spec: LexRange) -> int:
 
 @command(
     "zlexcount", 4, "readonly fast", (1, 1, 1), "read sortedset fast", _GROUP, "2.8.9",
-    "Count the number of members in a sorted set between a given lexicographical range",
+    "Counts the members of a sorted set between two members in byte order (all scores equal).",
     "O(log(N)) with N being the number of elements in the sorted set.",
 )  # fmt: skip
 def zlexcount(ctx: Ctx, args: list[bytes]) -> Reply:
@@ -530,7 +531,8 @@ _RANGE_BY_COMPLEXITY: Final = (
 
 @command(
     "zrange", -4, "readonly", (1, 1, 1), "read sortedset", _GROUP, "1.2.0",
-    "Return a range of members in a sorted set", _RANGE_COMPLEXITY,
+    "Answers the members of a sorted set between two ranks, scores, or members in byte "
+    "order.", _RANGE_COMPLEXITY,
 )  # fmt: skip
 def zrange(ctx: Ctx, args: list[bytes]) -> Reply:
     return _zrange(ctx, args, None, None, None)
@@ -538,7 +540,7 @@ def zrange(ctx: Ctx, args: list[bytes]) -> Reply:
 
 @command(
     "zrangestore", -5, "write denyoom", (1, 2, 1), "write sortedset", _GROUP, "6.2.0",
-    "Store a range of members from sorted set into another key",
+    "Stores a ZRANGE selection of one sorted set at another key.",
     "O(log(N)+M) with N being the number of elements in the sorted set and M the number of "
     "elements stored into the destination key.", key_flags="OW update|RO access",
 )  # fmt: skip
@@ -548,7 +550,7 @@ def zrangestore(ctx: Ctx, args: list[bytes]) -> Reply:
 
 @command(
     "zrevrange", -4, "readonly", (1, 1, 1), "read sortedset", _GROUP, "1.2.0",
-    "Return a range of members in a sorted set, by index, with scores ordered from high to low",
+    "Answers the members between two positions, highest score first (deprecated: ZRANGE ... REV).",
     _RANGE_COMPLEXITY,
 )  # fmt: skip
 def zrevrange(ctx: Ctx, args: list[bytes]) -> Reply:
@@ -557,7 +559,8 @@ def zrevrange(ctx: Ctx, args: list[bytes]) -> Reply:
 
 @command(
     "zrangebyscore", -4, "readonly", (1, 1, 1), "read sortedset", _GROUP, "1.0.5",
-    "Return a range of members in a sorted set, by score", _RANGE_BY_COMPLEXITY,
+    "Answers the members whose score lies in a range (deprecated: ZRANGE ... "
+    "BYSCORE).", _RANGE_BY_COMPLEXITY,
 )  # fmt: skip
 def zrangebyscore(ctx: Ctx, args: list[bytes]) -> Reply:
     return _zrange(ctx, args, None, _SCORE, False)
@@ -565,7 +568,8 @@ def zrangebyscore(ctx: Ctx, args: list[bytes]) -> Reply:
 
 @command(
     "zrevrangebyscore", -4, "readonly", (1, 1, 1), "read sortedset", _GROUP, "2.2.0",
-    "Return a range of members in a sorted set, by score, with scores ordered from high to low",
+    "Answers the members whose score lies in a range, highest first (deprecated: ZRANGE ... "
+    "BYSCORE REV).",
     _RANGE_BY_COMPLEXITY,
 )  # fmt: skip
 def zrevrangebyscore(ctx: Ctx, args: list[bytes]) -> Reply:
@@ -574,7 +578,7 @@ def zrevrangebyscore(ctx: Ctx, args: list[bytes]) -> Reply:
 
 @command(
     "zrangebylex", -4, "readonly", (1, 1, 1), "read sortedset", _GROUP, "2.8.9",
-    "Return a range of members in a sorted set, by lexicographical range",
+    "Answers the members between two members in byte order (deprecated: ZRANGE ... BYLEX).",
     _RANGE_BY_COMPLEXITY,
 )  # fmt: skip
 def zrangebylex(ctx: Ctx, args: list[bytes]) -> Reply:
@@ -583,8 +587,8 @@ def zrangebylex(ctx: Ctx, args: list[bytes]) -> Reply:
 
 @command(
     "zrevrangebylex", -4, "readonly", (1, 1, 1), "read sortedset", _GROUP, "2.8.9",
-    "Return a range of members in a sorted set, by lexicographical range, ordered from higher "
-    "to lower strings.", _RANGE_BY_COMPLEXITY,
+    "Answers the members between two members in reverse byte order (deprecated: ZRANGE ... "
+    "BYLEX REV).", _RANGE_BY_COMPLEXITY,
 )  # fmt: skip
 def zrevrangebylex(ctx: Ctx, args: list[bytes]) -> Reply:
     return _zrange(ctx, args, None, _LEX, True)
@@ -600,7 +604,7 @@ _REMRANGE_COMPLEXITY: Final = (
 
 @command(
     "zremrangebyrank", 4, "write", (1, 1, 1), "write sortedset", _GROUP, "2.0.0",
-    "Remove all members in a sorted set within the given indexes", _REMRANGE_COMPLEXITY,
+    "Removes the members between two positions.", _REMRANGE_COMPLEXITY,
     key_flags="RW delete",
 )  # fmt: skip
 def zremrangebyrank(ctx: Ctx, args: list[bytes]) -> Reply:
@@ -618,7 +622,7 @@ def zremrangebyrank(ctx: Ctx, args: list[bytes]) -> Reply:
 
 @command(
     "zremrangebyscore", 4, "write", (1, 1, 1), "write sortedset", _GROUP, "1.2.0",
-    "Remove all members in a sorted set within the given scores", _REMRANGE_COMPLEXITY,
+    "Removes the members whose score lies in a range.", _REMRANGE_COMPLEXITY,
     key_flags="RW delete",
 )  # fmt: skip
 def zremrangebyscore(ctx: Ctx, args: list[bytes]) -> Reply:
@@ -634,7 +638,7 @@ def zremrangebyscore(ctx: Ctx, args: list[bytes]) -> Reply:
 
 @command(
     "zremrangebylex", 4, "write", (1, 1, 1), "write sortedset", _GROUP, "2.8.9",
-    "Remove all members in a sorted set between the given lexicographical range",
+    "Removes the members between two members in byte order.",
     _REMRANGE_COMPLEXITY, key_flags="RW delete",
 )  # fmt: skip
 def zremrangebylex(ctx: Ctx, args: list[bytes]) -> Reply:
@@ -688,7 +692,7 @@ _POP_COMPLEXITY: Final = (
 
 @command(
     "zpopmin", -2, "write fast", (1, 1, 1), "write sortedset fast", _GROUP, "5.0.0",
-    "Remove and return members with the lowest scores in a sorted set", _POP_COMPLEXITY,
+    "Removes and answers the lowest-scored members of a sorted set.", _POP_COMPLEXITY,
     key_flags="RW access delete",
 )  # fmt: skip
 def zpopmin(ctx: Ctx, args: list[bytes]) -> Reply:
@@ -697,7 +701,7 @@ def zpopmin(ctx: Ctx, args: list[bytes]) -> Reply:
 
 @command(
     "zpopmax", -2, "write fast", (1, 1, 1), "write sortedset fast", _GROUP, "5.0.0",
-    "Remove and return members with the highest scores in a sorted set", _POP_COMPLEXITY,
+    "Removes and answers the highest-scored members of a sorted set.", _POP_COMPLEXITY,
     key_flags="RW access delete",
 )  # fmt: skip
 def zpopmax(ctx: Ctx, args: list[bytes]) -> Reply:
@@ -730,8 +734,9 @@ _BZPOP_COMPLEXITY: Final = "O(log(N)) with N being the number of elements in the
 @command(
     "bzpopmin", -3, "write noscript blocking fast", (1, -2, 1),
     "write sortedset fast blocking", _GROUP, "5.0.0",
-    "Remove and return the member with the lowest score from one or more sorted sets, or block "
-    "until one is available", _BZPOP_COMPLEXITY, key_flags="RW access delete",
+    "Pops the lowest-scored member of the first non-empty sorted set among several keys, or "
+    "waits for one (timeout in seconds, 0: "
+    "forever).", _BZPOP_COMPLEXITY, key_flags="RW access delete",
 )  # fmt: skip
 def bzpopmin(ctx: Ctx, args: list[bytes]) -> Reply:
     return _bzpop(ctx, args, highest=False)
@@ -740,8 +745,9 @@ def bzpopmin(ctx: Ctx, args: list[bytes]) -> Reply:
 @command(
     "bzpopmax", -3, "write noscript blocking fast", (1, -2, 1),
     "write sortedset fast blocking", _GROUP, "5.0.0",
-    "Remove and return the member with the highest score from one or more sorted sets, or "
-    "block until one is available", _BZPOP_COMPLEXITY, key_flags="RW access delete",
+    "Pops the highest-scored member of the first non-empty sorted set among several keys, or "
+    "waits for one (timeout in seconds, 0: "
+    "forever).", _BZPOP_COMPLEXITY, key_flags="RW access delete",
 )  # fmt: skip
 def bzpopmax(ctx: Ctx, args: list[bytes]) -> Reply:
     return _bzpop(ctx, args, highest=True)
@@ -774,7 +780,8 @@ _MPOP_COMPLEXITY: Final = (
 
 @command(
     "zmpop", -4, "write movablekeys", (0, 0, 0), "write sortedset", _GROUP, "7.0.0",
-    "Remove and return members with scores in a sorted set", _MPOP_COMPLEXITY,
+    "Pops members with their scores from the first non-empty sorted set among several "
+    "keys.", _MPOP_COMPLEXITY,
     key_flags="RW access delete",
 )  # fmt: skip
 def zmpop(ctx: Ctx, args: list[bytes]) -> Reply:
@@ -789,7 +796,8 @@ def zmpop(ctx: Ctx, args: list[bytes]) -> Reply:
 @command(
     "bzmpop", -5, "write blocking movablekeys", (0, 0, 0), "write sortedset blocking", _GROUP,
     "7.0.0",
-    "Remove and return members with scores in a sorted set or block until one is available",
+    "Pops members with their scores from the first non-empty sorted set among several keys, or "
+    "waits for one (timeout in seconds, 0: forever).",
     _MPOP_COMPLEXITY, key_flags="RW access delete",
 )  # fmt: skip
 def bzmpop(ctx: Ctx, args: list[bytes]) -> Reply:
@@ -811,7 +819,7 @@ def bzmpop(ctx: Ctx, args: list[bytes]) -> Reply:
 
 @command(
     "zrandmember", -2, "readonly", (1, 1, 1), "read sortedset", _GROUP, "6.2.0",
-    "Get one or multiple random elements from a sorted set",
+    "Answers members picked at random; a negative count allows repeats (WITHSCORES: with scores).",
     "O(N) where N is the number of elements returned", tips="nondeterministic_output",
 )  # fmt: skip
 def zrandmember(ctx: Ctx, args: list[bytes]) -> Reply:
@@ -1006,7 +1014,8 @@ _DIFF_COMPLEXITY: Final = (
 
 @command(
     "zunion", -3, "readonly movablekeys", (0, 0, 0), "read sortedset", _GROUP, "6.2.0",
-    "Add multiple sorted sets", _UNION_COMPLEXITY,
+    "Answers the members of any of the given sorted sets, their scores "
+    "combined.", _UNION_COMPLEXITY,
 )  # fmt: skip
 def zunion(ctx: Ctx, args: list[bytes]) -> Reply:
     return _setop(ctx, args, _UNION, "zunion")
@@ -1014,7 +1023,7 @@ def zunion(ctx: Ctx, args: list[bytes]) -> Reply:
 
 @command(
     "zunionstore", -4, "write denyoom movablekeys", (1, 1, 1), "write sortedset", _GROUP,
-    "2.0.0", "Add multiple sorted sets and store the resulting sorted set in a new key",
+    "2.0.0", "Stores the members of any of the given sorted sets, scores combined, at a key.",
     "O(N)+O(M log(M)) with N being the sum of the sizes of the input sorted sets, and M being "
     "the number of elements in the resulting sorted set.", key_flags="OW update|RO access",
 )  # fmt: skip
@@ -1024,7 +1033,8 @@ def zunionstore(ctx: Ctx, args: list[bytes]) -> Reply:
 
 @command(
     "zinter", -3, "readonly movablekeys", (0, 0, 0), "read sortedset", _GROUP, "6.2.0",
-    "Intersect multiple sorted sets", _INTER_COMPLEXITY,
+    "Answers the members common to all the given sorted sets, their scores "
+    "combined.", _INTER_COMPLEXITY,
 )  # fmt: skip
 def zinter(ctx: Ctx, args: list[bytes]) -> Reply:
     return _setop(ctx, args, _INTER, "zinter")
@@ -1032,7 +1042,7 @@ def zinter(ctx: Ctx, args: list[bytes]) -> Reply:
 
 @command(
     "zinterstore", -4, "write denyoom movablekeys", (1, 1, 1), "write sortedset", _GROUP,
-    "2.0.0", "Intersect multiple sorted sets and store the resulting sorted set in a new key",
+    "2.0.0", "Stores the members common to the given sorted sets, scores combined, at a key.",
     _INTER_COMPLEXITY, key_flags="OW update|RO access",
 )  # fmt: skip
 def zinterstore(ctx: Ctx, args: list[bytes]) -> Reply:
@@ -1041,7 +1051,7 @@ def zinterstore(ctx: Ctx, args: list[bytes]) -> Reply:
 
 @command(
     "zintercard", -3, "readonly movablekeys", (0, 0, 0), "read sortedset", _GROUP, "7.0.0",
-    "Intersect multiple sorted sets and return the cardinality of the result",
+    "Answers how many members the given sorted sets have in common (counting up to LIMIT).",
     "O(N*K) worst case with N being the smallest input sorted set, K being the number of "
     "input sorted sets.",
 )  # fmt: skip
@@ -1051,7 +1061,7 @@ def zintercard(ctx: Ctx, args: list[bytes]) -> Reply:
 
 @command(
     "zdiff", -3, "readonly movablekeys", (0, 0, 0), "read sortedset", _GROUP, "6.2.0",
-    "Subtract multiple sorted sets", _DIFF_COMPLEXITY,
+    "Answers the members of the first sorted set that are in none of the others.", _DIFF_COMPLEXITY,
 )  # fmt: skip
 def zdiff(ctx: Ctx, args: list[bytes]) -> Reply:
     return _setop(ctx, args, _DIFF, "zdiff")
@@ -1059,7 +1069,7 @@ def zdiff(ctx: Ctx, args: list[bytes]) -> Reply:
 
 @command(
     "zdiffstore", -4, "write denyoom movablekeys", (1, 1, 1), "write sortedset", _GROUP,
-    "6.2.0", "Subtract multiple sorted sets and store the resulting sorted set in a new key",
+    "6.2.0", "Stores the members of the first sorted set that are in none of the others at a key.",
     _DIFF_COMPLEXITY, key_flags="OW update|RO access",
 )  # fmt: skip
 def zdiffstore(ctx: Ctx, args: list[bytes]) -> Reply:
@@ -1071,7 +1081,7 @@ def zdiffstore(ctx: Ctx, args: list[bytes]) -> Reply:
 
 @command(
     "zscan", -3, "readonly", (1, 1, 1), "read sortedset", _GROUP, "2.8.0",
-    "Incrementally iterate sorted sets elements and associated scores",
+    "Walks the members and scores of a sorted set a few at a time with a cursor (MATCH, COUNT).",
     "O(1) for every call. O(N) for a complete iteration, including enough command calls for "
     "the cursor to return back to 0. N is the number of elements inside the collection..",
     tips="nondeterministic_output",

@@ -17,7 +17,7 @@ import heapq
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeAlias, TypeVar
 
 from cacheshim.protocol import errors
 from cacheshim.protocol.errors import CommandError
@@ -25,7 +25,14 @@ from cacheshim.types.keyindex import KeyIndex
 
 DATABASES = 16
 
-Value = bytes  # grows a union as types arrive
+if TYPE_CHECKING:
+    from cacheshim.types.hashvalue import HashValue
+    from cacheshim.types.listvalue import ListValue
+    from cacheshim.types.setvalue import SetValue
+    from cacheshim.types.zsetvalue import ZSet
+
+# What a key holds: a string (bytes and its subclasses below) or one of the value types.
+Value: TypeAlias = "bytes | ListValue | SetValue | HashValue | ZSet"
 
 T = TypeVar("T")
 

@@ -121,7 +121,7 @@ def test_lookup_by_pattern_unit() -> None:
     db = Database(0)
     db.set(b"w_a", b"1", 1)
     db.set(b"w_a\x00z", b"nul", 1)
-    db.set(b"h_a", HashValue([(b"f", b"10"), (b"f->g", b"x"), (b"f\x00x", b"y")]), 1)  # type: ignore[arg-type]
+    db.set(b"h_a", HashValue([(b"f", b"10"), (b"f->g", b"x"), (b"f\x00x", b"y")]), 1)
     look = lookup_by_pattern
     assert look(db, 0, b"#", b"a") == b"a"
     assert look(db, 0, b"#\x00x", b"a") == b"a"  # a C string: "#"

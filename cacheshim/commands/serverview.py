@@ -1,0 +1,105 @@
+"""What a command may see of the server around it: the connection it arrived on (`Session`)
+and that connection's shim (`ShimView`).
+
+The server (`cacheshim.server`) provides both; command modules depend on these protocols
+only, never on the server's modules, so the import graph runs one way: server -> commands.
+A read gets `ctx.session`; inside apply there is no connection and `ctx.session` is None.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Protocol
+
+from cacheshim.blocking import Blocker
+from cacheshim.config.serverconfig import ServerConfig
+from cacheshim.hub import Hub
+from cacheshim.protocol.resp import Reply
+from cacheshim.serverstate import ClientPause, ServerStats
+from cacheshim.types.keyspace import Keyspace
+
+
+class ShimSettings(Protocol):
+    """The shim's start-up settings (`serve` flags)."""
+
+    @property
+    def shim_id(self) -> str: ...
+    @property
+    def zone(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def local_log_address(self) -> str: ...
+    @property
+    def linearizable_reads(self) -> bool: ...
+
+
+class AppliedState(Protocol):
+    """The shim's copy of the data, and how far into the log it is."""
+
+    @property
+    def applied_index(self) -> int: ...
+    @property
+    def keyspace(self) -> Keyspace: ...
+
+
+class ShimView(Protocol):
+    """One shim, as INFO, CLIENT, CONFIG, MEMLOG and pub/sub commands read and change it."""
+
+    @property
+    def config(self) -> ShimSettings: ...
+    @property
+    def applier(self) -> AppliedState: ...
+    @property
+    def pubsub(self) -> Hub: ...
+    @property
+    def blocking(self) -> Blocker: ...
+    @property
+    def sessions(self) -> Mapping[int, Session]: ...
+    @property
+    def server_config(self) -> ServerConfig: ...
+    @property
+    def stats(self) -> ServerStats: ...
+    @property
+    def client_pause(self) -> ClientPause: ...
+    @property
+    def run_id(self) -> str: ...
+    @property
+    def caught_up_index(self) -> int: ...
+    @property
+    def log_leader(self) -> str: ...
+    @property
+    def log_commit_index(self) -> int: ...
+
+
+class Session(Protocol):
+    """One client connection's state, as CLIENT LIST and friends see and change it."""
+
+    id: int
+    addr: str
+    laddr: str
+    created_ms: int
+    name: bytes
+    db: int
+    protocol: int
+    in_multi: bool
+    queued: list[list[bytes]]
+    linearizable: bool
+    last_command: str
+    last_active_ms: int
+    closing: bool
+    reply_off: bool
+    reply_skip_current: bool
+    reply_skip_next: bool
+    no_evict: bool
+    fd: int
+    # Reply bytes written to the socket but not yet sent (CLIENT LIST's omem); None before
+    # the connection is set up.
+    output_bytes: Callable[[], int] | None
+    # Closes the connection now (CLIENT KILL from another connection).
+    kill: Callable[[], None] | None
+    # Writes a reply value between replies (pub/sub messages).
+    push: Callable[[Reply], None] | None
+
+    @property
+    def shim(self) -> ShimView: ...
