@@ -34,6 +34,7 @@ from cacheshim.server import _Write, encode_command_record
 from cacheshim.snapshot import lzf, model, packed
 from cacheshim.snapshot.crc64 import HAVE_C, crc64, crc64_py
 from cacheshim.snapshot.rdb import (
+    FORMAT_VERSION,
     ChecksumError,
     LoadResult,
     RdbError,
@@ -792,11 +793,15 @@ def test_what_memlog_cannot_hold_is_refused_by_name(tmp_path: Path, now_ms: int)
     def with_checksum(body: bytes) -> bytes:
         return body + struct.pack("<Q", crc64(0, body))
 
-    format_field = b"\xfa\x0dmemlog-format\xc0"  # the value 1 as an 8-bit integer
-    assert data.count(format_field + b"\x01") == 1
-    newer = with_checksum(data[:-8].replace(format_field + b"\x01", format_field + b"\x02"))
-    with pytest.raises(RdbError, match="memlog snapshot format 2 is newer than this reader"):
+    format_field = b"\xfa\x0dmemlog-format\xc0"  # the version as an 8-bit integer
+    assert FORMAT_VERSION == 2
+    assert data.count(format_field + b"\x02") == 1
+    newer = with_checksum(data[:-8].replace(format_field + b"\x02", format_field + b"\x03"))
+    with pytest.raises(RdbError, match="memlog snapshot format 3 is newer than this reader"):
         load(newer)
+    older = with_checksum(data[:-8].replace(format_field + b"\x02", format_field + b"\x01"))
+    with pytest.raises(RdbError, match="memlog snapshot format 1 is older than this reader"):
+        load(older)
     extra = b"\xfa\x0cmemlog-later\x03abc"  # a field from a newer writer of format 1
     at = data.index(b"\xfa\x0cmemlog-index")
     later = with_checksum(data[:at] + extra + data[at:-8])
