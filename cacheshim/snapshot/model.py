@@ -6,8 +6,10 @@ follows. Some of what a snapshot must keep is not public state of those types, b
 apply uses it, but a shim restored from a snapshot must go on exactly as one that never
 stopped: a set's members list (the order SPOP and SRANDMEMBER index into), a hash's pick
 order once it is a hashtable, the encoding flags (OBJECT ENCODING, and a listpack sorted
-set's -0), a string's history subclass (OBJECT ENCODING), and a database's SCAN table size.
-Reading and restoring those reaches into private attributes here and nowhere else;
+set's -0), a string's history subclass (OBJECT ENCODING), a database's SCAN table size, and
+the applier's blocked clients (cacheshim.blocking) and pieces of large records
+(cacheshim.apply). Reading and restoring those reaches into private attributes here and
+nowhere else;
 `tests/cacheshim/test_snapshot_rdb.py` checks them after every round trip.
 """
 

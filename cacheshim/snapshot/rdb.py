@@ -9,7 +9,8 @@ lists as QUICKLIST_2 of listpack nodes, sets as SET, hashes as HASH, sorted sets
 named ``memlog-*`` (which Redis skips, as it skips any AUX field it does not know) carry the
 log index it covers, the apply time, and what apply needs to go on exactly as before (per
 key: the index of its last change, for WATCH, and its encoding shape; per database: the
-last flush and the SCAN table's size; the changes of deleted keys). The file is a function
+SCAN table's size, the changes of removed keys and the removals by expiry; the clients
+blocked in BLPOP & co.; the large records still arriving in pieces). The file is a function
 of the keyspace and the state: two snapshotters at one index write the same bytes.
 
 `read_rdb` reads such a file incrementally, or any RDB file Redis 2.6 to 7.2 writes for the
