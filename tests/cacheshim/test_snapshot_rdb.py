@@ -708,7 +708,10 @@ def test_restored_applier_goes_on_like_the_original() -> None:
         due |= not seen["pieces"] and bool(copy._pieces)
         if due:  # snapshot the copy, restore it into a fresh applier
             state = snapshot_state(copy)
-            loaded = load(dump(copy.keyspace, state), chunk_bytes=4096)
+            data = dump(copy.keyspace, state)
+            # The same bytes as the original's at this index (it was never restored).
+            assert data == dump(original.keyspace, snapshot_state(original)), f"step {step}"
+            loaded = load(data, chunk_bytes=4096)
             assert loaded.state == state
             fresh = Applier()
             restore(fresh, loaded)
