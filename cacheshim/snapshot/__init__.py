@@ -7,3 +7,27 @@
 - `packed`, `lzf`, `crc64`: Redis's packed blobs, LZF decompression, CRC-64.
 - `redisdigest`: Redis's own DEBUG DIGEST over a memlog keyspace.
 """
+
+from cacheshim.snapshot.rdb import (
+    ChecksumError,
+    LoadResult,
+    RdbError,
+    SnapshotState,
+    WriteResult,
+    read_rdb,
+    restore,
+    snapshot_state,
+    write_rdb,
+)
+
+__all__ = [
+    "ChecksumError",
+    "LoadResult",
+    "RdbError",
+    "SnapshotState",
+    "WriteResult",
+    "read_rdb",
+    "restore",
+    "snapshot_state",
+    "write_rdb",
+]

@@ -6,16 +6,21 @@ follows. Some of what a snapshot must keep is not public state of those types, b
 apply uses it, but a shim restored from a snapshot must go on exactly as one that never
 stopped: a set's members list (the order SPOP and SRANDMEMBER index into), a hash's pick
 order once it is a hashtable, the encoding flags (OBJECT ENCODING, and a listpack sorted
-set's -0), a string's history subclass (OBJECT ENCODING), and a database's SCAN table size.
-Reading and restoring those reaches into private attributes here and nowhere else;
+set's -0), a string's history subclass (OBJECT ENCODING), a database's SCAN table size, and
+the applier's blocked clients (cacheshim.blocking) and pieces of large records
+(cacheshim.apply). Reading and restoring those reaches into private attributes here and
+nowhere else;
 `tests/cacheshim/test_snapshot_rdb.py` checks them after every round trip.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
+from cacheshim.apply import _Pieces
+from cacheshim.blocking import BlockedClients, BlockedEntry
 from cacheshim.types.hashvalue import LISTPACK_ENTRIES_MAX as HASH_LISTPACK_ENTRIES_MAX
 from cacheshim.types.hashvalue import LISTPACK_VALUE_BYTES_MAX as HASH_LISTPACK_VALUE_BYTES_MAX
 from cacheshim.types.hashvalue import HashValue
@@ -297,6 +302,74 @@ def prepare_scan_table(db: Database, bits: int) -> None:
 
 
 # -- the apply loop's own state -------------------------------------------------------------
+#
+# Beside the keyspace, an applier holds the clients blocked in BLPOP & co. (cacheshim.blocking)
+# and the pieces of large records still arriving (cacheshim.apply, docs/large-values.md). The
+# snapshot carries them as the plain records below, so that rdb.py needs neither module.
+
+# What wakes a blocked client (BlockedEntry.kind), as a number: 0 any change.
+_BLOCK_KINDS: Final[tuple[type | None, ...]] = (None, bytes, ListValue, SetValue, ZSet, HashValue)
+
+
+@dataclass(frozen=True, slots=True)
+class BlockedClient:
+    """One blocked client of the applied state (`cacheshim.blocking.BlockedEntry`)."""
+
+    shim_id: str
+    proposal_id: int
+    db: int
+    args: tuple[bytes, ...]
+    keys: tuple[bytes, ...]
+    kind: int  # an index into _BLOCK_KINDS
+    deadline_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class BlockedState:
+    """Every blocked client in the order they blocked (which is each key's queue order), the
+    databases in the order the blocking machinery visits them for ready keys, and each such
+    database's keys made ready but not looked at yet."""
+
+    clients: tuple[BlockedClient, ...] = ()
+    db_order: tuple[int, ...] = ()
+    ready: tuple[tuple[bytes, ...], ...] = ()  # per database of db_order
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class PendingPieces:
+    """The pieces so far of one large record (`cacheshim.apply._Pieces`). data: its bytes
+    are the first `size` bytes of this buffer (apply only ever appends to it, so a state
+    taken while apply goes on stays true without a copy)."""
+
+    shim_id: str
+    proposal_id: int
+    parts: int
+    record_bytes: int
+    first_index: int
+    next_part: int
+    last_index: int
+    last_time_ms: int
+    data: bytes | bytearray
+    size: int
+
+    def _head(self) -> tuple[object, ...]:
+        return (self.shim_id, self.proposal_id, self.parts, self.record_bytes, self.first_index,
+                self.next_part, self.last_index, self.last_time_ms, self.size)  # fmt: skip
+
+    def __eq__(self, other: object) -> bool:  # the held bytes, not what apply added since
+        if not isinstance(other, PendingPieces):
+            return NotImplemented
+        if self._head() != other._head():
+            return False
+        pairs = zip(self.chunks(1 << 20), other.chunks(1 << 20), strict=True)  # same size
+        return all(a == b for a, b in pairs)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def chunks(self, chunk_bytes: int) -> Iterator[bytes]:
+        """The held bytes in slices of at most chunk_bytes (copies of the slices only)."""
+        for start in range(0, self.size, chunk_bytes):
+            yield bytes(self.data[start : min(start + chunk_bytes, self.size)])
 
 
 def applier_position(applier: Applier) -> tuple[int, int]:
@@ -304,10 +377,88 @@ def applier_position(applier: Applier) -> tuple[int, int]:
     return applier.applied_index, applier.time_ms
 
 
-def restore_applier(applier: Applier, keyspace: Keyspace, index: int, time_ms: int) -> None:
-    """Make a fresh applier continue from a snapshot: its next record is index + 1."""
-    if applier.applied_index != 0:
+def applier_blocked(applier: Applier) -> BlockedState:
+    blocked = applier.blocked
+    clients = []
+    for entry in blocked._by_owner.values():
+        if entry.kind not in _BLOCK_KINDS:
+            raise TypeError(f"no snapshot code for blocked clients waiting for {entry.kind}")
+        clients.append(
+            BlockedClient(
+                entry.shim_id, entry.proposal_id, entry.db, tuple(entry.args), tuple(entry.keys),
+                _BLOCK_KINDS.index(entry.kind), entry.deadline_ms,
+            )
+        )  # fmt: skip
+    order = tuple(blocked._keys_per_db)
+    ready = tuple(tuple(applier.keyspace.dbs[db].ready_keys) for db in order)
+    return BlockedState(tuple(clients), order, ready)
+
+
+def applier_pieces(applier: Applier) -> tuple[PendingPieces, ...]:
+    return tuple(
+        PendingPieces(
+            shim_id,
+            proposal_id,
+            p.parts,
+            p.record_bytes,
+            p.first_index,
+            p.next_part,
+            p.last_index,
+            p.last_time_ms,
+            p.data,
+            len(p.data),
+        )
+        for (shim_id, proposal_id), p in applier._pieces.items()
+    )
+
+
+def restore_applier(
+    applier: Applier,
+    keyspace: Keyspace,
+    index: int,
+    time_ms: int,
+    blocked: BlockedState,
+    pieces: Sequence[PendingPieces],
+) -> None:
+    """Make a fresh applier continue from a snapshot: its next record is index + 1. The
+    pieces' buffers are taken over, not copied (they must not be used elsewhere)."""
+    if applier.applied_index != 0 or applier._pieces or len(applier.blocked):
         raise ValueError("restore into an applier that has applied nothing yet")
+    clients = BlockedClients(keyspace)
+    for client in blocked.clients:
+        if not 0 <= client.db < DATABASES or not 0 <= client.kind < len(_BLOCK_KINDS):
+            raise ValueError(f"a blocked client in database {client.db} of kind {client.kind}")
+        if clients.owner_known(client.shim_id, client.proposal_id) or not client.keys:
+            raise ValueError("a blocked client twice, or waiting for no key")
+        entry = BlockedEntry(
+            client.shim_id, client.proposal_id, client.db, list(client.args), client.keys,
+            _BLOCK_KINDS[client.kind], client.deadline_ms,
+        )  # fmt: skip
+        clients.add(entry)
+    if sorted(blocked.db_order) != sorted(clients._keys_per_db) or len(blocked.ready) != len(
+        blocked.db_order
+    ):
+        raise ValueError("the blocked clients' databases do not match their order")
+    clients._keys_per_db = {db: clients._keys_per_db[db] for db in blocked.db_order}
+    for db, ready in zip(blocked.db_order, blocked.ready, strict=True):
+        keyspace.dbs[db].ready_keys = list(ready)
+    held: dict[tuple[str, int], _Pieces] = {}
+    held_bytes = 0
+    for p in pieces:
+        data = p.data if isinstance(p.data, bytearray) else bytearray(p.data)
+        del data[p.size :]
+        if (p.shim_id, p.proposal_id) in held or not 0 < p.next_part < p.parts:
+            raise ValueError("pieces of a large record twice, or none, or all")
+        if len(data) > p.record_bytes:
+            raise ValueError("pieces of a large record longer than the record")
+        held[(p.shim_id, p.proposal_id)] = _Pieces(
+            p.parts, p.record_bytes, p.first_index, data, p.next_part, p.last_index,
+            p.last_time_ms,
+        )  # fmt: skip
+        held_bytes += len(data)
     applier.keyspace = keyspace
+    applier.blocked = clients
+    applier._pieces = held
+    applier._pieces_bytes = held_bytes
     applier.applied_index = index
     applier.time_ms = time_ms

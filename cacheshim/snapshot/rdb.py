@@ -9,7 +9,8 @@ lists as QUICKLIST_2 of listpack nodes, sets as SET, hashes as HASH, sorted sets
 named ``memlog-*`` (which Redis skips, as it skips any AUX field it does not know) carry the
 log index it covers, the apply time, and what apply needs to go on exactly as before (per
 key: the index of its last change, for WATCH, and its encoding shape; per database: the
-last flush and the SCAN table's size; the changes of deleted keys). The file is a function
+SCAN table's size, the changes of removed keys and the removals by expiry; the clients
+blocked in BLPOP & co.; the large records still arriving in pieces). The file is a function
 of the keyspace and the state: two snapshotters at one index write the same bytes.
 
 `read_rdb` reads such a file incrementally, or any RDB file Redis 2.6 to 7.2 writes for the
@@ -26,7 +27,7 @@ from __future__ import annotations
 import struct
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, BinaryIO, Final, cast
 
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
 
 RDB_VERSION: Final = 10  # what Redis 7.0 writes
 RDB_VERSION_READ_MAX: Final = 11  # Redis 7.2's, read too
-FORMAT_VERSION: Final = 1  # memlog's fields; see docs/snapshot-format.md
+FORMAT_VERSION: Final = 2  # memlog's fields; see docs/snapshot-format.md
 REDIS_VERSION: Final = b"7.0.15"
 
 # Opcodes.
@@ -82,7 +83,9 @@ QUICKLIST_PLAIN: Final = 1
 QUICKLIST_PACKED: Final = 2
 LIST_NODE_BYTES_MAX: Final = 8192  # list-max-listpack-size -2, Redis's default
 KEYS_PER_META: Final = 1024  # keys covered by one memlog-keys field
-GONE_BYTES_MAX: Final = 64 * 1024  # bytes of one memlog-gone field
+GONE_BYTES_MAX: Final = 64 * 1024  # bytes of one memlog-gone, -expired or -blocked field
+PIECE_DATA_BYTES: Final = 1 << 20  # bytes of one memlog-piece-data field
+FIELD_LAYOUT: Final = 1  # the first number of memlog-blocked, -blocked-dbs and -pieces
 
 AUX_FORMAT: Final = b"memlog-format"
 AUX_INDEX: Final = b"memlog-index"
@@ -91,6 +94,11 @@ AUX_EXPIRED: Final = b"memlog-expired-keys"
 AUX_DB: Final = b"memlog-db"
 AUX_KEYS: Final = b"memlog-keys"
 AUX_GONE: Final = b"memlog-gone"
+AUX_EXPIRED_AT: Final = b"memlog-expired"
+AUX_BLOCKED: Final = b"memlog-blocked"
+AUX_BLOCKED_DBS: Final = b"memlog-blocked-dbs"
+AUX_PIECES: Final = b"memlog-pieces"
+AUX_PIECE_DATA: Final = b"memlog-piece-data"
 AUX_SCAN: Final = b"memlog-scan"
 SCAN_POSITIONS_PER_FIELD: Final = 16384
 
@@ -109,11 +117,17 @@ class ChecksumError(RdbError):
 
 @dataclass(frozen=True, slots=True)
 class SnapshotState:
-    """What a memlog snapshot records beside the keyspace: the log index it covers and the
-    apply time (the newest record time applied), both from `cacheshim.apply.Applier`."""
+    """What a memlog snapshot records beside the keyspace, all from an
+    `cacheshim.apply.Applier` (`snapshot_state`): the log index it covers, the apply time
+    (the newest record time applied), the clients blocked in BLPOP & co., and the pieces of
+    large records still arriving. It does not change as that applier goes on (the blocked
+    clients are copied, the pieces are prefixes of buffers apply only appends to); the
+    keyspace does, so apply must wait while `write_rdb` runs."""
 
     index: int
     time_ms: int
+    blocked: model.BlockedState = field(default_factory=model.BlockedState)
+    pieces: tuple[model.PendingPieces, ...] = ()
 
 
 @dataclass(slots=True)
@@ -131,6 +145,8 @@ class LoadResult:
     keys: int
     # Every AUX field that is not memlog's (redis-ver, ctime, ...), as found.
     aux: dict[bytes, bytes] = field(default_factory=dict)
+    # Set by `restore`, which hands the keyspace and the pieces' buffers to the applier.
+    restored: bool = False
 
 
 # -- small encodings -------------------------------------------------------------------------
@@ -177,8 +193,10 @@ def encode_blob(data: bytes) -> bytes:
 
 
 def varint(n: int) -> bytes:
-    if n < 0x80:
+    if 0 <= n < 0x80:
         return _SMALL_VARINTS[n]
+    if n < 0:
+        raise ValueError(f"a negative number {n} in a memlog field")
     out = bytearray()
     while n >= 0x80:
         out.append((n & 0x7F) | 0x80)
@@ -257,9 +275,9 @@ def write_rdb(
     keys_written = 0
     for db in keyspace.dbs:
         memlog = state is not None
-        if memlog and (db.data or db.changed_at or db.flushed_at):
+        if memlog and (db.data or db.changed_at or db.expired_at):
             bits = model.scan_bits(db)
-            write(_aux(AUX_DB, b"%d %d %d" % (db.index, db.flushed_at, bits)))
+            write(_aux(AUX_DB, b"%d %d" % (db.index, bits)))
         if db.data:
             write(bytes((OP_SELECTDB,)) + encode_length(db.index))
             write(bytes((OP_RESIZEDB,)) + encode_length(len(db.data)))
@@ -278,8 +296,14 @@ def write_rdb(
                 for start in range(0, len(positions), SCAN_POSITIONS_PER_FIELD):
                     chunk = positions[start : start + SCAN_POSITIONS_PER_FIELD]
                     write(_aux(AUX_SCAN, varint(db.index) + b"".join(map(varint, chunk))))
-            for blob in _gone_blobs(db):
+            data = db.data
+            gone = ((k, c) for k, c in sorted(db.changed_at.items()) if k not in data)
+            for blob in _pair_blobs(db.index, gone):
                 write(_aux(AUX_GONE, blob))
+            for blob in _pair_blobs(db.index, sorted(db.expired_at.items())):
+                write(_aux(AUX_EXPIRED_AT, blob))
+    if state is not None:
+        _write_applier_state(write, state)
     write(bytes((OP_EOF,)))
     sink.flush()
     checksum = sink.crc
@@ -308,23 +332,62 @@ def _meta_blob(db: model.Database, keys: Sequence[bytes]) -> bytes:
     return b"".join(parts)
 
 
-def _gone_blobs(db: model.Database) -> Iterator[bytes]:
-    """memlog-gone: the db, then (key length, key, last change) of keys that are gone."""
-    data = db.data
-    parts = [varint(db.index)]
+def _pair_blobs(db_index: int, pairs: Iterable[tuple[bytes, int]]) -> Iterator[bytes]:
+    """memlog-gone and memlog-expired: the db, then (key length, key, index) per key. The
+    caller gives the pairs by key, so the bytes do not depend on the order of changes."""
+    parts = [varint(db_index)]
     size = 0
-    # By key, so that the bytes do not depend on the order changes were recorded in.
-    for key, changed in sorted(db.changed_at.items()):
-        if key in data:
-            continue
-        entry = varint(len(key)) + key + varint(changed)
+    for key, index in pairs:
+        entry = varint(len(key)) + key + varint(index)
         parts.append(entry)
         size += len(entry)
         if size >= GONE_BYTES_MAX:
             yield b"".join(parts)
-            parts, size = [varint(db.index)], 0
+            parts, size = [varint(db_index)], 0
     if size:
         yield b"".join(parts)
+
+
+def _blob(data: bytes) -> bytes:
+    return varint(len(data)) + data
+
+
+def _write_applier_state(write: Callable[[bytes], None], state: SnapshotState) -> None:
+    """memlog-blocked (the blocked clients, in the order they blocked), memlog-blocked-dbs
+    (the databases in the blocking machinery's order, with their ready keys), then per held
+    large record memlog-pieces and its bytes in memlog-piece-data fields."""
+    blocked = state.blocked
+    parts = [varint(FIELD_LAYOUT)]
+    size = 0
+    for client in blocked.clients:
+        entry = [
+            _blob(client.shim_id.encode()), varint(client.proposal_id), varint(client.db),
+            varint(client.kind),
+            varint(0 if client.deadline_ms is None else client.deadline_ms + 1),
+            varint(len(client.args)), *map(_blob, client.args),
+            varint(len(client.keys)), *map(_blob, client.keys),
+        ]  # fmt: skip
+        parts.extend(entry)
+        size += sum(map(len, entry))
+        if size >= GONE_BYTES_MAX:
+            write(_aux(AUX_BLOCKED, b"".join(parts)))
+            parts, size = [varint(FIELD_LAYOUT)], 0
+    if size:
+        write(_aux(AUX_BLOCKED, b"".join(parts)))
+    if blocked.db_order:
+        parts = [varint(FIELD_LAYOUT), varint(len(blocked.db_order))]
+        for db, ready in zip(blocked.db_order, blocked.ready, strict=True):
+            parts += [varint(db), varint(len(ready)), *map(_blob, ready)]
+        write(_aux(AUX_BLOCKED_DBS, b"".join(parts)))
+    for p in state.pieces:
+        head = [FIELD_LAYOUT, p.proposal_id, p.parts, p.record_bytes, p.first_index]
+        head += [p.next_part, p.last_index, p.last_time_ms, p.size]
+        shim = _blob(p.shim_id.encode())
+        write(_aux(AUX_PIECES, varint(head[0]) + shim + b"".join(map(varint, head[1:]))))
+        for chunk in p.chunks(PIECE_DATA_BYTES):
+            # The AUX opcode, the name, then the chunk as a string, never copied whole.
+            write(bytes((OP_AUX,)) + encode_string(AUX_PIECE_DATA) + encode_length(len(chunk)))
+            write(chunk)
 
 
 def _write_key(write: Callable[[bytes], None], db: model.Database, key: bytes) -> None:
@@ -601,6 +664,9 @@ def read_rdb(inp: BinaryIO, *, chunk_bytes: int = 1 << 20) -> LoadResult:
     time_ms: int | None = None
     meta: _Meta | None = None
     scan_orders: dict[int, list[int]] = {}  # db -> memlog-scan positions
+    clients: list[model.BlockedClient] = []
+    blocked_dbs: model.BlockedState | None = None
+    pieces: list[_PiecesRead] = []
     while True:
         at = src.offset + src.position
         op = src.byte()
@@ -660,6 +726,11 @@ def read_rdb(inp: BinaryIO, *, chunk_bytes: int = 1 << 20) -> LoadResult:
                     raise RdbError(
                         f"memlog snapshot format {fmt} is newer than this reader ({FORMAT_VERSION})"
                     )
+                if fmt < FORMAT_VERSION:
+                    raise RdbError(
+                        f"memlog snapshot format {fmt} is older than this reader "
+                        f"({FORMAT_VERSION}) and lacks state apply needs: replay the log instead"
+                    )
                 memlog = True
             elif name == AUX_INDEX:
                 index = _int(value, name)
@@ -674,7 +745,21 @@ def read_rdb(inp: BinaryIO, *, chunk_bytes: int = 1 << 20) -> LoadResult:
                     raise RdbError(f"memlog-keys at offset {at} before its keys all came")
                 meta = _read_meta(value, at)
             elif name == AUX_GONE:
-                _read_gone(keyspace, value, at)
+                _read_pairs(keyspace, value, at, "changed_at")
+            elif name == AUX_EXPIRED_AT:
+                _read_pairs(keyspace, value, at, "expired_at")
+            elif name == AUX_BLOCKED:
+                clients.extend(_read_blocked(value, at))
+            elif name == AUX_BLOCKED_DBS:
+                blocked_dbs = _read_blocked_dbs(value, at)
+            elif name == AUX_PIECES:
+                if pieces and len(pieces[-1].data) != pieces[-1].size:
+                    raise RdbError(f"memlog-pieces at offset {at} before the last one's bytes")
+                pieces.append(_read_pieces(value, at))
+            elif name == AUX_PIECE_DATA:
+                if not pieces or len(pieces[-1].data) + len(value) > pieces[-1].size:
+                    raise RdbError(f"memlog-piece-data at offset {at} without room for it")
+                pieces[-1].data += value
             elif name == AUX_SCAN:
                 numbers = list(_varints(value, at))
                 if not numbers or numbers[0] >= model.DATABASES:
@@ -708,7 +793,15 @@ def read_rdb(inp: BinaryIO, *, chunk_bytes: int = 1 << 20) -> LoadResult:
                 model.restore_scan_order(db, model.scan_bits(db), positions)
             except ValueError as exc:
                 raise RdbError(f"database {number}: {exc}") from None
-        result.state = SnapshotState(index, time_ms)
+        if pieces and len(pieces[-1].data) != pieces[-1].size:
+            raise RdbError("memlog-pieces without all of its bytes")
+        order = blocked_dbs or model.BlockedState()
+        result.state = SnapshotState(
+            index,
+            time_ms,
+            model.BlockedState(tuple(clients), order.db_order, order.ready),
+            tuple(p.done() for p in pieces),
+        )
     return result
 
 
@@ -735,12 +828,10 @@ def _varints(blob: bytes, at: int) -> Iterator[int]:
 
 def _read_db_field(keyspace: model.Keyspace, value: bytes) -> None:
     try:
-        number, flushed_at, bits = (int(part) for part in value.split(b" "))
-        db = keyspace.dbs[number]
-        model.prepare_scan_table(db, bits)
+        number, bits = (int(part) for part in value.split(b" "))
+        model.prepare_scan_table(keyspace.dbs[number], bits)
     except (ValueError, IndexError):
         raise RdbError(f"bad memlog-db field {value[:60]!r}") from None
-    db.flushed_at = flushed_at
 
 
 def _read_meta(blob: bytes, at: int) -> _Meta:
@@ -764,32 +855,118 @@ def _read_meta(blob: bytes, at: int) -> _Meta:
     return _Meta(db, entries)
 
 
-def _read_gone(keyspace: model.Keyspace, blob: bytes, at: int) -> None:
-    view = memoryview(blob)
-    position = 0
+class _Cursor:
+    """Reads a binary memlog field: varints and length-prefixed byte strings."""
 
-    def number() -> int:
-        nonlocal position
+    __slots__ = ("at", "blob", "name", "position")
+
+    def __init__(self, blob: bytes, at: int, name: str) -> None:
+        self.blob = blob
+        self.at = at
+        self.name = name
+        self.position = 0
+
+    def more(self) -> bool:
+        return self.position < len(self.blob)
+
+    def number(self) -> int:
+        blob = self.blob
         value = shift = 0
         while True:
-            if position >= len(view):
-                raise RdbError(f"truncated memlog-gone field at offset {at}")
-            byte = view[position]
-            position += 1
+            if self.position >= len(blob):
+                raise RdbError(f"truncated {self.name} field at offset {self.at}")
+            byte = blob[self.position]
+            self.position += 1
             value |= (byte & 0x7F) << shift
             if not byte & 0x80:
                 return value
             shift += 7
 
-    db_number = number()
+    def bytes(self) -> bytes:
+        size = self.number()
+        end = self.position + size
+        if end > len(self.blob):
+            raise RdbError(f"truncated {self.name} field at offset {self.at}")
+        data = self.blob[self.position : end]
+        self.position = end
+        return data
+
+    def text(self) -> str:
+        try:
+            return self.bytes().decode()
+        except UnicodeDecodeError:
+            raise RdbError(f"a name that is not UTF-8 in {self.name} at offset {self.at}") from None
+
+    def layout(self) -> None:
+        found = self.number()
+        if found != FIELD_LAYOUT:
+            raise RdbError(
+                f"{self.name} field at offset {self.at} has layout {found}, this reader knows "
+                f"{FIELD_LAYOUT}"
+            )
+
+    def end(self) -> None:
+        if self.more():
+            raise RdbError(f"trailing bytes in the {self.name} field at offset {self.at}")
+
+
+def _read_pairs(keyspace: model.Keyspace, blob: bytes, at: int, which: str) -> None:
+    """memlog-gone into changed_at, memlog-expired into expired_at."""
+    cur = _Cursor(blob, at, "memlog-gone" if which == "changed_at" else "memlog-expired")
+    db_number = cur.number()
     if db_number >= model.DATABASES:
-        raise RdbError(f"memlog-gone field at offset {at} names database {db_number}")
-    changed_at = keyspace.dbs[db_number].changed_at
-    while position < len(view):
-        size = number()
-        key = bytes(view[position : position + size])
-        position += size
-        changed_at[key] = number()
+        raise RdbError(f"{cur.name} field at offset {at} names database {db_number}")
+    db = keyspace.dbs[db_number]
+    target = db.changed_at if which == "changed_at" else db.expired_at
+    while cur.more():
+        key = cur.bytes()
+        target[key] = cur.number()
+
+
+def _read_blocked(blob: bytes, at: int) -> Iterator[model.BlockedClient]:
+    cur = _Cursor(blob, at, "memlog-blocked")
+    cur.layout()
+    while cur.more():
+        shim_id = cur.text()
+        proposal_id, db, kind, deadline = (cur.number() for _ in range(4))
+        args = tuple(cur.bytes() for _ in range(cur.number()))
+        keys = tuple(cur.bytes() for _ in range(cur.number()))
+        yield model.BlockedClient(
+            shim_id, proposal_id, db, args, keys, kind, deadline - 1 if deadline else None
+        )
+
+
+def _read_blocked_dbs(blob: bytes, at: int) -> model.BlockedState:
+    cur = _Cursor(blob, at, "memlog-blocked-dbs")
+    cur.layout()
+    order: list[int] = []
+    ready: list[tuple[bytes, ...]] = []
+    for _ in range(cur.number()):
+        order.append(cur.number())
+        ready.append(tuple(cur.bytes() for _ in range(cur.number())))
+    cur.end()
+    return model.BlockedState((), tuple(order), tuple(ready))
+
+
+@dataclass(slots=True)
+class _PiecesRead:
+    head: tuple[str, int, int, int, int, int, int, int]
+    size: int
+    data: bytearray
+
+    def done(self) -> model.PendingPieces:
+        return model.PendingPieces(*self.head, self.data, self.size)
+
+
+def _read_pieces(blob: bytes, at: int) -> _PiecesRead:
+    cur = _Cursor(blob, at, "memlog-pieces")
+    cur.layout()
+    shim_id = cur.text()
+    p, parts, record_bytes, first, next_part, last, last_ms, size = (cur.number() for _ in range(8))
+    cur.end()
+    return _PiecesRead(
+        (shim_id, p, parts, record_bytes, first, next_part, last, last_ms), size, bytearray()
+    )
 
 
 def _read_value(
@@ -887,8 +1064,11 @@ def _zset2(src: _Source, count: int) -> Iterator[tuple[bytes, float]]:
 
 
 def snapshot_state(applier: Applier) -> SnapshotState:
+    """What `write_rdb` needs of an applier beside its keyspace (see `SnapshotState`)."""
     index, time_ms = model.applier_position(applier)
-    return SnapshotState(index, time_ms)
+    return SnapshotState(
+        index, time_ms, model.applier_blocked(applier), model.applier_pieces(applier)
+    )
 
 
 def restore(applier: Applier, result: LoadResult) -> None:
@@ -896,4 +1076,13 @@ def restore(applier: Applier, result: LoadResult) -> None:
     taken from would: the same replies and the same keyspace after every later record."""
     if result.state is None:
         raise RdbError("not a memlog snapshot (no memlog-index): import it through the log")
-    model.restore_applier(applier, result.keyspace, result.state.index, result.state.time_ms)
+    if result.restored:
+        raise RdbError("this loaded snapshot was restored already (its state is the applier's)")
+    state = result.state
+    try:
+        model.restore_applier(
+            applier, result.keyspace, state.index, state.time_ms, state.blocked, state.pieces
+        )
+    except ValueError as exc:
+        raise RdbError(f"cannot restore the snapshot: {exc}") from None
+    result.restored = True

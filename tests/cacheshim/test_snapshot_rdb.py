@@ -10,6 +10,7 @@ function), checked first against redis-server for the same commands.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import math
 import os
@@ -25,10 +26,14 @@ import pytest
 import redis
 
 from cacheshim.apply import Applier
+from cacheshim.blocking import unblock_record
 from cacheshim.commands import load_all
+from cacheshim.protocol.resp import NULL_ARRAY, OK
+from cacheshim.server import _Write, encode_command_record
 from cacheshim.snapshot import lzf, model, packed
 from cacheshim.snapshot.crc64 import HAVE_C, crc64, crc64_py
 from cacheshim.snapshot.rdb import (
+    FORMAT_VERSION,
     ChecksumError,
     LoadResult,
     RdbError,
@@ -109,12 +114,36 @@ def internals(keyspace: Keyspace) -> list[object]:
     out: list[object] = [keyspace.expired_keys]
     for db in keyspace.dbs:
         keys = list(model.keys_in_scan_order(db))
-        out.append((db.index, db.flushed_at, model.scan_bits(db), keys, list(db.data)))
-        out.append((dict(db.expires), dict(db.changed_at)))
+        out.append((db.index, model.scan_bits(db), keys, list(db.data)))
+        out.append((dict(db.expires), dict(db.changed_at), dict(db.expired_at)))
+        out.append((sorted(db.blocked_keys), list(db.ready_keys)))
         out.extend((key, describe(db.data[key])) for key in keys)
         # The expiry heap pops the same keys at the same times.
         out.append(sorted((w, k) for w, k in db._expiry_heap if db.expires.get(k) == w))
     return out
+
+
+def applier_internals(applier: Applier) -> list[object]:
+    """The whole state of an applier a snapshot must keep: its keyspace's, its position,
+    its blocked clients (each key's queue in order, the databases' order), its pieces."""
+    blocked = applier.blocked
+    entries = [
+        (e.shim_id, e.proposal_id, e.db, e.args, e.keys, e.kind, e.deadline_ms)
+        for e in blocked._by_owner.values()
+    ]
+    queues = {
+        slot: [(e.shim_id, e.proposal_id) for e in queue] for slot, queue in blocked.queues.items()
+    }
+    pieces = [
+        (owner, p.parts, p.record_bytes, p.first_index, bytes(p.data), p.next_part,
+         p.last_index, p.last_time_ms)
+        for owner, p in applier._pieces.items()
+    ]  # fmt: skip
+    assert blocked._keyspace is applier.keyspace
+    return [
+        applier.applied_index, applier.time_ms, entries, queues, list(blocked._keys_per_db.items()),
+        pieces, applier._pieces_bytes, *internals(applier.keyspace),
+    ]  # fmt: skip
 
 
 def oracle(tmp: Path, *extra: str) -> RedisServer:
@@ -542,43 +571,177 @@ def _random_commands(rng: random.Random, db_keys: list[bytes]) -> list[Command]:
     return rng.choice(choices)
 
 
-def _random_records(rng: random.Random, count: int, time_ms: int, index: int) -> Iterator[bytes]:
+HOT_KEYS = [b"k%d" % i for i in range(4)]  # where clients block and pushes serve them
+SHIMS = ["shim-a", "shim-b", "shim-c"]
+
+
+def _blocking_command(rng: random.Random) -> Command:
+    key, other = rng.choice(HOT_KEYS), rng.choice(HOT_KEYS)
+    timeout = rng.choice(["0", "0", "0.2", "1", "3.5"])  # deadlines pass in the run too
+    return rng.choice(
+        [
+            ["BLPOP", key, other, timeout],
+            ["BRPOP", key, timeout],
+            ["BLMOVE", key, other, "LEFT", "RIGHT", timeout],
+            ["BZPOPMIN", key, other, timeout],
+            ["BZPOPMAX", key, timeout],
+        ]
+    )
+
+
+def _serving_command(rng: random.Random) -> Command:
+    key = rng.choice(HOT_KEYS)
+    return rng.choice(
+        [
+            ["RPUSH", key, *rng.sample(WORDS, rng.randint(1, 3))],
+            ["LPUSH", key, rng.choice(WORDS)],
+            ["ZADD", key, str(rng.randint(0, 9)), rng.choice(WORDS)],
+            ["SET", key, "x"],  # the wrong type: wakes nobody
+            ["DEL", key],
+        ]
+    )
+
+
+_LOOP = asyncio.new_event_loop()  # only to make the futures `_Write` holds
+
+
+class _LargeWrite:
+    """A write sent the way a shim sends one over PIECE_BYTES: encoded by the server's
+    `encode_command_record` and cut by its `_Write` (into small pieces here)."""
+
+    def __init__(self, rng: random.Random, shim: str, proposal: int, time_ms: int) -> None:
+        args = [b"SET", rng.choice([*HOT_KEYS, b"big"]), rng.randbytes(rng.randint(3000, 9000))]
+        if rng.random() < 0.3:
+            args = [b"RPUSH", rng.choice(HOT_KEYS), rng.randbytes(5000), b"tail"]
+        data = encode_command_record(rng.choice([0, 0, 1]), time_ms, shim, proposal, args)
+        self.piece_bytes = rng.randint(700, 2500)
+        self.write = _Write(proposal, _LOOP.create_future(), None, data, time_ms)
+        self.write.parts = -(-len(data) // self.piece_bytes)
+        self.shim = shim
+
+    def next_piece(self) -> bytes:
+        return self.write.take(self.shim, self.piece_bytes)
+
+    @property
+    def done(self) -> bool:
+        return self.write.sent == self.write.parts
+
+
+def _random_records(rng: random.Random, count: int, time_ms: int) -> Iterator[bytes]:
+    """Records as shims write them from index 1: random commands, transactions with WATCH
+    (each key from its own index, some watched already expired), clients blocking and the
+    pushes that serve them, timeouts and unblocks, FLUSHDB, and large writes in pieces
+    between the rest (a few never finished)."""
     db_keys = [b"k%d" % i for i in range(25)] + [b"\x00bin"]
+    proposals = dict.fromkeys(SHIMS, 0)
+    waiting: list[tuple[str, int]] = []  # blocking proposals, maybe still blocked
+    large: list[_LargeWrite] = []
     for i in range(count):
         time_ms += rng.randint(0, 40)
-        db = rng.choice([0, 0, 0, 1, 2, 15])
-        commands = _random_commands(rng, db_keys)
-        transaction = len(commands) > 1 or rng.random() < 0.1
-        watched: list[tuple[int, bytes]] = []
-        watch_index = 0
-        if transaction and rng.random() < 0.7:  # WATCH against an older applied index
-            watched = [(rng.choice([0, 1, 2]), rng.choice(db_keys)) for _ in range(2)]
-            watch_index = max(0, index + i - rng.randint(0, 200))
-        yield record(commands, db, time_ms, transaction, watched, watch_index)
+        shim = rng.choice(SHIMS)
+        proposals[shim] += 1
+        proposal = proposals[shim]
+        if large and rng.random() < 0.25:
+            write = rng.choice(large)
+            yield write.next_piece()
+            if write.done:
+                large.remove(write)
+            continue
+        roll = rng.random()
+        if roll < 0.02:
+            write = _LargeWrite(rng, shim, proposal, time_ms)
+            if rng.random() >= 0.1:  # else a shim that dies mid-transfer: its pieces stay
+                large.append(write)
+            yield write.next_piece()
+            continue
+        if roll < 0.10:
+            rec = record_pb2.Record(db=rng.choice([0, 0, 1]), time_ms=time_ms)
+            rec.commands.add(args=[str(a).encode() for a in _blocking_command(rng)])
+            waiting.append((shim, proposal))
+        elif roll < 0.18:
+            rec = record_pb2.Record(db=rng.choice([0, 0, 1]), time_ms=time_ms)
+            rec.commands.add(args=[str(a).encode() for a in _serving_command(rng)])
+        elif roll < 0.20 and waiting:  # a timeout, CLIENT UNBLOCK or a closed connection
+            shim, blocked = waiting.pop(rng.randrange(len(waiting)))
+            rec = unblock_record(time_ms, proposal_id=blocked)
+        elif roll < 0.205:  # a shim restarting: its earlier life's clients go
+            rec = unblock_record(time_ms, every=True)
+            waiting = [w for w in waiting if w[0] != shim]
+        elif roll < 0.22:
+            rec = record_pb2.Record(db=rng.choice([0, 1]), time_ms=time_ms)
+            rec.commands.add(args=[b"FLUSHDB"])
+        else:
+            rec = record_pb2.Record(db=rng.choice([0, 0, 0, 1, 2, 15]), time_ms=time_ms)
+            commands = _random_commands(rng, db_keys)
+            if rng.random() < 0.1:  # an expiry that passes within a few records
+                commands = [["PEXPIRE", rng.choice(db_keys[:8]), rng.randint(1, 60)], *commands]
+            for args in commands:
+                rec.commands.add(
+                    args=[a if isinstance(a, bytes) else str(a).encode() for a in args]
+                )
+            rec.transaction = len(commands) > 1 or rng.random() < 0.15
+            if rec.transaction and rng.random() < 0.8:
+                for _ in range(rng.randint(1, 3)):  # each key WATCHed at its own index
+                    watched = rec.watched.add(db=rng.choice([0, 0, 1]))
+                    watched.key = rng.choice(db_keys[:8])
+                    watched.index = max(0, i + 1 - rng.randint(0, 40))
+                    watched.stale = rng.random() < 0.2
+        rec.shim_id, rec.proposal_id = shim, proposal
+        yield rec.SerializeToString()
 
 
 def test_restored_applier_goes_on_like_the_original() -> None:
+    """One applier applies every record; another is snapshotted and restored into a fresh
+    one many times along the way (also while clients are blocked and while a large record
+    is half-arrived): the replies, the clients served, the keyspace and every bit of apply
+    state stay those of the original."""
     seed = int(os.environ.get("SNAPSHOT_SEED", random.randrange(2**32)))
     print(f"seed {seed} (rerun: SNAPSHOT_SEED={seed})")
     rng = random.Random(seed)
     original = Applier()
     copy = Applier()
-    records = list(_random_records(rng, 1500, 1_700_000_000_000, 1))
+    records = list(_random_records(rng, 2500, 1_700_000_000_000))
+    seen = dict.fromkeys(["restores", "blocked", "pieces", "served", "joined", "aborted"], 0)
     for step, payload in enumerate(records):
-        if step % 250 == 100:  # snapshot the copy, restore it into a fresh applier
-            data = dump(copy.keyspace, snapshot_state(copy))
+        due = step % 150 == 75
+        due |= not seen["blocked"] and len(copy.blocked) > 0
+        due |= not seen["pieces"] and bool(copy._pieces)
+        if due:  # snapshot the copy, restore it into a fresh applier
+            state = snapshot_state(copy)
+            data = dump(copy.keyspace, state)
+            # The same bytes as the original's at this index (it was never restored).
+            assert data == dump(original.keyspace, snapshot_state(original)), f"step {step}"
+            loaded = load(data, chunk_bytes=4096)
+            assert loaded.state == state
             fresh = Applier()
-            restore(fresh, load(data))
-            assert internals(fresh.keyspace) == internals(copy.keyspace), f"step {step}"
+            restore(fresh, loaded)
+            assert applier_internals(fresh) == applier_internals(copy), f"step {step}"
+            seen["restores"] += 1
+            seen["blocked"] += len(copy.blocked) > 0
+            seen["pieces"] += bool(copy._pieces)
             copy = fresh
-        expected, got = apply(original, payload), apply(copy, payload)
+        record_a, expected = original.apply(step + 1, payload)
+        record_b, got = copy.apply(step + 1, payload)
+        assert record_b == record_a, f"step {step}"
         assert got == expected, f"step {step}: {got!r} != {expected!r}"
+        assert copy.served == original.served, f"step {step}"
+        seen["served"] += len(original.served)
+        if record_a is not None and not record_a.HasField("chunk"):
+            seen["joined"] += record_pb2.Record.FromString(payload).HasField("chunk")
+            seen["aborted"] += expected is NULL_ARRAY and len(record_a.watched) > 0
         if step % 10 == 0:
+            assert applier_internals(copy) == applier_internals(original), f"step {step}"
             assert copy.keyspace.digest() == original.keyspace.digest(), f"step {step}"
-    assert internals(copy.keyspace) == internals(original.keyspace)
+    assert applier_internals(copy) == applier_internals(original)
+    print(seen)
     kinds = {kind_of(v).name for db in original.keyspace.dbs for v in db.data.values()}
-    assert len(kinds) >= 4, kinds  # the run left several types behind
+    assert len(kinds) >= 3, kinds  # the run left several types behind
     assert original.keyspace.expired_keys > 0
+    assert any(db.expired_at for db in original.keyspace.dbs)
+    # The run met what it is for: restores with clients blocked and with pieces held,
+    # clients served, large records joined, EXECs aborted by a WATCH.
+    assert seen["restores"] >= 10 and seen["blocked"] >= 2 and seen["pieces"] >= 2, seen
+    assert seen["served"] > 0 and seen["joined"] > 0 and seen["aborted"] > 0, seen
 
 
 def test_damaged_bytes_raise_rdb_error_or_load(now_ms: int) -> None:
@@ -633,11 +796,15 @@ def test_what_memlog_cannot_hold_is_refused_by_name(tmp_path: Path, now_ms: int)
     def with_checksum(body: bytes) -> bytes:
         return body + struct.pack("<Q", crc64(0, body))
 
-    format_field = b"\xfa\x0dmemlog-format\xc0"  # the value 1 as an 8-bit integer
-    assert data.count(format_field + b"\x01") == 1
-    newer = with_checksum(data[:-8].replace(format_field + b"\x01", format_field + b"\x02"))
-    with pytest.raises(RdbError, match="memlog snapshot format 2 is newer than this reader"):
+    format_field = b"\xfa\x0dmemlog-format\xc0"  # the version as an 8-bit integer
+    assert FORMAT_VERSION == 2
+    assert data.count(format_field + b"\x02") == 1
+    newer = with_checksum(data[:-8].replace(format_field + b"\x02", format_field + b"\x03"))
+    with pytest.raises(RdbError, match="memlog snapshot format 3 is newer than this reader"):
         load(newer)
+    older = with_checksum(data[:-8].replace(format_field + b"\x02", format_field + b"\x01"))
+    with pytest.raises(RdbError, match="memlog snapshot format 1 is older than this reader"):
+        load(older)
     extra = b"\xfa\x0cmemlog-later\x03abc"  # a field from a newer writer of format 1
     at = data.index(b"\xfa\x0cmemlog-index")
     later = with_checksum(data[:at] + extra + data[at:-8])
@@ -664,3 +831,72 @@ def test_lzf_c_and_python_agree_on_good_and_bad_input() -> None:
         for decompress in (lzf.decompress_py, lzf.decompress):
             with pytest.raises(lzf.LzfError):
                 decompress(bad, size)
+
+
+def _blocking(applier: Applier, shim: str, proposal: int, db: int, *args: str) -> object:
+    rec = record_pb2.Record(db=db, time_ms=1_700_000_000_000, shim_id=shim, proposal_id=proposal)
+    rec.commands.add(args=[a.encode() for a in args])
+    return applier.apply(applier.applied_index + 1, rec.SerializeToString())[1]
+
+
+def _restored(applier: Applier) -> Applier:
+    fresh = Applier()
+    restore(fresh, load(dump(applier.keyspace, snapshot_state(applier))))
+    assert applier_internals(fresh) == applier_internals(applier)
+    return fresh
+
+
+def test_blocked_clients_keep_their_queues_and_databases_order() -> None:
+    """The order the blocking machinery visits databases in is not the order a restore
+    re-adding the clients would give (a database keeps its place while any of its keys has
+    a client), and it decides the order clients in two databases are served in."""
+    applier = Applier()
+    _blocking(applier, "s", 1, 0, "BLPOP", "a", "0")
+    _blocking(applier, "s", 2, 1, "BLPOP", "b", "0")
+    _blocking(applier, "s", 3, 0, "BLPOP", "c", "b", "0")
+    _blocking(applier, "s", 4, 0, "BZPOPMIN", "c", "2.5")
+    unblock = unblock_record(1_700_000_000_000, proposal_id=1)
+    unblock.shim_id = "s"
+    assert apply(applier, unblock.SerializeToString()) == 1
+    assert list(applier.blocked._keys_per_db) == [0, 1]
+    fresh = _restored(applier)
+    assert list(fresh.blocked._keys_per_db) == [0, 1]
+    # Keys made ready but not looked at yet (apply looks after every record today): kept.
+    applier.keyspace.dbs[1].ready_keys.append(b"b")
+    assert _restored(applier).keyspace.dbs[1].ready_keys == [b"b"]
+    applier.keyspace.dbs[1].ready_keys.clear()
+    push = [["SELECT", "1"], ["RPUSH", "b", "x"], ["SELECT", "0"], ["RPUSH", "c", "y", "z"]]
+    for who in (applier, fresh):
+        assert apply(who, record(push, 0, 1_700_000_000_001, transaction=True)) == [OK, 1, OK, 2]
+    assert fresh.served == applier.served
+    assert [(s, p) for s, p, _ in applier.served] == [("s", 3), ("s", 2)]
+    assert applier_internals(fresh) == applier_internals(applier)
+    assert len(fresh.blocked) == 1  # the sorted-set client waits on
+    with pytest.raises(RdbError, match="restored already"):
+        result = load(dump(applier.keyspace, snapshot_state(applier)))
+        restore(Applier(), result)
+        restore(Applier(), result)
+    with pytest.raises(RdbError, match="applied nothing yet"):
+        restore(applier, load(dump(applier.keyspace, snapshot_state(applier))))
+
+
+def test_large_held_pieces_are_written_in_bounded_slices() -> None:
+    """Megabytes of an unfinished large record go to the file in slices (no whole copy
+    in one write) and come back byte for byte; the record is joined after the restore."""
+    rng = random.Random(4)
+    value = rng.randbytes(5 << 20)
+    data = encode_command_record(0, 1_700_000_000_000, "big-shim", 9, [b"SET", b"v", value])
+    write = _Write(9, _LOOP.create_future(), None, data, 1_700_000_000_000)
+    write.parts = -(-len(data) // (256 * 1024))
+    applier = Applier()
+    pieces = [write.take("big-shim", 256 * 1024) for _ in range(write.parts)]
+    for piece in pieces[:-1]:
+        assert apply(applier, piece) == OK
+    assert applier._pieces_bytes > 4 << 20
+    sink = _Recorder()
+    state = snapshot_state(applier)
+    write_rdb(applier.keyspace, sink, state, chunk_bytes=64 * 1024)  # type: ignore[arg-type]
+    assert max(sink.sizes) <= (1 << 20)  # one memlog-piece-data slice at most
+    fresh = _restored(applier)
+    assert apply(fresh, pieces[-1]) == OK
+    assert fresh.keyspace.dbs[0].data[b"v"] == value and not fresh._pieces
