@@ -188,7 +188,7 @@ class Connection(Dispatch, SessionCommands, Transactions, asyncio.Protocol):
                 ):
                     self._held = follow
                     break
-                waiting = self._dispatch(session, follow)
+                waiting = self._dispatch_spec(session, follow, spec)
                 if waiting is None:
                     break
                 pending.append(waiting)

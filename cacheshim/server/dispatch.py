@@ -49,7 +49,12 @@ class Dispatch:
 
     def _dispatch(self, session: Session, args: list[bytes]) -> asyncio.Future[Reply] | None:
         """Answer a command now (None) or return the future of its reply."""
-        spec = lookup(args)
+        return self._dispatch_spec(session, args, lookup(args))
+
+    def _dispatch_spec(
+        self, session: Session, args: list[bytes], spec: Command | None
+    ) -> asyncio.Future[Reply] | None:
+        """`_dispatch` for a command already looked up (a pipeline's next write)."""
         name = args[0].lower().decode("utf-8", "surrogateescape")
         session.last_command = spec.full_name if spec else name
         session.last_active_ms = wall_ms()
