@@ -1,7 +1,8 @@
 """The replica: the shim's copy of the data follows the log. Records arrive from the
 zone-local node's Read stream, or straight from the writer when this shim's own Append is
-next in line; either way `_apply` runs them, answers the writers waiting for them, wakes
-blocked clients and `wait_applied`'s callers."""
+next in line. Both go through `_receive`, the one path to apply: each record is applied
+once, in log order, whichever source brings it first; `_apply` then answers the writers
+waiting for it, wakes blocked clients and `wait_applied`'s callers."""
 
 from __future__ import annotations
 
@@ -66,8 +67,7 @@ class Replica:
                     follow=True,
                     batch_records_max=READ_BATCH_RECORDS_MAX,
                 ):
-                    if index > self.applier.applied_index:  # else applied by _apply_committed
-                        self._apply(index, payload)
+                    self._receive(index, payload)
             except LogClientError as exc:
                 log.error("reading the log failed: %s; retrying", exc)
                 await asyncio.sleep(0.5)
@@ -76,6 +76,13 @@ class Replica:
                     "the apply loop failed after record %d; going on", self.applier.applied_index
                 )
                 await asyncio.sleep(0.5)
+
+    def _receive(self, index: int, payload: bytes) -> None:
+        """A committed record, from the Read stream or from this shim's own Append: applied
+        unless it was already (the other source brought it first). Out of order, it raises
+        (`Applier.apply`), and the apply loop reads again from the next record to apply."""
+        if index > self.applier.applied_index:
+            self._apply(index, payload)
 
     def _apply(self, index: int, payload: bytes) -> None:
         record, reply = self.applier.apply(index, payload)
@@ -98,13 +105,14 @@ class Replica:
 
     def _apply_committed(self, first_index: int, payloads: list[bytes]) -> None:
         """Our own Append was committed at first_index..: if nothing comes before it that
-        this shim has not applied, apply it now instead of waiting for the local node's Read
-        stream to bring it (the stream's copies are skipped). The bytes are the log's: an
+        this shim has not applied, apply what of it the local node's Read stream has not
+        brought yet, instead of waiting for the stream (whose copies are then skipped,
+        `_receive`). The bytes are the log's: an
         Append's records are stored as sent, also when a retry is answered as a duplicate."""
-        if self.applier.applied_index != first_index - 1:
+        if self.applier.applied_index < first_index - 1:
             return  # others' records come first: the Read stream brings all in order
         for offset, payload in enumerate(payloads):
-            self._apply(first_index + offset, payload)
+            self._receive(first_index + offset, payload)
 
     async def wait_applied(self, index: int, timeout_s: float | None) -> None:
         """Until this shim has applied `index` (TimeoutError after timeout_s, if given)."""
