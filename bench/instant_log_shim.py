@@ -51,7 +51,11 @@ class InstantLog:
         return AppendResult(first, len(InstantLog.records), False)
 
     async def read(
-        self, from_index: int, follow: bool = False, address: str | None = None
+        self,
+        from_index: int,
+        follow: bool = False,
+        address: str | None = None,
+        batch_records_max: int = 0,
     ) -> AsyncIterator[tuple[int, bytes]]:
         index = from_index
         while True:
