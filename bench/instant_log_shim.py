@@ -20,7 +20,7 @@ from typing import ClassVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import cacheshim.server
+import cacheshim.server.shim
 from cacheshim.cli import main as shim_main
 from logsvc.client import AppendResult
 from logsvc.v1 import log_pb2
@@ -51,7 +51,11 @@ class InstantLog:
         return AppendResult(first, len(InstantLog.records), False)
 
     async def read(
-        self, from_index: int, follow: bool = False, address: str | None = None
+        self,
+        from_index: int,
+        follow: bool = False,
+        address: str | None = None,
+        batch_records_max: int = 0,
     ) -> AsyncIterator[tuple[int, bytes]]:
         index = from_index
         while True:
@@ -78,7 +82,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
-    cacheshim.server.LogClient = InstantLog  # type: ignore[attr-defined,assignment]
+    cacheshim.server.shim.LogClient = InstantLog  # type: ignore[misc,assignment]
     return shim_main(
         ["serve", "--listen", f"127.0.0.1:{args.port}", "--log", "instant:1",
          "--local-log", "instant:1", "--shim-id", "instant"]

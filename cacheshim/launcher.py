@@ -62,7 +62,7 @@ class LogFollower:
         return data[:end].decode(errors="replace").splitlines()
 
 
-# What a shim logs while it replays the log before opening its port (cacheshim/server.py).
+# What a shim logs while it replays the log before opening its port (cacheshim/server/shim.py).
 CATCH_UP_MARK = "catching up:"
 
 

@@ -11,6 +11,9 @@ a broken connection or a leader change reuse it, so nothing is appended twice.
 Appends travel over one open `AppendStream` per node (concurrent appends share it, matched by
 request id), which costs the node far less than a unary call each; a node that does not serve
 AppendStream (UNIMPLEMENTED) is sent unary `Append` calls instead.
+
+Over 500 lines: every call of the Log service from one client, which share the channels,
+the leader hint and the error mapping; the snapshot calls at the end are thin wrappers.
 """
 
 from __future__ import annotations

@@ -5,6 +5,9 @@ once, persist (one synced RocksDB batch on the writer thread), send what had to 
 that sync, publish committed entries (apply them to the record state, answer appends and
 wake readers), advance. Ticks, peer messages and client calls are inputs that only step the
 core and wake the loop; while a sync is in flight, messages that need none still go out.
+
+Over 500 lines: the driver and the log API it serves share the node's state (pending
+appends, readers, the record state); storage, transport and records are modules of their own.
 """
 
 from __future__ import annotations

@@ -16,6 +16,10 @@ Three parts:
   included) has synced it, proposes `SnapshotDurable`; every node then serves it. A
   background keeper fetches the catalog's snapshots this node lacks from its peers
   (Peer.FetchSnapshot) and deletes copies the catalog no longer keeps.
+
+Over 500 lines: the three parts above meet in every operation (a put writes a blob, the
+catalog decides what is kept, the manager moves copies between nodes); one module keeps
+their shared naming and checks in one place.
 """
 
 from __future__ import annotations

@@ -13,6 +13,9 @@ right after a record that gives one of its keys a list (see `cacheshim.blocking`
 Arguments are checked in Redis's order, so the same bad command answers the same error:
 BLPOP's timeout before its keys are looked at, BLMPOP's numkeys, direction and COUNT before
 its timeout.
+
+Over 500 lines: the whole list family, blocking pops included, is one module as in the
+command table's groups; the pops and moves share their argument parsing and key changes.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Commands that change the connection itself: declared here for the table (arity, flags,
-docs, COMMAND); the connection (`cacheshim.server.Connection`) carries them out.
+docs, COMMAND); the connection (`cacheshim.server.sessions`) carries them out.
 
 The handlers below only run when one of these commands was queued in MULTI and EXEC runs
 it, in the apply loop (a transaction that writes) or on the connection (one that only

@@ -2,6 +2,9 @@
 
 Write handlers run only inside apply: "now" is the record's time, so a relative expiry
 (EX, PX, SETEX, ...) becomes the same absolute time on every shim.
+
+Over 500 lines: the whole string family (22 commands) is one module as in the command
+table's groups; SET's option parser serves SET and GETEX, and the counters share theirs.
 """
 
 from __future__ import annotations

@@ -15,6 +15,10 @@ Numbers are read the way Redis reads them, which is not Python's way:
   blanks first are fine, so is overflow (to infinity), and the argument ends at a NUL byte;
   an empty bound (``""`` or ``"("``) is zero;
 - replies carry scores as doubles: ``%.17g`` bulk strings in RESP2, doubles in RESP3.
+
+Over 1000 lines: the sorted-set family is 35 commands that share range parsing (by rank,
+score and member) and the ZUNION/ZINTER/ZDIFF aggregation; splitting them would split those.
+The value type itself is in `cacheshim.types.zsetvalue`.
 """
 
 from __future__ import annotations

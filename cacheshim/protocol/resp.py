@@ -73,6 +73,9 @@ LF inside an error become spaces, as in Redis's ``addReplyErrorFormat``. A statu
 CR or LF, an ``int`` outside 64 bits (use ``BigNumber``) or a value of another type raises.
 Python ``set`` iteration order is arbitrary (and differs between processes for ``bytes``):
 return ``SetReply`` with a list when the order matters.
+
+Over 500 lines: both directions of one wire format, the reply value types and their
+encodings in RESP2 and RESP3; kept together so the protocol's quirks are read in one place.
 """
 
 from __future__ import annotations

@@ -3,6 +3,9 @@
 Shape and verbs follow etcd-io/raft: `become_*` changes role, `step_*` handles a message
 in a role, `handle_*` handles one message kind, `maybe_*` acts only if a condition holds.
 Nothing here does I/O or reads a clock; randomness comes from the injected generator.
+
+Over 500 lines: one state machine, every role's handling of every message, as in etcd's
+raft.go; the types, log and progress tracking are in modules of their own.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ import pytest
 from cacheshim import server
 from cacheshim.protocol.resp import OK
 from cacheshim.server import Writer
+from cacheshim.server import writer as writer_module
 from cacheshim.v1 import record_pb2
 from logsvc.client import LogClient
 
@@ -102,7 +103,7 @@ def test_steady_writers_travel_together_in_full_appends(rng: random.Random) -> N
 def test_a_lone_writer_never_waits_for_company(
     rng: random.Random, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(server, "APPEND_LINGER_S", 5.0)  # a wait would show as a timeout
+    monkeypatch.setattr(writer_module, "APPEND_LINGER_S", 5.0)  # a wait would show as a timeout
 
     async def go() -> list[int]:
         log = TimedLog()

@@ -1,0 +1,131 @@
+"""Dispatch: one command of a connection, from its name to its answer. The central checks
+(unknown command, arity, pub/sub and MULTI restrictions, CLIENT PAUSE) run here, then the
+command goes where it belongs: the session commands, a blocking write, a plain write (the
+writer), a linearizable read (after the read barrier) or a read from memory."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from cacheshim.apply import run
+from cacheshim.commands import Command, Ctx, Flag, lookup
+from cacheshim.protocol import errors
+from cacheshim.protocol.resp import Error, Reply, Status
+from cacheshim.server.clock import wall_ms
+from cacheshim.server.sessions import SESSION_COMMANDS, Session
+
+if TYPE_CHECKING:
+    from cacheshim.protocol.resp import Encoder
+    from cacheshim.server.shim import Shim
+
+
+class Dispatch:
+    """The routing of commands (a part of `Connection`)."""
+
+    if TYPE_CHECKING:  # what this part uses of the rest of the connection
+        shim: Shim
+        encoder: Encoder
+        _plain_writes: set[asyncio.Future[Reply]]
+
+        def _session_command(
+            self, session: Session, name: str, args: list[bytes]
+        ) -> asyncio.Future[Reply] | None:
+            raise NotImplementedError
+
+        def _end_multi(self, session: Session) -> None:
+            raise NotImplementedError
+
+    def _is_plain_write(self, session: Session, waiting: asyncio.Future[Reply]) -> bool:
+        return not session.in_multi and waiting in self._plain_writes
+
+    def _paused(self, session: Session, args: list[bytes]) -> bool:
+        """CLIENT PAUSE: whether this command waits (every command, or the writes)."""
+        spec = lookup(args)
+        is_write = spec is not None and spec.is_write
+        if spec is not None and spec.name == "exec" and not spec.container:
+            is_write = any((s := lookup(a)) is not None and s.is_write for a in session.queued)
+        return self.shim.client_pause.holds(is_write)
+
+    def _dispatch(self, session: Session, args: list[bytes]) -> asyncio.Future[Reply] | None:
+        """Answer a command now (None) or return the future of its reply."""
+        return self._dispatch_spec(session, args, lookup(args))
+
+    def _dispatch_spec(
+        self, session: Session, args: list[bytes], spec: Command | None
+    ) -> asyncio.Future[Reply] | None:
+        """`_dispatch` for a command already looked up (a pipeline's next write)."""
+        name = args[0].lower().decode("utf-8", "surrogateescape")
+        session.last_command = spec.full_name if spec else name
+        session.last_active_ms = wall_ms()
+        self.shim.stats.commands_processed += 1
+        error = self._check(spec, args) or self.shim.pubsub.refusal(session, session.last_command)
+        if session.in_multi and name not in ("exec", "discard", "multi", "watch", "quit", "reset"):
+            if error is None and spec is not None and Flag.NO_MULTI in spec.flags:
+                error = "ERR Command not allowed inside a transaction"
+            if error is not None:
+                session.multi_error = True
+                self.encoder.write(Error(error))
+            else:
+                session.queued.append(args)
+                self.encoder.write(Status("QUEUED"))
+            return None
+        if error is not None:
+            self._refuse(session, name, error)
+            return None
+        assert spec is not None
+        if name in SESSION_COMMANDS and not spec.container:
+            return self._session_command(session, name, args)
+        if spec.is_write and Flag.BLOCKING in spec.flags:
+            # Not a plain write: it may wait, and nothing after it runs until it answers.
+            return self.shim.blocking.execute(session.id, session.db, args)
+        if spec.is_write:
+            waiting = self.shim.writer.submit_command(session.db, args, origin=session.id)
+            self._plain_writes.add(waiting)
+            return waiting
+        if session.linearizable:
+            return self._after_barrier(session, args)
+        self.encoder.write(self._read(session, args))
+        return None
+
+    def _refuse(self, session: Session, name: str, error: str) -> None:
+        """A command the central checks refused, as Redis's rejectCommand answers it: inside
+        MULTI the transaction is marked failed (also for DISCARD, WATCH, MULTI ...), and a
+        refused EXEC, in MULTI or not, discards the transaction and forgets the WATCHes."""
+        if name == "exec":
+            self._end_multi(session)
+            session.watched = {}
+            reason = error[4:] if error.startswith("ERR ") else error
+            self.encoder.write(Error(f"EXECABORT Transaction discarded because of: {reason}"))
+            return
+        if session.in_multi:
+            session.multi_error = True
+        self.encoder.write(Error(error))
+
+    def _check(self, spec: Command | None, args: list[bytes]) -> str | None:
+        """Redis's central checks (processCommand): unknown command, arity."""
+        if spec is None:
+            return errors.unknown_command(args[0], args[1:])
+        if spec.handler is None:  # a container without a known subcommand
+            if len(args) < 2:
+                return errors.wrong_number_of_arguments(spec.name)
+            return errors.unknown_subcommand(args[0], args[1])
+        # A subcommand's arity counts the container's name too, as in Redis
+        # (object|encoding is 3: OBJECT ENCODING key).
+        if not spec.arity_ok(len(args)):
+            return errors.wrong_number_of_arguments(spec.full_name)
+        return None
+
+    def _read(self, session: Session, args: list[bytes]) -> Reply:
+        ctx = Ctx(self.shim.applier.keyspace, session.db, wall_ms(), 0, self.shim.read_rng)
+        ctx.session = session
+        reply = run(ctx, args)
+        session.db = ctx.db_index  # SELECT queued in a transaction that only reads
+        return reply
+
+    def _after_barrier(self, session: Session, args: list[bytes]) -> asyncio.Future[Reply]:
+        async def barrier_then_read() -> Reply:
+            await self.shim.read_barrier()
+            return self._read(session, args)
+
+        return asyncio.ensure_future(barrier_then_read())

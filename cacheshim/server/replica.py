@@ -1,0 +1,132 @@
+"""The replica: the shim's copy of the data follows the log. Records arrive from the
+zone-local node's Read stream, or straight from the writer when this shim's own Append is
+next in line. Both go through `_receive`, the one path to apply: each record is applied
+once, in log order, whichever source brings it first; `_apply` then answers the writers
+waiting for it, wakes blocked clients and `wait_applied`'s callers."""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from logsvc.client import LogClientError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from cacheshim.apply import Applier
+    from cacheshim.blocking import Blocker
+    from cacheshim.server.shim import ShimConfig
+    from cacheshim.server.writer import Writer
+    from logsvc.client import LogClient
+
+log = logging.getLogger("cacheshim.server")
+
+# Records per message of the apply loop's Read stream: the node bounds a message by records
+# only, so 32 records of up to 1 MiB (the log's default limit) stay well under gRPC's 64 MiB.
+READ_BATCH_RECORDS_MAX = 32
+
+
+class Replica:
+    """Applying the log (a part of `Shim`)."""
+
+    if TYPE_CHECKING:  # what this part uses of the rest of the shim
+        config: ShimConfig
+        applier: Applier
+        writer: Writer
+        blocking: Blocker
+        log_reader_client: LogClient
+        log_leader: str
+        _index_waiters: list[tuple[int, int, asyncio.Future[None]]]
+        _tickets: Iterator[int]
+
+    async def _commit_index(self) -> int:
+        deadline = time.monotonic() + 60
+        while True:
+            for address in self.log_reader_client.addresses:
+                try:
+                    st = await self.log_reader_client.status(address)
+                except Exception:  # a node down: ask the next one
+                    continue
+                self.log_leader = st.header.leader_address
+                return st.commit_index
+            if time.monotonic() > deadline:
+                raise RuntimeError("no log node answered Status within 60s")
+            await asyncio.sleep(0.2)
+
+    async def _apply_loop(self) -> None:
+        """Apply every committed record in order, forever: a failure is logged and the loop
+        goes on from the next record it has not applied (it never dies silently)."""
+        while True:
+            try:
+                async for index, payload in self.log_reader_client.read(
+                    self.applier.applied_index + 1,
+                    follow=True,
+                    batch_records_max=READ_BATCH_RECORDS_MAX,
+                ):
+                    self._receive(index, payload)
+            except LogClientError as exc:
+                log.error("reading the log failed: %s; retrying", exc)
+                await asyncio.sleep(0.5)
+            except Exception:
+                log.exception(
+                    "the apply loop failed after record %d; going on", self.applier.applied_index
+                )
+                await asyncio.sleep(0.5)
+
+    def _receive(self, index: int, payload: bytes) -> None:
+        """A committed record, from the Read stream or from this shim's own Append: applied
+        unless it was already (the other source brought it first). Out of order, it raises
+        (`Applier.apply`), and the apply loop reads again from the next record to apply."""
+        if index > self.applier.applied_index:
+            self._apply(index, payload)
+
+    def _apply(self, index: int, payload: bytes) -> None:
+        record, reply = self.applier.apply(index, payload)
+        # What follows only tells waiting clients: a failure there must not keep the
+        # others waiting (the index waiters below are released whatever happens).
+        try:
+            if record is not None:
+                self.writer.applied(record, reply)
+        except Exception:
+            log.exception("answering the writer of record %d failed", index)
+        try:
+            self.blocking.after_apply(record, reply)
+        except Exception:
+            log.exception("serving blocked clients after record %d failed", index)
+        waiters = self._index_waiters
+        while waiters and waiters[0][0] <= index:
+            waiter = heapq.heappop(waiters)[2]
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _apply_committed(self, first_index: int, payloads: list[bytes]) -> None:
+        """Our own Append was committed at first_index..: if nothing comes before it that
+        this shim has not applied, apply what of it the local node's Read stream has not
+        brought yet, instead of waiting for the stream (whose copies are then skipped,
+        `_receive`). The bytes are the log's: an
+        Append's records are stored as sent, also when a retry is answered as a duplicate."""
+        if self.applier.applied_index < first_index - 1:
+            return  # others' records come first: the Read stream brings all in order
+        for offset, payload in enumerate(payloads):
+            self._receive(first_index + offset, payload)
+
+    async def wait_applied(self, index: int, timeout_s: float | None) -> None:
+        """Until this shim has applied `index` (TimeoutError after timeout_s, if given)."""
+        if self.applier.applied_index >= index:
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._index_waiters, (index, next(self._tickets), waiter))
+        try:
+            async with asyncio.timeout(timeout_s):
+                await waiter
+        finally:
+            waiter.cancel()  # a timed-out waiter is dropped from the heap when its index comes
+
+    async def read_barrier(self) -> None:
+        """Linearizable reads: apply up to a quorum-confirmed commit index first."""
+        index = await self.log_reader_client.read_index(self.config.local_log_address)
+        await self.wait_applied(index, self.config.write_timeout_s)
