@@ -29,7 +29,7 @@ from cacheshim.apply import Applier
 from cacheshim.blocking import unblock_record
 from cacheshim.commands import load_all
 from cacheshim.protocol.resp import NULL_ARRAY, OK
-from cacheshim.server import _Write, encode_command_record
+from cacheshim.server.writer import _Write, encode_command_record
 from cacheshim.snapshot import lzf, model, packed
 from cacheshim.snapshot.crc64 import HAVE_C, crc64, crc64_py
 from cacheshim.snapshot.rdb import (
