@@ -257,9 +257,9 @@ def write_rdb(
     keys_written = 0
     for db in keyspace.dbs:
         memlog = state is not None
-        if memlog and (db.data or db.changed_at or db.flushed_at):
+        if memlog and (db.data or db.changed_at or getattr(db, "flushed_at", 0)):
             bits = model.scan_bits(db)
-            write(_aux(AUX_DB, b"%d %d %d" % (db.index, db.flushed_at, bits)))
+            write(_aux(AUX_DB, b"%d %d %d" % (db.index, getattr(db, "flushed_at", 0), bits)))
         if db.data:
             write(bytes((OP_SELECTDB,)) + encode_length(db.index))
             write(bytes((OP_RESIZEDB,)) + encode_length(len(db.data)))
