@@ -45,6 +45,7 @@ from cacheshim.pubsub import Hub, Outbox
 from cacheshim.resp import NULL_ARRAY, OK, Encoder, Error, Reply, RequestParser, Status
 from cacheshim.serverconfig import ServerConfig
 from cacheshim.serverstate import ClientPause, ServerStats
+from cacheshim.snapshot import bootstrap
 from cacheshim.v1 import record_pb2
 from logsvc.client import AppendOutcomeUnknown, LogClient, LogClientError
 
@@ -499,8 +500,11 @@ class Shim:
     # -- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Replay the log up to the commit index seen now, then start serving."""
+        """Restore the newest snapshot, replay the log after it up to the commit index seen
+        now, then start serving."""
         target = await self._commit_index()
+        # The newest usable snapshot, then the log after it up to target (issue 16).
+        await bootstrap.recover(self.applier, self.log_reader_client, target, self._apply)
         self.writer.start()
         self._tasks.append(asyncio.create_task(self._apply_loop(), name="apply-loop"))
         while self.applier.applied_index < target:
