@@ -1,0 +1,201 @@
+"""Issue 16, on real processes: shims start from the snapshot store, a snapshotter writes it,
+RDB in and out with Debian's redis-server, point-in-time restore.
+
+Each test starts its own three log nodes and shims (tests/cacheshim/harness.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from cacheshim.snapshot.rdb import SnapshotState, read_rdb, write_rdb
+from cacheshim.snapshot.redisdigest import redis_digest
+from logsvc.client import LogClient, list_snapshots, put_snapshot
+from tests.cacheshim.harness import (
+    Memlog,
+    RedisServer,
+    applied_index,
+    client,
+    execute,
+    same_index,
+    stop_process,
+    wait_until,
+)
+
+SEED = int(os.environ.get("MEMLOG_TEST_SEED", random.randrange(1 << 30)))
+
+
+def _memlog_cli(*args: str, timeout_s: float = 120) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "cacheshim.launcher", *args],
+        capture_output=True, text=True, timeout=timeout_s,
+    )  # fmt: skip
+    assert done.returncode == 0, f"memlog {args[0]} failed:\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+def _addrs(m: Memlog) -> str:
+    assert m.cluster is not None
+    return ",".join(m.cluster.addresses())
+
+
+def _start_snapshotter(m: Memlog, every_s: float, min_records: int) -> subprocess.Popen[bytes]:
+    with open(m.root / "snapshotter.log", "ab") as log_file:
+        return subprocess.Popen(
+            [sys.executable, "-m", "cacheshim.launcher", "snapshot", "--log", _addrs(m),
+             "--every-s", str(every_s), "--min-records", str(min_records),
+             "--temp-dir", str(m.root)],
+            stdout=log_file, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+
+def _log_state(m: Memlog) -> tuple[int, int]:
+    """(the smallest first index over the nodes that answer, the newest snapshot index)."""
+
+    async def ask() -> tuple[int, int]:
+        async with LogClient(_addrs(m).split(",")) as log:
+            firsts = []
+            newest = 0
+            for address in log.addresses:
+                try:
+                    st = await log.status(address)
+                except Exception:
+                    continue
+                firsts.append(st.first_index)
+                newest = max(newest, st.newest_snapshot.index)
+            return (min(firsts) if firsts else 0), newest
+
+    return asyncio.run(ask())
+
+
+def _snapshot_indexes(m: Memlog) -> list[int]:
+    async def ask() -> list[int]:
+        async with LogClient(_addrs(m).split(",")) as log:
+            listed = await list_snapshots(log, log.addresses[0])
+            return [s.index for s in listed.snapshots]
+
+    return asyncio.run(ask())
+
+
+def _mixed_writes(rng: random.Random, count: int) -> Iterator[list[object]]:
+    """Writes of every type over a small set of keys, some with TTLs (long and short)."""
+    for _ in range(count):
+        key = f"k{rng.randrange(60)}"
+        pick = rng.randrange(12)
+        if pick == 0:
+            yield ["SET", f"s:{key}", rng.randbytes(rng.randrange(1, 40))]
+        elif pick == 1:
+            yield ["INCRBY", f"n:{key}", rng.randrange(-5, 100)]
+        elif pick == 2:
+            yield ["RPUSH", f"l:{key}", *[rng.randrange(1000) for _ in range(rng.randrange(1, 4))]]
+        elif pick == 3:
+            yield ["LPOP", f"l:{key}"]
+        elif pick == 4:
+            yield ["HSET", f"h:{key}", f"f{rng.randrange(20)}", rng.randbytes(8)]
+        elif pick == 5:
+            yield ["SADD", f"t:{key}", rng.randrange(50), f"m{rng.randrange(50)}"]
+        elif pick == 6:
+            yield ["SREM", f"t:{key}", f"m{rng.randrange(50)}"]
+        elif pick == 7:
+            yield ["ZADD", f"z:{key}", rng.uniform(-100, 100), f"m{rng.randrange(30)}"]
+        elif pick == 8:
+            yield ["PEXPIRE", f"s:{key}", rng.randrange(60_000, 600_000)]
+        elif pick == 9:
+            yield ["SET", f"e:{key}", "short", "PX", rng.randrange(1, 300)]
+        elif pick == 10:
+            yield ["DEL", f"s:{key}", f"h:{key}"]
+        else:
+            yield ["ZREM", f"z:{key}", f"m{rng.randrange(30)}"]
+
+
+class _Load:
+    """A steady write load on one shim from a thread; every reply is checked."""
+
+    def __init__(self, port: int, seed: int) -> None:
+        self.port = port
+        self.rng = random.Random(seed)
+        self.stop = threading.Event()
+        self.sent = 0
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        try:
+            conn = client(self.port)
+            while not self.stop.is_set():
+                pipe = conn.pipeline(transaction=False)
+                for args in _mixed_writes(self.rng, 20):
+                    pipe.execute_command(*args)
+                pipe.execute(raise_on_error=False)
+                self.sent += 20
+                time.sleep(0.005)
+        except BaseException as exc:
+            self.error = exc
+
+    def __enter__(self) -> _Load:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        self.thread.join(30)
+        assert self.error is None, f"the load failed (seed {SEED}): {self.error!r}"
+
+
+def _digest(port: int) -> str:
+    reply = execute(client(port), "DEBUG", "DIGEST")
+    return reply.decode() if isinstance(reply, bytes) else str(reply)
+
+
+def test_shims_restarted_and_new_after_trims_match_one_that_never_stopped(tmp_path: Path) -> None:
+    print(f"seed {SEED}")
+    m = Memlog(
+        tmp_path, shims=2,
+        log_args=["--trim-interval-s", "0.5", "--trim-keep-entries", "40",
+                  "--trim-keep-seconds", "0"],
+    )  # fmt: skip
+    snapshotter: subprocess.Popen[bytes] | None = None
+    try:
+        m.start()
+        snapshotter = _start_snapshotter(m, every_s=0.5, min_records=20)
+        firsts: list[int] = []
+
+        def trimmed_again(times: int) -> bool:
+            first, _ = _log_state(m)
+            if not firsts or first > firsts[-1]:
+                firsts.append(first)
+            return len(firsts) > times
+
+        with _Load(m.shim_ports[0], SEED):
+            wait_until(lambda: trimmed_again(2), 90, "two trims")
+            stop_process(m.shim_procs[1])  # shim 2 stops mid-run
+            wait_until(lambda: trimmed_again(4), 90, "two more trims while shim 2 is down")
+            m.start_shim(1)  # restarted, behind the trim point
+            wait_until(lambda: trimmed_again(5), 90, "a trim after shim 2 came back")
+            m.start_shim(2)  # a new shim, after the trims
+            wait_until(lambda: trimmed_again(6), 90, "one more trim")
+        first, newest = _log_state(m)
+        assert first > 1 and newest > 0
+        conns = [client(port) for port in m.shim_ports]
+        same_index(conns, timeout_s=30)
+        digests = {_digest(port) for port in m.shim_ports}
+        assert len(digests) == 1, f"digests differ (seed {SEED}): {digests}"
+        assert digests != {"0" * 40}
+        for name in ("shim-2.log", "shim-3.log"):
+            assert "restored snapshot" in (tmp_path / name).read_text(), m.log_tail(name)
+    finally:
+        if snapshotter is not None:
+            stop_process(snapshotter)
+        m.stop()
