@@ -17,16 +17,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-import redis
-
-from cacheshim.snapshot.rdb import SnapshotState, read_rdb, write_rdb
-from cacheshim.snapshot.redisdigest import redis_digest
+from cacheshim.snapshot.model import Keyspace, new_keyspace
+from cacheshim.snapshot.rdb import write_rdb
 from logsvc.client import LogClient, list_snapshots, put_snapshot
 from tests.cacheshim.harness import (
     Memlog,
-    RedisServer,
-    applied_index,
     client,
     execute,
     same_index,
@@ -137,7 +132,7 @@ class _Load:
             while not self.stop.is_set():
                 pipe = conn.pipeline(transaction=False)
                 for args in _mixed_writes(self.rng, 20):
-                    pipe.execute_command(*args)
+                    execute(pipe, *args)
                 pipe.execute(raise_on_error=False)
                 self.sent += 20
                 time.sleep(0.005)
@@ -199,3 +194,128 @@ def test_shims_restarted_and_new_after_trims_match_one_that_never_stopped(tmp_pa
         if snapshotter is not None:
             stop_process(snapshotter)
         m.stop()
+
+
+def _snapshot_once(m: Memlog) -> int:
+    out = _memlog_cli("snapshot", "--log", _addrs(m), "--temp-dir", str(m.root))
+    assert out.startswith("snapshot "), out
+    return int(out.split()[1])
+
+
+def _commit_index(m: Memlog) -> int:
+    async def ask() -> int:
+        async with LogClient(_addrs(m).split(",")) as log:
+            return (await log.status(log.addresses[0])).commit_index
+
+    return asyncio.run(ask())
+
+
+def _corrupt(m: Memlog, index: int, zones: str) -> int:
+    """Overwrite bytes inside snapshot index's files on the nodes of these zones; how many."""
+    hit = 0
+    for path in sorted(m.root.rglob("snap-*.blob")):
+        if int(path.name.split("-")[1]) != index or path.parent.parent.name not in zones:
+            continue
+        with path.open("r+b") as f:
+            f.seek(path.stat().st_size // 2)
+            f.write(os.urandom(16))
+        hit += 1
+    return hit
+
+
+class _Acked:
+    """Writes whose reply came back OK, to look for after a restart."""
+
+    def __init__(self) -> None:
+        self.strings: dict[bytes, bytes] = {}
+        self.lists: dict[bytes, list[bytes]] = {}
+
+    def write(self, port: int, tag: str, count: int) -> None:
+        pipe = client(port).pipeline(transaction=False)
+        sent: list[tuple[bytes, bytes]] = []
+        for i in range(count):
+            key, value = f"{tag}:{i}".encode(), os.urandom(12)
+            pipe.set(key, value)
+            pipe.rpush(f"list:{tag}".encode(), value)
+            sent.append((key, value))
+        replies = pipe.execute()
+        for i, (key, value) in enumerate(sent):
+            assert replies[2 * i] is True and replies[2 * i + 1] == i + 1
+            self.strings[key] = value
+            self.lists.setdefault(f"list:{tag}".encode(), []).append(value)
+
+    def check(self, port: int) -> None:
+        conn = client(port)
+        keys = list(self.strings)
+        assert conn.mget(keys) == [self.strings[k] for k in keys]
+        for key, items in self.lists.items():
+            assert conn.lrange(key, 0, -1) == items
+
+
+def test_restart_after_a_killed_snapshotter_and_bad_snapshots_serves_every_ack(
+    tmp_path: Path,
+) -> None:
+    print(f"seed {SEED}")
+    rng = random.Random(SEED)
+    m = Memlog(tmp_path, shims=2, log_args=["--snapshot-retain", "10"])
+    try:
+        m.start()
+        acked = _Acked()
+        port = m.shim_ports[1]  # shim 1 (zone a) is the one restarted
+        acked.write(port, "a", 300)
+        first = _snapshot_once(m)
+        # A snapshotter killed at a random moment while writes go on (mid-write or mid-put).
+        snapshotter = _start_snapshotter(m, every_s=0.05, min_records=1)
+        with _Load(port, SEED):
+            acked.write(port, "b", 300)
+            log_path = tmp_path / "snapshotter.log"
+            wait_until(lambda: " stored: " in log_path.read_text(), 60, "a snapshotter round")
+            time.sleep(rng.uniform(0.0, 0.3))
+            snapshotter.send_signal(signal.SIGKILL)
+            snapshotter.wait()
+            acked.write(port, "c", 300)
+        good = _snapshot_once(m)
+        assert good > first
+        acked.write(port, "d", 300)
+        # The newest snapshot is not a memlog snapshot (a plain RDB file): never restored.
+        plain = tmp_path / "plain.rdb"
+        with plain.open("wb") as out:
+            write_rdb(read_rdb_of_nothing(), out)
+        bogus = _commit_index(m)
+
+        async def put_plain() -> None:
+            async with LogClient(_addrs(m).split(",")) as log:
+                await put_snapshot(log, bogus, plain)
+
+        asyncio.run(put_plain())
+        acked.write(port, "e", 300)
+        assert _corrupt(m, good, "a") == 1  # zone a's copy: served by another node
+        stop_process(m.shim_procs[0])
+        m.start_shim(0)
+        text = (tmp_path / "shim-1.log").read_text()
+        assert f"snapshot {bogus} is unusable (not a memlog snapshot" in text, m.log_tail(
+            "shim-1.log"
+        )
+        assert f"restored snapshot {good} " in text, m.log_tail("shim-1.log")
+        conns = [client(p) for p in m.shim_ports]
+        same_index(conns, timeout_s=30)
+        acked.check(m.shim_ports[0])
+        assert _digest(m.shim_ports[0]) == _digest(port)
+        # Every copy of the good snapshot damaged: the one before it, and the log after it.
+        _corrupt(m, good, "abc")
+        stop_process(m.shim_procs[0])
+        m.start_shim(0)
+        text = (tmp_path / "shim-1.log").read_text()
+        assert f"snapshot {good} is unusable" in text, m.log_tail("shim-1.log")
+        last = text[text.rindex(f"snapshot {good} is unusable") :]
+        restored = int(last[last.index("restored snapshot ") :].split()[2])
+        assert first <= restored < good, m.log_tail("shim-1.log")
+        same_index(conns, timeout_s=30)
+        acked.check(m.shim_ports[0])
+        assert _digest(m.shim_ports[0]) == _digest(port)
+    finally:
+        m.stop()
+
+
+def read_rdb_of_nothing() -> Keyspace:
+    return new_keyspace()
