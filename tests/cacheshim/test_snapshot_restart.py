@@ -17,11 +17,16 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import redis
+
 from cacheshim.snapshot.model import Keyspace, new_keyspace
-from cacheshim.snapshot.rdb import write_rdb
+from cacheshim.snapshot.rdb import read_rdb, write_rdb
+from cacheshim.snapshot.redisdigest import redis_digest
 from logsvc.client import LogClient, list_snapshots, put_snapshot
 from tests.cacheshim.harness import (
     Memlog,
+    RedisServer,
+    applied_index,
     client,
     execute,
     same_index,
@@ -319,3 +324,145 @@ def test_restart_after_a_killed_snapshotter_and_bad_snapshots_serves_every_ack(
 
 def read_rdb_of_nothing() -> Keyspace:
     return new_keyspace()
+
+
+def _fill_every_type(conn: redis.Redis, rng: random.Random) -> None:
+    """Every type memlog holds, in the encodings redis-server 7.0 writes for them (small
+    and large), over two databases, some keys with expiry times."""
+    far = int(time.time() * 1000) + 3_600_000
+    for db in (0, 3):
+        execute(conn, "SELECT", db)
+        pipe = conn.pipeline(transaction=False)
+        pipe.set("str:int", "12345")
+        pipe.set("str:bigint", "123456789012345678")
+        pipe.set("str:neg", "-7")
+        pipe.set("str:text", "hello world")
+        pipe.set("str:lzf", b"abcdefgh" * 500)  # compressible: LZF in the file
+        pipe.set("str:bin", rng.randbytes(300))
+        pipe.rpush("list:small", *[f"i{i}" for i in range(5)], 42, -3)
+        pipe.rpush("list:big", *[rng.randbytes(rng.randrange(1, 200)) for _ in range(2000)])
+        pipe.sadd("set:intset", *range(-5, 20))
+        pipe.sadd("set:strings", *[f"m{i}" for i in range(10)])
+        pipe.sadd("set:big", *[rng.randbytes(10) for _ in range(700)])
+        pipe.hset("hash:small", mapping={f"f{i}": f"v{i}" for i in range(8)})
+        pipe.hset("hash:big", mapping={f"f{i}": rng.randbytes(20) for i in range(600)})
+        pipe.zadd("zset:small", {"a": 1.5, "b": -2, "c": 3e10})
+        pipe.zadd("zset:big", {f"m{i}": rng.uniform(-1e6, 1e6) for i in range(300)})
+        pipe.zadd("zset:inf", {"lo": float("-inf"), "hi": float("inf"), "mid": 0})
+        for key in ("str:text", "list:small", "set:intset", "hash:big", "zset:small"):
+            pipe.pexpireat(key, far + rng.randrange(1000))
+        pipe.execute()
+    execute(conn, "SELECT", 0)
+
+
+def _dump(conn: redis.Redis) -> dict[tuple[int, bytes], tuple[object, ...]]:
+    """Every key's type, value and absolute expiry, by database."""
+    out: dict[tuple[int, bytes], tuple[object, ...]] = {}
+    for db in range(16):
+        execute(conn, "SELECT", db)
+        for key in conn.keys("*"):
+            kind = conn.type(key)
+            value: object
+            if kind == b"string":
+                value = conn.get(key)
+            elif kind == b"list":
+                value = conn.lrange(key, 0, -1)
+            elif kind == b"set":
+                value = sorted(conn.smembers(key))
+            elif kind == b"hash":
+                value = sorted(conn.hgetall(key).items())
+            else:
+                value = conn.zrange(key, 0, -1, withscores=True)
+            out[(db, key)] = (kind, value, execute(conn, "PEXPIRETIME", key))
+    execute(conn, "SELECT", 0)
+    return out
+
+
+def test_rdb_round_trips_with_redis_server(tmp_path: Path) -> None:
+    print(f"seed {SEED}")
+    rng = random.Random(SEED)
+    source = RedisServer(tmp_path / "redis-a")
+    target = RedisServer(tmp_path / "redis-b")
+    m = Memlog(tmp_path / "memlog")
+    try:
+        source.start(["--enable-debug-command", "yes"])
+        m.start()
+        # redis-server -> memlog: its RDB file, through the log as ordinary writes.
+        oracle = client(source.port)
+        _fill_every_type(oracle, rng)
+        execute(oracle, "SAVE")
+        dump = tmp_path / "redis-a" / "dump.rdb"
+        out = _memlog_cli("import", "--rdb", str(dump), "--addr", f"127.0.0.1:{m.shim_ports[0]}")
+        assert "imported 32 keys" in out, out
+        shim = client(m.shim_ports[0])
+        assert _dump(shim) == _dump(oracle)
+        # Both go on with the same writes, then memlog -> redis-server: export, load.
+        for args in _mixed_writes(rng, 300):
+            if args[0] == "SET" and "PX" in args:
+                continue  # short TTLs would expire at different moments on the two
+            if args[0] == "PEXPIRE":  # relative: the same moment on both
+                args = ["PEXPIREAT", args[1], int(time.time() * 1000) + int(str(args[2]))]
+            assert type(outcome := _try(shim, args)) is type(_try(oracle, args)), (args, outcome)
+        exported = tmp_path / "redis-b" / "exported.rdb"
+        (tmp_path / "redis-b").mkdir()
+        out = _memlog_cli("export", "--rdb", str(exported), "--log", _addrs(m))
+        assert "exported" in out, out
+        with exported.open("rb") as f:
+            loaded = read_rdb(f)
+        assert loaded.state is None  # a plain Redis file
+        want = execute(oracle, "DEBUG", "DIGEST")
+        assert redis_digest(loaded.keyspace).encode() == want
+        target.start(["--dbfilename", "exported.rdb", "--enable-debug-command", "yes"])
+        loaded_by_redis = client(target.port)
+        assert execute(loaded_by_redis, "DEBUG", "DIGEST") == want
+        assert _dump(loaded_by_redis) == _dump(oracle) == _dump(shim)
+    finally:
+        m.stop()
+        source.stop()
+        target.stop()
+
+
+def _try(conn: redis.Redis, args: list[object]) -> object:
+    try:
+        return execute(conn, *args)
+    except redis.ResponseError as exc:
+        return exc
+
+
+def test_restore_to_an_index_or_a_time_gives_the_state_a_shim_had_there(tmp_path: Path) -> None:
+    print(f"seed {SEED}")
+    rng = random.Random(SEED)
+    m = Memlog(tmp_path, log_args=["--snapshot-retain", "10"])
+    try:
+        m.start()
+        port = m.shim_ports[0]
+        shim = client(port)
+        points: list[tuple[int, str, int]] = []  # (applied index, digest, a time after it)
+
+        def batch() -> None:
+            pipe = shim.pipeline(transaction=False)
+            for args in _mixed_writes(rng, 150):
+                if args[0] == "SET" and "PX" in args:
+                    args = args[:3]  # no short TTLs: a digest counts a key until apply drops it
+                execute(pipe, *args)
+            pipe.execute(raise_on_error=False)
+
+        for round_ in range(4):
+            time.sleep(0.01)
+            batch()
+            points.append((applied_index(shim), _digest(port), int(time.time() * 1000)))
+            time.sleep(0.01)
+            if round_ in (1, 2):
+                _snapshot_once(m)
+        batch()
+        assert len({digest for _, digest, _ in points}) == len(points)
+        for index, digest, when in points:
+            for how in (["--to-index", str(index)], ["--to-time", str(when)]):
+                out_path = tmp_path / f"restore-{index}-{how[0][5:]}.rdb"
+                out = _memlog_cli("restore", *how, "--rdb", str(out_path), "--log", _addrs(m))
+                assert f"at log index {index} " in out, (how, out)
+                with out_path.open("rb") as f:
+                    got = read_rdb(f).keyspace.digest()
+                assert got == digest, (how, index)
+    finally:
+        m.stop()
