@@ -373,6 +373,7 @@ def _dump(conn: redis.Redis) -> dict[tuple[int, bytes], tuple[object, ...]]:
                 value = sorted(conn.hgetall(key).items())
             else:
                 value = conn.zrange(key, 0, -1, withscores=True)
+            assert isinstance(key, bytes)
             out[(db, key)] = (kind, value, execute(conn, "PEXPIRETIME", key))
     execute(conn, "SELECT", 0)
     return out
