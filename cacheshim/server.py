@@ -25,7 +25,7 @@ from typing import cast
 
 import grpc
 
-from cacheshim import errors
+from cacheshim import errors, persistence
 from cacheshim.apply import (
     RECORD_BYTES_MAX,
     Applier,
@@ -505,6 +505,7 @@ class Shim:
         target = await self._commit_index()
         # The newest usable snapshot, then the log after it up to target (issue 16).
         await bootstrap.recover(self.applier, self.log_reader_client, target, self._apply)
+        self._tasks.append(asyncio.create_task(persistence.watch(self), name="store-watch"))
         self.writer.start()
         self._tasks.append(asyncio.create_task(self._apply_loop(), name="apply-loop"))
         while self.applier.applied_index < target:
@@ -931,6 +932,8 @@ class Connection(asyncio.Protocol):
         assert spec is not None
         if name in SESSION_COMMANDS and not spec.container:
             return self._session_command(session, name, args)
+        if name in ("save", "bgsave") and not spec.container:  # through the snapshot store
+            return persistence.save_command(self.shim, session, args)
         if spec.is_write and "blocking" in spec.flags:
             # Not a plain write: it may wait, and nothing after it runs until it answers.
             return self.shim.blocking.execute(session.id, session.db, args)

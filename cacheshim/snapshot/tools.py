@@ -16,6 +16,7 @@ a shim holds at that index.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import os
@@ -24,6 +25,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from cacheshim import persistence
 from cacheshim.apply import Applier
 from cacheshim.commands import load_all
 from cacheshim.hashvalue import HashValue
@@ -69,6 +71,8 @@ class Snapshotter:
         self.applier = Applier()
         self.newest = 0  # the newest snapshot index known durable
         self._lock = asyncio.Lock()  # the applier: apply, recover and write never overlap
+        # Set when a SAVE/BGSAVE marker was applied (cacheshim.persistence): a round now.
+        self.asked = asyncio.Event()
 
     async def recover(self) -> None:
         async with self._lock:
@@ -82,9 +86,10 @@ class Snapshotter:
                 done.applied_index, done.snapshot_index, done.replayed_records,
             )  # fmt: skip
 
-    async def take(self) -> int | None:
-        """Write and store a snapshot at the applied index if enough records came since the
-        newest one; its index, or None."""
+    async def take(self, min_records: int | None = None) -> int | None:
+        """Write and store a snapshot at the applied index if enough records (min_records,
+        else the snapshotter's setting) came since the newest one; its index, or None."""
+        least = self.min_records if min_records is None else min_records
         catalog = await bootstrap.list_snapshots_any(self.client)
         if catalog:
             self.newest = max(self.newest, catalog[0].index)
@@ -93,7 +98,7 @@ class Snapshotter:
             async with self._lock:
                 applier = self.applier
                 index = applier.applied_index
-                if index == 0 or index - self.newest < self.min_records:
+                if index == 0 or index - self.newest < least:
                     return None
                 started = time.monotonic()
                 # On the loop, not in a thread: the applier must not change while it is read,
@@ -125,7 +130,9 @@ class Snapshotter:
                 ):
                     async with self._lock:
                         if index == self.applier.applied_index + 1:
-                            self.applier.apply(index, payload)
+                            record, _ = self.applier.apply(index, payload)
+                            if persistence.is_marker(record):
+                                self.asked.set()
             except TrimmedError as exc:
                 log.warning("the log was trimmed past this snapshotter (%s): recovering", exc)
                 await self.recover()
@@ -147,11 +154,15 @@ class Snapshotter:
         follower = asyncio.create_task(self.follow(), name="snapshotter-follow")
         try:
             while True:
-                await asyncio.sleep(every_s)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(every_s):
+                        await self.asked.wait()
+                asked = self.asked.is_set()
+                self.asked.clear()
                 if follower.done():
                     follower.result()  # raises what ended it
                 try:
-                    await self.take()
+                    await self.take(min_records=1 if asked else None)
                 except LogClientError as exc:
                     log.warning("storing a snapshot failed: %s; next round in %gs", exc, every_s)
         finally:

@@ -10,6 +10,7 @@ import asyncio
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -17,6 +18,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 import redis
 
 from cacheshim.snapshot.model import Keyspace, new_keyspace
@@ -466,4 +468,43 @@ def test_restore_to_an_index_or_a_time_gives_the_state_a_shim_had_there(tmp_path
                     got = read_rdb(f).keyspace.digest()
                 assert got == digest, (how, index)
     finally:
+        m.stop()
+
+
+def test_save_bgsave_lastsave_and_info_speak_of_the_snapshot_store(tmp_path: Path) -> None:
+    m = Memlog(tmp_path)
+    snapshotter: subprocess.Popen[bytes] | None = None
+    try:
+        m.start()
+        # Rounds far apart and a high floor: only SAVE/BGSAVE make it write one here.
+        snapshotter = _start_snapshotter(m, every_s=600, min_records=1_000_000)
+        wait_until(
+            lambda: "at index" in (tmp_path / "snapshotter.log").read_text(), 60, "snapshotter"
+        )
+        shim = client(m.shim_ports[0])
+        before = time.time()
+        for i in range(50):
+            shim.set(f"k{i}", i)
+        wanted = applied_index(shim)
+        assert execute(shim, "SAVE") is True  # redis-py reads +OK as True
+        info = shim.info("persistence")
+        assert info["memlog_snapshot_index"] >= wanted
+        assert info["rdb_changes_since_last_save"] <= applied_index(shim) - wanted
+        assert info["memlog_log_first_index"] == 1
+        assert info["memlog_snapshot_bytes"] > 0
+        assert 0 <= info["memlog_snapshot_age_sec"] < 30
+        lastsave = shim.lastsave().timestamp()  # redis-py makes it a datetime
+        assert before - 1 <= lastsave <= time.time() + 1
+        assert info["rdb_last_save_time"] == lastsave
+        first = info["memlog_snapshot_index"]
+        shim.set("after", "save")
+        with socket.create_connection(("127.0.0.1", m.shim_ports[0]), timeout=15) as sock:
+            sock.sendall(b"BGSAVE\r\n")
+            assert sock.recv(100) == b"+Background saving started\r\n"
+        wait_until(lambda: _log_state(m)[1] > first, 30, "the snapshot BGSAVE asked for")
+        with pytest.raises(redis.ResponseError, match="syntax error"):
+            execute(shim, "BGSAVE", "NOW")
+    finally:
+        if snapshotter is not None:
+            stop_process(snapshotter)
         m.stop()
