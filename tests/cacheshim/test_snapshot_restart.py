@@ -31,6 +31,7 @@ from tests.cacheshim.harness import (
     applied_index,
     client,
     execute,
+    free_port,
     same_index,
     stop_process,
     wait_until,
@@ -507,4 +508,41 @@ def test_save_bgsave_lastsave_and_info_speak_of_the_snapshot_store(tmp_path: Pat
     finally:
         if snapshotter is not None:
             stop_process(snapshotter)
+        m.stop()
+
+
+def test_a_shim_whose_records_were_trimmed_without_a_snapshot_says_so_and_never_serves(
+    tmp_path: Path,
+) -> None:
+    m = Memlog(tmp_path)
+    proc: subprocess.Popen[bytes] | None = None
+    try:
+        m.start()
+        shim = client(m.shim_ports[0])
+        for i in range(30):
+            shim.set(f"k{i}", i)
+
+        async def force_trim() -> int:
+            async with LogClient(_addrs(m).split(",")) as log:
+                return await log.trim(20, force=True)
+
+        first = asyncio.run(force_trim())
+        assert first > 1
+        wait_until(lambda: _log_state(m)[0] == first, 30, "the trim on every node")
+        m.shim_ports.append(free_port())
+        log_path = tmp_path / "shim-2.log"
+        with log_path.open("ab") as log_file:
+            proc = subprocess.Popen(m.shim_command(1), stdout=log_file, stderr=subprocess.STDOUT)
+        wait_until(
+            lambda: log_path.read_text().count("cannot rebuild the state") >= 2, 60, "the retries"
+        )
+        text = log_path.read_text()
+        assert f"the log keeps records from index {first} on" in text, text
+        assert f"records 1 to {first - 1} were trimmed" in text, text
+        assert proc.poll() is None
+        with pytest.raises(redis.ConnectionError):
+            client(m.shim_ports[1]).ping()
+    finally:
+        if proc is not None:
+            stop_process(proc)
         m.stop()
