@@ -59,20 +59,28 @@ class Recovered:
 
 
 async def list_snapshots_any(client: LogClient) -> list[log_pb2.SnapshotInfo]:
-    """The snapshot catalog, newest first, from the first node that answers (the catalog
-    is applied state: a node behind may list fewer, never a wrong one). Raises
+    """The snapshot catalog, newest first: the union of what the nodes that answer list (the
+    catalog is applied state, so a node behind may not list the newest yet). Raises
     LogClientError when no node answers."""
-    errors: list[str] = []
-    for address in client.addresses:
+
+    async def ask(address: str) -> log_pb2.ListSnapshotsResponse | str:
         try:
-            response = await client.stub(address).ListSnapshots(
+            return await client.stub(address).ListSnapshots(
                 log_pb2.ListSnapshotsRequest(), timeout=client.attempt_timeout_s
             )
         except grpc.aio.AioRpcError as exc:
-            errors.append(f"{address}: {exc.code().name} {exc.details()}")
-            continue
-        return sorted(response.snapshots, key=lambda s: s.index, reverse=True)
-    raise LogClientError("no log node listed its snapshots: " + "; ".join(errors))
+            return f"{address}: {exc.code().name} {exc.details()}"
+
+    answers = await asyncio.gather(*(ask(address) for address in client.addresses))
+    errors = [answer for answer in answers if isinstance(answer, str)]
+    if len(errors) == len(answers):
+        raise LogClientError("no log node listed its snapshots: " + "; ".join(errors))
+    merged: dict[tuple[int, bytes], log_pb2.SnapshotInfo] = {}
+    for answer in answers:
+        if not isinstance(answer, str):
+            for info in answer.snapshots:
+                merged.setdefault((info.index, info.sha256), info)
+    return sorted(merged.values(), key=lambda s: s.index, reverse=True)
 
 
 async def fetch_snapshot(
