@@ -22,8 +22,9 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncGenerator, Iterator
 from pathlib import Path
+from typing import cast
 
 from cacheshim import persistence
 from cacheshim.apply import Applier
@@ -271,13 +272,16 @@ async def _recover_to_time(
     start = applier.applied_index
     if start < commit:
         reader = client.read(start + 1, follow=True)
-        async for index, payload in reader:
-            when = record_time_ms(payload)
-            if when is not None and max(applier.time_ms, when) > to_time_ms:
-                break
-            applier.apply(index, payload)
-            if index >= commit:
-                break
+        try:
+            async for index, payload in reader:
+                when = record_time_ms(payload)
+                if when is not None and max(applier.time_ms, when) > to_time_ms:
+                    break
+                applier.apply(index, payload)
+                if index >= commit:
+                    break
+        finally:
+            await cast(AsyncGenerator[tuple[int, bytes], None], reader).aclose()
     return bootstrap.Recovered(snapshot_index, applier.applied_index, applier.applied_index - start)
 
 
