@@ -297,7 +297,11 @@ def test_restart_after_a_killed_snapshotter_and_bad_snapshots_serves_every_ack(
 
         asyncio.run(put_plain())
         acked.write(port, "e", 300)
-        assert _corrupt(m, good, "a") == 1  # zone a's copy: served by another node
+        assert _corrupt(m, good, "a") == 1  # zone a's copy damaged, zone b's lost:
+        lost = [p for p in tmp_path.rglob("snap-*.blob") if p.parent.parent.name == "b"]
+        for path in lost:  # zone b loses all its snapshot files
+            path.unlink()
+        assert lost  # served by zone c (or by a node that fetched it again meanwhile)
         stop_process(m.shim_procs[0])
         m.start_shim(0)
         text = (tmp_path / "shim-1.log").read_text()
