@@ -100,6 +100,22 @@ def shim_command(cluster: LocalCluster, index: int, port: int) -> list[str]:
     ]  # fmt: skip
 
 
+# The snapshotter `memlog up` runs: a round a minute, a snapshot when 10,000 records came
+# since the newest one (the log trims below it, keeping --trim-keep-entries/-seconds).
+SNAPSHOT_EVERY_S = 60
+SNAPSHOT_MIN_RECORDS = 10_000
+
+
+def snapshotter_command(cluster: LocalCluster, temp_dir: Path) -> list[str]:
+    return [
+        sys.executable, "-m", "cacheshim.launcher", "snapshot",
+        "--log", ",".join(cluster.addresses()),
+        "--every-s", str(SNAPSHOT_EVERY_S),
+        "--min-records", str(SNAPSHOT_MIN_RECORDS),
+        "--temp-dir", str(temp_dir),
+    ]  # fmt: skip
+
+
 def launch_shim(command: list[str], log_path: Path) -> subprocess.Popen[bytes]:
     with open(log_path, "ab") as log_file:
         return subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT)
@@ -143,6 +159,21 @@ def up(port: int, data: Path, shims: int, log_base_port: int) -> int:
             started.append((managed, port + i, follower))
         for managed, shim_port, follower in started:
             wait_for_shim(managed, shim_port, supervisor, follower, timeout_s=120)
+        snap_log = data / "snapshotter.log"
+        snap_tmp = data / "snapshotter-tmp"
+        snap_tmp.mkdir(exist_ok=True)
+        snapshotter = supervisor.add(
+            Managed(
+                "snapshotter",
+                snap_log,
+                functools.partial(launch_shim, snapshotter_command(cluster, snap_tmp), snap_log),
+            )
+        )
+        snapshotter.start()
+        pid = snapshotter.proc.pid if snapshotter.proc else "?"
+        supervisor.out(
+            f"{program}: snapshotter (pid {pid}, every {SNAPSHOT_EVERY_S}s), logging to {snap_log}"
+        )
         ports = ", ".join(f"127.0.0.1:{port + i}" for i in range(shims))
         return (
             f"memlog ready: redis on {ports}; log nodes {', '.join(cluster.addresses())} "
@@ -175,7 +206,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_tail.add_argument(
         "--format", choices=("text", "json"), default="text", help="INDEX<TAB>COMMAND, or JSON"
     )
+    default_log = "127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003"
+    p_snap = sub.add_parser(
+        "snapshot",
+        help="write the next snapshot from the newest one and the log (once, or --every-s)",
+    )
+    p_snap.add_argument("--log", default=default_log, help="log node addresses, comma separated")
+    p_snap.add_argument("--every-s", type=float, default=None, help="keep going: a round every N s")
+    p_snap.add_argument(
+        "--min-records", type=int, default=1, help="records since the newest snapshot to write one"
+    )
+    p_snap.add_argument("--temp-dir", default=None, help="where snapshot files are written first")
+    p_export = sub.add_parser("export", help="write the current state as a Redis RDB file")
+    p_export.add_argument("--rdb", type=Path, required=True, help="the RDB file to write")
+    p_export.add_argument("--log", default=default_log, help="log node addresses")
+    p_export.add_argument("--temp-dir", default=None, help="where fetched snapshots go first")
+    p_import = sub.add_parser("import", help="load a Redis RDB file through a shim (the log)")
+    p_import.add_argument("--rdb", type=Path, required=True, help="the RDB file to load")
+    p_import.add_argument("--addr", default="127.0.0.1:6379", help="a shim's host:port")
+    p_restore = sub.add_parser("restore", help="the state at a log index or time, as an RDB file")
+    p_restore.add_argument("--rdb", type=Path, required=True, help="the RDB file to write")
+    p_restore.add_argument("--log", default=default_log, help="log node addresses")
+    point = p_restore.add_mutually_exclusive_group(required=True)
+    point.add_argument("--to-index", type=int, help="the last log index to include")
+    point.add_argument(
+        "--to-time", type=int, help="ms since the epoch: the last record whose time is <= it"
+    )
+    p_restore.add_argument("--temp-dir", default=None, help="where fetched snapshots go first")
     args = parser.parse_args(argv)
+    if args.command in ("snapshot", "export", "import", "restore"):
+        return _snapshot_tools(args)
     if args.command == "tail":
         from cacheshim.tail import tail
         from logsvc.client import LogClientError
@@ -190,6 +250,37 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 130
     args.data.mkdir(parents=True, exist_ok=True)
     return up(args.port, args.data, args.shims, args.log_base_port)
+
+
+def _snapshot_tools(args: argparse.Namespace) -> int:
+    import logging
+
+    from cacheshim.snapshot import tools
+    from cacheshim.snapshot.rdb import RdbError
+    from logsvc.client import LogClientError
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    command = str(args.command)
+    try:
+        if command == "import":
+            return tools.import_main(args.rdb, args.addr)
+        addresses = [a.strip() for a in str(args.log).split(",") if a.strip()]
+        if command == "snapshot":
+            return asyncio.run(
+                tools.snapshot_main(addresses, args.every_s, args.min_records, args.temp_dir)
+            )
+        if command == "export":
+            return asyncio.run(tools.export_main(addresses, args.rdb, args.temp_dir))
+        return asyncio.run(
+            tools.restore_main(addresses, args.rdb, args.to_index, args.to_time, args.temp_dir)
+        )
+    except (LogClientError, RdbError, OSError) as exc:
+        print(f"memlog {command}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

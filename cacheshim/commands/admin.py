@@ -105,9 +105,11 @@ def time_(ctx: Ctx, args: list[bytes]) -> Reply:
     tips="nondeterministic_output",
 )  # fmt: skip
 def lastsave(ctx: Ctx, args: list[bytes]) -> Reply:
-    # Every acknowledged write is already on disk, in the log; Redis starts the count at
-    # the server's start, and so does the shim.
-    return session_of(ctx, "LASTSAVE").shim.stats.started_ms // 1000
+    # When the newest durable snapshot was recorded (cacheshim.persistence); the shim's
+    # start when there is none, as Redis counts from its start.
+    from cacheshim import persistence
+
+    return persistence.last_save_s(session_of(ctx, "LASTSAVE").shim)
 
 
 @command(
@@ -116,7 +118,9 @@ def lastsave(ctx: Ctx, args: list[bytes]) -> Reply:
     "O(N) where N is the total number of keys in all databases",
 )  # fmt: skip
 def save(ctx: Ctx, args: list[bytes]) -> Reply:
-    return OK  # nothing to do: the log holds every acknowledged write
+    # From a connection the shim answers it (cacheshim.persistence: it waits for a durable
+    # snapshot); this runs only in apply, for the marker record, and changes nothing.
+    return OK
 
 
 @command(
@@ -126,6 +130,7 @@ def save(ctx: Ctx, args: list[bytes]) -> Reply:
     "O(N) where N is the total number of keys in all databases",
 )  # fmt: skip
 def bgsave(ctx: Ctx, args: list[bytes]) -> Reply:
+    # From a connection: cacheshim.persistence. Here: the marker record in apply (a no-op).
     if len(args) > 1 or (args and args[0].upper() != b"SCHEDULE"):
         raise CommandError(errors.SYNTAX_ERROR)
     return Status("Background saving started")

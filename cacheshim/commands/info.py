@@ -141,7 +141,10 @@ def _total_system_memory() -> int:
 
 
 def _persistence(shim: ShimView, now_ms: int) -> Lines:
-    return [
+    from cacheshim import persistence
+
+    store = dict(persistence.info_fields(shim, now_ms))
+    lines: Lines = [
         ("loading", 0),
         ("async_loading", 0),
         ("current_cow_peak", 0),
@@ -150,13 +153,13 @@ def _persistence(shim: ShimView, now_ms: int) -> Lines:
         ("current_fork_perc", "0.00"),
         ("current_save_keys_processed", 0),
         ("current_save_keys_total", 0),
-        ("rdb_changes_since_last_save", 0),
+        ("rdb_changes_since_last_save", store.pop("rdb_changes_since_last_save")),
         ("rdb_bgsave_in_progress", 0),
-        ("rdb_last_save_time", shim.stats.started_ms // 1000),
+        ("rdb_last_save_time", store.pop("rdb_last_save_time")),
         ("rdb_last_bgsave_status", "ok"),
         ("rdb_last_bgsave_time_sec", -1),
         ("rdb_current_bgsave_time_sec", -1),
-        ("rdb_saves", 0),
+        ("rdb_saves", store.pop("rdb_saves")),
         ("rdb_last_cow_size", 0),
         ("aof_enabled", 0),
         ("aof_rewrite_in_progress", 0),
@@ -169,6 +172,7 @@ def _persistence(shim: ShimView, now_ms: int) -> Lines:
         ("module_fork_in_progress", 0),
         ("module_fork_last_cow_size", 0),
     ]
+    return lines + list(store.items())
 
 
 def _stats(shim: ShimView, now_ms: int) -> Lines:

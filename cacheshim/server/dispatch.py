@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+from cacheshim import persistence
 from cacheshim.apply import run
 from cacheshim.commands import Command, Ctx, Flag, lookup
 from cacheshim.protocol import errors
@@ -76,6 +77,8 @@ class Dispatch:
         assert spec is not None
         if name in SESSION_COMMANDS and not spec.container:
             return self._session_command(session, name, args)
+        if name in ("save", "bgsave") and not spec.container:  # through the snapshot store
+            return persistence.save_command(self.shim, session, args)
         if spec.is_write and Flag.BLOCKING in spec.flags:
             # Not a plain write: it may wait, and nothing after it runs until it answers.
             return self.shim.blocking.execute(session.id, session.db, args)

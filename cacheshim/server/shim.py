@@ -9,6 +9,7 @@ import os
 import random
 from dataclasses import dataclass
 
+from cacheshim import persistence
 from cacheshim.apply import Applier
 from cacheshim.blocking import Blocker, unblock_record
 from cacheshim.clientlimits import OutputLimits, startup_maxclients
@@ -21,6 +22,7 @@ from cacheshim.server.replica import Replica
 from cacheshim.server.sessions import Session
 from cacheshim.server.writer import Writer
 from cacheshim.serverstate import ClientPause, ServerStats
+from cacheshim.snapshot import bootstrap
 from logsvc.client import LogClient
 
 log = logging.getLogger("cacheshim.server")
@@ -94,8 +96,12 @@ class Shim(Replica):
     # -- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Replay the log up to the commit index seen now, then start serving."""
+        """Restore the newest snapshot, replay the log after it up to the commit index seen
+        now, then start serving."""
         target = await self._commit_index()
+        # The newest usable snapshot, then the log after it up to target (issue 16).
+        await bootstrap.recover(self.applier, self.log_reader_client, target, self._apply)
+        self._tasks.append(asyncio.create_task(persistence.watch(self), name="store-watch"))
         self.writer.start()
         self._tasks.append(asyncio.create_task(self._apply_loop(), name="apply-loop"))
         while self.applier.applied_index < target:

@@ -145,6 +145,9 @@ def test_sigterm_stops_every_process(tmp_path: Path) -> None:
         one.wait_ready()
         pids = one.pids()
         assert set(pids) == {"log node a", "log node b", "log node c", "shim 1"}
+        snapshotter = re.search(r"memlog: snapshotter \(pid (\d+)", one.stdout())
+        assert snapshotter is not None, one.stdout()
+        pids["snapshotter"] = int(snapshotter.group(1))
         one.proc.send_signal(signal.SIGTERM)
         assert one.proc.wait(timeout=60) == 0
     finally:
