@@ -12,12 +12,14 @@ from typing import TYPE_CHECKING, NamedTuple
 from cacheshim import persistence
 from cacheshim.apply import run
 from cacheshim.commands import Command, Ctx, Flag, lookup
+from cacheshim.commands.session import RUN_IN_MULTI
 from cacheshim.protocol import errors
 from cacheshim.protocol.resp import Error, Reply, Status
 from cacheshim.server.clock import wall_ms
-from cacheshim.server.sessions import SESSION_COMMANDS, Session
+from cacheshim.server.sessions import Session
 
 if TYPE_CHECKING:
+    from cacheshim.commands.serverview import ConnectionHandler
     from cacheshim.protocol.resp import Encoder
     from cacheshim.server.shim import Shim
 
@@ -67,7 +69,7 @@ class Dispatch:
         _plain_writes: set[asyncio.Future[Reply]]
 
         def _session_command(
-            self, session: Session, name: str, args: list[bytes]
+            self, session: Session, handler: ConnectionHandler, args: list[bytes]
         ) -> asyncio.Future[Reply] | None:
             raise NotImplementedError
 
@@ -93,7 +95,7 @@ class Dispatch:
         session.last_active_ms = wall_ms()
         self.shim.stats.commands_processed += 1
         error = command.error or self.shim.pubsub.refusal(session, session.last_command)
-        if session.in_multi and name not in ("exec", "discard", "multi", "watch", "quit", "reset"):
+        if session.in_multi and name not in RUN_IN_MULTI:
             if error is None and spec is not None and Flag.NO_MULTI in spec.flags:
                 error = "ERR Command not allowed inside a transaction"
             if error is not None:
@@ -107,8 +109,8 @@ class Dispatch:
             self._refuse(session, name, error)
             return None
         assert spec is not None
-        if name in SESSION_COMMANDS and not spec.container:
-            return self._session_command(session, name, args)
+        if spec.on_connection is not None:
+            return self._session_command(session, spec.on_connection, args)
         if name in ("save", "bgsave") and not spec.container:  # through the snapshot store
             return persistence.save_command(self.shim, session, args)
         if spec.is_write and Flag.BLOCKING in spec.flags:

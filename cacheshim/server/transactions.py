@@ -31,26 +31,23 @@ class Transactions:
         def _read(self, session: Session, args: list[bytes]) -> Reply:
             raise NotImplementedError
 
-    def _exec(self, session: Session) -> asyncio.Future[Reply] | None:
+    def _exec(self, session: Session) -> Reply | asyncio.Future[Reply]:
+        """EXEC (`cacheshim.commands.session`): the reply, or its future if it writes."""
         if not session.in_multi:
-            self.encoder.write(Error("ERR EXEC without MULTI"))
-            return None
+            return Error("ERR EXEC without MULTI")
         queued, watched = session.queued, list(session.watched.values())
         failed = session.multi_error
         self._end_multi(session)
         session.watched = {}
         if failed:
-            self.encoder.write(Error("EXECABORT Transaction discarded because of previous errors."))
-            return None
+            return Error("EXECABORT Transaction discarded because of previous errors.")
         writes = any((spec := lookup(a)) is not None and spec.is_write for a in queued)
         if not writes:
             # Only reads: run them here, atomically (nothing else runs meanwhile).
             keyspace = self.shim.applier.keyspace
             if watch_broken(keyspace, watched) or expired_since_watch(keyspace, watched, wall_ms()):
-                self.encoder.write(NULL_ARRAY)
-            else:
-                self.encoder.write([self._read(session, a) for a in queued])
-            return None
+                return NULL_ARRAY
+            return [self._read(session, a) for a in queued]
         record = record_for(session.db, queued, transaction=True)
         record.watched.extend(watched)  # apply checks them (cacheshim.apply.watch_broken)
         for args in queued:  # SELECT inside the transaction moves the connection too
