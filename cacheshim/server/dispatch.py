@@ -83,7 +83,7 @@ class Dispatch:
         """CLIENT PAUSE: whether this command waits (every command, or the writes)."""
         is_write = spec is not None and spec.is_write
         if spec is not None and spec.name == "exec" and not spec.container:
-            is_write = any((s := lookup(a)) is not None and s.is_write for a in session.queued)
+            is_write = session.queued_writes
         return self.shim.client_pause.holds(is_write)
 
     def _dispatch(self, session: Session, command: Checked) -> asyncio.Future[Reply] | None:
@@ -103,6 +103,8 @@ class Dispatch:
                 self.encoder.write(Error(error))
             else:
                 session.queued.append(args)
+                if spec is not None and spec.is_write:  # EXEC goes through the log
+                    session.queued_writes = True
                 self.encoder.write(Status("QUEUED"))
             return None
         if error is not None:

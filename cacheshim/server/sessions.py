@@ -36,6 +36,7 @@ class Session:
     in_multi: bool = False
     multi_error: bool = False
     queued: list[list[bytes]] = field(default_factory=list)
+    queued_writes: bool = False  # one of the queued commands writes (looked up as queued)
     # WATCH: (db, key) -> the key as the EXEC record carries it, with the index this shim
     # had applied when it was first watched (each WATCH counts from its own moment).
     watched: dict[tuple[int, bytes], record_pb2.WatchedKey] = field(default_factory=dict)

@@ -9,7 +9,6 @@ import contextlib
 from typing import TYPE_CHECKING
 
 from cacheshim.apply import expired_since_watch, select_index, watch_broken
-from cacheshim.commands import lookup
 from cacheshim.protocol.errors import CommandError
 from cacheshim.protocol.resp import NULL_ARRAY, Error, Reply
 from cacheshim.server.clock import wall_ms
@@ -36,12 +35,11 @@ class Transactions:
         if not session.in_multi:
             return Error("ERR EXEC without MULTI")
         queued, watched = session.queued, list(session.watched.values())
-        failed = session.multi_error
+        failed, writes = session.multi_error, session.queued_writes
         self._end_multi(session)
         session.watched = {}
         if failed:
             return Error("EXECABORT Transaction discarded because of previous errors.")
-        writes = any((spec := lookup(a)) is not None and spec.is_write for a in queued)
         if not writes:
             # Only reads: run them here, atomically (nothing else runs meanwhile).
             keyspace = self.shim.applier.keyspace
@@ -60,3 +58,4 @@ class Transactions:
         session.in_multi = False
         session.multi_error = False
         session.queued = []
+        session.queued_writes = False
