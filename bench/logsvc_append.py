@@ -31,6 +31,9 @@ What it does, in one run:
    an extra, unmeasured load per mode (the largest --clients) and summarises the top frames.
 5. Prints a Markdown report and writes it to --out; the cluster is always stopped by PID
    (SIGTERM, then SIGKILL) and the temporary folder removed.
+
+Over 1000 lines: one benchmark run end to end (disk ceiling, transport floor, cluster, load
+workers, profiling, report) in one script, so it runs as a single file.
 """
 
 from __future__ import annotations

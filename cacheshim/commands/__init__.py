@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from cacheshim.protocol.resp import Reply
 
 if TYPE_CHECKING:
-    from cacheshim.commands.serverview import Session
+    from cacheshim.commands.serverview import ConnectionHandler, Session
     from cacheshim.hub import Hub
     from cacheshim.types.keyspace import Database, Keyspace
 
@@ -128,6 +128,9 @@ class Command:
     # Goes through the log although Redis does not flag it "write" (PUBLISH, SPUBLISH: a
     # message must reach the subscribers of every shim, in one order).
     logged: bool = False
+    # A session command (HELLO, SELECT, MULTI, ...): the connection runs this instead of
+    # `handler`, which only runs when EXEC runs the command queued in a transaction.
+    on_connection: ConnectionHandler | None = None
 
     @property
     def is_write(self) -> bool:
@@ -171,6 +174,7 @@ def command(
     tips: str = "",
     key_flags: str = "",
     logged: bool = False,
+    on_connection: ConnectionHandler | None = None,
 ) -> Callable[[Handler], Handler]:
     """Declare a command (or, with container=, a subcommand) and register its handler.
 
@@ -195,6 +199,7 @@ def command(
             tips=tuple(tips.split()),
             key_flag_specs=tuple(tuple(part.split()) for part in key_flags.split("|") if part),
             logged=logged,
+            on_connection=on_connection,
         )
         if container is None:
             existing = COMMANDS.get(spec.name)

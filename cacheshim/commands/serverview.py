@@ -8,8 +8,9 @@ A read gets `ctx.session`; inside apply there is no connection and `ctx.session`
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping
-from typing import Protocol
+from typing import Protocol, TypeAlias
 
 from cacheshim.blocking import Blocker
 from cacheshim.config.serverconfig import ServerConfig
@@ -103,3 +104,34 @@ class Session(Protocol):
 
     @property
     def shim(self) -> ShimView: ...
+
+
+class ConnectionView(Protocol):
+    """A client connection, as the session commands (`cacheshim.commands.session`) change
+    it: each method acts on the connection's own session, in state beyond `Session`'s
+    fields (the encoder, the queued transaction, the watched keys)."""
+
+    def set_protocol(self, protocol: int) -> None:
+        """HELLO: speak RESP2 or RESP3 from the next reply on."""
+
+    def exec_transaction(self) -> Reply | asyncio.Future[Reply]:
+        """EXEC: the transaction's reply, or the future of it (a transaction that writes)."""
+
+    def discard_transaction(self) -> None:
+        """DISCARD: drop the queued commands and forget the WATCHes."""
+
+    def watch_keys(self, keys: list[bytes]) -> None:
+        """WATCH: each key counts from now, unless it is watched already."""
+
+    def unwatch_keys(self) -> None:
+        """UNWATCH: forget every watched key."""
+
+    def reset_session(self) -> None:
+        """RESET: the connection back in its initial state."""
+
+
+# A session command, run by the connection itself (declared with `command(on_connection=)`):
+# it answers a reply (or the future of one), or raises CommandError with Redis's text.
+ConnectionHandler: TypeAlias = Callable[
+    [ConnectionView, Session, list[bytes]], Reply | asyncio.Future[Reply]
+]

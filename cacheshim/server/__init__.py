@@ -14,6 +14,7 @@ Appends, large ones in pieces), `replica` (the log applied), `shim` (the parts p
 together). docs/architecture.md follows one SET through them.
 """
 
+from cacheshim.commands.info import REDIS_VERSION
 from cacheshim.server.clock import wall_ms
 from cacheshim.server.connection import (
     OUTPUT_CHECK_BYTES,
@@ -22,7 +23,7 @@ from cacheshim.server.connection import (
     Connection,
 )
 from cacheshim.server.replica import READ_BATCH_RECORDS_MAX
-from cacheshim.server.sessions import REDIS_VERSION, SESSION_COMMANDS, Session
+from cacheshim.server.sessions import Session
 from cacheshim.server.shim import Shim, ShimConfig
 from cacheshim.server.writer import (
     APPEND_BYTES_MAX,
@@ -46,7 +47,6 @@ __all__ = [
     "READ_BATCH_RECORDS_MAX",
     "READ_BUFFER_BYTES",
     "REDIS_VERSION",
-    "SESSION_COMMANDS",
     "SUBSCRIPTION_COMMANDS",
     "WRITE_BYTES_MAX",
     "Connection",

@@ -11,14 +11,13 @@ import time
 from typing import TYPE_CHECKING, cast
 
 from cacheshim.clientlimits import OutputGuard, OutputLimit, refuse
-from cacheshim.commands import lookup
 from cacheshim.commands.connection import client_line
 from cacheshim.hub import Outbox
 from cacheshim.protocol.errors import ProtocolError
 from cacheshim.protocol.fastread import serve_gets
 from cacheshim.protocol.resp import Encoder, Error, Reply, RequestParser
 from cacheshim.server.clock import wall_ms
-from cacheshim.server.dispatch import Dispatch
+from cacheshim.server.dispatch import Checked, Dispatch, check
 from cacheshim.server.sessions import Session, SessionCommands
 from cacheshim.server.transactions import Transactions
 from cacheshim.types.keyspace import Database
@@ -51,7 +50,7 @@ class Connection(Dispatch, SessionCommands, Transactions, asyncio.Protocol):
         self.session: Session | None = None
         self._busy = False  # a task is awaiting a write; it resumes the pump after
         # A command read while gathering a pipeline of writes, run after their replies.
-        self._held: list[bytes] | None = None
+        self._held: Checked | None = None
         self._plain_writes: set[asyncio.Future[Reply]] = set()
         self._outbox = Outbox(self._push)  # pub/sub messages, in order with the replies
         self._fast_db: Database = shim.applier.keyspace.dbs[0]
@@ -157,17 +156,17 @@ class Connection(Dispatch, SessionCommands, Transactions, asyncio.Protocol):
         session = self.session
         assert session is not None
         while self.transport is not None and not session.closing:
-            args = self._held or self._next_command()
+            command = self._held or self._next_command()
             self._held = None
-            if args is None:
+            if command is None:
                 break
-            if self.shim.client_pause.end_ms and self._paused(session, args):
-                self._held = args  # run first once the pause is over
+            if self.shim.client_pause.end_ms and self._paused(session, command.spec):
+                self._held = command  # run first once the pause is over
                 self._busy = True
                 asyncio.get_running_loop().create_task(self._await_pause_then_pump())
                 break
             mark = len(self.encoder)
-            waiting = self._dispatch(session, args)
+            waiting = self._dispatch(session, command)
             if waiting is None:
                 if session.reply_off or session.reply_skip_current:
                     self._drop_reply(session, mark)
@@ -179,16 +178,10 @@ class Connection(Dispatch, SessionCommands, Transactions, asyncio.Protocol):
                 follow = self._next_command()
                 if follow is None:
                     break
-                spec = lookup(follow)
-                if (
-                    spec is None
-                    or not spec.is_write
-                    or spec.container
-                    or self._check(spec, follow) is not None
-                ):
+                if not follow.plain_write:
                     self._held = follow
                     break
-                waiting = self._dispatch_spec(session, follow, spec)
+                waiting = self._dispatch(session, follow)
                 if waiting is None:
                     break
                 pending.append(waiting)
@@ -203,11 +196,12 @@ class Connection(Dispatch, SessionCommands, Transactions, asyncio.Protocol):
         if session.closing and self.transport is not None and not self._busy:
             self.transport.close()
 
-    def _next_command(self) -> list[bytes] | None:
+    def _next_command(self) -> Checked | None:
+        """The next command received, looked up and checked (`dispatch.check`), or None."""
         try:
             args = self.parser.next_command()
             self.parser.release()  # a large value's input buffer: not kept while it is written
-            return args
+            return None if args is None else check(args)
         except ProtocolError as exc:
             self._protocol_error(exc)
             return None

@@ -1,24 +1,63 @@
 """Dispatch: one command of a connection, from its name to its answer. The central checks
-(unknown command, arity, pub/sub and MULTI restrictions, CLIENT PAUSE) run here, then the
-command goes where it belongs: the session commands, a blocking write, a plain write (the
+run here, each once: those of the command alone (unknown command, arity) as it is read
+(`check`), those of the session (pub/sub and MULTI restrictions, CLIENT PAUSE) as it runs;
+then the command goes where it belongs: the session commands, a blocking write, a plain write (the
 writer), a linearizable read (after the read barrier) or a read from memory."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from cacheshim import persistence
 from cacheshim.apply import run
 from cacheshim.commands import Command, Ctx, Flag, lookup
+from cacheshim.commands.session import RUN_IN_MULTI
 from cacheshim.protocol import errors
 from cacheshim.protocol.resp import Error, Reply, Status
 from cacheshim.server.clock import wall_ms
-from cacheshim.server.sessions import SESSION_COMMANDS, Session
+from cacheshim.server.sessions import Session
 
 if TYPE_CHECKING:
+    from cacheshim.commands.serverview import ConnectionHandler
     from cacheshim.protocol.resp import Encoder
     from cacheshim.server.shim import Shim
+
+
+class Checked(NamedTuple):
+    """A command as read from the connection, looked up once and through the central checks
+    that depend on it alone (unknown command, arity), however long it is held back."""
+
+    args: list[bytes]
+    spec: Command | None
+    error: str | None
+
+    @property
+    def plain_write(self) -> bool:
+        """Whether it may join a pipeline of writes submitted together (`Connection._pump`)."""
+        spec = self.spec
+        return self.error is None and spec is not None and spec.is_write and not spec.container
+
+
+def check(args: list[bytes]) -> Checked:
+    """Look a command up and run Redis's central checks (processCommand) that depend on the
+    command alone: unknown command, unknown subcommand, arity."""
+    spec = lookup(args)
+    return Checked(args, spec, _check(spec, args))
+
+
+def _check(spec: Command | None, args: list[bytes]) -> str | None:
+    if spec is None:
+        return errors.unknown_command(args[0], args[1:])
+    if spec.handler is None:  # a container without a known subcommand
+        if len(args) < 2:
+            return errors.wrong_number_of_arguments(spec.name)
+        return errors.unknown_subcommand(args[0], args[1])
+    # A subcommand's arity counts the container's name too, as in Redis
+    # (object|encoding is 3: OBJECT ENCODING key).
+    if not spec.arity_ok(len(args)):
+        return errors.wrong_number_of_arguments(spec.full_name)
+    return None
 
 
 class Dispatch:
@@ -30,7 +69,7 @@ class Dispatch:
         _plain_writes: set[asyncio.Future[Reply]]
 
         def _session_command(
-            self, session: Session, name: str, args: list[bytes]
+            self, session: Session, handler: ConnectionHandler, args: list[bytes]
         ) -> asyncio.Future[Reply] | None:
             raise NotImplementedError
 
@@ -40,28 +79,23 @@ class Dispatch:
     def _is_plain_write(self, session: Session, waiting: asyncio.Future[Reply]) -> bool:
         return not session.in_multi and waiting in self._plain_writes
 
-    def _paused(self, session: Session, args: list[bytes]) -> bool:
+    def _paused(self, session: Session, spec: Command | None) -> bool:
         """CLIENT PAUSE: whether this command waits (every command, or the writes)."""
-        spec = lookup(args)
         is_write = spec is not None and spec.is_write
         if spec is not None and spec.name == "exec" and not spec.container:
-            is_write = any((s := lookup(a)) is not None and s.is_write for a in session.queued)
+            is_write = session.queued_writes
         return self.shim.client_pause.holds(is_write)
 
-    def _dispatch(self, session: Session, args: list[bytes]) -> asyncio.Future[Reply] | None:
-        """Answer a command now (None) or return the future of its reply."""
-        return self._dispatch_spec(session, args, lookup(args))
-
-    def _dispatch_spec(
-        self, session: Session, args: list[bytes], spec: Command | None
-    ) -> asyncio.Future[Reply] | None:
-        """`_dispatch` for a command already looked up (a pipeline's next write)."""
+    def _dispatch(self, session: Session, command: Checked) -> asyncio.Future[Reply] | None:
+        """Answer a command now (None) or return the future of its reply. The checks that
+        depend on the session (pub/sub, MULTI) run here, as it runs."""
+        args, spec = command.args, command.spec
         name = args[0].lower().decode("utf-8", "surrogateescape")
         session.last_command = spec.full_name if spec else name
         session.last_active_ms = wall_ms()
         self.shim.stats.commands_processed += 1
-        error = self._check(spec, args) or self.shim.pubsub.refusal(session, session.last_command)
-        if session.in_multi and name not in ("exec", "discard", "multi", "watch", "quit", "reset"):
+        error = command.error or self.shim.pubsub.refusal(session, session.last_command)
+        if session.in_multi and name not in RUN_IN_MULTI:
             if error is None and spec is not None and Flag.NO_MULTI in spec.flags:
                 error = "ERR Command not allowed inside a transaction"
             if error is not None:
@@ -69,14 +103,16 @@ class Dispatch:
                 self.encoder.write(Error(error))
             else:
                 session.queued.append(args)
+                if spec is not None and spec.is_write:  # EXEC goes through the log
+                    session.queued_writes = True
                 self.encoder.write(Status("QUEUED"))
             return None
         if error is not None:
             self._refuse(session, name, error)
             return None
         assert spec is not None
-        if name in SESSION_COMMANDS and not spec.container:
-            return self._session_command(session, name, args)
+        if spec.on_connection is not None:
+            return self._session_command(session, spec.on_connection, args)
         if name in ("save", "bgsave") and not spec.container:  # through the snapshot store
             return persistence.save_command(self.shim, session, args)
         if spec.is_write and Flag.BLOCKING in spec.flags:
@@ -104,20 +140,6 @@ class Dispatch:
         if session.in_multi:
             session.multi_error = True
         self.encoder.write(Error(error))
-
-    def _check(self, spec: Command | None, args: list[bytes]) -> str | None:
-        """Redis's central checks (processCommand): unknown command, arity."""
-        if spec is None:
-            return errors.unknown_command(args[0], args[1:])
-        if spec.handler is None:  # a container without a known subcommand
-            if len(args) < 2:
-                return errors.wrong_number_of_arguments(spec.name)
-            return errors.unknown_subcommand(args[0], args[1])
-        # A subcommand's arity counts the container's name too, as in Redis
-        # (object|encoding is 3: OBJECT ENCODING key).
-        if not spec.arity_ok(len(args)):
-            return errors.wrong_number_of_arguments(spec.full_name)
-        return None
 
     def _read(self, session: Session, args: list[bytes]) -> Reply:
         ctx = Ctx(self.shim.applier.keyspace, session.db, wall_ms(), 0, self.shim.read_rng)

@@ -9,7 +9,6 @@ import contextlib
 from typing import TYPE_CHECKING
 
 from cacheshim.apply import expired_since_watch, select_index, watch_broken
-from cacheshim.commands import lookup
 from cacheshim.protocol.errors import CommandError
 from cacheshim.protocol.resp import NULL_ARRAY, Error, Reply
 from cacheshim.server.clock import wall_ms
@@ -31,26 +30,22 @@ class Transactions:
         def _read(self, session: Session, args: list[bytes]) -> Reply:
             raise NotImplementedError
 
-    def _exec(self, session: Session) -> asyncio.Future[Reply] | None:
+    def _exec(self, session: Session) -> Reply | asyncio.Future[Reply]:
+        """EXEC (`cacheshim.commands.session`): the reply, or its future if it writes."""
         if not session.in_multi:
-            self.encoder.write(Error("ERR EXEC without MULTI"))
-            return None
+            return Error("ERR EXEC without MULTI")
         queued, watched = session.queued, list(session.watched.values())
-        failed = session.multi_error
+        failed, writes = session.multi_error, session.queued_writes
         self._end_multi(session)
         session.watched = {}
         if failed:
-            self.encoder.write(Error("EXECABORT Transaction discarded because of previous errors."))
-            return None
-        writes = any((spec := lookup(a)) is not None and spec.is_write for a in queued)
+            return Error("EXECABORT Transaction discarded because of previous errors.")
         if not writes:
             # Only reads: run them here, atomically (nothing else runs meanwhile).
             keyspace = self.shim.applier.keyspace
             if watch_broken(keyspace, watched) or expired_since_watch(keyspace, watched, wall_ms()):
-                self.encoder.write(NULL_ARRAY)
-            else:
-                self.encoder.write([self._read(session, a) for a in queued])
-            return None
+                return NULL_ARRAY
+            return [self._read(session, a) for a in queued]
         record = record_for(session.db, queued, transaction=True)
         record.watched.extend(watched)  # apply checks them (cacheshim.apply.watch_broken)
         for args in queued:  # SELECT inside the transaction moves the connection too
@@ -63,3 +58,4 @@ class Transactions:
         session.in_multi = False
         session.multi_error = False
         session.queued = []
+        session.queued_writes = False

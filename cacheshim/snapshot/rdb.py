@@ -20,6 +20,10 @@ ziplist and listpack, sorted sets as plain (text scores), ZSET_2, ziplist and li
 EXPIRETIME and EXPIRETIME_MS. A file from Redis builds values the way redis-server would
 on loading it (its encoding thresholds); a memlog snapshot rebuilds them exactly. A wrong
 checksum raises `ChecksumError` before anything is returned.
+
+Over 1000 lines: the writer and the reader of one file format, with the memlog-* state both
+carry; kept together so each field's encoding and decoding read side by side, as in Redis's
+rdb.c.
 """
 
 from __future__ import annotations

@@ -13,6 +13,9 @@ Two levels:
 
 Nothing sleeps and hopes: the tests wait for conditions (a client shown blocked by CLIENT
 LIST, a reply) with deadlines.
+
+Over 500 lines: the machinery and every blocking command, at both levels, share the fake log
+and the shim fixtures.
 """
 
 from __future__ import annotations

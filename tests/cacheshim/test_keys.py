@@ -3,6 +3,9 @@
 Where Redis leaves an order unspecified (KEYS, SCAN) the keys are compared as sorted lists;
 where a reply depends on the clock (TTL of a relative expiry) it is compared with a tolerance.
 Keys of types memlog does not have yet are tested at the unit level against a real list.
+
+Over 500 lines: every generic key command beside redis-server; they share the fixtures and
+comparison helpers.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """The shim's layers and its command table hold their shape: flags are checked when a command
-is declared, and the lower layers never import the server."""
+is declared, session commands carry the handler the connection runs, a command is looked up
+and checked once as it is read, and the lower layers never import the server."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 
 from cacheshim.commands import COMMANDS, Ctx, Flag, command, load_all
 from cacheshim.protocol.resp import OK, Reply
+from cacheshim.server.dispatch import check
 
 CACHESHIM = Path(__file__).resolve().parents[2] / "cacheshim"
 # Layers below the server: they may not import it (commands see it through serverview).
@@ -60,3 +62,28 @@ def test_layers_below_the_server_never_import_it(part: str) -> None:
             if m == "cacheshim.server" or m.startswith("cacheshim.server.")
         }
         assert not server, f"{file.relative_to(CACHESHIM.parent)} imports {sorted(server)}"
+
+
+def test_session_commands_carry_the_handler_the_connection_runs() -> None:
+    # A session command declared without one would reach its table handler, which only
+    # answers inside EXEC ("cannot run inside MULTI/EXEC"); no other command has one.
+    load_all()
+    specs = [s for c in COMMANDS.values() for s in (c, *c.subcommands.values())]
+    session = {
+        s.full_name for s in specs if s.handler and s.handler.__module__.endswith(".session")
+    }
+    on_connection = {s.full_name for s in specs if s.on_connection is not None}
+    assert session == on_connection
+    assert {"hello", "select", "multi", "exec", "watch", "reset"} <= on_connection
+
+
+def test_a_command_is_looked_up_and_checked_as_it_is_read() -> None:
+    load_all()
+    unknown = check([b"NOSUCH", b"a"])
+    assert unknown.spec is None and unknown.error is not None and not unknown.plain_write
+    short = check([b"SET", b"k"])
+    assert short.error == "ERR wrong number of arguments for 'set' command"
+    assert not short.plain_write
+    assert check([b"set", b"k", b"v"]).plain_write
+    assert not check([b"GET", b"k"]).plain_write
+    assert not check([b"CONFIG", b"SET", b"maxclients", b"10"]).plain_write  # a subcommand

@@ -6,6 +6,9 @@ may come before it) is read up to the reply of a PING sent right after it, whose
 tells whether the connection is in RESP2 subscribed mode (``*2 pong ...``). Nothing waits on
 time: socket reads have a deadline (the harness's 15 s socket timeout) and shared state is
 awaited with ``wait_until`` on PUBSUB NUMSUB / NUMPAT.
+
+Over 500 lines: the hub, one shim beside redis-server in both protocols, and the cross-shim
+cases share the frame-reading helpers.
 """
 
 from __future__ import annotations

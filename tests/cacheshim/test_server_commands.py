@@ -3,6 +3,9 @@
 Replies that do not depend on the server's identity, clock or memory are compared with
 redis-server's, byte for byte where the bytes matter (HELLO, CLIENT REPLY); the others are
 checked for the shape and the fields that tools read.
+
+Over 500 lines: every connection and server command beside redis-server; they share the
+deployment fixtures and raw-connection helpers.
 """
 
 from __future__ import annotations

@@ -9,6 +9,9 @@ Determinism: the random commands must pick the same on every shim. Two checks: t
 shims end with equal digests and members after SPOPs, SMOVEs and transactions; and the
 same log, applied in two processes with different PYTHONHASHSEED, gives byte-identical
 replies (SPOP, SRANDMEMBER and HRANDFIELD inside MULTI/EXEC included).
+
+Over 500 lines: every set command beside redis-server; they share the fixtures and
+comparison helpers.
 """
 
 from __future__ import annotations

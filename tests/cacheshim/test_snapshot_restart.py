@@ -2,6 +2,9 @@
 RDB in and out with Debian's redis-server, point-in-time restore.
 
 Each test starts its own three log nodes and shims (tests/cacheshim/harness.py).
+
+Over 500 lines: each scenario starts its own processes; they share the helpers that start,
+snapshot and restore them.
 """
 
 from __future__ import annotations

@@ -12,6 +12,9 @@ let keys expire (a key set to expire soon, watched, then given the time to expir
 expiries that pass during a run, always whole before the next step).
 
 A failure prints the shrunk sequence of steps and a @reproduce_failure blob (print_blob).
+
+Over 500 lines: the command generators, the comparison rules and the runs are one randomized
+test.
 """
 
 from __future__ import annotations

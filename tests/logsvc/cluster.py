@@ -11,6 +11,9 @@ Every node listens on a free port (found by binding port 0), keeps its RocksDB u
 `<tmp>/data/<id>/rocksdb` and writes its log to `<tmp>/logs/<id>.log` (appended across
 restarts). The harness talks to the nodes with blocking gRPC calls, so async tests call
 its waiting methods through `asyncio.to_thread`.
+
+Over 500 lines: one harness of real processes: start, stop, faults, and the status polling
+they all rely on.
 """
 
 from __future__ import annotations

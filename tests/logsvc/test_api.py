@@ -2,6 +2,8 @@
 
 These tests share one cluster per module and only add records, so each one works from
 the indexes it was given rather than from absolute positions.
+
+Over 500 lines: every call of the log API against the one shared cluster.
 """
 
 from __future__ import annotations

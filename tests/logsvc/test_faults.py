@@ -1,4 +1,8 @@
-"""Faults with real processes: SIGKILL, SIGTERM, SIGSTOP of nodes, under load and at rest."""
+"""Faults with real processes: SIGKILL, SIGTERM, SIGSTOP of nodes, under load and at rest.
+
+Over 500 lines: each fault, under load and at rest, shares the load and verification
+helpers.
+"""
 
 from __future__ import annotations
 

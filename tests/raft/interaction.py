@@ -37,6 +37,9 @@ Commands (ids are the strings "1".."N"):
     compact ID INDEX
     crash ID                               (restart from storage; in-memory state is lost)
     checkpoint NAME / restore NAME         (save and return to a whole cluster state)
+
+Over 500 lines: the scenario parser, every command of the language and the safety checks
+after each step are one harness.
 """
 
 from __future__ import annotations

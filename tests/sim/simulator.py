@@ -4,6 +4,9 @@ Everything is driven by one event queue ordered by (time, sequence number); ever
 choice comes from generators seeded from the run's seed. No wall clock, no threads, no
 iteration over hash-ordered sets: the same seed gives the same run byte for byte, which
 `RunResult.trace_digest` witnesses.
+
+Over 500 lines: every part of the world runs off the one event queue and its seeded
+generators, kept in one module so that a run stays deterministic.
 """
 
 from __future__ import annotations

@@ -2,6 +2,9 @@
 
 Every expected byte string below is what a real Redis 7.0.15 sent for the same input (probed
 over a socket), or what Redis's own tests/unit/protocol.tcl asserts.
+
+Over 500 lines: the exact bytes of every request and reply form, both directions of the
+protocol in one place, like the module it tests.
 """
 
 from __future__ import annotations
