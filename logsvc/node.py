@@ -151,17 +151,25 @@ def _expire(waiter: asyncio.Future[tuple[int, int]], config: NodeConfig) -> None
 
 
 def _take(
-    payload: entry_pb2.EntryPayload, offset: int, count: int, budget_bytes: int, first: bool
-) -> tuple[list[bytes], bool]:
-    """Up to count records of a batch, from its offset-th record, within budget_bytes (the
-    first record of a message goes whatever its size); and whether the budget ran out."""
-    out: list[bytes] = []
-    for record in payload.batch.records[offset : offset + count]:
-        if len(record) > budget_bytes and (out or not first):
-            return out, True
+    payload: entry_pb2.EntryPayload,
+    offset: int,
+    index: int,
+    out: list[tuple[int, bytes]],
+    limit: int,
+    budget_bytes: int,
+) -> tuple[int, int, bool]:
+    """Add to out the records of a batch from its offset-th on, numbered from index, while out
+    holds fewer than limit and within budget_bytes (the first record of a message goes
+    whatever its size). Returns the next index, the bytes left, and whether they ran out."""
+    for record in payload.batch.records[offset:]:
+        if len(out) >= limit:
+            break
+        if len(record) > budget_bytes and out:
+            return index, budget_bytes, True
         budget_bytes -= len(record)
-        out.append(record)
-    return out, False
+        out.append((index, record))
+        index += 1
+    return index, budget_bytes, False
 
 
 class LogNode:
@@ -791,11 +799,9 @@ class LogNode:
             entry = memory.entry_in_memory(raft_index)
             if entry is None:
                 break
-            payload = decode_payload(entry.data)
-            take, full = _take(payload, offset, limit - len(out), budget, first=not out)
-            out.extend(zip(range(index, index + len(take)), take, strict=True))
-            index += len(take)
-            budget -= sum(map(len, take))
+            index, budget, full = _take(
+                decode_payload(entry.data), offset, index, out, limit, budget
+            )
             if full:
                 break
         return out
@@ -827,10 +833,7 @@ class LogNode:
                 # A trim moved the records' start meanwhile, or the entry is not the one
                 # the index names: stop at what is certain.
                 break
-            take, full = _take(payload, where[1], limit - len(out), budget, first=not out)
-            out.extend(zip(range(index, index + len(take)), take, strict=True))
-            index += len(take)
-            budget -= sum(map(len, take))
+            index, budget, full = _take(payload, where[1], index, out, limit, budget)
             if full:
                 break
         return out
