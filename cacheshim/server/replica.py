@@ -23,6 +23,9 @@ if TYPE_CHECKING:
     from cacheshim.server.writer import Writer
     from logsvc.client import LogClient
 
+# How long a starting shim waits for a quorum to confirm the commit index it catches up with.
+READ_INDEX_AT_START_S = 5.0
+
 log = logging.getLogger("cacheshim.server")
 
 # Records per message of the apply loop's Read stream: the node bounds a message by records
@@ -44,15 +47,30 @@ class Replica:
         _tickets: Iterator[int]
 
     async def _commit_index(self) -> int:
+        """The commit index to catch up with before serving. A node's Status may lag: a
+        follower learns of a commit a moment after the leader, so a shim restarted right
+        after another shim's acknowledged write could open without it. So: the highest
+        commit index the nodes report, raised to a quorum-confirmed one (ReadIndex) when a
+        quorum answers within READ_INDEX_AT_START_S; without a quorum, what the nodes say."""
         deadline = time.monotonic() + 60
         while True:
+            reported: list[int] = []
             for address in self.log_reader_client.addresses:
                 try:
                     st = await self.log_reader_client.status(address)
                 except Exception:  # a node down: ask the next one
                     continue
-                self.log_leader = st.header.leader_address
-                return st.commit_index
+                if not reported:
+                    self.log_leader = st.header.leader_address
+                reported.append(st.commit_index)
+            if reported:
+                try:
+                    async with asyncio.timeout(READ_INDEX_AT_START_S):
+                        confirmed = await self.log_reader_client.read_index()
+                except (LogClientError, TimeoutError) as exc:
+                    log.warning("no quorum-confirmed commit index at start (%s)", exc)
+                    confirmed = 0
+                return max(*reported, confirmed)
             if time.monotonic() > deadline:
                 raise RuntimeError("no log node answered Status within 60s")
             await asyncio.sleep(0.2)
