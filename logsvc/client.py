@@ -41,6 +41,7 @@ from logsvc.errors import (
     kind_from_name,
     kind_name,
 )
+from logsvc.snapshots import file_sha256
 from logsvc.transport import CLIENT_CHANNEL_OPTIONS
 from logsvc.v1 import log_pb2, log_pb2_grpc
 
@@ -476,16 +477,6 @@ def _client_error(address: str, exc: grpc.aio.AioRpcError) -> LogClientError:
 SNAPSHOT_CHUNK_BYTES = 1 << 20
 
 
-def _file_digest(path: Path) -> tuple[bytes, int]:
-    digest = hashlib.sha256()
-    size = 0
-    with path.open("rb") as f:
-        while block := f.read(SNAPSHOT_CHUNK_BYTES):
-            digest.update(block)
-            size += len(block)
-    return digest.digest(), size
-
-
 def _file_blocks(path: Path) -> Iterator[bytes]:
     with path.open("rb") as f:
         while block := f.read(SNAPSHOT_CHUNK_BYTES):
@@ -495,7 +486,7 @@ def _file_blocks(path: Path) -> Iterator[bytes]:
 async def _chunks_of(index: int, data: bytes | Path) -> AsyncIterator[log_pb2.SnapshotChunk]:
     """The PutSnapshot stream of bytes, or of a file read a chunk at a time (never whole)."""
     if isinstance(data, Path):
-        sha256, size = await asyncio.to_thread(_file_digest, data)
+        sha256, size = await asyncio.to_thread(file_sha256, data)
         blocks: Iterator[bytes] = _file_blocks(data)
     else:
         sha256, size = hashlib.sha256(data).digest(), len(data)
