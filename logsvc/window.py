@@ -36,7 +36,7 @@ from logsvc.raft import (
     StorageError,
     Unavailable,
 )
-from logsvc.raft.storage import limit_size
+from logsvc.raft.storage import entries_to_append, limit_size
 
 # The window list drops its evicted head once that is this many slots long (and at least
 # half the list); until then an evicted slot holds _GONE, so only its pointer stays.
@@ -254,16 +254,10 @@ class WindowStorage:
 
     def append(self, entries: Sequence[Entry]) -> None:
         """Append entries, replacing any existing suffix from the first one's index."""
+        entries = entries_to_append(entries, self._snapshot.index, self._last)
         if not entries:
             return
         first = entries[0].index
-        if first <= self._snapshot.index:
-            entries = [e for e in entries if e.index > self._snapshot.index]
-            if not entries:
-                return
-            first = entries[0].index
-        if first > self._last + 1:
-            raise Unavailable(f"append at {first} leaves a gap after {self._last}")
         if first <= self._last:
             self._truncate_from(first)
         self.terms.extend(entries)

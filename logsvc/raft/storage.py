@@ -78,6 +78,18 @@ def limit_size(entries: Sequence[Entry], bytes_max: int | None) -> list[Entry]:
     return list(entries[:n])
 
 
+def entries_to_append(
+    entries: Sequence[Entry], boundary_index: int, last_index: int
+) -> Sequence[Entry]:
+    """What of entries a storage appends: those past its boundary (the ones at or before it
+    are already covered), starting at most one past its last index (Unavailable: a gap)."""
+    if entries and entries[0].index <= boundary_index:
+        entries = [e for e in entries if e.index > boundary_index]
+    if entries and entries[0].index > last_index + 1:
+        raise Unavailable(f"append at {entries[0].index} leaves a gap after {last_index}")
+    return entries
+
+
 class MemoryStorage:
     """Storage held in memory; the writer methods mirror what a driver persists."""
 
@@ -124,18 +136,10 @@ class MemoryStorage:
 
     def append(self, entries: Sequence[Entry]) -> None:
         """Append entries, replacing any existing suffix from the first one's index."""
+        entries = entries_to_append(entries, self._snapshot.index, self.last_index())
         if not entries:
             return
-        first = entries[0].index
-        if first <= self._snapshot.index:
-            # Entries at or before the boundary are already covered; skip them.
-            entries = [e for e in entries if e.index > self._snapshot.index]
-            if not entries:
-                return
-            first = entries[0].index
-        if first > self.last_index() + 1:
-            raise Unavailable(f"append at {first} leaves a gap after {self.last_index()}")
-        del self._entries[first - self._snapshot.index - 1 :]
+        del self._entries[entries[0].index - self._snapshot.index - 1 :]
         self._entries.extend(entries)
 
     def apply_snapshot(self, meta: SnapshotMeta) -> None:
