@@ -532,7 +532,7 @@ def test_apply_is_the_same_in_processes_with_different_hash_seeds() -> None:
     log = _random_log(seed)
     outputs = [replay(log, hash_seed) for hash_seed in ("1", "4242")]
     assert outputs[0] == outputs[1]
-    assert outputs[0][-1][1] != "0" * 40
+    assert len({digest for _, digest in outputs[0]}) > 100  # the keyspace kept changing
     replies = b"".join(reply for reply, _ in outputs[0])
     assert b"unknown command" not in replies and b"internal error" not in replies
 
