@@ -21,11 +21,11 @@ from typing import Final
 from cacheshim.commands import Ctx, command
 from cacheshim.commands.connection import session_of
 from cacheshim.commands.serverview import ShimView
+from cacheshim.config.defaults import REDIS_VERSION
 from cacheshim.hub import CHANNELS, PATTERNS, SHARD_CHANNELS
 from cacheshim.protocol.resp import Reply, Verbatim
 from cacheshim.types.keyspace import Keyspace
 
-REDIS_VERSION: Final = "7.0.15"
 MEMLOG_VERSION: Final = importlib.metadata.version("memlog")
 # Redis's lru_clock ticks in seconds and wraps at 24 bits.
 _LRU_CLOCK_MAX: Final = (1 << 24) - 1

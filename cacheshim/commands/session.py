@@ -18,8 +18,8 @@ from typing import Final
 from cacheshim.commands import Ctx, command
 from cacheshim.commands.args import parse_db_index, parse_int
 from cacheshim.commands.connection import valid_client_name
-from cacheshim.commands.info import REDIS_VERSION
 from cacheshim.commands.serverview import ConnectionHandler, ConnectionView, Session
+from cacheshim.config.defaults import REDIS_VERSION
 from cacheshim.protocol import errors
 from cacheshim.protocol.errors import CommandError
 from cacheshim.protocol.resp import OK, Reply, Status

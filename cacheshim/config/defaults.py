@@ -26,6 +26,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
+# The Redis release whose interface memlog speaks: INFO reports it and RDB files carry it.
+REDIS_VERSION: Final = "7.0.15"
+
 BOOL: Final = "bool"
 ENUM: Final = "enum"
 INT: Final = "int"

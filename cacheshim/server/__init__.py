@@ -14,7 +14,7 @@ Appends, large ones in pieces), `replica` (the log applied), `shim` (the parts p
 together). docs/architecture.md follows one SET through them.
 """
 
-from cacheshim.commands.info import REDIS_VERSION
+from cacheshim.config.defaults import REDIS_VERSION
 from cacheshim.server.clock import wall_ms
 from cacheshim.server.connection import (
     OUTPUT_CHECK_BYTES,

@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, BinaryIO, Final, cast
 
+from cacheshim.config.defaults import REDIS_VERSION as _REDIS_VERSION
 from cacheshim.snapshot import model, packed
 from cacheshim.snapshot.crc64 import crc64
 from cacheshim.snapshot.lzf import LzfError, decompress
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
 RDB_VERSION: Final = 10  # what Redis 7.0 writes
 RDB_VERSION_READ_MAX: Final = 11  # Redis 7.2's, read too
 FORMAT_VERSION: Final = 2  # memlog's fields; see docs/snapshot-format.md
-REDIS_VERSION: Final = b"7.0.15"
+REDIS_VERSION: Final = _REDIS_VERSION.encode()
 
 # Opcodes.
 OP_FUNCTION2: Final = 245
