@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Iterator, Sequence, Sized
+from functools import partial
 from typing import Final, cast
 
 from cacheshim.blocking import parse_timeout, would_block
@@ -33,12 +34,14 @@ from cacheshim.commands import Ctx, command
 from cacheshim.commands.args import (
     LONG_MAX,
     index_span,
+    long_in_range,
     option,
     parse_count_option,
     parse_int,
     parse_long_in_range,
     parse_scan_options,
 )
+from cacheshim.commands.argspec import PER_KEY, ArgSpec, Conflict, multi, one_of, token, valued
 from cacheshim.commands.keys import parse_cursor
 from cacheshim.picks import distinct_positions, repeated_positions
 from cacheshim.protocol import errors
@@ -181,35 +184,28 @@ def _rows(entries: Iterable[tuple[float, bytes]], withscores: bool) -> Reply:
 # -- ZADD, ZINCRBY, ZREM -----------------------------------------------------------------------
 
 
+# Options lead, then the score-member pairs; how they combine is checked after the pairs.
+_NX, _XX, _CH, _INCR, _GT, _LT = map(token, ("NX", "XX", "CH", "INCR", "GT", "LT"))
+_ZADD_OPTIONS: Final = ArgSpec(
+    _NX, _XX, _CH, _INCR, _GT, _LT,
+    conflicts=[
+        Conflict(_NX, (_XX,), errors.ZADD_XX_AND_NX),
+        Conflict(_NX, (_GT, _LT), errors.ZADD_GT_LT_NX),
+        Conflict(_GT, (_LT,), errors.ZADD_GT_LT_NX),
+    ],
+)  # fmt: skip
+
+
 def _zadd(ctx: Ctx, args: list[bytes], incr: bool) -> Reply:
     """zaddGenericCommand: ZADD, and ZINCRBY as ZADD ... INCR (options parsed the same way)."""
     key = args[0]
-    nx = xx = gt = lt = ch = False
-    i = 1
-    while i < len(args):
-        opt = option(args[i])
-        if opt == b"NX":
-            nx = True
-        elif opt == b"XX":
-            xx = True
-        elif opt == b"CH":
-            ch = True
-        elif opt == b"INCR":
-            incr = True
-        elif opt == b"GT":
-            gt = True
-        elif opt == b"LT":
-            lt = True
-        else:
-            break
-        i += 1
-    pairs = args[i:]
+    parsed = _ZADD_OPTIONS.parse_leading(args, 1)
+    pairs = args[parsed.end :]
     if not pairs or len(pairs) % 2:
         raise CommandError(errors.SYNTAX_ERROR)
-    if nx and xx:
-        raise CommandError(errors.ZADD_XX_AND_NX)
-    if (nx and (gt or lt)) or (gt and lt):
-        raise CommandError(errors.ZADD_GT_LT_NX)
+    _ZADD_OPTIONS.check(parsed)
+    nx, xx, gt, lt = (flag in parsed for flag in (_NX, _XX, _GT, _LT))
+    incr = incr or _INCR in parsed
     if incr and len(pairs) > 2:
         raise CommandError(errors.ZADD_INCR_ONE_PAIR)
     scores = [parse_score(pairs[j]) for j in range(0, len(pairs), 2)]
@@ -250,7 +246,7 @@ def _zadd(ctx: Ctx, args: list[bytes], incr: bool) -> Reply:
             ctx.db.touch_changed(key, ctx.index)
     if incr:
         return last if processed else None
-    return added + updated if ch else added
+    return added + updated if _CH in parsed else added
 
 
 @command(
@@ -406,6 +402,17 @@ _SCORE: Final = "score"
 _LEX: Final = "lex"
 
 
+_WITHSCORES, _REV = token("WITHSCORES"), token("REV", once=True)
+_BYLEX, _BYSCORE = token("BYLEX", once=True), token("BYSCORE", once=True)
+_LIMIT: Final = multi("LIMIT", 2, parse_int)
+_ZRANGE_OPTIONS: Final = ArgSpec(
+    _WITHSCORES, _LIMIT, _REV, _BYLEX, _BYSCORE, exclusive=[(_BYLEX, _BYSCORE)]
+)
+_ZRANGESTORE_OPTIONS: Final = _ZRANGE_OPTIONS.without(_WITHSCORES)
+# ZREVRANGE, ZRANGEBYSCORE, ...: the name says the kind of range and the direction.
+_ZRANGE_BY_NAME_OPTIONS: Final = ArgSpec(_WITHSCORES, _LIMIT)
+
+
 def _range_entries(
     zset: ZSet, reverse: bool, bounds: tuple[int, int] | ScoreRange | LexRange, offset: int,
     limit: int,
@@ -464,28 +471,15 @@ def _zrange(
     """zrangeGenericCommand: args start at the source key; kind and reverse are fixed by
     the old commands (ZRANGEBYSCORE, ZREVRANGE, ...) and None for ZRANGE/ZRANGESTORE."""
     key, min_arg, max_arg = args[0], args[1], args[2]
-    withscores = False
-    offset, limit = 0, -1
-    i = 3
-    while i < len(args):
-        opt = option(args[i])
-        if destination is None and opt == b"WITHSCORES":
-            withscores = True
-        elif opt == b"LIMIT" and len(args) - i - 1 >= 2:
-            offset = parse_int(args[i + 1])
-            limit = parse_int(args[i + 2])
-            i += 2
-        elif reverse is None and opt == b"REV":
-            reverse = True
-        elif kind is None and opt == b"BYLEX":
-            kind = _LEX
-        elif kind is None and opt == b"BYSCORE":
-            kind = _SCORE
-        else:
-            raise CommandError(errors.SYNTAX_ERROR)
-        i += 1
-    reverse = bool(reverse)
-    kind = kind or _RANK
+    if kind is not None:
+        spec = _ZRANGE_BY_NAME_OPTIONS
+    else:
+        spec = _ZRANGE_OPTIONS if destination is None else _ZRANGESTORE_OPTIONS
+    parsed = spec.parse(args, 3)
+    withscores = _WITHSCORES in parsed
+    offset, limit = parsed.get(_LIMIT, [0, -1])
+    reverse = bool(reverse) or _REV in parsed
+    kind = kind or (_LEX if _BYLEX in parsed else _SCORE if _BYSCORE in parsed else _RANK)
     if limit != -1 and kind == _RANK:
         raise CommandError(errors.ZRANGE_LIMIT_WITH_RANK)
     if withscores and kind == _LEX:
@@ -919,6 +913,16 @@ def _weighted(score: float, weight: float) -> float:
     return 0.0 if math.isnan(value) else value
 
 
+_WEIGHTS: Final = multi("WEIGHTS", PER_KEY, partial(parse_score, message=errors.WEIGHT_NOT_A_FLOAT))
+_AGGREGATE: Final = valued("AGGREGATE", one_of("SUM", "MIN", "MAX"))
+_INTERCARD_LIMIT: Final = valued("LIMIT", long_in_range(0, LONG_MAX, errors.LIMIT_IS_NEGATIVE))
+_SETOP_OPTIONS: Final = ArgSpec(_WEIGHTS, _AGGREGATE, _WITHSCORES)  # ZUNION, ZINTER
+_SETOP_STORE_OPTIONS: Final = _SETOP_OPTIONS.without(_WITHSCORES)
+_ZDIFF_OPTIONS: Final = ArgSpec(_WITHSCORES)
+_ZDIFFSTORE_OPTIONS: Final = ArgSpec()
+_ZINTERCARD_OPTIONS: Final = ArgSpec(_INTERCARD_LIMIT)
+
+
 def _setop(
     ctx: Ctx, args: list[bytes], op: str, name: str, destination: bytes | None = None,
     cardinality_only: bool = False,
@@ -935,30 +939,18 @@ def _setop(
         if value is not None and kind_of(value).name not in ("zset", "set"):
             raise CommandError(errors.WRONGTYPE)
         sources.append(_Source(value))
-    aggregate = b"SUM"
-    withscores = False
-    limit = 0
-    j = 1 + count
-    while j < len(args):
-        remaining = len(args) - j
-        opt = option(args[j])
-        if op != _DIFF and not cardinality_only and remaining >= count + 1 and opt == b"WEIGHTS":
-            for i, source in enumerate(sources):
-                source.weight = parse_score(args[j + 1 + i], errors.WEIGHT_NOT_A_FLOAT)
-            j += 1 + count
-        elif op != _DIFF and not cardinality_only and remaining >= 2 and opt == b"AGGREGATE":
-            aggregate = option(args[j + 1])
-            if aggregate not in (b"SUM", b"MIN", b"MAX"):
-                raise CommandError(errors.SYNTAX_ERROR)
-            j += 2
-        elif destination is None and not cardinality_only and opt == b"WITHSCORES":
-            withscores = True
-            j += 1
-        elif cardinality_only and remaining >= 2 and opt == b"LIMIT":
-            limit = parse_long_in_range(args[j + 1], 0, LONG_MAX, errors.LIMIT_IS_NEGATIVE)
-            j += 2
-        else:
-            raise CommandError(errors.SYNTAX_ERROR)
+    if cardinality_only:
+        spec = _ZINTERCARD_OPTIONS
+    elif op == _DIFF:
+        spec = _ZDIFF_OPTIONS if destination is None else _ZDIFFSTORE_OPTIONS
+    else:
+        spec = _SETOP_OPTIONS if destination is None else _SETOP_STORE_OPTIONS
+    parsed = spec.parse(args, 1 + count, numkeys=count)
+    for source, weight in zip(sources, parsed.get(_WEIGHTS) or (), strict=False):
+        source.weight = weight
+    aggregate = parsed.get(_AGGREGATE, b"SUM")
+    withscores = _WITHSCORES in parsed
+    limit = parsed.get(_INTERCARD_LIMIT, 0)
     if op != _DIFF:
         sources.sort(key=len)  # smallest first; stable, as glibc's merge-sorting qsort
     result: dict[bytes, float] = {}
