@@ -26,7 +26,7 @@ options combine after it) in their own order.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final, Generic, TypeVar, cast, overload
 
 from cacheshim.protocol import errors
@@ -74,9 +74,13 @@ def valued(name: str, convert: Callable[[bytes], T], once: bool = False) -> Arg[
     return Arg(name.encode(), 1, lambda values: convert(values[0]), once)
 
 
+def _first(values: list[bytes]) -> bytes:
+    return values[0]
+
+
 def raw(name: str, once: bool = False) -> Arg[bytes]:
     """A word followed by one value, kept as given (checked later, or a pattern or key)."""
-    return valued(name, bytes, once)
+    return Arg(name.encode(), 1, _first, once)
 
 
 def multi(name: str, nargs: int, convert: Callable[[bytes], T], once: bool = False) -> Arg[list[T]]:
@@ -108,16 +112,27 @@ class Conflict:
     message: str
 
 
-@dataclass
 class Parsed:
-    """What a spec read: every option given, in order, with its value. `end` is where
+    """What a spec read: every option given, with its values in order. `end` is where
     reading stopped (the end of the arguments, except after `ArgSpec.parse_leading`)."""
 
-    given: list[tuple[Arg[Any], Any]] = field(default_factory=list)
-    end: int = 0
+    __slots__ = ("_order", "_values", "end")
+
+    def __init__(self) -> None:
+        self._values: dict[Arg[Any], list[Any]] = {}
+        self._order: list[Arg[Any]] = []
+        self.end = 0
+
+    def add(self, arg: Arg[Any], value: object) -> None:
+        self._values.setdefault(arg, []).append(value)
+        self._order.append(arg)
 
     def __contains__(self, arg: Arg[Any]) -> bool:
-        return any(a is arg for a, _ in self.given)
+        return arg in self._values
+
+    def isdisjoint(self, args: Sequence[Arg[Any]]) -> bool:
+        """True when none of args was given."""
+        return self._values.keys().isdisjoint(args)
 
     @overload
     def get(self, arg: Arg[T]) -> T | None: ...
@@ -125,19 +140,19 @@ class Parsed:
     def get(self, arg: Arg[T], default: T) -> T: ...
     def get(self, arg: Arg[T], default: T | None = None) -> T | None:
         """The value of the last `arg` given, or default."""
-        for a, value in reversed(self.given):
-            if a is arg:
-                return cast(T, value)
-        return default
+        values = self._values.get(arg)
+        return default if values is None else cast(T, values[-1])
 
     def all(self, arg: Arg[T]) -> list[T]:
         """The values of every `arg` given, in order."""
-        return [cast(T, value) for a, value in self.given if a is arg]
+        return list(self._values.get(arg, ()))
 
     def last(self, *args: Arg[Any]) -> Arg[Any] | None:
         """Which of args was given last (SORT's ASC or DESC), None if none was."""
-        order: list[Arg[Any]] = [given for given, _ in self.given if given in args]
-        return order[-1] if order else None
+        for arg in self._order[::-1]:
+            if arg in args:
+                return arg
+        return None
 
 
 class ArgSpec:
@@ -177,31 +192,22 @@ class ArgSpec:
     def _refuse(self, word: bytes) -> CommandError:
         return CommandError(self.unknown(word) if self.unknown else errors.SYNTAX_ERROR)
 
-    def _match(self, args: list[bytes], i: int, parsed: Parsed, numkeys: int) -> Arg[Any] | None:
-        """The option args[i] names, if it may be given here with its values."""
-        arg = self.by_name.get(option(args[i]))
-        if arg is None:
-            return None
-        nargs = numkeys if arg.nargs == PER_KEY else arg.nargs
-        if len(args) - i - 1 < nargs:
-            return None
-        if arg.once and arg in parsed:
-            return None
-        if any(other in parsed for other in self.exclusive.get(arg, ())):
-            return None
-        return arg
-
     def _read(self, args: list[bytes], start: int, numkeys: int, leading: bool) -> Parsed:
         parsed = Parsed()
         i = start
         while i < len(args):
-            arg = self._match(args, i, parsed, numkeys)
-            if arg is None:
+            arg = self.by_name.get(option(args[i]))
+            nargs = 0 if arg is None else numkeys if arg.nargs == PER_KEY else arg.nargs
+            if (
+                arg is None
+                or len(args) - i - 1 < nargs  # not enough values after it
+                or (arg.once and arg in parsed)
+                or not parsed.isdisjoint(self.exclusive.get(arg, ()))
+            ):  # Redis's loop falls through to its last branch: an unknown word
                 if leading:
                     break
                 raise self._refuse(args[i])
-            nargs = numkeys if arg.nargs == PER_KEY else arg.nargs
-            parsed.given.append((arg, arg.convert(args[i + 1 : i + 1 + nargs])))
+            parsed.add(arg, arg.convert(args[i + 1 : i + 1 + nargs]))
             i += 1 + nargs
         parsed.end = i
         return parsed
@@ -220,5 +226,5 @@ class ArgSpec:
     def check(self, parsed: Parsed) -> None:
         """The first conflict among the options given, as its error."""
         for conflict in self.conflicts:
-            if conflict.arg in parsed and any(o in parsed for o in conflict.others):
+            if conflict.arg in parsed and not parsed.isdisjoint(conflict.others):
                 raise CommandError(conflict.message)

@@ -52,6 +52,7 @@ class _SetOptions:
     expire_arg: bytes = b""
 
 
+_NO_OPTIONS: Final = _SetOptions()  # shared: never changed
 # The expiry's value is checked after the loop (a syntax error later on the line wins). One
 # of NX/XX, and one way to set the time to live, though the same option twice is fine.
 _NX, _XX, _GET, _KEEPTTL, _PERSIST = map(token, ("NX", "XX", "GET", "KEEPTTL", "PERSIST"))
@@ -64,6 +65,8 @@ _GETEX_OPTIONS: Final = ArgSpec(_PERSIST, *_EXPIRY, exclusive=[(_PERSIST, *_EXPI
 
 def _parse_set_options(args: list[bytes], spec: ArgSpec) -> _SetOptions:
     """SET's options or GETEX's, read with Redis's rules for which go together."""
+    if not args:
+        return _NO_OPTIONS  # the common case, without the spec's bookkeeping
     parsed = spec.parse(args)
     expiry = parsed.last(*_EXPIRY)
     return _SetOptions(

@@ -87,6 +87,10 @@ def test_once_options_and_exclusive_groups_refuse_as_unknown_words() -> None:
     assert error_of(spec, "XX", "NX") == "ERR syntax error"
     assert error_of(spec, "BYLEX", "BYLEX") == "ERR syntax error"  # once
     assert error_of(spec, "BYSCORE", "BYLEX") == "ERR syntax error"
+    narrower = spec.without(NX)  # keeps the other groups; NX is then an unknown word
+    assert error_of(narrower, "BYSCORE", "BYLEX") == "ERR syntax error"
+    assert error_of(narrower, "XX", "NX") == "ERR syntax error"
+    assert XX in narrower.parse([b"XX"])
     mpop = ArgSpec(valued("COUNT", parse_int, once=True))
     assert error_of(mpop, "COUNT", "1", "COUNT", "x") == "ERR syntax error"
 
