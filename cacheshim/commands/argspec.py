@@ -21,6 +21,19 @@ options until the first word that is none and leaves the rest to the handler (ZA
 score-member pairs), which then calls `ArgSpec.check` when Redis checks conflicts.
 Handlers keep what Redis does around the loop (key lookups before it, checks of how the
 options combine after it) in their own order.
+
+Read by specs: SET, GETEX, LCS, EXPIRE & co., COPY, LPOS, SINTERCARD, SORT, SORT_RO, the SCAN
+family, LMPOP/ZMPOP's COUNT, ZADD/ZINCRBY, ZRANGE and its family, ZUNION/ZINTER/ZDIFF and
+their STORE forms, ZINTERCARD. Left as code, because a spec would not be shorter or would
+need rules only one command has: ZRANDMEMBER's and HRANDFIELD's single trailing word;
+CLIENT LIST (``TYPE t`` or ``ID`` followed by any number of ids); CLIENT KILL (filter-value
+pairs counted before they are read, and the old one-address form); HELLO (a protocol
+version first, AUTH with two values, its own error text that quotes the word); FUNCTION
+LIST (a missing LIBRARYNAME value has its own error); SORT's key extraction for COMMAND
+GETKEYS (Redis skips words there without checking them).
+
+COMMAND DOCS shows no ``arguments`` for any command: a spec knows the options only, not the
+positional arguments and the nested blocks Redis lists, so it would show less than Redis.
 """
 
 from __future__ import annotations
