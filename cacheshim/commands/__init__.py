@@ -268,5 +268,8 @@ def load_all() -> None:
         sets,
         sort,
         strings,
+        zpops,
+        zranges,
+        zsetops,
         zsets,
     )

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Final
+
+from cacheshim.commands.argspec import ArgSpec, valued
+from cacheshim.commands.argspec import option as option  # re-exported for the handler modules
 from cacheshim.protocol import errors
 from cacheshim.protocol.errors import CommandError
 from cacheshim.types.glob import Pattern
@@ -36,13 +41,6 @@ def parse_db_index(arg: bytes) -> int:
     return db
 
 
-def option(arg: bytes) -> bytes:
-    """An option name as Redis compares it (strcasecmp on a C string): upper-cased, and
-    cut at the first NUL byte."""
-    nul = arg.find(0)
-    return (arg if nul < 0 else arg[:nul]).upper()
-
-
 def index_span(size: int, start: int, end: int) -> tuple[int, int] | None:
     """Redis's sanitising of an inclusive [start, end] over size elements, negatives counted
     from the end (LRANGE, ZRANGE by rank, ZREMRANGEBYRANK): the (first, last) positions,
@@ -69,18 +67,35 @@ def parse_long_in_range(arg: bytes, low: int, high: int, message: str | None = N
     return value
 
 
+def long_in_range(low: int, high: int, message: str | None = None) -> Callable[[bytes], int]:
+    """`parse_long_in_range` as the converter of an option's value."""
+    return lambda arg: parse_long_in_range(arg, low, high, message)
+
+
+_MPOP_COUNT: Final = valued(
+    "COUNT", long_in_range(1, LONG_MAX, errors.COUNT_NOT_POSITIVE), once=True
+)
+_MPOP_OPTIONS: Final = ArgSpec(_MPOP_COUNT)
+
+
 def parse_count_option(args: list[bytes], start: int) -> int | None:
     """LMPOP's and ZMPOP's tail from args[start]: nothing, or COUNT and a positive count,
     once; anything else is a syntax error. None when there is no COUNT."""
-    count: int | None = None
-    i = start
-    while i < len(args):
-        if count is None and option(args[i]) == b"COUNT" and i + 1 < len(args):
-            count = parse_long_in_range(args[i + 1], 1, LONG_MAX, errors.COUNT_NOT_POSITIVE)
-            i += 2
-        else:
-            raise CommandError(errors.SYNTAX_ERROR)
+    return _MPOP_OPTIONS.parse(args, start).get(_MPOP_COUNT)
+
+
+def _scan_count(arg: bytes) -> int:
+    count = parse_int(arg)
+    if count < 1:
+        raise CommandError(errors.SYNTAX_ERROR)
     return count
+
+
+_SCAN_COUNT: Final = valued("COUNT", _scan_count)
+_SCAN_MATCH: Final = valued("MATCH", lambda arg: None if arg == b"*" else Pattern(arg))
+_SCAN_TYPE: Final = valued("TYPE", option)
+_SCAN_OPTIONS: Final = ArgSpec(_SCAN_COUNT, _SCAN_MATCH)
+_SCAN_OPTIONS_WITH_TYPE: Final = ArgSpec(_SCAN_COUNT, _SCAN_MATCH, _SCAN_TYPE)
 
 
 def parse_scan_options(
@@ -88,22 +103,5 @@ def parse_scan_options(
 ) -> tuple[int, Pattern | None, bytes | None]:
     """The options of SCAN (with_type) and of SSCAN/HSCAN/ZSCAN, as scanGenericCommand
     reads them: (COUNT, the MATCH pattern or None for none or "*", the TYPE or None)."""
-    count = 10
-    pattern: Pattern | None = None
-    type_name: bytes | None = None
-    i = 0
-    while i < len(args):
-        opt = option(args[i])
-        has_value = i + 1 < len(args)
-        if opt == b"COUNT" and has_value:
-            count = parse_int(args[i + 1])
-            if count < 1:
-                raise CommandError(errors.SYNTAX_ERROR)
-        elif opt == b"MATCH" and has_value:
-            pattern = None if args[i + 1] == b"*" else Pattern(args[i + 1])
-        elif opt == b"TYPE" and has_value and with_type:
-            type_name = option(args[i + 1])
-        else:
-            raise CommandError(errors.SYNTAX_ERROR)
-        i += 2
-    return count, pattern, type_name
+    parsed = (_SCAN_OPTIONS_WITH_TYPE if with_type else _SCAN_OPTIONS).parse(args)
+    return parsed.get(_SCAN_COUNT, 10), parsed.get(_SCAN_MATCH), parsed.get(_SCAN_TYPE)

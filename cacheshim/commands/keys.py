@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import Final
 
 from cacheshim.commands import Ctx, command, container
-from cacheshim.commands.args import option, parse_db_index, parse_int, parse_scan_options
+from cacheshim.commands.args import parse_db_index, parse_int, parse_scan_options
+from cacheshim.commands.argspec import ArgSpec, Conflict, token, valued
 from cacheshim.protocol import errors
 from cacheshim.protocol.errors import CommandError
 from cacheshim.protocol.resp import OK, Reply, Status
@@ -82,24 +83,21 @@ def type_(ctx: Ctx, args: list[bytes]) -> Reply:
 # -- expiry ---------------------------------------------------------------------------------
 
 
-def _expire_flags(args: list[bytes]) -> set[bytes]:
-    flags: set[bytes] = set()
-    for arg in args:
-        opt = option(arg)
-        if opt not in (b"NX", b"XX", b"GT", b"LT"):
-            raise CommandError(errors.unsupported_option(arg))
-        flags.add(opt)
-    if b"NX" in flags and flags & {b"XX", b"GT", b"LT"}:
-        raise CommandError(errors.EXPIRE_NX_AND_OTHERS)
-    if {b"GT", b"LT"} <= flags:
-        raise CommandError(errors.EXPIRE_GT_AND_LT)
-    return flags
+_NX, _XX, _GT, _LT = map(token, ("NX", "XX", "GT", "LT"))
+_EXPIRE_OPTIONS: Final = ArgSpec(
+    _NX, _XX, _GT, _LT,
+    conflicts=[
+        Conflict(_NX, (_XX, _GT, _LT), errors.EXPIRE_NX_AND_OTHERS),
+        Conflict(_GT, (_LT,), errors.EXPIRE_GT_AND_LT),
+    ],
+    unknown=errors.unsupported_option,
+)  # fmt: skip
 
 
 def _expire(ctx: Ctx, args: list[bytes], name: str, seconds: bool, relative: bool) -> Reply:
     """EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT (expireGenericCommand)."""
     key = args[0]
-    flags = _expire_flags(args[2:])
+    flags = _EXPIRE_OPTIONS.parse(args, 2)
     when = parse_int(args[1])
     if seconds:
         if when > LLONG_MAX // 1000 or when < -(LLONG_MAX // 1000):
@@ -113,13 +111,13 @@ def _expire(ctx: Ctx, args: list[bytes], name: str, seconds: bool, relative: boo
     if not db.contains(key, ctx.now_ms):
         return 0
     current = db.expires.get(key)
-    if b"NX" in flags and current is not None:
+    if _NX in flags and current is not None:
         return 0
-    if b"XX" in flags and current is None:
+    if _XX in flags and current is None:
         return 0
-    if b"GT" in flags and (current is None or when <= current):
+    if _GT in flags and (current is None or when <= current):
         return 0  # no expiry counts as an infinite one
-    if b"LT" in flags and current is not None and when >= current:
+    if _LT in flags and current is not None and when >= current:
         return 0
     if when <= ctx.now_ms:
         db.delete(key, ctx.index)  # already past: the key goes now
@@ -260,6 +258,11 @@ def renamenx(ctx: Ctx, args: list[bytes]) -> Reply:
     return _rename(ctx, args, nx=True)
 
 
+_DB: Final = valued("DB", parse_db_index)
+_REPLACE: Final = token("REPLACE")
+_COPY_OPTIONS: Final = ArgSpec(_REPLACE, _DB)
+
+
 @command(
     "copy", -3, "write denyoom", (1, 2, 1), "keyspace write slow", "generic", "6.2.0",
     "Copies the value (and expiry) of a key to another key, in this or another database.",
@@ -267,19 +270,8 @@ def renamenx(ctx: Ctx, args: list[bytes]) -> Reply:
 )  # fmt: skip
 def copy(ctx: Ctx, args: list[bytes]) -> Reply:
     source, target = args[0], args[1]
-    target_db_index = ctx.db_index
-    replace = False
-    i = 2
-    while i < len(args):
-        opt = option(args[i])
-        if opt == b"REPLACE":
-            replace = True
-        elif opt == b"DB" and i + 1 < len(args):
-            target_db_index = parse_db_index(args[i + 1])
-            i += 1
-        else:
-            raise CommandError(errors.SYNTAX_ERROR)
-        i += 1
+    parsed = _COPY_OPTIONS.parse(args, 2)
+    target_db_index = parsed.get(_DB, ctx.db_index)
     if target_db_index == ctx.db_index and source == target:
         raise CommandError(errors.SAME_OBJECT)
     value = ctx.db.get(source, ctx.now_ms)
@@ -288,7 +280,7 @@ def copy(ctx: Ctx, args: list[bytes]) -> Reply:
     expires_ms = ctx.db.expires.get(source)
     target_db = ctx.keyspace.dbs[target_db_index]
     if target_db.contains(target, ctx.now_ms):
-        if not replace:
+        if _REPLACE not in parsed:
             return 0
         target_db.delete(target, ctx.index)
     _put(target_db, target, kind_of(value).duplicate(value), expires_ms, ctx.index)

@@ -26,11 +26,13 @@ from cacheshim.blocking import parse_timeout, would_block
 from cacheshim.commands import Ctx, command
 from cacheshim.commands.args import (
     LONG_MAX,
+    long_in_range,
     option,
     parse_count_option,
     parse_int,
     parse_long_in_range,
 )
+from cacheshim.commands.argspec import ArgSpec, valued
 from cacheshim.protocol import errors
 from cacheshim.protocol.errors import CommandError
 from cacheshim.protocol.resp import NULL_ARRAY, OK, Reply
@@ -241,6 +243,19 @@ def lindex(ctx: Ctx, args: list[bytes]) -> Reply:
     return None if position is None else value[position]
 
 
+def _rank(arg: bytes) -> int:
+    rank = parse_int(arg)
+    if rank == 0:
+        raise CommandError(errors.LPOS_RANK_ZERO)
+    return rank
+
+
+_RANK: Final = valued("RANK", _rank)
+_COUNT: Final = valued("COUNT", long_in_range(0, LONG_MAX, errors.LPOS_COUNT_NEGATIVE))
+_MAXLEN: Final = valued("MAXLEN", long_in_range(0, LONG_MAX, errors.LPOS_MAXLEN_NEGATIVE))
+_LPOS_OPTIONS: Final = ArgSpec(_RANK, _COUNT, _MAXLEN)
+
+
 @command(
     "lpos", -3, "readonly", (1, 1, 1), "read list slow", "list", "6.0.6",
     "Answers the index of an element in a list (RANK: the nth match, negative from the tail; "
@@ -249,22 +264,10 @@ def lindex(ctx: Ctx, args: list[bytes]) -> Reply:
 )  # fmt: skip
 def lpos(ctx: Ctx, args: list[bytes]) -> Reply:
     key, element = args[0], args[1]
-    rank, count, maxlen = 1, -1, 0  # count -1: no COUNT option
-    i = 2
-    while i < len(args):
-        opt = option(args[i])
-        has_value = i + 1 < len(args)
-        if opt == b"RANK" and has_value:
-            rank = parse_int(args[i + 1])
-            if rank == 0:
-                raise CommandError(errors.LPOS_RANK_ZERO)
-        elif opt == b"COUNT" and has_value:
-            count = parse_long_in_range(args[i + 1], 0, LONG_MAX, errors.LPOS_COUNT_NEGATIVE)
-        elif opt == b"MAXLEN" and has_value:
-            maxlen = parse_long_in_range(args[i + 1], 0, LONG_MAX, errors.LPOS_MAXLEN_NEGATIVE)
-        else:
-            raise CommandError(errors.SYNTAX_ERROR)
-        i += 2
+    parsed = _LPOS_OPTIONS.parse(args, 2)
+    rank = parsed.get(_RANK, 1)
+    count = parsed.get(_COUNT, -1)  # -1: no COUNT option
+    maxlen = parsed.get(_MAXLEN, 0)
     tail_first = rank < 0
     if tail_first and rank != LONG_MIN:  # -LONG_MIN wraps to itself in C: stays negative
         rank = -rank

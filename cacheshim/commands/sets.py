@@ -19,7 +19,8 @@ from __future__ import annotations
 from typing import Final
 
 from cacheshim.commands import Ctx, command
-from cacheshim.commands.args import LONG_MAX, option, parse_long_in_range, parse_scan_options
+from cacheshim.commands.args import LONG_MAX, long_in_range, parse_long_in_range, parse_scan_options
+from cacheshim.commands.argspec import ArgSpec, valued
 from cacheshim.commands.keys import parse_cursor
 from cacheshim.picks import distinct_positions, repeated_positions
 from cacheshim.protocol import errors
@@ -324,6 +325,10 @@ def sinter(ctx: Ctx, args: list[bytes]) -> Reply:
     return SetReply(_intersection(_lookup(ctx, args)))
 
 
+_LIMIT: Final = valued("LIMIT", long_in_range(0, LONG_MAX, errors.LIMIT_IS_NEGATIVE))
+_INTERCARD_OPTIONS: Final = ArgSpec(_LIMIT)
+
+
 @command(
     "sintercard", -3, "readonly movablekeys", (0, 0, 0), "read set slow", "set", "7.0.0",
     "Answers how many members the given sets have in common (counting up to LIMIT).",
@@ -333,14 +338,7 @@ def sintercard(ctx: Ctx, args: list[bytes]) -> Reply:
     numkeys = parse_long_in_range(args[0], 1, LONG_MAX, errors.NUMKEYS_NOT_POSITIVE)
     if numkeys > len(args) - 1:
         raise CommandError(errors.NUMKEYS_OVER_ARGS)
-    limit = 0
-    i = 1 + numkeys
-    while i < len(args):
-        if option(args[i]) == b"LIMIT" and i + 1 < len(args):
-            limit = parse_long_in_range(args[i + 1], 0, LONG_MAX, errors.LIMIT_IS_NEGATIVE)
-            i += 2
-        else:
-            raise CommandError(errors.SYNTAX_ERROR)
+    limit = _INTERCARD_OPTIONS.parse(args, 1 + numkeys).get(_LIMIT, 0)
     return len(_intersection(_lookup(ctx, args[1 : 1 + numkeys]), limit))
 
 

@@ -46,12 +46,13 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Final, TypeVar
 
 from cacheshim.commands import Ctx, command
-from cacheshim.commands.args import option, parse_int
+from cacheshim.commands.args import parse_int
+from cacheshim.commands.argspec import ArgSpec, multi, raw, token
 from cacheshim.protocol import errors
 from cacheshim.protocol.errors import CommandError
 from cacheshim.protocol.resp import Reply
@@ -216,47 +217,38 @@ def _new_list(items: list[bytes]) -> Value:
 
 @dataclass
 class _Options:
-    desc: bool = False
-    alpha: bool = False
-    limit_start: int = 0
-    limit_count: int = -1
-    by: bytes | None = None
-    dont_sort: bool = False
-    gets: list[bytes] = field(default_factory=list)
-    store: bytes | None = None
+    desc: bool
+    alpha: bool
+    limit_start: int
+    limit_count: int
+    by: bytes | None
+    dont_sort: bool
+    gets: list[bytes]
+    store: bytes | None
+
+
+_ASC, _DESC, _ALPHA = token("ASC"), token("DESC"), token("ALPHA")
+_LIMIT: Final = multi("LIMIT", 2, parse_int)
+_STORE, _BY, _GET = raw("STORE"), raw("BY"), raw("GET")
+_SORT_OPTIONS: Final = ArgSpec(_ASC, _DESC, _ALPHA, _LIMIT, _STORE, _BY, _GET)
+_SORT_RO_OPTIONS: Final = _SORT_OPTIONS.without(_STORE)
 
 
 def _parse(args: list[bytes], readonly: bool) -> _Options:
-    opts = _Options()
-    i = 0
-    while i < len(args):
-        opt = option(args[i])
-        left = len(args) - i - 1
-        if opt == b"ASC":
-            opts.desc = False
-        elif opt == b"DESC":
-            opts.desc = True
-        elif opt == b"ALPHA":
-            opts.alpha = True
-        elif opt == b"LIMIT" and left >= 2:
-            opts.limit_start = parse_int(args[i + 1])
-            opts.limit_count = parse_int(args[i + 2])
-            i += 2
-        elif opt == b"STORE" and not readonly and left >= 1:
-            opts.store = args[i + 1]
-            i += 1
-        elif opt == b"BY" and left >= 1:
-            opts.by = args[i + 1]
-            if b"*" not in _c_string(args[i + 1]):
-                opts.dont_sort = True  # for good: a later BY with a "*" does not undo it
-            i += 1
-        elif opt == b"GET" and left >= 1:
-            opts.gets.append(args[i + 1])
-            i += 1
-        else:
-            raise CommandError(errors.SYNTAX_ERROR)
-        i += 1
-    return opts
+    parsed = (_SORT_RO_OPTIONS if readonly else _SORT_OPTIONS).parse(args)
+    limit_start, limit_count = parsed.get(_LIMIT, [0, -1])
+    bys = parsed.all(_BY)
+    return _Options(
+        desc=parsed.last(_ASC, _DESC) is _DESC,
+        alpha=_ALPHA in parsed,
+        limit_start=limit_start,
+        limit_count=limit_count,
+        by=bys[-1] if bys else None,
+        # for good: a later BY with a "*" does not undo a BY without one
+        dont_sort=any(b"*" not in _c_string(by) for by in bys),
+        gets=parsed.all(_GET),
+        store=parsed.get(_STORE),
+    )
 
 
 def _sort(ctx: Ctx, args: list[bytes], readonly: bool) -> Reply:

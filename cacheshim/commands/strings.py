@@ -14,7 +14,8 @@ from fractions import Fraction
 from typing import Final
 
 from cacheshim.commands import Ctx, command
-from cacheshim.commands.args import option, parse_int
+from cacheshim.commands.args import parse_int
+from cacheshim.commands.argspec import ArgSpec, Conflict, raw, token, valued
 from cacheshim.protocol import errors
 from cacheshim.protocol.errors import CommandError
 from cacheshim.protocol.resp import BULK_BYTES_MAX_DEFAULT, OK, Reply
@@ -39,8 +40,6 @@ def get_string(ctx: Ctx, key: bytes) -> bytes | None:
 
 # -- SET and GETEX options (parseExtendedStringArgumentsOrReply) ---------------------------
 
-_EXPIRES: Final = frozenset({b"EX", b"PX", b"EXAT", b"PXAT"})
-
 
 @dataclass
 class _SetOptions:
@@ -53,39 +52,32 @@ class _SetOptions:
     expire_arg: bytes = b""
 
 
-def _parse_set_options(args: list[bytes], for_set: bool) -> _SetOptions:
-    """SET's options (for_set) or GETEX's: Redis's exact rules for which go together."""
-    opts = _SetOptions()
-    i = 0
-    while i < len(args):
-        opt = option(args[i])
-        has_next = i + 1 < len(args)
-        if opt == b"NX" and for_set and not opts.xx:
-            opts.nx = True
-        elif opt == b"XX" and for_set and not opts.nx:
-            opts.xx = True
-        elif opt == b"GET" and for_set:
-            opts.get = True
-        elif opt == b"KEEPTTL" and for_set and not opts.persist and opts.expire is None:
-            opts.keep_ttl = True
-        elif (
-            opt == b"PERSIST" and not for_set and opts.expire is None and not opts.keep_ttl
-        ):  # fmt: skip
-            opts.persist = True
-        elif (
-            opt in _EXPIRES
-            and has_next
-            and not opts.keep_ttl
-            and not opts.persist
-            and opts.expire in (None, opt)  # the same option again is allowed: last wins
-        ):
-            opts.expire = opt
-            opts.expire_arg = args[i + 1]
-            i += 1
-        else:
-            raise CommandError(errors.SYNTAX_ERROR)
-        i += 1
-    return opts
+_NO_OPTIONS: Final = _SetOptions()  # shared: never changed
+# The expiry's value is checked after the loop (a syntax error later on the line wins). One
+# of NX/XX, and one way to set the time to live, though the same option twice is fine.
+_NX, _XX, _GET, _KEEPTTL, _PERSIST = map(token, ("NX", "XX", "GET", "KEEPTTL", "PERSIST"))
+_EXPIRY: Final = tuple(raw(name) for name in ("EX", "PX", "EXAT", "PXAT"))
+_SET_OPTIONS: Final = ArgSpec(
+    _NX, _XX, _GET, _KEEPTTL, *_EXPIRY, exclusive=[(_NX, _XX), (_KEEPTTL, *_EXPIRY)]
+)
+_GETEX_OPTIONS: Final = ArgSpec(_PERSIST, *_EXPIRY, exclusive=[(_PERSIST, *_EXPIRY)])
+
+
+def _parse_set_options(args: list[bytes], spec: ArgSpec) -> _SetOptions:
+    """SET's options or GETEX's, read with Redis's rules for which go together."""
+    if not args:
+        return _NO_OPTIONS  # the common case, without the spec's bookkeeping
+    parsed = spec.parse(args)
+    expiry = parsed.last(*_EXPIRY)
+    return _SetOptions(
+        nx=_NX in parsed,
+        xx=_XX in parsed,
+        get=_GET in parsed,
+        keep_ttl=_KEEPTTL in parsed,
+        persist=_PERSIST in parsed,
+        expire=None if expiry is None else expiry.name,
+        expire_arg=b"" if expiry is None else parsed.get(expiry, b""),
+    )
 
 
 def expire_at_ms(ctx: Ctx, unit_and_base: bytes, arg: bytes, command_name: str) -> int:
@@ -142,7 +134,7 @@ def get(ctx: Ctx, args: list[bytes]) -> Reply:
     "KEEPTTL).",
 )  # fmt: skip
 def set_(ctx: Ctx, args: list[bytes]) -> Reply:
-    return _set_generic(ctx, args[0], args[1], _parse_set_options(args[2:], True), "set")
+    return _set_generic(ctx, args[0], args[1], _parse_set_options(args[2:], _SET_OPTIONS), "set")
 
 
 @command(
@@ -200,7 +192,7 @@ def getdel(ctx: Ctx, args: list[bytes]) -> Reply:
 )  # fmt: skip
 def getex(ctx: Ctx, args: list[bytes]) -> Reply:
     key = args[0]
-    opts = _parse_set_options(args[1:], for_set=False)
+    opts = _parse_set_options(args[1:], _GETEX_OPTIONS)
     value = get_string(ctx, key)
     if value is None:
         return None
@@ -436,6 +428,13 @@ def setrange(ctx: Ctx, args: list[bytes]) -> Reply:
 
 # -- LCS ----------------------------------------------------------------------------------
 
+_IDX, _LEN, _WITHMATCHLEN = token("IDX"), token("LEN"), token("WITHMATCHLEN")
+_MINMATCHLEN: Final = valued("MINMATCHLEN", parse_int)
+_LCS_OPTIONS: Final = ArgSpec(
+    _IDX, _LEN, _WITHMATCHLEN, _MINMATCHLEN,
+    conflicts=[Conflict(_IDX, (_LEN,), errors.LCS_LEN_AND_IDX)],
+)  # fmt: skip
+
 
 @command(
     "lcs", -3, "readonly", (1, 2, 1), "read string slow", "string", "7.0.0",
@@ -449,25 +448,8 @@ def lcs(ctx: Ctx, args: list[bytes]) -> Reply:
         raise CommandError(errors.LCS_NOT_STRINGS)
     a = first or b""
     b = second or b""
-    want_idx = want_len = with_match_len = False
-    min_match_len = 0
-    i = 2
-    while i < len(args):
-        opt = option(args[i])
-        if opt == b"IDX":
-            want_idx = True
-        elif opt == b"LEN":
-            want_len = True
-        elif opt == b"WITHMATCHLEN":
-            with_match_len = True
-        elif opt == b"MINMATCHLEN" and i + 1 < len(args):
-            min_match_len = max(parse_int(args[i + 1]), 0)
-            i += 1
-        else:
-            raise CommandError(errors.SYNTAX_ERROR)
-        i += 1
-    if want_idx and want_len:
-        raise CommandError(errors.LCS_LEN_AND_IDX)
+    parsed = _LCS_OPTIONS.parse(args, 2)
+    want_idx, want_len = _IDX in parsed, _LEN in parsed
     if len(a) >= _UINT32_MAX - 1 or len(b) >= _UINT32_MAX - 1:
         raise CommandError(errors.LCS_STRING_TOO_LONG)
     # Redis allocates a (len(a)+1) x (len(b)+1) table of 4-byte cells and refuses beyond
@@ -477,7 +459,8 @@ def lcs(ctx: Ctx, args: list[bytes]) -> Reply:
     table = _LcsTable(a, b)
     if want_len:
         return table.length(len(a), len(b))
-    common, matches = _lcs_walk(table, a, b, min_match_len, with_match_len)
+    min_match_len = max(parsed.get(_MINMATCHLEN, 0), 0)
+    common, matches = _lcs_walk(table, a, b, min_match_len, _WITHMATCHLEN in parsed)
     if not want_idx:
         return common
     return {b"matches": matches, b"len": table.length(len(a), len(b))}

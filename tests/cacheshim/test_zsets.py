@@ -13,8 +13,9 @@ Determinism: two real shims end with equal digests after a mixed workload (ZRAND
 pops inside MULTI/EXEC included), and the same log applied in two processes with different
 PYTHONHASHSEED gives byte-identical replies and digests. Randomized tests print their seed.
 
-Over 500 lines: one differential test per behaviour of the 35 sorted-set commands; they
-share this module's fixtures and helpers.
+Over 500 lines: one differential test per behaviour of the 35 sorted-set commands (their
+handlers are in commands/zsets.py, zranges.py, zpops.py and zsetops.py); they share this
+module's fixtures and helpers.
 """
 
 from __future__ import annotations
