@@ -251,7 +251,7 @@ def native_classes() -> tuple[object, ...] | None:
     """What the C loader's configure() takes (but heappush and ZSet.from_sorted), or None
     when a value class's slots are not the ones it fills."""
     for cls, slots in _NATIVE_SLOTS.items():
-        if frozenset(cls.__slots__) != slots:
+        if frozenset(getattr(cls, "__slots__", ())) != slots:
             return None
     return (ListValue, SetValue, HashValue, ZSet, _SortedPairs, _STRING_CLASSES)
 

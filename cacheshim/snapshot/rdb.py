@@ -28,11 +28,11 @@ rdb.c.
 
 from __future__ import annotations
 
-import struct
-import time
 import gc
 import heapq
 import os
+import struct
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO, Final, cast
@@ -712,11 +712,15 @@ def read_rdb(inp: BinaryIO, *, chunk_bytes: int = 1 << 20, native: bool = True) 
     loader take the key records it can (the result is the same; False: this code alone).
 
     The cyclic garbage collector is paused meanwhile: the load makes millions of objects
-    and no cycles, and each collection would walk them all again."""
+    and no cycles, and each collection would walk them all again. After a load they are
+    moved out of its reach for good (gc.freeze), or the first collections after it would
+    walk them all the same (reference counting still frees them when they go)."""
     paused = gc.isenabled()
     gc.disable()
     try:
-        return _read_rdb(inp, chunk_bytes, _native if native else None)
+        result = _read_rdb(inp, chunk_bytes, _native if native else None)
+        gc.freeze()
+        return result
     finally:
         if paused:
             gc.enable()
