@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import redis
 
-from bench.rdb_bench import build
+from bench.rdb_bench import build, cpu_s
 from cacheshim.snapshot.rdb import HAVE_C_LOADER, SnapshotState, write_rdb
 from logsvc.client import LogClient, put_snapshot
 from tests.cacheshim.harness import Memlog, free_port, stop_process
@@ -51,7 +51,8 @@ from tests.cacheshim.harness import Memlog, free_port, stop_process
 
 def time_to_pong(
     command: list[str], port: int, log_path: Path | None = None
-) -> tuple[float, subprocess.Popen[bytes]]:
+) -> tuple[float, float, subprocess.Popen[bytes]]:
+    """(wall seconds from exec to the first PONG, the process's CPU seconds by then, it)."""
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
     started = time.monotonic()
     proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
@@ -59,7 +60,7 @@ def time_to_pong(
         if proc.poll() is not None:
             raise RuntimeError(f"{command[0]} exited")
         time.sleep(0.002)
-    return time.monotonic() - started, proc
+    return time.monotonic() - started, cpu_s(proc.pid), proc
 
 
 def pong(port: int) -> bool:
@@ -124,7 +125,7 @@ def main() -> int:
                 "--dir", str(root / "redis")]  # fmt: skip
         port = free_port()
         first = [*base, "--port", str(port), "--dbfilename", "memlog.rdb"]
-        _, proc = time_to_pong([*first, "--enable-protected-configs", "yes"], port)
+        _, _, proc = time_to_pong([*first, "--enable-protected-configs", "yes"], port)
         procs.append(proc)
         conn = redis.Redis(port=port, socket_timeout=600)
         conn.config_set("dbfilename", "dump.rdb")
@@ -136,12 +137,14 @@ def main() -> int:
         stop_process(proc)
         rdb_bytes = (root / "redis" / "dump.rdb").stat().st_size
         redis_s: list[float] = []
+        redis_cpu: list[float] = []
         for _ in range(args.rounds):
             port = free_port()
-            took, proc = time_to_pong([*base, "--port", str(port)], port)
+            took, cpu, proc = time_to_pong([*base, "--port", str(port)], port)
             procs.append(proc)
             assert redis.Redis(port=port).dbsize() > 0
             redis_s.append(took)
+            redis_cpu.append(cpu)
             stop_process(proc)
         # 3. memlog: the snapshot stored directly, then snapshotter runs and restarts
         m.start()
@@ -169,15 +172,17 @@ def main() -> int:
             found = re.findall(r"written in ([\d.]+)s", output)
             written_s.append(float(found[-1]) if found else float("nan"))
         shim_s: list[float] = []
+        shim_cpu: list[float] = []
         restore_s: list[float] = []
         snap_bytes = 0
         log_path = root / "memlog" / "shim-1.log"
         for _ in range(args.rounds):
             stop_process(m.shim_procs[0])
-            took, proc = time_to_pong(m.shim_command(0), m.shim_ports[0], log_path)
+            took, cpu, proc = time_to_pong(m.shim_command(0), m.shim_ports[0], log_path)
             m.shim_procs[0] = proc
             assert redis.Redis(port=m.shim_ports[0]).dbsize() > 0
             shim_s.append(took)
+            shim_cpu.append(cpu)
             found = re.findall(
                 r"restored snapshot \d+ \((\d+) bytes.*?in ([\d.]+)s", log_path.read_text()
             )
@@ -205,8 +210,14 @@ def main() -> int:
         "| | median s | rounds (s) |",
         "|---|---|---|",
         f"| redis-server: exec to first PONG, loading its RDB | {red:.2f} | {fmt(redis_s)} |",
+        f"| redis-server: its CPU time by then | {statistics.median(redis_cpu):.2f} | "
+        f"{fmt(redis_cpu)} |",
         f"| memlog shim: exec to first PONG, from the snapshot | {shim_median:.2f} | "
         f"{fmt(shim_s)} |",
+        f"| memlog shim: its CPU time by then | {statistics.median(shim_cpu):.2f} | "
+        f"{fmt(shim_cpu)} |",
+        f"| ratio of CPU times shim / redis-server | "
+        f"{statistics.median(shim_cpu) / statistics.median(redis_cpu):.1f}x | |",
         f"| of which fetch + read_rdb + restore (shim's log) | "
         f"{statistics.median(restore_s):.2f} | {fmt(restore_s)} |",
         f"| **ratio shim / redis-server** | **{shim_median / red:.1f}x** | |",

@@ -809,23 +809,24 @@ static PyObject *py_load_keys(PyObject *self, PyObject *args) {
             if (r < 0) goto fail;
             break;
         }
+        /* One lookup per dict where it can be: SetDefault inserts, or finds the key there
+         * (then nothing was changed and the record is Python's). expires holds keys of data
+         * only (this loader and rdb.py set them together), so the new key is not in it. */
         uint64_t h = key_hash64((const unsigned char *)PyBytes_AS_STRING(key),
                                 (size_t)PyBytes_GET_SIZE(key));
         PyObject *bucket = PyList_GET_ITEM(buckets, (Py_ssize_t)(h & (uint64_t)(nbuckets - 1)));
-        if (!PyDict_CheckExact(bucket) || PyDict_Contains(bucket, key)) {
+        PyObject *hash = PyDict_CheckExact(bucket) ? PyLong_FromUnsignedLongLong(h) : NULL;
+        PyObject *there = hash ? PyDict_SetDefault(bucket, key, hash) : NULL;
+        Py_XDECREF(hash); /* the bucket holds it when there == hash */
+        if (there != hash || hash == NULL) { /* not a dict, an error, or the key there */
             Py_DECREF(key);
             Py_DECREF(value);
+            if (PyErr_Occurred()) goto fail;
             break;
         }
-        PyObject *hash = PyLong_FromUnsignedLongLong(h);
-        int bad = hash == NULL || PyDict_SetItem(bucket, key, hash);
-        Py_XDECREF(hash);
-        if (!bad) {
-            count++;
-            bad = PyDict_SetItem(data, key, value);
-        }
+        count++;
+        int bad = PyDict_SetItem(data, key, value);
         Py_DECREF(value);
-        if (!bad && PyDict_Contains(expires, key) == 1) bad = PyDict_DelItem(expires, key);
         if (!bad && has_expire) {
             PyObject *when = PyLong_FromLongLong(expire);
             PyObject *pair = when ? PyTuple_Pack(2, when, key) : NULL;
