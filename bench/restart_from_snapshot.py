@@ -29,6 +29,7 @@ import asyncio
 import os
 import platform
 import re
+import resource
 import shutil
 import socket
 import statistics
@@ -74,15 +75,19 @@ def pong(port: int) -> bool:
         return False
 
 
-def memlog_cli(*args: str) -> tuple[float, str]:
+def memlog_cli(*args: str) -> tuple[float, float, str]:
+    """(wall seconds, the process's CPU seconds, its output) of one memlog command."""
     started = time.monotonic()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(
         [sys.executable, "-m", "cacheshim.launcher", *args],
         check=True,
         capture_output=True,
         text=True,
     )
-    return time.monotonic() - started, done.stdout + done.stderr
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return time.monotonic() - started, cpu, done.stdout + done.stderr
 
 
 async def store_snapshot(addresses: list[str], index: int, path: Path) -> None:
@@ -130,10 +135,12 @@ def main() -> int:
         conn = redis.Redis(port=port, socket_timeout=600)
         conn.config_set("dbfilename", "dump.rdb")
         save_s: list[float] = []
+        save_cpu: list[float] = []
         for _ in range(args.rounds):
-            started = time.monotonic()
+            started, cpu = time.monotonic(), cpu_s(proc.pid)
             conn.save()
             save_s.append(time.monotonic() - started)
+            save_cpu.append(cpu_s(proc.pid) - cpu)
         stop_process(proc)
         rdb_bytes = (root / "redis" / "dump.rdb").stat().st_size
         redis_s: list[float] = []
@@ -162,18 +169,21 @@ def main() -> int:
         asyncio.run(store_snapshot(addresses, index, snapshot_path))
         del keyspace
         snapshot_s: list[float] = []
+        snapshot_cpu: list[float] = []
         written_s: list[float] = []
         for i in range(args.rounds):
             shim.set(f"bench:after:{i}", "1")
-            took, output = memlog_cli(
+            took, cpu, output = memlog_cli(
                 "snapshot", "--log", ",".join(addresses), "--temp-dir", str(root)
             )
             snapshot_s.append(took)
+            snapshot_cpu.append(cpu)
             found = re.findall(r"written in ([\d.]+)s", output)
             written_s.append(float(found[-1]) if found else float("nan"))
         shim_s: list[float] = []
         shim_cpu: list[float] = []
         restore_s: list[float] = []
+        phases: list[tuple[float, ...]] = []  # fetch wall, CPU; read and restore wall, CPU
         snap_bytes = 0
         log_path = root / "memlog" / "shim-1.log"
         for _ in range(args.rounds):
@@ -184,9 +194,12 @@ def main() -> int:
             shim_s.append(took)
             shim_cpu.append(cpu)
             found = re.findall(
-                r"restored snapshot \d+ \((\d+) bytes.*?in ([\d.]+)s", log_path.read_text()
+                r"restored snapshot \d+ \((\d+) bytes.*?in ([\d.]+)s \(fetch ([\d.]+)s, "
+                r"CPU ([\d.]+)s; read and restore ([\d.]+)s, CPU ([\d.]+)s\)",
+                log_path.read_text(),
             )
             restore_s.append(float(found[-1][1]))
+            phases.append(tuple(float(x) for x in found[-1][2:]))
             snap_bytes = int(found[-1][0])
     finally:
         m.stop()
@@ -217,16 +230,31 @@ def main() -> int:
         f"| memlog shim: its CPU time by then | {statistics.median(shim_cpu):.2f} | "
         f"{fmt(shim_cpu)} |",
         f"| ratio of CPU times shim / redis-server | "
-        f"{statistics.median(shim_cpu) / statistics.median(redis_cpu):.1f}x | |",
+        f"{statistics.median(shim_cpu) / max(statistics.median(redis_cpu), 0.01):.1f}x | |",
         f"| of which fetch + read_rdb + restore (shim's log) | "
         f"{statistics.median(restore_s):.2f} | {fmt(restore_s)} |",
+        *[
+            f"| {what} | {statistics.median(p[i] for p in phases):.2f} | "
+            f"{fmt([p[i] for p in phases])} |"
+            for i, what in enumerate(
+                [
+                    "&nbsp;&nbsp;fetch (GetSnapshot into a file)",
+                    "&nbsp;&nbsp;fetch, the shim's CPU",
+                    "&nbsp;&nbsp;read_rdb + restore",
+                    "&nbsp;&nbsp;read_rdb + restore, the shim's CPU",
+                ]
+            )
+        ],
         f"| **ratio shim / redis-server** | **{shim_median / red:.1f}x** | |",
         f"| redis-server SAVE | {save:.2f} | {fmt(save_s)} |",
+        f"| redis-server SAVE, its CPU | {statistics.median(save_cpu):.2f} | {fmt(save_cpu)} |",
         f"| `memlog snapshot`: write_rdb of the snapshot (its log) | {written:.2f} | "
         f"{fmt(written_s)} |",
         f"| **ratio write / SAVE** | **{written / save:.1f}x** | |",
         f"| `memlog snapshot` whole (start, fetch, restore, replay, write, put) | "
         f"{statistics.median(snapshot_s):.2f} | {fmt(snapshot_s)} |",
+        f"| `memlog snapshot` whole, its CPU | {statistics.median(snapshot_cpu):.2f} | "
+        f"{fmt(snapshot_cpu)} |",
         "",
         f"Once: the bench's own write_rdb of the seed snapshot {write_s:.2f} s.",
     ]
