@@ -15,6 +15,7 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -424,8 +425,37 @@ static int listpack_into(const unsigned char *b, Py_ssize_t size, PyObject *out)
     return 1;
 }
 
-static int set_attr(PyObject *obj, const char *name, PyObject *value) {
-    return PyObject_SetAttrString(obj, name, value);
+/* The slots the loader fills, by class: their offsets in the object, from the classes'
+ * member descriptors (configure). A fresh object from tp_new has them all NULL. */
+enum { SET_MEMBERS, SET_POSITIONS, SET_HASHTABLE, SET_SCAN, SET_SORTED, SET_SLOTS };
+enum { HASH_FIELDS, HASH_HASHTABLE, HASH_ORDER, HASH_POSITIONS, HASH_SCAN, HASH_SLOTS };
+enum { ZSET_SCORES, ZSET_ORDER, ZSET_LISTPACK, ZSET_SCAN_INDEX, ZSET_SLOTS };
+static const char *set_slot_names[SET_SLOTS] = {"_members", "_positions", "hashtable", "_scan",
+                                                "_sorted"};
+static const char *hash_slot_names[HASH_SLOTS] = {"_fields", "hashtable", "_order", "_positions",
+                                                  "_scan"};
+static const char *zset_slot_names[ZSET_SLOTS] = {"scores", "_order", "listpack", "_scan_index"};
+static Py_ssize_t set_slots[SET_SLOTS], hash_slots[HASH_SLOTS], zset_slots[ZSET_SLOTS];
+
+static int find_slots(PyObject *cls, const char **names, Py_ssize_t *offsets, int n) {
+    for (int i = 0; i < n; i++) {
+        PyObject *descr = PyObject_GetAttrString(cls, names[i]);
+        if (descr == NULL) return -1;
+        int ok = Py_IS_TYPE(descr, &PyMemberDescr_Type) &&
+                 ((PyMemberDescrObject *)descr)->d_member->type == T_OBJECT_EX;
+        if (ok) offsets[i] = ((PyMemberDescrObject *)descr)->d_member->offset;
+        Py_DECREF(descr);
+        if (!ok) {
+            PyErr_Format(PyExc_TypeError, "%s is not a slot", names[i]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void set_slot(PyObject *obj, Py_ssize_t offset, PyObject *value) {
+    PyObject **slot = (PyObject **)((char *)obj + offset);
+    Py_XSETREF(*slot, Py_NewRef(value));
 }
 
 static PyObject *new_bare(PyObject *cls) {
@@ -509,14 +539,15 @@ static int read_set(Cur *c, long shape, PyObject **out) {
         goto done;
     }
     PyObject *value = new_bare(g_set_cls);
-    if (value == NULL || set_attr(value, "_members", members) ||
-        set_attr(value, "_positions", positions) ||
-        set_attr(value, "hashtable", hashtable ? Py_True : Py_False) ||
-        set_attr(value, "_scan", Py_None) || set_attr(value, "_sorted", Py_None)) {
-        Py_XDECREF(value);
+    if (value == NULL) {
         status = -1;
         goto done;
     }
+    set_slot(value, set_slots[SET_MEMBERS], members);
+    set_slot(value, set_slots[SET_POSITIONS], positions);
+    set_slot(value, set_slots[SET_HASHTABLE], hashtable ? Py_True : Py_False);
+    set_slot(value, set_slots[SET_SCAN], Py_None);
+    set_slot(value, set_slots[SET_SORTED], Py_None);
     *out = value;
 done:
     Py_XDECREF(member);
@@ -574,14 +605,15 @@ static int read_hash(Cur *c, long shape, PyObject **out) {
         }
     }
     PyObject *value = new_bare(g_hash_cls);
-    if (value == NULL || set_attr(value, "_fields", fields) ||
-        set_attr(value, "hashtable", hashtable ? Py_True : Py_False) ||
-        set_attr(value, "_order", order) || set_attr(value, "_positions", positions) ||
-        set_attr(value, "_scan", Py_None)) {
-        Py_XDECREF(value);
+    if (value == NULL) {
         status = -1;
         goto done;
     }
+    set_slot(value, hash_slots[HASH_FIELDS], fields);
+    set_slot(value, hash_slots[HASH_HASHTABLE], hashtable ? Py_True : Py_False);
+    set_slot(value, hash_slots[HASH_ORDER], order);
+    set_slot(value, hash_slots[HASH_POSITIONS], positions);
+    set_slot(value, hash_slots[HASH_SCAN], Py_None);
     *out = value;
 done:
     Py_XDECREF(name);
@@ -651,13 +683,14 @@ static int read_zset(Cur *c, long shape, PyObject **out) {
         goto done;
     }
     PyObject *value = new_bare(g_zset_cls);
-    if (value == NULL || set_attr(value, "scores", scores) || set_attr(value, "_order", order) ||
-        set_attr(value, "listpack", (shape & 1) ? Py_True : Py_False) ||
-        set_attr(value, "_scan_index", Py_None)) {
-        Py_XDECREF(value);
+    if (value == NULL) {
         status = -1;
         goto done;
     }
+    set_slot(value, zset_slots[ZSET_SCORES], scores);
+    set_slot(value, zset_slots[ZSET_ORDER], order);
+    set_slot(value, zset_slots[ZSET_LISTPACK], (shape & 1) ? Py_True : Py_False);
+    set_slot(value, zset_slots[ZSET_SCAN_INDEX], Py_None);
     *out = value;
 done:
     Py_XDECREF(member);
@@ -928,6 +961,10 @@ static PyObject *py_configure(PyObject *self, PyObject *args) {
             PyErr_SetString(PyExc_TypeError, "value classes expected");
             return NULL;
         }
+    if (find_slots(s, set_slot_names, set_slots, SET_SLOTS) ||
+        find_slots(h, hash_slot_names, hash_slots, HASH_SLOTS) ||
+        find_slots(z, zset_slot_names, zset_slots, ZSET_SLOTS))
+        return NULL;
     Py_XSETREF(g_list_cls, Py_NewRef(l));
     Py_XSETREF(g_set_cls, Py_NewRef(s));
     Py_XSETREF(g_hash_cls, Py_NewRef(h));

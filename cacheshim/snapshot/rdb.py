@@ -699,7 +699,10 @@ def _load_native() -> Any:
     classes = model.native_classes()
     if classes is None:
         return None
-    _native.configure(*classes, heapq.heappush, model.ZSet.from_sorted)
+    try:
+        _native.configure(*classes, heapq.heappush, model.ZSet.from_sorted)
+    except (TypeError, AttributeError):  # a slot is no longer a plain slot
+        return None
     return _native
 
 
