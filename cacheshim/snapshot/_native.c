@@ -172,7 +172,10 @@ static void b2_compress(uint64_t h[8], const unsigned char block[128], uint64_t 
     }
     v[12] ^= counter;
     if (last) v[14] = ~v[14];
-    for (int r = 0; r < 12; r++) {
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC unroll 12
+#endif
+    for (int r = 0; r < 12; r++) { /* unrolled: the message word indices become constants */
         const unsigned char *s = b2_sigma[r];
         B2_MIX(0, 4, 8, 12, m[s[0]], m[s[1]]);
         B2_MIX(1, 5, 9, 13, m[s[2]], m[s[3]]);
