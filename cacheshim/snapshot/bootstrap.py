@@ -159,11 +159,13 @@ async def restore_newest(
         if at_most is not None and info.index > at_most:
             continue
         started = time.monotonic()
+        cpu = time.process_time()
         fd, name = tempfile.mkstemp(prefix=f"memlog-snap-{info.index}-", dir=temp_dir)
         os.close(fd)
         path = Path(name)
         try:
             got = await fetch_snapshot(client, info, path)
+            fetched, fetched_cpu = time.monotonic(), time.process_time()
             result = await asyncio.to_thread(load_snapshot_file, path, info.index)
         except SnapshotUnusable as exc:
             log.warning("snapshot %d is unusable (%s); trying an older one", info.index, exc)
@@ -171,9 +173,12 @@ async def restore_newest(
         finally:
             path.unlink(missing_ok=True)
         restore(applier, result)
+        now, now_cpu = time.monotonic(), time.process_time()
         log.info(
-            "restored snapshot %d (%d bytes, %d keys) in %.2fs",
-            info.index, got.size_bytes, result.keys, time.monotonic() - started,
+            "restored snapshot %d (%d bytes, %d keys) in %.2fs (fetch %.2fs, CPU %.2fs; "
+            "read and restore %.2fs, CPU %.2fs)",
+            info.index, got.size_bytes, result.keys, now - started, fetched - started,
+            fetched_cpu - cpu, now - fetched, now_cpu - fetched_cpu,
         )  # fmt: skip
         return info.index
     return 0

@@ -37,7 +37,7 @@ from cacheshim.types.keyspace import (
 )
 from cacheshim.types.listvalue import ListValue
 from cacheshim.types.setvalue import INTSET_ENTRIES_MAX, SetValue, is_intset_member
-from cacheshim.types.zsetvalue import ZSet
+from cacheshim.types.zsetvalue import ZSet, _SortedPairs
 
 if TYPE_CHECKING:
     from cacheshim.apply import Applier
@@ -231,6 +231,29 @@ def make_zset(entries: Iterable[tuple[float, bytes]], listpack: bool | None) -> 
     value._order = type(value._order)(ordered)
     value.listpack = listpack
     return value
+
+
+# -- the C key loader ---------------------------------------------------------------------------
+#
+# cacheshim/snapshot/_native.c (load_keys) builds sets, hashes and sorted sets of a snapshot
+# without their __init__, filling these slots itself, as make_set, make_hash and make_zset
+# above do. If a value class gains or loses a slot the loader is not used (rdb.py reads
+# every key itself) rather than build objects that lack one.
+
+_NATIVE_SLOTS: Final[dict[type, frozenset[str]]] = {
+    SetValue: frozenset({"_members", "_positions", "hashtable", "_scan", "_sorted"}),
+    HashValue: frozenset({"_fields", "hashtable", "_order", "_positions", "_scan"}),
+    ZSet: frozenset({"scores", "_order", "listpack", "_scan_index"}),
+}
+
+
+def native_classes() -> tuple[object, ...] | None:
+    """What the C loader's configure() takes (but heappush and ZSet.from_sorted), or None
+    when a value class's slots are not the ones it fills."""
+    for cls, slots in _NATIVE_SLOTS.items():
+        if frozenset(getattr(cls, "__slots__", ())) != slots:
+            return None
+    return (ListValue, SetValue, HashValue, ZSet, _SortedPairs, _STRING_CLASSES)
 
 
 # -- databases --------------------------------------------------------------------------------

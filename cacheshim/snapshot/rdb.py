@@ -28,12 +28,14 @@ rdb.c.
 
 from __future__ import annotations
 
+import gc
+import heapq
+import os
 import struct
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, BinaryIO, Final, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, Final, cast
 
 from cacheshim.config.defaults import REDIS_VERSION as _REDIS_VERSION
 from cacheshim.snapshot import model, packed
@@ -647,12 +649,88 @@ def _score(text: bytes, offset: int) -> float:
 
 @dataclass(slots=True)
 class _Meta:
+    """A memlog-keys field being consumed: `left` entries from blob[position:] (checked
+    whole by `_read_meta`; `pop` and the C loader take entries from the same cursor)."""
+
     db: int
-    entries: deque[tuple[int | None, int, list[int] | None]]
+    blob: bytes
+    position: int
+    left: int
+
+    def pop(self) -> tuple[int | None, int, list[int] | None]:
+        """The next key's (last change, shape, hash pick order)."""
+        blob = self.blob
+        values: list[int] = []
+        position = self.position
+        want = 2
+        while len(values) < want:
+            number = shift = 0
+            while True:
+                byte = blob[position]
+                position += 1
+                number |= (byte & 0x7F) << shift
+                if not byte & 0x80:
+                    break
+                shift += 7
+            values.append(number)
+            if len(values) == 2 and values[1] & model.HASH_PICKS:
+                want = 3
+            elif len(values) == 3:
+                want = 3 + values[2]
+        self.position = position
+        self.left -= 1
+        changed, shape = values[0], values[1]
+        picks = None
+        if shape & model.HASH_PICKS:
+            picks = values[3:]
+            shape &= ~model.HASH_PICKS
+        return (changed - 1 if changed else None), shape, picks
 
 
-def read_rdb(inp: BinaryIO, *, chunk_bytes: int = 1 << 20) -> LoadResult:
-    """Load the RDB file inp into a new keyspace (see the module doc)."""
+def _load_native() -> Any:
+    """The C key loader (cacheshim/snapshot/_native.c: load_keys), configured with the value
+    classes; None without the extension, with MEMLOG_PURE_PYTHON=1, or when the value
+    classes no longer have the slots it fills."""
+    if os.environ.get("MEMLOG_PURE_PYTHON") == "1":
+        return None
+    try:
+        from cacheshim.snapshot import _native  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    classes = model.native_classes()
+    if classes is None:
+        return None
+    try:
+        _native.configure(*classes, heapq.heappush, model.ZSet.from_sorted)
+    except (TypeError, AttributeError):  # a slot is no longer a plain slot
+        return None
+    return _native
+
+
+_native: Final = _load_native()
+HAVE_C_LOADER: Final = _native is not None
+
+
+def read_rdb(inp: BinaryIO, *, chunk_bytes: int = 1 << 20, native: bool = True) -> LoadResult:
+    """Load the RDB file inp into a new keyspace (see the module doc). native: let the C
+    loader take the key records it can (the result is the same; False: this code alone).
+
+    The cyclic garbage collector is paused meanwhile: the load makes millions of objects
+    and no cycles, and each collection would walk them all again. After a load they are
+    moved out of its reach for good (gc.freeze), or the first collections after it would
+    walk them all the same (reference counting still frees them when they go)."""
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        result = _read_rdb(inp, chunk_bytes, _native if native else None)
+        gc.freeze()
+        return result
+    finally:
+        if paused:
+            gc.enable()
+
+
+def _read_rdb(inp: BinaryIO, chunk_bytes: int, fast: Any) -> LoadResult:
     src = _Source(inp, chunk_bytes)
     magic = src.take(9)
     if magic[:5] != b"REDIS" or not magic[5:].isdigit():
@@ -673,6 +751,13 @@ def read_rdb(inp: BinaryIO, *, chunk_bytes: int = 1 << 20) -> LoadResult:
     blocked_dbs: model.BlockedState | None = None
     pieces: list[_PiecesRead] = []
     while True:
+        if fast is not None and expire is None and (meta is not None or not memlog):
+            # The C loader takes the run of key records from here that it can (maybe none);
+            # this loop goes on from the first it leaves (see _native.c: load_keys).
+            src.position, loaded = fast.load_keys(
+                src.buffer, src.position, db, meta if memlog else None
+            )
+            result.keys += loaded
         at = src.offset + src.position
         op = src.byte()
         if op < OP_FUNCTION2:  # a key and its value (the common case first)
@@ -681,9 +766,9 @@ def read_rdb(inp: BinaryIO, *, chunk_bytes: int = 1 << 20) -> LoadResult:
             picks: list[int] | None = None
             changed: int | None = None
             if memlog:
-                if meta is None or not meta.entries or meta.db != db.index:
+                if meta is None or not meta.left or meta.db != db.index:
                     raise RdbError(f"key {key[:60]!r} at offset {at} has no memlog-keys entry")
-                changed, shape, picks = meta.entries.popleft()
+                changed, shape, picks = meta.pop()
             loaded = _read_value(src, op, key, at, shape, picks)
             if key in db.data:
                 raise RdbError(f"duplicate key {key[:60]!r} in db {db.index} at offset {at}")
@@ -746,9 +831,9 @@ def read_rdb(inp: BinaryIO, *, chunk_bytes: int = 1 << 20) -> LoadResult:
             elif name == AUX_DB:
                 _read_db_field(keyspace, value)
             elif name == AUX_KEYS:
-                if meta is not None and meta.entries:
+                if meta is not None and meta.left:
                     raise RdbError(f"memlog-keys at offset {at} before its keys all came")
-                meta = _read_meta(value, at)
+                meta = _read_meta(value, at, fast)
             elif name == AUX_GONE:
                 _read_pairs(keyspace, value, at, "changed_at")
             elif name == AUX_EXPIRED_AT:
@@ -788,7 +873,7 @@ def read_rdb(inp: BinaryIO, *, chunk_bytes: int = 1 << 20) -> LoadResult:
                 f"{expected:016x} (the file is corrupt or truncated)"
             )
     if memlog:
-        if meta is not None and meta.entries:
+        if meta is not None and meta.left:
             raise RdbError("memlog-keys lists more keys than the file holds")
         if index is None or time_ms is None:
             raise RdbError("a memlog snapshot without memlog-index or memlog-time-ms")
@@ -839,25 +924,37 @@ def _read_db_field(keyspace: model.Keyspace, value: bytes) -> None:
         raise RdbError(f"bad memlog-db field {value[:60]!r}") from None
 
 
-def _read_meta(blob: bytes, at: int) -> _Meta:
+def _read_meta(blob: bytes, at: int, fast: Any = None) -> _Meta:
+    """A memlog-keys field, its structure checked whole (in C when it can say it is good)."""
+    found = fast.meta_check(blob) if fast is not None else None
+    if isinstance(found, tuple):
+        db, count = found
+    else:
+        db, count = _check_meta(blob, at)
+    start = 0
+    for _ in range(2):  # the entries start after the db and the count
+        while blob[start] & 0x80:
+            start += 1
+        start += 1
+    return _Meta(db, bytes(blob), start, count)
+
+
+def _check_meta(blob: bytes, at: int) -> tuple[int, int]:
     numbers = _varints(blob, at)
     try:
         db = next(numbers)
         count = next(numbers)
-        entries: deque[tuple[int | None, int, list[int] | None]] = deque()
         for _ in range(count):
-            changed = next(numbers)
+            next(numbers)
             shape = next(numbers)
-            picks = None
             if shape & model.HASH_PICKS:
-                picks = [next(numbers) for _ in range(next(numbers))]
-                shape &= ~model.HASH_PICKS
-            entries.append((changed - 1 if changed else None, shape, picks))
+                for _ in range(next(numbers)):
+                    next(numbers)
     except StopIteration:
         raise RdbError(f"truncated memlog-keys field at offset {at}") from None
     if next(numbers, None) is not None:
         raise RdbError(f"trailing bytes in the memlog-keys field at offset {at}")
-    return _Meta(db, entries)
+    return db, count
 
 
 class _Cursor:

@@ -92,8 +92,8 @@ def dump(keyspace: Keyspace, state: SnapshotState | None = None, **kw: int) -> b
     return out.getvalue()
 
 
-def load(data: bytes, **kw: int) -> LoadResult:
-    return read_rdb(io.BytesIO(data), **kw)
+def load(data: bytes, chunk_bytes: int = 1 << 20) -> LoadResult:
+    return read_rdb(io.BytesIO(data), chunk_bytes=chunk_bytes)
 
 
 def describe(value: object) -> object:
