@@ -255,6 +255,7 @@ def load_all() -> None:
     """Import every handler module so that its commands are registered."""
     from cacheshim.commands import (  # noqa: F401
         admin,
+        bitmaps,
         configcmd,
         connection,
         hashes,
