@@ -259,6 +259,7 @@ def load_all() -> None:
         configcmd,
         connection,
         hashes,
+        hyperloglog,
         info,
         introspect,
         keys,

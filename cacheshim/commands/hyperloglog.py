@@ -1,0 +1,175 @@
+"""HyperLogLog commands (Redis hyperloglog.c), Redis 7.0's replies, errors and bytes.
+
+An HLL is a string in Redis's own representation (`cacheshim.types.hll`), so GET, DUMP and
+the RDB export carry the same bytes as redis-server after the same commands.
+
+PFCOUNT of one key caches the cardinality in the string's header, as Redis does (Redis
+propagates that change to replicas and the AOF). Here PFCOUNT goes through the log
+(`logged`), so every shim writes the same cache at the same point and the keyspaces stay
+equal; the price is a write's latency for PFCOUNT. Served as a read (outside apply) it
+would not write the cache.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from cacheshim.commands import Ctx, command
+from cacheshim.commands.args import option
+from cacheshim.protocol import errors
+from cacheshim.protocol.errors import CommandError
+from cacheshim.protocol.resp import OK, Reply, Status
+from cacheshim.types import hll
+from cacheshim.types.hll import Hll, InvalidHll
+from cacheshim.types.keyspace import RawString
+
+_GROUP: Final = "hyperloglog"
+
+
+def _load(ctx: Ctx, key: bytes) -> Hll | None:
+    """The HLL at key, None if there is no key; WRONGTYPE (of either kind) otherwise."""
+    value = ctx.db.get(key, ctx.now_ms)
+    if value is None:
+        return None
+    if not isinstance(value, bytes):
+        raise CommandError(errors.WRONGTYPE)
+    if not hll.is_hll(value):
+        raise CommandError(errors.HLL_WRONGTYPE)
+    return Hll(value)
+
+
+def _save(ctx: Ctx, key: bytes, sketch: Hll, created: bool) -> None:
+    # Changed in place (the key keeps its time to live), or created.
+    ctx.db.set(key, RawString(sketch.to_bytes()), ctx.index, keep_ttl=not created)
+
+
+def _union(ctx: Ctx, keys: list[bytes]) -> tuple[bytearray, bool]:
+    """The registerwise maximum of the HLLs at keys (missing keys count as empty), and
+    whether any of them is dense."""
+    maximum = bytearray(hll.REGISTERS)
+    any_dense = False
+    for key in keys:
+        sketch = _load(ctx, key)
+        if sketch is None:
+            continue
+        any_dense = any_dense or sketch.encoding == hll.DENSE
+        try:
+            maximum = hll.merge_max(maximum, sketch.registers())
+        except InvalidHll:
+            raise CommandError(errors.HLL_CORRUPTED) from None
+    return maximum, any_dense
+
+
+@command(
+    "pfadd", -2, "write denyoom fast", (1, 1, 1), "write hyperloglog fast", _GROUP, "2.8.9",
+    "Adds elements to the HyperLogLog at a key (creating it); answers 1 if its estimate may "
+    "have changed.", "O(1) to add every element.", key_flags="RW insert",
+)  # fmt: skip
+def pfadd(ctx: Ctx, args: list[bytes]) -> Reply:
+    key = args[0]
+    sketch = _load(ctx, key)
+    created = sketch is None
+    if sketch is None:
+        sketch = Hll(hll.empty())
+    updated = 1 if created else 0
+    for element in args[1:]:
+        try:
+            updated += sketch.add(element)
+        except InvalidHll:
+            if updated:  # Redis keeps the registers it changed before it found the damage
+                _save(ctx, key, sketch, created)
+            raise CommandError(errors.HLL_CORRUPTED) from None
+    if updated:
+        sketch.invalidate_cache()
+        _save(ctx, key, sketch, created)
+    return 1 if updated else 0
+
+
+@command(
+    "pfcount", -2, "readonly may_replicate", (1, -1, 1), "read hyperloglog slow", _GROUP,
+    "2.8.9", "Answers the estimated number of distinct elements added to the HyperLogLogs at "
+    "keys (of their union for several keys).",
+    "O(1) with a very small average constant time when called with a single key. O(N) with N "
+    "being the number of keys, and much bigger constant times, when called with multiple keys.",
+    key_flags="RW access", logged=True,
+)  # fmt: skip
+def pfcount(ctx: Ctx, args: list[bytes]) -> Reply:
+    if len(args) > 1:
+        maximum, _ = _union(ctx, args)
+        return hll.estimate(hll.histogram_of(maximum))
+    sketch = _load(ctx, args[0])
+    if sketch is None:
+        return 0
+    cached = sketch.cached()
+    if cached is not None:
+        return cached
+    try:
+        cardinality = hll.estimate(sketch.histogram())
+    except InvalidHll:
+        raise CommandError(errors.HLL_CORRUPTED) from None
+    if ctx.index:  # inside apply: cache it, as every shim does at this record
+        sketch.set_cache(cardinality)
+        _save(ctx, args[0], sketch, created=False)
+    return cardinality
+
+
+@command(
+    "pfmerge", -2, "write denyoom", (1, -1, 1), "write hyperloglog slow", _GROUP, "2.8.9",
+    "Merges HyperLogLogs into the one at the first key (creating it).",
+    "O(N) to merge N HyperLogLogs, but with high constant times.",
+    key_flags="RW access insert|RO access",
+)  # fmt: skip
+def pfmerge(ctx: Ctx, args: list[bytes]) -> Reply:
+    destination = args[0]
+    maximum, any_dense = _union(ctx, args)
+    sketch = _load(ctx, destination)
+    created = sketch is None
+    if sketch is None:
+        sketch = Hll(hll.empty())
+    if any_dense:
+        sketch.to_dense()
+    if sketch.encoding == hll.DENSE:  # hllDenseSet raises registers only: a maximum
+        sketch.dense = hll.pack_dense(hll.merge_max(sketch.registers(), maximum))
+        sketch.dense.append(0)
+    else:
+        for index, count in enumerate(maximum):
+            if count:
+                sketch.set(index, count)
+    sketch.invalidate_cache()
+    _save(ctx, destination, sketch, created)
+    return OK
+
+
+@command(
+    "pfdebug", 3, "write denyoom admin", (2, 2, 1), "write hyperloglog admin slow dangerous",
+    _GROUP, "2.8.9", "Internal commands for debugging HyperLogLog values (GETREG, DECODE, "
+    "ENCODING, TODENSE).", "N/A", key_flags="RW access",
+)  # fmt: skip
+def pfdebug(ctx: Ctx, args: list[bytes]) -> Reply:
+    subcommand, key = args
+    value = ctx.db.get(key, ctx.now_ms)
+    if value is None:
+        raise CommandError("ERR The specified key does not exist")
+    sketch = _load(ctx, key)
+    assert sketch is not None
+    word = option(subcommand)
+    try:
+        if word == b"GETREG":
+            if sketch.to_dense():
+                _save(ctx, key, sketch, created=False)
+            return list(sketch.registers())
+        if word == b"DECODE":
+            if sketch.encoding != hll.SPARSE:
+                raise CommandError("ERR HLL encoding is not sparse")
+            return sketch.decode()
+        if word == b"ENCODING":
+            return Status("sparse" if sketch.encoding == hll.SPARSE else "dense")
+        if word == b"TODENSE":
+            converted = sketch.to_dense()
+            if converted:
+                _save(ctx, key, sketch, created=False)
+            return 1 if converted else 0
+    except InvalidHll:
+        raise CommandError(errors.HLL_CORRUPTED) from None
+    name = errors.text_from_bytes(subcommand.split(b"\x00", 1)[0])
+    raise CommandError(f"ERR Unknown PFDEBUG subcommand '{name}'")
