@@ -258,6 +258,7 @@ def load_all() -> None:
         bitmaps,
         configcmd,
         connection,
+        geo,
         hashes,
         hyperloglog,
         info,
