@@ -15,6 +15,7 @@ the log; their _RO forms and GEOSEARCH are reads.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Final
@@ -394,17 +395,21 @@ def geosearchstore(ctx: Ctx, args: list[bytes]) -> Reply:
     return _georadius(ctx, args, _SEARCH, True, b"geosearchstore")
 
 
-def _radius_keys(args: list[bytes]) -> list[int]:
-    """georadiusGetKeys: the source key, and the key after the last STORE or STOREDIST."""
-    stored = 0
-    i = 5
-    while i < len(args):
-        if args[i].lower() in (b"store", b"storedist") and i + 1 < len(args):
-            stored = i + 1
-            i += 1
-        i += 1
-    return [1, stored] if stored else [1]
+def _radius_keys(options_from: int) -> Callable[[list[bytes]], list[int]]:
+    """The keys COMMAND GETKEYS finds by GEORADIUS's key specs: the source, then the key
+    after the first STORE and the one after the first STOREDIST among the options."""
+
+    def positions(args: list[bytes]) -> list[int]:
+        keys = [1]
+        for keyword in (b"store", b"storedist"):
+            for i in range(options_from, len(args) - 1):
+                if args[i].lower() == keyword:
+                    keys.append(i + 1)
+                    break
+        return keys
+
+    return positions
 
 
-MOVABLE_KEYS["georadius"] = _radius_keys
-MOVABLE_KEYS["georadiusbymember"] = _radius_keys
+MOVABLE_KEYS["georadius"] = _radius_keys(6)
+MOVABLE_KEYS["georadiusbymember"] = _radius_keys(5)

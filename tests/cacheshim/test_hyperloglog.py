@@ -1,0 +1,182 @@
+"""HyperLogLog commands (issue 20) against redis-server 7.0: the same counts, errors, and the
+same bytes in the key (GET) after the same commands, in RESP2 and RESP3.
+
+The HLL is Redis's own representation, so the randomized tests compare GET after every
+write: sparse opcodes as they split and merge, the promotion to dense past 3000 bytes or a
+register above 32, the cached cardinality PFCOUNT writes. Seeds are printed.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Iterator, Sequence
+
+import pytest
+
+from cacheshim.types import hll
+from cacheshim.types.hll import Hll
+from tests.cacheshim.applydiff import ApplyDiff
+from tests.cacheshim.harness import Memlog, RedisServer, arity_probes
+from tests.cacheshim.rawresp import RawConnection, compare_raw
+
+Command = Sequence[bytes | str | int]
+RawPair = tuple[RawConnection, RawConnection]
+
+HEADER = b"HYLL\x01\x00\x00\x00" + bytes(8)
+
+
+@pytest.fixture(params=[2, 3], ids=["resp2", "resp3"])
+def raw(
+    oracle_server: RedisServer, memlog: Memlog, request: pytest.FixtureRequest
+) -> Iterator[RawPair]:
+    """(redis-server, memlog) byte-level connections in RESP2 or RESP3, keyspaces flushed."""
+    oracle = RawConnection(oracle_server.port, protocol=request.param)
+    subject = RawConnection(memlog.shim_ports[0], protocol=request.param)
+    try:
+        for conn in (oracle, subject):
+            conn.call("FLUSHALL")
+        yield oracle, subject
+    finally:
+        oracle.close()
+        subject.close()
+
+
+BASICS: list[Command] = [
+    ["PFADD", "h"], ["GET", "h"], ["PFCOUNT", "h"], ["GET", "h"], ["PFADD", "h", "a", "b", "c"],
+    ["GET", "h"], ["PFCOUNT", "h"], ["GET", "h"], ["PFADD", "h", "a"], ["GET", "h"],
+    ["PFADD", "h", ""], ["PFCOUNT", "h"], ["PFCOUNT", "nokey"], ["PFCOUNT", "h", "nokey"],
+    ["PFMERGE", "m"], ["GET", "m"], ["PFMERGE", "m2", "nokey"], ["GET", "m2"],
+    ["PFMERGE", "m3", "h"], ["GET", "m3"], ["PFCOUNT", "m3"], ["GET", "m3"],
+    ["SET", "t", "x"], ["EXPIRE", "t", "100"], ["DEL", "t"], ["PFADD", "t", "z"], ["TTL", "t"],
+    ["EXPIRE", "t", "100"], ["PFADD", "t", "y"], ["PFCOUNT", "t"], ["PFMERGE", "t", "h"],
+    ["TTL", "t"], ["GETRANGE", "t", "15", "15"],
+    ["PFDEBUG", "ENCODING", "h"], ["PFDEBUG", "DECODE", "h"], ["PFDEBUG", "FOO", "h"],
+    ["PFDEBUG", "ENCODING", "nokey"], ["PFDEBUG", "TODENSE", "h"], ["PFDEBUG", "TODENSE", "h"],
+    ["GET", "h"], ["PFDEBUG", "DECODE", "h"], ["PFDEBUG", "encoding", "h"], ["PFCOUNT", "h"],
+    ["GET", "h"], ["PFMERGE", "m3", "h"], ["GET", "m3"], ["PFDEBUG", "ENCODING", "m3"],
+]  # fmt: skip
+
+ERRORS: list[Command] = [
+    ["SET", "s", "hello"], ["PFADD", "s", "a"], ["PFCOUNT", "s"], ["PFMERGE", "s", "h"],
+    ["PFADD", "h", "a"], ["PFMERGE", "h", "s"], ["PFCOUNT", "h", "s"], ["PFDEBUG", "ENCODING", "s"],
+    ["LPUSH", "l", "a"], ["PFADD", "l", "x"], ["PFCOUNT", "l"], ["PFCOUNT", "h", "l"],
+    ["PFMERGE", "d", "l"], ["EXISTS", "d"], ["SET", "i", "12345678901234567"], ["PFCOUNT", "i"],
+    ["PFADD", "c", "a"], ["APPEND", "c", "hello"], ["PFCOUNT", "c"], ["PFADD", "c", "zzz"],
+    ["PFCOUNT", "c", "h"], ["PFMERGE", "c2", "c"],
+    ["SET", "short", HEADER + b"\x7f\xfe"], ["PFCOUNT", "short"], ["PFADD", "short", "x"],
+    ["PFADD", "short", "x", "y", "z", "w"], ["GET", "short"], ["PFDEBUG", "GETREG", "short"],
+    ["SET", "enc", b"HYLL\x02" + bytes(11) + b"\x7f\xff"], ["PFCOUNT", "enc"],
+    ["SET", "magic", b"HYLX\x01" + bytes(11) + b"\x7f\xff"], ["PFCOUNT", "magic"],
+    ["SET", "dense", b"HYLL\x00" + bytes(11) + b"\x7f\xff"], ["PFCOUNT", "dense"],
+    ["SET", "empty", HEADER], ["PFCOUNT", "empty"], ["PFADD", "empty", "q"],
+    ["PFMERGE", "x", "empty"], ["SET", "over", HEADER + b"\x7f\xff\x7f\xff"],
+    ["PFCOUNT", "over"], ["PFADD", "over", "a"], ["PFDEBUG", "TODENSE", "over"],
+    ["SET", "val", HEADER + b"\xfc\x7f\xfe"], ["PFCOUNT", "val"], ["GET", "val"],
+    ["PFADD", "val", "a", "b"], ["GET", "val"],
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("commands", [BASICS, ERRORS], ids=["basics", "errors"])
+def test_hll_commands_match_redis(raw: RawPair, commands: list[Command]) -> None:
+    compare_raw(*raw, commands)
+
+
+def test_hll_arity_matches_redis(raw: RawPair) -> None:
+    compare_raw(*raw, arity_probes(["pfadd", "pfcount", "pfmerge", "pfdebug"]))  # type: ignore[arg-type]
+
+
+def test_pfcount_cache_is_written_as_redis_writes_it(raw: RawPair) -> None:
+    """PFCOUNT of one key writes the cached cardinality into the string (the top bit of byte
+    15 clear); a PFADD that changes no register keeps it, one that does marks it stale."""
+    oracle, subject = raw
+    commands: list[Command] = [
+        ["PFADD", "hll", "a", "b", "c"], ["GETRANGE", "hll", "15", "15"], ["PFCOUNT", "hll"],
+        ["GETRANGE", "hll", "8", "15"], ["PFADD", "hll", "a", "b", "c"],
+        ["GETRANGE", "hll", "15", "15"], ["PFADD", "hll", "1", "2", "3"],
+        ["GETRANGE", "hll", "15", "15"], ["PFCOUNT", "hll", "nokey"], ["GET", "hll"],
+    ]  # fmt: skip
+    compare_raw(oracle, subject, commands)
+    assert subject.call("GETRANGE", "hll", "15", "15") == b"$1\r\n\x80\r\n"
+
+
+def _random_hll_command(rng: random.Random, keys: Sequence[str]) -> list[str]:
+    key = rng.choice(keys)
+    r = rng.random()
+    if r < 0.6:
+        n = rng.choice([1, 3, 10, 50, 200, 1000])
+        base = rng.randrange(10**6)
+        return ["PFADD", key, *[f"e{base + rng.randrange(n * 3)}" for _ in range(n)]]
+    if r < 0.75:
+        return ["PFMERGE", key, *rng.sample([*keys, "nokey"], rng.randint(0, 3))]
+    if r < 0.9:
+        return ["PFCOUNT", *rng.sample(list(keys), rng.randint(1, len(keys)))]
+    if r < 0.95:
+        return ["PFDEBUG", rng.choice(["TODENSE", "ENCODING", "DECODE"]), key]
+    return ["DEL", key]
+
+
+def test_random_hll_writes_leave_redis_bytes(oracle_server: RedisServer) -> None:
+    """Random PFADD/PFMERGE/PFCOUNT in apply and on redis-server: every reply and the bytes
+    of the key after every command are equal (rerun: HLL_SEED)."""
+    seed = int(os.environ.get("HLL_SEED", random.randrange(2**32)))
+    print(f"seed {seed} (rerun: HLL_SEED={seed})")
+    rng = random.Random(seed)
+    keys = ["h1", "h2", "h3"]
+    diff = ApplyDiff(oracle_server.port, rng.choice([2, 3]))
+    try:
+        for _ in range(250):
+            args = _random_hll_command(rng, keys)
+            diff.check(*args)
+            for key in keys:
+                diff.check("GET", key)
+    finally:
+        diff.close()
+
+
+def test_slow_growth_from_sparse_to_dense_leaves_redis_bytes(oracle_server: RedisServer) -> None:
+    """A few elements at a time, so the sparse form goes through many splits and merges and
+    turns dense at Redis's moment; merges into a second HLL on the way (rerun: HLL_SEED)."""
+    seed = int(os.environ.get("HLL_SEED", random.randrange(2**32)))
+    print(f"seed {seed} (rerun: HLL_SEED={seed})")
+    rng = random.Random(seed)
+    diff = ApplyDiff(oracle_server.port)
+    try:
+        for _ in range(700):
+            diff.check("PFADD", "g", *[str(rng.random()) for _ in range(rng.randint(1, 8))])
+            diff.check("GET", "g")
+            if rng.random() < 0.1:
+                diff.check("PFCOUNT", "g")
+            if rng.random() < 0.05:
+                diff.check("PFADD", "g2", *[str(rng.random()) for _ in range(rng.randint(1, 30))])
+                diff.check("PFMERGE", "g2", "g")
+                diff.check("GET", "g2")
+        diff.check("PFDEBUG", "ENCODING", "g")
+    finally:
+        diff.close()
+
+
+def test_random_hll_writes_through_the_log_leave_redis_bytes(raw: RawPair) -> None:
+    """The same through a real deployment, shorter (rerun: HLL_SEED)."""
+    seed = int(os.environ.get("HLL_SEED", random.randrange(2**32)))
+    print(f"seed {seed} (rerun: HLL_SEED={seed})")
+    rng = random.Random(seed)
+    keys = ["h1", "h2"]
+    commands: list[Command] = []
+    for _ in range(40):
+        args = _random_hll_command(rng, keys)
+        commands += [args, ["GET", "h1"], ["GET", "h2"]]
+    compare_raw(*raw, commands)
+
+
+def test_representation_units() -> None:
+    """Packing registers round-trips; the bytewise maximum is the registers' maximum; a
+    register above 32 turns a sparse HLL dense at once."""
+    rng = random.Random(7)
+    registers = bytearray(rng.randrange(64) for _ in range(hll.REGISTERS))
+    assert hll.unpack_dense(hll.pack_dense(registers)) == registers
+    other = bytes(rng.randrange(64) for _ in range(hll.REGISTERS))
+    assert hll.merge_max(registers, other) == bytearray(map(max, registers, other))
+    sketch = Hll(hll.empty())
+    assert sketch.set(5, 33) == 1 and sketch.encoding == hll.DENSE
+    assert sketch.registers()[5] == 33 and len(sketch.to_bytes()) == hll.DENSE_BYTES
