@@ -11,11 +11,18 @@ from __future__ import annotations
 import os
 import random
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import pytest
 
+from cacheshim.apply import run
+from cacheshim.commands import Ctx, load_all
+from cacheshim.protocol.resp import encode
+from cacheshim.snapshot.rdb import read_rdb, write_rdb
+from cacheshim.snapshot.redisdigest import redis_digest
 from cacheshim.types import hll
 from cacheshim.types.hll import Hll
+from cacheshim.types.keyspace import Keyspace
 from tests.cacheshim.applydiff import ApplyDiff
 from tests.cacheshim.harness import Memlog, RedisServer, arity_probes
 from tests.cacheshim.rawresp import RawConnection, compare_raw
@@ -180,3 +187,44 @@ def test_representation_units() -> None:
     sketch = Hll(hll.empty())
     assert sketch.set(5, 33) == 1 and sketch.encoding == hll.DENSE
     assert sketch.registers()[5] == 33 and len(sketch.to_bytes()) == hll.DENSE_BYTES
+
+
+def test_rdb_export_of_bitmaps_hlls_and_geo_loads_in_redis_server(tmp_path: Path) -> None:
+    """An RDB written from a keyspace holding bitmaps, sparse and dense HLLs and a geo set
+    loads in redis-server with the same digest, and redis-server answers the same PFCOUNT,
+    BITCOUNT and GEOPOS there; read back, the keyspace has the same digest."""
+    diff_commands: list[list[str]] = [
+        ["SETBIT", "bits", "100001", "1"],
+        ["BITFIELD", "bits", "SET", "i13", "#7", "-5"],
+        ["PFADD", "sparse", *[str(i) for i in range(50)]],
+        ["PFADD", "dense", *[str(i) for i in range(5000)]],
+        ["PFCOUNT", "dense"],
+        ["GEOADD", "geo", "13.361389", "38.115556", "Palermo", "15.087269", "37.502669", "C"],
+    ]
+    load_all()
+    keyspace = Keyspace()
+    for index, args in enumerate(diff_commands, 1):
+        ctx = Ctx(keyspace, 0, 1_700_000_000_000, index=index)
+        run(ctx, [a.encode() for a in args])
+    digest = redis_digest(keyspace)
+    root = tmp_path / "redis"
+    root.mkdir()
+    with open(root / "memlog.rdb", "wb") as out:
+        write_rdb(keyspace, out, None)
+    server = RedisServer(root)
+    server.start(["--enable-debug-command", "yes", "--dbfilename", "memlog.rdb"])
+    try:
+        conn = RawConnection(server.port)
+        assert conn.call("DEBUG", "DIGEST") == b"+" + digest.encode() + b"\r\n"
+        queries: list[list[str]] = [
+            ["PFCOUNT", "sparse"], ["PFCOUNT", "dense"], ["BITCOUNT", "bits"],
+            ["GEOPOS", "geo", "Palermo", "C"], ["GET", "sparse"], ["GET", "bits"],
+        ]  # fmt: skip
+        for args in queries:
+            ctx = Ctx(keyspace, 0, 1_700_000_000_000, index=100)
+            assert conn.call(*args) == encode(run(ctx, [a.encode() for a in args]), 2), args
+        conn.close()
+    finally:
+        server.stop()
+    with open(root / "memlog.rdb", "rb") as inp:
+        assert redis_digest(read_rdb(inp).keyspace) == digest
