@@ -258,6 +258,7 @@ def load_all() -> None:
         bitmaps,
         configcmd,
         connection,
+        dump,
         geo,
         hashes,
         hyperloglog,
@@ -271,5 +272,6 @@ def load_all() -> None:
         sets,
         sort,
         strings,
+        swapdb,
         zsets,
     )

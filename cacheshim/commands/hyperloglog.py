@@ -1,13 +1,15 @@
 """HyperLogLog commands (Redis hyperloglog.c), Redis 7.0's replies, errors and bytes.
 
 An HLL is a string in Redis's own representation (`cacheshim.types.hll`), so GET, DUMP and
-the RDB export carry the same bytes as redis-server after the same commands.
+the RDB export carry the same bytes as redis-server after the same writes.
 
-PFCOUNT of one key caches the cardinality in the string's header, as Redis does (Redis
-propagates that change to replicas and the AOF). Here PFCOUNT goes through the log
-(`logged`), so every shim writes the same cache at the same point and the keyspaces stay
-equal; the price is a write's latency for PFCOUNT. Served as a read (outside apply) it
-would not write the cache.
+PFCOUNT of one key caches the cardinality in the string's header in Redis (a change Redis
+propagates to replicas and the AOF). memlog's PFCOUNT is a read served from memory and never
+writes that cache: a write would cost every PFCOUNT a trip through the log, and a read that
+changed one shim's copy would make the shims' keyspaces differ. So PFADD and PFMERGE leave
+redis-server's bytes, counts are redis-server's, but after a PFCOUNT redis-server's header
+holds the count (and keeps its bytes under the "stale" bit later) where memlog's says
+"stale" with zeros. Both are valid HLLs to either server.
 """
 
 from __future__ import annotations
@@ -91,7 +93,7 @@ def pfadd(ctx: Ctx, args: list[bytes]) -> Reply:
     "keys (of their union for several keys).",
     "O(1) with a very small average constant time when called with a single key. O(N) with N "
     "being the number of keys, and much bigger constant times, when called with multiple keys.",
-    key_flags="RW access", logged=True,
+    key_flags="RW access",
 )  # fmt: skip
 def pfcount(ctx: Ctx, args: list[bytes]) -> Reply:
     if len(args) > 1:
@@ -104,13 +106,9 @@ def pfcount(ctx: Ctx, args: list[bytes]) -> Reply:
     if cached is not None:
         return cached
     try:
-        cardinality = hll.estimate(sketch.histogram())
+        return hll.estimate(sketch.histogram())
     except InvalidHll:
         raise CommandError(errors.HLL_CORRUPTED) from None
-    if ctx.index:  # inside apply: cache it, as every shim does at this record
-        sketch.set_cache(cardinality)
-        _save(ctx, args[0], sketch, created=False)
-    return cardinality
 
 
 @command(

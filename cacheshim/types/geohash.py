@@ -30,14 +30,23 @@ WGS84: Final[tuple[Range, Range]] = ((LON_MIN, LON_MAX), (LAT_MIN, LAT_MAX))
 STANDARD: Final[tuple[Range, Range]] = ((-180.0, 180.0), (-90.0, 90.0))  # GEOHASH's ranges
 
 
+def _spread_byte(b: int) -> int:
+    """The 8 bits of b at the even positions of 16."""
+    out = 0
+    for i in range(8):
+        out |= ((b >> i) & 1) << (2 * i)
+    return out
+
+
+_SPREAD: Final = [_spread_byte(b) for b in range(256)]
+
+
 def _interleave(x: int, y: int) -> int:
     """x's bits to the even positions, y's to the odd ones (two 32-bit inputs)."""
-    for shift, mask in ((16, 0x0000FFFF0000FFFF), (8, 0x00FF00FF00FF00FF),
-                        (4, 0x0F0F0F0F0F0F0F0F), (2, 0x3333333333333333),
-                        (1, 0x5555555555555555)):  # fmt: skip
-        x = (x | (x << shift)) & mask
-        y = (y | (y << shift)) & mask
-    return x | (y << 1)
+    s = _SPREAD
+    spread_x = s[x & 255] | s[(x >> 8) & 255] << 16 | s[(x >> 16) & 255] << 32 | s[x >> 24] << 48
+    spread_y = s[y & 255] | s[(y >> 8) & 255] << 16 | s[(y >> 16) & 255] << 32 | s[y >> 24] << 48
+    return spread_x | (spread_y << 1)
 
 
 def _deinterleave(bits: int) -> tuple[int, int]:

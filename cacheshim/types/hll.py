@@ -265,9 +265,6 @@ class Hll:
             return None
         return int.from_bytes(self.header[8:16], "little")
 
-    def set_cache(self, cardinality: int) -> None:
-        self.header[8:16] = cardinality.to_bytes(8, "little")
-
     # -- registers -------------------------------------------------------------------------
 
     def add(self, element: bytes) -> int:

@@ -307,7 +307,10 @@ def _state(conn: redis.Redis) -> list[object]:
         if kind == b"zset":
             state.append(execute(conn, "ZRANGE", key, "0", "-1", "WITHSCORES"))
         else:
-            state.append(execute(conn, "GET", key))
+            value = execute(conn, "GET", key)
+            if isinstance(value, bytes) and value.startswith(b"HYLL"):
+                value = value[:8] + value[16:]  # the count redis-server's PFCOUNT caches
+            state.append(value)
     return state
 
 
