@@ -373,7 +373,7 @@ def _bitfield(ctx: Ctx, args: list[bytes], readonly_command: bool) -> Reply:
     "bitfield", -2, "write denyoom", (1, 1, 1), "write bitmap slow", _GROUP, "3.2.0",
     "Gets, sets and increments integer fields of any width and offset in the string at a key "
     "(GET, SET, INCRBY, OVERFLOW WRAP|SAT|FAIL).", "O(1) for each subcommand specified",
-    key_flags="RW update access variable_flags",
+    key_flags="RW access update variable_flags",
 )  # fmt: skip
 def bitfield(ctx: Ctx, args: list[bytes]) -> Reply:
     return _bitfield(ctx, args, readonly_command=False)
