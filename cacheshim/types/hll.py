@@ -204,21 +204,20 @@ def histogram_of(registers: bytes | bytearray) -> list[int]:
 
 
 class Hll:
-    """An HLL string parsed for a command: change it, then take `to_bytes()`."""
+    """An HLL string parsed for a command: change it, then take `to_bytes()`.
 
-    __slots__ = ("_covered", "_firsts", "_kinds", "_lens", "_sparse_bytes", "_vals", "dense",
-                 "header")  # fmt: skip
+    A sparse HLL is held as its opcodes, each one int (kind in bits 0-1, VAL's value in bits
+    2-7, the run length from bit 8), beside the first register each covers."""
+
+    __slots__ = ("_firsts", "_ops", "_sparse_bytes", "dense", "header")
 
     def __init__(self, value: bytes) -> None:
         """value must pass is_hll."""
         self.header = bytearray(value[:HEADER_BYTES])
         self.dense: bytearray | None = None
-        self._kinds: list[int] = []
-        self._vals: list[int] = []
-        self._lens: list[int] = []
+        self._ops: list[int] = []
         self._firsts: list[int] = []
         self._sparse_bytes = len(value)
-        self._covered = 0
         if value[4] == DENSE:
             self.dense = bytearray(value[HEADER_BYTES:])
             self.dense.append(0)  # the spare byte the last register's macro touches
@@ -226,30 +225,26 @@ class Hll:
             self._parse_sparse(value)
 
     def _parse_sparse(self, value: bytes) -> None:
-        kinds, vals, lens, firsts = self._kinds, self._vals, self._lens, self._firsts
+        ops, firsts = self._ops, self._firsts
         covered = 0
         i, end = HEADER_BYTES, len(value)
         while i < end:
             op = value[i]
             firsts.append(covered)
             if op & 0x80:
-                kinds.append(_VAL)
-                vals.append(((op >> 2) & 0x1F) + 1)
-                lens.append((op & 3) + 1)
+                run = (op & 3) + 1
+                ops.append(_VAL | ((((op >> 2) & 0x1F) + 1) << 2) | (run << 8))
                 i += 1
             elif op & 0x40:
                 low = value[i + 1] if i + 1 < end else 0  # C reads the terminating NUL
-                kinds.append(_XZERO)
-                vals.append(0)
-                lens.append((((op & 0x3F) << 8) | low) + 1)
+                run = (((op & 0x3F) << 8) | low) + 1
+                ops.append(_XZERO | (run << 8))
                 i += 2
             else:
-                kinds.append(_ZERO)
-                vals.append(0)
-                lens.append((op & 0x3F) + 1)
+                run = (op & 0x3F) + 1
+                ops.append(_ZERO | (run << 8))
                 i += 1
-            covered += lens[-1]
-        self._covered = covered
+            covered += run
 
     @property
     def encoding(self) -> int:
@@ -281,70 +276,63 @@ class Hll:
         """hllSparseSet, opcode for opcode."""
         if count > _VAL_VALUE_MAX:
             return self._promote(index, count)
-        kinds, vals, lens, firsts = self._kinds, self._vals, self._lens, self._firsts
+        ops, firsts = self._ops, self._firsts
         k = bisect_right(firsts, index) - 1
-        if k < 0 or index >= firsts[k] + lens[k]:
+        if k < 0:
             raise InvalidHll
-        kind, runlen = kinds[k], lens[k]
-        if kind == _VAL and vals[k] >= count:
+        op, first = ops[k], firsts[k]
+        run = op >> 8
+        if index >= first + run:
+            raise InvalidHll
+        kind = op & 3
+        value = (op >> 2) & 63
+        if kind == _VAL and value >= count:
             return 0
-        if runlen == 1 and kind != _XZERO:  # a VAL or ZERO of one register: rewrite it
-            kinds[k], vals[k] = _VAL, count
-        else:
-            first = firsts[k]
-            last = first + runlen - 1
-            seq: list[tuple[int, int, int]] = []
-            if kind == _VAL:
-                if index != first:
-                    seq.append((_VAL, vals[k], index - first))
-                seq.append((_VAL, count, 1))
-                if index != last:
-                    seq.append((_VAL, vals[k], last - index))
-            else:
-                if index != first:
-                    gap = index - first
-                    seq.append((_XZERO if gap > _ZERO_LEN_MAX else _ZERO, 0, gap))
-                seq.append((_VAL, count, 1))
-                if index != last:
-                    gap = last - index
-                    seq.append((_XZERO if gap > _ZERO_LEN_MAX else _ZERO, 0, gap))
-            delta = sum(2 if s[0] == _XZERO else 1 for s in seq) - (2 if kind == _XZERO else 1)
+        if run == 1 and kind != _XZERO:  # a VAL or ZERO of one register: rewrite it
+            ops[k] = _VAL | (count << 2) | 256
+        else:  # split the opcode: up to three in its place
+            new_ops: list[int] = []
+            new_firsts: list[int] = []
+            size = 1
+            if index != first:
+                new_ops.append(_run_op(kind, value, index - first))
+                new_firsts.append(first)
+                size += 2 if new_ops[-1] & 3 == _XZERO else 1
+            new_ops.append(_VAL | (count << 2) | 256)
+            new_firsts.append(index)
+            last = first + run - 1
+            if index != last:
+                new_ops.append(_run_op(kind, value, last - index))
+                new_firsts.append(index + 1)
+                size += 2 if new_ops[-1] & 3 == _XZERO else 1
+            delta = size - (2 if kind == _XZERO else 1)
             if delta > 0 and self._sparse_bytes + delta > SPARSE_BYTES_MAX:
                 return self._promote(index, count)
-            new_firsts = []
-            at = first
-            for s in seq:
-                new_firsts.append(at)
-                at += s[2]
-            kinds[k : k + 1] = [s[0] for s in seq]
-            vals[k : k + 1] = [s[1] for s in seq]
-            lens[k : k + 1] = [s[2] for s in seq]
+            ops[k : k + 1] = new_ops
             firsts[k : k + 1] = new_firsts
             self._sparse_bytes += delta
-        self._merge_neighbours(max(k - 1, 0))
-        self.invalidate_cache()
+        self._merge_neighbours(k - 1 if k > 0 else 0)
+        self.header[15] |= 0x80
         return 1
 
     def _merge_neighbours(self, i: int) -> None:
         """Step 4 of hllSparseSet: from the opcode before the changed one, look at up to five
         opcodes, joining a VAL with the next when they hold one value in at most 4 registers."""
-        kinds, vals, lens, firsts = self._kinds, self._vals, self._lens, self._firsts
+        ops, firsts = self._ops, self._firsts
+        count = len(ops)
         scans = 5
-        while i < len(kinds) and scans:
+        while i < count and scans:
             scans -= 1
-            if kinds[i] != _VAL:
-                i += 1
-                continue
-            if (
-                i + 1 < len(kinds)
-                and kinds[i + 1] == _VAL
-                and vals[i] == vals[i + 1]
-                and lens[i] + lens[i + 1] <= _VAL_LEN_MAX
-            ):
-                lens[i] += lens[i + 1]
-                del kinds[i + 1], vals[i + 1], lens[i + 1], firsts[i + 1]
-                self._sparse_bytes -= 1
-                continue
+            op = ops[i]
+            if op & 3 == _VAL and i + 1 < count:
+                after = ops[i + 1]
+                joined = (op >> 8) + (after >> 8)
+                if after & 3 == _VAL and not (op ^ after) & 0xFC and joined <= _VAL_LEN_MAX:
+                    ops[i] = (op & 0xFF) | (joined << 8)
+                    del ops[i + 1], firsts[i + 1]
+                    count -= 1
+                    self._sparse_bytes -= 1
+                    continue
             i += 1
 
     def _promote(self, index: int, count: int) -> int:
@@ -360,7 +348,7 @@ class Hll:
         self.dense = pack_dense(registers)
         self.dense.append(0)
         self.header[4] = DENSE
-        self._kinds, self._vals, self._lens, self._firsts = [], [], [], []
+        self._ops, self._firsts = [], []
         return True
 
     def registers(self) -> bytearray:
@@ -370,11 +358,12 @@ class Hll:
             return unpack_dense(self.dense[:DENSE_REGISTER_BYTES])
         out = bytearray(REGISTERS)
         at = 0
-        for kind, value, run in zip(self._kinds, self._vals, self._lens, strict=True):
+        for op in self._ops:
+            run = op >> 8
             if at + run > REGISTERS:
                 raise InvalidHll
-            if kind == _VAL:
-                out[at : at + run] = bytes([value]) * run
+            if op & 3 == _VAL:
+                out[at : at + run] = bytes([(op >> 2) & 63]) * run
             at += run
         if at != REGISTERS:
             raise InvalidHll
@@ -386,11 +375,12 @@ class Hll:
             return histogram_of(self.registers())
         histogram = [0] * 64
         at = 0
-        for value, run in zip(self._vals, self._lens, strict=True):
+        for op in self._ops:
+            run = op >> 8
             if at + run > REGISTERS:
                 raise InvalidHll
             at += run
-            histogram[value] += run
+            histogram[(op >> 2) & 63] += run
         if at != REGISTERS:
             raise InvalidHll
         return histogram
@@ -398,9 +388,10 @@ class Hll:
     def decode(self) -> bytes:
         """PFDEBUG DECODE's text of the sparse opcodes."""
         words = []
-        for kind, value, run in zip(self._kinds, self._vals, self._lens, strict=True):
+        for op in self._ops:
+            kind, run = op & 3, op >> 8
             if kind == _VAL:
-                words.append(b"v:%d,%d" % (value, run))
+                words.append(b"v:%d,%d" % ((op >> 2) & 63, run))
             else:
                 words.append(b"%s:%d" % (b"z" if kind == _ZERO else b"Z", run))
         return b" ".join(words)
@@ -409,14 +400,23 @@ class Hll:
         if self.dense is not None:
             return bytes(self.header) + bytes(self.dense[:DENSE_REGISTER_BYTES])
         out = bytearray(self.header)
-        for kind, value, run in zip(self._kinds, self._vals, self._lens, strict=True):
+        for op in self._ops:
+            kind, run = op & 3, op >> 8
             if kind == _VAL:
-                out.append(0x80 | ((value - 1) << 2) | (run - 1))
+                out.append(0x80 | ((((op >> 2) & 63) - 1) << 2) | (run - 1))
             elif kind == _ZERO:
                 out.append(run - 1)
             else:
                 out += bytes([0x40 | ((run - 1) >> 8), (run - 1) & 0xFF])
         return bytes(out)
+
+
+def _run_op(kind: int, value: int, run: int) -> int:
+    """The opcode for part of a split run: VAL keeps its value, zeros become ZERO up to 64
+    registers and XZERO beyond."""
+    if kind == _VAL:
+        return _VAL | (value << 2) | (run << 8)
+    return (_XZERO if run > _ZERO_LEN_MAX else _ZERO) | (run << 8)
 
 
 _LANES_HIGH: Final = int.from_bytes(b"\x80" * REGISTERS, "big")
