@@ -117,9 +117,10 @@ def _strtod(text: bytes, pos: int = 0) -> tuple[float, int, bool] | None:
     return value, match.end(), out_of_range
 
 
-# A plain decimal of a few digits: strtod and float() both round it correctly, to the same
-# finite double (the common case, worth a shortcut past the full strtod grammar).
-_PLAIN_DECIMAL: Final = re.compile(rb"-?[0-9]{1,15}(?:\.[0-9]{1,15})?")
+# A plain decimal (no exponent, at most 300 digits either side of the point, so it can
+# neither overflow nor underflow): strtod and float() both round it correctly, to the same
+# double. The common case, worth a shortcut past the full strtod grammar.
+_PLAIN_DECIMAL: Final = re.compile(rb"-?[0-9]{1,300}(?:\.[0-9]{1,300})?")
 
 
 def parse_score(arg: bytes, message: str = errors.NOT_A_VALID_FLOAT) -> float:

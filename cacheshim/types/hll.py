@@ -196,8 +196,14 @@ def estimate(histogram: list[int]) -> int:
     return int(whole + 1 if e - whole >= 0.5 else whole)  # llroundl
 
 
+_SINGLE_BYTES: Final = [bytes([v]) for v in range(64)]
+
+
 def histogram_of(registers: bytes | bytearray) -> list[int]:
-    return [registers.count(v) for v in range(64)]
+    """How many registers hold each value, for the values the estimator reads (0 to Q+1;
+    a damaged dense HLL may hold up to 63, which Redis's estimator leaves out too)."""
+    data = bytes(registers)
+    return [data.count(_SINGLE_BYTES[v]) for v in range(Q + 2)] + [0] * (64 - Q - 2)
 
 
 # -- one HLL being worked on ------------------------------------------------------------------
@@ -399,16 +405,32 @@ class Hll:
     def to_bytes(self) -> bytes:
         if self.dense is not None:
             return bytes(self.header) + bytes(self.dense[:DENSE_REGISTER_BYTES])
-        out = bytearray(self.header)
-        for op in self._ops:
-            kind, run = op & 3, op >> 8
-            if kind == _VAL:
-                out.append(0x80 | ((((op >> 2) & 63) - 1) << 2) | (run - 1))
-            elif kind == _ZERO:
-                out.append(run - 1)
-            else:
-                out += bytes([0x40 | ((run - 1) >> 8), (run - 1) & 0xFF])
-        return bytes(out)
+        known = _OP_BYTES.get
+        return bytes(self.header) + b"".join([known(op) or _xzero_bytes(op) for op in self._ops])
+
+
+def _op_bytes(op: int) -> bytes:
+    kind, run = op & 3, op >> 8
+    if kind == _VAL:
+        return bytes([0x80 | ((((op >> 2) & 63) - 1) << 2) | (run - 1)])
+    if kind == _ZERO:
+        return bytes([run - 1])
+    return bytes([0x40 | ((run - 1) >> 8), (run - 1) & 0xFF])
+
+
+def _xzero_bytes(op: int) -> bytes:
+    """The bytes of an opcode not in _OP_BYTES yet (an XZERO), remembered there."""
+    data = _OP_BYTES[op] = _op_bytes(op)
+    return data
+
+
+# The bytes of opcodes by their int form: every VAL and ZERO, and the XZEROs met so far
+# (at most 16384 of them).
+_OP_BYTES: Final = {
+    **{_VAL | (v << 2) | (r << 8): _op_bytes(_VAL | (v << 2) | (r << 8))
+       for v in range(1, _VAL_VALUE_MAX + 1) for r in range(1, _VAL_LEN_MAX + 1)},
+    **{_ZERO | (r << 8): bytes([r - 1]) for r in range(1, _ZERO_LEN_MAX + 1)},
+}  # fmt: skip
 
 
 def _run_op(kind: int, value: int, run: int) -> int:
