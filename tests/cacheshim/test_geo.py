@@ -262,7 +262,8 @@ def test_random_searches_through_the_log_match_redis(raw: RawPair) -> None:
 
 
 def _random_mixed_log(rng: random.Random, length: int) -> list[list[list[str]]]:
-    """Records of bitmap, HyperLogLog and geo writes (some in MULTI/EXEC)."""
+    """Records of bitmap, HyperLogLog and geo writes and a few SWAPDBs (some records are
+    MULTI/EXEC transactions)."""
     log: list[list[list[str]]] = []
     for _ in range(length):
         r = rng.random()
@@ -290,6 +291,8 @@ def _random_mixed_log(rng: random.Random, length: int) -> list[list[list[str]]]:
                  str(rng.choice([5, 50, 200])), "km", rng.choice(["ASC", "DESC"]), "STOREDIST"],
                 ["GEORADIUS", "geo", lon, lat, "30", "km", "STORE", "near2"],
             ])  # fmt: skip
+        if rng.random() < 0.03:
+            args = ["SWAPDB", "0", "1"]  # half the keys go to db 1 and come back later
         if rng.random() < 0.2:
             log.append([args, ["PFCOUNT", "hll1"], ["SETBIT", "bits", "1", "1"]])
         else:
