@@ -255,9 +255,13 @@ def load_all() -> None:
     """Import every handler module so that its commands are registered."""
     from cacheshim.commands import (  # noqa: F401
         admin,
+        bitmaps,
         configcmd,
         connection,
+        dump,
+        geo,
         hashes,
+        hyperloglog,
         info,
         introspect,
         keys,
@@ -268,6 +272,7 @@ def load_all() -> None:
         sets,
         sort,
         strings,
+        swapdb,
         zpops,
         zranges,
         zsetops,

@@ -120,7 +120,23 @@ def _variable_key_flags(spec: Command, args: list[bytes]) -> tuple[str, ...] | N
         if any(arg.lower() == b"get" for arg in args[3:]):
             return ("RW", "access", "update")
         return ("OW", "update")
+    if spec.full_name == "bitfield":
+        return ("RO", "access") if _bitfield_reads_only(args) else ("RW", "access", "update")
     return None
+
+
+def _bitfield_reads_only(args: list[bytes]) -> bool:
+    """Redis's bitfieldGetKeys: only GET and OVERFLOW (a malformed list counts as a write)."""
+    i = 2
+    while i < len(args):
+        word, left = args[i].lower(), len(args) - i - 1
+        if word == b"get" and left >= 2:
+            i += 3
+        elif word == b"overflow" and left >= 1:
+            i += 2
+        else:
+            return False
+    return True
 
 
 def key_specs(spec: Command) -> list[Reply]:
@@ -342,6 +358,10 @@ def _keys_of(args: list[bytes]) -> tuple[Command, list[int]]:
         positions = movable(args)
     else:
         positions = [p for p in spec.key_positions(len(args)) if p < len(args)]
+        specs = spec.key_flag_specs
+        if len(specs) > 1 and spec.first_key + (len(specs) - 1) * spec.key_step >= len(args):
+            # a key spec that begins past the arguments (PFMERGE with no source key)
+            raise CommandError(INVALID_ARGUMENTS)
     if "not_key" in spec.key_spec_flags:  # a shard channel (SPUBLISH): declared, not a key
         positions = []
     if not positions:

@@ -275,6 +275,30 @@ def at_least_one_input_key(full_name: str) -> str:
     return AT_LEAST_ONE_INPUT_KEY % full_name
 
 
+# --- Bitmaps, HyperLogLog, geo (bitops.c, hyperloglog.c, geo.c) -------------------------------
+
+BIT_OFFSET_NOT_AN_INTEGER: Final = "ERR bit offset is not an integer or out of range"
+BIT_NOT_AN_INTEGER: Final = "ERR bit is not an integer or out of range"
+BITPOS_BIT_NOT_0_OR_1: Final = "ERR The bit argument must be 1 or 0."
+BITOP_NOT_ONE_KEY: Final = "ERR BITOP NOT must be called with a single source key."
+BITFIELD_INVALID_TYPE: Final = (
+    "ERR Invalid bitfield type. Use something like i16 u8. Note that u64 is not supported but "
+    "i64 is."
+)
+BITFIELD_INVALID_OVERFLOW: Final = "ERR Invalid OVERFLOW type specified"
+BITFIELD_RO_ONLY_GET: Final = "ERR BITFIELD_RO only supports the GET subcommand"
+HLL_WRONGTYPE: Final = "WRONGTYPE Key is not a valid HyperLogLog string value."
+HLL_CORRUPTED: Final = "INVALIDOBJ Corrupted HLL object detected"
+HLL_SPARSE_TOO_BIG: Final = "ERR HLL sparse encoding is corrupted or too big"
+GEO_INVALID_LONLAT: Final = "ERR invalid longitude,latitude pair %f,%f"
+GEO_XX_AND_NX: Final = "ERR XX and NX options at the same time are not compatible"
+GEO_UNSUPPORTED_UNIT: Final = "ERR unsupported unit provided. please use M, KM, FT, MI"
+GEO_MEMBER_NOT_FOUND: Final = "ERR could not decode requested zset member"
+GEO_NEED_RADIUS_OR_BOX: Final = (
+    "ERR exactly one of BYRADIUS and BYBOX arguments must be provided for GEOSEARCH"
+)
+
+
 # --- Lists and blocking (t_list.c, blocked.c, networking.c CLIENT UNBLOCK) -------------------
 
 LIST_INDEX_OUT_OF_RANGE: Final = "ERR index out of range"

@@ -64,6 +64,7 @@ value                       RESP2                       RESP3
 ``Push(items)``             array ``*N``                push ``>N``
 ``Verbatim(text, "txt")``   bulk of the text            ``=N\\r\\ntxt:...``
 ``BigNumber(value)``        bulk of the digits          ``(digits``
+``DoubleText(text)``        bulk of the text            double ``,text``
 ==========================  ==========================  ================================
 
 Floats print as Redis 7.0's ``addReplyDouble``: ``inf``/``-inf`` spelled out, everything
@@ -95,6 +96,7 @@ __all__ = [
     "NULL_ARRAY",
     "OK",
     "BigNumber",
+    "DoubleText",
     "Encoder",
     "Error",
     "NullArray",
@@ -536,6 +538,14 @@ class BigNumber:
 
 
 @dataclass(frozen=True, slots=True)
+class DoubleText:
+    """A double already written out, e.g. by Redis's addReplyHumanLongDouble (GEOPOS's
+    coordinates): a bulk string in RESP2, a RESP3 double ``,text`` in RESP3."""
+
+    text: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class Push:
     """An out-of-band push (RESP3 ``>``), a plain array in RESP2 (pub/sub messages)."""
 
@@ -603,6 +613,7 @@ Reply: TypeAlias = (
     | Error
     | Verbatim
     | BigNumber
+    | DoubleText
     | Push
     | SetReply
     | Pairs
@@ -702,6 +713,13 @@ def _put_float(out: bytearray, value: float, resp3: bool) -> None:
         out += b"," + text + _CRLF
     else:
         _put_bulk(out, text)
+
+
+def _put_double_text(out: bytearray, value: DoubleText, resp3: bool) -> None:
+    if resp3:
+        out += b"," + value.text + _CRLF
+    else:
+        _put_bulk(out, value.text)
 
 
 def _put_map(out: bytearray, value: Mapping[Reply, Reply], resp3: bool) -> None:
@@ -822,6 +840,7 @@ _WRITERS: Final[dict[type, Callable[[bytearray, Any, bool], None]]] = {
     Push: _put_push,
     Verbatim: _put_verbatim,
     BigNumber: _put_big_number,
+    DoubleText: _put_double_text,
     _NullArrayType: _put_null_array,
 }
 

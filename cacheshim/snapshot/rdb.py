@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import gc
 import heapq
+import io
 import os
 import struct
 import time
@@ -401,48 +402,79 @@ def _write_key(write: Callable[[bytes], None], db: model.Database, key: bytes) -
     value: object = db.data[key]
     when = db.expires.get(key)
     head = b"" if when is None else bytes((OP_EXPIRETIME_MS,)) + _I64.pack(when)
+    kind, body = encode_value(value)
+    if len(body) == 1:
+        write(head + bytes((kind,)) + encode_string(key) + body[0])
+    else:  # a long string: its bytes go out as they are, not copied into one piece
+        write(head + bytes((kind,)) + encode_string(key) + b"".join(body[:-1]))
+        write(body[-1])
+
+
+def encode_value(value: object) -> tuple[int, list[bytes]]:
+    """A value's RDB type and serialization (what follows the key in a file, and DUMP's
+    payload after the type byte), in pieces that join into it."""
     kind = model.KIND_BY_TYPE.get(type(value))
     if kind is None:
         kind = model.kind(value)
     if kind == model.STRING:
         assert isinstance(value, bytes)
         if len(value) < 1024:
-            write(head + b"\x00" + encode_string(key) + encode_string(value))
-        else:
-            write(head + b"\x00" + encode_string(key) + encode_length(len(value)))
-            write(bytes(value))
-        return
+            return T_STRING, [encode_string(value)]
+        return T_STRING, [encode_length(len(value)), bytes(value)]
     if kind == model.LIST:
         assert isinstance(value, model.ListValue)
         nodes = list(_list_nodes(value))
-        parts = [head, bytes((T_LIST_QUICKLIST_2,)), encode_string(key), encode_length(len(nodes))]
+        parts = [encode_length(len(nodes))]
         for node in nodes:
             parts.append(b"\x02")  # QUICKLIST_PACKED
             parts.append(encode_blob(node))
-        write(b"".join(parts))
-        return
+        return T_LIST_QUICKLIST_2, [b"".join(parts)]
     if kind == model.SET:
         assert isinstance(value, model.SetValue)
         members = model.set_members(value)
-        write(head + bytes((T_SET,)) + encode_string(key) + encode_length(len(members)))
-        write(b"".join([encode_string(m) for m in members]))
-        return
+        return T_SET, [encode_length(len(members)) + b"".join([encode_string(m) for m in members])]
     if kind == model.HASH:
         assert isinstance(value, model.HashValue)
-        parts = [head, bytes((T_HASH,)), encode_string(key), encode_length(len(value))]
+        parts = [encode_length(len(value))]
         for name, item in model.hash_pairs(value):
             parts.append(encode_string(name))
             parts.append(encode_string(item))
-        write(b"".join(parts))
-        return
+        return T_HASH, [b"".join(parts)]
     assert isinstance(value, model.ZSet)
     # Highest score first, as Redis writes a skiplist (each loads in at the head).
-    parts = [head, bytes((T_ZSET_2,)), encode_string(key), encode_length(len(value))]
+    parts = [encode_length(len(value))]
     pack = _DOUBLE.pack
     for score, member in model.zset_entries(value, descending=True):
         parts.append(encode_string(member))
         parts.append(pack(score))
-    write(b"".join(parts))
+    return T_ZSET_2, [b"".join(parts)]
+
+
+def dump_payload(value: object) -> bytes:
+    """DUMP's serialization: the type byte and the value as in an RDB file, then the RDB
+    version (2 bytes) and the CRC-64 of all that (8 bytes), both little-endian."""
+    kind, body = encode_value(value)
+    data = bytes((kind,)) + b"".join(body) + RDB_VERSION.to_bytes(2, "little")
+    return data + _U64.pack(crc64(0, data))
+
+
+def payload_is_valid(payload: bytes) -> bool:
+    """verifyDumpPayload: a version this server writes or older, and a matching CRC-64."""
+    if len(payload) < 10:
+        return False
+    if int.from_bytes(payload[-10:-8], "little") > RDB_VERSION:
+        return False
+    return _U64.pack(crc64(0, payload[:-8])) == payload[-8:]
+
+
+def load_payload(payload: bytes, key: bytes) -> object:
+    """The value of a DUMP payload that passed payload_is_valid; RdbError if it does not
+    hold a value memlog can load."""
+    body = payload[:-10]
+    if not body:
+        raise RdbError("an empty payload")
+    src = _Source(io.BytesIO(body), len(body))
+    return _read_value(src, src.byte(), key, 0, None, None)
 
 
 def _list_nodes(value: model.ListValue) -> Iterator[bytes]:

@@ -302,6 +302,24 @@ class Keyspace:
             if db.expires:
                 self.expired_keys += db.expire_due(now_ms, index)
 
+    def swap(self, first: int, second: int, index: int) -> None:
+        """SWAPDB: the two databases trade their keys (and expiries); clients blocked or
+        watching stay with the database number, as in Redis 7.0. Every key either one holds
+        counts as changed in both (a WATCH of it breaks), and keys that clients wait for and
+        that exist now become ready, in key order (the same on every shim)."""
+        if first == second:
+            return
+        one, two = self.dbs[first], self.dbs[second]
+        for key in (*one.data, *two.data):
+            one.changed_at[key] = index
+            two.changed_at[key] = index
+        one.data, two.data = two.data, one.data
+        one.expires, two.expires = two.expires, one.expires
+        one._expiry_heap, two._expiry_heap = two._expiry_heap, one._expiry_heap
+        one.key_index, two.key_index = two.key_index, one.key_index
+        for db in (one, two):
+            db.ready_keys.extend(sorted(key for key in db.blocked_keys if key in db.data))
+
     def digest(self) -> str:
         """A digest of every database's keys, values and expiry times (as DEBUG DIGEST).
 
