@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
     from cacheshim.apply import Applier
     from cacheshim.blocking import Blocker
+    from cacheshim.server.sessions import Session
     from cacheshim.server.shim import ShimConfig
     from cacheshim.server.writer import Writer
     from logsvc.client import LogClient
@@ -41,6 +42,7 @@ class Replica:
         applier: Applier
         writer: Writer
         blocking: Blocker
+        sessions: dict[int, Session]
         log_reader_client: LogClient
         log_leader: str
         _index_waiters: list[tuple[int, int, asyncio.Future[None]]]
@@ -115,11 +117,24 @@ class Replica:
             self.blocking.after_apply(record, reply)
         except Exception:
             log.exception("serving blocked clients after record %d failed", index)
+        if self.applier.acl.dropped:
+            self._close_clients_of_dropped_users()
         waiters = self._index_waiters
         while waiters and waiters[0][0] <= index:
             waiter = heapq.heappop(waiters)[2]
             if not waiter.done():
                 waiter.set_result(None)
+
+    def _close_clients_of_dropped_users(self) -> None:
+        """ACL DELUSER and ACL LOAD close the connections of the users they removed or
+        replaced, as Redis does (after the reply of the command that did it)."""
+        dropped = self.applier.acl.dropped
+        self.applier.acl.dropped = set()
+        for session in list(self.sessions.values()):
+            if session.user in dropped and session.authenticated:
+                session.closing = True  # a reply being written still goes out first
+                if session.kill is not None:
+                    asyncio.get_running_loop().call_soon(session.kill)
 
     def _apply_committed(self, first_index: int, payloads: list[bytes]) -> None:
         """Our own Append was committed at first_index..: if nothing comes before it that
