@@ -7,9 +7,9 @@ capitals with dashes as underscores (--listen -> CACHESHIM_LISTEN).
 from __future__ import annotations
 
 import argparse
-import os
 import asyncio
 import logging
+import os
 import signal
 import socket
 import sys

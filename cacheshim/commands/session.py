@@ -62,11 +62,13 @@ def _hello(conn: ConnectionView, session: Session, args: list[bytes]) -> Reply:
             raise CommandError(errors.NOPROTO)
         i = 2
     name: bytes | None = None
-    credentials: tuple[bytes, bytes] | None = None
+    users = session.shim.applier.acl
     while i < len(args):
         opt = args[i].upper()
         if opt == b"AUTH" and i + 2 < len(args):
-            credentials = (args[i + 1], args[i + 2])
+            # As in Redis, each option is acted on as it is read: a wrong password is
+            # refused before a later option is even looked at.
+            acl_check.authenticate(session, users, args[i + 1], args[i + 2])
             i += 3
         elif opt == b"SETNAME" and i + 1 < len(args):
             name = valid_client_name(args[i + 1])
@@ -75,9 +77,6 @@ def _hello(conn: ConnectionView, session: Session, args: list[bytes]) -> Reply:
             raise CommandError(
                 f"ERR Syntax error in HELLO option '{errors.text_from_bytes(args[i])}'"
             )
-    users = session.shim.applier.acl
-    if credentials is not None:
-        acl_check.authenticate(session, users, *credentials)
     if name is not None:
         session.name = name
     if acl_check.auth_required(session, users):
