@@ -23,6 +23,7 @@ from cacheshim.acl.users import (
 
 DEFAULT: Final = b"default"
 DUMP_VERSION: Final = 1
+BAD_USERNAME: Final = "ERR Usernames can't contain spaces or null characters"
 CANNOT_DELETE_DEFAULT: Final = "ERR The 'default' user cannot be removed"
 
 
@@ -37,8 +38,10 @@ class Users:
     seeded: bool = False
     # Grows with every change; connections and the fast path cache per generation.
     generation: int = 0
-    # Users deleted or replaced since the server last looked (their clients are closed).
+    # Users deleted or replaced since the server last looked (their clients are closed), and
+    # users whose channel rules changed (their subscribed clients are checked again).
     dropped: set[bytes] = field(default_factory=set)
+    rechannelled: set[bytes] = field(default_factory=set)
 
     @property
     def default(self) -> User:
@@ -58,6 +61,8 @@ class Users:
 
     def setuser(self, name: bytes, ops: list[bytes]) -> None:
         """ACL SETUSER: all modifiers or none; raises ValueError with Redis's error text."""
+        if b" " in name or b"\x00" in name:
+            raise ValueError(BAD_USERNAME)
         merged = merge_selector_args(ops)
         existing = self.users.get(name)
         user = existing.copy() if existing is not None else User(name)
@@ -67,6 +72,8 @@ class Users:
             except AclError as exc:
                 text = op.decode("utf-8", "surrogateescape")
                 raise ValueError(SETUSER_ERROR % (text, exc.reason)) from None
+        if existing is not None and _channels(existing) != _channels(user):
+            self.rechannelled.add(name)
         self.users[name] = user
         self._changed()
 
@@ -151,6 +158,10 @@ class Users:
         users.setdefault(DEFAULT, default_user())
         self.users, self.requirepass, self.seeded = users, requirepass, seeded
         self.generation += 1
+
+
+def _channels(user: User) -> list[tuple[bool, list[bytes]]]:
+    return [(s.all_channels, s.channels) for s in user.selectors]
 
 
 def parse_acl_file(text: bytes, source: str) -> dict[bytes, User]:

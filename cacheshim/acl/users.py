@@ -39,6 +39,7 @@ BAD_HASH: Final = (
     "The password hash must be exactly 64 characters and contain only lowercase hexadecimal "
     "characters"
 )
+FIRST_ARG_OF_SUBCOMMAND: Final = "Allowing first-arg of a subcommand is not supported"
 SETUSER_ERROR: Final = "ERR Error in ACL SETUSER modifier '%s': %s"
 UNMATCHED_PARENTHESIS: Final = "ERR Unmatched parenthesis in acl selector starting at '%s'."
 
@@ -160,6 +161,9 @@ def _normal_rule(op: str) -> str:
     if not bar:
         return rule
     if "|" in sub:
+        first, _, _ = sub.partition("|")
+        if allow and spec.subcommands and first in spec.subcommands:
+            raise AclError(FIRST_ARG_OF_SUBCOMMAND)
         raise AclError(UNKNOWN_NAME)
     if spec.subcommands:
         if sub not in spec.subcommands:
@@ -173,11 +177,17 @@ def _normal_rule(op: str) -> str:
 
 
 @dataclass
+class KeyPattern:
+    flags: int  # READ, WRITE or both
+    pattern: bytes
+
+
+@dataclass
 class Selector:
     root: bool = False
     all_keys: bool = False
     # (READ/WRITE flags, pattern), in the order given
-    patterns: list[list[object]] = field(default_factory=list)
+    patterns: list[KeyPattern] = field(default_factory=list)
     all_channels: bool = False
     channels: list[bytes] = field(default_factory=list)
     # +@all (allcommands) was the last word on every command: commands added later would be
@@ -186,9 +196,10 @@ class Selector:
     perms: _Perms = field(default_factory=_Perms)
 
     def copy(self) -> Selector:
+        patterns = [KeyPattern(p.flags, p.pattern) for p in self.patterns]
         return Selector(
-            self.root, self.all_keys, [list(p) for p in self.patterns], self.all_channels,
-            list(self.channels), self.future_commands, self.perms.copy(),
+            self.root, self.all_keys, patterns, self.all_channels, list(self.channels),
+            self.future_commands, self.perms.copy(),
         )  # fmt: skip
 
     # -- command rules --
@@ -250,7 +261,7 @@ class Selector:
     def describe_keys(self) -> str:
         if self.all_keys:
             return "~*"
-        return " ".join(_pattern_text(flags, pattern) for flags, pattern in self.patterns)  # type: ignore[arg-type]
+        return " ".join(_pattern_text(p.flags, p.pattern) for p in self.patterns)
 
     def describe_channels(self) -> str:
         if self.all_channels:
@@ -333,10 +344,10 @@ class Selector:
         if self.all_keys:
             raise AclError(KEYS_AFTER_ALL)
         for entry in self.patterns:
-            if entry[1] == pattern:
-                entry[0] = int(entry[0]) | flags  # type: ignore[call-overload]
+            if entry.pattern == pattern:
+                entry.flags |= flags
                 return
-        self.patterns.append([flags, pattern])
+        self.patterns.append(KeyPattern(flags, pattern))
 
     # -- checks --
 
@@ -358,6 +369,13 @@ class Selector:
                     return DENIED_CHANNEL, position
         return 0, 0
 
+    def reads_every_key(self) -> bool:
+        """allkeys, or a "*" pattern that reads (SORT's BY and GET need it)."""
+        return self.all_keys or any(
+            pattern == b"*" and int(flags) & READ
+            for flags, pattern in ((p.flags, p.pattern) for p in self.patterns)
+        )
+
     def key_allowed(self, key: bytes, key_flags: tuple[str, ...]) -> bool:
         if self.all_keys:
             return True
@@ -366,10 +384,7 @@ class Selector:
             wanted |= READ
         if "insert" in key_flags or "delete" in key_flags or "update" in key_flags:
             wanted |= WRITE
-        for flags, pattern in self.patterns:
-            if int(flags) & wanted == wanted and glob.match(pattern, key):  # type: ignore[call-overload, arg-type]
-                return True
-        return False
+        return any(p.flags & wanted == wanted and glob.match(p.pattern, key) for p in self.patterns)
 
     def channel_allowed(self, channel: bytes, is_pattern: bool) -> bool:
         if self.all_channels:
@@ -506,6 +521,9 @@ class User:
             if why > worst or (why == worst and at > worst_at):
                 worst, worst_at = why, at
         return worst, worst_at
+
+    def channel_allowed(self, channel: bytes, is_pattern: bool) -> bool:
+        return any(s.channel_allowed(channel, is_pattern) for s in self.selectors)
 
     def unrestricted(self) -> bool:
         """Every command on every key and channel (the GET fast path may serve it)."""
