@@ -34,7 +34,7 @@ from tests.cacheshim.rawresp import RawConnection
 Pair = tuple[redis.Redis, redis.Redis]
 Command = Sequence[bytes | str | int]
 # Users the tests create; deleted before and after each test on both servers.
-TEST_USERS = ("alice", "bob", "carol", "dave", "sel", "nobody", "first")
+TEST_USERS = ("alice", "bob", "carol", "dave", "sel", "nobody", "first", "sorter")
 DEFAULT_BACK = ["ACL", "SETUSER", "default", "on", "nopass", "allkeys", "allchannels",
                 "allcommands", "clearselectors"]  # fmt: skip
 
@@ -130,6 +130,9 @@ SETUSER_ERRORS: list[list[str]] = [
     ["nobody", "-select|0"],
     ["nobody", ">a", "<b"],
     ["nobody", "on", "(~a +get)", "(foo)"],
+    ["nobody", "+config|get|appendonly"],
+    ["nobody", "-config|get|appendonly"],
+    ["no body", "on"],
 ]
 
 
@@ -267,6 +270,46 @@ def test_permissions_are_enforced_as_redis_enforces_them(
     finally:
         for conn in (*admin, *users):
             conn.close()
+
+
+def test_sort_by_and_get_patterns_need_every_key(servers: tuple[int, int]) -> None:
+    raw = _raw_pair(servers, 2)
+    users = (RawConnection(servers[0]), RawConnection(servers[1]))
+    try:
+        _same(raw, [["SET", "v1", "1"], ["LPUSH", "mylist", "1"]])
+        for keys in (["~mylist"], ["~mylist", "~v*"], ["~mylist", "%W~*"], ["~mylist", "%R~*"]):
+            _same(raw, [["ACL", "SETUSER", "sorter", "reset", "on", "nopass",
+                         "(" + " ".join(["+sort", *keys]) + ")"]])  # fmt: skip
+            _same(users, [
+                ["AUTH", "sorter", "x"], ["SORT", "mylist", "BY", "v*"],
+                ["SORT", "mylist", "GET", "v*"], ["SORT", "mylist", "BY", "nosort"],
+                ["SORT", "mylist", "LIMIT", "0", "1", "GET", "#"], ["SORT", "mylist"],
+            ])  # fmt: skip
+    finally:
+        _same(raw, [["ACL", "DELUSER", "sorter"]])
+        for conn in (*raw, *users):
+            conn.close()
+
+
+def test_subscribers_are_closed_when_their_channel_is_revoked(servers: tuple[int, int]) -> None:
+    for port in servers:
+        admin = client(port)
+        execute(admin, "ACL", "SETUSER", "carol", "on", ">pw", "+@all", "~*", "&news.*", "&x")
+        news = _as_user(port, 2, "carol", "pw")
+        news.call("SUBSCRIBE", "news.1")
+        pattern = _as_user(port, 2, "carol", "pw")
+        pattern.call("PSUBSCRIBE", "x")
+        idle = _as_user(port, 2, "carol", "pw")
+        execute(admin, "ACL", "SETUSER", "carol", "resetchannels", "&x")
+        with pytest.raises(ConnectionError):
+            for _ in range(50):
+                news.call("PING")
+                time.sleep(0.05)
+        assert pattern.call("PING") == b"*2\r\n$4\r\npong\r\n$0\r\n\r\n"
+        assert idle.call("PING") == b"+PONG\r\n"
+        for conn in (news, pattern, idle):
+            conn.close()
+        admin.close()
 
 
 def _log_entries(port: int, password: str | None = None) -> list[dict[bytes, object]]:
