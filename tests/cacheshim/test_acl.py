@@ -6,8 +6,11 @@ ACL methods."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -21,13 +24,16 @@ from cacheshim.apply import Applier
 from cacheshim.commands import load_all
 from cacheshim.snapshot.rdb import read_rdb, restore, snapshot_state, write_rdb
 from cacheshim.v1 import record_pb2
+from logsvc.client import LogClient
 from tests.cacheshim.harness import (
     Memlog,
     RedisServer,
+    applied_index,
     client,
     execute,
     same_index,
     stop_process,
+    wait_until,
 )
 from tests.cacheshim.rawresp import RawConnection
 
@@ -555,5 +561,58 @@ def test_acl_file_seeds_the_users_once_and_acl_load_save_use_it(tmp_path: Path) 
         with pytest.raises(redis.ResponseError, match="Unknown command or category name"):
             execute(conns[0], "ACL", "LOAD")
         assert execute(conns[0], "ACL", "USERS") == [b"carol", b"default"]
+    finally:
+        m.stop()
+
+
+def _first_log_index(m: Memlog) -> int:
+    """The smallest first index the log nodes report (what a trim left)."""
+    assert m.cluster is not None
+    addresses = m.cluster.addresses()
+
+    async def ask() -> int:
+        async with LogClient(list(addresses)) as log:
+            return min([(await log.status(a)).first_index for a in log.addresses])
+
+    return asyncio.run(ask())
+
+
+def test_a_shim_started_after_the_log_was_trimmed_gets_the_users_from_the_snapshot(
+    tmp_path: Path,
+) -> None:
+    m = Memlog(
+        tmp_path, shims=1,
+        log_args=["--trim-interval-s", "0.5", "--trim-keep-entries", "5",
+                  "--trim-keep-seconds", "0"],
+    )  # fmt: skip
+    try:
+        m.start()
+        first = client(m.shim_ports[0])
+        execute(first, "ACL", "SETUSER", "alice", "on", ">pw", "~a*", "+get", "(%W~w* +set)")
+        acl_index = applied_index(first)
+        for i in range(50):  # records after the ACL one, so a trim can drop it
+            execute(first, "SET", f"k{i}", "v")
+        assert m.cluster is not None
+        done = subprocess.run(
+            [sys.executable, "-m", "cacheshim.launcher", "snapshot",
+             "--log", ",".join(m.cluster.addresses()), "--temp-dir", str(m.root)],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        wait_until(
+            lambda: _first_log_index(m) > acl_index, 60, "the log trimmed past the ACL record"
+        )
+        m.start_shim(1)  # a new shim: the ACL record is no longer in the log
+        assert "restored snapshot" in (tmp_path / "shim-2.log").read_text(), m.log_tail(
+            "shim-2.log"
+        )
+        second = client(m.shim_ports[1])
+        same_index([first, second])
+        assert execute(second, "ACL", "LIST") == execute(first, "ACL", "LIST")
+        alice = _as_user(m.shim_ports[1], 2, "alice", "pw")
+        assert alice.call("GET", "a1") == b"$-1\r\n"
+        assert alice.call("GET", "b1").startswith(b"-NOPERM")
+        assert alice.call("SET", "w1", "v") == b"+OK\r\n"
+        alice.close()
     finally:
         m.stop()
