@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from google.protobuf.message import Message
 from google.protobuf.unknown_fields import UnknownFieldSet
 
+from cacheshim.acl.state import Users
 from cacheshim.blocking import (
     DEADLINE_GRACE_MS,
     BlockedClients,
@@ -42,6 +43,9 @@ log = logging.getLogger("cacheshim.apply")
 class Applier:
     def __init__(self, pubsub: Hub | None = None) -> None:
         self.keyspace = Keyspace()
+        # The ACL users (cacheshim.acl): replicated state like the keyspace, changed only by
+        # the records of ACL SETUSER, DELUSER, LOAD and CONFIG SET requirepass.
+        self.acl = Users()
         # Where PUBLISH records deliver their messages: this shim's subscribers. Outside the
         # keyspace: delivery changes no state that apply computes.
         self.pubsub = pubsub
@@ -182,7 +186,7 @@ class Applier:
         self.keyspace.expire_due(self.time_ms, index)
         if record.unblock_proposal_id or record.unblock_all:
             return record, self._unblock(record)
-        ctx = Ctx(self.keyspace, record.db, self.time_ms, index, pubsub=self.pubsub)
+        ctx = Ctx(self.keyspace, record.db, self.time_ms, index, pubsub=self.pubsub, acl=self.acl)
         if not record.transaction:
             args = list(record.commands[0].args)
             reply = run(ctx, args)
@@ -242,7 +246,7 @@ class Applier:
                 value = db.get(key, now_ms)
                 if value is None or (entry.kind is not None and not isinstance(value, entry.kind)):
                     break
-                ctx = Ctx(self.keyspace, entry.db, now_ms, index, pubsub=self.pubsub)
+                ctx = Ctx(self.keyspace, entry.db, now_ms, index, pubsub=self.pubsub, acl=self.acl)
                 reply = run(ctx, entry.args)
                 if as_would_block(reply) is not None:
                     continue  # nothing for it after all: it keeps its place

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import socket
 import sys
@@ -57,6 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add(serve, "--linearizable-reads", default="no", help="yes: every read waits for ReadIndex")
     _add(serve, "--write-timeout-s", type=float, default=10.0, help="give up on a write after")
     _add(serve, "--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
+    _add(
+        serve,
+        "--aclfile",
+        default="",
+        help="Redis's aclfile: its users seed the ACL users while the log holds none; ACL LOAD "
+        "and ACL SAVE use it",
+    )
     # CONFIG parameters the shim enforces, settable at startup as redis-server takes them.
     for name, example in STARTUP_SETTINGS.items():
         _add(serve, f"--{name}", default="", help=f"Redis's {name} (CONFIG SET {name} {example})")
@@ -148,6 +156,7 @@ def config_from_args(args: argparse.Namespace, local_log: str) -> ShimConfig:
         linearizable_reads=str(args.linearizable_reads).lower() in ("yes", "true", "1", "on"),
         write_timeout_s=float(args.write_timeout_s),
         server_settings=startup_settings(args),
+        aclfile=os.path.abspath(str(args.aclfile)) if args.aclfile else "",
     )
 
 

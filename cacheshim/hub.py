@@ -225,6 +225,13 @@ class Hub:
             return (0, 0, 0)
         return (len(client.names[0]), len(client.names[1]), len(client.names[2]))
 
+    def subscriptions(self, subscriber_id: int) -> tuple[list[bytes], list[bytes], list[bytes]]:
+        """A client's (channels, patterns, shard channels), each in subscription order."""
+        client = self._clients.get(subscriber_id)
+        if client is None:
+            return ([], [], [])
+        return (list(client.names[0]), list(client.names[1]), list(client.names[2]))
+
     def subscribed(self, subscriber_id: int) -> bool:
         """Whether the client is in subscribed mode (Redis's CLIENT_PUBSUB flag)."""
         return subscriber_id in self._clients

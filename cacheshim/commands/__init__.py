@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from cacheshim.protocol.resp import Reply
 
 if TYPE_CHECKING:
+    from cacheshim.acl.state import Users
     from cacheshim.commands.serverview import ConnectionHandler, Session
     from cacheshim.hub import Hub
     from cacheshim.types.keyspace import Database, Keyspace
@@ -42,6 +43,8 @@ class Ctx:
     # Inside apply: the shim's pub/sub hub, to which PUBLISH hands its message (a side
     # effect outside the keyspace; None in unit tests). See cacheshim.hub.
     pubsub: Hub | None = None
+    # The ACL users (replicated state, cacheshim.acl): changed only inside apply.
+    acl: Users | None = None
 
     @property
     def db(self) -> Database:
@@ -58,6 +61,7 @@ class Ctx:
 
 
 Handler = Callable[[Ctx, list[bytes]], Reply]
+ProposeAs = Callable[["Session", list[bytes]], "list[bytes] | None"]
 
 
 class Flag(StrEnum):
@@ -131,6 +135,11 @@ class Command:
     # A session command (HELLO, SELECT, MULTI, ...): the connection runs this instead of
     # `handler`, which only runs when EXEC runs the command queued in a transaction.
     on_connection: ConnectionHandler | None = None
+    # Some commands are proposed to the log as another record after checks on the
+    # connection (ACL LOAD carries the file's text; CONFIG SET requirepass): given the
+    # session and the arguments, the record's arguments, or None to run the command as
+    # usual. Raises CommandError to refuse it.
+    propose_as: ProposeAs | None = None
 
     @property
     def is_write(self) -> bool:
@@ -175,6 +184,7 @@ def command(
     key_flags: str = "",
     logged: bool = False,
     on_connection: ConnectionHandler | None = None,
+    propose_as: ProposeAs | None = None,
 ) -> Callable[[Handler], Handler]:
     """Declare a command (or, with container=, a subcommand) and register its handler.
 
@@ -200,6 +210,7 @@ def command(
             key_flag_specs=tuple(tuple(part.split()) for part in key_flags.split("|") if part),
             logged=logged,
             on_connection=on_connection,
+            propose_as=propose_as,
         )
         if container is None:
             existing = COMMANDS.get(spec.name)
@@ -254,6 +265,7 @@ def lookup(args: list[bytes]) -> Command | None:
 def load_all() -> None:
     """Import every handler module so that its commands are registered."""
     from cacheshim.commands import (  # noqa: F401
+        acl,
         admin,
         bitmaps,
         configcmd,

@@ -10,12 +10,19 @@ from typing import Final
 
 from cacheshim.commands import Ctx, command, container
 from cacheshim.commands.connection import help_reply, session_of
+from cacheshim.commands.serverview import Session
+from cacheshim.config.serverconfig import DUPLICATE_PARAMETER, SET_FAILED
 from cacheshim.protocol import errors
 from cacheshim.protocol.errors import CommandError, text_from_bytes
 from cacheshim.protocol.resp import OK, Reply
 from cacheshim.types import glob
 
 NO_CONFIG_FILE: Final = "ERR The server is running without a config file"
+REQUIREPASS_IN_READ_ONLY_EXEC: Final = (
+    "ERR memlog: CONFIG SET requirepass cannot run inside a MULTI/EXEC transaction that only "
+    "reads (it is a write of the log)"
+)
+REQUIREPASS: Final = b"requirepass"
 _GLOB_CHARS: Final = frozenset(b"[*?")
 
 container(
@@ -43,7 +50,32 @@ def config_get(ctx: Ctx, args: list[bytes]) -> Reply:
         for name in settings.names():
             if name not in found and glob.match(pattern, name.encode(), nocase=True):
                 found[name] = (name.encode(), settings.get(name) or "")
+    if "requirepass" in found and ctx.acl is not None:  # replicated, with the ACL users
+        found["requirepass"] = (found["requirepass"][0], text_from_bytes(ctx.acl.requirepass))
     return {shown: value.encode("utf-8", "surrogateescape") for shown, value in found.values()}
+
+
+def _requirepass_record(session: Session, args: list[bytes]) -> list[bytes] | None:
+    """CONFIG SET with requirepass: the default user's password is replicated state (the
+    ACL users), so requirepass goes to the log as its own CONFIG SET record, applied by
+    every shim; the other parameters of the same command are this shim's, set here first
+    (all checked before anything is proposed)."""
+    pairs = args[2:]
+    if len(pairs) % 2 or not any(name.lower() == REQUIREPASS for name in pairs[::2]):
+        return None
+    password: bytes | None = None
+    others: list[tuple[bytes, bytes]] = []
+    for name, value in zip(pairs[::2], pairs[1::2], strict=True):
+        if name.lower() == REQUIREPASS:
+            if password is not None:
+                raise CommandError(SET_FAILED % (text_from_bytes(name), DUPLICATE_PARAMETER))
+            password = value
+        else:
+            others.append((name, value))
+    assert password is not None
+    if others:
+        session.shim.server_config.set_many(others)
+    return [b"CONFIG", b"SET", b"requirepass", password]
 
 
 @command(
@@ -51,10 +83,17 @@ def config_get(ctx: Ctx, args: list[bytes]) -> Reply:
     "2.0.0", "Sets configuration parameters; either all of them or none.",
     "O(N) when N is the number of configuration parameters provided", container="config",
     tips="request_policy:all_nodes response_policy:all_succeeded",
+    propose_as=_requirepass_record,
 )  # fmt: skip
 def config_set(ctx: Ctx, args: list[bytes]) -> Reply:
     if len(args) % 2:
         raise CommandError(errors.SYNTAX_ERROR)
+    names = [name.lower() for name in args[::2]]
+    if ctx.session is None and ctx.acl is not None and names == [REQUIREPASS]:
+        ctx.acl.set_requirepass(args[1])  # the record _requirepass_record proposed
+        return OK
+    if REQUIREPASS in names:
+        raise CommandError(REQUIREPASS_IN_READ_ONLY_EXEC)
     settings = session_of(ctx, "CONFIG SET").shim.server_config
     settings.set_many(list(zip(args[::2], args[1::2], strict=True)))
     return OK

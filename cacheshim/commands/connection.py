@@ -118,7 +118,8 @@ def client_line(session: Session, now_ms: int) -> str:
         f"ssub={subscriptions[2]} "
         f"multi={len(session.queued) if session.in_multi else -1} qbuf=0 qbuf-free=0 "
         f"argv-mem=0 multi-mem={multi_mem} rbs=0 rbp=0 obl=0 oll=0 omem={omem} "
-        f"tot-mem={multi_mem + omem} events=r cmd={session.last_command} user=default redir=-1 "
+        f"tot-mem={multi_mem + omem} events=r cmd={session.last_command} "
+        f"user={text_from_bytes(session.user)} redir=-1 "
         f"resp={session.protocol}\n"
     )
 
@@ -250,8 +251,9 @@ def client_kill(ctx: Ctx, args: list[bytes]) -> Reply:
         elif name == b"laddr":
             wanted.laddr = text_from_bytes(value)
         elif name == b"user":
-            if value != DEFAULT_USER:
+            if ctx.acl is not None and ctx.acl.get(value) is None:
                 raise CommandError(NO_SUCH_USER % text_from_bytes(value))
+            wanted.user = value
         elif name == b"skipme":
             if value.lower() not in (b"yes", b"no"):
                 raise CommandError(errors.SYNTAX_ERROR)
@@ -275,6 +277,7 @@ class _KillFilter:
     addr: str | None = None
     laddr: str | None = None
     type: bytes | None = None  # normal or pubsub; the other types match no shim client
+    user: bytes | None = None
     skip_me: bool = True
 
     def matches(self, session: Session) -> bool:
@@ -283,6 +286,7 @@ class _KillFilter:
             and (self.id is None or session.id == self.id)
             and (self.addr is None or session.addr == self.addr)
             and (self.laddr is None or session.laddr == self.laddr)
+            and (self.user is None or session.user == self.user)
         )
 
 

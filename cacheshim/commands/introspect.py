@@ -419,3 +419,20 @@ def command_help(ctx: Ctx, args: list[bytes]) -> Reply:
             "    This text.",
         ]
     )
+
+
+def command_keys(spec: Command, args: list[bytes]) -> list[tuple[int, tuple[str, ...]]]:
+    """The key arguments of a command line with each one's access flags (what ACL key
+    patterns are checked against); none when its key arguments are malformed."""
+    try:
+        movable = MOVABLE_KEYS.get(spec.full_name)
+        if movable is not None:
+            positions = movable(args)
+        else:
+            positions = [p for p in spec.key_positions(len(args)) if p < len(args)]
+    except CommandError:
+        return []
+    if "not_key" in spec.key_spec_flags:
+        return []
+    variable = _variable_key_flags(spec, args)
+    return [(p, variable or key_flags_at(spec, i)) for i, p in enumerate(positions)]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping
-from typing import Protocol, TypeAlias
+from typing import TYPE_CHECKING, Protocol, TypeAlias
 
 from cacheshim.blocking import Blocker
 from cacheshim.config.serverconfig import ServerConfig
@@ -18,6 +18,10 @@ from cacheshim.hub import Hub
 from cacheshim.protocol.resp import Reply
 from cacheshim.serverstate import ClientPause, ServerStats
 from cacheshim.types.keyspace import Keyspace
+
+if TYPE_CHECKING:
+    from cacheshim.acl.log import AclLog
+    from cacheshim.acl.state import Users
 
 
 class ShimSettings(Protocol):
@@ -33,6 +37,8 @@ class ShimSettings(Protocol):
     def local_log_address(self) -> str: ...
     @property
     def linearizable_reads(self) -> bool: ...
+    @property
+    def aclfile(self) -> str: ...
 
 
 class AppliedState(Protocol):
@@ -42,6 +48,8 @@ class AppliedState(Protocol):
     def applied_index(self) -> int: ...
     @property
     def keyspace(self) -> Keyspace: ...
+    @property
+    def acl(self) -> Users: ...
 
 
 class ShimView(Protocol):
@@ -71,6 +79,8 @@ class ShimView(Protocol):
     def log_leader(self) -> str: ...
     @property
     def log_commit_index(self) -> int: ...
+    @property
+    def acl_log(self) -> AclLog: ...
 
 
 class Session(Protocol):
@@ -94,6 +104,12 @@ class Session(Protocol):
     reply_skip_next: bool
     no_evict: bool
     fd: int
+    # ACL: the user the connection runs as, whether it authenticated, and a cache of the
+    # checks (valid while acl_generation is the users' generation; see cacheshim.acl.check).
+    user: bytes
+    authenticated: bool
+    acl_generation: int
+    acl_free: bool
     # Reply bytes written to the socket but not yet sent (CLIENT LIST's omem); None before
     # the connection is set up.
     output_bytes: Callable[[], int] | None

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 from typing import Final
 
+from cacheshim.acl import check as acl_check
 from cacheshim.commands import Ctx, command
 from cacheshim.commands.args import parse_db_index, parse_int
 from cacheshim.commands.connection import valid_client_name
@@ -24,6 +25,11 @@ from cacheshim.protocol import errors
 from cacheshim.protocol.errors import CommandError
 from cacheshim.protocol.resp import OK, Reply, Status
 
+HELLO_NOAUTH: Final = (
+    "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO "
+    "AUTH <user> <pass> option can be used to authenticate the client and select the RESP "
+    "protocol version at the same time"
+)
 NOT_IN_TRANSACTION: Final = "ERR memlog: this command cannot run inside MULTI/EXEC"
 
 
@@ -56,13 +62,13 @@ def _hello(conn: ConnectionView, session: Session, args: list[bytes]) -> Reply:
             raise CommandError(errors.NOPROTO)
         i = 2
     name: bytes | None = None
+    users = session.shim.applier.acl
     while i < len(args):
         opt = args[i].upper()
         if opt == b"AUTH" and i + 2 < len(args):
-            # The only user is "default", with no password (any password is accepted);
-            # like SETNAME, checked as it is read, before later options.
-            if args[i + 1] != b"default":
-                raise CommandError("WRONGPASS invalid username-password pair or user is disabled.")
+            # As in Redis, each option is acted on as it is read: a wrong password is
+            # refused before a later option is even looked at.
+            acl_check.authenticate(session, users, args[i + 1], args[i + 2])
             i += 3
         elif opt == b"SETNAME" and i + 1 < len(args):
             name = valid_client_name(args[i + 1])
@@ -73,6 +79,8 @@ def _hello(conn: ConnectionView, session: Session, args: list[bytes]) -> Reply:
             )
     if name is not None:
         session.name = name
+    if acl_check.auth_required(session, users):
+        raise CommandError(HELLO_NOAUTH)
     conn.set_protocol(protocol)
     return {
         b"server": b"redis",

@@ -9,9 +9,10 @@ stored and echoed. ``maxclients`` and ``client-output-buffer-limit`` are enforce
 enforces them (:mod:`cacheshim.clientlimits`). The ones that describe the shim (``port``,
 ``bind``, ``dir``, ...) start from the shim's own values.
 
-Two deliberate differences: ``port`` and ``bind`` cannot be changed (the shim listens where
-``--listen`` says), and ``requirepass`` is refused rather than stored, since the shim does not
-authenticate clients and silently accepting a password would be a security hole.
+One deliberate difference: ``port`` and ``bind`` cannot be changed (the shim listens where
+``--listen`` says). ``requirepass`` is not a setting of this shim: it is the default ACL
+user's password, replicated through the log with the other users (CONFIG SET sends it there,
+see cacheshim.commands.configcmd); it cannot be given at startup (use an ACL file).
 """
 
 from __future__ import annotations
@@ -67,7 +68,8 @@ TITLE_TEMPLATE_INVALID: Final = "template format is invalid or contains unknown 
 # Ours: what the shim cannot honour.
 LISTEN_FIXED: Final = "memlog: the shim listens where its --listen flag says"
 NO_AUTHENTICATION: Final = (
-    "memlog: the shim does not authenticate clients yet, so it does not accept a password"
+    "memlog: requirepass is the default ACL user's password, set with CONFIG SET on a "
+    "running shim or by an ACL file, not a startup setting"
 )
 
 _LLONG_MAX: Final = 2**63 - 1

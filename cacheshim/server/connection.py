@@ -10,6 +10,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, cast
 
+from cacheshim.acl import check as acl_check
 from cacheshim.clientlimits import OutputGuard, OutputLimit, refuse
 from cacheshim.commands.connection import client_line
 from cacheshim.hub import Outbox
@@ -89,7 +90,7 @@ class Connection(Dispatch, SessionCommands, Transactions, asyncio.Protocol):
         if self.transport is None:  # refused (maxclients) or closed
             return
         self.shim.stats.net_input_bytes += len(data)
-        if self._fast_path_open():
+        if self._fast_path_open() and self._acl_free():
             db = self._fast_db
             resp3 = self.encoder.protocol == 3
             consumed, replies, served = serve_gets(data, db.data, db.expires, wall_ms(), resp3)
@@ -98,6 +99,8 @@ class Connection(Dispatch, SessionCommands, Transactions, asyncio.Protocol):
                 if consumed == len(data):
                     return
                 data = data[consumed:]
+        else:
+            self._acl_free()  # keeps the parser's unauthenticated limits up to date
         try:
             self.parser.feed(data)
         except ProtocolError as exc:
@@ -133,6 +136,18 @@ class Connection(Dispatch, SessionCommands, Transactions, asyncio.Protocol):
             return False
         self._fast_db = self.shim.applier.keyspace.dbs[session.db]
         return True
+
+    def _acl_free(self) -> bool:
+        """Whether this connection's user may run anything (the fast path serves only such
+        connections: the default user of a shim without ACL rules, as before). Refreshed when
+        the users change (their generation) or the connection authenticates."""
+        session = self.session
+        assert session is not None
+        users = self.shim.applier.acl
+        if session.acl_generation != users.generation:
+            acl_check.refresh(session, users)
+            self.parser.auth_required = acl_check.auth_required(session, users)
+        return session.acl_free
 
     def _fast_path_served(self, replies: bytes, served: int) -> None:
         session = self.session

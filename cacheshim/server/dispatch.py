@@ -10,10 +10,12 @@ import asyncio
 from typing import TYPE_CHECKING, NamedTuple
 
 from cacheshim import persistence
+from cacheshim.acl import check as acl_check
 from cacheshim.apply import run
 from cacheshim.commands import Command, Ctx, Flag, lookup
 from cacheshim.commands.session import RUN_IN_MULTI
 from cacheshim.protocol import errors
+from cacheshim.protocol.errors import CommandError
 from cacheshim.protocol.resp import Error, Reply, Status
 from cacheshim.server.clock import wall_ms
 from cacheshim.server.sessions import Session
@@ -94,7 +96,14 @@ class Dispatch:
         session.last_command = spec.full_name if spec else name
         session.last_active_ms = wall_ms()
         self.shim.stats.commands_processed += 1
-        error = command.error or self.shim.pubsub.refusal(session, session.last_command)
+        error = command.error
+        if error is None and spec is not None:
+            # NOAUTH, then NOPERM (cacheshim.acl.check); a connection that may run anything
+            # (acl_free, cached per users' generation) skips both at once.
+            users = self.shim.applier.acl
+            if session.acl_generation != users.generation or not session.acl_free:
+                error = acl_check.refusal(session, users, spec, args)
+        error = error or self.shim.pubsub.refusal(session, session.last_command)
         if session.in_multi and name not in RUN_IN_MULTI:
             if error is None and spec is not None and Flag.NO_MULTI in spec.flags:
                 error = "ERR Command not allowed inside a transaction"
@@ -111,6 +120,14 @@ class Dispatch:
             self._refuse(session, name, error)
             return None
         assert spec is not None
+        if spec.propose_as is not None:
+            try:
+                proposed = spec.propose_as(session, args)
+            except CommandError as exc:
+                self.encoder.write(Error(exc.message))
+                return None
+            if proposed is not None:  # checked here, then a record like any write
+                return self.shim.writer.submit_command(session.db, proposed, origin=session.id)
         if spec.on_connection is not None:
             return self._session_command(session, spec.on_connection, args)
         if name in ("save", "bgsave") and not spec.container:  # through the snapshot store
@@ -142,7 +159,8 @@ class Dispatch:
         self.encoder.write(Error(error))
 
     def _read(self, session: Session, args: list[bytes]) -> Reply:
-        ctx = Ctx(self.shim.applier.keyspace, session.db, wall_ms(), 0, self.shim.read_rng)
+        applier = self.shim.applier
+        ctx = Ctx(applier.keyspace, session.db, wall_ms(), 0, self.shim.read_rng, acl=applier.acl)
         ctx.session = session
         reply = run(ctx, args)
         session.db = ctx.db_index  # SELECT queued in a transaction that only reads

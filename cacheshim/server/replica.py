@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 
     from cacheshim.apply import Applier
     from cacheshim.blocking import Blocker
+    from cacheshim.hub import Hub
+    from cacheshim.server.sessions import Session
     from cacheshim.server.shim import ShimConfig
     from cacheshim.server.writer import Writer
     from logsvc.client import LogClient
@@ -41,6 +43,8 @@ class Replica:
         applier: Applier
         writer: Writer
         blocking: Blocker
+        sessions: dict[int, Session]
+        pubsub: Hub
         log_reader_client: LogClient
         log_leader: str
         _index_waiters: list[tuple[int, int, asyncio.Future[None]]]
@@ -115,11 +119,40 @@ class Replica:
             self.blocking.after_apply(record, reply)
         except Exception:
             log.exception("serving blocked clients after record %d failed", index)
+        if self.applier.acl.dropped or self.applier.acl.rechannelled:
+            self._close_clients_acl_revoked()
         waiters = self._index_waiters
         while waiters and waiters[0][0] <= index:
             waiter = heapq.heappop(waiters)[2]
             if not waiter.done():
                 waiter.set_result(None)
+
+    def _close_clients_acl_revoked(self) -> None:
+        """As Redis does, after the reply of the command that did it: ACL DELUSER and ACL
+        LOAD close the connections of the users they removed or replaced; an ACL SETUSER
+        that changed a user's channel rules closes its connections subscribed to a channel
+        or pattern the user may no longer use."""
+        users = self.applier.acl
+        dropped, rechannelled = users.dropped, users.rechannelled
+        users.dropped, users.rechannelled = set(), set()
+        for session in list(self.sessions.values()):
+            if not session.authenticated:
+                continue
+            if session.user in dropped or (
+                session.user in rechannelled and self._subscriptions_revoked(session)
+            ):
+                session.closing = True  # a reply being written still goes out first
+                if session.kill is not None:
+                    asyncio.get_running_loop().call_soon(session.kill)
+
+    def _subscriptions_revoked(self, session: Session) -> bool:
+        user = self.applier.acl.get(session.user)
+        if user is None:
+            return True
+        channels, patterns, shard_channels = self.pubsub.subscriptions(session.id)
+        return any(not user.channel_allowed(c, False) for c in (*channels, *shard_channels)) or any(
+            not user.channel_allowed(p, True) for p in patterns
+        )
 
     def _apply_committed(self, first_index: int, payloads: list[bytes]) -> None:
         """Our own Append was committed at first_index..: if nothing comes before it that

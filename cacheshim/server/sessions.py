@@ -50,6 +50,11 @@ class Session:
     reply_skip_next: bool = False
     no_evict: bool = False
     fd: int = -1
+    # ACL (cacheshim.acl.check): set up by Shim.new_session.
+    user: bytes = b"default"
+    authenticated: bool = False
+    acl_generation: int = -1
+    acl_free: bool = False
     # Closes the connection now (CLIENT KILL from another connection).
     kill: Callable[[], None] | None = None
     # Writes a reply value between replies: pub/sub messages (see cacheshim.hub).
@@ -137,3 +142,9 @@ class SessionCommands:
         session.reply_off = session.reply_skip_current = session.reply_skip_next = False
         session.no_evict = False
         self.shim.pubsub.drop(session.id)
+        # Back to the default user, authenticated only if it needs no password (Redis's
+        # clientSetDefaultAuth).
+        default = self.shim.applier.acl.default
+        session.user = b"default"
+        session.authenticated = default.nopass and default.enabled
+        session.acl_generation = -1

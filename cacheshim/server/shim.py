@@ -10,12 +10,15 @@ import random
 from dataclasses import dataclass
 
 from cacheshim import persistence
+from cacheshim.acl.log import AclLog
 from cacheshim.apply import Applier
 from cacheshim.blocking import Blocker, unblock_record
 from cacheshim.clientlimits import OutputLimits, startup_maxclients
 from cacheshim.commands import load_all
+from cacheshim.commands.acl import read_acl_file
 from cacheshim.config.serverconfig import ServerConfig
 from cacheshim.hub import Hub
+from cacheshim.protocol.errors import CommandError
 from cacheshim.server.clock import wall_ms
 from cacheshim.server.connection import Connection
 from cacheshim.server.replica import Replica
@@ -41,6 +44,9 @@ class ShimConfig:
     write_timeout_s: float = 10.0
     # CONFIG parameters set at startup (name, value), as redis-server takes --maxclients.
     server_settings: tuple[tuple[str, str], ...] = ()
+    # An ACL file (Redis's aclfile): seeds the users at bootstrap, read by ACL LOAD,
+    # written by ACL SAVE. Empty: none.
+    aclfile: str = ""
 
 
 class Shim(Replica):
@@ -88,9 +94,11 @@ class Shim(Replica):
         )
         maxclients = self.server_config.int_value("maxclients")
         self.server_config.values["maxclients"] = str(startup_maxclients(maxclients))
+        self.server_config.values["aclfile"] = config.aclfile
         self.output_limits = OutputLimits()
         self.stats = ServerStats()
         self.client_pause = ClientPause()
+        self.acl_log = AclLog()  # this shim's ACL refusals (ACL LOG), never logged
         self.run_id = os.urandom(20).hex()
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -113,6 +121,7 @@ class Shim(Replica):
                     "catching up: applied %d of %d records", self.applier.applied_index, target
                 )
         self.caught_up_index = target
+        await self._seed_acl_users()
         if self.applier.blocked.owned_by(self.config.shim_id):
             # Clients of an earlier life of this shim, blocked in the applied state: no one
             # waits for them any more (cacheshim.blocking).
@@ -127,6 +136,23 @@ class Shim(Replica):
             self.config.shim_id, self.config.host, self.config.port, target,
         )  # fmt: skip
 
+    async def _seed_acl_users(self) -> None:
+        """--aclfile: while no ACL record is in the log (no SETUSER, DELUSER, LOAD or
+        requirepass ever, no seed), propose the file's users as a MEMLOG ACLSEED record and
+        wait for it, before serving. Apply loads a seed only if no ACL record came before it,
+        so when several shims start at once the first seed in the log wins everywhere."""
+        path = self.config.aclfile
+        if not path or self.applier.acl.seeded:
+            return
+        try:
+            text = read_acl_file(path)
+        except CommandError as exc:
+            raise RuntimeError(f"cannot load the ACL file: {exc.message}") from None
+        reply = await self.writer.submit_command(
+            0, [b"MEMLOG", b"ACLSEED", path.encode(), text], origin=None
+        )
+        log.info("ACL file %s: seed record applied (%r)", path, reply)
+
     async def stop(self) -> None:
         if self.server is not None:
             self.server.close()
@@ -140,5 +166,9 @@ class Shim(Replica):
             id=next(self._client_ids), addr=addr, laddr=laddr, created_ms=wall_ms(), shim=self,
             linearizable=self.config.linearizable_reads,
         )  # fmt: skip
+        # As Redis's createClient: authenticated from the start when the default user
+        # needs no password (a later requirepass does not log it out).
+        default = self.applier.acl.default
+        session.authenticated = default.nopass and default.enabled
         self.sessions[session.id] = session
         return session

@@ -108,6 +108,9 @@ AUX_BLOCKED_DBS: Final = b"memlog-blocked-dbs"
 AUX_PIECES: Final = b"memlog-pieces"
 AUX_PIECE_DATA: Final = b"memlog-piece-data"
 AUX_SCAN: Final = b"memlog-scan"
+# The ACL users (cacheshim.acl.state.Users.dump: versioned JSON of ACL LIST lines, hashes
+# only), written once ACL records were applied; absent: the default user alone.
+AUX_ACL: Final = b"memlog-acl"
 SCAN_POSITIONS_PER_FIELD: Final = 16384
 
 _I64: Final = struct.Struct("<q")
@@ -136,6 +139,7 @@ class SnapshotState:
     time_ms: int
     blocked: model.BlockedState = field(default_factory=model.BlockedState)
     pieces: tuple[model.PendingPieces, ...] = ()
+    acl: bytes = b""  # the ACL users' dump; empty: never changed (the default user alone)
 
 
 @dataclass(slots=True)
@@ -280,6 +284,8 @@ def write_rdb(
         write(_aux(AUX_INDEX, b"%d" % state.index))
         write(_aux(AUX_TIME, b"%d" % state.time_ms))
         write(_aux(AUX_EXPIRED, b"%d" % keyspace.expired_keys))
+        if state.acl:
+            write(_aux(AUX_ACL, state.acl))
     keys_written = 0
     for db in keyspace.dbs:
         memlog = state is not None
@@ -782,6 +788,7 @@ def _read_rdb(inp: BinaryIO, chunk_bytes: int, fast: Any) -> LoadResult:
     clients: list[model.BlockedClient] = []
     blocked_dbs: model.BlockedState | None = None
     pieces: list[_PiecesRead] = []
+    acl = b""
     while True:
         if fast is not None and expire is None and (meta is not None or not memlog):
             # The C loader takes the run of key records from here that it can (maybe none);
@@ -882,6 +889,8 @@ def _read_rdb(inp: BinaryIO, chunk_bytes: int, fast: Any) -> LoadResult:
                 if not pieces or len(pieces[-1].data) + len(value) > pieces[-1].size:
                     raise RdbError(f"memlog-piece-data at offset {at} without room for it")
                 pieces[-1].data += value
+            elif name == AUX_ACL:
+                acl = value
             elif name == AUX_SCAN:
                 numbers = list(_varints(value, at))
                 if not numbers or numbers[0] >= model.DATABASES:
@@ -923,6 +932,7 @@ def _read_rdb(inp: BinaryIO, chunk_bytes: int, fast: Any) -> LoadResult:
             time_ms,
             model.BlockedState(tuple(clients), order.db_order, order.ready),
             tuple(p.done() for p in pieces),
+            acl,
         )
     return result
 
@@ -1200,8 +1210,9 @@ def _zset2(src: _Source, count: int) -> Iterator[tuple[bytes, float]]:
 def snapshot_state(applier: Applier) -> SnapshotState:
     """What `write_rdb` needs of an applier beside its keyspace (see `SnapshotState`)."""
     index, time_ms = model.applier_position(applier)
+    acl = applier.acl.dump() if applier.acl.seeded else b""
     return SnapshotState(
-        index, time_ms, model.applier_blocked(applier), model.applier_pieces(applier)
+        index, time_ms, model.applier_blocked(applier), model.applier_pieces(applier), acl
     )
 
 
@@ -1217,6 +1228,8 @@ def restore(applier: Applier, result: LoadResult) -> None:
         model.restore_applier(
             applier, result.keyspace, state.index, state.time_ms, state.blocked, state.pieces
         )
+        if state.acl:
+            applier.acl.load_dump(state.acl)
     except ValueError as exc:
         raise RdbError(f"cannot restore the snapshot: {exc}") from None
     result.restored = True
