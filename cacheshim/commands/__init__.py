@@ -24,6 +24,7 @@ from cacheshim.protocol.resp import Reply
 if TYPE_CHECKING:
     from cacheshim.commands.serverview import ConnectionHandler, Session
     from cacheshim.hub import Hub
+    from cacheshim.scripting.state import ScriptingState
     from cacheshim.types.keyspace import Database, Keyspace
 
 
@@ -42,6 +43,9 @@ class Ctx:
     # Inside apply: the shim's pub/sub hub, to which PUBLISH hands its message (a side
     # effect outside the keyspace; None in unit tests). See cacheshim.hub.
     pubsub: Hub | None = None
+    # The script cache and Lua engine of the applied state (cacheshim.scripting), for EVAL
+    # and FCALL; None where no command needs it (unit tests).
+    scripts: ScriptingState | None = None
 
     @property
     def db(self) -> Database:
@@ -131,6 +135,10 @@ class Command:
     # A session command (HELLO, SELECT, MULTI, ...): the connection runs this instead of
     # `handler`, which only runs when EXEC runs the command queued in a transaction.
     on_connection: ConnectionHandler | None = None
+    # A logged command that a given call cannot make write (EVAL of a `no-writes` script):
+    # called with the applied scripting state and the arguments, True sends this call to the
+    # read path instead of the log (cacheshim.commands.scripting).
+    local_when: Callable[[object, list[bytes]], bool] | None = None
 
     @property
     def is_write(self) -> bool:
@@ -175,6 +183,7 @@ def command(
     key_flags: str = "",
     logged: bool = False,
     on_connection: ConnectionHandler | None = None,
+    local_when: Callable[[object, list[bytes]], bool] | None = None,
 ) -> Callable[[Handler], Handler]:
     """Declare a command (or, with container=, a subcommand) and register its handler.
 
@@ -200,6 +209,7 @@ def command(
             key_flag_specs=tuple(tuple(part.split()) for part in key_flags.split("|") if part),
             logged=logged,
             on_connection=on_connection,
+            local_when=local_when,
         )
         if container is None:
             existing = COMMANDS.get(spec.name)
@@ -264,6 +274,7 @@ def load_all() -> None:
         lists,
         memlog,
         pubsub,
+        scripting,
         session,
         sets,
         sort,

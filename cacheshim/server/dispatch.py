@@ -36,7 +36,15 @@ class Checked(NamedTuple):
     def plain_write(self) -> bool:
         """Whether it may join a pipeline of writes submitted together (`Connection._pump`)."""
         spec = self.spec
-        return self.error is None and spec is not None and spec.is_write and not spec.container
+        # (Not a call that may turn out to be a read, `local_when`: its reply would come
+        # before those of the writes gathered ahead of it.)
+        return (
+            self.error is None
+            and spec is not None
+            and spec.is_write
+            and not spec.container
+            and spec.local_when is None
+        )
 
 
 def check(args: list[bytes]) -> Checked:
@@ -115,10 +123,12 @@ class Dispatch:
             return self._session_command(session, spec.on_connection, args)
         if name in ("save", "bgsave") and not spec.container:  # through the snapshot store
             return persistence.save_command(self.shim, session, args)
-        if spec.is_write and Flag.BLOCKING in spec.flags:
+        if spec.local_when is not None and spec.local_when(self.shim.applier.scripts, args):
+            pass  # this call cannot write (EVAL of a no-writes script): a read
+        elif spec.is_write and Flag.BLOCKING in spec.flags:
             # Not a plain write: it may wait, and nothing after it runs until it answers.
             return self.shim.blocking.execute(session.id, session.db, args)
-        if spec.is_write:
+        elif spec.is_write:
             waiting = self.shim.writer.submit_command(session.db, args, origin=session.id)
             self._plain_writes.add(waiting)
             return waiting
@@ -142,8 +152,10 @@ class Dispatch:
         self.encoder.write(Error(error))
 
     def _read(self, session: Session, args: list[bytes]) -> Reply:
-        ctx = Ctx(self.shim.applier.keyspace, session.db, wall_ms(), 0, self.shim.read_rng)
+        applier = self.shim.applier
+        ctx = Ctx(applier.keyspace, session.db, wall_ms(), 0, self.shim.read_rng)
         ctx.session = session
+        ctx.scripts = applier.scripts
         reply = run(ctx, args)
         session.db = ctx.db_index  # SELECT queued in a transaction that only reads
         return reply
