@@ -1,0 +1,303 @@
+"""Lua scripting (issue 19): EVAL & co. against redis-server 7.0.15 byte for byte (RESP2 and
+RESP3, errors included), and what memlog adds: a script that may write runs at apply on
+every shim, with the record's time and index-seeded randomness, under an instruction budget.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+from redis.lock import Lock
+
+from cacheshim.scripting.engine import BUDGET_EXCEEDED
+from tests.cacheshim.harness import (
+    Memlog,
+    RedisServer,
+    client,
+    compare,
+    execute,
+    same_index,
+)
+from tests.cacheshim.rawresp import RawConnection, compare_raw
+
+# Each case: a script (run with EVAL ... 0 unless it names keys) whose reply must be the same
+# bytes from both servers.
+SCRIPTS: list[list[str]] = [
+    ["return {err='x y'}", "0"],
+    ["return redis.error_reply('My err')", "0"],
+    ["return redis.error_reply('-My err')", "0"],
+    ["return redis.error_reply('foo')", "0"],
+    ["return redis.status_reply('FINE')", "0"],
+    ["return redis.status_reply()", "0"],
+    ["return {1,2.7,'a',true,false,nil,3}", "0"],
+    ["return true", "0"],
+    ["return false", "0"],
+    ["return nil", "0"],
+    ["return 3.99", "0"],
+    ["return -3.99", "0"],
+    ["return 1e20", "0"],
+    ["return {ok='fine'}", "0"],
+    ["return {1, 2, {err='x'}}", "0"],
+    ["return {1,{2,{3}}}", "0"],
+    ["redis.setresp(3); return {double=3.5}", "0"],
+    ["redis.setresp(3); return {map={a=1}}", "0"],
+    ["redis.setresp(3); return {set={a=true}}", "0"],
+    ["redis.setresp(3); return {big_number='123'}", "0"],
+    ["redis.setresp(3); return {verbatim_string={format='txt',string='hi'}}", "0"],
+    ["redis.setresp(3); return true", "0"],
+    ["redis.setresp(3); return false", "0"],
+    ["redis.setresp(3); return nil", "0"],
+    ["return redis.setresp(4)", "0"],
+    ["return redis.call('get','nokey')", "0"],
+    ["return type(redis.call('get','nokey'))", "0"],
+    ["redis.setresp(3); return type(redis.call('get','nokey'))", "0"],
+    ["redis.call('hset','hh','f','v'); redis.setresp(3); return redis.call('hgetall','hh')", "0"],
+    ["redis.call('hset','hh','f','v'); redis.setresp(3); return redis.call('hgetall','hh').map.f", "0"],
+    ["redis.call('zadd','zz',1.5,'a'); redis.setresp(3); return redis.call('zscore','zz','a')", "0"],
+    ["redis.call('zadd','zz',1.5,'a'); return redis.call('zscore','zz','a')", "0"],
+    ["return redis.pcall('incr','a','b')", "0"],
+    ["local t = redis.pcall('incr','a','b'); return t['err']", "0"],
+    ["return redis.sha1hex('')", "0"],
+    ["return redis.sha1hex(5)", "0"],
+    ["return redis.sha1hex()", "0"],
+    ["return redis.REDIS_VERSION_NUM", "0"],
+    ["return redis.breakpoint()", "0"],
+    ["return redis.replicate_commands()", "0"],
+    ["return redis.set_repl(redis.REPL_ALL)", "0"],
+    ["return redis.set_repl(99)", "0"],
+    ["return redis.log(redis.LOG_WARNING, 'hi')", "0"],
+    ["return redis.log()", "0"],
+    ["return redis.acl_check_cmd('get','x')", "0"],
+    ["return redis.acl_check_cmd('nosuch')", "0"],
+    ["return {pcall(error, 'x')}", "0"],
+    ["error({err='custom'})", "0"],
+    ["error('plain')", "0"],
+    ["local function f()\n  error('x')\nend\n\nf()", "0"],
+    ["\n\nlocal a = nil + 1", "0"],
+    ["error(redis.error_reply('foo bar'))", "0"],
+    ["redis.call('set','str','x'); return redis.call('incr','str')", "0"],
+    ["redis.call('set','str','x'); return redis.pcall('incr','str')", "0"],
+    ["return redis.call('set','k')", "0"],
+    ["return redis.call()", "0"],
+    ["return redis.call(1)", "0"],
+    ["return redis.call({})", "0"],
+    ["return redis.call('get', 1.5)", "0"],
+    ["return redis.call('nosuch')", "0"],
+    ["local ok, e = pcall(redis.call, 'nosuch'); return e", "0"],
+    ["local ok, e = pcall(function() error('zz') end); return e", "0"],
+    ["return redis.call('multi')", "0"],
+    ["return redis.call('eval','return 1','0')", "0"],
+    ["return redis.call('client','list')", "0"],
+    ["return redis.call('blpop','l', 0)", "0"],
+    ["return redis.call('select', 5)", "0"],
+    ["return KEYS[1]..ARGV[1]", "1", "a", "b"],
+    ["return {KEYS[1], KEYS[2], ARGV[1]}", "2", "k1", "k2", "a1"],
+    ["return x", "0"],
+    ["x = 1", "0"],
+    ["_G.x = 1", "0"],
+    ["rawset(_G, 'y', 1)", "0"],
+    ["setmetatable(_G, nil)", "0"],
+    ["redis.call = nil", "0"],
+    ["cjson.encode = nil", "0"],
+    ["return type(os)", "0"],
+    ["return type(io)", "0"],
+    ["return type(loadfile)", "0"],
+    ["return type(dofile)", "0"],
+    ["return type(require)", "0"],
+    ["return type(debug)", "0"],
+    ["print('x')", "0"],
+    ["return loadstring('return 5')()", "0"],
+    ["local t = {} ; for k in pairs(_G) do t[#t+1]=k end ; table.sort(t) ; return t", "0"],
+    ["local t = {} ; for k in pairs(redis) do t[#t+1]=k end ; table.sort(t) ; return t", "0"],
+    ["return string.format('%d', 3)", "0"],
+    ["return cjson.encode({a=1})", "0"],
+    ["return cjson.encode({1,2,'x',{y=true}})", "0"],
+    ["return cjson.encode({})", "0"],
+    ["return cjson.encode('a/b\"c')", "0"],
+    ["return cjson.decode('[1,2,\"x\"]')", "0"],
+    ["return cjson.decode('{\"a\":[1,2,{\"b\":\"c\"}]}').a[3].b", "0"],
+    ["return struct.pack('>I', 5)", "0"],
+    ["return struct.pack('<i2Bd', -2, 7, 1.5)", "0"],
+    ["return {struct.unpack('>I', struct.pack('>I', 70000))}", "0"],
+    ["return struct.size('>iIhd')", "0"],
+    ["return cmsgpack.pack({1,2})", "0"],
+    ["return cmsgpack.pack({a=1})", "0"],
+    ["return cmsgpack.pack('abc', 300, -5, -200, 70000, true)", "0"],
+    ["return {cmsgpack.unpack(cmsgpack.pack({1,2,'x'}, 7))}", "0"],
+    ["return bit.band(5,3)", "0"],
+    ["return {bit.bor(1,2,4), bit.bxor(7,2), bit.bnot(0), bit.lshift(1,31), bit.rshift(-1,28)}", "0"],
+    ["return {bit.arshift(-256,4), bit.tohex(255), bit.tohex(-1, -4), bit.tobit(2^32+5)}", "0"],
+    ["#!lua\nreturn 1", "0"],
+    ["#!lua flags=no-writes\nreturn 1", "0"],
+    ["#!lua flags=bad\nreturn 1", "0"],
+    ["#!lua foo=bar\nreturn 1", "0"],
+    ["#!luax\nreturn 1", "0"],
+    ["#!lua", "0"],
+    ["#!lua flags=no-writes\nerror('x')", "0"],
+    ["#!lua flags=no-writes\nreturn redis.call('set','a','b')", "0"],
+    ["#!lua\nreturn redis.call('set','a','b')", "0"],
+    ["return 1", "notanumber"],
+    ["return 1", "-1"],
+    ["return 1", "5", "a"],
+    ["syntax error here", "0"],
+]
+
+
+@pytest.fixture
+def raw_pair(
+    oracle_server: RedisServer, memlog: Memlog, request: pytest.FixtureRequest
+) -> Iterator[tuple[RawConnection, RawConnection]]:
+    protocol = getattr(request, "param", 2)
+    oracle = RawConnection(oracle_server.port, protocol)
+    subject = RawConnection(memlog.shim_ports[0], protocol)
+    for conn in (oracle, subject):
+        conn.call("FLUSHALL")
+        conn.call("SCRIPT", "FLUSH")
+    try:
+        yield oracle, subject
+    finally:
+        oracle.close()
+        subject.close()
+
+
+@pytest.mark.parametrize("raw_pair", [2, 3], indirect=True, ids=["resp2", "resp3"])
+def test_scripts_answer_as_redis_does(raw_pair: tuple[RawConnection, RawConnection]) -> None:
+    oracle, subject = raw_pair
+    commands = []
+    for case in SCRIPTS:
+        commands.append(["FLUSHALL"])
+        commands.append(["EVAL", *case])
+    compare_raw(oracle, subject, commands)
+
+
+@pytest.mark.parametrize("raw_pair", [2, 3], indirect=True, ids=["resp2", "resp3"])
+def test_script_cache_commands(raw_pair: tuple[RawConnection, RawConnection]) -> None:
+    oracle, subject = raw_pair
+    sha = "e0e1f9fabfc9d4800c877a703b823ac0578ff8db"  # return 1
+    compare_raw(
+        oracle,
+        subject,
+        [
+            ["EVALSHA", sha, "0"],
+            ["EVALSHA", "abc", "notanumber"],
+            ["SCRIPT", "EXISTS", sha, "abc"],
+            ["SCRIPT", "LOAD", "return 1"],
+            ["SCRIPT", "LOAD", "return ("],
+            ["SCRIPT", "EXISTS", sha, sha.upper(), "abc"],
+            ["EVALSHA", sha, "0"],
+            ["EVALSHA", sha.upper(), "0"],
+            ["EVALSHA_RO", sha, "0"],
+            ["EVAL", "return redis.call('incr', KEYS[1])", "1", "n"],
+            ["EVALSHA", "2bab3b661081db58bd2341920e0ba7cf5dc77b25", "1", "n"],
+            ["EVAL_RO", "return redis.call('get', KEYS[1])", "1", "n"],
+            ["EVAL_RO", "return redis.call('set', KEYS[1], 'x')", "1", "n"],
+            ["SCRIPT", "FLUSH", "X"],
+            ["SCRIPT", "FLUSH", "ASYNC"],
+            ["SCRIPT", "EXISTS", sha],
+            ["EVALSHA", sha, "0"],
+            ["SCRIPT", "KILL"],
+            ["SCRIPT", "FOO"],
+            ["SCRIPT"],
+            ["EVAL", "return 1"],
+            ["COMMAND", "GETKEYS", "EVAL", "return 1", "0"],
+            ["COMMAND", "GETKEYS", "EVAL", "return 1", "2", "a", "b", "c"],
+            ["COMMAND", "GETKEYS", "EVALSHA_RO", "x", "1", "a"],
+            ["COMMAND", "GETKEYS", "EVAL", "return 1", "3", "a"],
+            # (EVAL and EVAL_RO have a "notes" field in their key spec that memlog leaves out.)
+            ["COMMAND", "INFO", "evalsha", "evalsha_ro"],
+            ["COMMAND", "INFO", "script|load", "script|exists", "script|flush", "script|kill"],
+        ],
+    )
+
+
+def test_redis_py_lock_taken_on_one_shim_released_on_the_other(two_shims: Memlog) -> None:
+    first, second = (client(port) for port in two_shims.shim_ports[:2])
+    for conn in (first, second):
+        execute(conn, "SCRIPT", "FLUSH")
+    name = f"lock-{os.getpid()}"
+    lock = Lock(first, name, timeout=30)
+    assert lock.acquire(blocking=False)
+    token = lock.local.token
+    same_index([first, second])
+    other = Lock(second, name, timeout=30)
+    assert not other.acquire(blocking=False)  # held: taken through the first shim
+    other.local.token = token  # the same owner, through the second shim
+    other.release()
+    same_index([first, second])
+    assert first.get(name) is None
+    assert Lock(first, name, timeout=30).acquire(blocking=False)
+    # redis-py's Script: EVALSHA (NOSCRIPT), then EVAL; the script cache is on both shims.
+    incr_by = first.register_script("return redis.call('incrby', KEYS[1], ARGV[1])")
+    assert incr_by(keys=["counter"], args=[5]) == 5
+    same_index([first, second])
+    assert execute(second, "SCRIPT", "EXISTS", incr_by.sha) == [1]
+    assert second.register_script(incr_by.script)(keys=["counter"], args=[2]) == 7
+
+
+WORKLOAD = [
+    # math.random, TIME and RANDOMKEY inside scripts that write: the same everywhere.
+    "redis.call('set', KEYS[1], tostring(math.random()) .. ':' .. math.random(1000)); return 1",
+    "local t = redis.call('time'); redis.call('rpush', KEYS[1], t[1] .. '.' .. t[2]); return t",
+    "local k = redis.call('randomkey'); if k then redis.call('sadd', 'picked', k) end; return k",
+    "redis.call('sadd', KEYS[1], math.random(50), math.random(50)); "
+    "return redis.call('spop', KEYS[1])",
+]
+
+
+def test_two_shims_running_random_scripts_end_with_one_digest(two_shims: Memlog) -> None:
+    seed = int(os.environ.get("SCRIPT_WORKLOAD_SEED", random.randrange(1 << 30)))
+    print(f"seed={seed} (rerun with SCRIPT_WORKLOAD_SEED={seed})")
+    rng = random.Random(seed)
+    conns = [client(port) for port in two_shims.shim_ports[:2]]
+    execute(conns[0], "FLUSHALL")
+    for _ in range(60):
+        conn = rng.choice(conns)
+        kind = rng.randrange(len(WORKLOAD))  # (each script its own keys: their types differ)
+        execute(conn, "EVAL", WORKLOAD[kind], "1", f"s{kind}:k{rng.randrange(8)}")
+    same_index(conns)
+    digests = {execute(c, "DEBUG", "DIGEST") for c in conns}
+    assert len(digests) == 1 and digests != {b"0" * 40}, digests
+
+
+def test_an_endless_script_ends_the_same_way_on_every_shim(two_shims: Memlog) -> None:
+    first, second = (client(port) for port in two_shims.shim_ports[:2])
+    execute(first, "DEL", "progress")
+    script = "redis.call('set', 'progress', 'started'); while true do end"
+    started = time.monotonic()
+    with pytest.raises(redis.ResponseError) as raised:
+        execute(first, "EVAL", script, "0")
+    # (redis-py drops the "ERR " of an error's text)
+    assert str(raised.value).startswith(BUDGET_EXCEEDED.removeprefix("ERR ") + " script: ")
+    assert str(raised.value).endswith(", on @user_script:1.")
+    print(f"the budget ended the loop after {time.monotonic() - started:.2f}s")
+    same_index([first, second])
+    # What the script did before the budget ended it stays, on both shims alike.
+    assert first.get("progress") == second.get("progress") == b"started"
+    assert execute(first, "DEBUG", "DIGEST") == execute(second, "DEBUG", "DIGEST")
+    # A pcall cannot swallow the budget.
+    with pytest.raises(redis.ResponseError, match="budget"):
+        execute(first, "EVAL", "while true do pcall(function() while true do end end) end", "0")
+
+
+def test_read_only_scripts_run_locally_and_refuse_writes(
+    pair: tuple[redis.Redis, redis.Redis],
+) -> None:
+    oracle, subject = pair
+    for conn in (oracle, subject):
+        execute(conn, "SET", "k", "v")
+    compare(
+        oracle,
+        subject,
+        [
+            ["EVAL", "#!lua flags=no-writes\nreturn redis.call('get', KEYS[1])", "1", "k"],
+            ["EVAL_RO", "return redis.call('get', KEYS[1])", "1", "k"],
+            ["EVAL_RO", "return redis.call('del', KEYS[1])", "1", "k"],
+            ["EVAL_RO", "return redis.pcall('del', KEYS[1])", "1", "k"],
+            ["GET", "k"],
+        ],
+    )
