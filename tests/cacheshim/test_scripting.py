@@ -120,7 +120,7 @@ SCRIPTS: list[list[str]] = [
     ["return cjson.encode({})", "0"],
     ["return cjson.encode('a/b\"c')", "0"],
     ["return cjson.decode('[1,2,\"x\"]')", "0"],
-    ["return cjson.decode('{\"a\":[1,2,{\"b\":\"c\"}]}').a[3].b", "0"],
+    ['return cjson.decode(\'{"a":[1,2,{"b":"c"}]}\').a[3].b', "0"],
     ["return struct.pack('>I', 5)", "0"],
     ["return struct.pack('<i2Bd', -2, 7, 1.5)", "0"],
     ["return {struct.unpack('>I', struct.pack('>I', 70000))}", "0"],
