@@ -104,6 +104,9 @@ AUX_BLOCKED_DBS: Final = b"memlog-blocked-dbs"
 AUX_PIECES: Final = b"memlog-pieces"
 AUX_PIECE_DATA: Final = b"memlog-piece-data"
 AUX_SCAN: Final = b"memlog-scan"
+# One script of the script cache (EVAL, SCRIPT LOAD; cacheshim.scripting), its body as the
+# value, in cache order. Versioned by its name: a reader that does not know it skips it.
+AUX_SCRIPT: Final = b"memlog-script-v1"
 SCAN_POSITIONS_PER_FIELD: Final = 16384
 
 _I64: Final = struct.Struct("<q")
@@ -132,6 +135,8 @@ class SnapshotState:
     time_ms: int
     blocked: model.BlockedState = field(default_factory=model.BlockedState)
     pieces: tuple[model.PendingPieces, ...] = ()
+    # The script cache's bodies, in cache order (issue 19).
+    scripts: tuple[bytes, ...] = ()
 
 
 @dataclass(slots=True)
@@ -308,6 +313,8 @@ def write_rdb(
                 write(_aux(AUX_EXPIRED_AT, blob))
     if state is not None:
         _write_applier_state(write, state)
+        for body in state.scripts:
+            write(_aux(AUX_SCRIPT, body))
     write(bytes((OP_EOF,)))
     sink.flush()
     checksum = sink.crc
@@ -671,6 +678,7 @@ def read_rdb(inp: BinaryIO, *, chunk_bytes: int = 1 << 20) -> LoadResult:
     clients: list[model.BlockedClient] = []
     blocked_dbs: model.BlockedState | None = None
     pieces: list[_PiecesRead] = []
+    scripts: list[bytes] = []  # memlog-script-v1 bodies, in cache order
     while True:
         at = src.offset + src.position
         op = src.byte()
@@ -764,6 +772,8 @@ def read_rdb(inp: BinaryIO, *, chunk_bytes: int = 1 << 20) -> LoadResult:
                 if not pieces or len(pieces[-1].data) + len(value) > pieces[-1].size:
                     raise RdbError(f"memlog-piece-data at offset {at} without room for it")
                 pieces[-1].data += value
+            elif name == AUX_SCRIPT:
+                scripts.append(value)
             elif name == AUX_SCAN:
                 numbers = list(_varints(value, at))
                 if not numbers or numbers[0] >= model.DATABASES:
@@ -805,6 +815,7 @@ def read_rdb(inp: BinaryIO, *, chunk_bytes: int = 1 << 20) -> LoadResult:
             time_ms,
             model.BlockedState(tuple(clients), order.db_order, order.ready),
             tuple(p.done() for p in pieces),
+            tuple(scripts),
         )
     return result
 
@@ -1071,7 +1082,11 @@ def snapshot_state(applier: Applier) -> SnapshotState:
     """What `write_rdb` needs of an applier beside its keyspace (see `SnapshotState`)."""
     index, time_ms = model.applier_position(applier)
     return SnapshotState(
-        index, time_ms, model.applier_blocked(applier), model.applier_pieces(applier)
+        index,
+        time_ms,
+        model.applier_blocked(applier),
+        model.applier_pieces(applier),
+        tuple(applier.scripts.dump()),
     )
 
 
@@ -1089,4 +1104,5 @@ def restore(applier: Applier, result: LoadResult) -> None:
         )
     except ValueError as exc:
         raise RdbError(f"cannot restore the snapshot: {exc}") from None
+    applier.scripts.load(list(state.scripts))
     result.restored = True

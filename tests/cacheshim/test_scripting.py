@@ -5,6 +5,8 @@ every shim, with the record's time and index-seeded randomness, under an instruc
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import random
 import time
@@ -14,7 +16,12 @@ import pytest
 import redis
 from redis.lock import Lock
 
+from cacheshim.apply import Applier
+from cacheshim.commands import load_all
+from cacheshim.protocol.resp import Error
 from cacheshim.scripting.engine import BUDGET_EXCEEDED
+from cacheshim.snapshot.rdb import read_rdb, restore, snapshot_state, write_rdb
+from cacheshim.v1 import record_pb2
 from tests.cacheshim.harness import (
     Memlog,
     RedisServer,
@@ -302,3 +309,37 @@ def test_read_only_scripts_run_locally_and_refuse_writes(
             ["GET", "k"],
         ],
     )
+
+
+def _record(args: list[bytes], time_ms: int) -> bytes:
+    rec = record_pb2.Record(db=0, time_ms=time_ms)
+    rec.commands.add(args=args)
+    return rec.SerializeToString()
+
+
+def test_the_script_cache_travels_in_the_snapshot() -> None:
+    """SCRIPT LOAD and EVAL records fill the cache; a snapshot carries it, so a shim restored
+    from it answers EVALSHA as the shim that applied the records does."""
+    load_all()
+    original = Applier()
+    loaded_sha = hashlib.sha1(b"return redis.call('incr', KEYS[1])").hexdigest()
+    records = [
+        [b"SCRIPT", b"LOAD", b"return redis.call('incr', KEYS[1])"],
+        [b"EVAL", b"return {KEYS[1], math.random(1000)}", b"1", b"k"],
+        [b"EVALSHA", loaded_sha.encode(), b"1", b"n"],
+    ]
+    for i, args in enumerate(records, 1):
+        original.apply(i, _record(args, 1_700_000_000_000 + i))
+    out = io.BytesIO()
+    write_rdb(original.keyspace, out, snapshot_state(original))
+    result = read_rdb(io.BytesIO(out.getvalue()))
+    fresh = Applier()
+    restore(fresh, result)
+    assert fresh.scripts.dump() == original.scripts.dump() and len(fresh.scripts.dump()) == 2
+    eval_sha = hashlib.sha1(records[1][1]).hexdigest().encode()
+    for args in ([b"EVALSHA", loaded_sha.encode(), b"1", b"n"], [b"EVALSHA", eval_sha, b"1", b"k"]):
+        index = original.applied_index + 1
+        want = original.apply(index, _record(args, 1_700_000_001_000))[1]
+        got = fresh.apply(index, _record(args, 1_700_000_001_000))[1]
+        assert got == want and not isinstance(got, Error), (got, want)
+    assert fresh.keyspace.digest() == original.keyspace.digest()
