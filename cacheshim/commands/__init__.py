@@ -267,6 +267,7 @@ def load_all() -> None:
         admin,
         configcmd,
         connection,
+        functions,
         hashes,
         info,
         introspect,

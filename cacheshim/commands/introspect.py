@@ -125,8 +125,16 @@ def _variable_key_flags(spec: Command, args: list[bytes]) -> tuple[str, ...] | N
 
 def key_specs(spec: Command) -> list[Reply]:
     if spec.full_name in KEYNUM_KEY_SPECS:
+        keynum: dict[Reply, Reply] = {}
+        if spec.full_name in ("eval", "eval_ro", "fcall", "fcall_ro"):
+            # The key spec's notes, as Redis's COMMAND INFO shows them (an interface text).
+            worst = "RO and ACCESS" if spec.full_name.endswith("_ro") else "RW and UPDATE"
+            keynum[b"notes"] = (
+                "We cannot tell how the keys will be used so we assume the worst, " + worst
+            ).encode()
         return [
             {
+                **keynum,
                 b"flags": SetReply([Status(f) for f in key_flag_specs(spec)[0]]),
                 b"begin_search": {b"type": b"index", b"spec": {b"index": 2}},
                 b"find_keys": {

@@ -303,7 +303,57 @@ local function run(f, ...)
   return ok, result
 end
 
-return compile, run, set_args
+-- Functions (FUNCTION LOAD, FCALL): Redis 7.0's function globals (the script's, without
+-- KEYS, ARGV and the error handler; `redis` without breakpoint, debug, replicate_commands).
+-- While a library loads, its code sees only `redis` with register_function, log and the
+-- constants. One proxy serves both phases: `active` says which globals it shows.
+local F = {}
+for name, value in pairs_(G) do F[name] = value end
+F.KEYS, F.ARGV, F.__redis__err__handler = nil, nil, nil
+local redis_fn = {}
+for name, value in pairs_(redis) do redis_fn[name] = value end
+redis_fn.breakpoint, redis_fn.debug, redis_fn.replicate_commands = nil, nil, nil
+F.redis = protect(redis_fn)
+local loading = {register_function = pyredis.register_function, log = redis.log}
+for _, name in ipairs_({"LOG_DEBUG", "LOG_VERBOSE", "LOG_NOTICE", "LOG_WARNING",
+                        "REDIS_VERSION", "REDIS_VERSION_NUM"}) do
+  loading[name] = redis[name]
+end
+setmetatable_(loading, {__index = function(_, k)
+  error_("Script attempted to access nonexistent global variable '" .. tostring_(k) .. "'", 2)
+end})
+local L = {redis = protect(loading)}
+local active = F
+local proxy_F = {}
+real_of[proxy_F] = F
+setmetatable_(proxy_F, {
+  __index = function(_, k)
+    local v = active[k]
+    if v == nil then
+      error_("Script attempted to access nonexistent global variable '" .. tostring_(k) .. "'", 2)
+    end
+    return v
+  end,
+  __newindex = refuse_write,
+  __metatable = false,
+})
+F._G = proxy_F
+
+local function compile_library(body)
+  local f, e = loadstring_(body, "@user_function")
+  if not f then return nil, e end
+  setfenv_(f, proxy_F)
+  return f, false
+end
+
+local function load_library(f)
+  active = L
+  local ok, result = run(f)
+  active = F
+  return ok, result
+end
+
+return compile, run, set_args, compile_library, load_library
 """
 
 
@@ -315,6 +365,28 @@ class Invocation:
     ctx: Ctx
     readonly: bool
     resp: int = 2
+
+
+FUNCTION_FLAGS = ("no-writes", "allow-oom", "allow-stale", "no-cluster", "allow-cross-slot-keys")
+# (Redis 7.0 answers a bad function name with the library's text too.)
+INVALID_NAME = (
+    "ERR Library names can only contain letters, numbers, or underscores(_) and must be at "
+    "least one character long"
+)
+
+
+def valid_name(name: str) -> bool:
+    return bool(name) and all(c.isascii() and (c.isalnum() or c == "_") for c in name)
+
+
+@dataclass(frozen=True)
+class Registered:
+    """A function a library registered (redis.register_function)."""
+
+    name: str
+    fn: Any
+    flags: frozenset[str]
+    description: bytes | None
 
 
 class CallError(Exception):
@@ -348,6 +420,7 @@ class LuaEngine:
             {
                 b"budget_message": BUDGET_EXCEEDED.encode(),
                 b"call": self._redis_call,
+                b"register_function": self._register_function,
                 b"pcall": self._redis_pcall,
                 b"error_text": _error_text,
                 b"sha1hex": _sha1hex,
@@ -371,7 +444,11 @@ class LuaEngine:
         )
         allowed = self.lua.table_from({name.encode(): True for name in _ALLOWED_GLOBALS.split()})
         boot = self.lua.eval(_BOOT_FN)
-        self._compile, self._run, self._set_args = boot(
+        self._registering: list[Registered] | None = None
+        (
+            self._compile, self._run, self._set_args, self._compile_library,
+            self._load_library,
+        ) = boot(
             pyredis, pylibs, allowed, INSTRUCTIONS_STEP,
             INSTRUCTIONS_MAX // INSTRUCTIONS_STEP,
         )  # fmt: skip
@@ -411,6 +488,76 @@ class LuaEngine:
         if ok:
             return self.to_reply(result, invocation.resp)
         return _error_reply(result, name)
+
+    def load_library(self, body: bytes) -> list[Registered]:
+        """Run a library's code (FUNCTION LOAD): the functions it registered, or
+        ScriptError with Redis's text."""
+        fn, err = self._compile_library(body)
+        if not fn:
+            raise ScriptError("ERR Error compiling function: " + _text(err))
+        self._registering = []
+        try:
+            ok, result = self._load_library(fn)
+            registered = self._registering
+        finally:
+            self._registering = None
+        if not ok:
+            err = result[b"err"] if lua51.lua_type(result) == "table" else result
+            raise ScriptError("ERR Error registering functions: " + _text(err))
+        return registered
+
+    def _register_function(self, *args: Any) -> None:
+        if self._registering is None:
+            raise CallError(
+                "ERR redis.register_function can only be called on FUNCTION LOAD command"
+            )
+        description: bytes | None = None
+        flags: Any = None
+        if len(args) == 1:
+            table = args[0]
+            if lua51.lua_type(table) != "table":
+                raise CallError(
+                    "ERR calling redis.register_function with a single argument is only "
+                    "applicable to Lua table (representing named arguments)."
+                )
+            name = fn = None
+            for key, value in table.items():
+                if key == b"function_name":
+                    name = value
+                elif key == b"callback":
+                    fn = value
+                elif key == b"flags":
+                    flags = value
+                elif key == b"description":
+                    description = value if type(value) is bytes else None
+                else:
+                    raise CallError("ERR unknown argument given to redis.register_function")
+            if type(name) is not bytes:
+                raise CallError("ERR redis.register_function must get a function name argument")
+            if fn is None:
+                raise CallError("ERR redis.register_function must get a callback argument")
+        elif len(args) == 2:
+            name, fn = args
+            if type(name) is not bytes:
+                raise CallError("ERR first argument to redis.register_function must be a string")
+        else:
+            raise CallError("ERR wrong number of arguments to redis.register_function")
+        if lua51.lua_type(fn) != "function":
+            raise CallError("ERR second argument to redis.register_function must be a function")
+        text = _text(name)
+        if not valid_name(text):
+            raise CallError(INVALID_NAME)
+        if any(r.name == text for r in self._registering):
+            raise CallError("ERR Function already exists in the library")
+        parsed: set[str] = set()
+        if flags is not None:
+            if lua51.lua_type(flags) != "table":
+                raise CallError("ERR flags argument to redis.register_function must be a table")
+            for flag in flags.values():
+                if type(flag) is not bytes or _text(flag) not in FUNCTION_FLAGS:
+                    raise CallError("ERR unknown flag given")
+                parsed.add(_text(flag))
+        self._registering.append(Registered(text, fn, frozenset(parsed), description))
 
     # -- redis.call and friends -----------------------------------------------------------
 

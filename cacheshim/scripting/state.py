@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from cacheshim.scripting.engine import LuaEngine, ScriptError
+from cacheshim.scripting.engine import INVALID_NAME, LuaEngine, ScriptError, valid_name
 
 if TYPE_CHECKING:
     from cacheshim.commands import Ctx
@@ -68,6 +68,46 @@ def parse_shebang(body: bytes) -> tuple[frozenset[str] | None, bytes]:
     return frozenset(flags), body[end:]
 
 
+@dataclass(frozen=True, slots=True)
+class Function:
+    name: str
+    library: str
+    fn: Any  # the Lua function
+    flags: frozenset[str]
+    description: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class Library:
+    name: str
+    code: bytes
+    functions: dict[str, Function]
+
+
+def parse_library_shebang(code: bytes) -> tuple[str, bytes]:
+    """A library's name (from `#!lua name=<name>`) and the body Lua compiles (the shebang
+    line blanked, so line numbers are the code's). Raises ScriptError with Redis's texts."""
+    if not code.startswith(b"#!"):
+        raise ScriptError("ERR Missing library metadata")
+    end = code.find(b"\n")
+    line = code[2:] if end < 0 else code[2:end]
+    words = [w for w in line.split(b" ") if w]
+    engine = words[0].decode("utf-8", "surrogateescape") if words else ""
+    if engine != "lua":
+        raise ScriptError(f"ERR Engine '{engine}' not found")
+    name: str | None = None
+    for word in words[1:]:
+        text = word.decode("utf-8", "surrogateescape")
+        if not text.startswith("name="):
+            raise ScriptError(f"ERR Invalid metadata value given: {text}")
+        name = text[5:]
+    if name is None:
+        raise ScriptError("ERR Library name was not given")
+    if not valid_name(name):
+        raise ScriptError(INVALID_NAME)
+    return name, (b"" if end < 0 else code[end:])
+
+
 class ScriptingState:
     """The script cache (sha -> script, in the order they were added) and the Lua engine
     that runs them."""
@@ -77,6 +117,9 @@ class ScriptingState:
         self.scripts: dict[str, Script] = {}
         self._engine: LuaEngine | None = None
         self._compiled: dict[str, Any] = {}
+        # Function libraries by name, and their functions by name (one namespace).
+        self.libraries: dict[str, Library] = {}
+        self.functions: dict[str, Function] = {}
 
     @property
     def engine(self) -> LuaEngine:
@@ -116,7 +159,62 @@ class ScriptingState:
         self.scripts.clear()
         self._compiled.clear()
 
+    # -- functions ---------------------------------------------------------------------------
+
+    def load_library(self, code: bytes, replace: bool) -> str:
+        """FUNCTION LOAD: the library's name; raises ScriptError (nothing changes then)."""
+        name, body = parse_library_shebang(code)
+        old = self.libraries.get(name)
+        if old is not None and not replace:
+            raise ScriptError(f"ERR Library '{name}' already exists")
+        registered = self.engine.load_library(body)
+        if not registered:
+            raise ScriptError("ERR No functions registered")
+        for function in registered:
+            existing = self.functions.get(function.name)
+            if existing is not None and existing.library != name:
+                raise ScriptError(f"ERR Function {function.name} already exists")
+        if old is not None:
+            self.delete_library(name)
+        functions = {
+            r.name: Function(r.name, name, r.fn, r.flags, r.description) for r in registered
+        }
+        self.libraries[name] = Library(name, code, functions)
+        self.functions.update(functions)
+        return name
+
+    def delete_library(self, name: str) -> bool:
+        library = self.libraries.pop(name, None)
+        if library is None:
+            return False
+        for function in library.functions:
+            del self.functions[function]
+        return True
+
+    def flush_functions(self) -> None:
+        self.libraries.clear()
+        self.functions.clear()
+
+    def call_function(
+        self, ctx: Ctx, function: Function, keys: list[bytes], argv: list[bytes], readonly: bool
+    ) -> Reply:
+        return self.engine.call(
+            function.fn, ctx, keys, argv, readonly, function.name, as_function=True
+        )
+
     # -- the snapshot ------------------------------------------------------------------------
+
+    def dump_libraries(self) -> list[bytes]:
+        """The libraries' code, in load order (the snapshot's part)."""
+        return [library.code for library in self.libraries.values()]
+
+    def load_libraries(self, codes: list[bytes]) -> None:
+        self.flush_functions()
+        for code in codes:
+            try:
+                self.load_library(code, replace=True)
+            except ScriptError:
+                continue
 
     def dump(self) -> list[bytes]:
         """The script bodies, in cache order (the snapshot's part)."""

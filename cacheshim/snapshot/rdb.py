@@ -107,6 +107,8 @@ AUX_SCAN: Final = b"memlog-scan"
 # One script of the script cache (EVAL, SCRIPT LOAD; cacheshim.scripting), its body as the
 # value, in cache order. Versioned by its name: a reader that does not know it skips it.
 AUX_SCRIPT: Final = b"memlog-script-v1"
+# One function library (FUNCTION LOAD), its code as the value, in load order.
+AUX_FUNCTION: Final = b"memlog-function-v1"
 SCAN_POSITIONS_PER_FIELD: Final = 16384
 
 _I64: Final = struct.Struct("<q")
@@ -135,8 +137,10 @@ class SnapshotState:
     time_ms: int
     blocked: model.BlockedState = field(default_factory=model.BlockedState)
     pieces: tuple[model.PendingPieces, ...] = ()
-    # The script cache's bodies, in cache order (issue 19).
+    # The script cache's bodies, in cache order, and the function libraries' code, in load
+    # order (issue 19).
     scripts: tuple[bytes, ...] = ()
+    libraries: tuple[bytes, ...] = ()
 
 
 @dataclass(slots=True)
@@ -315,6 +319,8 @@ def write_rdb(
         _write_applier_state(write, state)
         for body in state.scripts:
             write(_aux(AUX_SCRIPT, body))
+        for code in state.libraries:
+            write(_aux(AUX_FUNCTION, code))
     write(bytes((OP_EOF,)))
     sink.flush()
     checksum = sink.crc
@@ -679,6 +685,7 @@ def read_rdb(inp: BinaryIO, *, chunk_bytes: int = 1 << 20) -> LoadResult:
     blocked_dbs: model.BlockedState | None = None
     pieces: list[_PiecesRead] = []
     scripts: list[bytes] = []  # memlog-script-v1 bodies, in cache order
+    libraries: list[bytes] = []  # memlog-function-v1 code, in load order
     while True:
         at = src.offset + src.position
         op = src.byte()
@@ -774,6 +781,8 @@ def read_rdb(inp: BinaryIO, *, chunk_bytes: int = 1 << 20) -> LoadResult:
                 pieces[-1].data += value
             elif name == AUX_SCRIPT:
                 scripts.append(value)
+            elif name == AUX_FUNCTION:
+                libraries.append(value)
             elif name == AUX_SCAN:
                 numbers = list(_varints(value, at))
                 if not numbers or numbers[0] >= model.DATABASES:
@@ -816,6 +825,7 @@ def read_rdb(inp: BinaryIO, *, chunk_bytes: int = 1 << 20) -> LoadResult:
             model.BlockedState(tuple(clients), order.db_order, order.ready),
             tuple(p.done() for p in pieces),
             tuple(scripts),
+            tuple(libraries),
         )
     return result
 
@@ -1087,6 +1097,7 @@ def snapshot_state(applier: Applier) -> SnapshotState:
         model.applier_blocked(applier),
         model.applier_pieces(applier),
         tuple(applier.scripts.dump()),
+        tuple(applier.scripts.dump_libraries()),
     )
 
 
@@ -1105,4 +1116,5 @@ def restore(applier: Applier, result: LoadResult) -> None:
     except ValueError as exc:
         raise RdbError(f"cannot restore the snapshot: {exc}") from None
     applier.scripts.load(list(state.scripts))
+    applier.scripts.load_libraries(list(state.libraries))
     result.restored = True

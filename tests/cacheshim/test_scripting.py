@@ -216,8 +216,7 @@ def test_script_cache_commands(raw_pair: tuple[RawConnection, RawConnection]) ->
             ["COMMAND", "GETKEYS", "EVAL", "return 1", "2", "a", "b", "c"],
             ["COMMAND", "GETKEYS", "EVALSHA_RO", "x", "1", "a"],
             ["COMMAND", "GETKEYS", "EVAL", "return 1", "3", "a"],
-            # (EVAL and EVAL_RO have a "notes" field in their key spec that memlog leaves out.)
-            ["COMMAND", "INFO", "evalsha", "evalsha_ro"],
+            ["COMMAND", "INFO", "eval", "evalsha", "eval_ro", "evalsha_ro"],
             ["COMMAND", "INFO", "script|load", "script|exists", "script|flush", "script|kill"],
         ],
     )
@@ -327,6 +326,7 @@ def test_the_script_cache_travels_in_the_snapshot() -> None:
         [b"SCRIPT", b"LOAD", b"return redis.call('incr', KEYS[1])"],
         [b"EVAL", b"return {KEYS[1], math.random(1000)}", b"1", b"k"],
         [b"EVALSHA", loaded_sha.encode(), b"1", b"n"],
+        [b"FUNCTION", b"LOAD", LIBRARY.encode()],
     ]
     for i, args in enumerate(records, 1):
         original.apply(i, _record(args, 1_700_000_000_000 + i))
@@ -336,10 +336,164 @@ def test_the_script_cache_travels_in_the_snapshot() -> None:
     fresh = Applier()
     restore(fresh, result)
     assert fresh.scripts.dump() == original.scripts.dump() and len(fresh.scripts.dump()) == 2
+    assert fresh.scripts.dump_libraries() == [LIBRARY.encode()]
     eval_sha = hashlib.sha1(records[1][1]).hexdigest().encode()
-    for args in ([b"EVALSHA", loaded_sha.encode(), b"1", b"n"], [b"EVALSHA", eval_sha, b"1", b"k"]):
+    for args in (
+        [b"EVALSHA", loaded_sha.encode(), b"1", b"n"],
+        [b"EVALSHA", eval_sha, b"1", b"k"],
+        [b"FCALL", b"myfunc", b"1", b"f", b"v"],
+    ):
         index = original.applied_index + 1
         want = original.apply(index, _record(args, 1_700_000_001_000))[1]
         got = fresh.apply(index, _record(args, 1_700_000_001_000))[1]
         assert got == want and not isinstance(got, Error), (got, want)
     assert fresh.keyspace.digest() == original.keyspace.digest()
+
+
+LIBRARY = (
+    "#!lua name=mylib\n"
+    "redis.register_function('myfunc', function(keys, args) "
+    "return redis.call('set', keys[1], args[1]) end)"
+)
+RO_LIBRARY = (
+    "#!lua name=lib3\n"
+    "redis.register_function{function_name='ro', callback=function(keys, args) "
+    "return redis.call('get', keys[1]) end, flags={'no-writes'}, description='reads'}"
+)
+
+
+def _load(code: str) -> list[str]:
+    return ["FUNCTION", "LOAD", code]
+
+
+@pytest.mark.parametrize("raw_pair", [2, 3], indirect=True, ids=["resp2", "resp3"])
+def test_functions_answer_as_redis_does(raw_pair: tuple[RawConnection, RawConnection]) -> None:
+    oracle, subject = raw_pair
+    bad_loads = [
+        "return 1",
+        "#!lua\nreturn 1",
+        "#!lua name=x foo=bar\nreturn 1",
+        "#!lua name=x\nreturn 1",
+        "#!lua name=x\nredis.call('ping')",
+        "#!lua name=x\nredis.register_function('a b', function() end)",
+        "#!lua name=x\nredis.register_function('f', 5)",
+        "#!lua name=x\nredis.register_function{function_name='f', callback=function() end, "
+        "flags={'bad'}}",
+        "#!lua name=x\nredis.register_function{function_name='f', callback=function() end, foo=1}",
+        "#!lua name=x\nredis.register_function()",
+        "#!lua name=x\nredis.register_function('a')",
+        "#!lua name=x\nredis.register_function{}",
+        "#!lua name=x\nsyntax error",
+        "#!lua name=x\nerror('boom')",
+        "#!lua name=x\nlocal a = y",
+        "#!lua name=x\nz = 1",
+        "#!luax name=x\nreturn 1",
+        "#!lua name=b@d\nredis.register_function('f', function() end)",
+        "#!lua name=x\nredis.register_function('f', function() end) "
+        "redis.register_function('f', function() end)",
+    ]
+    compare_raw(
+        oracle,
+        subject,
+        [
+            ["FUNCTION", "FLUSH"],
+            _load(LIBRARY),
+            _load(LIBRARY),
+            _load(LIBRARY.replace("mylib", "mylib2")),
+            ["FUNCTION", "LIST"],
+            ["FUNCTION", "LIST", "WITHCODE"],
+            _load(RO_LIBRARY),
+            ["FCALL", "myfunc", "1", "k", "v"],
+            ["FCALL", "ro", "1", "k"],
+            ["FCALL_RO", "ro", "1", "k"],
+            ["FCALL_RO", "myfunc", "1", "k", "v"],
+            ["FCALL", "nosuch", "0"],
+            ["FCALL", "myfunc", "x"],
+            ["FCALL", "myfunc", "5", "k"],
+            ["FUNCTION", "LIST", "WITHCODE", "LIBRARYNAME", "lib*"],
+            ["FUNCTION", "LIST", "LIBRARYNAME"],
+            ["FUNCTION", "LIST", "FOO"],
+            ["FUNCTION", "STATS"],
+            *[_load(code) for code in bad_loads],
+            _load("#!lua name=x\nredis.register_function('ff', function() error('inner') end)"),
+            ["FCALL", "ff", "0"],
+            _load("#!lua name=y\nredis.register_function('gg', function() x = 1 end)"),
+            ["FCALL", "gg", "0"],
+            _load(
+                "#!lua name=z\nredis.register_function('hh', function(keys, args) "
+                "return {#keys, #args, redis.call('ping')} end)"
+            ),
+            ["FCALL", "hh", "1", "a", "b", "c"],
+            ["FUNCTION", "DELETE", "nosuch"],
+            ["FUNCTION", "DELETE", "x"],
+            ["FCALL", "ff", "0"],
+            ["FUNCTION", "KILL"],
+            ["FUNCTION", "FLUSH", "bad"],
+            ["FUNCTION", "RESTORE", "bad"],
+            _load(LIBRARY.replace("myfunc", "myfunc2")),
+            ["FUNCTION", "LOAD", "REPLACE", LIBRARY.replace("myfunc", "myfunc2")],
+            ["FCALL", "myfunc", "1", "k", "v"],
+            ["FCALL", "myfunc2", "1", "k", "v"],
+            ["FUNCTION", "LOAD", "REPLACE"],
+            ["FUNCTION", "LOAD", "FOO", "x"],
+            ["FUNCTION", "FLUSH", "SYNC"],
+            ["FUNCTION", "LIST"],
+            ["COMMAND", "GETKEYS", "FCALL", "f", "2", "a", "b", "c"],
+            ["COMMAND", "INFO", "fcall", "fcall_ro"],
+            ["COMMAND", "INFO", "function|load", "function|dump", "function|restore"],
+        ],
+    )
+
+
+def test_function_dump_payloads_move_between_memlog_and_redis(
+    pair: tuple[redis.Redis, redis.Redis],
+) -> None:
+    oracle, subject = pair
+    for conn in (oracle, subject):
+        execute(conn, "FUNCTION", "FLUSH")
+    execute(oracle, "FUNCTION", "LOAD", LIBRARY)
+    execute(subject, "FUNCTION", "LOAD", RO_LIBRARY)
+    from_redis = execute(oracle, "FUNCTION", "DUMP")
+    from_memlog = execute(subject, "FUNCTION", "DUMP")
+    assert execute(subject, "FUNCTION", "RESTORE", from_redis) == b"OK"
+    assert execute(oracle, "FUNCTION", "RESTORE", from_memlog) == b"OK"
+    for conn in (oracle, subject):
+        names = sorted(str(lib[b"library_name"]) for lib in _libraries(conn))
+        assert names == [str(b"lib3"), str(b"mylib")]
+        assert execute(conn, "FCALL", "myfunc", "1", "k", "v") == b"OK"
+        assert execute(conn, "FCALL_RO", "ro", "1", "k") == b"v"
+    with pytest.raises(redis.ResponseError, match="already exists"):
+        execute(subject, "FUNCTION", "RESTORE", from_redis)
+    assert execute(subject, "FUNCTION", "RESTORE", from_redis, "REPLACE") == b"OK"
+    assert execute(subject, "FUNCTION", "RESTORE", from_redis, "FLUSH") == b"OK"
+    assert [lib[b"library_name"] for lib in _libraries(subject)] == [b"mylib"]
+    assert isinstance(from_redis, bytes)
+    damaged = from_redis[:-1] + bytes([from_redis[-1] ^ 1])
+    for conn in (oracle, subject):
+        with pytest.raises(redis.ResponseError, match="payload version or checksum are wrong"):
+            execute(conn, "FUNCTION", "RESTORE", damaged)
+        execute(conn, "FUNCTION", "FLUSH")
+
+
+def _libraries(conn: redis.Redis) -> list[dict[bytes, object]]:
+    reply = execute(conn, "FUNCTION", "LIST")
+    assert isinstance(reply, list)
+    libraries: list[dict[bytes, object]] = []
+    for lib in reply:
+        assert isinstance(lib, list)
+        libraries.append(dict(zip(lib[::2], lib[1::2], strict=True)))
+    return libraries
+
+
+def test_functions_run_on_every_shim(two_shims: Memlog) -> None:
+    first, second = (client(port) for port in two_shims.shim_ports[:2])
+    execute(first, "FUNCTION", "FLUSH")
+    execute(first, "FUNCTION", "LOAD", LIBRARY)
+    execute(first, "FUNCTION", "LOAD", RO_LIBRARY)
+    same_index([first, second])
+    assert execute(second, "FCALL", "myfunc", "1", "fk", "fv") == b"OK"
+    same_index([first, second])
+    assert execute(first, "FCALL_RO", "ro", "1", "fk") == b"fv"
+    assert execute(second, "FCALL", "ro", "1", "fk") == b"fv"
+    assert execute(first, "DEBUG", "DIGEST") == execute(second, "DEBUG", "DIGEST")
+    execute(first, "FUNCTION", "FLUSH")
