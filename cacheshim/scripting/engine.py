@@ -477,6 +477,7 @@ class LuaEngine:
         invocation = Invocation(ctx, readonly)
         self._current = invocation
         keys_t, argv_t = self._table_from(keys), self._table_from(argv)
+        db_index = ctx.db_index  # a SELECT inside the script does not move its caller
         try:
             if as_function:
                 ok, result = self._run(fn, keys_t, argv_t)
@@ -485,6 +486,7 @@ class LuaEngine:
                 ok, result = self._run(fn)
         finally:
             self._current = None
+            ctx.db_index = db_index
         if ok:
             return self.to_reply(result, invocation.resp)
         return _error_reply(result, name)

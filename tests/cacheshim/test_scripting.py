@@ -306,6 +306,14 @@ def test_read_only_scripts_run_locally_and_refuse_writes(
             ["EVAL_RO", "return redis.call('del', KEYS[1])", "1", "k"],
             ["EVAL_RO", "return redis.pcall('del', KEYS[1])", "1", "k"],
             ["GET", "k"],
+            # SELECT inside a script moves the script only, not its caller.
+            ["EVAL", "redis.call('select', 3); return redis.call('set', 'in3', 'x')", "0"],
+            ["EVAL_RO", "redis.call('select', 3); return redis.call('get', 'in3')", "0"],
+            ["GET", "in3"],
+            ["SELECT", "3"],
+            ["GET", "in3"],
+            ["DEL", "in3"],
+            ["SELECT", "0"],
         ],
     )
 
