@@ -76,9 +76,7 @@ def main() -> None:
                 rates: dict[str, list[float]] = {name: [] for name in ports}
                 for _ in range(args.rounds):
                     for name, port in ports.items():
-                        rates[name].append(
-                            evalsha_rate(port, shas[name], pipeline, args.requests)
-                        )
+                        rates[name].append(evalsha_rate(port, shas[name], pipeline, args.requests))
                 medians = {name: statistics.median(r) for name, r in rates.items()}
                 ratio = medians["memlog"] / medians["redis-server (fsync always)"]
                 rows.append((pipeline, medians, ratio, rates))
