@@ -75,7 +75,7 @@ _ALLOWED_GLOBALS = (
 )
 
 # Run once in a fresh Lua state, with the Python side's functions as arguments. Returns the
-# functions the Python side calls: compile, run, set_args.
+# functions the Python side calls: compile, call, compile_library, load_library.
 _BOOT = r"""
 local pyredis, pylibs, allowed, step, budget_steps = ...
 local dbg = debug
@@ -286,11 +286,6 @@ local function compile(body, chunkname)
   return f, false
 end
 
-local function set_args(keys, argv)
-  rawset_(G, "KEYS", keys)
-  rawset_(G, "ARGV", argv)
-end
-
 -- Run f(...) under the budget: true and its first result, or false and the error table.
 local xpcall_ = xpcall
 local function run(f, ...)
@@ -298,6 +293,28 @@ local function run(f, ...)
   local args, n = {...}, select_("#", ...)
   dbg.sethook(hook, "", step)
   local ok, result = xpcall_(function() return f(unpack_(args, 1, n)) end, err_handler)
+  dbg.sethook()
+  killed = nil
+  return ok, result
+end
+
+-- EVAL/EVALSHA (as_function false: KEYS and ARGV set as globals) and FCALL (the function
+-- called with them): the first `nkeys` arguments are the keys. One call from Python.
+local function call(f, as_function, nkeys, ...)
+  local all, n = {...}, select_("#", ...)
+  local keys, argv = {}, {}
+  for i = 1, nkeys do keys[i] = all[i] end
+  for i = nkeys + 1, n do argv[i - nkeys] = all[i] end
+  steps, killed = 0, nil
+  local ok, result
+  dbg.sethook(hook, "", step)
+  if as_function then
+    ok, result = xpcall_(function() return f(keys, argv) end, err_handler)
+  else
+    rawset_(G, "KEYS", keys)
+    rawset_(G, "ARGV", argv)
+    ok, result = xpcall_(f, err_handler)
+  end
   dbg.sethook()
   killed = nil
   return ok, result
@@ -353,7 +370,7 @@ local function load_library(f)
   return ok, result
 end
 
-return compile, run, set_args, compile_library, load_library
+return compile, call, compile_library, load_library
 """
 
 
@@ -446,8 +463,7 @@ class LuaEngine:
         boot = self.lua.eval(_BOOT_FN)
         self._registering: list[Registered] | None = None
         (
-            self._compile, self._run, self._set_args, self._compile_library,
-            self._load_library,
+            self._compile, self._call_lua, self._compile_library, self._load_library,
         ) = boot(
             pyredis, pylibs, allowed, INSTRUCTIONS_STEP,
             INSTRUCTIONS_MAX // INSTRUCTIONS_STEP,
@@ -476,14 +492,9 @@ class LuaEngine:
         reply, or its error as Redis words it ("... script: <name>, on @user_script:1.")."""
         invocation = Invocation(ctx, readonly)
         self._current = invocation
-        keys_t, argv_t = self._table_from(keys), self._table_from(argv)
         db_index = ctx.db_index  # a SELECT inside the script does not move its caller
         try:
-            if as_function:
-                ok, result = self._run(fn, keys_t, argv_t)
-            else:
-                self._set_args(keys_t, argv_t)
-                ok, result = self._run(fn)
+            ok, result = self._call_lua(fn, as_function, len(keys), *keys, *argv)
         finally:
             self._current = None
             ctx.db_index = db_index

@@ -36,15 +36,9 @@ class Checked(NamedTuple):
     def plain_write(self) -> bool:
         """Whether it may join a pipeline of writes submitted together (`Connection._pump`)."""
         spec = self.spec
-        # (Not a call that may turn out to be a read, `local_when`: its reply would come
-        # before those of the writes gathered ahead of it.)
-        return (
-            self.error is None
-            and spec is not None
-            and spec.is_write
-            and not spec.container
-            and spec.local_when is None
-        )
+        # (A call that may turn out to be a read, `local_when`, is checked again as it joins:
+        # `Dispatch._runs_locally`.)
+        return self.error is None and spec is not None and spec.is_write and not spec.container
 
 
 def check(args: list[bytes]) -> Checked:
@@ -86,6 +80,16 @@ class Dispatch:
 
     def _is_plain_write(self, session: Session, waiting: asyncio.Future[Reply]) -> bool:
         return not session.in_multi and waiting in self._plain_writes
+
+    def _runs_locally(self, command: Checked) -> bool:
+        """A logged command this call of which cannot write (`Command.local_when`): it runs
+        as a read, so it cannot join a pipeline of writes (its reply would come first)."""
+        spec = command.spec
+        return (
+            spec is not None
+            and spec.local_when is not None
+            and spec.local_when(self.shim.applier.scripts, command.args)
+        )
 
     def _paused(self, session: Session, spec: Command | None) -> bool:
         """CLIENT PAUSE: whether this command waits (every command, or the writes)."""
