@@ -505,3 +505,29 @@ def test_functions_run_on_every_shim(two_shims: Memlog) -> None:
     assert execute(second, "FCALL", "ro", "1", "fk") == b"fv"
     assert execute(first, "DEBUG", "DIGEST") == execute(second, "DEBUG", "DIGEST")
     execute(first, "FUNCTION", "FLUSH")
+
+
+def test_a_pipeline_mixing_logged_and_local_scripts_answers_in_order(
+    pair: tuple[redis.Redis, redis.Redis],
+) -> None:
+    oracle, subject = pair
+    read_only = "#!lua flags=no-writes\nreturn redis.call('get', KEYS[1])"
+    for conn in (oracle, subject):
+        execute(conn, "SCRIPT", "FLUSH")
+        incr = conn.script_load("return redis.call('incr', KEYS[1])")
+        pipe = conn.pipeline(transaction=False)
+        for i in range(30):
+            pipe.execute_command("EVALSHA", incr, "1", "n")
+            pipe.execute_command("EVAL", read_only, "1", "n")
+            pipe.execute_command("EVALSHA", "0" * 40, "0") if i % 7 == 0 else None
+        replies = pipe.execute(raise_on_error=False)
+        assert [r if not isinstance(r, Exception) else str(r) for r in replies] == (
+            [
+                x
+                for i in range(30)
+                for x in (
+                    [i + 1, str(i + 1).encode()]
+                    + (["No matching script. Please use EVAL."] if i % 7 == 0 else [])
+                )
+            ]
+        ), conn
