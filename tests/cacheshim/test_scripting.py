@@ -517,9 +517,10 @@ def test_a_pipeline_mixing_logged_and_local_scripts_answers_in_order(
         incr = conn.script_load("return redis.call('incr', KEYS[1])")
         pipe = conn.pipeline(transaction=False)
         for i in range(30):
-            pipe.execute_command("EVALSHA", incr, "1", "n")
-            pipe.execute_command("EVAL", read_only, "1", "n")
-            pipe.execute_command("EVALSHA", "0" * 40, "0") if i % 7 == 0 else None
+            execute(pipe, "EVALSHA", incr, "1", "n")
+            execute(pipe, "EVAL", read_only, "1", "n")
+            if i % 7 == 0:
+                execute(pipe, "EVALSHA", "0" * 40, "0")
         replies = pipe.execute(raise_on_error=False)
         assert [r if not isinstance(r, Exception) else str(r) for r in replies] == (
             [
