@@ -24,7 +24,7 @@ from cacheshim.commands.scripting import NOT_BUSY, NUMKEYS_NEGATIVE, NUMKEYS_TOO
 from cacheshim.protocol.errors import CommandError, text_from_bytes
 from cacheshim.protocol.resp import OK, Error, Reply, SetReply, Status
 from cacheshim.scripting.engine import ScriptError
-from cacheshim.scripting.state import Function, ScriptingState
+from cacheshim.scripting.state import Function, ScriptingState, parse_library_shebang
 from cacheshim.snapshot import rdb
 from cacheshim.snapshot.crc64 import crc64
 from cacheshim.types import glob
@@ -41,7 +41,7 @@ _FCALL_FLAGS: Final = "noscript stale skip_monitor no_mandatory_keys movablekeys
 
 def _function(scripts: object, name: bytes) -> Function | None:
     assert isinstance(scripts, ScriptingState)
-    return scripts.functions.get(text_from_bytes(name))
+    return scripts.functions.get(text_from_bytes(name).lower())
 
 
 def fcall_runs_locally(scripts: object, args: list[bytes]) -> bool:
@@ -156,9 +156,9 @@ def function_list(ctx: Ctx, args: list[bytes]) -> Reply:
     i = 0
     while i < len(args):
         option = args[i].upper()
-        if option == b"WITHCODE":
+        if option == b"WITHCODE" and not with_code:
             with_code = True
-        elif option == b"LIBRARYNAME":
+        elif option == b"LIBRARYNAME" and pattern is None:
             if i + 1 >= len(args):
                 raise CommandError("ERR library name argument was not given")
             i += 1
@@ -234,7 +234,9 @@ def payload_codes(payload: bytes) -> list[bytes]:
 def function_restore(ctx: Ctx, args: list[bytes]) -> Reply:
     policy = b"APPEND"
     if len(args) > 2:
-        raise CommandError("ERR syntax error")
+        raise CommandError(
+            "ERR unknown subcommand or wrong number of arguments for 'restore'. Try FUNCTION HELP."
+        )
     if len(args) == 2:
         policy = args[1].upper()
         if policy not in (b"FLUSH", b"APPEND", b"REPLACE"):
@@ -243,6 +245,14 @@ def function_restore(ctx: Ctx, args: list[bytes]) -> Reply:
             )
     codes = payload_codes(args[0])
     scripts = _scripts(ctx)
+    if policy == b"APPEND":
+        for code in codes:
+            try:
+                name, _ = parse_library_shebang(code)
+            except ScriptError:
+                continue  # its own error comes from loading it below
+            if name in scripts.libraries:
+                return Error(f"ERR Library {name} already exists")
     saved = scripts.dump_libraries()
     if policy == b"FLUSH":
         scripts.flush_functions()

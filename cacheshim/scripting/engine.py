@@ -52,6 +52,15 @@ log = logging.getLogger("cacheshim.scripting")
 INSTRUCTIONS_MAX = 50_000_000
 INSTRUCTIONS_STEP = 10_000
 
+# A script's nesting of reply tables (Redis stops at its Lua C stack; deeper here would
+# strain the recursive encoder).
+REPLY_DEPTH_MAX = 200
+# The Lua state's memory limit: a script that allocates without bound (string.rep of a
+# terabyte) gets Lua's "not enough memory" error instead of exhausting the machine, and of
+# every shim at once (they all run it). A script near the limit could end differently on a
+# shim whose state holds more (compiled scripts): far above what scripts use.
+MEMORY_BYTES_MAX = 1 << 30
+
 REDIS_VERSION = "7.0.15"
 REDIS_VERSION_NUM = 0x07000F
 
@@ -228,7 +237,7 @@ G.collectgarbage = function(opt)
 end
 for _, name in ipairs_({"assert", "error", "getmetatable",
                         "rawequal", "select", "tonumber", "tostring", "type",
-                        "unpack", "_VERSION"}) do
+                        "_VERSION"}) do
   G[name] = real_G[name]
 end
 G.__redis__err__handler = err_handler
@@ -247,6 +256,20 @@ G.xpcall = function(f, h)
     if type_(e) == "userdata" then e = tostring_(e) end
     return h(e)
   end)
+end
+-- Stock Lua 5.1's unpack overflows its count for ranges near 2^31 (Redis patches it): the
+-- range is checked here first, with Lua's own text.
+G.unpack = function(t, i, j)
+  if type_(t) ~= "table" then
+    error_("bad argument #1 to 'unpack' (table expected, got " .. type_(t) .. ")", 2)
+  else
+    local first = i == nil and 1 or tonumber(i)
+    local last = j == nil and #(real_of[t] or t) or tonumber(j)
+    if first and last and last - first >= 7999 then
+      error_("too many results to unpack", 2)
+    end
+  end
+  return unpack_(t, i, j)
 end
 G.next = function(t, k) return next_(real_of[t] or t, k) end
 G.pairs = function(t) return next_, real_of[t] or t, nil end
@@ -430,9 +453,10 @@ class LuaEngine:
         self._current: Invocation | None = None
         self.lua = lua51.LuaRuntime(
             encoding=None, unpack_returned_tuples=True, register_eval=False,
-            register_builtins=False,
+            register_builtins=False, max_memory=MEMORY_BYTES_MAX,
         )  # fmt: skip
         self._table_from = self.lua.table_from
+        self._rawget = self.lua.eval("rawget")
         pyredis = self.lua.table_from(
             {
                 b"budget_message": BUDGET_EXCEEDED.encode(),
@@ -515,8 +539,10 @@ class LuaEngine:
         finally:
             self._registering = None
         if not ok:
-            err = result[b"err"] if lua51.lua_type(result) == "table" else result
-            raise ScriptError("ERR Error registering functions: " + _text(err))
+            err = _text(result[b"err"] if lua51.lua_type(result) == "table" else result)
+            if err == BUDGET_EXCEEDED:
+                err = "FUNCTION LOAD timeout: " + err
+            raise ScriptError("ERR Error registering functions: " + err)
         return registered
 
     def _register_function(self, *args: Any) -> None:
@@ -536,16 +562,36 @@ class LuaEngine:
             name = fn = None
             for key, value in table.items():
                 if key == b"function_name":
+                    if type(value) is not bytes:
+                        raise CallError(
+                            "ERR function_name argument given to redis.register_function "
+                            "must be a string"
+                        )
                     name = value
                 elif key == b"callback":
+                    if lua51.lua_type(value) != "function":
+                        raise CallError(
+                            "ERR callback argument given to redis.register_function must be "
+                            "a function"
+                        )
                     fn = value
                 elif key == b"flags":
+                    if lua51.lua_type(value) != "table":
+                        raise CallError(
+                            "ERR flags argument to redis.register_function must be a table "
+                            "representing function flags"
+                        )
                     flags = value
                 elif key == b"description":
-                    description = value if type(value) is bytes else None
+                    if type(value) is not bytes:
+                        raise CallError(
+                            "ERR description argument given to redis.register_function must "
+                            "be a string"
+                        )
+                    description = value
                 else:
                     raise CallError("ERR unknown argument given to redis.register_function")
-            if type(name) is not bytes:
+            if name is None:
                 raise CallError("ERR redis.register_function must get a function name argument")
             if fn is None:
                 raise CallError("ERR redis.register_function must get a callback argument")
@@ -564,8 +610,6 @@ class LuaEngine:
             raise CallError("ERR Function already exists in the library")
         parsed: set[str] = set()
         if flags is not None:
-            if lua51.lua_type(flags) != "table":
-                raise CallError("ERR flags argument to redis.register_function must be a table")
             for flag in flags.values():
                 if type(flag) is not bytes or _text(flag) not in FUNCTION_FLAGS:
                     raise CallError("ERR unknown flag given")
@@ -737,8 +781,11 @@ class LuaEngine:
             return self._table_from({b"verbatim_string": verbatim}), pos + n + 2
         raise ValueError(f"unexpected reply type {kind!r}")
 
-    def to_reply(self, value: Any, resp: int) -> Reply:
-        """A script's return value as a reply (Redis's luaReplyToRedisReply)."""
+    def to_reply(self, value: Any, resp: int, depth: int = 0) -> Reply:
+        """A script's return value as a reply (Redis's luaReplyToRedisReply). Tables are
+        read raw (a metatable's __index never runs here), and nesting stops at
+        REPLY_DEPTH_MAX with Redis's "reached lua stack limit" error in the innermost place
+        (a table that holds itself)."""
         kind = type(value)
         if kind is bytes:
             return bytes(value)
@@ -750,41 +797,48 @@ class LuaEngine:
             return _to_long_long(value)
         if lua51.lua_type(value) != "table":
             return None
-        err = value[b"err"]
+        if depth >= REPLY_DEPTH_MAX:
+            return Error("ERR reached lua stack limit")
+        get = self._rawget
+        err = get(value, b"err")
         if type(err) is bytes:
             return Error(_text(err))
-        ok = value[b"ok"]
+        ok = get(value, b"ok")
         if type(ok) is bytes:
             return Status(_text(ok).replace("\r", " ").replace("\n", " "))
-        double = value[b"double"]
+        double = get(value, b"double")
         if type(double) in (int, float):
             return float(double)
-        big = value[b"big_number"]
+        big = get(value, b"big_number")
         if type(big) is bytes:
             try:
                 return BigNumber(int(big))
             except ValueError:
                 return big
-        verbatim = value[b"verbatim_string"]
+        verbatim = get(value, b"verbatim_string")
         if lua51.lua_type(verbatim) == "table":
-            fmt, text = verbatim[b"format"], verbatim[b"string"]
+            fmt, text = get(verbatim, b"format"), get(verbatim, b"string")
             if type(fmt) is bytes and type(text) is bytes and len(fmt) == 3:
                 return Verbatim(text, _text(fmt))
-        mapping = value[b"map"]
+        deeper = depth + 1
+        mapping = get(value, b"map")
         if lua51.lua_type(mapping) == "table":
             return _LuaMap(
-                [(self.to_reply(k, resp), self.to_reply(v, resp)) for k, v in mapping.items()]
+                [
+                    (self.to_reply(k, resp, deeper), self.to_reply(v, resp, deeper))
+                    for k, v in mapping.items()
+                ]
             ).as_reply()
-        members = value[b"set"]
+        members = get(value, b"set")
         if lua51.lua_type(members) == "table":
-            return SetReply([self.to_reply(k, resp) for k in members.keys()])  # noqa: SIM118
+            return SetReply([self.to_reply(k, resp, deeper) for k in members.keys()])  # noqa: SIM118
         items: list[Reply] = []
         i = 1
         while True:
-            item = value[i]
+            item = get(value, i)
             if item is None:
                 break
-            items.append(self.to_reply(item, resp))
+            items.append(self.to_reply(item, resp, deeper))
             i += 1
         return items
 

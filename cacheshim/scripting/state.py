@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from cacheshim.protocol.errors import ProtocolError
+from cacheshim.protocol.resp import split_inline_args
 from cacheshim.scripting.engine import INVALID_NAME, LuaEngine, ScriptError, valid_name
 
 if TYPE_CHECKING:
@@ -91,15 +93,20 @@ def parse_library_shebang(code: bytes) -> tuple[str, bytes]:
         raise ScriptError("ERR Missing library metadata")
     end = code.find(b"\n")
     line = code[2:] if end < 0 else code[2:end]
-    words = [w for w in line.split(b" ") if w]
+    try:
+        words = split_inline_args(line)  # as Redis splits it (sdssplitargs: quotes work)
+    except ProtocolError:
+        raise ScriptError("ERR Invalid library metadata") from None
     engine = words[0].decode("utf-8", "surrogateescape") if words else ""
-    if engine != "lua":
+    if engine.lower() != "lua":
         raise ScriptError(f"ERR Engine '{engine}' not found")
     name: str | None = None
     for word in words[1:]:
         text = word.decode("utf-8", "surrogateescape")
         if not text.startswith("name="):
             raise ScriptError(f"ERR Invalid metadata value given: {text}")
+        if name is not None:
+            raise ScriptError("ERR Invalid metadata value, name argument was given multiple times")
         name = text[5:]
     if name is None:
         raise ScriptError("ERR Library name was not given")
@@ -117,7 +124,8 @@ class ScriptingState:
         self.scripts: dict[str, Script] = {}
         self._engine: LuaEngine | None = None
         self._compiled: dict[str, Any] = {}
-        # Function libraries by name, and their functions by name (one namespace).
+        # Function libraries by name, and their functions by lower-case name (one namespace,
+        # case-insensitive as in Redis).
         self.libraries: dict[str, Library] = {}
         self.functions: dict[str, Function] = {}
 
@@ -171,7 +179,7 @@ class ScriptingState:
         if not registered:
             raise ScriptError("ERR No functions registered")
         for function in registered:
-            existing = self.functions.get(function.name)
+            existing = self.functions.get(function.name.lower())
             if existing is not None and existing.library != name:
                 raise ScriptError(f"ERR Function {function.name} already exists")
         if old is not None:
@@ -180,7 +188,7 @@ class ScriptingState:
             r.name: Function(r.name, name, r.fn, r.flags, r.description) for r in registered
         }
         self.libraries[name] = Library(name, code, functions)
-        self.functions.update(functions)
+        self.functions.update((f.lower(), function) for f, function in functions.items())
         return name
 
     def delete_library(self, name: str) -> bool:
@@ -188,7 +196,7 @@ class ScriptingState:
         if library is None:
             return False
         for function in library.functions:
-            del self.functions[function]
+            del self.functions[function.lower()]
         return True
 
     def flush_functions(self) -> None:

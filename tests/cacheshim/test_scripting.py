@@ -153,6 +153,18 @@ SCRIPTS: list[list[str]] = [
     ["return 1", "-1"],
     ["return 1", "5", "a"],
     ["syntax error here", "0"],
+    # Stock Lua 5.1's unpack crashed on these ranges (Redis patches it; the shim died here).
+    ["return {unpack({1,2,3}, -2, 2147483647)}", "0"],
+    ["return {unpack({1,2,3}, 0, 2147483647)}", "0"],
+    ["return {unpack({1,2,3}, -2147483648, -2)}", "0"],
+    ["return {unpack({1,2,3}, -1, -2)}", "0"],
+    ["return {unpack({1,2,3})}", "0"],
+    # A returned table is read raw: its metatable never runs.
+    ["local a = {}; setmetatable(a,{__index=function() foo() end}) return a", "0"],
+    [
+        "local a = {}; setmetatable(a,{__index=function() redis.call('set','x','1') end}) return a",
+        "0",
+    ],
 ]
 
 
