@@ -271,6 +271,27 @@ G.unpack = function(t, i, j)
   end
   return unpack_(t, i, j)
 end
+-- tostring of a table, function, coroutine or userdata names an address, which differs
+-- between shims: here it names the value's place in the order the running script first
+-- printed such values ("table: 0x00000001"), the same everywhere.
+local printed, printed_count = setmetatable_({}, {__mode = "k"}), 0
+G.tostring = function(v)
+  local kind = type_(v)
+  if kind == "table" or kind == "function" or kind == "thread" or kind == "userdata" then
+    local mt = getmetatable(v)
+    if kind == "table" and type_(mt) == "table" and rawget_(mt, "__tostring") then
+      return tostring_(v)
+    end
+    local id = printed[v]
+    if not id then
+      printed_count = printed_count + 1
+      id = printed_count
+      printed[v] = id
+    end
+    return string.format("%s: 0x%08x", kind, id)
+  end
+  return tostring_(v)
+end
 G.next = function(t, k) return next_(real_of[t] or t, k) end
 G.pairs = function(t) return next_, real_of[t] or t, nil end
 G.ipairs = function(t) return ipairs_(real_of[t] or t) end
@@ -324,6 +345,7 @@ end
 -- EVAL/EVALSHA (as_function false: KEYS and ARGV set as globals) and FCALL (the function
 -- called with them): the first `nkeys` arguments are the keys. One call from Python.
 local function call(f, as_function, nkeys, ...)
+  printed, printed_count = setmetatable_({}, {__mode = "k"}), 0
   local all, n = {...}, select_("#", ...)
   local keys, argv = {}, {}
   for i = 1, nkeys do keys[i] = all[i] end
