@@ -7,9 +7,9 @@ redis-server with appendfsync always, in the same run (issue 19).
 Starts, on 127.0.0.1: a memlog deployment (three log nodes, one shim) and a
 `redis-server --appendonly yes --appendfsync always` (every write fsync'd before its reply).
 Loads the script on both (SCRIPT LOAD), then runs Debian's `redis-benchmark -c 50` with
-`EVALSHA <sha> 1 counter:__rand_int__` at -P 1 and -P 16, the two servers taking turns for
-`--rounds` rounds; the table gives each one's median requests/s and their ratio (target:
-memlog at least 0.5x). On memlog every call is one log record (the script may write), run
+`EVALSHA <sha> 1 counter:__rand_int__` (and, for scale, SET) at -P 1 and -P 16, the two
+servers taking turns for `--rounds` rounds; the table gives each one's median requests/s
+and their ratio (target: memlog at least 0.5x). On memlog every call is one log record (the script may write), run
 at apply: the figure includes the replicated, fsync'd log write.
 """
 
@@ -36,17 +36,16 @@ SCRIPT = "redis.call('incr', KEYS[1]); return redis.call('get', KEYS[1])"
 TARGET = 0.5
 
 
-def evalsha_rate(port: int, sha: str, pipeline: int, requests: int) -> float:
+def rate(port: int, command: list[str], pipeline: int, requests: int) -> float:
     binary = shutil.which("redis-benchmark")
     if binary is None:
         raise SystemExit("redis-benchmark is missing: apt-get install redis-tools")
     out = subprocess.run(
         [binary, "-h", "127.0.0.1", "-p", str(port), "-c", "50", "-P", str(pipeline),
-         "-n", str(requests), "-r", "10000", "-q", "--csv",
-         "EVALSHA", sha, "1", "counter:__rand_int__"],
+         "-n", str(requests), "-r", "10000", "-q", "--csv", *command],
         capture_output=True, text=True, timeout=900, check=True,
     ).stdout  # fmt: skip
-    match = re.search(r'"EVALSHA[^"]*","([0-9.]+)"', out)
+    match = re.search(r'"' + command[0] + r'[^"]*","([0-9.]+)"', out)
     if match is None:
         raise RuntimeError(f"redis-benchmark gave no result: {out!r}")
     return float(match.group(1))
@@ -72,14 +71,19 @@ def main() -> None:
                 shas[name] = conn.script_load(SCRIPT)
                 conn.close()
             rows = []
-            for pipeline in (1, 16):
+            for label, pipeline in (("EVALSHA", 1), ("EVALSHA", 16), ("SET", 1), ("SET", 16)):
                 rates: dict[str, list[float]] = {name: [] for name in ports}
                 for _ in range(args.rounds):
                     for name, port in ports.items():
-                        rates[name].append(evalsha_rate(port, shas[name], pipeline, args.requests))
+                        command = (
+                            ["EVALSHA", shas[name], "1", "counter:__rand_int__"]
+                            if label == "EVALSHA"
+                            else ["SET", "key:__rand_int__", "xxx"]
+                        )
+                        rates[name].append(rate(port, command, pipeline, args.requests))
                 medians = {name: statistics.median(r) for name, r in rates.items()}
                 ratio = medians["memlog"] / medians["redis-server (fsync always)"]
-                rows.append((pipeline, medians, ratio, rates))
+                rows.append((label, pipeline, medians, ratio, rates))
         finally:
             memlog.stop()
             fsync.stop()
@@ -91,20 +95,25 @@ def main() -> None:
         "",
         f"The script: `{SCRIPT}` (EVALSHA with one key, `counter:__rand_int__`, -c 50).",
         "",
-        "| -P | memlog req/s | redis-server fsync always req/s | ratio | target |",
-        "| --- | --- | --- | --- | --- |",
+        "SET (a plain write) runs in the same rounds, for scale: what any write costs here.",
+        "",
+        "| command | -P | memlog req/s | redis-server fsync always req/s | ratio | target |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
-    for pipeline, medians, ratio, _ in rows:
+    for label, pipeline, medians, ratio, _ in rows:
+        target = f"{TARGET}x" if label == "EVALSHA" else ""
         lines.append(
-            f"| {pipeline} | {medians['memlog']:.0f} | "
-            f"{medians['redis-server (fsync always)']:.0f} | {ratio:.2f}x | {TARGET}x |"
+            f"| {label} | {pipeline} | {medians['memlog']:.0f} | "
+            f"{medians['redis-server (fsync always)']:.0f} | {ratio:.2f}x | {target} |"
         )
     lines.append("")
     lines.append("Every round (requests/s):")
     lines.append("")
-    for pipeline, _, _, rates in rows:
+    for label, pipeline, _, _, rates in rows:
         for name, values in rates.items():
-            lines.append(f"- -P {pipeline}, {name}: " + ", ".join(f"{v:.0f}" for v in values))
+            lines.append(
+                f"- {label} -P {pipeline}, {name}: " + ", ".join(f"{v:.0f}" for v in values)
+            )
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out is not None:
