@@ -9,8 +9,8 @@ Starts, on 127.0.0.1: a memlog deployment (three log nodes, one shim) and a
 Loads the script on both (SCRIPT LOAD), then runs Debian's `redis-benchmark -c 50` with
 `EVALSHA <sha> 1 counter:__rand_int__` (and, for scale, SET) at -P 1 and -P 16, the two
 servers taking turns for `--rounds` rounds; the table gives each one's median requests/s
-and their ratio (target: memlog at least 0.5x). On memlog every call is one log record (the script may write), run
-at apply: the figure includes the replicated, fsync'd log write.
+and their ratio (target: memlog at least 0.5x). On memlog every call is one log record (the
+script may write), run at apply: the figure includes the replicated, fsync'd log write.
 """
 
 from __future__ import annotations

@@ -495,11 +495,12 @@ class LuaEngine:
                 b"version_num": REDIS_VERSION_NUM,
             }
         )
+        cjson, self._reset_cjson = libs.cjson_table(self.lua)
         pylibs = self.lua.table_from(
             {
                 b"random": self._random,
                 b"randomseed": self._randomseed,
-                b"cjson": libs.cjson_table(self.lua),
+                b"cjson": cjson,
                 b"bit": libs.bit_table(self.lua),
                 b"struct": libs.struct_table(self.lua),
                 b"cmsgpack": libs.cmsgpack_table(self.lua),
@@ -539,6 +540,7 @@ class LuaEngine:
         invocation = Invocation(ctx, readonly)
         self._current = invocation
         db_index = ctx.db_index  # a SELECT inside the script does not move its caller
+        self._reset_cjson()
         try:
             ok, result = self._call_lua(fn, as_function, len(keys), *keys, *argv)
         finally:

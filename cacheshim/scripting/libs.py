@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import struct as pystruct
+from collections.abc import Callable
 from typing import Any
 
 from lupa import lua51  # type: ignore[import-untyped]
@@ -48,6 +49,19 @@ def _wrap(lua: _Lua, functions: dict[str, Any]) -> Any:
         end"""
     )
     return wrap(raw)
+
+
+def _lua_type_name(value: Any) -> str:
+    """Lua's name for a value's type, as lupa hands the value to Python."""
+    if value is None:
+        return "nil"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, bytes):
+        return "string"
+    return str(lua51.lua_type(value) or "userdata")
 
 
 def _is_table(value: Any) -> bool:
@@ -144,8 +158,23 @@ def _array_length(table: Any) -> int | None:
     return largest
 
 
-def cjson_table(lua: _Lua) -> Any:
+CJSON_DEPTH_DEFAULT = 1000
+
+
+def cjson_table(lua: _Lua) -> tuple[Any, Callable[[], None]]:
+    """The cjson table, and a function that puts its settings back to their defaults. The
+    engine calls it before every script: in Redis the settings outlive the script that set
+    them, here they must not (a read-only script runs on one shim only)."""
     null = lua.eval("setmetatable({}, {__tostring = function() return 'null' end})")
+    settings: dict[str, Any] = {}
+
+    def reset() -> None:
+        settings.update(
+            encode_depth=CJSON_DEPTH_DEFAULT, decode_depth=CJSON_DEPTH_DEFAULT,
+            encode_invalid=False, decode_invalid=False,
+        )  # fmt: skip
+
+    reset()
 
     def enc_string(data: bytes) -> str:
         out = ['"']
@@ -175,20 +204,22 @@ def cjson_table(lua: _Lua) -> Any:
         return "".join(out)
 
     def enc(value: Any, depth: int) -> str:
-        if depth > 1000:
-            raise LibError("Cannot serialise, excessive nesting (1001)")
         kind = type(value)
         if value is None:
             return "null"
         if kind is bool:
             return "true" if value else "false"
         if kind is int or kind is float:
+            if isinstance(value, float) and not math.isfinite(value) and settings["encode_invalid"]:
+                return "nan" if value != value else ("inf" if value > 0 else "-inf")
             return _lua_number_text(value)
         if kind is bytes:
             return enc_string(value)
         if _is_table(value):
             if value == null:
                 return "null"
+            if depth >= settings["encode_depth"]:  # depth counts the tables around this one
+                raise LibError(f"Cannot serialise, excessive nesting ({depth + 1})")
             length = _array_length(value)
             if length is not None and (length > 0 or not list(value.keys())):
                 if length == 0:
@@ -201,7 +232,10 @@ def cjson_table(lua: _Lua) -> Any:
                 elif type(key) in (int, float):
                     name = '"' + _lua_number_text(key) + '"'
                 else:
-                    raise LibError("Cannot serialise table: table key must be a number or string")
+                    raise LibError(
+                        f"Cannot serialise {_lua_type_name(key)}: "
+                        "table key must be a number or string"
+                    )
                 parts.append(name + ":" + enc(item, depth + 1))
             return "{" + ",".join(parts) + "}"
         raise LibError(f"Cannot serialise {lua51.lua_type(value)}: type not supported")
@@ -232,22 +266,49 @@ def cjson_table(lua: _Lua) -> Any:
     def decode(*args: Any) -> Any:
         if len(args) != 1 or type(args[0]) is not bytes:
             raise LibError("bad argument #1 to 'decode' (string expected)")
+        text = args[0].decode("utf-8", "surrogateescape")
+        level = deepest = 0
+        for position, char in enumerate(text, 1):  # (strings holding brackets count too: a
+            if char in "[{":  # bound, not a parser)
+                level += 1
+                if level > settings["decode_depth"]:
+                    raise LibError(
+                        f"Found too many nested data structures ({level}) at character {position}"
+                    )
+                deepest = max(deepest, level)
+            elif char in "]}":
+                level -= 1
         try:
-            parsed = json.loads(args[0].decode("utf-8", "surrogateescape"), parse_int=int)
+            parsed = json.loads(text, parse_int=int)
         except (ValueError, RecursionError) as exc:
             raise LibError(
                 f"Expected value but found invalid token at character {getattr(exc, 'pos', 0) + 1}"
             ) from None
         return to_lua(parsed)
 
-    table = _wrap(lua, {"encode": encode, "decode": decode})
+    def setter(name: str, kind: type) -> Callable[..., Any]:
+        def configure(*args: Any) -> Any:
+            if args and isinstance(args[0], kind):
+                settings[name] = kind(args[0])
+            return settings[name]
+
+        return configure
+
+    table = _wrap(
+        lua,
+        {
+            "encode": encode,
+            "decode": decode,
+            "encode_max_depth": setter("encode_depth", int),
+            "decode_max_depth": setter("decode_depth", int),
+            "encode_invalid_numbers": setter("encode_invalid", bool),
+            "decode_invalid_numbers": setter("decode_invalid", bool),
+        },
+    )
     table[b"null"] = null
-    for name in (
-        "encode_keep_buffer", "encode_max_depth", "decode_max_depth", "encode_number_precision",
-        "encode_invalid_numbers", "decode_invalid_numbers", "encode_sparse_array",
-    ):  # fmt: skip
+    for name in ("encode_keep_buffer", "encode_number_precision", "encode_sparse_array"):
         table[name.encode()] = lua.eval("function() end")
-    return table
+    return table, reset
 
 
 # -- struct --------------------------------------------------------------------------------
@@ -379,7 +440,7 @@ def struct_table(lua: _Lua) -> Any:
 def cmsgpack_table(lua: _Lua) -> Any:
     def enc(value: Any, out: bytearray, depth: int) -> None:
         kind = type(value)
-        if value is None or depth > 16:
+        if value is None or (depth >= 16 and _is_table(value)):  # lua-cmsgpack's nesting
             out += b"\xc0"
         elif kind is bool:
             out += b"\xc3" if value else b"\xc2"
@@ -518,4 +579,24 @@ def cmsgpack_table(lua: _Lua) -> Any:
             values.append(value)
         return tuple(values)
 
-    return _wrap(lua, {"pack": pack, "unpack": unpack})
+    def unpack_limit(data: Any, limit: Any = 0, offset: Any = 0) -> tuple[Any, ...]:
+        """Up to `limit` objects (0: all) from byte `offset`: the offset of the next one
+        (-1 at the end of the data), then the objects."""
+        if type(data) is not bytes:
+            raise LibError("bad argument #1 to 'unpack_limit' (string expected)")
+        pos = int(offset)
+        values: list[Any] = []
+        if pos < 0 or pos > len(data):
+            raise LibError("Start offset greater than input length")
+        while pos < len(data) and (int(limit) <= 0 or len(values) < int(limit)):
+            value, pos = dec(data, pos)
+            values.append(value)
+        return (pos if pos < len(data) else -1, *values)
+
+    def unpack_one(data: Any, offset: Any = 0) -> tuple[Any, ...]:
+        return unpack_limit(data, 1, offset)
+
+    return _wrap(
+        lua,
+        {"pack": pack, "unpack": unpack, "unpack_one": unpack_one, "unpack_limit": unpack_limit},
+    )

@@ -159,6 +159,17 @@ SCRIPTS: list[list[str]] = [
     ["return {unpack({1,2,3}, -2147483648, -2)}", "0"],
     ["return {unpack({1,2,3}, -1, -2)}", "0"],
     ["return {unpack({1,2,3})}", "0"],
+    # cjson's settings (reset before every script here), cmsgpack's nesting and offsets.
+    ['cjson.decode_max_depth(1) return {pcall(cjson.decode, \'{"o": {"a": [1]}}\')}', "0"],
+    ["cjson.encode_max_depth(1) return {pcall(cjson.encode, {a={1}})}", "0"],
+    ["return {pcall(cjson.encode, {n=0/0})}", "0"],
+    ["cjson.encode_invalid_numbers(true) return {pcall(cjson.encode, {n=0/0})}", "0"],
+    ["local m = {} m[false] = 1 return {pcall(cjson.encode, m)}", "0"],
+    ["return table.concat(cjson.decode('[0.0, -5e3, -1, 0.3e-3, 1023.2, 0e10]'), ' ')", "0"],
+    ["local a = {y=5} a.x = {x=a} return cmsgpack.pack(a)", "0"],
+    ["return cmsgpack.pack(0.1, -1099511627776)", "0"],
+    ["return {cmsgpack.unpack_limit(cmsgpack.pack('a', 'b', 'c'), 2, 0)}", "0"],
+    ["return {cmsgpack.unpack_one(cmsgpack.pack('a', 'b'), 2)}", "0"],
     # A returned table is read raw: its metatable never runs.
     ["local a = {}; setmetatable(a,{__index=function() foo() end}) return a", "0"],
     [
