@@ -118,10 +118,12 @@ end
 local readonly = "Attempt to modify a readonly table"
 local real_of = setmetatable_({}, {__mode = "k"})
 local function refuse_write() error_(readonly, 2) end
+-- What getmetatable shows of a protected table: an empty table that refuses writes too.
+local sealed = setmetatable_({}, {__newindex = refuse_write, __metatable = false})
 local function protect(t)
   local proxy = {}
   real_of[proxy] = t
-  setmetatable_(proxy, {__index = t, __newindex = refuse_write, __metatable = false})
+  setmetatable_(proxy, {__index = t, __newindex = refuse_write, __metatable = sealed})
   return proxy
 end
 
@@ -259,17 +261,22 @@ G.xpcall = function(f, h)
 end
 -- Stock Lua 5.1's unpack overflows its count for ranges near 2^31 (Redis patches it): the
 -- range is checked here first, with Lua's own text.
-G.unpack = function(t, i, j)
+G.unpack = function(...)
+  local t, i, j = ...
   if type_(t) ~= "table" then
     error_("bad argument #1 to 'unpack' (table expected, got " .. type_(t) .. ")", 2)
-  else
-    local first = i == nil and 1 or tonumber(i)
-    local last = j == nil and #(real_of[t] or t) or tonumber(j)
-    if first and last and last - first >= 7999 then
-      error_("too many results to unpack", 2)
-    end
   end
-  return unpack_(t, i, j)
+  local first = i == nil and 1 or tonumber(i)
+  local last = j == nil and #(real_of[t] or t) or tonumber(j)
+  if first and last and last - first >= 7999 then
+    error_("too many results to unpack", 2)
+  end
+  return unpack_(...)  -- (the same arguments: each one takes a place on Lua's stack)
+end
+-- Only tables show a metatable (strings' would let a script change every string).
+G.getmetatable = function(v)
+  if type_(v) ~= "table" then return nil end
+  return getmetatable_(v)
 end
 -- tostring of a table, function, coroutine or userdata names an address, which differs
 -- between shims: here it names the value's place in the order the running script first
@@ -307,6 +314,9 @@ end
 local proxy_G = protect(G)
 G._G = proxy_G
 G.loadstring = function(s, name)
+  if type_(s) == "string" and s:byte(1) == 27 then  -- precompiled code: refused, as in Redis
+    return nil, "binary chunks are not allowed"
+  end
   local f, e = loadstring_(s, name)
   if f then setfenv_(f, proxy_G) end
   return f, e
@@ -730,8 +740,16 @@ class LuaEngine:
         return True, low + int(value * (high - low + 1))
 
     def _randomseed(self, *args: Any) -> None:
-        if self._current is not None and args and type(args[0]) in (int, float):
-            self._current.ctx.random().seed(int(args[0]))
+        if self._current is None or not args:
+            return
+        seed = args[0]
+        if type(seed) is bytes:  # Lua takes a numeric string as its number
+            try:
+                seed = float(seed)
+            except ValueError:
+                return
+        if type(seed) in (int, float):
+            self._current.ctx.random().seed(int(seed))
 
     # -- conversions ----------------------------------------------------------------------
 

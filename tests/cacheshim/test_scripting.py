@@ -170,6 +170,17 @@ SCRIPTS: list[list[str]] = [
     ["return cmsgpack.pack(0.1, -1099511627776)", "0"],
     ["return {cmsgpack.unpack_limit(cmsgpack.pack('a', 'b', 'c'), 2, 0)}", "0"],
     ["return {cmsgpack.unpack_one(cmsgpack.pack('a', 'b'), 2)}", "0"],
+    # Holes of the sandbox a script could change other scripts through, closed.
+    ["return loadstring(string.dump(function() return 1 end))()", "0"],
+    ["local g = getmetatable(_G) g.__index = {}", "0"],
+    ["getmetatable(nil).__index = function() return 1 end", "0"],
+    ["return getmetatable(setmetatable({}, {__index={a=1}})).__index.a", "0"],
+    [
+        "math.randomseed(ARGV[1]) local a = math.random() math.randomseed(ARGV[1]) "
+        "return a == math.random()",
+        "0",
+        "10",
+    ],
     # A returned table is read raw: its metatable never runs.
     ["local a = {}; setmetatable(a,{__index=function() foo() end}) return a", "0"],
     [
