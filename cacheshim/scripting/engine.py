@@ -64,6 +64,10 @@ MEMORY_BYTES_MAX = 1 << 30
 REDIS_VERSION = "7.0.15"
 REDIS_VERSION_NUM = 0x07000F
 
+# Each redis.call/pcall counts as this many instructions (it costs far more time than one).
+CALL_INSTRUCTIONS = 500
+CALLS_MAX = INSTRUCTIONS_MAX // CALL_INSTRUCTIONS
+
 BUDGET_EXCEEDED = (
     f"ERR Script exceeded memlog's budget of {INSTRUCTIONS_MAX} Lua instructions "
     "(see docs/decisions/0004-lua.md)"
@@ -333,6 +337,13 @@ for name in pairs_(G) do
   if not allowed[name] then rawset_(G, name, nil) end
 end
 
+-- The budget spent by the Python side (redis.call counts as CALL_INSTRUCTIONS): from now
+-- on, the script's code raises at every instruction.
+local function kill()
+  killed = pyredis.budget_message
+  dbg.sethook(hook, "", 1)
+end
+
 local function compile(body, chunkname)
   local f, e = loadstring_(body, chunkname)
   if not f then return nil, e end
@@ -425,7 +436,7 @@ local function load_library(f)
   return ok, result
 end
 
-return compile, call, compile_library, load_library
+return compile, call, compile_library, load_library, kill
 """
 
 
@@ -483,6 +494,7 @@ class LuaEngine:
     def __init__(self, runner: Callable[[Ctx, list[bytes]], Reply]) -> None:
         self._runner = runner
         self._current: Invocation | None = None
+        self._calls = 0  # redis.call/pcall in the running script (the budget counts them)
         self.lua = lua51.LuaRuntime(
             encoding=None, unpack_returned_tuples=True, register_eval=False,
             register_builtins=False, max_memory=MEMORY_BYTES_MAX,
@@ -521,6 +533,7 @@ class LuaEngine:
         self._registering: list[Registered] | None = None
         (
             self._compile, self._call_lua, self._compile_library, self._load_library,
+            self._kill,
         ) = boot(
             pyredis, pylibs, allowed, INSTRUCTIONS_STEP,
             INSTRUCTIONS_MAX // INSTRUCTIONS_STEP,
@@ -551,6 +564,7 @@ class LuaEngine:
         self._current = invocation
         db_index = ctx.db_index  # a SELECT inside the script does not move its caller
         self._reset_cjson()
+        self._calls = 0
         try:
             ok, result = self._call_lua(fn, as_function, len(keys), *keys, *argv)
         finally:
@@ -668,6 +682,10 @@ class LuaEngine:
         invocation = self._current
         if invocation is None:
             return False, b"ERR redis.call/pcall can only be called inside a script invocation"
+        self._calls += 1
+        if self._calls > CALLS_MAX:  # a loop of redis.call spends little Lua but much time
+            self._kill()
+            raise CallError(BUDGET_EXCEEDED)
         if not args:
             return False, NO_ARGUMENTS.encode()
         argv: list[bytes] = []
