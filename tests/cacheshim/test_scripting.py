@@ -322,9 +322,15 @@ def test_an_endless_script_ends_the_same_way_on_every_shim(two_shims: Memlog) ->
     # What the script did before the budget ended it stays, on both shims alike.
     assert first.get("progress") == second.get("progress") == b"started"
     assert execute(first, "DEBUG", "DIGEST") == execute(second, "DEBUG", "DIGEST")
-    # A pcall cannot swallow the budget.
-    with pytest.raises(redis.ResponseError, match="budget"):
-        execute(first, "EVAL", "while true do pcall(function() while true do end end) end", "0")
+    # A pcall cannot swallow the budget; a loop of calls spends it too (500 instructions
+    # each), also when the calls' errors are caught.
+    for endless in (
+        "while true do pcall(function() while true do end end) end",
+        "while true do redis.pcall('ping') end",
+        "local f = function() while 1 do redis.call('ping') end end while 1 do pcall(f) end",
+    ):
+        with pytest.raises(redis.ResponseError, match="budget"):
+            execute(first, "EVAL", endless, "0")
 
 
 def test_read_only_scripts_run_locally_and_refuse_writes(
