@@ -418,7 +418,7 @@ setmetatable_(proxy_F, {
     return v
   end,
   __newindex = refuse_write,
-  __metatable = false,
+  __metatable = sealed,
 })
 F._G = proxy_F
 

@@ -93,11 +93,14 @@ def parse_library_shebang(code: bytes) -> tuple[str, bytes]:
         raise ScriptError("ERR Missing library metadata")
     end = code.find(b"\n")
     line = code[2:] if end < 0 else code[2:end]
+    # The engine is what comes before the first space; the rest split as Redis splits it
+    # (sdssplitargs: quotes work).
+    engine_bytes, _, rest = line.partition(b" ")
     try:
-        words = split_inline_args(line)  # as Redis splits it (sdssplitargs: quotes work)
+        words = [engine_bytes, *split_inline_args(rest)]
     except ProtocolError:
         raise ScriptError("ERR Invalid library metadata") from None
-    engine = words[0].decode("utf-8", "surrogateescape") if words else ""
+    engine = engine_bytes.decode("utf-8", "surrogateescape")
     if engine.lower() != "lua":
         raise ScriptError(f"ERR Engine '{engine}' not found")
     name: str | None = None

@@ -486,6 +486,14 @@ def test_functions_answer_as_redis_does(raw_pair: tuple[RawConnection, RawConnec
             ["FCALL", "myfunc2", "1", "k", "v"],
             ["FUNCTION", "LOAD", "REPLACE"],
             ["FUNCTION", "LOAD", "FOO", "x"],
+            _load("#! name=test\nredis.register_function('f', function() return 1 end)"),
+            _load('#!lua name="q"\nredis.register_function("fq", function() return 1 end)'),
+            _load(
+                "#!lua name=g\nredis.register_function('g', function() "
+                "local g = getmetatable(_G) g.__index = {} end)"
+            ),
+            ["FCALL", "g", "0"],
+            ["FCALL", "FQ", "0"],
             ["FUNCTION", "FLUSH", "SYNC"],
             ["FUNCTION", "LIST"],
             ["COMMAND", "GETKEYS", "FCALL", "f", "2", "a", "b", "c"],
