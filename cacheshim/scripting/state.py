@@ -1,8 +1,9 @@
 """The scripting state apply keeps beside the keyspace: the script cache (SCRIPT LOAD, EVAL)
-and, later, the function libraries. It changes only inside apply (records in log order), so
+and the function libraries (FUNCTION LOAD). It changes only inside apply (records in log order), so
 every shim holds the same one at the same index; the snapshot carries it (`dump`/`load`).
 
-The compiled Lua functions are a cache of it, rebuilt on demand from the bodies."""
+The compiled Lua functions are a cache of it, rebuilt on demand from the bodies (a
+restored shim compiles its scripts on first use and reloads its libraries at once)."""
 
 from __future__ import annotations
 
