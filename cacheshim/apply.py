@@ -31,6 +31,7 @@ from cacheshim.commands.args import parse_db_index
 from cacheshim.protocol import errors
 from cacheshim.protocol.errors import CommandError
 from cacheshim.protocol.resp import NULL_ARRAY, OK, Error, Reply
+from cacheshim.scripting.state import ScriptingState
 from cacheshim.types.keyspace import Keyspace
 from cacheshim.v1 import record_pb2
 
@@ -59,6 +60,9 @@ class Applier:
         # proposal_id), oldest first: deterministic state like the keyspace.
         self._pieces: dict[tuple[str, int], _Pieces] = {}
         self._pieces_bytes = 0
+        # The script cache and function libraries (cacheshim.scripting): changed by records
+        # only, like the keyspace; their commands run through `run`.
+        self.scripts = ScriptingState(run)
 
     def apply(self, index: int, payload: bytes) -> tuple[record_pb2.Record | None, Reply]:
         """Apply the record at `index`: its reply, and the record when it decodes (the
@@ -186,7 +190,10 @@ class Applier:
         self.keyspace.expire_due(self.time_ms, index)
         if record.unblock_proposal_id or record.unblock_all:
             return record, self._unblock(record)
-        ctx = Ctx(self.keyspace, record.db, self.time_ms, index, pubsub=self.pubsub, acl=self.acl)
+        ctx = Ctx(
+            self.keyspace, record.db, self.time_ms, index, pubsub=self.pubsub, acl=self.acl,
+            scripts=self.scripts,
+        )  # fmt: skip
         if not record.transaction:
             args = list(record.commands[0].args)
             reply = run(ctx, args)

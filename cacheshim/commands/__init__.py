@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from cacheshim.acl.state import Users
     from cacheshim.commands.serverview import ConnectionHandler, Session
     from cacheshim.hub import Hub
+    from cacheshim.scripting.state import ScriptingState
     from cacheshim.types.keyspace import Database, Keyspace
 
 
@@ -45,6 +46,9 @@ class Ctx:
     pubsub: Hub | None = None
     # The ACL users (replicated state, cacheshim.acl): changed only inside apply.
     acl: Users | None = None
+    # The script cache and Lua engine of the applied state (cacheshim.scripting), for EVAL
+    # and FCALL; None where no command needs it (unit tests).
+    scripts: ScriptingState | None = None
 
     @property
     def db(self) -> Database:
@@ -140,6 +144,10 @@ class Command:
     # session and the arguments, the record's arguments, or None to run the command as
     # usual. Raises CommandError to refuse it.
     propose_as: ProposeAs | None = None
+    # A logged command that a given call cannot make write (EVAL of a `no-writes` script):
+    # called with the applied scripting state and the arguments, True sends this call to the
+    # read path instead of the log (cacheshim.commands.scripting).
+    local_when: Callable[[object, list[bytes]], bool] | None = None
 
     @property
     def is_write(self) -> bool:
@@ -185,6 +193,7 @@ def command(
     logged: bool = False,
     on_connection: ConnectionHandler | None = None,
     propose_as: ProposeAs | None = None,
+    local_when: Callable[[object, list[bytes]], bool] | None = None,
 ) -> Callable[[Handler], Handler]:
     """Declare a command (or, with container=, a subcommand) and register its handler.
 
@@ -211,6 +220,7 @@ def command(
             logged=logged,
             on_connection=on_connection,
             propose_as=propose_as,
+            local_when=local_when,
         )
         if container is None:
             existing = COMMANDS.get(spec.name)
@@ -271,6 +281,7 @@ def load_all() -> None:
         configcmd,
         connection,
         dump,
+        functions,
         geo,
         hashes,
         hyperloglog,
@@ -280,6 +291,7 @@ def load_all() -> None:
         lists,
         memlog,
         pubsub,
+        scripting,
         session,
         sets,
         sort,

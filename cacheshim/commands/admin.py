@@ -28,14 +28,6 @@ DEBUG_UNKNOWN: Final = (
     "ERR unknown subcommand or wrong number of arguments for '%s'. Try DEBUG HELP."
 )
 DEBUG_UNSUPPORTED: Final = "ERR memlog: DEBUG %s is not supported"
-FUNCTION_UNKNOWN: Final = (
-    "ERR unknown subcommand or wrong number of arguments for '%s'. Try FUNCTION HELP."
-)
-FUNCTION_FLUSH_MODE: Final = "ERR FUNCTION FLUSH only supports SYNC|ASYNC option"
-LIBRARY_NAME_MISSING: Final = "ERR library name argument was not given"
-UNKNOWN_ARGUMENT: Final = "ERR Unknown argument %s"
-LIBRARY_NOT_FOUND: Final = "ERR Library not found"
-NOT_BUSY: Final = "NOTBUSY No scripts in execution right now."
 # Redis's DEBUG subcommands that the shim knows by name but does not carry out.
 _DEBUG_OTHERS: Final = frozenset(
     {
@@ -355,104 +347,6 @@ def memory_help(ctx: Ctx, args: list[bytes]) -> Reply:
             "    Allocator statistics (none: the shim runs on the C library's allocator).",
             "PURGE",
             "    Ask the allocator to return memory (nothing to do).",
-            "HELP",
-            "    This text.",
-        ]
-    )
-
-
-# -- FUNCTION ---------------------------------------------------------------------------------
-#
-# The shim has no script engine, so it never holds a library: FUNCTION LIST is empty and
-# FUNCTION FLUSH has nothing to remove (but is still a write, ordered in the log).
-
-container(
-    "function", -2, "slow", "scripting", "7.0.0",
-    "Holds the subcommands for server-side function libraries.",
-)  # fmt: skip
-
-
-@command(
-    "flush", -2, "write noscript", (0, 0, 0), "write slow scripting", "scripting", "7.0.0",
-    "Drops every function library.", "O(N) where N is the number of functions deleted",
-    container="function",
-    tips="request_policy:all_shards response_policy:all_succeeded",
-)  # fmt: skip
-def function_flush(ctx: Ctx, args: list[bytes]) -> Reply:
-    if len(args) > 1:
-        raise CommandError(FUNCTION_UNKNOWN % "FLUSH")
-    if args and args[0].upper() not in (b"SYNC", b"ASYNC"):
-        raise CommandError(FUNCTION_FLUSH_MODE)
-    return OK
-
-
-@command(
-    "delete", 3, "write noscript", (0, 0, 0), "write slow scripting", "scripting", "7.0.0",
-    "Drops one function library.", container="function",
-    tips="request_policy:all_shards response_policy:all_succeeded",
-)  # fmt: skip
-def function_delete(ctx: Ctx, args: list[bytes]) -> Reply:
-    raise CommandError(LIBRARY_NOT_FOUND)
-
-
-@command(
-    "list", -2, "noscript", (0, 0, 0), "slow scripting", "scripting", "7.0.0",
-    "Answers the loaded function libraries (none: memlog has no engine for "
-    "them).", "O(N) where N is the number of functions",
-    container="function", tips="nondeterministic_output_order",
-)  # fmt: skip
-def function_list(ctx: Ctx, args: list[bytes]) -> Reply:
-    i = 0
-    while i < len(args):
-        option = args[i].upper()
-        if option == b"WITHCODE":
-            i += 1
-        elif option == b"LIBRARYNAME":
-            if i + 1 >= len(args):
-                raise CommandError(LIBRARY_NAME_MISSING)
-            i += 2
-        else:
-            raise CommandError(UNKNOWN_ARGUMENT % text_from_bytes(args[i]))
-    return []
-
-
-@command(
-    "stats", 2, "noscript allow_busy", (0, 0, 0), "slow scripting", "scripting", "7.0.0",
-    "Answers what function is running now (none here).", container="function",
-    tips="nondeterministic_output request_policy:all_shards response_policy:special",
-)  # fmt: skip
-def function_stats(ctx: Ctx, args: list[bytes]) -> Reply:
-    engines: Reply = {b"LUA": {b"libraries_count": 0, b"functions_count": 0}}
-    return {b"running_script": None, b"engines": engines}
-
-
-@command(
-    "kill", 2, "noscript allow_busy", (0, 0, 0), "slow scripting", "scripting", "7.0.0",
-    "Stops a running function (none runs here).", container="function",
-    tips="request_policy:all_shards response_policy:one_succeeded",
-)  # fmt: skip
-def function_kill(ctx: Ctx, args: list[bytes]) -> Reply:
-    raise CommandError(NOT_BUSY)
-
-
-@command(
-    "help", 2, "loading stale", (0, 0, 0), "slow scripting", "scripting", "7.0.0",
-    "Lists the FUNCTION subcommands.", container="function",
-)  # fmt: skip
-def function_help(ctx: Ctx, args: list[bytes]) -> Reply:
-    return help_reply(
-        [
-            "FUNCTION <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
-            "LIST [LIBRARYNAME <pattern>] [WITHCODE]",
-            "    The libraries and their functions (none: the shim runs no scripts).",
-            "STATS",
-            "    The running function (none) and the engines.",
-            "FLUSH [ASYNC|SYNC]",
-            "    Delete every library.",
-            "DELETE <library-name>",
-            "    Delete one library.",
-            "KILL",
-            "    Stop the running function.",
             "HELP",
             "    This text.",
         ]

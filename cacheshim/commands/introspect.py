@@ -140,6 +140,25 @@ def _bitfield_reads_only(args: list[bytes]) -> bool:
 
 
 def key_specs(spec: Command) -> list[Reply]:
+    if spec.full_name in KEYNUM_KEY_SPECS:
+        keynum: dict[Reply, Reply] = {}
+        if spec.full_name in ("eval", "eval_ro", "fcall", "fcall_ro"):
+            # The key spec's notes, as Redis's COMMAND INFO shows them (an interface text).
+            worst = "RO and ACCESS" if spec.full_name.endswith("_ro") else "RW and UPDATE"
+            keynum[b"notes"] = (
+                "We cannot tell how the keys will be used so we assume the worst, " + worst
+            ).encode()
+        return [
+            {
+                **keynum,
+                b"flags": SetReply([Status(f) for f in key_flag_specs(spec)[0]]),
+                b"begin_search": {b"type": b"index", b"spec": {b"index": 2}},
+                b"find_keys": {
+                    b"type": b"keynum",
+                    b"spec": {b"keynumidx": 0, b"firstkey": 1, b"keystep": 1},
+                },
+            }
+        ]
     if spec.first_key <= 0:
         return []
     specs = key_flag_specs(spec)
@@ -310,6 +329,25 @@ def _numkeys_keys(numkeys_at: int, first_keys: int = 0) -> Callable[[list[bytes]
     return positions
 
 
+def _script_keys(args: list[bytes]) -> list[int]:
+    """EVAL/FCALL-like: numkeys at 2, the keys after it; none when numkeys is not a number
+    or counts more arguments than there are (Redis answers an empty list)."""
+    try:
+        count = parse_int(args[2])
+    except CommandError:
+        return []
+    if count < 0 or 3 + count > len(args):
+        return []
+    return list(range(3, 3 + count))
+
+
+# Commands whose keys a keynum key spec finds (EVAL numkeys key ...): index of numkeys, in
+# Redis's key spec terms (begin_search index, find_keys keynum).
+KEYNUM_KEY_SPECS: Final = frozenset(
+    ("eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro")
+)
+
+
 def _sort_keys(args: list[bytes]) -> list[int]:
     """SORT's key, and the destination of its last STORE (Redis's sortGetKeys: the
     arguments of LIMIT, GET and BY are skipped, a STORE with nothing after it is not one)."""
@@ -343,6 +381,7 @@ MOVABLE_KEYS: Final[dict[str, Callable[[list[bytes]], list[int]]]] = {
     "zunionstore": _numkeys_keys(2, first_keys=1),
     "zinterstore": _numkeys_keys(2, first_keys=1),
     "zdiffstore": _numkeys_keys(2, first_keys=1),
+    **{name: _script_keys for name in KEYNUM_KEY_SPECS},
 }
 
 
@@ -364,7 +403,7 @@ def _keys_of(args: list[bytes]) -> tuple[Command, list[int]]:
             raise CommandError(INVALID_ARGUMENTS)
     if "not_key" in spec.key_spec_flags:  # a shard channel (SPUBLISH): declared, not a key
         positions = []
-    if not positions:
+    if not positions and spec.full_name not in KEYNUM_KEY_SPECS:
         raise CommandError(NO_KEY_ARGUMENTS)
     return spec, positions
 

@@ -193,7 +193,7 @@ class Connection(Dispatch, SessionCommands, Transactions, asyncio.Protocol):
                 follow = self._next_command()
                 if follow is None:
                     break
-                if not follow.plain_write:
+                if not follow.plain_write or self._runs_locally(follow):
                     self._held = follow
                     break
                 waiting = self._dispatch(session, follow)

@@ -38,6 +38,8 @@ class Checked(NamedTuple):
     def plain_write(self) -> bool:
         """Whether it may join a pipeline of writes submitted together (`Connection._pump`)."""
         spec = self.spec
+        # (A call that may turn out to be a read, `local_when`, is checked again as it joins:
+        # `Dispatch._runs_locally`.)
         return self.error is None and spec is not None and spec.is_write and not spec.container
 
 
@@ -80,6 +82,16 @@ class Dispatch:
 
     def _is_plain_write(self, session: Session, waiting: asyncio.Future[Reply]) -> bool:
         return not session.in_multi and waiting in self._plain_writes
+
+    def _runs_locally(self, command: Checked) -> bool:
+        """A logged command this call of which cannot write (`Command.local_when`): it runs
+        as a read, so it cannot join a pipeline of writes (its reply would come first)."""
+        spec = command.spec
+        return (
+            spec is not None
+            and spec.local_when is not None
+            and spec.local_when(self.shim.applier.scripts, command.args)
+        )
 
     def _paused(self, session: Session, spec: Command | None) -> bool:
         """CLIENT PAUSE: whether this command waits (every command, or the writes)."""
@@ -132,10 +144,12 @@ class Dispatch:
             return self._session_command(session, spec.on_connection, args)
         if name in ("save", "bgsave") and not spec.container:  # through the snapshot store
             return persistence.save_command(self.shim, session, args)
-        if spec.is_write and Flag.BLOCKING in spec.flags:
+        if spec.local_when is not None and spec.local_when(self.shim.applier.scripts, args):
+            pass  # this call cannot write (EVAL of a no-writes script): a read
+        elif spec.is_write and Flag.BLOCKING in spec.flags:
             # Not a plain write: it may wait, and nothing after it runs until it answers.
             return self.shim.blocking.execute(session.id, session.db, args)
-        if spec.is_write:
+        elif spec.is_write:
             waiting = self.shim.writer.submit_command(session.db, args, origin=session.id)
             self._plain_writes.add(waiting)
             return waiting
@@ -162,6 +176,7 @@ class Dispatch:
         applier = self.shim.applier
         ctx = Ctx(applier.keyspace, session.db, wall_ms(), 0, self.shim.read_rng, acl=applier.acl)
         ctx.session = session
+        ctx.scripts = applier.scripts
         reply = run(ctx, args)
         session.db = ctx.db_index  # SELECT queued in a transaction that only reads
         return reply

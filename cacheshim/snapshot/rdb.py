@@ -111,6 +111,11 @@ AUX_SCAN: Final = b"memlog-scan"
 # The ACL users (cacheshim.acl.state.Users.dump: versioned JSON of ACL LIST lines, hashes
 # only), written once ACL records were applied; absent: the default user alone.
 AUX_ACL: Final = b"memlog-acl"
+# One script of the script cache (EVAL, SCRIPT LOAD; cacheshim.scripting), its body as the
+# value, in cache order. Versioned by its name: a reader that does not know it skips it.
+AUX_SCRIPT: Final = b"memlog-script-v1"
+# One function library (FUNCTION LOAD), its code as the value, in load order.
+AUX_FUNCTION: Final = b"memlog-function-v1"
 SCAN_POSITIONS_PER_FIELD: Final = 16384
 
 _I64: Final = struct.Struct("<q")
@@ -140,6 +145,10 @@ class SnapshotState:
     blocked: model.BlockedState = field(default_factory=model.BlockedState)
     pieces: tuple[model.PendingPieces, ...] = ()
     acl: bytes = b""  # the ACL users' dump; empty: never changed (the default user alone)
+    # The script cache's bodies, in cache order, and the function libraries' code, in load
+    # order (issue 19).
+    scripts: tuple[bytes, ...] = ()
+    libraries: tuple[bytes, ...] = ()
 
 
 @dataclass(slots=True)
@@ -318,6 +327,10 @@ def write_rdb(
                 write(_aux(AUX_EXPIRED_AT, blob))
     if state is not None:
         _write_applier_state(write, state)
+        for body in state.scripts:
+            write(_aux(AUX_SCRIPT, body))
+        for code in state.libraries:
+            write(_aux(AUX_FUNCTION, code))
     write(bytes((OP_EOF,)))
     sink.flush()
     checksum = sink.crc
@@ -789,6 +802,8 @@ def _read_rdb(inp: BinaryIO, chunk_bytes: int, fast: Any) -> LoadResult:
     blocked_dbs: model.BlockedState | None = None
     pieces: list[_PiecesRead] = []
     acl = b""
+    scripts: list[bytes] = []  # memlog-script-v1 bodies, in cache order
+    libraries: list[bytes] = []  # memlog-function-v1 code, in load order
     while True:
         if fast is not None and expire is None and (meta is not None or not memlog):
             # The C loader takes the run of key records from here that it can (maybe none);
@@ -891,6 +906,10 @@ def _read_rdb(inp: BinaryIO, chunk_bytes: int, fast: Any) -> LoadResult:
                 pieces[-1].data += value
             elif name == AUX_ACL:
                 acl = value
+            elif name == AUX_SCRIPT:
+                scripts.append(value)
+            elif name == AUX_FUNCTION:
+                libraries.append(value)
             elif name == AUX_SCAN:
                 numbers = list(_varints(value, at))
                 if not numbers or numbers[0] >= model.DATABASES:
@@ -933,6 +952,8 @@ def _read_rdb(inp: BinaryIO, chunk_bytes: int, fast: Any) -> LoadResult:
             model.BlockedState(tuple(clients), order.db_order, order.ready),
             tuple(p.done() for p in pieces),
             acl,
+            tuple(scripts),
+            tuple(libraries),
         )
     return result
 
@@ -1212,7 +1233,13 @@ def snapshot_state(applier: Applier) -> SnapshotState:
     index, time_ms = model.applier_position(applier)
     acl = applier.acl.dump() if applier.acl.seeded else b""
     return SnapshotState(
-        index, time_ms, model.applier_blocked(applier), model.applier_pieces(applier), acl
+        index,
+        time_ms,
+        model.applier_blocked(applier),
+        model.applier_pieces(applier),
+        acl,
+        tuple(applier.scripts.dump()),
+        tuple(applier.scripts.dump_libraries()),
     )
 
 
@@ -1232,4 +1259,6 @@ def restore(applier: Applier, result: LoadResult) -> None:
             applier.acl.load_dump(state.acl)
     except ValueError as exc:
         raise RdbError(f"cannot restore the snapshot: {exc}") from None
+    applier.scripts.load(list(state.scripts))
+    applier.scripts.load_libraries(list(state.libraries))
     result.restored = True
