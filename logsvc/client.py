@@ -30,6 +30,7 @@ from typing import Final
 
 import grpc
 
+from logsvc.auth import ClientCredentials, client_channel
 from logsvc.errors import (
     ERROR_KIND_KEY,
     FIRST_INDEX_KEY,
@@ -216,10 +217,13 @@ class LogClient:
         producer_id: str | None = None,
         timeout_s: float = 30.0,
         attempt_timeout_s: float = 3.0,
+        credentials: ClientCredentials | None = None,
     ) -> None:
         if not addresses:
             raise ValueError("at least one address is needed")
         self.addresses = list(addresses)
+        # TLS, a client certificate, a token (logsvc/auth.py); None: plaintext, no identity.
+        self.credentials = credentials
         self.producer_id = producer_id if producer_id is not None else uuid.uuid4().hex
         self.timeout_s = timeout_s
         self.attempt_timeout_s = attempt_timeout_s
@@ -254,7 +258,7 @@ class LogClient:
     def stub(self, address: str) -> log_pb2_grpc.LogAsyncStub:
         stub = self._stubs.get(address)
         if stub is None:
-            channel = grpc.aio.insecure_channel(address, options=CLIENT_CHANNEL_OPTIONS)
+            channel = client_channel(address, self.credentials, CLIENT_CHANNEL_OPTIONS)
             self._channels[address] = channel
             # A stub builds a callable per method: make it once per channel, not per call.
             stub = self._stubs[address] = log_pb2_grpc.LogStub(channel)
