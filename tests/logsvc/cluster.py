@@ -392,9 +392,7 @@ class Cluster:
                     private_key=self.tls.admin_key.read_bytes(),
                     certificate_chain=self.tls.admin_cert.read_bytes(),
                 )
-                channel = grpc.secure_channel(
-                    self.address(node_id), creds, options=CHANNEL_OPTIONS
-                )
+                channel = grpc.secure_channel(self.address(node_id), creds, options=CHANNEL_OPTIONS)
             self._channels[node_id] = channel
         return channel
 
