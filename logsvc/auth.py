@@ -171,7 +171,7 @@ class ServerAuth:
 
     @property
     def enabled(self) -> bool:
-        return self.tls is not None or bool(self.tokens) or bool(self.client_certs)
+        return self.tls is not None
 
     def peer_credentials(self) -> grpc.ServerCredentials | None:
         if self.tls is None:
@@ -245,8 +245,11 @@ class ServerAuth:
 
 
 def server_auth(tls: TLSFiles | None, tokens: str | None, client_certs: str | None) -> ServerAuth:
-    if client_certs and tls is None:
-        raise AuthConfigError("--client-certs needs TLS (--tls-cert, --tls-key, --tls-ca)")
+    if (client_certs or tokens) and tls is None:
+        raise AuthConfigError(
+            "--client-certs and --tokens need TLS (--tls-cert, --tls-key, --tls-ca): a token "
+            "sent in the clear is anyone's"
+        )
     return ServerAuth(
         tls=tls,
         tokens=load_tokens(Path(tokens)) if tokens else {},
@@ -314,6 +317,10 @@ class ClientCredentials:
             raise AuthConfigError("a client certificate needs the CA of the nodes (tls-ca)")
         if token and token_file:
             raise AuthConfigError("give a token or a token file, not both")
+        if (token or token_file) and not ca:
+            raise AuthConfigError(
+                "a token needs TLS (the CA of the nodes, tls-ca): it would travel in the clear"
+            )
         if token_file:
             try:
                 token = Path(token_file).read_text().strip()
@@ -344,41 +351,17 @@ class ClientCredentials:
             server_name=env.get(prefix + "TLS_SERVER_NAME"),
         )
 
-    def metadata(self) -> tuple[tuple[str, str], ...]:
-        return ((AUTHORIZATION_KEY, f"Bearer {self.token}"),) if self.token else ()
+
+# gRPC bounds each connection attempt by max(grpc.min_reconnect_backoff_ms, 100 ms) (the
+# channels here set 50 ms so that a restarted node is found again at once). A plaintext
+# connect on a LAN fits; a TLS handshake on a busy host may not, and then no attempt ever
+# succeeds. TLS channels keep the fast retries but give an attempt this long.
+TLS_CONNECT_TIMEOUT_MS = 5000
 
 
-class _Metadata(
-    grpc.aio.UnaryUnaryClientInterceptor,
-    grpc.aio.UnaryStreamClientInterceptor,
-    grpc.aio.StreamUnaryClientInterceptor,
-    grpc.aio.StreamStreamClientInterceptor,
-):
-    """Adds the token to every call (on TLS and, for loopback, on plaintext channels)."""
-
-    def __init__(self, metadata: tuple[tuple[str, str], ...]) -> None:
-        self.extra = metadata
-
-    def _details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
-        metadata = grpc.aio.Metadata(*self.extra)
-        for key, value in details.metadata or ():
-            metadata.add(key, value)
-        return grpc.aio.ClientCallDetails(
-            details.method, details.timeout, metadata, details.credentials,
-            details.wait_for_ready,
-        )  # fmt: skip
-
-    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
-        return await continuation(self._details(details), request)
-
-    async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
-        return await continuation(self._details(details), request)
-
-    async def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
-        return await continuation(self._details(details), requests)
-
-    async def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
-        return await continuation(self._details(details), requests)
+def tls_options(options: Sequence[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    kept = [(k, v) for k, v in options if k != "grpc.min_reconnect_backoff_ms"]
+    return [*kept, ("grpc.min_reconnect_backoff_ms", TLS_CONNECT_TIMEOUT_MS)]
 
 
 def client_channel(
@@ -386,20 +369,23 @@ def client_channel(
     credentials: ClientCredentials | None,
     options: Sequence[tuple[str, Any]],
 ) -> grpc.aio.Channel:
-    if credentials is None:
+    if credentials is None or credentials.ca is None:
         return grpc.aio.insecure_channel(address, options=list(options))
-    interceptors = [_Metadata(credentials.metadata())] if credentials.token else None
-    if credentials.ca is None:
-        return grpc.aio.insecure_channel(address, options=list(options), interceptors=interceptors)
     creds = grpc.ssl_channel_credentials(
         root_certificates=credentials.ca,
         private_key=credentials.key,
         certificate_chain=credentials.cert,
     )
-    opts = list(options)
+    if credentials.token:
+        # `authorization: Bearer TOKEN` on every call (gRPC sends call credentials only
+        # over TLS, which is why a token needs the CA).
+        creds = grpc.composite_channel_credentials(
+            creds, grpc.access_token_call_credentials(credentials.token)
+        )
+    opts = tls_options(options)
     if credentials.server_name:
         opts.append(("grpc.ssl_target_name_override", credentials.server_name))
-    return grpc.aio.secure_channel(address, creds, options=opts, interceptors=interceptors)
+    return grpc.aio.secure_channel(address, creds, options=opts)
 
 
 def peer_names(context: grpc.aio.ServicerContext[Any, Any]) -> frozenset[str] | None:

@@ -62,6 +62,14 @@ RETRY_CODES = (
 )
 
 
+# An AppendStream that ends with one of these failed as a whole, before any append on it.
+FINAL_STREAM_CODES = (
+    grpc.StatusCode.UNIMPLEMENTED,
+    grpc.StatusCode.UNAUTHENTICATED,
+    grpc.StatusCode.PERMISSION_DENIED,
+)
+
+
 @dataclass(frozen=True, slots=True)
 class AppendResult:
     first_index: int
@@ -183,9 +191,11 @@ class _AttemptFailed(Exception):
 def _stream_failure(exc: grpc.aio.AioRpcError | asyncio.InvalidStateError) -> _Refused:
     """Why an AppendStream failed as a whole. Its appends' outcome is unknown, whatever the
     code (a killed node's stream can fail with INTERNAL), so it is retried as UNAVAILABLE;
-    only UNIMPLEMENTED (a node without AppendStream) is kept, for the unary fallback."""
+    only UNIMPLEMENTED (a node without AppendStream) is kept, for the unary fallback, and
+    UNAUTHENTICATED and PERMISSION_DENIED, which a node answers before it reads a request
+    of the stream (nothing was appended, and a retry would be refused the same way)."""
     if isinstance(exc, grpc.aio.AioRpcError):
-        if exc.code() is grpc.StatusCode.UNIMPLEMENTED:
+        if exc.code() in FINAL_STREAM_CODES:
             return _refused(exc)
         details = f"the append stream failed: {exc.code().name} {exc.details()}"
     else:

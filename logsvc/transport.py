@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from logsvc.auth import PermissionDenied, Unauthenticated, peer_names
+from logsvc.auth import PermissionDenied, Unauthenticated, peer_names, tls_options
 from logsvc.errors import InvalidArgument, LogError
 from logsvc.raft import Entry, EntryType, Message, MessageType, SnapshotMeta
 from logsvc.v1 import peer_pb2, peer_pb2_grpc
@@ -84,7 +84,7 @@ def peer_channel(
     a node of another cluster's CA, or one holding another node's certificate, is refused."""
     if credentials is None:
         return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
-    options = [*CHANNEL_OPTIONS, ("grpc.ssl_target_name_override", peer_id)]
+    options = [*tls_options(CHANNEL_OPTIONS), ("grpc.ssl_target_name_override", peer_id)]
     return grpc.aio.secure_channel(address, credentials, options=options)
 
 

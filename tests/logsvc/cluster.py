@@ -33,7 +33,7 @@ from typing import TypeVar
 import grpc
 from grpc_health.v1 import health_pb2
 
-from logsvc.auth import ClientCredentials
+from logsvc.auth import ClientCredentials, tls_options
 from logsvc.certs import LocalCredentials
 from logsvc.v1 import log_pb2, log_pb2_grpc
 
@@ -161,7 +161,7 @@ class Cluster:
     # RLIMIT_FSIZE, the process gets EFBIG ("File too large") for such a write (Python
     # ignores SIGXFSZ), so RocksDB fails the write as it would on a full disk.
     file_bytes_max: dict[str, int] = field(default_factory=dict)
-    # Peer mutual TLS and client certificates, as `memlog up` runs them (tls_cluster below);
+    # Peer mutual TLS and client certificates, as `memlog up` runs them (clusters(tls=True));
     # None: plaintext on loopback, nobody checked.
     tls: LocalCredentials | None = None
     nodes: dict[str, Node] = field(default_factory=dict)
@@ -392,7 +392,8 @@ class Cluster:
                     private_key=self.tls.admin_key.read_bytes(),
                     certificate_chain=self.tls.admin_cert.read_bytes(),
                 )
-                channel = grpc.secure_channel(self.address(node_id), creds, options=CHANNEL_OPTIONS)
+                options = tls_options(CHANNEL_OPTIONS)
+                channel = grpc.secure_channel(self.address(node_id), creds, options=options)
             self._channels[node_id] = channel
         return channel
 
@@ -440,6 +441,13 @@ class Cluster:
         try:
             return self.status(node_id)
         except grpc.RpcError:
+            if self.tls is not None:
+                # A blocking TLS channel made before the node listened never connects on
+                # gRPC's older client stack (logsvc turns the EventEngine client off; asyncio
+                # channels are fine): the next call makes a new one.
+                channel = self._channels.pop(node_id, None)
+                if channel is not None:
+                    channel.close()
             return None
 
     def live(self) -> list[str]:
