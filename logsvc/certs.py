@@ -3,8 +3,9 @@
 `memlog up` calls `ensure_local_credentials` on first start: a CA, one certificate per log
 node (its node id as a DNS name, plus localhost and 127.0.0.1, usable as server and as
 client, so the same one serves the client port and authenticates the node to its peers),
-one client certificate for the shims, and a bearer token for tools. Private keys are files
-of mode 0600. Nothing here is for production: there, certificates come from your own CA
+one client certificate for the shims (append, read, snapshot) and one for an operator's
+tools (admin), with the --client-certs file that grants those rights. Private keys are
+files of mode 0600. Nothing here is for production: there, certificates come from your own CA
 (cert-manager in deploy/overlays/tls).
 """
 
@@ -178,12 +179,12 @@ class LocalCredentials:
         ]  # fmt: skip
 
     def admin_env(self) -> dict[str, str]:
-        """The environment that lets the `logsvc` tools (status, tail, trim) in as admin."""
-        return {
-            "LOGSVC_TLS_CA": str(self.ca),
-            "LOGSVC_TLS_CERT": str(self.admin_cert),
-            "LOGSVC_TLS_KEY": str(self.admin_key),
-        }
+        """The environment that lets the `logsvc` tools (status, tail, trim) and the `memlog`
+        tools (tail, snapshot, export, restore) in as admin."""
+        files = {"TLS_CA": self.ca, "TLS_CERT": self.admin_cert, "TLS_KEY": self.admin_key}
+        env = {f"LOGSVC_{name}": str(path) for name, path in files.items()}
+        env.update({f"MEMLOG_LOG_{name}": str(path) for name, path in files.items()})
+        return env
 
 
 SHIM_CLIENT_NAME = "memlog-shim"

@@ -389,6 +389,7 @@ class LogClient:
         attempt = 0
         delay = RETRY_S_MIN
         give_up_at: float | None = None
+        last_error = ""
         while True:
             target = addresses[attempt % len(addresses)]
             try:
@@ -417,6 +418,7 @@ class LogClient:
                     grpc.StatusCode.DEADLINE_EXCEEDED,
                 ):
                     raise LogClientError(f"{target}: {exc.details()}", exc.code()) from exc
+                last_error = f"; last error: {target}: {exc.code().name} {exc.details()}"
             attempt += 1
             if not follow:
                 loop = asyncio.get_running_loop()
@@ -424,7 +426,8 @@ class LogClient:
                     give_up_at = loop.time() + self.timeout_s
                 elif loop.time() > give_up_at:
                     raise LogClientError(
-                        f"no node served the read from index {next_index} within {self.timeout_s}s"
+                        f"no node served the read from index {next_index} within "
+                        f"{self.timeout_s}s{last_error}"
                     )
             await asyncio.sleep(delay)
             delay = min(delay * 2, RETRY_S_MAX)

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from logsvc.certs import LocalCredentials
 from tests.cacheshim.harness import free_port, free_port_block, stop_process, wait_until
 
 READY_S = 120.0
@@ -187,7 +188,11 @@ def test_memlog_tail_prints_the_commands(running: Launch) -> None:
     r2.set("in-two", "1")
     address = f"127.0.0.1:{running.log_base_port}"
     command = [sys.executable, "-m", "cacheshim.launcher", "tail", "--addr", address]
-    result = subprocess.run(command, capture_output=True, timeout=60, check=True)
+    # memlog up made a CA and an admin's certificate under the data folder.
+    env = {**os.environ, **LocalCredentials(running.data / "tls").admin_env()}
+    without = subprocess.run(command, capture_output=True, timeout=60)
+    assert without.returncode == 1 and b"UNAVAILABLE" in without.stderr, without
+    result = subprocess.run(command, capture_output=True, timeout=60, check=True, env=env)
     lines = [line.split("\t", 1) for line in result.stdout.decode().splitlines()]
     texts = [text for _, text in lines]
     assert 'SET greeting "hello world"' in texts
@@ -197,7 +202,9 @@ def test_memlog_tail_prints_the_commands(running: Launch) -> None:
     assert len({index for index, _ in lines[start : start + 4]}) == 1  # one record
     two = texts.index("SET in-two 1")
     assert texts[two - 1] == "SELECT 2" and lines[two - 1][0] == lines[two][0]
-    as_json = subprocess.run([*command, "--format", "json"], capture_output=True, timeout=60)
+    as_json = subprocess.run(
+        [*command, "--format", "json"], capture_output=True, timeout=60, env=env
+    )
     records = [json.loads(line) for line in as_json.stdout.decode().splitlines()]
     assert {"index", "db", "commands", "payload_base64"} <= set(records[-1])
     assert records[-1]["db"] == 2 and records[-1]["commands"] == [["SET", "in-two", "1"]]
