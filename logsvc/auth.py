@@ -250,6 +250,11 @@ def server_auth(tls: TLSFiles | None, tokens: str | None, client_certs: str | No
             "--client-certs and --tokens need TLS (--tls-cert, --tls-key, --tls-ca): a token "
             "sent in the clear is anyone's"
         )
+    if tls is not None and not (client_certs or tokens):
+        raise AuthConfigError(
+            "with TLS every client call needs an identity: give --client-certs or --tokens "
+            "(or both), or no client could call this node"
+        )
     return ServerAuth(
         tls=tls,
         tokens=load_tokens(Path(tokens)) if tokens else {},

@@ -374,15 +374,12 @@ async def serve(config: NodeConfig) -> None:
         _bind(health_server, "--health-listen", config.health_listen, None)
     servers = [s for s in (server, peer_server, health_server) if s is not None]
     if auth.enabled:
-        how = "TLS" if auth.tls is not None else "no TLS"
-        rights = "client certificates and tokens" if auth.client_certs else "tokens"
-        peers = "mutual TLS" if auth.tls is not None else "plaintext"
-        log.info("credentials: %s on the client port, callers need %s; peers: %s",
-                 how, rights, peers)  # fmt: skip
-    else:
-        log.warning(
-            "no credentials configured (--tls-*, --tokens): anyone who reaches %s may call "
-            "every method", ", ".join(a for a in (config.listen, peer_listen) if a),
+        kinds = [
+            k for k, on in (("certificates", auth.client_certs), ("tokens", auth.tokens)) if on
+        ]
+        log.info(
+            "TLS on: peers speak mutual TLS, clients need %s (%d known)",
+            " or ".join(kinds), len(auth.client_certs) + len(auth.tokens),
         )  # fmt: skip
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
