@@ -224,12 +224,16 @@ class Node:
 class Cluster:
     def __init__(self, root: Path) -> None:
         self.root = root
-        ports = free_ports(len(NODE_IDS))
+        ports = free_ports(2 * len(NODE_IDS))
         self.nodes = [
             Node(node_id, f"127.0.0.1:{port}", root / f"{node_id}.log")
-            for node_id, port in zip(NODE_IDS, ports, strict=True)
+            for node_id, port in zip(NODE_IDS, ports, strict=False)
         ]
-        self.peers = ",".join(f"{n.id}={n.address}" for n in self.nodes)
+        # Each node's client port, then its peer port (Raft has a port of its own).
+        peer_ports = ports[len(NODE_IDS) :]
+        self.peers = ",".join(
+            f"{n.id}={n.address}/{p}" for n, p in zip(self.nodes, peer_ports, strict=True)
+        )
 
     def command(self, node: Node, zone: str) -> list[str]:
         return [

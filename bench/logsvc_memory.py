@@ -77,7 +77,7 @@ def run_config(root: Path, log_args: list[str], rounds: int, requests: int) -> l
     root.mkdir(parents=True, exist_ok=True)
     memlog.cluster = LocalCluster(
         data_dir=root,
-        base_port=free_port_block(3),
+        base_port=free_port_block(6),
         extra_args=[
             *("--tick-ms", "10", "--election-ticks", "15", "--heartbeat-ticks", "3"),
             *log_args,

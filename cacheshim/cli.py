@@ -17,7 +17,8 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from logsvc.cli import add_env_flag, run_event_loop
+from logsvc.auth import AuthConfigError, ClientCredentials
+from logsvc.cli import add_client_credentials, add_env_flag, client_credentials, run_event_loop
 from logsvc.client import LogClient, LogClientError
 
 if TYPE_CHECKING:
@@ -65,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="Redis's aclfile: its users seed the ACL users while the log holds none; ACL LOAD "
         "and ACL SAVE use it",
     )
+    # The shim's credentials for the log nodes (it needs the append, read and snapshot rights).
+    add_client_credentials(serve, ENV_PREFIX, "--log-")
     # CONFIG parameters the shim enforces, settable at startup as redis-server takes them.
     for name, example in STARTUP_SETTINGS.items():
         _add(serve, f"--{name}", default="", help=f"Redis's {name} (CONFIG SET {name} {example})")
@@ -93,7 +96,10 @@ def startup_settings(args: argparse.Namespace) -> tuple[tuple[str, str], ...]:
 
 
 async def zone_local_log(
-    addresses: Sequence[str], zone: str, timeout_s: float = ZONE_LOOKUP_S
+    addresses: Sequence[str],
+    zone: str,
+    timeout_s: float = ZONE_LOOKUP_S,
+    credentials: ClientCredentials | None = None,
 ) -> str:
     """The log node whose Status reports `zone`, else the first of `addresses`.
 
@@ -106,7 +112,9 @@ async def zone_local_log(
         return addresses[0]
     deadline = time.monotonic() + timeout_s
     everyone = False
-    async with LogClient(list(addresses), attempt_timeout_s=min(3.0, timeout_s)) as client:
+    async with LogClient(
+        list(addresses), attempt_timeout_s=min(3.0, timeout_s), credentials=credentials
+    ) as client:
         while True:
             answers = await asyncio.gather(
                 *(client.status(a) for a in addresses), return_exceptions=True
@@ -134,7 +142,9 @@ async def zone_local_log(
 
 async def local_log_address(args: argparse.Namespace, addresses: Sequence[str]) -> str:
     """--local-log when given, else the log node in --zone (see zone_local_log)."""
-    return str(args.local_log) or await zone_local_log(addresses, str(args.zone))
+    return str(args.local_log) or await zone_local_log(
+        addresses, str(args.zone), credentials=client_credentials(args, "log_")
+    )
 
 
 def log_addresses(args: argparse.Namespace) -> tuple[str, ...]:
@@ -157,6 +167,7 @@ def config_from_args(args: argparse.Namespace, local_log: str) -> ShimConfig:
         write_timeout_s=float(args.write_timeout_s),
         server_settings=startup_settings(args),
         aclfile=os.path.abspath(str(args.aclfile)) if args.aclfile else "",
+        log_credentials=client_credentials(args, "log_"),
     )
 
 
@@ -191,6 +202,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("cacheshim serve: --log needs at least one address", file=sys.stderr)
         return 2
     startup_settings(args)  # refuse a bad value before anything starts
+    try:
+        client_credentials(args, "log_")
+    except AuthConfigError as exc:
+        print(f"cacheshim serve: {exc}", file=sys.stderr)
+        return 2
     run_event_loop(serve(args))
     return 0
 

@@ -18,6 +18,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from logsvc.auth import AuthConfigError
+from logsvc.cli import add_client_credentials, client_credentials
 from logsvc.local import (
     LaunchRefused,
     LocalCluster,
@@ -26,7 +28,9 @@ from logsvc.local import (
     Supervisor,
     check_ports_free,
     claim_data_folder,
+    credentials_note,
     launch_log_nodes,
+    local_tls,
     log_tail,
     run_in_foreground,
     stop_processes,
@@ -97,6 +101,7 @@ def shim_command(cluster: LocalCluster, index: int, port: int) -> list[str]:
         "--local-log", cluster.address(zone),
         "--shim-id", f"shim-{index + 1}",
         "--zone", zone,
+        *(cluster.tls.shim_args() if cluster.tls is not None else ()),
     ]  # fmt: skip
 
 
@@ -113,6 +118,7 @@ def snapshotter_command(cluster: LocalCluster, temp_dir: Path) -> list[str]:
         "--every-s", str(SNAPSHOT_EVERY_S),
         "--min-records", str(SNAPSHOT_MIN_RECORDS),
         "--temp-dir", str(temp_dir),
+        *(cluster.tls.shim_args() if cluster.tls is not None else ()),
     ]  # fmt: skip
 
 
@@ -129,12 +135,14 @@ def up(port: int, data: Path, shims: int, log_base_port: int) -> int:
         lock = claim_data_folder(data, program)
         check_ports_free(
             [(port + i, "--port") for i in range(shims)]
-            + [(int(a.rpartition(":")[2]), "--log-base-port") for a in cluster.addresses()],
+            + [(p, "--log-base-port") for p in cluster.ports()],
             program,
         )
     except LaunchRefused as exc:
         print(exc, file=sys.stderr)
         return 2
+    # Peers speak mutual TLS, and the shims, the snapshotter and the tools show certificates.
+    cluster.tls = local_tls(data, cluster.zones)
 
     def start() -> str:
         launch_log_nodes(cluster, supervisor)
@@ -175,9 +183,11 @@ def up(port: int, data: Path, shims: int, log_base_port: int) -> int:
             f"{program}: snapshotter (pid {pid}, every {SNAPSHOT_EVERY_S}s), logging to {snap_log}"
         )
         ports = ", ".join(f"127.0.0.1:{port + i}" for i in range(shims))
+        assert cluster.tls is not None
         return (
             f"memlog ready: redis on {ports}; log nodes {', '.join(cluster.addresses())} "
-            f"(zones a, b, c); data and logs in {data}. Ctrl-C stops."
+            f"(zones a, b, c); data and logs in {data}; {credentials_note(cluster.tls)}. "
+            "Ctrl-C stops."
         )
 
     def stop() -> None:
@@ -233,6 +243,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--to-time", type=int, help="ms since the epoch: the last record whose time is <= it"
     )
     p_restore.add_argument("--temp-dir", default=None, help="where fetched snapshots go first")
+    # Credentials for the log nodes: --log-tls-ca & co., or MEMLOG_LOG_TLS_CA & co.
+    for log_client in (p_tail, p_snap, p_export, p_restore):
+        add_client_credentials(log_client, "MEMLOG_", "--log-")
     args = parser.parse_args(argv)
     if args.command in ("snapshot", "export", "import", "restore"):
         return _snapshot_tools(args)
@@ -242,8 +255,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         try:
             addresses = [a.strip() for a in str(args.addr).split(",") if a.strip()]
-            return asyncio.run(tail(addresses, args.from_index, args.follow, args.format))
-        except LogClientError as exc:
+            credentials = client_credentials(args, "log_")
+            return asyncio.run(
+                tail(addresses, args.from_index, args.follow, args.format, credentials)
+            )
+        except (LogClientError, AuthConfigError) as exc:
             print(f"memlog tail: {exc}", file=sys.stderr)
             return 1
         except KeyboardInterrupt:
@@ -267,16 +283,21 @@ def _snapshot_tools(args: argparse.Namespace) -> int:
         if command == "import":
             return tools.import_main(args.rdb, args.addr)
         addresses = [a.strip() for a in str(args.log).split(",") if a.strip()]
+        credentials = client_credentials(args, "log_")
         if command == "snapshot":
             return asyncio.run(
-                tools.snapshot_main(addresses, args.every_s, args.min_records, args.temp_dir)
+                tools.snapshot_main(
+                    addresses, args.every_s, args.min_records, args.temp_dir, credentials
+                )
             )
         if command == "export":
-            return asyncio.run(tools.export_main(addresses, args.rdb, args.temp_dir))
+            return asyncio.run(tools.export_main(addresses, args.rdb, args.temp_dir, credentials))
         return asyncio.run(
-            tools.restore_main(addresses, args.rdb, args.to_index, args.to_time, args.temp_dir)
+            tools.restore_main(
+                addresses, args.rdb, args.to_index, args.to_time, args.temp_dir, credentials
+            )
         )
-    except (LogClientError, RdbError, OSError) as exc:
+    except (LogClientError, RdbError, OSError, AuthConfigError) as exc:
         print(f"memlog {command}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -14,6 +14,7 @@ import json
 from google.protobuf.message import DecodeError
 
 from cacheshim.v1 import record_pb2
+from logsvc.auth import ClientCredentials
 
 _ESCAPES = {ord("\n"): b"\\n", ord("\r"): b"\\r", ord("\t"): b"\\t", 7: b"\\a", 8: b"\\b"}
 _ESCAPES |= {ord('"'): b'\\"', ord("\\"): b"\\\\"}
@@ -82,10 +83,16 @@ def json_line(index: int, payload: bytes) -> str:
     return json.dumps(obj)
 
 
-async def tail(addresses: list[str], from_index: int, follow: bool, fmt: str) -> int:
+async def tail(
+    addresses: list[str],
+    from_index: int,
+    follow: bool,
+    fmt: str,
+    credentials: ClientCredentials | None = None,
+) -> int:
     from logsvc.client import LogClient
 
-    async with LogClient(addresses) as client:
+    async with LogClient(addresses, credentials=credentials) as client:
         async for index, payload in client.read(from_index, follow=follow):
             lines = [json_line(index, payload)] if fmt == "json" else text_lines(index, payload)
             print("\n".join(lines), flush=True)

@@ -13,6 +13,7 @@ import base64
 import json
 import logging
 import os
+import secrets
 import sys
 import threading
 from collections.abc import Coroutine, Sequence
@@ -21,6 +22,16 @@ from typing import Any
 
 from google.protobuf import json_format
 
+from logsvc.auth import (
+    RIGHTS,
+    AuthConfigError,
+    ClientCredentials,
+    check_exposure,
+    hash_token,
+    parse_rights,
+    server_auth,
+    tls_files,
+)
 from logsvc.client import (
     LogClient,
     LogClientError,
@@ -28,7 +39,7 @@ from logsvc.client import (
     list_snapshots,
     put_snapshot,
 )
-from logsvc.config import ConfigError, NodeConfig, parse_peers
+from logsvc.config import ConfigError, NodeConfig, parse_peer_addresses, parse_peers
 from logsvc.v1 import log_pb2
 
 ENV_PREFIX = "LOGSVC_"
@@ -62,6 +73,41 @@ def _add(parser: argparse.ArgumentParser, flag: str, **kwargs: object) -> None:
     add_env_flag(parser, ENV_PREFIX, flag, **kwargs)
 
 
+def add_client_credentials(
+    parser: argparse.ArgumentParser, env_prefix: str = ENV_PREFIX, flag_prefix: str = "--"
+) -> None:
+    """The flags of a log client's credentials (ClientCredentials), each also settable by
+    its environment variable: `--tls-ca` (LOGSVC_TLS_CA) here, `--log-tls-ca`
+    (CACHESHIM_LOG_TLS_CA) in cacheshim."""
+
+    def add(name: str, help_text: str) -> None:
+        add_env_flag(parser, env_prefix, flag_prefix + name, default=None, help=help_text)
+
+    add("tls-ca", "the CA (PEM) that signs the log nodes: talk TLS")
+    add("tls-cert", "a client certificate (PEM) to show the log nodes")
+    add("tls-key", "its private key (PEM)")
+    add("token-file", "a file holding a bearer token for the log nodes")
+    add("token", "a bearer token (visible in ps: prefer the file or the environment)")
+    add("tls-server-name", "check the nodes' certificates against this name, not the host")
+
+
+def client_credentials(args: argparse.Namespace, dest_prefix: str = "") -> ClientCredentials | None:
+    """The credentials the flags of add_client_credentials give (None: plaintext, no token)."""
+
+    def get(name: str) -> str | None:
+        value = getattr(args, dest_prefix + name)
+        return str(value) if value else None
+
+    return ClientCredentials.from_files(
+        ca=get("tls_ca"),
+        cert=get("tls_cert"),
+        key=get("tls_key"),
+        token=get("token"),
+        token_file=get("token_file"),
+        server_name=get("tls_server_name"),
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="logsvc", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -69,8 +115,60 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run one log node")
     _add(serve, "--id", required=True, help="this node's id (one of --peers)")
     _add(serve, "--zone", default="", help="the zone this node runs in")
-    _add(serve, "--listen", required=True, help="HOST:PORT to serve clients and peers on")
-    _add(serve, "--peers", required=True, help="every node: ID=HOST:PORT,ID=HOST:PORT,...")
+    _add(
+        serve,
+        "--listen",
+        required=True,
+        help="HOST:PORT to serve clients on (the Log API); a non-loopback address needs TLS "
+        "or --insecure",
+    )
+    _add(
+        serve,
+        "--peers",
+        required=True,
+        help="every node: ID=HOST:PORT/PEER_PORT,... (its client address, and its peer port "
+        "on the same host, or /HOST:PORT); a single node needs no peer port",
+    )
+    _add(
+        serve,
+        "--peer-listen",
+        default="",
+        help="HOST:PORT to serve peers on (default: this node's peer address in --peers)",
+    )
+    _add(
+        serve,
+        "--health-listen",
+        default="",
+        help="HOST:PORT serving only gRPC health, in plaintext, for probes (default: none)",
+    )
+    _add(serve, "--tls-cert", default=None, help="this node's certificate (PEM), both ports")
+    _add(serve, "--tls-key", default=None, help="its private key (PEM)")
+    _add(
+        serve,
+        "--tls-ca",
+        default=None,
+        help="the CA (PEM) that signs every node and client certificate; with the three "
+        "--tls-* flags, peers speak mutual TLS and clients TLS",
+    )
+    _add(
+        serve,
+        "--tokens",
+        default=None,
+        help="file of bearer tokens: NAME RIGHTS sha256:HEX per line (logsvc token)",
+    )
+    _add(
+        serve,
+        "--client-certs",
+        default=None,
+        help="file of NAME RIGHTS lines: client certificates (CN or DNS name NAME) are then "
+        "required on the client port and get RIGHTS",
+    )
+    _add(
+        serve,
+        "--insecure",
+        action="store_true",
+        help="allow a non-loopback address without TLS (anyone who reaches it may do anything)",
+    )
     _add(serve, "--data-dir", required=True, help="folder for this node's RocksDB")
     _add(serve, "--cluster-id", default="memlog", help="refuse peers of another cluster")
     _add(serve, "--tick-ms", type=int, default=20, help="Raft tick")
@@ -219,12 +317,22 @@ def build_parser() -> argparse.ArgumentParser:
     listing = snap_sub.add_parser("list", help="print the durable snapshots as JSON")
     _add(listing, "--addr", required=True, help="node address")
 
+    for client_parser in (append, tail, status, trim, put, get, listing):
+        add_client_credentials(client_parser)
+
+    token = sub.add_parser(
+        "token", help="make a bearer token: prints it, and its line for --tokens on stderr"
+    )
+    token.add_argument("--name", required=True, help="who holds it (in logs and refusals)")
+    token.add_argument("--rights", required=True, help=f"comma separated: {', '.join(RIGHTS)}")
+
     up = sub.add_parser("up", help="run a local three-zone cluster (zones a, b, c)")
     _add(up, "--data", default="./memlog-data", help="folder for all nodes' data and logs")
     _add(up, "--base-port", type=int, default=7001, help="zone a's port; b and c follow")
 
     read_index = sub.add_parser("read-index", help="print a quorum-confirmed commit index")
     _add(read_index, "--addr", required=True, help="node address")
+    add_client_credentials(read_index)
     return parser
 
 
@@ -234,6 +342,12 @@ def config_from_args(args: argparse.Namespace) -> NodeConfig:
         zone=args.zone,
         listen=args.listen,
         peers=parse_peers(args.peers),
+        peer_addresses=parse_peer_addresses(args.peers),
+        peer_listen=args.peer_listen,
+        health_listen=args.health_listen,
+        auth=server_auth(
+            tls_files(args.tls_cert, args.tls_key, args.tls_ca), args.tokens, args.client_certs
+        ),
         data_dir=Path(args.data_dir),
         cluster_id=args.cluster_id,
         tick_ms=int(args.tick_ms),
@@ -275,7 +389,10 @@ def _addresses(text: str) -> list[str]:
 
 async def _append(args: argparse.Namespace) -> int:
     async with LogClient(
-        _addresses(args.addr), producer_id=args.producer_id, timeout_s=float(args.timeout_s)
+        _addresses(args.addr),
+        producer_id=args.producer_id,
+        timeout_s=float(args.timeout_s),
+        credentials=client_credentials(args),
     ) as client:
         if args.records:
             if "" in args.records:
@@ -344,7 +461,7 @@ def tail_line(index: int, payload: bytes, fmt: str) -> bytes:
 
 async def _tail(args: argparse.Namespace) -> int:
     out = sys.stdout.buffer
-    async with LogClient(_addresses(args.addr)) as client:
+    async with LogClient(_addresses(args.addr), credentials=client_credentials(args)) as client:
         async for index, payload in client.read(int(args.from_index), follow=args.follow):
             out.write(tail_line(index, payload, str(args.format)))
             out.flush()
@@ -352,20 +469,20 @@ async def _tail(args: argparse.Namespace) -> int:
 
 
 async def _status(args: argparse.Namespace) -> int:
-    async with LogClient(_addresses(args.addr)) as client:
+    async with LogClient(_addresses(args.addr), credentials=client_credentials(args)) as client:
         st = await client.status(_addresses(args.addr)[0])
     print(json.dumps(json_format.MessageToDict(st, always_print_fields_with_no_presence=True)))
     return 0
 
 
 async def _trim(args: argparse.Namespace) -> int:
-    async with LogClient(_addresses(args.addr)) as client:
+    async with LogClient(_addresses(args.addr), credentials=client_credentials(args)) as client:
         print(await client.trim(int(args.before), force=bool(args.force)))
     return 0
 
 
 async def _snapshot(args: argparse.Namespace) -> int:
-    async with LogClient(_addresses(args.addr)) as client:
+    async with LogClient(_addresses(args.addr), credentials=client_credentials(args)) as client:
         if args.snapshot_command == "put":
             response = await put_snapshot(client, int(args.index), Path(args.file))
             print(json.dumps(_snapshot_json(response.snapshot, response.stored_on)))
@@ -400,7 +517,7 @@ def _snapshot_json(
 
 
 async def _read_index(args: argparse.Namespace) -> int:
-    async with LogClient(_addresses(args.addr)) as client:
+    async with LogClient(_addresses(args.addr), credentials=client_credentials(args)) as client:
         print(await client.read_index(_addresses(args.addr)[0]))
     return 0
 
@@ -417,15 +534,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             config = config_from_args(args)
             config.validate()
-        except ConfigError as exc:
+            listening = [("--listen", config.listen)]
+            if config.peer_listen_address():
+                listening.append(("--peer-listen", config.peer_listen_address()))
+            warnings = check_exposure(listening, config.auth, bool(args.insecure))
+        except (ConfigError, AuthConfigError) as exc:
             print(f"logsvc serve: {exc}", file=sys.stderr)
             return 2
+        for warning in warnings:
+            logging.getLogger("logsvc.server").warning("%s", warning)
+        if not config.auth.enabled:
+            logging.getLogger("logsvc.server").info(
+                "no credentials configured: listening on loopback only (%s)",
+                ", ".join(a for _, a in listening),
+            )
         run_event_loop(serve(config))
         return 0
     if args.command == "up":
         from logsvc.local import up
 
         return up(Path(args.data), int(args.base_port))
+    if args.command == "token":
+        try:
+            rights = parse_rights(args.rights, "--rights")
+        except AuthConfigError as exc:
+            print(f"logsvc token: {exc}", file=sys.stderr)
+            return 2
+        secret = secrets.token_urlsafe(32)
+        print(secret)
+        print(
+            f"add to the --tokens file: {args.name} {','.join(sorted(rights))} "
+            f"sha256:{hash_token(secret)}",
+            file=sys.stderr,
+        )
+        return 0
     commands = {
         "append": _append,
         "tail": _tail,
@@ -436,7 +578,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     try:
         return asyncio.run(commands[args.command](args))
-    except LogClientError as exc:
+    except (LogClientError, AuthConfigError) as exc:
         print(f"logsvc {args.command}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

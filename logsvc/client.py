@@ -30,6 +30,7 @@ from typing import Final
 
 import grpc
 
+from logsvc.auth import ClientCredentials, client_channel
 from logsvc.errors import (
     ERROR_KIND_KEY,
     FIRST_INDEX_KEY,
@@ -58,6 +59,14 @@ RETRY_CODES = (
     grpc.StatusCode.DEADLINE_EXCEEDED,
     grpc.StatusCode.UNKNOWN,
     grpc.StatusCode.CANCELLED,
+)
+
+
+# An AppendStream that ends with one of these failed as a whole, before any append on it.
+FINAL_STREAM_CODES = (
+    grpc.StatusCode.UNIMPLEMENTED,
+    grpc.StatusCode.UNAUTHENTICATED,
+    grpc.StatusCode.PERMISSION_DENIED,
 )
 
 
@@ -182,9 +191,11 @@ class _AttemptFailed(Exception):
 def _stream_failure(exc: grpc.aio.AioRpcError | asyncio.InvalidStateError) -> _Refused:
     """Why an AppendStream failed as a whole. Its appends' outcome is unknown, whatever the
     code (a killed node's stream can fail with INTERNAL), so it is retried as UNAVAILABLE;
-    only UNIMPLEMENTED (a node without AppendStream) is kept, for the unary fallback."""
+    only UNIMPLEMENTED (a node without AppendStream) is kept, for the unary fallback, and
+    UNAUTHENTICATED and PERMISSION_DENIED, which a node answers before it reads a request
+    of the stream (nothing was appended, and a retry would be refused the same way)."""
     if isinstance(exc, grpc.aio.AioRpcError):
-        if exc.code() is grpc.StatusCode.UNIMPLEMENTED:
+        if exc.code() in FINAL_STREAM_CODES:
             return _refused(exc)
         details = f"the append stream failed: {exc.code().name} {exc.details()}"
     else:
@@ -216,10 +227,13 @@ class LogClient:
         producer_id: str | None = None,
         timeout_s: float = 30.0,
         attempt_timeout_s: float = 3.0,
+        credentials: ClientCredentials | None = None,
     ) -> None:
         if not addresses:
             raise ValueError("at least one address is needed")
         self.addresses = list(addresses)
+        # TLS, a client certificate, a token (logsvc/auth.py); None: plaintext, no identity.
+        self.credentials = credentials
         self.producer_id = producer_id if producer_id is not None else uuid.uuid4().hex
         self.timeout_s = timeout_s
         self.attempt_timeout_s = attempt_timeout_s
@@ -254,7 +268,7 @@ class LogClient:
     def stub(self, address: str) -> log_pb2_grpc.LogAsyncStub:
         stub = self._stubs.get(address)
         if stub is None:
-            channel = grpc.aio.insecure_channel(address, options=CLIENT_CHANNEL_OPTIONS)
+            channel = client_channel(address, self.credentials, CLIENT_CHANNEL_OPTIONS)
             self._channels[address] = channel
             # A stub builds a callable per method: make it once per channel, not per call.
             stub = self._stubs[address] = log_pb2_grpc.LogStub(channel)
@@ -375,6 +389,7 @@ class LogClient:
         attempt = 0
         delay = RETRY_S_MIN
         give_up_at: float | None = None
+        last_error = ""
         while True:
             target = addresses[attempt % len(addresses)]
             try:
@@ -403,6 +418,7 @@ class LogClient:
                     grpc.StatusCode.DEADLINE_EXCEEDED,
                 ):
                     raise LogClientError(f"{target}: {exc.details()}", exc.code()) from exc
+                last_error = f"; last error: {target}: {exc.code().name} {exc.details()}"
             attempt += 1
             if not follow:
                 loop = asyncio.get_running_loop()
@@ -410,7 +426,8 @@ class LogClient:
                     give_up_at = loop.time() + self.timeout_s
                 elif loop.time() > give_up_at:
                     raise LogClientError(
-                        f"no node served the read from index {next_index} within {self.timeout_s}s"
+                        f"no node served the read from index {next_index} within "
+                        f"{self.timeout_s}s{last_error}"
                     )
             await asyncio.sleep(delay)
             delay = min(delay * 2, RETRY_S_MAX)

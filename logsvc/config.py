@@ -5,22 +5,43 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from logsvc.auth import ServerAuth
+
 
 class ConfigError(ValueError):
     pass
 
 
-def parse_peers(text: str) -> dict[str, str]:
-    """`a=127.0.0.1:7001,b=127.0.0.1:7002` -> {"a": "127.0.0.1:7001", ...}."""
-    peers: dict[str, str] = {}
+def _peer_entries(text: str) -> dict[str, tuple[str, str]]:
+    """`ID=HOST:PORT[/PEER]` entries -> {id: (client address, peer address or "")}.
+
+    PEER is the node's peer port (`/7004`, on the same host) or a whole HOST:PORT.
+    """
+    peers: dict[str, tuple[str, str]] = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
-        node_id, sep, address = part.partition("=")
-        if not sep or not node_id or not address:
-            raise ConfigError(f"peer {part!r} is not of the form ID=HOST:PORT")
+        node_id, sep, addresses = part.partition("=")
+        address, slash, peer = addresses.partition("/")
+        if not sep or not node_id or ":" not in address or (slash and not peer):
+            raise ConfigError(f"peer {part!r} is not of the form ID=HOST:PORT[/PEER_PORT]")
         if node_id in peers:
             raise ConfigError(f"peer id {node_id!r} appears twice")
-        peers[node_id] = address
+        if peer and ":" not in peer:
+            if not peer.isdigit():
+                raise ConfigError(f"peer {part!r}: {peer!r} is not a port or HOST:PORT")
+            peer = f"{address.rpartition(':')[0]}:{peer}"
+        peers[node_id] = (address, peer)
     return peers
+
+
+def parse_peers(text: str) -> dict[str, str]:
+    """Every node's client address: `a=127.0.0.1:7001/7004,...` -> {"a": "127.0.0.1:7001"}."""
+    return {node_id: client for node_id, (client, _) in _peer_entries(text).items()}
+
+
+def parse_peer_addresses(text: str) -> dict[str, str]:
+    """Every node's peer address: `a=127.0.0.1:7001/7004,...` -> {"a": "127.0.0.1:7004"}
+    (nodes given without one are left out)."""
+    return {node_id: peer for node_id, (_, peer) in _peer_entries(text).items() if peer}
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +52,14 @@ class NodeConfig:
     data_dir: Path
     zone: str = ""
     cluster_id: str = "memlog"
+    # Every node's peer address (Raft traffic: a port of its own, never the client port),
+    # and where this node serves it (default: its own entry).
+    peer_addresses: dict[str, str] = field(default_factory=dict)
+    peer_listen: str = ""
+    # Serves only grpc.health.v1, in plaintext, for probes that speak no TLS ("": none).
+    health_listen: str = ""
+    # TLS for both ports, and who may call the client port (logsvc/auth.py).
+    auth: ServerAuth = field(default_factory=ServerAuth)
     tick_ms: int = 20
     election_ticks: int = 15
     heartbeat_ticks: int = 3
@@ -103,6 +132,21 @@ class NodeConfig:
             )
         if ":" not in self.listen:
             raise ConfigError(f"--listen {self.listen!r} is not HOST:PORT")
+        if len(self.peers) > 1:
+            missing = sorted(set(self.peers) - set(self.peer_addresses))
+            if missing:
+                raise ConfigError(
+                    f"--peers gives no peer address for {', '.join(missing)}: a cluster of "
+                    "several nodes needs each node's peer port, ID=HOST:PORT/PEER_PORT "
+                    "(Raft traffic never goes to the client port)"
+                )
+            clash = set(self.peers.items()) & set(self.peer_addresses.items())
+            if clash:
+                raise ConfigError(
+                    f"--peers gives {sorted(clash)[0][0]} the same client and peer address"
+                )
+        if self.peer_listen and ":" not in self.peer_listen:
+            raise ConfigError(f"--peer-listen {self.peer_listen!r} is not HOST:PORT")
         if self.tick_ms < 1:
             raise ConfigError("--tick-ms must be at least 1")
         if self.election_ticks <= self.heartbeat_ticks:
@@ -156,3 +200,7 @@ class NodeConfig:
                 "--commit-hold-ms must be at least 0 and shorter than a heartbeat interval "
                 f"({self.tick_ms * self.heartbeat_ticks} ms)"
             )
+
+    def peer_listen_address(self) -> str:
+        """Where this node serves its peers ("" for a single node without a peer address)."""
+        return self.peer_listen or self.peer_addresses.get(self.id, "")

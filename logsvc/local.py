@@ -25,6 +25,8 @@ from typing import TextIO
 
 import grpc
 
+from logsvc.auth import ClientCredentials, client_channel
+from logsvc.certs import LocalCredentials, ensure_local_credentials
 from logsvc.v1 import log_pb2, log_pb2_grpc
 
 ZONES = ("a", "b", "c")
@@ -32,17 +34,36 @@ ZONES = ("a", "b", "c")
 
 @dataclass
 class LocalCluster:
+    """Client ports base_port, +1, +2 (zones a, b, c); peer ports right after them."""
+
     data_dir: Path
     base_port: int = 7001
     zones: tuple[str, ...] = ZONES
     extra_args: list[str] = field(default_factory=list)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    # Peer mutual TLS and client certificates (memlog up makes them); None: plaintext.
+    tls: LocalCredentials | None = None
 
     def address(self, node_id: str) -> str:
         return f"127.0.0.1:{self.base_port + self.zones.index(node_id)}"
 
+    def peer_port(self, node_id: str) -> int:
+        return self.base_port + len(self.zones) + self.zones.index(node_id)
+
+    def ports(self) -> list[int]:
+        """Every port the nodes listen on (client and peer)."""
+        return list(range(self.base_port, self.base_port + 2 * len(self.zones)))
+
     def peers(self) -> str:
-        return ",".join(f"{z}={self.address(z)}" for z in self.zones)
+        return ",".join(f"{z}={self.address(z)}/{self.peer_port(z)}" for z in self.zones)
+
+    def client_credentials(self) -> ClientCredentials | None:
+        """An admin's credentials (None without TLS)."""
+        if self.tls is None:
+            return None
+        return ClientCredentials.from_files(
+            ca=str(self.tls.ca), cert=str(self.tls.admin_cert), key=str(self.tls.admin_key)
+        )
 
     def addresses(self) -> list[str]:
         return [self.address(z) for z in self.zones]
@@ -55,6 +76,7 @@ class LocalCluster:
             "--listen", self.address(node_id),
             "--peers", self.peers(),
             "--data-dir", str(self.data_dir / "log"),
+            *(self.tls.node_args(node_id) if self.tls is not None else ()),
             *self.extra_args,
         ]  # fmt: skip
 
@@ -89,13 +111,14 @@ class LocalCluster:
 
     async def _wait_for_leader(self, timeout_s: float) -> str:
         deadline = time.monotonic() + timeout_s
+        credentials = self.client_credentials()
         while time.monotonic() < deadline:
             # Nodes that answer must agree on one leader, and a majority must answer.
             leaders: list[str] = []
             for node_id in self.processes:
                 if self.processes[node_id].poll() is not None:
                     continue
-                async with grpc.aio.insecure_channel(self.address(node_id)) as channel:
+                async with client_channel(self.address(node_id), credentials, ()) as channel:
                     try:
                         st = await log_pb2_grpc.LogStub(channel).Status(
                             log_pb2.StatusRequest(), timeout=1.0
@@ -346,6 +369,17 @@ def wait_for_log_leader(cluster: LocalCluster, supervisor: Supervisor, timeout_s
                 ) from None
 
 
+def local_tls(data_dir: Path, zones: Sequence[str] = ZONES) -> LocalCredentials:
+    """The throwaway CA and certificates of a local deployment, made on first start."""
+    return ensure_local_credentials(data_dir / "tls", zones)
+
+
+def credentials_note(tls: LocalCredentials) -> str:
+    """How to reach the local nodes with the logsvc tools (printed once ready)."""
+    env = " ".join(f"{k}={v}" for k, v in tls.admin_env().items())
+    return f"peers speak mutual TLS and clients need a certificate; logsvc tools: export {env}"
+
+
 def up(data_dir: Path, base_port: int) -> int:
     """Run a local cluster in the foreground until Ctrl-C or SIGTERM."""
     program = "logsvc"
@@ -353,19 +387,20 @@ def up(data_dir: Path, base_port: int) -> int:
     supervisor = Supervisor(program)
     try:
         lock = claim_data_folder(data_dir, program)
-        check_ports_free(
-            [(int(a.rpartition(":")[2]), "--base-port") for a in cluster.addresses()], program
-        )
+        check_ports_free([(p, "--base-port") for p in cluster.ports()], program)
     except LaunchRefused as exc:
         print(exc, file=sys.stderr)
         return 2
+    cluster.tls = local_tls(data_dir, cluster.zones)
 
     def start() -> str:
         launch_log_nodes(cluster, supervisor)
         leader = wait_for_log_leader(cluster, supervisor, timeout_s=60)
+        assert cluster.tls is not None
         return (
             f"logsvc ready: nodes {','.join(cluster.addresses())} (zones a, b, c), "
-            f"leader {leader}, data in {data_dir}; Ctrl-C stops"
+            f"leader {leader}, data in {data_dir}; {credentials_note(cluster.tls)}. "
+            "Ctrl-C stops"
         )
 
     def stop() -> None:

@@ -176,6 +176,8 @@ class LogNode:
     def __init__(self, config: NodeConfig) -> None:
         config.validate()
         self.config = config
+        # Read once: the node's certificate and key, as a client of its peers (mutual TLS).
+        self.peer_credentials = config.auth.peer_channel_credentials()
         self.id = config.id
         self.durable = DurableLog(
             config.data_dir / config.id,
@@ -246,11 +248,12 @@ class LogNode:
         # Election timeouts must differ between nodes and runs; the core stays seeded.
         rng = random.Random(random.SystemRandom().getrandbits(64))
         self.node = RawNode(raft_config, memory, rng)
-        for peer_id, address in sorted(self.config.peers.items()):
+        for peer_id, address in sorted(self.config.peer_addresses.items()):
             if peer_id != self.id:
                 sender = PeerSender(
-                    self.config.cluster_id, self.id, peer_id, address, self._report_unreachable
-                )
+                    self.config.cluster_id, self.id, peer_id, address,
+                    self._report_unreachable, self.peer_credentials,
+                )  # fmt: skip
                 sender.start()
                 self.senders[peer_id] = sender
         self._tasks = [
@@ -296,9 +299,9 @@ class LogNode:
         new cluster every peer answers 0 and nothing is written. It waits for every peer,
         since the one that does not answer may be the one it voted for.
         """
-        peers = {p: a for p, a in self.config.peers.items() if p != self.id}
+        peers = {p: a for p, a in self.config.peer_addresses.items() if p != self.id}
         log.info("%s has an empty data directory: asking %s for their terms", self.id, peers)
-        terms = await probe_terms(self.config.cluster_id, self.id, peers)
+        terms = await probe_terms(self.config.cluster_id, self.id, peers, self.peer_credentials)
         top = max(terms.values(), default=0)
         if top == 0:
             return

@@ -75,8 +75,11 @@ async def _checked(
         yield request
 
 
+Guard = Callable[[str, grpc.aio.ServicerContext[Any, Any]], None]
+
+
 def _handler(
-    path: str, method: MethodDescriptor, behaviour: Callable[..., Any]
+    path: str, method: MethodDescriptor, behaviour: Callable[..., Any], guard: Guard | None
 ) -> grpc.RpcMethodHandler[Any, Any]:
     request_class = GetMessageClass(method.input_type)
     response_class = GetMessageClass(method.output_type)
@@ -86,6 +89,8 @@ def _handler(
     streams_out = method.server_streaming
 
     async def prepared(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        if guard is not None:
+            guard(method.name, context)  # before a request is read or anything is done
         if streams_in:
             return _checked(path, request, context)
         if isinstance(request, Malformed):
@@ -116,11 +121,17 @@ def _handler(
     return grpc.unary_unary_rpc_method_handler(unary_out, decode, encode)
 
 
-def add_servicer(server: grpc.aio.Server, service: ServiceDescriptor, servicer: object) -> None:
-    """Serve every method of `service` with the method of the same name on `servicer`."""
+def add_servicer(
+    server: grpc.aio.Server,
+    service: ServiceDescriptor,
+    servicer: object,
+    guard: Guard | None = None,
+) -> None:
+    """Serve every method of `service` with the method of the same name on `servicer`;
+    `guard(method name, context)` may refuse a call (by raising a LogError) first."""
     handlers = {
         method.name: _handler(
-            f"/{service.full_name}/{method.name}", method, getattr(servicer, method.name)
+            f"/{service.full_name}/{method.name}", method, getattr(servicer, method.name), guard
         )
         for method in service.methods
     }

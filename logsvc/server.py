@@ -26,7 +26,6 @@ from logsvc.v1 import log_pb2, log_pb2_grpc, peer_pb2
 log = logging.getLogger("logsvc.server")
 
 LOG_SERVICE = log_pb2.DESCRIPTOR.services_by_name["Log"].full_name
-PEER_SERVICE = peer_pb2.DESCRIPTOR.services_by_name["Peer"].full_name
 HEALTH_INTERVAL_S = 0.25
 GRACE_S = 1.0
 SWITCH_INTERVAL_S = 0.0005
@@ -307,42 +306,81 @@ async def _watch_health(node: LogNode, servicer: health.aio.HealthServicer) -> N
         await asyncio.sleep(HEALTH_INTERVAL_S)
 
 
+def _bind(
+    server: grpc.aio.Server, flag: str, address: str, credentials: grpc.ServerCredentials | None
+) -> None:
+    if credentials is None:
+        port = server.add_insecure_port(address)
+    else:
+        port = server.add_secure_port(address, credentials)
+    if port == 0:
+        raise OSError(f"cannot listen on {address} ({flag})")
+
+
 async def serve(config: NodeConfig) -> None:
     """Run a node until SIGTERM or SIGINT, then shut down gracefully."""
     # The writer thread's fsync returns while the event loop may hold the GIL; a short
     # switch interval hands it over in well under a millisecond (default: 5 ms).
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     node = LogNode(config)
-    server = grpc.aio.server(
-        options=[
-            # Larger requests are refused by gRPC before they are parsed (RESOURCE_EXHAUSTED).
-            ("grpc.max_receive_message_length", config.message_bytes_max()),
-            ("grpc.max_send_message_length", 64 << 20),
-            *SERVER_KEEPALIVE_OPTIONS,
-        ]
-    )
+    options = [
+        # Larger requests are refused by gRPC before they are parsed (RESOURCE_EXHAUSTED).
+        ("grpc.max_receive_message_length", config.message_bytes_max()),
+        ("grpc.max_send_message_length", 64 << 20),
+        *SERVER_KEEPALIVE_OPTIONS,
+    ]
+    auth = config.auth
+    # The client port: the Log service (every call authorized when credentials are
+    # configured), health and reflection. Never a Raft message.
+    server = grpc.aio.server(options=options)
     # Not the generated add_*_to_server: these refuse malformed requests cleanly (rpc.py).
-    add_servicer(server, log_pb2.DESCRIPTOR.services_by_name["Log"], LogServicer(node))
     add_servicer(
         server,
-        peer_pb2.DESCRIPTOR.services_by_name["Peer"],
-        PeerServicer(
-            config.cluster_id,
-            config.id,
-            node.deliver,
-            durable_term=node.durable_term,
-            peer_started_empty=node.peer_started_empty,
-            peer_ids=config.peers,
-            snapshots=node.snapshots,
-        ),
+        log_pb2.DESCRIPTOR.services_by_name["Log"],
+        LogServicer(node),
+        guard=auth.authorize if auth.enabled else None,
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
-        (LOG_SERVICE, PEER_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        (LOG_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    if server.add_insecure_port(config.listen) == 0:
-        raise OSError(f"cannot listen on {config.listen}")
+    _bind(server, "--listen", config.listen, auth.client_credentials())
+    # The peer port: the Peer service alone, mutual TLS when credentials are configured.
+    peer_server: grpc.aio.Server | None = None
+    peer_listen = config.peer_listen_address()
+    if peer_listen:
+        peer_server = grpc.aio.server(options=options)
+        add_servicer(
+            peer_server,
+            peer_pb2.DESCRIPTOR.services_by_name["Peer"],
+            PeerServicer(
+                config.cluster_id,
+                config.id,
+                node.deliver,
+                durable_term=node.durable_term,
+                peer_started_empty=node.peer_started_empty,
+                peer_ids=config.peers,
+                snapshots=node.snapshots,
+                tls=auth.tls is not None,
+            ),
+        )
+        _bind(peer_server, "--peer-listen", peer_listen, auth.peer_credentials())
+    # A plain health port for probes that speak no TLS (the kubelet's gRPC probe).
+    health_server: grpc.aio.Server | None = None
+    if config.health_listen:
+        health_server = grpc.aio.server()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, health_server)
+        _bind(health_server, "--health-listen", config.health_listen, None)
+    servers = [s for s in (server, peer_server, health_server) if s is not None]
+    if auth.enabled:
+        kinds = [
+            k for k, on in (("certificates", auth.client_certs), ("tokens", auth.tokens)) if on
+        ]
+        log.info(
+            "TLS on: peers speak mutual TLS, clients need %s (%d known)",
+            " or ".join(kinds), len(auth.client_certs) + len(auth.tokens),
+        )  # fmt: skip
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -354,7 +392,8 @@ async def serve(config: NodeConfig) -> None:
     # runs and the node has caught up (_watch_health).
     for name in ("", LOG_SERVICE):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
-    await server.start()
+    for srv in servers:
+        await srv.start()
     starting = asyncio.create_task(node.start(), name="node-start")
     stopping = asyncio.create_task(stop.wait(), name="stop")
     await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -362,7 +401,8 @@ async def serve(config: NodeConfig) -> None:
     if starting.done():
         starting.result()  # a failed start ends the process with its error
         watcher = asyncio.create_task(_watch_health(node, health_servicer))
-        log.info("logsvc %s (zone %s) serving on %s", config.id, config.zone, config.listen)
+        log.info("logsvc %s (zone %s) serving clients on %s, peers on %s",
+                 config.id, config.zone, config.listen, peer_listen or "(none)")  # fmt: skip
         await stopping
     else:
         starting.cancel()
@@ -377,4 +417,4 @@ async def serve(config: NodeConfig) -> None:
     if node.node is not None:
         await node.hand_off()
     await node.stop()
-    await server.stop(GRACE_S)
+    await asyncio.gather(*(srv.stop(GRACE_S) for srv in servers))

@@ -372,12 +372,12 @@ class SnapshotManager:
         return [e for e in self.catalog.entries if e.key not in self.blobs.verified]
 
     def _peer_stub(self, peer_id: str) -> peer_pb2_grpc.PeerAsyncStub:
-        from logsvc.transport import CHANNEL_OPTIONS
+        from logsvc.transport import peer_channel
 
         channel = self._channels.get(peer_id)
         if channel is None:
-            address = self.config.peers[peer_id]
-            channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+            address = self.config.peer_addresses[peer_id]
+            channel = peer_channel(peer_id, address, self.node.peer_credentials)
             self._channels[peer_id] = channel
         return peer_pb2_grpc.PeerStub(channel)
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
+from logsvc.auth import PermissionDenied, Unauthenticated, peer_names, tls_options
 from logsvc.errors import InvalidArgument, LogError
 from logsvc.raft import Entry, EntryType, Message, MessageType, SnapshotMeta
 from logsvc.v1 import peer_pb2, peer_pb2_grpc
@@ -73,6 +74,18 @@ SERVER_KEEPALIVE_OPTIONS = [
     ("grpc.http2.min_recv_ping_interval_without_data_ms", KEEPALIVE_TIME_MS // 2),
     ("grpc.http2.max_ping_strikes", 0),
 ]
+
+
+def peer_channel(
+    peer_id: str, address: str, credentials: grpc.ChannelCredentials | None
+) -> grpc.aio.Channel:
+    """A channel to a peer's peer port: mutual TLS when credentials are configured, with the
+    peer's certificate checked against its node id (it must name the id as a DNS name), so
+    a node of another cluster's CA, or one holding another node's certificate, is refused."""
+    if credentials is None:
+        return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+    options = [*tls_options(CHANNEL_OPTIONS), ("grpc.ssl_target_name_override", peer_id)]
+    return grpc.aio.secure_channel(address, credentials, options=options)
 
 
 def message_to_proto(m: Message) -> peer_pb2.RaftMessage:
@@ -138,7 +151,9 @@ class PeerSender:
         peer_id: str,
         address: str,
         on_unreachable: Callable[[str], None],
+        credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
+        self.credentials = credentials
         self.cluster_id = cluster_id
         self.self_id = self_id
         self.peer_id = peer_id
@@ -233,9 +248,7 @@ class PeerSender:
         backoff = BACKOFF_S_MIN
         while True:
             try:
-                async with grpc.aio.insecure_channel(
-                    self.address, options=CHANNEL_OPTIONS
-                ) as channel:
+                async with peer_channel(self.peer_id, self.address, self.credentials) as channel:
                     await channel.channel_ready()
                     stub = peer_pb2_grpc.PeerStub(channel)
                     self.connected = True
@@ -260,7 +273,12 @@ PROBE_TIMEOUT_S = 1.0
 PROBE_WAITING_LOG_S = 5.0
 
 
-async def probe_terms(cluster_id: str, self_id: str, peers: Mapping[str, str]) -> dict[str, int]:
+async def probe_terms(
+    cluster_id: str,
+    self_id: str,
+    peers: Mapping[str, str],
+    credentials: grpc.ChannelCredentials | None = None,
+) -> dict[str, int]:
     """Every peer's durable term (Peer.Probe), asking again until each has answered.
 
     Waits as long as it takes: the caller must not go on without every answer (see
@@ -272,8 +290,7 @@ async def probe_terms(cluster_id: str, self_id: str, peers: Mapping[str, str]) -
     loop = asyncio.get_running_loop()
     report_at = loop.time() + PROBE_WAITING_LOG_S
     channels = {
-        peer_id: grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
-        for peer_id, address in peers.items()
+        peer_id: peer_channel(peer_id, address, credentials) for peer_id, address in peers.items()
     }
     try:
         while len(terms) < len(peers):
@@ -320,7 +337,11 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
         peer_started_empty: Callable[[str], None] = lambda peer_id: None,
         peer_ids: Collection[str] | None = None,
         snapshots: SnapshotManager | None = None,
+        tls: bool = False,
     ) -> None:
+        # With TLS, each call's certificate (verified against the cluster's CA by the
+        # handshake) must name the node id the call claims to come from.
+        self.tls = tls
         self.cluster_id = cluster_id
         self.self_id = self_id
         # Whom messages may come from (None: anyone); never this node itself.
@@ -340,12 +361,31 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
                 f"cluster id {cluster_id!r} is not {self.cluster_id!r}",
             )
 
+    async def _check_sender(
+        self, from_id: str, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> None:
+        """The sender must be a peer (not this node) and, with TLS, hold that peer's
+        certificate; anything else is refused before a byte of it is stepped."""
+        if self.peer_ids is not None and from_id not in self.peer_ids:
+            raise InvalidArgument(f"{from_id!r} is not a peer of {self.self_id}")
+        if not self.tls:
+            return
+        names = peer_names(context)
+        if names is None:
+            raise Unauthenticated("this peer port requires mutual TLS")
+        if from_id not in names:
+            raise PermissionDenied(
+                f"a peer certificate for {', '.join(sorted(names)) or 'no name'} may not speak "
+                f"for {from_id!r}: a node's certificate must name its node id"
+            )
+
     async def Probe(
         self,
         request: peer_pb2.ProbeRequest,
         context: grpc.aio.ServicerContext[peer_pb2.ProbeRequest, peer_pb2.ProbeResponse],
     ) -> peer_pb2.ProbeResponse:
         await self._check_cluster(request.cluster_id, context)
+        await self._check_sender(request.from_id, context)
         # Only a node with an empty data directory probes: whatever this node (if it leads)
         # knew of that peer's log is gone. Before the answer, so before the peer starts.
         self.peer_started_empty(request.from_id)
@@ -356,10 +396,12 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
         request_iterator: AsyncIterator[peer_pb2.MessageBatch],
         context: grpc.aio.ServicerContext[peer_pb2.MessageBatch, peer_pb2.DeliverAck],
     ) -> peer_pb2.DeliverAck:
+        checked = ""
         async for batch in request_iterator:
             await self._check_cluster(batch.cluster_id, context)
-            if self.peer_ids is not None and batch.from_id not in self.peer_ids:
-                raise InvalidArgument(f"{batch.from_id!r} is not a peer of {self.self_id}")
+            if batch.from_id != checked:
+                await self._check_sender(batch.from_id, context)
+                checked = batch.from_id
             messages: list[Message] = []
             for pb in batch.messages:
                 if pb.to != self.self_id:
@@ -386,8 +428,15 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
         if self.snapshots is None:
             await context.abort(grpc.StatusCode.UNIMPLEMENTED, "no snapshot store here")
         assert self.snapshots is not None
+
+        async def checked() -> AsyncIterator[peer_pb2.SnapshotTransfer]:
+            async for transfer in request_iterator:
+                await self._check_cluster(transfer.cluster_id, context)
+                await self._check_sender(transfer.from_id, context)
+                yield transfer
+
         try:
-            await self.snapshots.receive_push(request_iterator)
+            await self.snapshots.receive_push(checked())
         except LogError as exc:
             await context.abort(exc.code, exc.message)
         return peer_pb2.PushSnapshotResponse()
@@ -400,6 +449,8 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
         if self.snapshots is None:
             await context.abort(grpc.StatusCode.UNIMPLEMENTED, "no snapshot store here")
         assert self.snapshots is not None
+        await self._check_cluster(request.cluster_id, context)
+        await self._check_sender(request.from_id, context)
         try:
             async for chunk in self.snapshots.serve_fetch(request):
                 yield chunk

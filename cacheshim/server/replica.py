@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 # How long a starting shim waits for a quorum to confirm the commit index it catches up with.
 READ_INDEX_AT_START_S = 5.0
 
+STATUS_WARNING_S = 5.0
 log = logging.getLogger("cacheshim.server")
 
 # Records per message of the apply loop's Read stream: the node bounds a message by records
@@ -57,12 +58,16 @@ class Replica:
         commit index the nodes report, raised to a quorum-confirmed one (ReadIndex) when a
         quorum answers within READ_INDEX_AT_START_S; without a quorum, what the nodes say."""
         deadline = time.monotonic() + 60
+        warn_at = time.monotonic() + STATUS_WARNING_S
+        errors: list[str] = []
         while True:
             reported: list[int] = []
+            errors.clear()
             for address in self.log_reader_client.addresses:
                 try:
                     st = await self.log_reader_client.status(address)
-                except Exception:  # a node down: ask the next one
+                except Exception as exc:  # a node down: ask the next one
+                    errors.append(str(exc))  # said below if none answers (bad credentials?)
                     continue
                 if not reported:
                     self.log_leader = st.header.leader_address
@@ -76,7 +81,10 @@ class Replica:
                     confirmed = 0
                 return max(*reported, confirmed)
             if time.monotonic() > deadline:
-                raise RuntimeError("no log node answered Status within 60s")
+                raise RuntimeError("no log node answered Status within 60s: " + "; ".join(errors))
+            if time.monotonic() >= warn_at:
+                warn_at = time.monotonic() + STATUS_WARNING_S
+                log.warning("no log node answers Status yet: %s", "; ".join(errors))
             await asyncio.sleep(0.2)
 
     async def _apply_loop(self) -> None:

@@ -26,6 +26,7 @@ from cacheshim.server.sessions import Session
 from cacheshim.server.writer import Writer
 from cacheshim.serverstate import ClientPause, ServerStats
 from cacheshim.snapshot import bootstrap
+from logsvc.auth import ClientCredentials
 from logsvc.client import LogClient
 
 log = logging.getLogger("cacheshim.server")
@@ -47,6 +48,8 @@ class ShimConfig:
     # An ACL file (Redis's aclfile): seeds the users at bootstrap, read by ACL LOAD,
     # written by ACL SAVE. Empty: none.
     aclfile: str = ""
+    # TLS and identity for the log nodes (None: plaintext, no identity).
+    log_credentials: ClientCredentials | None = None
 
 
 class Shim(Replica):
@@ -64,8 +67,9 @@ class Shim(Replica):
             list(config.log_addresses),
             producer_id=f"{config.shim_id}-{os.getpid()}-{wall_ms()}",
             timeout_s=config.write_timeout_s,
+            credentials=config.log_credentials,
         )
-        self.log_reader_client = LogClient(local_first)
+        self.log_reader_client = LogClient(local_first, credentials=config.log_credentials)
         self.writer = Writer(
             self.log_writer_client,
             config.shim_id,

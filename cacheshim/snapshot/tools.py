@@ -36,6 +36,7 @@ from cacheshim.types.listvalue import ListValue
 from cacheshim.types.setvalue import SetValue
 from cacheshim.types.zsetvalue import ZSet
 from cacheshim.v1 import record_pb2
+from logsvc.auth import ClientCredentials
 from logsvc.client import LogClient, LogClientError, TrimmedError, put_snapshot
 
 log = logging.getLogger("cacheshim.snapshot.tools")
@@ -171,9 +172,13 @@ class Snapshotter:
 
 
 async def snapshot_main(
-    addresses: list[str], every_s: float | None, min_records: int, temp_dir: str | None
+    addresses: list[str],
+    every_s: float | None,
+    min_records: int,
+    temp_dir: str | None,
+    credentials: ClientCredentials | None = None,
 ) -> int:
-    async with LogClient(addresses) as client:
+    async with LogClient(addresses, credentials=credentials) as client:
         return await Snapshotter(client, min_records, temp_dir).run(every_s)
 
 
@@ -192,9 +197,14 @@ def write_plain_rdb(applier: Applier, path: Path) -> int:
     return result.keys
 
 
-async def export_main(addresses: list[str], rdb: Path, temp_dir: str | None) -> int:
+async def export_main(
+    addresses: list[str],
+    rdb: Path,
+    temp_dir: str | None,
+    credentials: ClientCredentials | None = None,
+) -> int:
     load_all()
-    async with LogClient(addresses) as client:
+    async with LogClient(addresses, credentials=credentials) as client:
         applier = Applier()
         target = await commit_index(client)
         done = await bootstrap.recover(applier, client, target, temp_dir=temp_dir, retry=False)
@@ -220,11 +230,12 @@ async def restore_main(
     to_index: int | None,
     to_time_ms: int | None,
     temp_dir: str | None,
+    credentials: ClientCredentials | None = None,
 ) -> int:
     """The state at log index to_index, or after the last record whose time (apply's,
     monotonic along the log) is <= to_time_ms, as a plain RDB file."""
     load_all()
-    async with LogClient(addresses) as client:
+    async with LogClient(addresses, credentials=credentials) as client:
         commit = await commit_index(client)
         applier = Applier()
         if to_index is not None:

@@ -3,6 +3,7 @@ both keyspaces flushed before each test that uses `pair`."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -21,9 +22,14 @@ def oracle_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisSer
         server.stop()
 
 
+# MEMLOG_TEST_TLS=1 runs the shared deployments as `memlog up` runs them: peers on mutual
+# TLS, shims showing a client certificate to the log.
+TLS = os.environ.get("MEMLOG_TEST_TLS", "") not in ("", "0")
+
+
 @pytest.fixture(scope="module")
 def memlog(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Memlog]:
-    deployment = Memlog(tmp_path_factory.mktemp("memlog"))
+    deployment = Memlog(tmp_path_factory.mktemp("memlog"), tls=TLS)
     try:
         deployment.start()
         yield deployment

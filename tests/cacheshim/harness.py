@@ -19,7 +19,7 @@ from pathlib import Path
 
 import redis
 
-from logsvc.local import LocalCluster
+from logsvc.local import LocalCluster, local_tls
 from tests.logsvc.cluster import free_ports
 
 # Short Raft timing for tests: 10 ms ticks, elections after 150 ms, heartbeats every 30 ms.
@@ -108,6 +108,8 @@ class Memlog:
     log_args: list[str] = field(default_factory=list)
     # The zone of each shim (its local log node); by default a, b, c, a, ... in turn.
     shim_zones: list[str] = field(default_factory=list)
+    # Peer mutual TLS and client certificates, as `memlog up` runs them.
+    tls: bool = False
     cluster: LocalCluster | None = None
     shim_ports: list[int] = field(default_factory=list)
     shim_procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
@@ -116,8 +118,9 @@ class Memlog:
         self.root.mkdir(parents=True, exist_ok=True)
         self.cluster = LocalCluster(
             data_dir=self.root,
-            base_port=free_port_block(3),
+            base_port=free_port_block(6),  # client ports, then peer ports
             extra_args=[*TIMING_FLAGS, *self.log_args],
+            tls=local_tls(self.root) if self.tls else None,
         )
         self.cluster.start()
         self.cluster.wait_for_leader()
@@ -134,6 +137,7 @@ class Memlog:
             "--log", ",".join(self.cluster.addresses()),
             "--local-log", self.cluster.address(zone),
             "--shim-id", f"shim-{i + 1}", "--zone", zone,
+            *(self.cluster.tls.shim_args() if self.cluster.tls is not None else ()),
             *self.shim_args,
         ]  # fmt: skip
 

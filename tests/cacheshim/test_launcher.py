@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from logsvc.certs import LocalCredentials
 from tests.cacheshim.harness import free_port, free_port_block, stop_process, wait_until
 
 READY_S = 120.0
@@ -69,7 +70,7 @@ def launch(tmp: Path, name: str, data: Path, port: int, log_base_port: int) -> L
 
 @pytest.fixture
 def running(tmp_path: Path) -> Iterator[Launch]:
-    first = launch(tmp_path, "first", tmp_path / "data", free_port(), free_port_block(3))
+    first = launch(tmp_path, "first", tmp_path / "data", free_port(), free_port_block(6))
     try:
         first.wait_ready()
         yield first
@@ -99,7 +100,7 @@ def eventually_ok(port: int, *args: object, timeout_s: float = 60.0) -> object:
 def test_a_second_launch_on_the_same_data_or_ports_is_refused(
     running: Launch, tmp_path: Path
 ) -> None:
-    same_data = launch(tmp_path, "same-data", running.data, free_port(), free_port_block(3))
+    same_data = launch(tmp_path, "same-data", running.data, free_port(), free_port_block(6))
     assert same_data.proc.wait(timeout=60) == 2
     assert "in use by another run" in same_data.stderr()
     assert f"pid {running.proc.pid}" in same_data.stderr()
@@ -111,7 +112,7 @@ def test_a_second_launch_on_the_same_data_or_ports_is_refused(
     assert f"port {running.log_base_port} on 127.0.0.1 is taken" in same_log_ports.stderr()
     assert "--log-base-port" in same_log_ports.stderr()
 
-    same_port = launch(tmp_path, "same-port", tmp_path / "other", running.port, free_port_block(3))
+    same_port = launch(tmp_path, "same-port", tmp_path / "other", running.port, free_port_block(6))
     assert same_port.proc.wait(timeout=60) == 2
     assert f"port {running.port} on 127.0.0.1 is taken" in same_port.stderr()
     # Refused before anything started: no "ready", nothing else said, the first one unharmed.
@@ -140,7 +141,7 @@ def test_sigkill_of_one_process_leaves_memlog_serving(running: Launch, victim: s
 
 
 def test_sigterm_stops_every_process(tmp_path: Path) -> None:
-    one = launch(tmp_path, "one", tmp_path / "data", free_port(), free_port_block(3))
+    one = launch(tmp_path, "one", tmp_path / "data", free_port(), free_port_block(6))
     try:
         one.wait_ready()
         pids = one.pids()
@@ -162,7 +163,7 @@ def test_a_process_that_fails_at_start_is_named_with_its_log(tmp_path: Path) -> 
     data = tmp_path / "data"
     (data / "log").mkdir(parents=True)
     (data / "log" / "a").write_text("a file where node a's folder should be\n")
-    failed = launch(tmp_path, "failed", data, free_port(), free_port_block(3))
+    failed = launch(tmp_path, "failed", data, free_port(), free_port_block(6))
     try:
         assert failed.proc.wait(timeout=READY_S) == 1
     finally:
@@ -187,7 +188,11 @@ def test_memlog_tail_prints_the_commands(running: Launch) -> None:
     r2.set("in-two", "1")
     address = f"127.0.0.1:{running.log_base_port}"
     command = [sys.executable, "-m", "cacheshim.launcher", "tail", "--addr", address]
-    result = subprocess.run(command, capture_output=True, timeout=60, check=True)
+    # memlog up made a CA and an admin's certificate under the data folder.
+    env = {**os.environ, **LocalCredentials(running.data / "tls").admin_env()}
+    without = subprocess.run(command, capture_output=True, timeout=60)
+    assert without.returncode == 1 and b"UNAVAILABLE" in without.stderr, without
+    result = subprocess.run(command, capture_output=True, timeout=60, check=True, env=env)
     lines = [line.split("\t", 1) for line in result.stdout.decode().splitlines()]
     texts = [text for _, text in lines]
     assert 'SET greeting "hello world"' in texts
@@ -197,7 +202,9 @@ def test_memlog_tail_prints_the_commands(running: Launch) -> None:
     assert len({index for index, _ in lines[start : start + 4]}) == 1  # one record
     two = texts.index("SET in-two 1")
     assert texts[two - 1] == "SELECT 2" and lines[two - 1][0] == lines[two][0]
-    as_json = subprocess.run([*command, "--format", "json"], capture_output=True, timeout=60)
+    as_json = subprocess.run(
+        [*command, "--format", "json"], capture_output=True, timeout=60, env=env
+    )
     records = [json.loads(line) for line in as_json.stdout.decode().splitlines()]
     assert {"index", "db", "commands", "payload_base64"} <= set(records[-1])
     assert records[-1]["db"] == 2 and records[-1]["commands"] == [["SET", "in-two", "1"]]

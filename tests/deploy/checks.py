@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import io
 import os
 import re
@@ -22,7 +23,7 @@ import kubernetes_validate  # type: ignore[import-untyped]
 
 from cacheshim import cli as cacheshim_cli
 from logsvc import cli as logsvc_cli
-from logsvc.config import ConfigError, parse_peers
+from logsvc.config import ConfigError, parse_peer_addresses, parse_peers
 from tests.deploy.manifests import (
     CLUSTER_DOMAIN,
     ZONE_KEY,
@@ -61,6 +62,8 @@ def check_schemas(docs: list[Doc], versions: Sequence[str] = K8S_VERSIONS) -> Pr
     problems: Problems = []
     for version in versions:
         for doc in docs:
+            if str(doc.get("apiVersion", "")).startswith(CERT_MANAGER_GROUP + "/"):
+                continue  # a CRD's kind: check_certificates reads what memlog relies on
             try:
                 kubernetes_validate.validate(doc, version, strict=True)
             except kubernetes_validate.ValidationError as exc:
@@ -68,6 +71,38 @@ def check_schemas(docs: list[Doc], versions: Sequence[str] = K8S_VERSIONS) -> Pr
                 problems.append(f"{ref(doc)} (Kubernetes {version}) at /{path}: {exc.message}")
             except kubernetes_validate.SchemaNotFoundError as exc:
                 problems.append(f"{ref(doc)} (Kubernetes {version}): no schema: {exc}")
+    return problems
+
+
+# -- certificates (cert-manager) ----------------------------------------------------------
+
+CERT_MANAGER_GROUP = "cert-manager.io"
+
+
+def check_certificates(docs: list[Doc]) -> Problems:
+    """Every Secret a workload mounts is one a Certificate writes (memlog's only Secrets are
+    its TLS credentials), and every Certificate's issuer is rendered too, of a kind that
+    exists; cert-manager's kinds have no schema here, so their required fields are read."""
+    problems: Problems = []
+    certs = of_kind(docs, "Certificate")
+    issuers = {(d["metadata"]["name"], d["kind"]) for d in docs if d["kind"] == "Issuer"}
+    made = {c["spec"].get("secretName") for c in certs}
+    for cert in certs:
+        spec = cert.get("spec") or {}
+        if cert["apiVersion"] != f"{CERT_MANAGER_GROUP}/v1":
+            problems.append(
+                f"{ref(cert)}: apiVersion {cert['apiVersion']} is not cert-manager's v1"
+            )
+        if not spec.get("secretName"):
+            problems.append(f"{ref(cert)}: no secretName")
+        issuer = spec.get("issuerRef") or {}
+        if (issuer.get("name"), issuer.get("kind", "Issuer")) not in issuers:
+            problems.append(f"{ref(cert)}: issuer {issuer.get('name')!r} is not rendered")
+    for w in workloads(docs):
+        for volume in w["spec"]["template"]["spec"].get("volumes") or []:
+            secret = (volume.get("secret") or {}).get("secretName")
+            if secret is not None and secret not in made:
+                problems.append(f"{ref(w)} mounts Secret {secret!r}, which no Certificate writes")
     return problems
 
 
@@ -496,8 +531,25 @@ def check_serve(s: Started) -> Problems:
     try:
         port = listen_port(str(args.listen))
         if s.program.name == "logsvc":
-            config = logsvc_cli.config_from_args(args)
+            problems += files_mounted(
+                s, args, ("tls_cert", "tls_key", "tls_ca", "client_certs", "tokens")
+            )
+            # The files are the cluster's (Secrets); the rest of the configuration is read.
+            offline = copy.copy(args)
+            for name in ("tls_cert", "tls_key", "tls_ca", "client_certs", "tokens"):
+                setattr(offline, name, None)
+            config = logsvc_cli.config_from_args(offline)
             config.validate()
+            peer_port = listen_port(config.peer_listen_address())
+            declared_peer = port_of(s.container, peer_port)
+            if declared_peer is None or declared_peer.get("name") != "peer":
+                problems.append(
+                    f"{where}: the peer port {peer_port} is not declared as the port named "
+                    "'peer' (NetworkPolicies refer to it by name)"
+                )
+            declared_client = port_of(s.container, port)
+            if declared_client is not None and declared_client.get("name") != "grpc":
+                problems.append(f"{where}: the client port {port} is not named 'grpc'")
             if config.id != s.pod.name:
                 problems.append(f"{where}: --id {config.id!r} is not the pod's name")
             mounts = [m["mountPath"] for m in s.container.get("volumeMounts") or []]
@@ -507,7 +559,12 @@ def check_serve(s: Started) -> Problems:
         else:
             if not cacheshim_cli.log_addresses(args):
                 raise CliError("--log names no address")
-            shim = cacheshim_cli.config_from_args(args, str(args.local_log))
+            names = [f"log_{n}" for n in ("tls_ca", "tls_cert", "tls_key", "token_file")]
+            problems += files_mounted(s, args, names)
+            offline = copy.copy(args)
+            for name in names:
+                setattr(offline, name, None)
+            shim = cacheshim_cli.config_from_args(offline, str(args.local_log))
             zone = shim.zone
             if not args.local_log and not zone:
                 problems.append(f"{where}: neither --local-log nor --zone: reads cross zones")
@@ -521,6 +578,18 @@ def check_serve(s: Started) -> Problems:
             f"{where}: zone {zone!r} is not the node's zone label "
             f"({s.pod.labels[ZONE_KEY]!r}): take it from the downward API"
         )
+    return problems
+
+
+def files_mounted(s: Started, args: Any, names: Sequence[str]) -> Problems:
+    """Each file flag that is set names a file under one of the container's mounts."""
+    mounts = [str(m["mountPath"]) for m in s.container.get("volumeMounts") or []]
+    problems: Problems = []
+    for name in names:
+        value = getattr(args, name, None)
+        if value and not any(str(value).startswith(m.rstrip("/") + "/") for m in mounts):
+            flag = "--" + name.replace("_", "-")
+            problems.append(f"{s.pod.name}: {flag} {value} is not under a mounted volume")
     return problems
 
 
@@ -586,6 +655,11 @@ def peer_dns_names(docs: list[Doc], sts: Doc, port: int) -> dict[str, str]:
     }
 
 
+def port_number(container: Doc, name: str) -> int | None:
+    declared = port_of(container, name)
+    return None if declared is None else int(declared["containerPort"])
+
+
 def service_targets(svc: Doc, container: Doc) -> set[int]:
     """The container's port numbers that the Service's ports lead to."""
     found: set[int] = set()
@@ -632,6 +706,20 @@ def check_peers(docs: list[Doc]) -> Problems:
         expected = peer_dns_names(docs, s.pod.workload, port)
         if peers != expected:
             problems.append(f"{s.pod.name}: --peers {differences(peers, expected)}")
+        # Each node's peer address: the same DNS name, the port named `peer`, which the
+        # headless Service carries too.
+        peer_port = port_number(s.container, "peer")
+        if peer_port is None:
+            problems.append(f"{s.pod.name}: the container declares no port named 'peer'")
+            continue
+        peer_addresses = parse_peer_addresses(str(s.args.peers))
+        want = peer_dns_names(docs, s.pod.workload, peer_port)
+        if peer_addresses != want:
+            problems.append(
+                f"{s.pod.name}: the peer addresses of --peers {differences(peer_addresses, want)}"
+            )
+        if svc is None or peer_port not in service_targets(svc, s.container):
+            problems.append(f"{s.pod.name}: the headless Service does not carry port {peer_port}")
     for s in shims:
         addresses = cacheshim_cli.log_addresses(s.args)
         if sorted(addresses) != sorted(expected.values()):
@@ -680,6 +768,7 @@ def check_single_image(docs: list[Doc]) -> Problems:
 
 ALL_CHECKS: dict[str, Callable[[list[Doc]], Problems]] = {
     "schemas": check_schemas,
+    "certificates": check_certificates,
     "selectors": check_selectors,
     "ports": check_ports,
     "headless": check_headless_services,

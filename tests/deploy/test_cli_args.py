@@ -11,7 +11,7 @@ import pytest
 
 from cacheshim.launcher import shim_command
 from logsvc.cli import env_name
-from logsvc.local import LocalCluster
+from logsvc.local import LocalCluster, local_tls
 from tests.deploy import checks
 from tests.deploy.manifests import KUSTOMIZATIONS, ZONE_KEY, Doc, one, render, sample_pods
 from tests.deploy.podenv import command_line, container_env, expand
@@ -38,7 +38,7 @@ def test_peers_are_the_headless_service_dns_names(name: str) -> None:
     assert node.args.id == "memlog-log-1"
     assert (
         node.args.peers.split(",")[1]
-        == f"memlog-log-1=memlog-log-1.memlog-log-peers.{ns}.svc.cluster.local:7001"
+        == f"memlog-log-1=memlog-log-1.memlog-log-peers.{ns}.svc.cluster.local:7001/7002"
     )
 
 
@@ -189,7 +189,7 @@ def test_cli_catches_a_command_that_is_not_ours() -> None:
         # A peer's port that is not the one the nodes listen on.
         (
             lambda docs: args_of(docs, "StatefulSet", "memlog-log").__setitem__(
-                -1, args_of(docs, "StatefulSet", "memlog-log")[-1].replace(":7001,", ":7002,", 1)
+                -1, args_of(docs, "StatefulSet", "memlog-log")[-1].replace(":7001/", ":7005/", 1)
             ),
             "not what the headless Service names",
         ),
@@ -236,8 +236,9 @@ def flags_given(s: checks.Started) -> set[str]:
 
 
 def test_the_manifests_set_the_flags_the_local_launcher_sets(tmp_path: Path) -> None:
-    # `memlog up` and the integration tests start the same programs with these flags.
-    cluster = LocalCluster(data_dir=tmp_path)
+    # `memlog up` and the integration tests start the same programs with these flags, with
+    # the credentials memlog up makes (peer mutual TLS, client certificates).
+    cluster = LocalCluster(data_dir=tmp_path, tls=local_tls(tmp_path))
     launcher = {
         "logsvc": {a for a in cluster.command("a") if a.startswith("--")},
         "cacheshim": {a for a in shim_command(cluster, 0, 6379) if a.startswith("--")},

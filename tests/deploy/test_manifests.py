@@ -70,7 +70,8 @@ def test_renders_what_memlog_needs(name: str) -> None:
         "PodDisruptionBudget/memlog-shim",
     ):
         assert needed in kinds, kinds
-    assert len(of_kind(docs, "ConfigMap")) == 2
+    # The production overlay adds the log's client rights (components/log-tls).
+    assert len(of_kind(docs, "ConfigMap")) == (3 if name == "production" else 2)
     if name in OVERLAYS:
         assert "StorageClass/memlog-log" in kinds and "Namespace/memlog" in kinds
         assert {namespace(d) for d in docs if d["kind"] not in ("Namespace", "StorageClass")} == {
@@ -200,9 +201,9 @@ def test_ports_catch_a_probe_on_an_undeclared_port() -> None:
 
 def test_ports_catch_a_grpc_probe_on_another_number() -> None:
     def mutate(docs: list[Doc]) -> None:
-        container(log(docs))["readinessProbe"]["grpc"]["port"] = 7002
+        container(log(docs))["readinessProbe"]["grpc"]["port"] = 7004
 
-    assert "7002" in caught(checks.check_ports, mutate)
+    assert "7004" in caught(checks.check_ports, mutate)
 
 
 def test_ports_catch_a_service_target_port_the_pods_lack() -> None:
@@ -358,3 +359,27 @@ def test_image_catches_two_images_and_an_untagged_one() -> None:
 
     assert "one image" in caught(checks.check_single_image, two)
     assert "no tag" in caught(checks.check_single_image, untagged)
+
+
+def test_production_gives_the_log_and_the_shims_their_certificates() -> None:
+    docs = render("production")
+    certs = {c["metadata"]["name"]: c for c in of_kind(docs, "Certificate")}
+    assert {"memlog-ca", "memlog-log-tls", "memlog-shim-tls"} <= set(certs)
+    log_names = certs["memlog-log-tls"]["spec"]["dnsNames"]
+    # Each node id (the peer check on the peer port) and the peers' DNS names.
+    assert {"memlog-log-0", "memlog-log-1", "memlog-log-2"} <= set(log_names)
+    assert "*.memlog-log-peers.memlog.svc.cluster.local" in log_names
+    env = {e["name"]: e.get("value") for e in container(log(docs)).get("env") or []}
+    assert env["LOGSVC_INSECURE"] == "false" and env["LOGSVC_CLIENT_CERTS"]
+    ports = {p["name"]: p["containerPort"] for p in container(log(docs))["ports"]}
+    assert ports["grpc"] == 7001 and ports["peer"] == 7002
+    shim_env = {e["name"] for e in container(shim(docs)).get("env") or []}
+    assert {"CACHESHIM_LOG_TLS_CA", "CACHESHIM_LOG_TLS_CERT", "CACHESHIM_LOG_TLS_KEY"} <= shim_env
+
+
+def test_certificates_catch_a_secret_no_certificate_writes() -> None:
+    def mutate(docs: list[Doc]) -> None:
+        volumes = log(docs)["spec"]["template"]["spec"]["volumes"]
+        next(v for v in volumes if "secret" in v)["secret"]["secretName"] = "memlog-typo"
+
+    assert "memlog-typo" in caught(checks.check_certificates, mutate, "production")

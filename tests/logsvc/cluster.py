@@ -33,6 +33,8 @@ from typing import TypeVar
 import grpc
 from grpc_health.v1 import health_pb2
 
+from logsvc.auth import ClientCredentials, tls_options
+from logsvc.certs import LocalCredentials
 from logsvc.v1 import log_pb2, log_pb2_grpc
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -118,6 +120,7 @@ class Node:
     id: str
     zone: str
     port: int
+    peer_port: int
     data_dir: Path
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
@@ -127,6 +130,10 @@ class Node:
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def peer_address(self) -> str:
+        return f"127.0.0.1:{self.peer_port}"
 
     @property
     def rocksdb_path(self) -> Path:
@@ -154,19 +161,23 @@ class Cluster:
     # RLIMIT_FSIZE, the process gets EFBIG ("File too large") for such a write (Python
     # ignores SIGXFSZ), so RocksDB fails the write as it would on a full disk.
     file_bytes_max: dict[str, int] = field(default_factory=dict)
+    # Peer mutual TLS and client certificates, as `memlog up` runs them (clusters(tls=True));
+    # None: plaintext on loopback, nobody checked.
+    tls: LocalCredentials | None = None
     nodes: dict[str, Node] = field(default_factory=dict)
     _channels: dict[str, grpc.Channel] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        ports = free_ports(len(self.ids))
+        ports = free_ports(2 * len(self.ids))
         data_dir = self.tmp_path / "data"
         logs = self.tmp_path / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        for node_id, port in zip(self.ids, ports, strict=True):
+        for i, node_id in enumerate(self.ids):
             self.nodes[node_id] = Node(
                 id=node_id,
                 zone=node_id if node_id in ZONES else "",
-                port=port,
+                port=ports[2 * i],
+                peer_port=ports[2 * i + 1],
                 data_dir=data_dir,
                 log_path=logs / f"{node_id}.log",
             )
@@ -186,7 +197,19 @@ class Cluster:
         return self.nodes[node_id].address
 
     def peers(self) -> str:
-        return ",".join(f"{n.id}={n.address}" for n in self.nodes.values())
+        return ",".join(f"{n.id}={n.address}/{n.peer_port}" for n in self.nodes.values())
+
+    def client_credentials(self) -> ClientCredentials | None:
+        """An admin's credentials for LogClient (None without TLS)."""
+        if self.tls is None:
+            return None
+        return ClientCredentials.from_files(
+            ca=str(self.tls.ca), cert=str(self.tls.admin_cert), key=str(self.tls.admin_key)
+        )
+
+    def client_env(self) -> dict[str, str]:
+        """An admin's credentials for the logsvc tools, as LOGSVC_* variables."""
+        return self.tls.admin_env() if self.tls is not None else {}
 
     def serve_args(self, node_id: str) -> list[str]:
         node = self.nodes[node_id]
@@ -203,6 +226,7 @@ class Cluster:
             "--data-dir",
             str(node.data_dir),
             *FAST_TIMING,
+            *(self.tls.node_args(node_id) if self.tls is not None else ()),
             *self.extra_args,
         ]
 
@@ -360,8 +384,27 @@ class Cluster:
     def channel(self, node_id: str) -> grpc.Channel:
         channel = self._channels.get(node_id)
         if channel is None:
-            channel = grpc.insecure_channel(self.address(node_id), options=CHANNEL_OPTIONS)
+            if self.tls is None:
+                channel = grpc.insecure_channel(self.address(node_id), options=CHANNEL_OPTIONS)
+            else:
+                creds = grpc.ssl_channel_credentials(
+                    root_certificates=self.tls.ca.read_bytes(),
+                    private_key=self.tls.admin_key.read_bytes(),
+                    certificate_chain=self.tls.admin_cert.read_bytes(),
+                )
+                options = tls_options(CHANNEL_OPTIONS)
+                channel = grpc.secure_channel(self.address(node_id), creds, options=options)
             self._channels[node_id] = channel
+        return channel
+
+    def peer_channel(self, node_id: str) -> grpc.Channel:
+        """A plaintext channel to the node's peer port (no certificate: with TLS on, the
+        handshake fails)."""
+        key = f"peer:{node_id}"
+        channel = self._channels.get(key)
+        if channel is None:
+            channel = grpc.insecure_channel(self.nodes[node_id].peer_address, CHANNEL_OPTIONS)
+            self._channels[key] = channel
         return channel
 
     def stub(self, node_id: str) -> log_pb2_grpc.LogStub:
@@ -398,6 +441,13 @@ class Cluster:
         try:
             return self.status(node_id)
         except grpc.RpcError:
+            if self.tls is not None:
+                # A blocking TLS channel made before the node listened never connects on
+                # gRPC's older client stack (logsvc turns the EventEngine client off; asyncio
+                # channels are fine): the next call makes a new one.
+                channel = self._channels.pop(node_id, None)
+                if channel is not None:
+                    channel.close()
             return None
 
     def live(self) -> list[str]:

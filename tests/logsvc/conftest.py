@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from logsvc.certs import ensure_local_credentials
 from tests.logsvc.cluster import Cluster
 
 
@@ -23,13 +24,17 @@ class Clusters:
         extra_args: Sequence[str] = (),
         flags_in_env: bool = False,
         file_bytes_max: dict[str, int] | None = None,
+        tls: bool = False,
     ) -> Cluster:
+        root = self.root / f"cluster-{len(self.made)}"
         cluster = Cluster(
-            self.root / f"cluster-{len(self.made)}",
+            root,
             tuple(ids),
             tuple(extra_args),
             flags_in_env,
             file_bytes_max=dict(file_bytes_max or {}),
+            # memlog up's credentials: a throwaway CA, node, shim and admin certificates.
+            tls=ensure_local_credentials(root / "tls", tuple(ids)) if tls else None,
         )
         self.made.append(cluster)
         return cluster

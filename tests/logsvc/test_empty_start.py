@@ -40,12 +40,16 @@ async def node_among(tmp_path: Path, b: FakePeer, c: FakePeer) -> AsyncIterator[
 
 
 def node_config(tmp_path: Path, peers: dict[str, FakePeer]) -> NodeConfig:
-    addresses = {"a": "127.0.0.1:1"}  # the node under test: it does not listen here
-    addresses.update({p: f"127.0.0.1:{fake.port}" for p, fake in peers.items()})
+    # Client addresses nobody listens on (the node under test does not serve); the fakes
+    # serve the peer ports.
+    addresses = {node_id: f"127.0.0.1:{port}" for port, node_id in enumerate("abc", 1)}
+    peer_addresses = {"a": "127.0.0.1:9"}
+    peer_addresses.update({p: f"127.0.0.1:{fake.port}" for p, fake in peers.items()})
     # A long election timeout: the node must not campaign while a test talks to it.
     return NodeConfig(
-        id="a", listen=addresses["a"], peers=addresses, data_dir=tmp_path, election_ticks=500
-    )
+        id="a", listen=addresses["a"], peers=addresses, peer_addresses=peer_addresses,
+        data_dir=tmp_path, election_ticks=500,
+    )  # fmt: skip
 
 
 def stored_hard_state(tmp_path: Path) -> HardState:

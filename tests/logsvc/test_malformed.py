@@ -1,7 +1,7 @@
 """Requests that are not what they claim to be, sent as raw bytes over real gRPC channels.
 
-Every RPC of the public Log service and of the Peer service (listed from the service
-descriptors, so an RPC added later is covered too) gets bytes that do not parse as its
+Every RPC of the public Log service and of the Peer service (on its own port; listed from the
+service descriptors, so an RPC added later is covered too) gets bytes that do not parse as its
 request message. Each call must end INVALID_ARGUMENT, the node must log at most one line
 for it and no traceback, and the cluster must go on as before: same leader, same term,
 appends still commit.
@@ -81,7 +81,9 @@ def test_malformed_requests_get_invalid_argument_on_every_rpc(cluster: Cluster) 
     for method in METHODS:
         for payload in garbage_for(method, 3, rng):
             for node_id in c.nodes:
-                failure = call_raw(c.channel(node_id), method, payload)
+                peer = method.containing_service.name == "Peer"
+                channel = c.peer_channel(node_id) if peer else c.channel(node_id)
+                failure = call_raw(channel, method, payload)
                 assert failure.code is grpc.StatusCode.INVALID_ARGUMENT, (
                     method.full_name, payload, failure,
                 )  # fmt: skip
@@ -149,7 +151,7 @@ def test_peer_deliver_refuses_batches_it_cannot_trust(cluster: Cluster, what: st
     from_id, batch = messages[what]
     payload = _batch(cluster_id="memlog", from_id=from_id, messages=batch)
     method = peer_pb2.DESCRIPTOR.services_by_name["Peer"].methods_by_name["Deliver"]
-    failure = call_raw(c.channel(follower), method, payload)
+    failure = call_raw(c.peer_channel(follower), method, payload)
     assert failure.code is grpc.StatusCode.INVALID_ARGUMENT, failure
     # Had the huge term been stepped, the follower would have moved to it.
     assert c.status(follower).header.term == term
