@@ -11,7 +11,9 @@ enforces them (:mod:`cacheshim.clientlimits`). The ones that describe the shim (
 
 Two deliberate differences: ``port`` and ``bind`` cannot be changed (the shim listens where
 ``--listen`` says), and ``requirepass`` is refused rather than stored, since the shim does not
-authenticate clients and silently accepting a password would be a security hole.
+authenticate clients and silently accepting a password would be a security hole. The
+``tls-*`` parameters are set at startup (``cacheshim serve --tls-port ...``) and CONFIG SET
+refuses them: the shim does not rebuild its TLS listener (cacheshim.server.tls).
 """
 
 from __future__ import annotations
@@ -66,6 +68,10 @@ EVENTS_INVALID: Final = "Invalid event class character. Use 'Ag$lshzxeKEtmdn'."
 TITLE_TEMPLATE_INVALID: Final = "template format is invalid or contains unknown variables"
 # Ours: what the shim cannot honour.
 LISTEN_FIXED: Final = "memlog: the shim listens where its --listen flag says"
+TLS_FIXED: Final = (
+    "memlog: TLS settings are fixed at startup (cacheshim serve --tls-...); restart the shim "
+    "to change them"
+)
 NO_AUTHENTICATION: Final = (
     "memlog: the shim does not authenticate clients yet, so it does not accept a password"
 )
@@ -194,6 +200,8 @@ class ServerConfig:
                 raise CommandError(SET_FAILED % (spelled, CANNOT_SET_IMMUTABLE))
             if param.kind == PROTECTED:
                 raise CommandError(SET_FAILED % (spelled, CANNOT_SET_PROTECTED))
+            if name.startswith("tls-") and not startup:
+                raise CommandError(SET_FAILED % (spelled, TLS_FIXED))
             if lowered in seen:
                 raise CommandError(SET_FAILED % (spelled, DUPLICATE_PARAMETER))
             seen.add(lowered)

@@ -20,12 +20,17 @@ from cacheshim.server.clock import wall_ms
 from cacheshim.server.connection import Connection
 from cacheshim.server.replica import Replica
 from cacheshim.server.sessions import Session
+from cacheshim.server.tls import context_for
 from cacheshim.server.writer import Writer
 from cacheshim.serverstate import ClientPause, ServerStats
 from cacheshim.snapshot import bootstrap
 from logsvc.client import LogClient
 
 log = logging.getLogger("cacheshim.server")
+
+# A client that has not finished its TLS handshake by then is dropped (asyncio's default is
+# 60 s, which lets idle half-open connections pile up).
+TLS_HANDSHAKE_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +80,9 @@ class Shim(Replica):
         self._tickets = itertools.count()
         self.started_ms = wall_ms()
         self.read_rng = random.Random()
+        # The plaintext listener (none when its port is 0) and the TLS one (tls-port).
         self.server: asyncio.Server | None = None
+        self.tls_server: asyncio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.caught_up_index = 0
         self.log_leader = ""
@@ -88,6 +95,7 @@ class Shim(Replica):
         )
         maxclients = self.server_config.int_value("maxclients")
         self.server_config.values["maxclients"] = str(startup_maxclients(maxclients))
+        self.tls_context = context_for(self.server_config)  # None without tls-port
         self.output_limits = OutputLimits()
         self.stats = ServerStats()
         self.client_pause = ClientPause()
@@ -119,17 +127,28 @@ class Shim(Replica):
             await self.writer.submit(unblock_record(wall_ms(), every=True))
         self.blocking.serving = True
         loop = asyncio.get_running_loop()
-        self.server = await loop.create_server(
-            lambda: Connection(self), self.config.host, self.config.port, reuse_address=True
-        )
+        served: list[str] = []
+        if self.config.port:
+            self.server = await loop.create_server(
+                lambda: Connection(self), self.config.host, self.config.port, reuse_address=True
+            )
+            served.append(f"{self.config.host}:{self.config.port}")
+        if self.tls_context is not None:
+            tls_port = self.server_config.int_value("tls-port")
+            self.tls_server = await loop.create_server(
+                lambda: Connection(self), self.config.host, tls_port, reuse_address=True,
+                ssl=self.tls_context, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT_S,
+            )  # fmt: skip
+            served.append(f"{self.config.host}:{tls_port} (TLS)")
         log.info(
-            "shim %s serving on %s:%d after replaying %d records",
-            self.config.shim_id, self.config.host, self.config.port, target,
+            "shim %s serving on %s after replaying %d records",
+            self.config.shim_id, " and ".join(served), target,
         )  # fmt: skip
 
     async def stop(self) -> None:
-        if self.server is not None:
-            self.server.close()
+        for server in (self.server, self.tls_server):
+            if server is not None:
+                server.close()
         for task in self._tasks:
             task.cancel()
         await self.log_writer_client.close()
