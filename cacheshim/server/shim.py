@@ -20,7 +20,7 @@ from cacheshim.server.clock import wall_ms
 from cacheshim.server.connection import Connection
 from cacheshim.server.replica import Replica
 from cacheshim.server.sessions import Session
-from cacheshim.server.tls import context_for
+from cacheshim.server.tls import TLS_FILES_CHECK_S, TlsListener
 from cacheshim.server.writer import Writer
 from cacheshim.serverstate import ClientPause, ServerStats
 from cacheshim.snapshot import bootstrap
@@ -95,7 +95,11 @@ class Shim(Replica):
         )
         maxclients = self.server_config.int_value("maxclients")
         self.server_config.values["maxclients"] = str(startup_maxclients(maxclients))
-        self.tls_context = context_for(self.server_config)  # None without tls-port
+        # The TLS listener's context (None without tls-port); CONFIG SET rebuilds it.
+        self.tls: TlsListener | None = None
+        if self.server_config.int_value("tls-port"):
+            self.tls = TlsListener(self.server_config)
+            self.server_config.tls_reload = self.tls.reload
         self.output_limits = OutputLimits()
         self.stats = ServerStats()
         self.client_pause = ClientPause()
@@ -133,17 +137,26 @@ class Shim(Replica):
                 lambda: Connection(self), self.config.host, self.config.port, reuse_address=True
             )
             served.append(f"{self.config.host}:{self.config.port}")
-        if self.tls_context is not None:
+        if self.tls is not None:
             tls_port = self.server_config.int_value("tls-port")
             self.tls_server = await loop.create_server(
                 lambda: Connection(self), self.config.host, tls_port, reuse_address=True,
-                ssl=self.tls_context, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT_S,
+                ssl=self.tls.context, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT_S,
             )  # fmt: skip
             served.append(f"{self.config.host}:{tls_port} (TLS)")
+            self._tasks.append(asyncio.create_task(self._watch_tls_files(), name="tls-files"))
         log.info(
             "shim %s serving on %s after replaying %d records",
             self.config.shim_id, " and ".join(served), target,
         )  # fmt: skip
+
+    async def _watch_tls_files(self) -> None:
+        """Renewed certificate files (cert-manager, a Secret update) serve new connections
+        without a restart."""
+        assert self.tls is not None
+        while True:
+            await asyncio.sleep(TLS_FILES_CHECK_S)
+            self.tls.reload_if_changed()
 
     async def stop(self) -> None:
         for server in (self.server, self.tls_server):

@@ -2,8 +2,10 @@
 
 The shim takes the same settings redis-server takes (as `cacheshim serve` flags, read back by
 CONFIG GET), and fails to start with Redis's own words when they do not make a working
-context. They are fixed for the life of the process: CONFIG SET of any tls-* parameter is
-refused (cacheshim.config.serverconfig), since the shim does not rebuild its listeners.
+context. While it runs, the context is rebuilt for new connections (open ones keep theirs)
+when CONFIG SET changes a setting of it, as in Redis (a failure leaves the old one and says
+"Unable to update TLS configuration"), and when the certificate, key or CA files change on
+disk (cert-manager renewing a Kubernetes Secret): `TlsListener`. `tls-port` stays fixed.
 
 What Python's ssl module cannot do is refused rather than ignored: TLS 1.3 cipher suites
 (`tls-ciphersuites`; OpenSSL's defaults apply) and a `tls-protocols` list with a gap in it
@@ -15,11 +17,19 @@ ordinary `Connection`: the parser, the GET fast path and the output limits see p
 
 from __future__ import annotations
 
+import logging
+import os
 import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
 from cacheshim.config.serverconfig import ServerConfig
+
+log = logging.getLogger("cacheshim.server")
+
+# How often the shim looks at its certificate, key and CA files for a renewal.
+TLS_FILES_CHECK_S: Final = 5.0
 
 # The tls-* parameters `cacheshim serve` takes as flags, with an example for --help.
 TLS_STARTUP_SETTINGS: Final = {
@@ -93,11 +103,17 @@ class TlsSettings:
 
     @classmethod
     def from_config(cls, config: ServerConfig) -> TlsSettings:
+        return cls.from_values(config.values)
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, str]) -> TlsSettings:
+        """From CONFIG parameters by canonical name."""
+
         def value(name: str) -> str:
-            return config.get(name) or ""
+            return values.get(name) or ""
 
         return cls(
-            port=config.int_value("tls-port"),
+            port=int(value("tls-port") or 0),
             cert_file=value("tls-cert-file"),
             key_file=value("tls-key-file"),
             key_file_pass=value("tls-key-file-pass"),
@@ -189,3 +205,84 @@ def context_for(config: ServerConfig) -> ssl.SSLContext | None:
     """The TLS listener's context when tls-port is set, else None."""
     settings = TlsSettings.from_config(config)
     return server_context(settings) if settings.port else None
+
+
+class ReloadableContext(ssl.SSLContext):
+    """The context the TLS listener is given: each new connection is wrapped by the context
+    current at that moment (asyncio's and uvloop's SSL transports call `wrap_bio`), so a
+    swap applies to new connections while open ones keep what they negotiated."""
+
+    current: ssl.SSLContext
+
+    def __new__(cls, current: ssl.SSLContext) -> ReloadableContext:
+        self = super().__new__(cls, ssl.PROTOCOL_TLS_SERVER)
+        self.current = current
+        return self
+
+    def __init__(self, current: ssl.SSLContext) -> None:
+        pass  # set in __new__ (SSLContext is made there)
+
+    def wrap_bio(
+        self,
+        incoming: ssl.MemoryBIO,
+        outgoing: ssl.MemoryBIO,
+        server_side: bool = False,
+        server_hostname: str | bytes | None = None,
+        session: ssl.SSLSession | None = None,
+    ) -> ssl.SSLObject:
+        return self.current.wrap_bio(incoming, outgoing, server_side, server_hostname, session)
+
+
+FileStamp = tuple[int, int, int] | None
+
+
+def file_stamps(settings: TlsSettings) -> tuple[FileStamp, ...]:
+    """What identifies the current content of each file the context was made from: a
+    Kubernetes Secret update swaps a symlink, so the followed file's inode changes."""
+    stamps: list[FileStamp] = []
+    for path in (settings.cert_file, settings.key_file, settings.ca_cert_file,
+                 settings.ca_cert_dir):  # fmt: skip
+        try:
+            st = os.stat(path) if path else None
+        except OSError:
+            st = None
+        stamps.append(None if st is None else (st.st_ino, st.st_mtime_ns, st.st_size))
+    return tuple(stamps)
+
+
+class TlsListener:
+    """The TLS listener's settings and context, rebuilt by CONFIG SET or renewed files."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.settings = TlsSettings.from_config(config)
+        self.context = ReloadableContext(server_context(self.settings))
+        self._stamps = file_stamps(self.settings)
+
+    def reload(self, values: Mapping[str, str]) -> None:
+        """CONFIG SET: the context from these values, for new connections; ValueError (and
+        the reason in the log, as Redis logs it) when they do not make one."""
+        settings = TlsSettings.from_values(values)
+        try:
+            context = server_context(settings)
+        except TlsConfigError as exc:
+            log.warning("Failed to update TLS configuration: %s", exc)
+            raise ValueError(str(exc)) from None
+        self.context.current = context
+        self.settings = settings
+        self._stamps = file_stamps(settings)
+
+    def reload_if_changed(self) -> bool:
+        """Rebuild the context when a file it was made from changed; a file caught half
+        written (a key that does not match yet) keeps the old context until the next change."""
+        stamps = file_stamps(self.settings)
+        if stamps == self._stamps:
+            return False
+        self._stamps = stamps
+        try:
+            context = server_context(self.settings)
+        except TlsConfigError as exc:
+            log.warning("TLS files changed, but the old context stays: %s", exc)
+            return False
+        self.context.current = context
+        log.info("TLS: reloaded %s for new connections", self.settings.cert_file)
+        return True

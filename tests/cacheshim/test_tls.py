@@ -6,17 +6,27 @@ the module by the openssl command (tests/tlscerts.py)."""
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
+import socket
 import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import redis
 import redis.asyncio
 
-from cacheshim.config.serverconfig import TLS_FIXED, ServerConfig
+from cacheshim.config.serverconfig import (
+    NO_TLS_LISTENER,
+    TLS_FIXED,
+    TLS_RELOADABLE,
+    ServerConfig,
+)
+from cacheshim.protocol.errors import CommandError
 from cacheshim.server import Connection, Shim, ShimConfig
 from cacheshim.server import connection as connection_module
 from cacheshim.server.tls import (
@@ -38,7 +48,7 @@ from tests.cacheshim.harness import (
     free_port,
     wait_until,
 )
-from tests.tlscerts import Pki, make_pki
+from tests.tlscerts import SERVER_EXTENSIONS, Pki, make_pki, sign
 
 MODES = ("yes", "optional", "no")
 
@@ -107,13 +117,22 @@ def shims(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[TlsShi
         memlog.start()
         ports = {"yes": yes_tls}
         assert memlog.cluster is not None
+        # The "optional" shim reads its own copy of the server certificate and key
+        # (test_renewed_certificate_files_serve_new_connections replaces them).
+        own = memlog.root / "optional-tls"
+        own.mkdir()
+        shutil.copy(pki.server_cert, own / "server.crt")
+        shutil.copy(pki.server_key, own / "server.key")
         for i, mode in enumerate(("optional", "no"), start=2):
             port = free_port()
+            flags = server_flags(pki, mode)
+            if mode == "optional":
+                flags[1], flags[3] = str(own / "server.crt"), str(own / "server.key")
             argv = [
                 sys.executable, "-m", "cacheshim.cli", "serve",
                 "--listen", "127.0.0.1:0", "--tls-port", str(port),
                 "--log", ",".join(memlog.cluster.addresses()),
-                "--shim-id", f"shim-{i}", *server_flags(pki, mode),
+                "--shim-id", f"shim-{i}", *flags,
             ]  # fmt: skip
             log_file = open(memlog.root / f"shim-{i}.log", "ab")  # noqa: SIM115
             proc = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT)
@@ -308,21 +327,90 @@ def test_port_0_turns_the_plaintext_port_off(shims: TlsShims, pki: Pki) -> None:
     wait_until(lambda: other.get("from-optional") == b"1", 15, "the write on the other shim")
 
 
-def test_tls_settings_read_back_and_cannot_be_changed_at_runtime(shims: TlsShims, pki: Pki) -> None:
+def test_tls_settings_read_back(shims: TlsShims, pki: Pki) -> None:
     conn = tls_client(shims.tls_ports["yes"], pki)
     settings = conn.config_get("tls-*")
     assert settings["tls-cert-file"] == str(pki.server_cert)
     assert settings["tls-key-file"] == str(pki.server_key)
     assert settings["tls-ca-cert-file"] == str(pki.ca_cert)
     assert settings["tls-auth-clients"] == "yes"
-    for name, value in (("tls-auth-clients", "no"), ("tls-port", "0"), ("TLS-Protocols", "x")):
-        with pytest.raises(redis.ResponseError) as caught:
-            conn.config_set(name, value)
-        assert str(caught.value) == (
-            f"CONFIG SET failed (possibly related to argument '{name}') - {TLS_FIXED}"
+    assert settings["tls-port"] == str(shims.tls_ports["yes"])
+
+
+def config_outcome(conn: redis.Redis, *args: str) -> tuple[str, object]:
+    try:
+        return ("ok", conn.execute_command("CONFIG", "SET", *args))  # type: ignore[no-untyped-call]
+    except redis.ResponseError as exc:
+        return ("err", str(exc))
+
+
+def test_config_set_rebuilds_the_tls_context_as_redis_does(
+    shims: TlsShims, oracles: dict[str, Oracle], pki: Pki
+) -> None:
+    ports = {"memlog": shims.tls_ports["yes"], "redis": oracles["yes"].tls_port}
+    conns = {who: tls_client(port, pki) for who, port in ports.items()}
+    try:
+        for who, port in ports.items():
+            assert connects(port, pki, "none") == "refused", who
+        outcomes = {who: config_outcome(c, "tls-auth-clients", "no") for who, c in conns.items()}
+        assert outcomes["memlog"] == outcomes["redis"] == ("ok", b"OK")
+        for who, port in ports.items():  # new connections: no certificate asked for
+            assert connects(port, pki, "none") == "ok", who
+            assert connects(port, pki, "other") == "ok", who
+        # A value that makes no context: Redis's error, and nothing changes.
+        for args in (("tls-protocols", "TLSv1.4"), ("tls-ciphers", "bogus"),
+                     ("tls-auth-clients", "yes", "tls-ca-cert-file", "/nonexistent")):  # fmt: skip
+            outcomes = {who: config_outcome(c, *args) for who, c in conns.items()}
+            assert outcomes["memlog"] == outcomes["redis"], args
+            assert "Unable to update TLS configuration" in str(outcomes["memlog"][1])
+        for who, conn in conns.items():
+            assert conn.config_get("tls-auth-clients") == {"tls-auth-clients": "no"}, who
+            assert conn.config_get("tls-ca-cert-file") == {"tls-ca-cert-file": str(pki.ca_cert)}
+    finally:
+        for conn in conns.values():
+            conn.config_set("tls-auth-clients", "yes")
+    for who, port in ports.items():
+        assert connects(port, pki, "none") == "refused", who
+    # tls-port and the settings of links the shim does not have stay fixed.
+    for name, value in (("tls-port", "0"), ("TLS-Session-Caching", "no"), ("tls-cluster", "no")):
+        got = config_outcome(conns["memlog"], name, value)
+        assert got == (
+            "err",
+            f"CONFIG SET failed (possibly related to argument '{name}') - {TLS_FIXED}",
         )
-    assert conn.config_get("tls-auth-clients") == {"tls-auth-clients": "yes"}
-    conn.config_set("maxclients", "5000")  # other settings still change
+    conns["memlog"].config_set("maxclients", "5000")  # other settings still change
+
+
+def test_renewed_certificate_files_serve_new_connections(shims: TlsShims, pki: Pki) -> None:
+    """The "optional" shim reads its own copy of the server certificate: replace it as a
+    Kubernetes Secret update does (the files swapped whole), and new connections get the
+    new certificate while an open one goes on."""
+    port = shims.tls_ports["optional"]
+    before = tls_client(port, pki)
+    assert before.ping()
+    folder = pki.ca_cert.parent
+    renewed = sign(folder, "ca", "renewed", "localhost", SERVER_EXTENSIONS)
+    wanted = ssl.PEM_cert_to_DER_cert(renewed.read_text())
+    assert served_certificate(port, pki) != wanted
+    own = shims.memlog.root / "optional-tls"
+    for name in ("server.key", "server.crt"):  # each file replaced in one step
+        source = folder / ("renewed" + Path(name).suffix)
+        shutil.copy(source, own / f"{name}.new")
+        os.replace(own / f"{name}.new", own / name)
+    wait_until(lambda: served_certificate(port, pki) == wanted, 60, "the renewed certificate")
+    assert before.ping()  # the open connection keeps its session
+
+
+def served_certificate(port: int, pki: Pki) -> bytes:
+    context = ssl.create_default_context(cafile=str(pki.ca_cert))
+    context.load_cert_chain(str(pki.client_cert), str(pki.client_key))
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return der
 
 
 # -- settings that cannot work: the shim does not start, and says why as Redis says it ----------
@@ -486,12 +574,14 @@ def test_tls_protocols_refuse_an_older_client(pki: Pki) -> None:
     assert asyncio.run(handshake("TLSv1.2", ssl.TLSVersion.TLSv1_2)) == "+PONG"
 
 
-def test_config_set_refuses_every_tls_parameter_but_startup_sets_them() -> None:
+def test_config_set_of_tls_needs_a_listener_but_startup_sets_them() -> None:
     config = ServerConfig()
     names = [n for n in ServerConfig.names() if n.startswith("tls-")]
     assert len(names) >= 15
     for name in names:
-        with pytest.raises(Exception, match="fixed at startup"):
+        reason = NO_TLS_LISTENER if name in TLS_RELOADABLE else TLS_FIXED
+        with pytest.raises(CommandError) as caught:
             config.set_many([(name.encode(), b"x")])
+        assert caught.value.message.endswith(reason), name
     config.set_many([(b"tls-port", b"6380"), (b"tls-auth-clients", b"optional")], startup=True)
     assert config.get("tls-port") == "6380" and config.get("tls-auth-clients") == "optional"
