@@ -27,7 +27,7 @@ ENV_PREFIX = "CACHESHIM_"
 STARTUP_SETTINGS = {
     "maxclients": "10000",
     "client-output-buffer-limit": "'normal 0 0 0 pubsub 32mb 8mb 60'",
-    # TLS for RESP (cacheshim.server.tls): fixed at startup, CONFIG SET refuses them.
+    # TLS for RESP (cacheshim.server.tls); CONFIG SET may change all but tls-port.
     "tls-port": "6380",
     "tls-cert-file": "/etc/memlog/tls/tls.crt",
     "tls-key-file": "/etc/memlog/tls/tls.key",
