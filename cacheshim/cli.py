@@ -29,6 +29,18 @@ ENV_PREFIX = "CACHESHIM_"
 STARTUP_SETTINGS = {
     "maxclients": "10000",
     "client-output-buffer-limit": "'normal 0 0 0 pubsub 32mb 8mb 60'",
+    # TLS for RESP (cacheshim.server.tls); CONFIG SET may change all but tls-port.
+    "tls-port": "6380",
+    "tls-cert-file": "/etc/memlog/tls/tls.crt",
+    "tls-key-file": "/etc/memlog/tls/tls.key",
+    "tls-key-file-pass": "secret",
+    "tls-ca-cert-file": "/etc/memlog/tls/ca.crt",
+    "tls-ca-cert-dir": "/etc/ssl/certs",
+    "tls-auth-clients": "yes|no|optional",
+    "tls-protocols": "'TLSv1.2 TLSv1.3'",
+    "tls-ciphers": "ECDHE-ECDSA-AES256-GCM-SHA384",
+    "tls-ciphersuites": "''",
+    "tls-prefer-server-ciphers": "no",
 }
 # How long to keep asking the log nodes for their zones before reading from the first one.
 ZONE_LOOKUP_S = 30.0
@@ -45,7 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cacheshim", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run one shim")
-    _add(serve, "--listen", default="127.0.0.1:6379", help="HOST:PORT for Redis clients")
+    _add(
+        serve,
+        "--listen",
+        default="127.0.0.1:6379",
+        help="HOST:PORT for Redis clients; --tls-port listens on the same HOST; port 0 turns "
+        "the plaintext port off (as Redis's `port 0`)",
+    )
     _add(serve, "--log", required=True, help="logsvc node addresses, comma separated")
     _add(
         serve,
@@ -70,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_client_credentials(serve, ENV_PREFIX, "--log-")
     # CONFIG parameters the shim enforces, settable at startup as redis-server takes them.
     for name, example in STARTUP_SETTINGS.items():
-        _add(serve, f"--{name}", default="", help=f"Redis's {name} (CONFIG SET {name} {example})")
+        how = f"{name} {example}" if name.startswith("tls-") else f"CONFIG SET {name} {example}"
+        _add(serve, f"--{name}", default="", help=f"Redis's {name} ({how})")
     return parser
 
 
@@ -93,6 +112,29 @@ def startup_settings(args: argparse.Namespace) -> tuple[tuple[str, str], ...]:
             raise SystemExit(2) from None
         settings.append((name, value))
     return tuple(settings)
+
+
+def check_listeners(args: argparse.Namespace) -> None:
+    """At least one port to serve on, and TLS settings that make a working context;
+    SystemExit(2) with the reason (Redis's words where it has them) otherwise."""
+    from cacheshim.config.serverconfig import ServerConfig
+    from cacheshim.server.tls import FAILED, TlsConfigError, context_for
+
+    config = ServerConfig()
+    config.set_many([(n.encode(), v.encode()) for n, v in startup_settings(args)], startup=True)
+    port = str(args.listen).rpartition(":")[2]
+    if port == "0" and not config.int_value("tls-port"):
+        print(
+            "cacheshim serve: --listen with port 0 turns the plaintext port off, so --tls-port "
+            "must be set (or the shim would serve no one)",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
+    try:
+        context_for(config)
+    except TlsConfigError as exc:
+        print(f"cacheshim serve: {exc}\ncacheshim serve: {FAILED}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 async def zone_local_log(
@@ -161,7 +203,7 @@ def config_from_args(args: argparse.Namespace, local_log: str) -> ShimConfig:
         port=int(port),
         log_addresses=log_addresses(args),
         local_log_address=local_log,
-        shim_id=str(args.shim_id) or f"{socket.gethostname()}:{port}",
+        shim_id=str(args.shim_id) or f"{socket.gethostname()}:{_served_port(args, port)}",
         zone=str(args.zone),
         linearizable_reads=str(args.linearizable_reads).lower() in ("yes", "true", "1", "on"),
         write_timeout_s=float(args.write_timeout_s),
@@ -169,6 +211,11 @@ def config_from_args(args: argparse.Namespace, local_log: str) -> ShimConfig:
         aclfile=os.path.abspath(str(args.aclfile)) if args.aclfile else "",
         log_credentials=client_credentials(args, "log_"),
     )
+
+
+def _served_port(args: argparse.Namespace, port: str) -> str:
+    """The plaintext port, or the TLS port when the plaintext one is off."""
+    return str(args.tls_port) if port == "0" and str(args.tls_port) else port
 
 
 async def serve(args: argparse.Namespace) -> None:
@@ -207,6 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AuthConfigError as exc:
         print(f"cacheshim serve: {exc}", file=sys.stderr)
         return 2
+    check_listeners(args)
     run_event_loop(serve(args))
     return 0
 

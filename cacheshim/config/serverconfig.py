@@ -12,14 +12,19 @@ enforces them (:mod:`cacheshim.clientlimits`). The ones that describe the shim (
 One deliberate difference: ``port`` and ``bind`` cannot be changed (the shim listens where
 ``--listen`` says). ``requirepass`` is not a setting of this shim: it is the default ACL
 user's password, replicated through the log with the other users (CONFIG SET sends it there,
-see cacheshim.commands.configcmd); it cannot be given at startup (use an ACL file).
+see cacheshim.commands.configcmd); it cannot be given at startup (use an ACL file). The
+``tls-*`` parameters are set at startup (``cacheshim serve --tls-port ...``); CONFIG SET of
+those that describe the TLS listener's context (certificate, key, CAs, client
+authentication, protocols, ciphers) rebuilds it for new connections, as Redis does
+(``tls_reload``, set by the shim: cacheshim.server.tls); the others (``tls-port``, and those of
+replication, cluster links and session caching) are refused.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Final
 
 from cacheshim.clientlimits import MAXCLIENTS_TOO_MANY_FOR_OS, fit_open_files
@@ -67,6 +72,22 @@ EVENTS_INVALID: Final = "Invalid event class character. Use 'Ag$lshzxeKEtmdn'."
 TITLE_TEMPLATE_INVALID: Final = "template format is invalid or contains unknown variables"
 # Ours: what the shim cannot honour.
 LISTEN_FIXED: Final = "memlog: the shim listens where its --listen flag says"
+TLS_FIXED: Final = (
+    "memlog: this TLS setting is fixed at startup (cacheshim serve --tls-...); restart the "
+    "shim to change it"
+)
+NO_TLS_LISTENER: Final = (
+    "memlog: the shim has no TLS listener to apply this to (start it with --tls-port)"
+)
+TLS_UPDATE_FAILED: Final = "Unable to update TLS configuration. Check server logs."
+# What CONFIG SET may change on a running TLS listener: the context of new connections.
+TLS_RELOADABLE: Final = frozenset(
+    {
+        "tls-cert-file", "tls-key-file", "tls-key-file-pass", "tls-ca-cert-file",
+        "tls-ca-cert-dir", "tls-auth-clients", "tls-protocols", "tls-ciphers",
+        "tls-ciphersuites", "tls-prefer-server-ciphers",
+    }
+)  # fmt: skip
 NO_AUTHENTICATION: Final = (
     "memlog: requirepass is the default ACL user's password, set with CONFIG SET on a "
     "running shim or by an ACL file, not a startup setting"
@@ -135,6 +156,9 @@ class ServerConfig:
 
     def __init__(self, overrides: Mapping[str, str] | None = None) -> None:
         self.values: dict[str, str] = {name: param.default for name, param in PARAMS.items()}
+        # Rebuilds the TLS listener's context from the values CONFIG SET would leave, or
+        # raises ValueError (the shim sets it when it has a TLS listener).
+        self.tls_reload: Callable[[Mapping[str, str]], None] | None = None
         for name, value in (overrides or {}).items():
             self.values[ALIASES.get(name, name)] = value
 
@@ -196,6 +220,11 @@ class ServerConfig:
                 raise CommandError(SET_FAILED % (spelled, CANNOT_SET_IMMUTABLE))
             if param.kind == PROTECTED:
                 raise CommandError(SET_FAILED % (spelled, CANNOT_SET_PROTECTED))
+            if name.startswith("tls-") and not startup:
+                if name not in TLS_RELOADABLE:
+                    raise CommandError(SET_FAILED % (spelled, TLS_FIXED))
+                if self.tls_reload is None:
+                    raise CommandError(SET_FAILED % (spelled, NO_TLS_LISTENER))
             if lowered in seen:
                 raise CommandError(SET_FAILED % (spelled, DUPLICATE_PARAMETER))
             seen.add(lowered)
@@ -214,6 +243,20 @@ class ServerConfig:
                 if wanted > self.int_value(name) and (fitted := fit_open_files(wanted)) != wanted:
                     reason = MAXCLIENTS_TOO_MANY_FOR_OS % fitted
                     raise CommandError(SET_FAILED % (text_from_bytes(raw_name), reason))
+        # Redis names the first parameter that rebuilds its TLS context (tls-auth-clients
+        # does not: it is read per connection), else tls-auth-clients.
+        tls_names = sorted(
+            (name == "tls-auth-clients", i, raw)
+            for i, ((raw, _), name) in enumerate(zip(pairs, canonical, strict=True))
+            if name in TLS_RELOADABLE
+        )
+        if tls_names and not startup and self.tls_reload is not None:
+            try:
+                self.tls_reload({**self.values, **updates})
+            except ValueError:
+                raise CommandError(
+                    SET_FAILED % (text_from_bytes(tls_names[0][2]), TLS_UPDATE_FAILED)
+                ) from None
         self.values.update(updates)
 
     def _validate(self, name: str, param: Param, raw: bytes) -> str:

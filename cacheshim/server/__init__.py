@@ -11,7 +11,8 @@ The package, in the order a write crosses it: `connection` (the asyncio protocol
 fast path, client limits), `dispatch` (the central checks and routing), `sessions` and
 `transactions` (the commands that change the connection), `writer` (records batched into
 Appends, large ones in pieces), `replica` (the log applied), `shim` (the parts put
-together). docs/architecture.md follows one SET through them.
+together; `tls` builds the TLS listener's context from the tls-* settings).
+docs/architecture.md follows one SET through them.
 """
 
 from cacheshim.config.defaults import REDIS_VERSION

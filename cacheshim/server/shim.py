@@ -23,6 +23,7 @@ from cacheshim.server.clock import wall_ms
 from cacheshim.server.connection import Connection
 from cacheshim.server.replica import Replica
 from cacheshim.server.sessions import Session
+from cacheshim.server.tls import TLS_FILES_CHECK_S, TlsListener
 from cacheshim.server.writer import Writer
 from cacheshim.serverstate import ClientPause, ServerStats
 from cacheshim.snapshot import bootstrap
@@ -30,6 +31,10 @@ from logsvc.auth import ClientCredentials
 from logsvc.client import LogClient
 
 log = logging.getLogger("cacheshim.server")
+
+# A client that has not finished its TLS handshake by then is dropped (asyncio's default is
+# 60 s, which lets idle half-open connections pile up).
+TLS_HANDSHAKE_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +90,9 @@ class Shim(Replica):
         self._tickets = itertools.count()
         self.started_ms = wall_ms()
         self.read_rng = random.Random()
+        # The plaintext listener (none when its port is 0) and the TLS one (tls-port).
         self.server: asyncio.Server | None = None
+        self.tls_server: asyncio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.caught_up_index = 0
         self.log_leader = ""
@@ -99,6 +106,11 @@ class Shim(Replica):
         maxclients = self.server_config.int_value("maxclients")
         self.server_config.values["maxclients"] = str(startup_maxclients(maxclients))
         self.server_config.values["aclfile"] = config.aclfile
+        # The TLS listener's context (None without tls-port); CONFIG SET rebuilds it.
+        self.tls: TlsListener | None = None
+        if self.server_config.int_value("tls-port"):
+            self.tls = TlsListener(self.server_config)
+            self.server_config.tls_reload = self.tls.reload
         self.output_limits = OutputLimits()
         self.stats = ServerStats()
         self.client_pause = ClientPause()
@@ -132,12 +144,23 @@ class Shim(Replica):
             await self.writer.submit(unblock_record(wall_ms(), every=True))
         self.blocking.serving = True
         loop = asyncio.get_running_loop()
-        self.server = await loop.create_server(
-            lambda: Connection(self), self.config.host, self.config.port, reuse_address=True
-        )
+        served: list[str] = []
+        if self.config.port:
+            self.server = await loop.create_server(
+                lambda: Connection(self), self.config.host, self.config.port, reuse_address=True
+            )
+            served.append(f"{self.config.host}:{self.config.port}")
+        if self.tls is not None:
+            tls_port = self.server_config.int_value("tls-port")
+            self.tls_server = await loop.create_server(
+                lambda: Connection(self), self.config.host, tls_port, reuse_address=True,
+                ssl=self.tls.context, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT_S,
+            )  # fmt: skip
+            served.append(f"{self.config.host}:{tls_port} (TLS)")
+            self._tasks.append(asyncio.create_task(self._watch_tls_files(), name="tls-files"))
         log.info(
-            "shim %s serving on %s:%d after replaying %d records",
-            self.config.shim_id, self.config.host, self.config.port, target,
+            "shim %s serving on %s after replaying %d records",
+            self.config.shim_id, " and ".join(served), target,
         )  # fmt: skip
 
     async def _seed_acl_users(self) -> None:
@@ -157,9 +180,18 @@ class Shim(Replica):
         )
         log.info("ACL file %s: seed record applied (%r)", path, reply)
 
+    async def _watch_tls_files(self) -> None:
+        """Renewed certificate files (cert-manager, a Secret update) serve new connections
+        without a restart."""
+        assert self.tls is not None
+        while True:
+            await asyncio.sleep(TLS_FILES_CHECK_S)
+            self.tls.reload_if_changed()
+
     async def stop(self) -> None:
-        if self.server is not None:
-            self.server.close()
+        for server in (self.server, self.tls_server):
+            if server is not None:
+                server.close()
         for task in self._tasks:
             task.cancel()
         await self.log_writer_client.close()

@@ -24,6 +24,7 @@ import kubernetes_validate  # type: ignore[import-untyped]
 from cacheshim import cli as cacheshim_cli
 from logsvc import cli as logsvc_cli
 from logsvc.config import ConfigError, parse_peer_addresses, parse_peers
+from tests.deploy import crds
 from tests.deploy.manifests import (
     CLUSTER_DOMAIN,
     ZONE_KEY,
@@ -60,10 +61,13 @@ def check_schemas(docs: list[Doc], versions: Sequence[str] = K8S_VERSIONS) -> Pr
     """Every document is valid against the Kubernetes OpenAPI schemas, strictly (an unknown
     or misspelt field is an error), for each version."""
     problems: Problems = []
+    for doc in docs:
+        if crds.is_custom(doc):  # cert-manager's kinds: our own schemas (tests/deploy/crds.py)
+            problems += [f"{ref(doc)} ({doc['apiVersion']}) at {p}" for p in crds.problems(doc)]
     for version in versions:
         for doc in docs:
-            if str(doc.get("apiVersion", "")).startswith(CERT_MANAGER_GROUP + "/"):
-                continue  # a CRD's kind: check_certificates reads what memlog relies on
+            if crds.is_custom(doc):
+                continue
             try:
                 kubernetes_validate.validate(doc, version, strict=True)
             except kubernetes_validate.ValidationError as exc:
@@ -530,6 +534,7 @@ def check_serve(s: Started) -> Problems:
         return [f"{where}: runs {args.command!r}, not serve"]
     try:
         port = listen_port(str(args.listen))
+        ports = [port]
         if s.program.name == "logsvc":
             problems += files_mounted(
                 s, args, ("tls_cert", "tls_key", "tls_ca", "client_certs", "tokens")
@@ -568,11 +573,17 @@ def check_serve(s: Started) -> Problems:
             zone = shim.zone
             if not args.local_log and not zone:
                 problems.append(f"{where}: neither --local-log nor --zone: reads cross zones")
+            # Port 0 turns the plaintext port off (Redis's `port 0`); --tls-port opens TLS.
+            tls_port = int(str(args.tls_port) or 0)
+            ports = [p for p in (port, tls_port) if p]
+            if not ports:
+                problems.append(f"{where}: neither a plaintext port nor --tls-port: serves no one")
+            problems += check_tls_files(s)
     except (ConfigError, CliError, ValueError) as exc:
         return [f"{where}: {exc}"]
-    declared = port_of(s.container, port)
-    if declared is None:
-        problems.append(f"{where}: listens on {port}, which the container does not declare")
+    for port in ports:
+        if port_of(s.container, port) is None:
+            problems.append(f"{where}: listens on {port}, which the container does not declare")
     if zone != s.pod.labels[ZONE_KEY]:
         problems.append(
             f"{where}: zone {zone!r} is not the node's zone label "
@@ -590,6 +601,35 @@ def files_mounted(s: Started, args: Any, names: Sequence[str]) -> Problems:
         if value and not any(str(value).startswith(m.rstrip("/") + "/") for m in mounts):
             flag = "--" + name.replace("_", "-")
             problems.append(f"{s.pod.name}: {flag} {value} is not under a mounted volume")
+    return problems
+
+
+TLS_FILE_FLAGS = ("tls_cert_file", "tls_key_file", "tls_ca_cert_file", "tls_ca_cert_dir")
+
+
+def secret_mount(s: Started, path: str) -> Doc | None:
+    """The read-only mount of a Secret volume that holds `path`, if there is one."""
+    volumes = {v["name"]: v for v in pod_spec(s.pod.workload).get("volumes") or []}
+    for mount in s.container.get("volumeMounts") or []:
+        inside = path.startswith(mount["mountPath"].rstrip("/") + "/")
+        volume = volumes.get(mount["name"]) or {}
+        if inside and "secret" in volume and mount.get("readOnly") is True:
+            found: Doc = mount
+            return found
+    return None
+
+
+def check_tls_files(s: Started) -> Problems:
+    """Every certificate, key and CA file the shim's TLS flags name comes from a Secret,
+    mounted read-only (never a ConfigMap, never the image)."""
+    problems: Problems = []
+    for flag in TLS_FILE_FLAGS:
+        path = str(getattr(s.args, flag, "") or "")
+        if path and secret_mount(s, path) is None:
+            problems.append(
+                f"{s.pod.name} ({s.program.name}): --{flag.replace('_', '-')} {path} is not in "
+                "a Secret volume mounted read-only"
+            )
     return problems
 
 
