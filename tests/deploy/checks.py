@@ -83,10 +83,15 @@ def check_schemas(docs: list[Doc], versions: Sequence[str] = K8S_VERSIONS) -> Pr
 CERT_MANAGER_GROUP = "cert-manager.io"
 
 
+# Secrets no manifest writes: the operator creates them (deploy/README.md, docs/security.md).
+OPERATOR_SECRETS: frozenset[str] = frozenset({"memlog-auth"})
+
+
 def check_certificates(docs: list[Doc]) -> Problems:
-    """Every Secret a workload mounts is one a Certificate writes (memlog's only Secrets are
-    its TLS credentials), and every Certificate's issuer is rendered too, of a kind that
-    exists; cert-manager's kinds have no schema here, so their required fields are read."""
+    """Every Secret a workload mounts is one a Certificate writes or one the operator makes
+    by hand (OPERATOR_SECRETS: the ACL file), and every Certificate's issuer is rendered too,
+    of a kind that exists; cert-manager's kinds have no schema here, so their required fields
+    are read."""
     problems: Problems = []
     certs = of_kind(docs, "Certificate")
     issuers = {(d["metadata"]["name"], d["kind"]) for d in docs if d["kind"] == "Issuer"}
@@ -105,7 +110,7 @@ def check_certificates(docs: list[Doc]) -> Problems:
     for w in workloads(docs):
         for volume in w["spec"]["template"]["spec"].get("volumes") or []:
             secret = (volume.get("secret") or {}).get("secretName")
-            if secret is not None and secret not in made:
+            if secret is not None and secret not in made | OPERATOR_SECRETS:
                 problems.append(f"{ref(w)} mounts Secret {secret!r}, which no Certificate writes")
     return problems
 
