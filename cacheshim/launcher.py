@@ -187,7 +187,8 @@ def up(port: int, data: Path, shims: int, log_base_port: int) -> int:
     return run_in_foreground(supervisor, start, stop)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """`memlog`'s parser (also read by tests/deploy, which parse the manifests' command lines)."""
     parser = argparse.ArgumentParser(prog="memlog", description="memlog, locally")
     sub = parser.add_subparsers(dest="command", required=True)
     p_up = sub.add_parser("up", help="start three log nodes and the shims; Ctrl-C stops")
@@ -233,7 +234,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--to-time", type=int, help="ms since the epoch: the last record whose time is <= it"
     )
     p_restore.add_argument("--temp-dir", default=None, help="where fetched snapshots go first")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.command in ("snapshot", "export", "import", "restore"):
         return _snapshot_tools(args)
     if args.command == "tail":
