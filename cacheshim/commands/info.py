@@ -145,7 +145,7 @@ def _persistence(shim: ShimView, now_ms: int) -> Lines:
 
     store = dict(persistence.info_fields(shim, now_ms))
     lines: Lines = [
-        ("loading", 0),
+        ("loading", int(getattr(shim, "loading", False))),  # Replica._rebootstrap
         ("async_loading", 0),
         ("current_cow_peak", 0),
         ("current_cow_size", 0),

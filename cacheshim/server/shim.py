@@ -78,6 +78,7 @@ class Shim(Replica):
         self.server: asyncio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.caught_up_index = 0
+        self.loading = False  # rebuilding after the log was trimmed past it (Replica)
         self.log_leader = ""
         self.log_commit_index = 0
         # CONFIG, INFO and CLIENT PAUSE state (local to this shim, never logged).

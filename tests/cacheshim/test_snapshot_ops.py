@@ -1,0 +1,182 @@
+"""Issue 16, operations on real processes: a shim the log was trimmed past rebuilds itself from
+the newest snapshot (answering LOADING meanwhile), and SAVE/BGSAVE when no snapshotter runs.
+
+Each test starts its own three log nodes and shims (tests/cacheshim/harness.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from logsvc.client import LogClient
+from tests.cacheshim.harness import (
+    Memlog,
+    applied_index,
+    client,
+    same_index,
+    stop_process,
+    wait_until,
+)
+from tests.cacheshim.rawresp import RawConnection
+from tests.cacheshim.test_snapshot_restart import (
+    _Acked,
+    _addrs,
+    _digest,
+    _log_state,
+    _start_snapshotter,
+)
+
+LOADING = b"-LOADING Redis is loading the dataset in memory\r\n"
+
+
+def _first_indexes(m: Memlog) -> list[int]:
+    async def ask() -> list[int]:
+        async with LogClient(_addrs(m).split(",")) as log:
+            return [(await log.status(a)).first_index for a in log.addresses]
+
+    return asyncio.run(ask())
+
+
+def _force_trim(m: Memlog) -> int:
+    """Trim every record up to the commit index (forced: above the newest snapshot)."""
+
+    async def trim() -> int:
+        async with LogClient(_addrs(m).split(",")) as log:
+            commit = (await log.status(log.addresses[0])).commit_index
+            return await log.trim(commit, force=True)
+
+    return asyncio.run(trim())
+
+
+def _raw(port: int, *args: str) -> bytes:
+    """The exact reply (a new connection each time: redis-py takes LOADING for a broken
+    connection and retries)."""
+    conn = RawConnection(port)
+    try:
+        return conn.call(*args)
+    finally:
+        conn.close()
+
+
+def test_a_shim_the_log_was_trimmed_past_answers_loading_then_rebuilds_from_the_snapshot(
+    tmp_path: Path,
+) -> None:
+    m = Memlog(tmp_path, shims=2)
+    snapshotter: subprocess.Popen[bytes] | None = None
+    try:
+        m.start()
+        # Rounds far apart and a high floor: it writes a snapshot only when BGSAVE asks. It
+        # follows the log in memory, so it can write one even once the log is trimmed.
+        snapshotter = _start_snapshotter(m, every_s=600, min_records=1_000_000)
+        wait_until(
+            lambda: "at index" in (tmp_path / "snapshotter.log").read_text(), 60, "snapshotter"
+        )
+        writer, paused = client(m.shim_ports[0]), client(m.shim_ports[1])
+        acked = _Acked()
+        acked.write(m.shim_ports[0], "a", 200)
+        writer.set("moving", "before")
+        same_index([writer, paused], timeout_s=30)
+        behind = applied_index(paused)
+        proc = m.shim_procs[1]
+        proc.send_signal(signal.SIGSTOP)  # a shim cut off while the others go on
+        try:
+            # More than the transport buffers toward the paused shim hold, so that its Read
+            # stream must come back to the node for records that are gone by then.
+            pipe = writer.pipeline(transaction=False)
+            for i in range(400):
+                pipe.set(f"big:{i}", os.urandom(32 << 10))
+            assert all(r is True for r in pipe.execute())
+            acked.write(m.shim_ports[0], "b", 200)
+            writer.set("moving", "after")
+            first = _force_trim(m)
+            assert first > behind + 1
+            wait_until(lambda: min(_first_indexes(m)) == first, 30, "the trim on every node")
+        finally:
+            proc.send_signal(signal.SIGCONT)
+        # No snapshot covers the trimmed records yet: it must not serve what it holds.
+        port = m.shim_ports[1]
+        try:
+            wait_until(lambda: _raw(port, "GET", "moving") == LOADING, 60, "LOADING")
+        except TimeoutError:
+            raise AssertionError(
+                f"the resumed shim answers {_raw(port, 'GET', 'moving')!r}, not LOADING:\n"
+                + m.log_tail("shim-2.log")
+            ) from None
+        assert _raw(port, "PING") == LOADING
+        assert _raw(port, "SET", "x", "y") == LOADING
+        assert b"\r\nloading:1\r\n" in _raw(port, "INFO", "persistence")  # runs, as in Redis
+        text = (tmp_path / "shim-2.log").read_text()
+        assert "the log was trimmed past this shim" in text, m.log_tail("shim-2.log")
+        # Writes go on elsewhere; then a snapshot lets it rebuild.
+        acked.write(m.shim_ports[0], "c", 200)
+        assert _raw(m.shim_ports[0], "BGSAVE") == b"+Background saving started\r\n"
+        wait_until(lambda: _log_state(m)[1] >= first, 60, "the snapshot BGSAVE asked for")
+        wait_until(
+            lambda: _raw(port, "GET", "moving") == b"$5\r\nafter\r\n", 60, "the shim to serve again"
+        )
+        assert paused.info("persistence")["loading"] == 0
+        text = (tmp_path / "shim-2.log").read_text()
+        assert "caught up again: restored snapshot" in text, m.log_tail("shim-2.log")
+        acked.write(m.shim_ports[1], "d", 50)  # and it takes writes again
+        same_index([writer, paused], timeout_s=30)
+        acked.check(m.shim_ports[1])
+        assert _digest(m.shim_ports[1]) == _digest(m.shim_ports[0])
+        assert proc.poll() is None
+    finally:
+        if snapshotter is not None:
+            stop_process(snapshotter)
+        m.stop()
+
+
+def test_a_shim_paused_past_automatic_trims_rebuilds_and_matches_the_others(
+    tmp_path: Path,
+) -> None:
+    # As it happens in production: a snapshotter and automatic trim, one shim paused
+    # (SIGSTOP) long enough for the log to trim past it, then resumed.
+    m = Memlog(
+        tmp_path, shims=2,
+        log_args=["--trim-interval-s", "0.5", "--trim-keep-entries", "20",
+                  "--trim-keep-seconds", "0"],
+    )  # fmt: skip
+    snapshotter: subprocess.Popen[bytes] | None = None
+    try:
+        m.start()
+        snapshotter = _start_snapshotter(m, every_s=0.5, min_records=20)
+        writer, paused = client(m.shim_ports[0]), client(m.shim_ports[1])
+        acked = _Acked()
+        acked.write(m.shim_ports[0], "a", 100)
+        same_index([writer, paused], timeout_s=30)
+        behind = applied_index(paused)
+        proc = m.shim_procs[1]
+        proc.send_signal(signal.SIGSTOP)
+        try:
+            deadline = time.monotonic() + 120
+            round_ = 0
+            while min(_first_indexes(m)) <= behind + 1000:
+                assert time.monotonic() < deadline, "no trim past the paused shim"
+                pipe = writer.pipeline(transaction=False)
+                for i in range(100):
+                    pipe.set(f"big:{round_}:{i}", os.urandom(16 << 10))
+                pipe.execute()
+                acked.write(m.shim_ports[0], f"b{round_}", 20)
+                round_ += 1
+        finally:
+            proc.send_signal(signal.SIGCONT)
+        wait_until(
+            lambda: "caught up again: restored snapshot" in (tmp_path / "shim-2.log").read_text(),
+            90,
+            "the paused shim to rebuild from a snapshot",
+        )
+        acked.write(m.shim_ports[0], "c", 50)
+        same_index([writer, paused], timeout_s=60)
+        acked.check(m.shim_ports[1])
+        assert _digest(m.shim_ports[1]) == _digest(m.shim_ports[0])
+    finally:
+        if snapshotter is not None:
+            stop_process(snapshotter)
+        m.stop()
