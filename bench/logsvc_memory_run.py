@@ -154,6 +154,21 @@ def report(samples: list[Sample], snapshots: int, args: argparse.Namespace) -> s
             f"the {span / 60:.1f} minutes after it the largest rise of a node's RSS above its "
             f"value then: {rise:.1%} (target: within 10%)."
         )
+        # The entries of the first window were still being dropped around that point; after
+        # twice the window's entries, what remains is the node's steady state.
+        settled = [s for s in samples if s.raft_last >= 2 * args.full_entries]
+        if len(settled) > 1:
+            ranges = {
+                z: (min(s.rss_mib[z] for s in settled), max(s.rss_mib[z] for s in settled))
+                for z in sorted(settled[0].rss_mib)
+            }
+            spreads = ", ".join(
+                f"{z} {lo:.1f}-{hi:.1f} MiB ({hi / lo - 1:.1%})" for z, (lo, hi) in ranges.items()
+            )
+            lines.append(
+                f"From {settled[0].elapsed_s:.0f} s on (the log past twice the window), each "
+                f"node's RSS range (max/min - 1): {spreads}."
+            )
     return "\n".join(lines) + "\n"
 
 

@@ -131,6 +131,7 @@ class Shim(Replica):
     async def stop(self) -> None:
         if self.server is not None:
             self.server.close()
+        persistence.stop(self)
         for task in self._tasks:
             task.cancel()
         await self.log_writer_client.close()

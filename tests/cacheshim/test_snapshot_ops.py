@@ -180,3 +180,53 @@ def test_a_shim_paused_past_automatic_trims_rebuilds_and_matches_the_others(
         if snapshotter is not None:
             stop_process(snapshotter)
         m.stop()
+
+
+def test_save_and_bgsave_without_a_snapshotter_make_the_snapshot_themselves(
+    tmp_path: Path,
+) -> None:
+    m = Memlog(tmp_path)
+    try:
+        m.start()
+        port = m.shim_ports[0]
+        shim = client(port)
+        for i in range(100):
+            shim.set(f"k{i}", i)
+        wanted = applied_index(shim)
+        assert _log_state(m)[1] == 0  # no snapshot, and no snapshotter to make one
+        started = time.monotonic()
+        assert _raw(port, "SAVE") == b"+OK\r\n"
+        took = time.monotonic() - started
+        info = shim.info("persistence")
+        assert info["memlog_snapshot_index"] >= wanted
+        assert info["rdb_bgsave_in_progress"] == 0
+        assert info["rdb_last_bgsave_status"] == "ok"
+        assert _log_state(m)[1] >= wanted
+        text = (tmp_path / "shim-1.log").read_text()
+        assert f"no snapshot covering index {wanted} came within" in text, m.log_tail("shim-1.log")
+        print(f"SAVE without a snapshotter took {took:.1f}s")
+        # BGSAVE answers at once; the snapshot follows. While it runs, another save is
+        # refused (SAVE and BGSAVE) or scheduled (BGSAVE SCHEDULE), as in Redis.
+        shim.set("after", "save")
+        second = applied_index(shim)
+        assert _raw(port, "BGSAVE") == b"+Background saving started\r\n"
+        assert _raw(port, "BGSAVE") == b"-ERR Background save already in progress\r\n"
+        assert _raw(port, "SAVE") == b"-ERR Background save already in progress\r\n"
+        assert shim.info("persistence")["rdb_bgsave_in_progress"] == 1
+        shim.set("after", "bgsave")
+        third = applied_index(shim)
+        assert _raw(port, "BGSAVE", "SCHEDULE") == b"+Background saving scheduled\r\n"
+        wait_until(lambda: _log_state(m)[1] >= second, 120, "the snapshot BGSAVE made")
+        wait_until(lambda: _log_state(m)[1] >= third, 120, "the snapshot BGSAVE SCHEDULE made")
+        wait_until(
+            lambda: shim.info("persistence")["rdb_bgsave_in_progress"] == 0, 60, "the save's end"
+        )
+        assert shim.info("persistence")["rdb_last_bgsave_status"] == "ok"
+        # A new shim starts from that snapshot, with every write.
+        m.start_shim(1)
+        fresh = client(m.shim_ports[1])
+        same_index([shim, fresh], timeout_s=30)
+        assert fresh.get("after") == b"bgsave"
+        assert f"restored snapshot {_log_state(m)[1]} " in (tmp_path / "shim-2.log").read_text()
+    finally:
+        m.stop()
