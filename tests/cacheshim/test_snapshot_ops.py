@@ -230,3 +230,118 @@ def test_save_and_bgsave_without_a_snapshotter_make_the_snapshot_themselves(
         assert f"restored snapshot {_log_state(m)[1]} " in (tmp_path / "shim-2.log").read_text()
     finally:
         m.stop()
+
+
+def _rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for pid {pid}")
+
+
+def _raft_last(m: Memlog) -> int:
+    async def ask() -> int:
+        async with LogClient(_addrs(m).split(",")) as log:
+            return max([(await log.status(a)).raft_last_index for a in log.addresses])
+
+    return asyncio.run(ask())
+
+
+WINDOW_ENTRIES = 200
+
+
+def test_node_rss_stays_bounded_while_the_log_trims_and_grows_past_ten_windows(
+    tmp_path: Path,
+) -> None:
+    # 64 KiB values, one SET per raft entry (one client, one command at a time): the window
+    # holds about 13 MiB of entries; a node that kept every entry in memory would grow by
+    # more than 110 MiB over the run. The keyspace stays at 16 keys, so snapshots are small
+    # and the log trims below them again and again.
+    m = Memlog(
+        tmp_path, shims=2,
+        log_args=["--window-entries", str(WINDOW_ENTRIES), "--trim-interval-s", "0.5",
+                  "--trim-keep-entries", "50", "--trim-keep-seconds", "0"],
+    )  # fmt: skip
+    snapshotter: subprocess.Popen[bytes] | None = None
+    try:
+        m.start()
+        snapshotter = _start_snapshotter(m, every_s=0.5, min_records=100)
+        assert m.cluster is not None
+        pids = {z: p.pid for z, p in m.cluster.processes.items()}
+        writer = client(m.shim_ports[0])
+        value = os.urandom(64 << 10)
+        i = 0
+
+        def write(count: int) -> None:
+            nonlocal i
+            for _ in range(count):
+                assert writer.set(f"big:{i % 16}", value[i % 1024 :] + b"%d" % i)
+                i += 1
+
+        # Past four windows first: the window is full and the memtables have cycled.
+        while _raft_last(m) < 4 * WINDOW_ENTRIES:
+            write(100)
+        start = {z: _rss_mib(pid) for z, pid in pids.items()}
+        peak = dict(start)
+        firsts = {min(_first_indexes(m))}
+        while _raft_last(m) < 4 * WINDOW_ENTRIES + 9 * WINDOW_ENTRIES:
+            write(100)
+            firsts.add(min(_first_indexes(m)))
+            for z, pid in pids.items():
+                peak[z] = max(peak[z], _rss_mib(pid))
+        growth = {z: round(peak[z] - start[z], 1) for z in pids}
+        print("RSS MiB at 4 windows:", start, "growth over 9 more:", growth, "firsts:", firsts)
+        assert len(firsts) >= 4, f"the log trimmed only {len(firsts) - 1} times: {firsts}"
+        # Room for the memtables' swing and the allocator, as in tests/logsvc/test_window.py.
+        assert all(g < 48 for g in growth.values()), growth
+        same_index([writer, client(m.shim_ports[1])], timeout_s=30)
+        assert _digest(m.shim_ports[0]) == _digest(m.shim_ports[1])
+    finally:
+        if snapshotter is not None:
+            stop_process(snapshotter)
+        m.stop()
+
+
+def test_a_snapshotter_killed_mid_put_leaves_nothing_and_the_next_one_stores(
+    tmp_path: Path,
+) -> None:
+    # Puts written at 256 KiB/s: a snapshot of a few MiB is in flight for seconds, long
+    # enough to kill the snapshotter while the log nodes hold its half-written copy.
+    m = Memlog(tmp_path, shims=2, log_args=["--snapshot-bytes-per-s", str(256 << 10)])
+    snapshotter: subprocess.Popen[bytes] | None = None
+    try:
+        m.start()
+        acked = _Acked()
+        port = m.shim_ports[0]
+        pipe = client(port).pipeline(transaction=False)
+        for i in range(300):
+            pipe.set(f"fill:{i}", os.urandom(8 << 10))
+        assert all(r is True for r in pipe.execute())
+        acked.write(port, "a", 200)
+        snapshotter = _start_snapshotter(m, every_s=0.2, min_records=1)
+
+        def temp_copies() -> list[Path]:
+            return [p for p in tmp_path.rglob(".tmp-*") if p.parent.name == "snapshots"]
+
+        wait_until(lambda: bool(temp_copies()), 60, "a put in progress on a log node")
+        snapshotter.send_signal(signal.SIGKILL)
+        snapshotter.wait()
+        snapshotter = None
+        acked.write(port, "b", 200)
+        # The node drops the half-written copy when the stream breaks: nothing is durable.
+        wait_until(lambda: not temp_copies(), 60, "the half-written copies to be removed")
+        assert _log_state(m)[1] == 0
+        assert "stored" not in (tmp_path / "snapshotter.log").read_text()
+        # The next snapshotter stores one; a restarted shim starts from it with every ack.
+        snapshotter = _start_snapshotter(m, every_s=600, min_records=1)
+        wait_until(lambda: _log_state(m)[1] > 0, 120, "the next snapshotter's snapshot")
+        stop_process(m.shim_procs[1])
+        m.start_shim(1)
+        assert "restored snapshot" in (tmp_path / "shim-2.log").read_text()
+        same_index([client(port), client(m.shim_ports[1])], timeout_s=30)
+        acked.check(m.shim_ports[1])
+        assert _digest(m.shim_ports[1]) == _digest(port)
+    finally:
+        if snapshotter is not None:
+            stop_process(snapshotter)
+        m.stop()
