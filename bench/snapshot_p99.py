@@ -1,7 +1,8 @@
 """GET and SET latency of a shim with and without snapshots being written, in one run.
 
     .venv/bin/python bench/snapshot_p99.py [--keys 100000] [--requests 20000] [--rounds 5]
-        [--nice 19,0] [--cadence-s 300] [--out docs/bench-snapshot-p99.md]
+        [--priority low,idle,normal] [--cadence-s 300] [--cadence-requests 5000]
+        [--out docs/bench-snapshot-p99.md]
 
 A memlog deployment (three log nodes, one shim) is filled with --keys strings (100 bytes).
 Then two measurements, each with redis-benchmark (GET and SET, -c 50, random keys over the
@@ -9,14 +10,14 @@ same range, --requests per run):
 
 1. Back to back: rounds of phases, alternately no snapshotter at all and a snapshotter that
    writes a new snapshot as soon as the last one is stored (`memlog snapshot --every-s 0.2
-   --min-records 1`), once per --nice value (the snapshotter's niceness, `--nice`); each
+   --min-records 1`), once per --priority value (the snapshotter's `--priority`); each
    phase's median p50/p99 over the rounds. Also the CPU seconds each process used per phase
    (/proc/PID/stat), which says where the time went whatever else runs on the machine.
 2. At `memlog up`'s cadence (--cadence-s seconds; 0 skips it): the snapshotter runs with the
    launcher's own command line (a snapshot a minute when 10,000 records came) while the
-   benchmark runs back to back; each run is classed by whether a snapshot was being written
-   or put while it ran (from the snapshotter's log: "written in X s, put in Y s"), and the
-   table gives each class's median.
+   benchmark runs back to back (--cadence-requests per run); each run is classed by whether
+   a snapshot was being written or put while it ran (from the snapshotter's log: "written in
+   X s, put in Y s"), and the table gives each class's median.
 
 The machine this runs on is shared: medians of alternating phases in one run are the point.
 """
@@ -98,18 +99,18 @@ def back_to_back(m: Memlog, root: Path, args: argparse.Namespace) -> tuple[dict[
     log_addrs = ",".join(m.cluster.addresses())
     procs = {f"log node {z}": p.pid for z, p in m.cluster.processes.items()}
     procs["shim"] = m.shim_procs[0].pid
-    names = ["alone", *(f"snapshotting, nice {n}" for n in args.nice)]
+    names = ["alone", *(f"snapshotting, priority {n}" for n in args.priority)]
     phases = {name: Phase() for name in names}
     snap_log = root / "snapshotter.log"
     stored = 0
     for _ in range(args.rounds):
-        for name, nice in zip(names, [None, *args.nice], strict=True):
+        for name, priority in zip(names, [None, *args.priority], strict=True):
             snapshotter = None
-            if nice is not None:
+            if priority is not None:
                 snapshotter = start_snapshotter(
                     [sys.executable, "-m", "cacheshim.launcher", "snapshot", "--log", log_addrs,
                      "--every-s", "0.2", "--min-records", "1", "--temp-dir", str(root),
-                     "--nice", str(nice)],
+                     "--priority", priority],
                     snap_log,
                 )  # fmt: skip
                 # Until it has restored and stored its first snapshot: writing from then on.
@@ -157,7 +158,7 @@ def at_cadence(
         while time.monotonic() < end:
             for test in TESTS:
                 t0 = time.time()
-                result = bench(port, test, args.requests, args.keys)
+                result = bench(port, test, args.cadence_requests, args.keys)
                 runs.append((t0, time.time(), test, result))
     finally:
         stop_process(snapshotter)
@@ -217,12 +218,13 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument(
-        "--nice", default="19,0", help="the snapshotter's niceness in each snapshotting phase"
+        "--priority", default="low,idle,normal", help="the snapshotter's --priority per phase"
     )
     parser.add_argument("--cadence-s", type=float, default=300.0)
+    parser.add_argument("--cadence-requests", type=int, default=5_000)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    args.nice = [int(n) for n in str(args.nice).split(",") if n.strip()]
+    args.priority = [p.strip() for p in str(args.priority).split(",") if p.strip()]
     root = Path(tempfile.mkdtemp(prefix="memlog-bench-p99-"))
     m = Memlog(root)
     try:
@@ -241,14 +243,16 @@ def main() -> int:
         f"# Shim latency during snapshots: {args.keys:,} keys",
         "",
         f"`bench/snapshot_p99.py --keys {args.keys} --requests {args.requests} --rounds "
-        f"{args.rounds} --nice {','.join(map(str, args.nice))} --cadence-s {args.cadence_s:g}`, "
+        f"{args.rounds} --priority {','.join(args.priority)} --cadence-s {args.cadence_s:g} "
+        f"--cadence-requests {args.cadence_requests}`, "
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.machine()}, {os.cpu_count()} "
         f"cores (shared), Python {platform.python_version()}, load average "
         f"{os.getloadavg()[0]:.1f} at the end.",
         "",
         "## Snapshots back to back",
         "",
-        f"`memlog snapshot --every-s 0.2 --min-records 1 --nice N`; medians over {args.rounds} "
+        f"`memlog snapshot --every-s 0.2 --min-records 1 --priority P`; medians over "
+        f"{args.rounds} "
         f"rounds; {stored} snapshots stored.",
         "",
         *table(phases),

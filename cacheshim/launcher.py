@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import functools
 import os
 import socket
@@ -105,9 +106,22 @@ def shim_command(cluster: LocalCluster, index: int, port: int) -> list[str]:
 # since the newest one (the log trims below it, keeping --trim-keep-entries/-seconds).
 SNAPSHOT_EVERY_S = 60
 SNAPSHOT_MIN_RECORDS = 10_000
-# The snapshotter's CPU share yields to everything else of the deployment: at niceness 19 it
-# gets about 1/70 of a core that a process at 0 also wants (docs/bench-snapshot-p99.md).
-SNAPSHOT_NICE = 19
+# The snapshotter yields the CPU to everything else of the machine (docs/bench-snapshot-p99.md).
+PRIORITIES = ("idle", "low", "normal")
+SNAPSHOT_PRIORITY = "low"
+
+
+def lower_priority(priority: str) -> None:
+    """Lower this process's CPU priority (an unprivileged process may). idle: SCHED_IDLE,
+    whose threads any other thread that wakes up preempts at once (niceness only lowers a
+    share, and a waking shim or log node may still wait a scheduler tick behind it); where
+    the kernel refuses it, niceness 19."""
+    if priority == "normal":
+        return
+    os.nice(19 - os.nice(0))
+    if priority == "idle":
+        with contextlib.suppress(OSError, AttributeError):
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
 
 
 def snapshotter_command(cluster: LocalCluster, temp_dir: Path) -> list[str]:
@@ -223,11 +237,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p_snap.add_argument("--temp-dir", default=None, help="where snapshot files are written first")
     p_snap.add_argument(
-        "--nice",
-        type=int,
-        default=SNAPSHOT_NICE,
-        help="add this to the process's niceness (0: none), so that shims and log nodes on the "
-        f"same machine get the CPU first (default {SNAPSHOT_NICE})",
+        "--priority",
+        choices=PRIORITIES,
+        default=SNAPSHOT_PRIORITY,
+        help="its CPU priority: idle (SCHED_IDLE: it runs when nothing else of the machine "
+        "wants the CPU, and yields the moment something does), low (niceness 19), normal "
+        f"(as started). Default {SNAPSHOT_PRIORITY}",
     )
     p_export = sub.add_parser("export", help="write the current state as a Redis RDB file")
     p_export.add_argument("--rdb", type=Path, required=True, help="the RDB file to write")
@@ -284,8 +299,7 @@ def _snapshot_tools(args: argparse.Namespace) -> int:
             return tools.import_main(args.rdb, args.addr)
         addresses = [a.strip() for a in str(args.log).split(",") if a.strip()]
         if command == "snapshot":
-            if args.nice:
-                os.nice(args.nice)  # an unprivileged process may lower its own priority
+            lower_priority(str(args.priority))
             return asyncio.run(
                 tools.snapshot_main(addresses, args.every_s, args.min_records, args.temp_dir)
             )

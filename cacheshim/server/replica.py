@@ -111,25 +111,32 @@ class Replica:
         in the log, so in the snapshot or in the records replayed after it."""
         behind = self.applier.applied_index
         self.loading = True
-        try:
-            log.error(
-                "the log was trimmed past this shim (it had applied %d; %s): refusing "
-                "commands with LOADING while it restores the newest snapshot",
-                behind, exc,
-            )  # fmt: skip
-            target = await self._commit_index()
-            done = await bootstrap.recover(
-                self.applier, self.log_reader_client, target, self._apply
-            )
-            self._release_index_waiters()
-            self.caught_up_index = target
-            log.info(
-                "caught up again: restored snapshot %d, replayed %d records to %d (was at %d); "
-                "serving",
-                done.snapshot_index, done.replayed_records, done.applied_index, behind,
-            )  # fmt: skip
-        finally:
-            self.loading = False
+        log.error(
+            "the log was trimmed past this shim (it had applied %d; %s): refusing commands "
+            "with LOADING while it restores the newest snapshot",
+            behind, exc,
+        )  # fmt: skip
+        while True:  # until it holds a whole state again: never back to serving a part
+            try:
+                target = await self._commit_index()
+                done = await bootstrap.recover(
+                    self.applier, self.log_reader_client, target, self._apply
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("rebuilding the state failed; trying again")
+                await asyncio.sleep(bootstrap.RETRY_S)
+                continue
+            break
+        self._release_index_waiters()
+        self.caught_up_index = target
+        self.loading = False
+        log.info(
+            "caught up again: restored snapshot %d, replayed %d records to %d (was at %d); "
+            "serving",
+            done.snapshot_index, done.replayed_records, done.applied_index, behind,
+        )  # fmt: skip
 
     def _release_index_waiters(self) -> None:
         """Wake wait_applied's callers up to the applied index (a restored snapshot may
