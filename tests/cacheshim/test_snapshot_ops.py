@@ -255,9 +255,11 @@ def test_node_rss_stays_bounded_while_the_log_trims_and_grows_past_ten_windows(
     tmp_path: Path,
 ) -> None:
     # 64 KiB values, one SET per raft entry (one client, one command at a time): the window
-    # holds about 13 MiB of entries; a node that kept every entry in memory would grow by
-    # more than 110 MiB over the run. The keyspace stays at 16 keys, so snapshots are small
-    # and the log trims below them again and again.
+    # holds about 13 MiB of entries; the log grows by ten more windows (125 MiB) while it is
+    # measured, trimmed again and again below the snapshots (the keyspace stays at 16 keys,
+    # so they are small). This is the bound under trimming, as the issue asks; a trim also
+    # drops entries from memory, so the window's own bound, without trims, is proved by
+    # tests/logsvc/test_window.py.
     m = Memlog(
         tmp_path, shims=2,
         log_args=["--window-entries", str(WINDOW_ENTRIES), "--trim-interval-s", "0.5",
@@ -279,22 +281,24 @@ def test_node_rss_stays_bounded_while_the_log_trims_and_grows_past_ten_windows(
                 assert writer.set(f"big:{i % 16}", value[i % 1024 :] + b"%d" % i)
                 i += 1
 
-        # Past four windows first: the window is full and the memtables have cycled.
-        while _raft_last(m) < 4 * WINDOW_ENTRIES:
+        # Past six windows first (77 MiB written): the window is full and RocksDB's two
+        # 16 MiB memtables have filled and flushed twice.
+        while _raft_last(m) < 6 * WINDOW_ENTRIES:
             write(100)
         start = {z: _rss_mib(pid) for z, pid in pids.items()}
         peak = dict(start)
         firsts = {min(_first_indexes(m))}
-        while _raft_last(m) < 4 * WINDOW_ENTRIES + 9 * WINDOW_ENTRIES:
+        while _raft_last(m) < 16 * WINDOW_ENTRIES:
             write(100)
             firsts.add(min(_first_indexes(m)))
             for z, pid in pids.items():
                 peak[z] = max(peak[z], _rss_mib(pid))
         growth = {z: round(peak[z] - start[z], 1) for z in pids}
-        print("RSS MiB at 4 windows:", start, "growth over 9 more:", growth, "firsts:", firsts)
+        print("RSS MiB at 6 windows:", start, "growth over 10 more:", growth, "firsts:", firsts)
         assert len(firsts) >= 4, f"the log trimmed only {len(firsts) - 1} times: {firsts}"
-        # Room for the memtables' swing and the allocator, as in tests/logsvc/test_window.py.
-        assert all(g < 48 for g in growth.values()), growth
+        # Room for the memtables' swing (32 MiB), the block cache (8 MiB) and the allocator;
+        # half of what the ten windows written meanwhile would add if they stayed in memory.
+        assert all(g < 62 for g in growth.values()), growth
         same_index([writer, client(m.shim_ports[1])], timeout_s=30)
         assert _digest(m.shim_ports[0]) == _digest(m.shim_ports[1])
     finally:
