@@ -612,9 +612,17 @@ class SnapshotManager:
             )
         digest = hashlib.sha256()
         source = self.blobs.chunks(index, sha256, chunk_bytes)
-        try:
-            while (data := await asyncio.to_thread(next, source, None)) is not None:
+
+        def read_next() -> bytes | None:
+            # Read and hash off the event loop: a chunk is up to a MiB, hashing it takes
+            # milliseconds that the log's own work (Appends, heartbeats) should not wait for.
+            data = next(source, None)
+            if data is not None:
                 digest.update(data)
+            return data
+
+        try:
+            while (data := await asyncio.to_thread(read_next)) is not None:
                 yield data
         finally:
             source.close()

@@ -145,7 +145,7 @@ def _persistence(shim: ShimView, now_ms: int) -> Lines:
 
     store = dict(persistence.info_fields(shim, now_ms))
     lines: Lines = [
-        ("loading", 0),
+        ("loading", int(getattr(shim, "loading", False))),  # Replica._rebootstrap
         ("async_loading", 0),
         ("current_cow_peak", 0),
         ("current_cow_size", 0),
@@ -154,10 +154,10 @@ def _persistence(shim: ShimView, now_ms: int) -> Lines:
         ("current_save_keys_processed", 0),
         ("current_save_keys_total", 0),
         ("rdb_changes_since_last_save", store.pop("rdb_changes_since_last_save")),
-        ("rdb_bgsave_in_progress", 0),
+        ("rdb_bgsave_in_progress", store.pop("rdb_bgsave_in_progress")),
         ("rdb_last_save_time", store.pop("rdb_last_save_time")),
-        ("rdb_last_bgsave_status", "ok"),
-        ("rdb_last_bgsave_time_sec", -1),
+        ("rdb_last_bgsave_status", store.pop("rdb_last_bgsave_status")),
+        ("rdb_last_bgsave_time_sec", store.pop("rdb_last_bgsave_time_sec")),
         ("rdb_current_bgsave_time_sec", -1),
         ("rdb_saves", store.pop("rdb_saves")),
         ("rdb_last_cow_size", 0),

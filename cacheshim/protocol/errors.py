@@ -60,6 +60,9 @@ NOT_A_VALID_FLOAT: Final = "ERR value is not a valid float"
 SYNTAX_ERROR: Final = "ERR syntax error"
 NOAUTH: Final = "NOAUTH Authentication required."
 NOPROTO: Final = "NOPROTO unsupported protocol version"
+# processCommand while the data set is (re)loaded: here, while a shim the log was trimmed past
+# restores the newest snapshot (cacheshim.server.replica).
+LOADING: Final = "LOADING Redis is loading the dataset in memory"
 DB_INDEX_OUT_OF_RANGE: Final = "ERR DB index is out of range"
 
 # --- Keys and strings (db.c, expire.c, t_string.c, object.c) --------------------------------

@@ -128,6 +128,15 @@ class Dispatch:
                     session.queued_writes = True
                 self.encoder.write(Status("QUEUED"))
             return None
+        # The log was trimmed past this shim and it is rebuilding its state (Replica
+        # ._rebootstrap): only the commands Redis runs while loading (INFO; not PING) run.
+        if (
+            error is None
+            and self.shim.loading
+            and spec is not None
+            and (Flag.LOADING not in spec.flags or name == "exec")
+        ):
+            error = errors.LOADING
         if error is not None:
             self._refuse(session, name, error)
             return None

@@ -12,7 +12,8 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from logsvc.client import LogClientError
+from cacheshim.snapshot import bootstrap
+from logsvc.client import LogClientError, TrimmedError
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -48,6 +49,10 @@ class Replica:
         pubsub: Hub
         log_reader_client: LogClient
         log_leader: str
+        # True while the shim rebuilds its state after the log was trimmed past it: commands
+        # are refused with LOADING (cacheshim.server.dispatch) and nothing else applies.
+        loading: bool
+        caught_up_index: int
         _index_waiters: list[tuple[int, int, asyncio.Future[None]]]
         _tickets: Iterator[int]
 
@@ -98,6 +103,8 @@ class Replica:
                     batch_records_max=READ_BATCH_RECORDS_MAX,
                 ):
                     self._receive(index, payload)
+            except TrimmedError as exc:
+                await self._rebootstrap(exc)
             except LogClientError as exc:
                 log.error("reading the log failed: %s; retrying", exc)
                 await asyncio.sleep(0.5)
@@ -106,6 +113,51 @@ class Replica:
                     "the apply loop failed after record %d; going on", self.applier.applied_index
                 )
                 await asyncio.sleep(0.5)
+
+    async def _rebootstrap(self, exc: TrimmedError) -> None:
+        """The log was trimmed past what this shim applied (it was paused or cut off while
+        the others went on and a snapshot let the log trim): what it holds is stale and the
+        records it lacks are gone. It stops serving (LOADING), restores the newest snapshot
+        and replays the log after it up to the commit index confirmed now, exactly as at
+        start, then serves again. Its writes acknowledged before stay acknowledged: they are
+        in the log, so in the snapshot or in the records replayed after it."""
+        behind = self.applier.applied_index
+        self.loading = True
+        log.error(
+            "the log was trimmed past this shim (it had applied %d; %s): refusing commands "
+            "with LOADING while it restores the newest snapshot",
+            behind, exc,
+        )  # fmt: skip
+        while True:  # until it holds a whole state again: never back to serving a part
+            try:
+                target = await self._commit_index()
+                done = await bootstrap.recover(
+                    self.applier, self.log_reader_client, target, self._apply
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("rebuilding the state failed; trying again")
+                await asyncio.sleep(bootstrap.RETRY_S)
+                continue
+            break
+        self._release_index_waiters()
+        self.caught_up_index = target
+        self.loading = False
+        log.info(
+            "caught up again: restored snapshot %d, replayed %d records to %d (was at %d); "
+            "serving",
+            done.snapshot_index, done.replayed_records, done.applied_index, behind,
+        )  # fmt: skip
+
+    def _release_index_waiters(self) -> None:
+        """Wake wait_applied's callers up to the applied index (a restored snapshot may
+        jump past their index without applying it here)."""
+        waiters = self._index_waiters
+        while waiters and waiters[0][0] <= self.applier.applied_index:
+            waiter = heapq.heappop(waiters)[2]
+            if not waiter.done():
+                waiter.set_result(None)
 
     def _receive(self, index: int, payload: bytes) -> None:
         """A committed record, from the Read stream or from this shim's own Append: applied
@@ -168,6 +220,8 @@ class Replica:
         brought yet, instead of waiting for the stream (whose copies are then skipped,
         `_receive`). The bytes are the log's: an
         Append's records are stored as sent, also when a retry is answered as a duplicate."""
+        if self.loading:
+            return  # the state is being rebuilt (`_rebootstrap`): the replay brings it
         if self.applier.applied_index < first_index - 1:
             return  # others' records come first: the Read stream brings all in order
         for offset, payload in enumerate(payloads):

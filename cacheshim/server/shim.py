@@ -95,6 +95,7 @@ class Shim(Replica):
         self.tls_server: asyncio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.caught_up_index = 0
+        self.loading = False  # rebuilding after the log was trimmed past it (Replica)
         self.log_leader = ""
         self.log_commit_index = 0
         # CONFIG, INFO and CLIENT PAUSE state (local to this shim, never logged).
@@ -192,6 +193,7 @@ class Shim(Replica):
         for server in (self.server, self.tls_server):
             if server is not None:
                 server.close()
+        persistence.stop(self)
         for task in self._tasks:
             task.cancel()
         await self.log_writer_client.close()

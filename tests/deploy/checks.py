@@ -22,6 +22,7 @@ from typing import Any
 import kubernetes_validate  # type: ignore[import-untyped]
 
 from cacheshim import cli as cacheshim_cli
+from cacheshim import launcher as memlog_cli
 from logsvc import cli as logsvc_cli
 from logsvc.config import ConfigError, parse_peer_addresses, parse_peers
 from tests.deploy import crds
@@ -390,6 +391,26 @@ def check_shims(docs: list[Doc]) -> Problems:
     return problems
 
 
+def snapshotter_workloads(docs: list[Doc]) -> list[Doc]:
+    return [w for w in workloads(docs) if runs(w, "memlog")]
+
+
+def check_snapshotter(docs: list[Doc]) -> Problems:
+    """One snapshotter: a Deployment of one replica that never runs two at once (Recreate),
+    with its resources set (it holds the whole keyspace)."""
+    found = snapshotter_workloads(docs)
+    if len(found) != 1 or found[0]["kind"] != "Deployment":
+        return [f"expected one Deployment running `memlog`, found {[ref(w) for w in found]}"]
+    w = found[0]
+    problems: Problems = []
+    if int(w["spec"].get("replicas", 1)) != 1:
+        problems.append(f"{ref(w)}: one replica (two only waste work)")
+    if (w["spec"].get("strategy") or {}).get("type") != "Recreate":
+        problems.append(f"{ref(w)}: strategy Recreate (a rollout would run two at once)")
+    problems += check_resources(w)
+    return problems
+
+
 # -- security ----------------------------------------------------------------------------
 
 
@@ -438,6 +459,8 @@ class Program:
 PROGRAMS = {
     "logsvc": Program("logsvc", logsvc_cli.build_parser, logsvc_cli.ENV_PREFIX),
     "cacheshim": Program("cacheshim", cacheshim_cli.build_parser, cacheshim_cli.ENV_PREFIX),
+    # `memlog snapshot` (the snapshotter) reads no environment variables: prefix "".
+    "memlog": Program("memlog", memlog_cli.build_parser, ""),
 }
 
 
@@ -464,6 +487,8 @@ def subparser(parser: argparse.ArgumentParser, command: str) -> argparse.Argumen
 
 def env_read_by(program: Program, command: str) -> set[str]:
     """The variables `program command` reads: prefix + each long flag's name."""
+    if not program.env_prefix:
+        return set()
     sub = subparser(program.build_parser(), command)
     return {
         logsvc_cli.env_name(program.env_prefix, option)
@@ -677,10 +702,34 @@ def check_exec_probes(s: Started) -> Problems:
     return problems
 
 
+def check_snapshot_command(s: Started) -> Problems:
+    """`memlog snapshot` as a long-running snapshotter: a loop (--every-s), its temp files on
+    a mounted volume (the root file system is read-only), at least one log address."""
+    where = f"{s.pod.name} ({s.program.name})"
+    args = s.args
+    if args.command != "snapshot":
+        return [f"{where}: runs {args.command!r}, not snapshot"]
+    problems: Problems = []
+    if args.every_s is None or args.every_s <= 0:
+        problems.append(f"{where}: no --every-s: it writes one snapshot and exits")
+    mounts = [m["mountPath"] for m in s.container.get("volumeMounts") or []]
+    if args.temp_dir is None or str(args.temp_dir) not in mounts:
+        problems.append(
+            f"{where}: --temp-dir {args.temp_dir} is not a mounted volume (the root file "
+            "system is read-only)"
+        )
+    if not [a for a in str(args.log).split(",") if a.strip()]:
+        problems.append(f"{where}: --log names no address")
+    return problems
+
+
 def check_cli(docs: list[Doc]) -> Problems:
     started, problems = started_containers(docs)
     for s in started:
-        problems += check_serve(s)
+        if s.program.name == "memlog":
+            problems += check_snapshot_command(s)
+        else:
+            problems += check_serve(s)
         problems += check_env_names(s)
         problems += check_exec_probes(s)
     return problems
@@ -732,6 +781,7 @@ def check_peers(docs: list[Doc]) -> Problems:
         return problems
     logs = [s for s in started if s.program.name == "logsvc" and s.args.command == "serve"]
     shims = [s for s in started if s.program.name == "cacheshim" and s.args.command == "serve"]
+    snapshotters = [s for s in started if s.program.name == "memlog"]
     if not logs:
         return ["no container runs `logsvc serve`"]
     expected: dict[str, str] = {}
@@ -774,6 +824,13 @@ def check_peers(docs: list[Doc]) -> Problems:
             )
         if s.args.local_log and s.args.local_log not in addresses:
             problems.append(f"{s.pod.name}: --local-log {s.args.local_log} is not in --log")
+    for s in snapshotters:
+        addresses = tuple(a.strip() for a in str(s.args.log).split(",") if a.strip())
+        if sorted(addresses) != sorted(expected.values()):
+            problems.append(
+                f"{s.pod.name}: the snapshotter's --log {list(addresses)} is not the log nodes' "
+                f"DNS names {sorted(expected.values())}"
+            )
     return problems
 
 
@@ -819,6 +876,7 @@ ALL_CHECKS: dict[str, Callable[[list[Doc]], Problems]] = {
     "headless": check_headless_services,
     "log": check_log,
     "shims": check_shims,
+    "snapshotter": check_snapshotter,
     "security": check_security,
     "cli": check_cli,
     "peers": check_peers,

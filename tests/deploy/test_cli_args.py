@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cacheshim.launcher import shim_command
+from cacheshim.launcher import shim_command, snapshotter_command
 from logsvc.cli import env_name
 from logsvc.local import LocalCluster, local_tls
 from tests.deploy import checks
@@ -25,7 +25,7 @@ def test_every_command_line_is_accepted_by_the_real_parsers(name: str) -> None:
     started, problems = checks.started_containers(docs)
     assert problems == []
     programs = sorted({(s.program.name, s.args.command) for s in started})
-    assert programs == [("cacheshim", "serve"), ("logsvc", "serve")]
+    assert programs == [("cacheshim", "serve"), ("logsvc", "serve"), ("memlog", "snapshot")]
 
 
 @pytest.mark.parametrize("name", list(KUSTOMIZATIONS))
@@ -248,3 +248,97 @@ def test_the_manifests_set_the_flags_the_local_launcher_sets(tmp_path: Path) -> 
         given = set.union(*(flags_given(s) for s in started if s.program.name == program))
         # The one difference: a shim finds its zone's log node by --zone, not --local-log.
         assert wanted - given == ({"--local-log"} if program == "cacheshim" else set())
+
+
+# -- the snapshotter ----------------------------------------------------------------------
+
+
+def snapshotter(docs: list[Doc]) -> Doc:
+    return one(docs, "Deployment", "memlog-snapshotter")
+
+
+def given_values(s: checks.Started) -> dict[str, str]:
+    """flag -> value of the flags on a container's command line (after $(VAR) expansion)."""
+    argv = command_line(s.container, s.env)
+    return {a: argv[i + 1] for i, a in enumerate(argv) if a.startswith("--") and i + 1 < len(argv)}
+
+
+@pytest.mark.parametrize("name", list(KUSTOMIZATIONS))
+def test_the_snapshotter_runs_memlog_up_s_command_line(name: str, tmp_path: Path) -> None:
+    # The same program, subcommand, flags and cadence as the snapshotter `memlog up` runs;
+    # only the addresses and the temp folder are the cluster's own.
+    docs = render(name)
+    started, problems = checks.started_containers(docs)
+    assert problems == []
+    found = [s for s in started if s.program.name == "memlog"]
+    assert len(found) == 1, "one snapshotter pod"
+    s = found[0]
+    local = snapshotter_command(LocalCluster(data_dir=tmp_path), tmp_path / "tmp")
+    assert local[1:4] == ["-m", "cacheshim.launcher", "snapshot"]
+    assert command_line(s.container, s.env)[:2] == ["memlog", "snapshot"]
+    want = {a: local[i + 1] for i, a in enumerate(local) if a.startswith("--")}
+    got = given_values(s)
+    assert set(got) == set(want)
+    for flag in ("--every-s", "--min-records"):
+        assert float(got[flag]) == float(want[flag]), flag
+    assert s.args.every_s == float(want["--every-s"])
+    ns = "default" if name == "base" else "memlog"
+    assert sorted(s.args.log.split(",")) == [
+        f"memlog-log-{i}.memlog-log-peers.{ns}.svc.cluster.local:7001" for i in range(3)
+    ]
+
+
+def test_cli_catches_a_one_shot_snapshotter() -> None:
+    def mutate(docs: list[Doc]) -> None:
+        args = container(snapshotter(docs))["args"]
+        i = args.index("--every-s")
+        del args[i : i + 2]
+
+    assert "no --every-s" in caught(checks.check_cli, mutate)
+
+
+def test_cli_catches_a_temp_dir_on_the_read_only_root() -> None:
+    def mutate(docs: list[Doc]) -> None:
+        args = container(snapshotter(docs))["args"]
+        args[args.index("--temp-dir") + 1] = "/tmp"
+
+    assert "--temp-dir /tmp is not a mounted volume" in caught(checks.check_cli, mutate)
+
+
+def test_cli_catches_a_snapshotter_flag_the_parser_rejects() -> None:
+    def mutate(docs: list[Doc]) -> None:
+        container(snapshotter(docs))["args"] += ["--interval", "60"]
+
+    assert "rejected by memlog's parser" in caught(checks.check_cli, mutate)
+
+
+def test_peers_catch_a_snapshotter_that_misses_a_log_node() -> None:
+    def mutate(docs: list[Doc]) -> None:
+        args = container(snapshotter(docs))["args"]
+        i = args.index("--log") + 1
+        args[i] = args[i].rsplit(",", 1)[0]
+
+    assert "the snapshotter's --log" in caught(checks.check_peers, mutate)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expect"),
+    [
+        (lambda docs: snapshotter(docs)["spec"].update(replicas=2), "one replica"),
+        (
+            lambda docs: snapshotter(docs)["spec"].update(strategy={"type": "RollingUpdate"}),
+            "strategy Recreate",
+        ),
+        (lambda docs: container(snapshotter(docs)).pop("resources"), "no requests.memory"),
+        (lambda docs: docs.remove(snapshotter(docs)), "expected one Deployment running `memlog`"),
+    ],
+)
+def test_snapshotter_check_catches(mutate: Mutation, expect: str) -> None:
+    assert expect in caught(checks.check_snapshotter, mutate)
+
+
+def test_security_covers_the_snapshotter() -> None:
+    def mutate(docs: list[Doc]) -> None:
+        container(snapshotter(docs))["securityContext"]["readOnlyRootFilesystem"] = False
+
+    assert "memlog-snapshotter" in caught(checks.check_security, mutate)

@@ -21,6 +21,7 @@ from tests.deploy.manifests import (
     of_kind,
     one,
     render,
+    workloads,
 )
 
 Mutation = Callable[[list[Doc]], None]
@@ -68,6 +69,7 @@ def test_renders_what_memlog_needs(name: str) -> None:
         "Deployment/memlog-shim",
         "Service/memlog",
         "PodDisruptionBudget/memlog-shim",
+        "Deployment/memlog-snapshotter",
     ):
         assert needed in kinds, kinds
     # The production overlay adds the log's client rights (components/log-tls).
@@ -168,7 +170,8 @@ def test_selectors_catch_a_service_that_selects_both_programs() -> None:
     def mutate(docs: list[Doc]) -> None:
         del one(docs, "Service", "memlog")["spec"]["selector"]["app.kubernetes.io/component"]
 
-    assert "2 workloads" in caught(checks.check_selectors, mutate)
+    # The shims, the log nodes and the snapshotter.
+    assert "3 workloads" in caught(checks.check_selectors, mutate)
 
 
 def test_selectors_catch_a_pdb_that_selects_nothing() -> None:
@@ -355,7 +358,8 @@ def test_image_catches_two_images_and_an_untagged_one() -> None:
         container(shim(docs))["image"] = "memlog-shim:dev"
 
     def untagged(docs: list[Doc]) -> None:
-        container(shim(docs))["image"] = container(log(docs))["image"] = "memlog"
+        for w in workloads(docs):
+            container(w)["image"] = "memlog"
 
     assert "one image" in caught(checks.check_single_image, two)
     assert "no tag" in caught(checks.check_single_image, untagged)
