@@ -459,7 +459,8 @@ class Program:
 PROGRAMS = {
     "logsvc": Program("logsvc", logsvc_cli.build_parser, logsvc_cli.ENV_PREFIX),
     "cacheshim": Program("cacheshim", cacheshim_cli.build_parser, cacheshim_cli.ENV_PREFIX),
-    # `memlog snapshot` (the snapshotter) reads no environment variables: prefix "".
+    # `memlog snapshot` (the snapshotter) reads only its log credentials' variables
+    # (MEMLOG_LOG_TLS_*, named in their help): prefix "".
     "memlog": Program("memlog", memlog_cli.build_parser, ""),
 }
 
@@ -486,16 +487,23 @@ def subparser(parser: argparse.ArgumentParser, command: str) -> argparse.Argumen
 
 
 def env_read_by(program: Program, command: str) -> set[str]:
-    """The variables `program command` reads: prefix + each long flag's name."""
-    if not program.env_prefix:
-        return set()
+    """The variables `program command` reads: prefix + each long flag's name where the
+    program reads them all, and any flag's own variable (its help ends `[env NAME]`, as
+    logsvc.cli.add_env_flag writes it: memlog's log credentials)."""
     sub = subparser(program.build_parser(), command)
-    return {
-        logsvc_cli.env_name(program.env_prefix, option)
+    found = {
+        match.group(1)
         for action in sub._actions
-        for option in action.option_strings
-        if option.startswith("--") and option != "--help"
+        if (match := re.search(r"\[env ([A-Z0-9_]+)\]", action.help or ""))
     }
+    if program.env_prefix:
+        found |= {
+            logsvc_cli.env_name(program.env_prefix, option)
+            for action in sub._actions
+            for option in action.option_strings
+            if option.startswith("--") and option != "--help"
+        }
+    return found
 
 
 def parse_command(argv: Sequence[str], env: dict[str, str]) -> tuple[Program, argparse.Namespace]:

@@ -2,13 +2,12 @@
 workloads make, pods elsewhere (some wearing memlog's labels), a pod of no workload in the
 namespace, the cluster DNS and an address outside the cluster, on every declared port and a
 few undeclared ones. What must hold: from outside the namespace only the shims' Redis port is
-reachable; the log's peer port only from log pods; the log's client port only from shims;
-shims and log nodes reach nothing else but DNS. Each claim is also shown to catch a broken
-policy.
+reachable; the log's peer port only from log pods; the log's client port only from shims and
+the snapshotter; shims, the snapshotter and log nodes reach nothing else but DNS. Each claim
+is also shown to catch a broken policy.
 
-The log's Raft traffic moves to a port of its own named `peer` (issue 17, built on another
-branch). Until the StatefulSet declares it, `with_peer_port` adds it to the render (7002),
-so that the policies, written against the name, are proven all the same.
+The log's Raft traffic has a port of its own named `peer`; `with_peer_port` adds one (7002)
+only to a render that lacks it, so the claims are about the policies, whatever the ports.
 """
 
 from __future__ import annotations
@@ -168,18 +167,22 @@ def claim_peer_port_only_from_log_pods(docs: list[Doc]) -> list[str]:
 def claim_client_port_only_from_shims(docs: list[Doc]) -> list[str]:
     problems = []
     for pod, roles in _sources_of(docs, "log", "grpc/TCP").items():
-        if roles != {"shim"}:
-            problems.append(f"{pod} port grpc is reached by {sorted(roles)}, expected shim only")
+        if roles != {"shim", "snapshotter"}:
+            problems.append(
+                f"{pod} port grpc is reached by {sorted(roles)}, expected shim and snapshotter"
+            )
     return problems
 
 
 def claim_egress_is_only_what_each_needs(docs: list[Doc]) -> list[str]:
-    """Shims reach the log's client port and DNS; log nodes each other's peer port and DNS;
+    """Shims and the snapshotter reach the log's client port and DNS; log nodes each other's
+    peer port and DNS;
     anything else in the namespace, DNS alone."""
     roles = roles_by_name(docs)
     allowed = {
         "shim": {("log", "grpc/TCP"), ("outside", "dns/UDP"), ("outside", "dns-tcp/TCP")},
         "log": {("log", "peer/TCP"), ("outside", "dns/UDP"), ("outside", "dns-tcp/TCP")},
+        "snapshotter": {("log", "grpc/TCP"), ("outside", "dns/UDP"), ("outside", "dns-tcp/TCP")},
         "stranger": {("outside", "dns/UDP"), ("outside", "dns-tcp/TCP")},
     }
     problems: list[str] = []
@@ -216,7 +219,7 @@ def test_the_evaluator_sees_a_real_mix() -> None:
     """The universe is not trivially empty: shims, log pods, DNS, outsiders all present."""
     docs = with_peer_port(render("kind"))
     roles = roles_by_name(docs)
-    assert sorted(set(roles.values())) == ["log", "outside", "shim", "stranger"]
+    assert sorted(set(roles.values())) == ["log", "outside", "shim", "snapshotter", "stranger"]
     found = reachable(docs)
     assert ("internet", "memlog-log-0", "grpc/TCP", "log") not in found
     assert ("memlog-log-0", "memlog-log-1", "peer/TCP", "log") in found
