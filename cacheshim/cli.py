@@ -17,6 +17,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from cacheshim.server.tls import TLS_STARTUP_SETTINGS
 from logsvc.auth import AuthConfigError, ClientCredentials
 from logsvc.cli import add_client_credentials, add_env_flag, client_credentials, run_event_loop
 from logsvc.client import LogClient, LogClientError
@@ -30,17 +31,7 @@ STARTUP_SETTINGS = {
     "maxclients": "10000",
     "client-output-buffer-limit": "'normal 0 0 0 pubsub 32mb 8mb 60'",
     # TLS for RESP (cacheshim.server.tls); CONFIG SET may change all but tls-port.
-    "tls-port": "6380",
-    "tls-cert-file": "/etc/memlog/tls/tls.crt",
-    "tls-key-file": "/etc/memlog/tls/tls.key",
-    "tls-key-file-pass": "secret",
-    "tls-ca-cert-file": "/etc/memlog/tls/ca.crt",
-    "tls-ca-cert-dir": "/etc/ssl/certs",
-    "tls-auth-clients": "yes|no|optional",
-    "tls-protocols": "'TLSv1.2 TLSv1.3'",
-    "tls-ciphers": "ECDHE-ECDSA-AES256-GCM-SHA384",
-    "tls-ciphersuites": "''",
-    "tls-prefer-server-ciphers": "no",
+    **TLS_STARTUP_SETTINGS,
 }
 # How long to keep asking the log nodes for their zones before reading from the first one.
 ZONE_LOOKUP_S = 30.0

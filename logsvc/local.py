@@ -105,8 +105,9 @@ class LocalCluster:
     def node_at(self, address: str) -> str:
         return next(z for z in self.zones if self.address(z) == address)
 
-    def wait_for_leader(self, timeout_s: float = 20.0) -> str:
-        """The leader's address, once one node leads and the others agree."""
+    def wait_for_leader(self, timeout_s: float = 60.0) -> str:
+        """The leader's address, once one node leads and the others agree (a loaded machine
+        can take tens of seconds to elect: the default waits a minute)."""
         return asyncio.run(self._wait_for_leader(timeout_s))
 
     async def _wait_for_leader(self, timeout_s: float) -> str:

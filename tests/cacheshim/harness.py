@@ -210,6 +210,35 @@ def applied_index(conn: redis.Redis) -> int:
     return index
 
 
+def play_beside_redis(
+    shims: Sequence[redis.Redis],
+    oracle: redis.Redis,
+    log: Sequence[Sequence[Sequence[object]]],
+    pick: Callable[[Sequence[redis.Redis]], redis.Redis],
+    timeout_s: float = 30,
+) -> None:
+    """Send each entry of `log` (one command, or several as one MULTI/EXEC) to one of the
+    shims, chosen by `pick`, and to redis-server, in order, after FLUSHALL on both; then wait
+    until every shim has applied the same index with one DEBUG DIGEST. Connections should be
+    without_callbacks (replies compared as bytes)."""
+    for conn in (shims[0], oracle):
+        execute(conn, "FLUSHALL")
+    for entry in log:
+        for conn in (pick(shims), oracle):
+            if len(entry) == 1:
+                outcome(conn, entry[0])
+            else:
+                pipe = conn.pipeline(transaction=True)
+                for args in entry:
+                    execute(pipe, *args)
+                pipe.execute(raise_on_error=False)
+    wait_until(
+        lambda: len({execute(c, "DEBUG", "DIGEST") for c in shims}) == 1
+        and len({applied_index(c) for c in shims}) == 1,
+        timeout_s, "the shims at one index and one digest",
+    )  # fmt: skip
+
+
 def same_index(conns: Sequence[redis.Redis], timeout_s: float = 10) -> None:
     """Wait until every connection's shim has applied the same log index."""
     wait_until(

@@ -98,3 +98,19 @@ def compare_raw(
 def chunks(items: Sequence[bytes], size: int) -> Iterator[Sequence[bytes]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def flushed_pair(
+    oracle_port: int, subject_port: int, protocol: int
+) -> Iterator[tuple[RawConnection, RawConnection]]:
+    """(redis-server, memlog) byte-level connections in one protocol, both keyspaces flushed
+    first; closed when the caller's fixture ends (`yield from` it)."""
+    oracle = RawConnection(oracle_port, protocol=protocol)
+    subject = RawConnection(subject_port, protocol=protocol)
+    try:
+        for conn in (oracle, subject):
+            conn.call("FLUSHALL")
+        yield oracle, subject
+    finally:
+        oracle.close()
+        subject.close()

@@ -20,15 +20,13 @@ from tests.cacheshim.applydiff import ApplyDiff
 from tests.cacheshim.harness import (
     Memlog,
     RedisServer,
-    applied_index,
     arity_probes,
     client,
     execute,
-    outcome,
+    play_beside_redis,
     replay,
-    wait_until,
 )
-from tests.cacheshim.rawresp import RawConnection, compare_raw, without_callbacks
+from tests.cacheshim.rawresp import RawConnection, compare_raw, flushed_pair, without_callbacks
 
 Command = Sequence[bytes | str | int]
 RawPair = tuple[RawConnection, RawConnection]
@@ -39,15 +37,7 @@ def raw(
     oracle_server: RedisServer, memlog: Memlog, request: pytest.FixtureRequest
 ) -> Iterator[RawPair]:
     """(redis-server, memlog) byte-level connections in RESP2 or RESP3, keyspaces flushed."""
-    oracle = RawConnection(oracle_server.port, protocol=request.param)
-    subject = RawConnection(memlog.shim_ports[0], protocol=request.param)
-    try:
-        for conn in (oracle, subject):
-            conn.call("FLUSHALL")
-        yield oracle, subject
-    finally:
-        oracle.close()
-        subject.close()
+    yield from flushed_pair(oracle_server.port, memlog.shim_ports[0], request.param)
 
 
 SICILY = "GEOADD Sicily 13.361389 38.115556 Palermo 15.087269 37.502669 Catania"
@@ -329,23 +319,7 @@ def test_two_shims_end_equal_after_bitmap_hll_geo_writes(
     first, second = (without_callbacks(client(p)) for p in two_shims.shim_ports[:2])
     oracle = without_callbacks(client(oracle_server.port))
     try:
-        for conn in (first, oracle):
-            execute(conn, "FLUSHALL")
-        for record in _random_mixed_log(rng, 150):
-            for conn in (rng.choice([first, second]), oracle):
-                if len(record) == 1:
-                    outcome(conn, record[0])
-                else:
-                    pipe = conn.pipeline(transaction=True)
-                    for args in record:
-                        execute(pipe, *args)
-                    pipe.execute(raise_on_error=False)
-        wait_until(
-            lambda: execute(first, "DEBUG", "DIGEST") == execute(second, "DEBUG", "DIGEST")
-            and applied_index(first) == applied_index(second),
-            30, "both shims at one digest",
-        )  # fmt: skip
-        assert execute(first, "DEBUG", "DIGEST") != b"0" * 40
+        play_beside_redis([first, second], oracle, _random_mixed_log(rng, 150), rng.choice)
         want = _state(oracle)
         assert _state(first) == want
         assert _state(second) == want

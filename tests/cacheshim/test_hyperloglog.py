@@ -27,7 +27,7 @@ from cacheshim.types.hll import Hll
 from cacheshim.types.keyspace import Keyspace
 from tests.cacheshim.applydiff import ApplyDiff
 from tests.cacheshim.harness import Memlog, RedisServer, arity_probes
-from tests.cacheshim.rawresp import RawConnection, compare_raw
+from tests.cacheshim.rawresp import RawConnection, compare_raw, flushed_pair
 
 Command = Sequence[bytes | str | int]
 RawPair = tuple[RawConnection, RawConnection]
@@ -40,15 +40,7 @@ def raw(
     oracle_server: RedisServer, memlog: Memlog, request: pytest.FixtureRequest
 ) -> Iterator[RawPair]:
     """(redis-server, memlog) byte-level connections in RESP2 or RESP3, keyspaces flushed."""
-    oracle = RawConnection(oracle_server.port, protocol=request.param)
-    subject = RawConnection(memlog.shim_ports[0], protocol=request.param)
-    try:
-        for conn in (oracle, subject):
-            conn.call("FLUSHALL")
-        yield oracle, subject
-    finally:
-        oracle.close()
-        subject.close()
+    yield from flushed_pair(oracle_server.port, memlog.shim_ports[0], request.param)
 
 
 BASICS: list[Command] = [

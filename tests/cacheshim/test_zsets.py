@@ -48,6 +48,7 @@ from tests.cacheshim.harness import (
     compare,
     execute,
     outcome,
+    play_beside_redis,
     replay,
     wait_until,
 )
@@ -876,22 +877,7 @@ def test_two_shims_end_equal_after_a_mixed_workload(
     first, second = (without_callbacks(client(p)) for p in two_shims.shim_ports[:2])
     oracle = without_callbacks(client(oracle_server.port))
     try:
-        for conn in (first, oracle):
-            execute(conn, "FLUSHALL")
-        for log in _random_log(rng, 120):
-            for conn in (rng.choice([first, second]), oracle):
-                if len(log) == 1:
-                    outcome(conn, log[0])
-                else:
-                    pipe = conn.pipeline(transaction=True)
-                    for args in log:
-                        execute(pipe, *args)
-                    pipe.execute(raise_on_error=False)
-        wait_until(
-            lambda: execute(first, "DEBUG", "DIGEST") == execute(second, "DEBUG", "DIGEST")
-            and applied_index(first) == applied_index(second),
-            10, "both shims at one digest",
-        )  # fmt: skip
+        play_beside_redis([first, second], oracle, _random_log(rng, 120), rng.choice)
         for key in ("z1", "z2", "z3"):
             want = execute(oracle, "ZRANGE", key, "0", "-1", "WITHSCORES")
             assert execute(first, "ZRANGE", key, "0", "-1", "WITHSCORES") == want, key
