@@ -82,7 +82,7 @@ class KeyIndex:
         bucket = self._buckets[key_hash(key) & ((1 << self._bits) - 1)]
         if bucket is None:
             return False
-        if type(bucket) is tuple:
+        if isinstance(bucket, tuple):
             return key in bucket
         return bucket == key
 
@@ -92,7 +92,7 @@ class KeyIndex:
         bucket = buckets[position]
         if bucket is None:
             buckets[position] = key
-        elif type(bucket) is tuple:
+        elif isinstance(bucket, tuple):
             if key in bucket:
                 return
             buckets[position] = (*bucket, key)
@@ -110,7 +110,7 @@ class KeyIndex:
         bucket = buckets[position]
         if bucket is None:
             return
-        if type(bucket) is tuple:
+        if isinstance(bucket, tuple):
             if key not in bucket:
                 return
             rest = tuple(k for k in bucket if k != key)
@@ -137,7 +137,7 @@ class KeyIndex:
         """The keys of each non-empty bucket, bucket by bucket, in their order."""
         for bucket in self._buckets:
             if bucket is not None:
-                yield bucket if type(bucket) is tuple else (bucket,)
+                yield bucket if isinstance(bucket, tuple) else (bucket,)
 
     def _resize(self, bits: int) -> None:
         rehash = _native_rehash()
@@ -153,7 +153,7 @@ class KeyIndex:
                 there = buckets[position]
                 if there is None:
                     buckets[position] = key
-                elif type(there) is tuple:
+                elif isinstance(there, tuple):
                     buckets[position] = (*there, key)
                 else:
                     buckets[position] = (there, key)
@@ -175,7 +175,7 @@ class KeyIndex:
         while True:
             bucket = self._buckets[position]
             if bucket is not None:
-                if type(bucket) is tuple:
+                if isinstance(bucket, tuple):
                     keys.extend(bucket)
                 else:
                     keys.append(bucket)
@@ -195,7 +195,7 @@ class KeyIndex:
         while True:  # at least one bucket in SHRINK_RATIO holds a key
             bucket = self._buckets[rng.randrange(len(self._buckets))]
             if bucket is not None:
-                if type(bucket) is tuple:
+                if isinstance(bucket, tuple):
                     return bucket[rng.randrange(len(bucket))]
                 rng.randrange(1)  # as for a chain of one: the same draws on every shim
                 return bucket

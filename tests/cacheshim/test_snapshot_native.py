@@ -25,7 +25,8 @@ from cacheshim.snapshot.rdb import (
     restore,
     snapshot_state,
 )
-from cacheshim.types.keyindex import key_hash
+from cacheshim.types import keyindex
+from cacheshim.types.keyindex import KeyIndex, key_hash
 from tests.cacheshim.test_snapshot_rdb import (
     _random_records,
     applier_internals,
@@ -53,7 +54,7 @@ def _slots(keyspace: model.Keyspace) -> list[object]:
     without __init__), the SCAN tables' counts, and each value's exact class."""
     out: list[object] = []
     for db in keyspace.dbs:
-        out.append((db.key_index._count, db.key_index._bits))
+        out.append((db.key_index._count, db.key_index._bits, list(db.key_index.chains())))
         for key, value in db.data.items():
             out.append((key, type(value)))
             if isinstance(value, model.ListValue):
@@ -91,6 +92,26 @@ def test_key_hash_is_keyindex_key_hash() -> None:
     for size in [*range(0, 300), 1000, 4096]:
         key = rng.randbytes(size)
         assert _native.key_hash(key) == key_hash(key), size
+
+
+def test_index_rehash_is_keyindex_resize(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The C resize of the SCAN table against KeyIndex._resize's Python loop: the same
+    buckets, each with its keys in the same order, through growths and shrinks."""
+    from cacheshim.snapshot import _native  # type: ignore[attr-defined]
+
+    rng = _seed()
+    for _ in range(30):
+        native, python = KeyIndex(), KeyIndex()
+        keys = [rng.randbytes(rng.randint(0, 12)) for _ in range(rng.randint(1, 3000))]
+        for step in range(rng.randint(100, 4000)):
+            key = rng.choice(keys)
+            add = rng.random() < rng.choice((0.3, 0.6, 0.9))
+            for index, rehash in ((native, _native.index_rehash), (python, None)):
+                monkeypatch.setattr(keyindex, "_rehash", rehash)
+                monkeypatch.setattr(keyindex, "_rehash_looked_up", True)
+                index.add(key) if add else index.discard(key)
+            assert native._bits == python._bits and len(native) == len(python), step
+            assert native._buckets == python._buckets, step
 
 
 def _random_keyspace(rng: random.Random, keys: int) -> model.Keyspace:
