@@ -8,6 +8,7 @@
  * - key_hash(key): cacheshim.types.keyindex.key_hash (BLAKE2b, 8-byte digest), the SCAN
  *   table's hash of a key.
  * - index_rehash(buckets, bits): KeyIndex._resize's loop (a resize of the SCAN table).
+ * - populate_arenas(on): pymalloc's new arenas mapped populated (see there), for a load.
  * - load_keys(buffer, position, db, meta): the loop of rdb.read_rdb over the key records of
  *   a memlog snapshot (see the comment above it), with meta_check for its memlog-keys fields.
  *   rdb.py falls back to its own code for everything this declines, and alone when
@@ -1105,11 +1106,56 @@ static PyObject *py_configure(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* ---- pymalloc's arenas mapped populated ---------------------------------------------------
+ *
+ * populate_arenas(on) -> whether it was on. While on, CPython's small-object allocator maps
+ * each new arena (1 MiB) with MAP_POPULATE: the kernel backs it in one call instead of one
+ * page fault per 4 KiB page at first touch. A load of 1M keys fills about 1.5 GB of arenas
+ * and spent a fifth of its CPU in those faults; mapped populated they cost about a tenth
+ * less of the load's CPU (measured; the pages are still allocated and cleared). Arenas are
+ * unmapped with munmap, as CPython's own allocator does it, so arenas mapped either way are
+ * freed either way and switching back is safe at any time. */
+
+#include <sys/mman.h>
+
+static PyObjectArenaAllocator default_arenas;
+static int populating = 0;
+
+static void *populated_arena_alloc(void *ctx, size_t size) {
+    (void)ctx;
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+static void populated_arena_free(void *ctx, void *ptr, size_t size) {
+    (void)ctx;
+    munmap(ptr, size);
+}
+
+static PyObject *py_populate_arenas(PyObject *self, PyObject *arg) {
+    (void)self;
+    int on = PyObject_IsTrue(arg);
+    if (on < 0) return NULL;
+    int was = populating;
+    if (on && !populating) {
+        PyObject_GetArenaAllocator(&default_arenas);
+        PyObjectArenaAllocator allocator = {NULL, populated_arena_alloc, populated_arena_free};
+        PyObject_SetArenaAllocator(&allocator);
+    } else if (!on && populating) {
+        PyObject_SetArenaAllocator(&default_arenas);
+    }
+    populating = on;
+    return PyBool_FromLong(was);
+}
+
 static PyMethodDef methods[] = {
     {"crc64", py_crc64, METH_VARARGS, "crc64(crc, data) -> the CRC continued over data."},
     {"lzf_decompress", py_lzf_decompress, METH_VARARGS,
      "lzf_decompress(data, size) -> the size bytes data expands to (ValueError if not)."},
     {"key_hash", py_key_hash, METH_O, "key_hash(key) -> keyindex.key_hash(key)."},
+    {"populate_arenas", py_populate_arenas, METH_O,
+     "populate_arenas(on) -> whether new pymalloc arenas were mapped MAP_POPULATE before."},
     {"index_rehash", py_index_rehash, METH_VARARGS,
      "index_rehash(buckets, bits) -> keyindex.KeyIndex._resize's new buckets."},
     {"load_keys", py_load_keys, METH_VARARGS,
