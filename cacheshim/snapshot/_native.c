@@ -645,18 +645,24 @@ static int read_set(Cur *c, long shape, PyObject **out) {
     int natural = count > INTSET_ENTRIES_MAX;
     for (uint64_t i = 0; i < count; i++) {
         TRY(cur_string(c, &member));
-        int seen = PyDict_Contains(positions, member);
-        if (seen) {
-            status = seen < 0 ? -1 : 0;
-            goto done;
-        }
+        /* One lookup: SetDefault inserts, or finds the member there (the dict's size tells;
+         * the objects cannot: small ints and one-byte strings are shared). */
+        Py_ssize_t before = PyDict_GET_SIZE(positions);
         PyObject *at = PyLong_FromUnsignedLongLong(i);
-        if (at == NULL || PyDict_SetItem(positions, member, at) || PyList_Append(members, member)) {
+        if (at == NULL || PyDict_SetDefault(positions, member, at) == NULL) {
             Py_XDECREF(at);
             status = -1;
             goto done;
         }
         Py_DECREF(at);
+        if (PyDict_GET_SIZE(positions) == before) {
+            status = 0; /* a member twice: Python's */
+            goto done;
+        }
+        if (PyList_Append(members, member)) {
+            status = -1;
+            goto done;
+        }
         if (!natural && !is_strict_int((const unsigned char *)PyBytes_AS_STRING(member),
                                        PyBytes_GET_SIZE(member)))
             natural = 1;
@@ -695,13 +701,13 @@ static int read_hash(Cur *c, long shape, PyObject **out) {
     for (uint64_t i = 0; i < count; i++) {
         TRY(cur_string(c, &name));
         TRY(cur_string(c, &item));
-        int seen = PyDict_Contains(fields, name);
-        if (seen) {
-            status = seen < 0 ? -1 : 0;
+        Py_ssize_t before = PyDict_GET_SIZE(fields); /* one lookup, as in read_set */
+        if (PyDict_SetDefault(fields, name, item) == NULL) {
+            status = -1;
             goto done;
         }
-        if (PyDict_SetItem(fields, name, item)) {
-            status = -1;
+        if (PyDict_GET_SIZE(fields) == before) {
+            status = 0; /* a field twice: Python's */
             goto done;
         }
         if (PyBytes_GET_SIZE(name) > HASH_VALUE_BYTES_MAX ||
@@ -962,34 +968,43 @@ static PyObject *py_load_keys(PyObject *self, PyObject *args) {
         }
         PyObject *key = NULL, *value = NULL;
         int r = cur_string(&c, &key);
-        if (r == 1) {
-            int seen = PyDict_Contains(data, key);
-            r = seen < 0 ? -1 : seen ? 0 : read_value(&c, type, shape, &value);
-        }
+        if (r == 1) r = read_value(&c, type, shape, &value); /* rdb.py reads it first too */
         if (r != 1) {
             Py_XDECREF(key);
             if (r < 0) goto fail;
             break;
         }
         /* One lookup per dict where it can be: SetDefault inserts, or finds the key there
-         * (then nothing was changed and the record is Python's). expires holds keys of data
-         * only (this loader and rdb.py set them together), so the new key is not in it. */
+         * (then nothing was changed and the record is Python's: the dict's size tells). The
+         * SCAN table and data hold the same keys; should the table hold it all the same, the
+         * key leaves data again. expires holds keys of data only (this loader and rdb.py set
+         * them together), so the new key is not in it. */
+        Py_ssize_t before = PyDict_GET_SIZE(data);
+        if (PyDict_SetDefault(data, key, value) == NULL) {
+            Py_DECREF(key);
+            Py_DECREF(value);
+            goto fail;
+        }
+        Py_DECREF(value);
+        if (PyDict_GET_SIZE(data) == before) {
+            Py_DECREF(key);
+            break;
+        }
         uint64_t h = key_hash64((const unsigned char *)PyBytes_AS_STRING(key),
                                 (size_t)PyBytes_GET_SIZE(key));
         Py_ssize_t slot = (Py_ssize_t)(h & (uint64_t)(nbuckets - 1));
         PyObject *chain = NULL;
         int placed = bucket_with(PyList_GET_ITEM(buckets, slot), key, &chain);
         if (placed != 1) { /* not a bucket this code knows, an error, or the key there */
+            int gone = PyDict_DelItem(data, key);
             Py_DECREF(key);
-            Py_DECREF(value);
-            if (placed < 0) goto fail;
+            if (placed < 0 || gone) goto fail;
             break;
         }
         PyList_SetItem(buckets, slot, chain); /* steals chain, drops the bucket it replaces */
         count++;
-        int bad = PyDict_SetItem(data, key, value);
-        Py_DECREF(value);
-        if (!bad && has_expire) {
+        int bad = 0;
+        if (has_expire) {
             PyObject *when = PyLong_FromLongLong(expire);
             PyObject *pair = when ? PyTuple_Pack(2, when, key) : NULL;
             bad = pair == NULL || PyDict_SetItem(expires, key, when);

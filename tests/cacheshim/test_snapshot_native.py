@@ -218,3 +218,35 @@ def test_damaged_files_fail_alike() -> None:
         fast = _outcome(bytes(data), True, chunk)
         slow = _outcome(bytes(data), False, chunk)
         assert fast == slow, f"round {round_}"
+
+
+@pytest.mark.parametrize("kind", ["key", "set member", "hash field"])
+def test_duplicates_fail_alike(kind: str) -> None:
+    """A key, a set's member or a hash's field twice in a file (the C loader takes each of
+    them in one dict lookup, seeing a duplicate by the dict's size): the same outcome as
+    Python's loop, the duplicate key refused."""
+    keyspace = model.new_keyspace()
+    db = keyspace.dbs[0]
+    db.set(b"before", b"v", 1)
+    many = [b"e%d" % i for i in range(200)]  # past the small encodings: each element alone
+    if kind == "key":
+        db.set(b"dup-X", b"one", 2)
+        db.set(b"dup-Y", b"two", 3)
+    elif kind == "set member":
+        db.set(b"s", model.make_set([*many, b"dup-X", b"dup-Y"], None), 2)
+    else:
+        pairs = [(m, b"v") for m in [*many, b"dup-X", b"dup-Y"]]
+        db.set(b"h", model.make_hash(pairs, True, None), 2)
+    db.set(b"after", b"v", 4)
+    applier = Applier()
+    applier.keyspace = keyspace
+    applier.applied_index = 4
+    for state in (snapshot_state(applier), None):
+        data = bytearray(dump(keyspace, state, ctime_s=1))
+        assert data.count(b"dup-Y") == 1
+        data[data.index(b"dup-Y") + 4] = ord("X")
+        data[-8:] = struct.pack("<Q", crc64(0, bytes(data[:-8])))
+        fast = _outcome(bytes(data), True, 1 << 20)
+        assert fast == _outcome(bytes(data), False, 1 << 20)
+        if kind == "key":
+            assert fast[0] is RdbError and "duplicate key b'dup-X'" in str(fast[1]), fast
