@@ -20,8 +20,6 @@ from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
-from google.protobuf import json_format
-
 from logsvc.auth import (
     RIGHTS,
     AuthConfigError,
@@ -471,6 +469,8 @@ async def _tail(args: argparse.Namespace) -> int:
 async def _status(args: argparse.Namespace) -> int:
     async with LogClient(_addresses(args.addr), credentials=client_credentials(args)) as client:
         st = await client.status(_addresses(args.addr)[0])
+    from google.protobuf import json_format  # only here: not in every process's start
+
     print(json.dumps(json_format.MessageToDict(st, always_print_fields_with_no_presence=True)))
     return 0
 

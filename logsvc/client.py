@@ -31,6 +31,7 @@ from typing import Final
 import grpc
 
 from logsvc.auth import ClientCredentials, client_channel
+from logsvc.channels import CLIENT_CHANNEL_OPTIONS
 from logsvc.errors import (
     ERROR_KIND_KEY,
     FIRST_INDEX_KEY,
@@ -43,7 +44,6 @@ from logsvc.errors import (
     kind_name,
 )
 from logsvc.snapshots import file_sha256
-from logsvc.transport import CLIENT_CHANNEL_OPTIONS
 from logsvc.v1 import log_pb2, log_pb2_grpc
 
 # Appends larger than this (encoded) go as unary calls: the node's default limit is 4 MiB of

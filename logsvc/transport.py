@@ -25,6 +25,13 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from logsvc.auth import PermissionDenied, Unauthenticated, peer_names, tls_options
+
+# Re-exported: their home was here, and importers of them from here keep working.
+from logsvc.channels import CHANNEL_OPTIONS as CHANNEL_OPTIONS
+from logsvc.channels import CLIENT_CHANNEL_OPTIONS as CLIENT_CHANNEL_OPTIONS
+from logsvc.channels import KEEPALIVE_TIME_MS as KEEPALIVE_TIME_MS
+from logsvc.channels import KEEPALIVE_TIMEOUT_MS as KEEPALIVE_TIMEOUT_MS
+from logsvc.channels import SERVER_KEEPALIVE_OPTIONS as SERVER_KEEPALIVE_OPTIONS
 from logsvc.errors import InvalidArgument, LogError
 from logsvc.raft import Entry, EntryType, Message, MessageType, SnapshotMeta
 from logsvc.v1 import peer_pb2, peer_pb2_grpc
@@ -44,36 +51,7 @@ BATCH_BYTES_MAX = 4 << 20
 MESSAGE_OVERHEAD_BYTES = 64
 # Message types that go in order with the entries (the rest may overtake them).
 LOG_MESSAGE_TYPES = frozenset({MessageType.APPEND, MessageType.SNAPSHOT, MessageType.TIMEOUT_NOW})
-# Reconnect fast to a restarted peer (gRPC's default backoff grows to two minutes).
-CHANNEL_OPTIONS = [
-    ("grpc.initial_reconnect_backoff_ms", 50),
-    ("grpc.min_reconnect_backoff_ms", 50),
-    ("grpc.max_reconnect_backoff_ms", 1000),
-    ("grpc.max_send_message_length", 64 << 20),
-    ("grpc.max_receive_message_length", 64 << 20),
-]
 BATCH_MESSAGES_MAX = 256
-# A node that stops answering without closing its connections (stopped, hung, its host
-# gone from the network) is found by HTTP/2 keepalive: a ping after KEEPALIVE_TIME_MS of
-# silence, the connection given up KEEPALIVE_TIMEOUT_MS later, so a Read stream that would
-# wait forever fails instead, and LogClient goes on from another node. Pings go on while a
-# call is open even if the client sends nothing (a follow Read sends nothing after asking).
-KEEPALIVE_TIME_MS = 1000
-KEEPALIVE_TIMEOUT_MS = 2000
-CLIENT_CHANNEL_OPTIONS = [
-    *CHANNEL_OPTIONS,
-    ("grpc.keepalive_time_ms", KEEPALIVE_TIME_MS),
-    ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
-    # gRPC 1.85 times a keepalive ping out by this one (default: 60 s), not the one above.
-    ("grpc.http2.ping_timeout_ms", KEEPALIVE_TIMEOUT_MS),
-    ("grpc.http2.max_pings_without_data", 0),
-]
-# What a node accepts from such clients: gRPC's default answers a ping more often than every
-# five minutes with GOAWAY ("too_many_pings") after two strikes.
-SERVER_KEEPALIVE_OPTIONS = [
-    ("grpc.http2.min_recv_ping_interval_without_data_ms", KEEPALIVE_TIME_MS // 2),
-    ("grpc.http2.max_ping_strikes", 0),
-]
 
 
 def peer_channel(

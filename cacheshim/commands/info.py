@@ -9,7 +9,7 @@ set size: the shim runs in a Python process, so allocator-level numbers do not e
 
 from __future__ import annotations
 
-import importlib.metadata
+import functools
 import os
 import platform
 import resource
@@ -26,7 +26,16 @@ from cacheshim.hub import CHANNELS, PATTERNS, SHARD_CHANNELS
 from cacheshim.protocol.resp import Reply, Verbatim
 from cacheshim.types.keyspace import Keyspace
 
-MEMLOG_VERSION: Final = importlib.metadata.version("memlog")
+
+@functools.cache
+def memlog_version() -> str:
+    """memlog's installed version. Looked up on the first INFO, not at import:
+    importlib.metadata costs a restarting shim tens of milliseconds before it serves."""
+    import importlib.metadata
+
+    return importlib.metadata.version("memlog")
+
+
 # Redis's lru_clock ticks in seconds and wraps at 24 bits.
 _LRU_CLOCK_MAX: Final = (1 << 24) - 1
 
@@ -272,7 +281,7 @@ def keyspace_lines(keyspace: Keyspace, now_ms: int) -> Lines:
 def _memlog(shim: ShimView, now_ms: int) -> Lines:
     applied = shim.applier.applied_index
     return [
-        ("memlog_version", MEMLOG_VERSION),
+        ("memlog_version", memlog_version()),
         ("shim_id", shim.config.shim_id),
         ("zone", shim.config.zone),
         ("log_applied_index", applied),

@@ -272,8 +272,8 @@ def scan_bits(db: Database) -> int:
 def keys_in_scan_order(db: Database) -> Iterator[bytes]:
     """Every key of the database, bucket by bucket of its SCAN table."""
     db._check_key_index()
-    for bucket in db.key_index._buckets:
-        yield from bucket
+    for chain in db.key_index.chains():
+        yield from chain
 
 
 def scan_order_positions(db: Database) -> list[int] | None:
@@ -286,9 +286,9 @@ def scan_order_positions(db: Database) -> list[int] | None:
     position = {key: i for i, key in enumerate(db.data)}
     out: list[int] = []
     ordered = True
-    for bucket in db.key_index._buckets:
+    for chain in db.key_index.chains():
         last = -1
-        for key in bucket:
+        for key in chain:
             here = position[key]
             if here < last:
                 ordered = False
@@ -303,9 +303,7 @@ def restore_scan_order(db: Database, bits: int, positions: Sequence[int]) -> Non
     keys = list(db.data)
     if sorted(positions) != list(range(len(keys))):
         raise ValueError("the SCAN order is not a permutation of the keys")
-    index = KeyIndex()
-    index._bits = bits
-    index._buckets = [{} for _ in range(1 << bits)]
+    index = KeyIndex(bits)
     for i in positions:
         index.add(keys[i])
     if index._bits != bits:
@@ -318,10 +316,7 @@ def prepare_scan_table(db: Database, bits: int) -> None:
     never holds more keys than buckets, so it will not grow)."""
     if db.data or not 0 < bits < 64:
         raise ValueError(f"cannot restore a SCAN table of {bits} bits here")
-    index = KeyIndex()
-    index._bits = bits
-    index._buckets = [{} for _ in range(1 << bits)]
-    db.key_index = index
+    db.key_index = KeyIndex(bits)
 
 
 # -- the apply loop's own state -------------------------------------------------------------

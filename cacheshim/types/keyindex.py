@@ -17,8 +17,9 @@ log index answers SCAN with the same keys and cursors.
 from __future__ import annotations
 
 import hashlib
+import os
 import random
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Final
 
 BITS_MIN: Final = 2  # Redis's DICT_HT_INITIAL_EXP: 4 buckets
@@ -35,42 +36,96 @@ def _reverse(value: int, bits: int) -> int:
     return int(f"{value:0{bits}b}"[::-1], 2)
 
 
+# A bucket: no key, one key, or a chain of two keys or more (see KeyIndex).
+Bucket = bytes | tuple[bytes, ...] | None
+
+_rehash: Callable[[list[Bucket], int], list[Bucket]] | None = None
+_rehash_looked_up = False
+
+
+def _native_rehash() -> Callable[[list[Bucket], int], list[Bucket]] | None:
+    """The C resize (cacheshim/snapshot/_native.c: index_rehash), or None without the
+    extension or with MEMLOG_PURE_PYTHON=1. Looked up on the first resize, not at import:
+    the extension's package imports this module."""
+    global _rehash, _rehash_looked_up
+    if not _rehash_looked_up:
+        _rehash_looked_up = True
+        if os.environ.get("MEMLOG_PURE_PYTHON") != "1":
+            try:
+                from cacheshim.snapshot import _native  # type: ignore[attr-defined]
+            except ImportError:
+                pass
+            else:
+                _rehash = getattr(_native, "index_rehash", None)
+    return _rehash
+
+
 class KeyIndex:
-    def __init__(self) -> None:
-        self._bits = BITS_MIN
-        # bucket -> {key: its hash}; dicts keep the order keys arrived in, like a chain.
-        self._buckets: list[dict[bytes, int]] = [{} for _ in range(1 << BITS_MIN)]
+    """The table: ``_buckets[h & mask]`` is None (no key), the key itself (one key), or a
+    tuple of two keys or more in the order they arrived (a chain, as a dict would keep
+    them). Hashes are not stored: a resize hashes every key again (in C when the extension
+    is built). One key per bucket costs no object of its own, so a table of 1M keys costs
+    its list and about a quarter of a million small tuples, built in one pass by the
+    snapshot loader (cacheshim/snapshot/_native.c: load_keys)."""
+
+    __slots__ = ("_bits", "_buckets", "_count")
+
+    def __init__(self, bits: int = BITS_MIN) -> None:
+        self._bits = bits
+        self._buckets: list[Bucket] = [None] * (1 << bits)
         self._count = 0
 
     def __len__(self) -> int:
         return self._count
 
     def __contains__(self, key: bytes) -> bool:
-        h = key_hash(key)
-        return key in self._buckets[h & ((1 << self._bits) - 1)]
+        bucket = self._buckets[key_hash(key) & ((1 << self._bits) - 1)]
+        if bucket is None:
+            return False
+        if isinstance(bucket, tuple):
+            return key in bucket
+        return bucket == key
 
     def add(self, key: bytes) -> None:
-        h = key_hash(key)
-        bucket = self._buckets[h & ((1 << self._bits) - 1)]
-        if key in bucket:
-            return
-        bucket[key] = h
+        buckets = self._buckets
+        position = key_hash(key) & ((1 << self._bits) - 1)
+        bucket = buckets[position]
+        if bucket is None:
+            buckets[position] = key
+        elif isinstance(bucket, tuple):
+            if key in bucket:
+                return
+            buckets[position] = (*bucket, key)
+        else:
+            if bucket == key:
+                return
+            buckets[position] = (bucket, key)
         self._count += 1
-        if self._count > len(self._buckets):
+        if self._count > len(buckets):
             self._resize(self._bits + 1)
 
     def discard(self, key: bytes) -> None:
-        h = key_hash(key)
-        bucket = self._buckets[h & ((1 << self._bits) - 1)]
-        if bucket.pop(key, None) is None:
+        buckets = self._buckets
+        position = key_hash(key) & ((1 << self._bits) - 1)
+        bucket = buckets[position]
+        if bucket is None:
+            return
+        if isinstance(bucket, tuple):
+            if key not in bucket:
+                return
+            rest = tuple(k for k in bucket if k != key)
+            buckets[position] = rest if len(rest) > 1 else rest[0]
+        elif bucket == key:
+            buckets[position] = None
+        else:
             return
         self._count -= 1
-        if self._bits > BITS_MIN and self._count * SHRINK_RATIO < len(self._buckets):
+        if self._bits > BITS_MIN and self._count * SHRINK_RATIO < len(buckets):
             self._resize(max(BITS_MIN, self._count.bit_length()))
 
     def clear(self) -> None:
         self._bits = BITS_MIN
-        self._buckets = [{} for _ in range(1 << BITS_MIN)]
+        self._buckets = [None] * (1 << BITS_MIN)
         self._count = 0
 
     def rebuild(self, keys: Iterable[bytes]) -> None:
@@ -78,12 +133,30 @@ class KeyIndex:
         for key in keys:
             self.add(key)
 
-    def _resize(self, bits: int) -> None:
-        mask = (1 << bits) - 1
-        buckets: list[dict[bytes, int]] = [{} for _ in range(1 << bits)]
+    def chains(self) -> Iterator[tuple[bytes, ...]]:
+        """The keys of each non-empty bucket, bucket by bucket, in their order."""
         for bucket in self._buckets:
-            for key, h in bucket.items():
-                buckets[h & mask][key] = h
+            if bucket is not None:
+                yield bucket if isinstance(bucket, tuple) else (bucket,)
+
+    def _resize(self, bits: int) -> None:
+        rehash = _native_rehash()
+        if rehash is not None:
+            self._buckets = rehash(self._buckets, bits)
+            self._bits = bits
+            return
+        mask = (1 << bits) - 1
+        buckets: list[Bucket] = [None] * (1 << bits)
+        for chain in self.chains():
+            for key in chain:
+                position = key_hash(key) & mask
+                there = buckets[position]
+                if there is None:
+                    buckets[position] = key
+                elif isinstance(there, tuple):
+                    buckets[position] = (*there, key)
+                else:
+                    buckets[position] = (there, key)
         self._bits = bits
         self._buckets = buckets
 
@@ -100,7 +173,12 @@ class KeyIndex:
         visits_left = count * 10
         position = cursor & mask
         while True:
-            keys.extend(self._buckets[position])
+            bucket = self._buckets[position]
+            if bucket is not None:
+                if isinstance(bucket, tuple):
+                    keys.extend(bucket)
+                else:
+                    keys.append(bucket)
             # Increment the cursor from its top bit down (Redis's reverse-binary step).
             reversed_next = _reverse(position, bits) + 1
             if reversed_next > mask:
@@ -116,6 +194,8 @@ class KeyIndex:
             return None
         while True:  # at least one bucket in SHRINK_RATIO holds a key
             bucket = self._buckets[rng.randrange(len(self._buckets))]
-            if bucket:
-                keys = list(bucket)
-                return keys[rng.randrange(len(keys))]
+            if bucket is not None:
+                if isinstance(bucket, tuple):
+                    return bucket[rng.randrange(len(bucket))]
+                rng.randrange(1)  # as for a chain of one: the same draws on every shim
+                return bucket

@@ -25,7 +25,8 @@ from cacheshim.snapshot.rdb import (
     restore,
     snapshot_state,
 )
-from cacheshim.types.keyindex import key_hash
+from cacheshim.types import keyindex
+from cacheshim.types.keyindex import KeyIndex, key_hash
 from tests.cacheshim.test_snapshot_rdb import (
     _random_records,
     applier_internals,
@@ -53,7 +54,7 @@ def _slots(keyspace: model.Keyspace) -> list[object]:
     without __init__), the SCAN tables' counts, and each value's exact class."""
     out: list[object] = []
     for db in keyspace.dbs:
-        out.append((db.key_index._count, db.key_index._bits))
+        out.append((db.key_index._count, db.key_index._bits, list(db.key_index.chains())))
         for key, value in db.data.items():
             out.append((key, type(value)))
             if isinstance(value, model.ListValue):
@@ -91,6 +92,26 @@ def test_key_hash_is_keyindex_key_hash() -> None:
     for size in [*range(0, 300), 1000, 4096]:
         key = rng.randbytes(size)
         assert _native.key_hash(key) == key_hash(key), size
+
+
+def test_index_rehash_is_keyindex_resize(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The C resize of the SCAN table against KeyIndex._resize's Python loop: the same
+    buckets, each with its keys in the same order, through growths and shrinks."""
+    from cacheshim.snapshot import _native  # type: ignore[attr-defined]
+
+    rng = _seed()
+    for _ in range(30):
+        native, python = KeyIndex(), KeyIndex()
+        keys = [rng.randbytes(rng.randint(0, 12)) for _ in range(rng.randint(1, 3000))]
+        for step in range(rng.randint(100, 4000)):
+            key = rng.choice(keys)
+            add = rng.random() < rng.choice((0.3, 0.6, 0.9))
+            for index, rehash in ((native, _native.index_rehash), (python, None)):
+                monkeypatch.setattr(keyindex, "_rehash", rehash)
+                monkeypatch.setattr(keyindex, "_rehash_looked_up", True)
+                index.add(key) if add else index.discard(key)
+            assert native._bits == python._bits and len(native) == len(python), step
+            assert native._buckets == python._buckets, step
 
 
 def _random_keyspace(rng: random.Random, keys: int) -> model.Keyspace:
@@ -197,3 +218,35 @@ def test_damaged_files_fail_alike() -> None:
         fast = _outcome(bytes(data), True, chunk)
         slow = _outcome(bytes(data), False, chunk)
         assert fast == slow, f"round {round_}"
+
+
+@pytest.mark.parametrize("kind", ["key", "set member", "hash field"])
+def test_duplicates_fail_alike(kind: str) -> None:
+    """A key, a set's member or a hash's field twice in a file (the C loader takes each of
+    them in one dict lookup, seeing a duplicate by the dict's size): the same outcome as
+    Python's loop, the duplicate key refused."""
+    keyspace = model.new_keyspace()
+    db = keyspace.dbs[0]
+    db.set(b"before", b"v", 1)
+    many = [b"e%d" % i for i in range(200)]  # past the small encodings: each element alone
+    if kind == "key":
+        db.set(b"dup-X", b"one", 2)
+        db.set(b"dup-Y", b"two", 3)
+    elif kind == "set member":
+        db.set(b"s", model.make_set([*many, b"dup-X", b"dup-Y"], None), 2)
+    else:
+        pairs = [(m, b"v") for m in [*many, b"dup-X", b"dup-Y"]]
+        db.set(b"h", model.make_hash(pairs, True, None), 2)
+    db.set(b"after", b"v", 4)
+    applier = Applier()
+    applier.keyspace = keyspace
+    applier.applied_index = 4
+    for state in (snapshot_state(applier), None):
+        data = bytearray(dump(keyspace, state, ctime_s=1))
+        assert data.count(b"dup-Y") == 1
+        data[data.index(b"dup-Y") + 4] = ord("X")
+        data[-8:] = struct.pack("<Q", crc64(0, bytes(data[:-8])))
+        fast = _outcome(bytes(data), True, 1 << 20)
+        assert fast == _outcome(bytes(data), False, 1 << 20)
+        assert isinstance(fast, tuple) and fast[0] is RdbError, fast
+        assert ("duplicate key b'dup-X'" if kind == "key" else "twice") in fast[1], fast
