@@ -82,6 +82,12 @@ SCRIPT_CASES: list[list[str]] = [
     ["SCRIPT", "LOAD", "return redis.call('flushall')"],
     ["EVALSHA", "e3a6ad3e4e2e0e3d8ab2b3eb4fd33da5b2d4f2c0", "0"],
     ["EVAL", "return 1", "1", "secret"],
+    # in a transaction (one record at apply, carrying the user)
+    ["MULTI"],
+    ["EVAL", "return redis.call('flushall')", "0"],
+    ["EVAL_RO", "return redis.pcall('get', 'secret')", "0"],
+    ["SET", "k5", "v"],
+    ["EXEC"],
     # functions
     ["FCALL", "wipe", "0"],
     ["FCALL", "peek", "0", "secret"],
