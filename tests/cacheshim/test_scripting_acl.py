@@ -170,8 +170,8 @@ def test_a_refused_script_is_refused_alike_through_either_shim(two_shims: Memlog
                 (b"lua", b"flushall", 1 if port == two_shims.shim_ports[0] else 2)
             ], entries
     finally:
-        for conn in users:
-            conn.close()
+        for user in users:
+            user.close()
         for conn in (first, second):
             _reset(conn)
             conn.close()
