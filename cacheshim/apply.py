@@ -56,6 +56,9 @@ class Applier:
         # the last record served: (proposing shim id, proposal id, reply).
         self.blocked = BlockedClients(self.keyspace)
         self.served: list[tuple[str, int, Reply]] = []
+        # The ACL refusals of the last record's script calls (reason, object, username):
+        # the proposing shim puts them in its ACL LOG (Ctx.acl_denied).
+        self.denied: list[tuple[int, bytes, bytes]] = []
         # The pieces of large records still arriving (record.proto, Chunk), by (shim_id,
         # proposal_id), oldest first: deterministic state like the keyspace.
         self._pieces: dict[tuple[str, int], _Pieces] = {}
@@ -76,6 +79,7 @@ class Applier:
             raise RuntimeError(f"record {index} applied right after {self.applied_index}")
         self.applied_index = index
         self.served = []
+        self.denied = []
         try:
             record = record_pb2.Record.FromString(payload)
         except Exception:  # a foreign or damaged record: skipped the same way everywhere
@@ -192,7 +196,7 @@ class Applier:
             return record, self._unblock(record)
         ctx = Ctx(
             self.keyspace, record.db, self.time_ms, index, pubsub=self.pubsub, acl=self.acl,
-            scripts=self.scripts,
+            scripts=self.scripts, user=record.user or None, acl_denied=self.denied,
         )  # fmt: skip
         if not record.transaction:
             args = list(record.commands[0].args)

@@ -59,7 +59,7 @@ def refusal(session: Session, users: Users, spec: Command, args: list[bytes]) ->
         return NOPERM_COMMAND % spec.full_name
     why, at = user.check(spec, args)
     if why == 0:
-        return _sort_refusal(user, spec, args) if spec.full_name in ("sort", "sort_ro") else None
+        return sort_refusal(user, spec, args) if spec.full_name in ("sort", "sort_ro") else None
     obj = spec.full_name.encode() if why == DENIED_CMD else args[at]
     log_refusal(session, why, "multi" if session.in_multi else "toplevel", obj, session.user)
     if why == DENIED_KEY:
@@ -69,7 +69,7 @@ def refusal(session: Session, users: Users, spec: Command, args: list[bytes]) ->
     return NOPERM_COMMAND % spec.full_name
 
 
-def _sort_refusal(user: User, spec: Command, args: list[bytes]) -> str | None:
+def sort_refusal(user: User, spec: Command, args: list[bytes]) -> str | None:
     """SORT's BY and GET patterns read keys no key pattern was checked against: Redis allows
     them only to a user that may read every key with this command (its options read in
     order, as SORT reads them; other mistakes are left to SORT itself)."""

@@ -11,6 +11,7 @@ listed in the table's order where Redis's order is its hash table's (random per 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -384,17 +385,26 @@ class Selector:
             wanted |= READ
         if "insert" in key_flags or "delete" in key_flags or "update" in key_flags:
             wanted |= WRITE
-        return any(p.flags & wanted == wanted and glob.match(p.pattern, key) for p in self.patterns)
+        return any(
+            p.flags & wanted == wanted and _compiled(p.pattern).match(key) for p in self.patterns
+        )
 
     def channel_allowed(self, channel: bytes, is_pattern: bool) -> bool:
         if self.all_channels:
             return True
         for allowed in self.channels:
             if (is_pattern and allowed == channel) or (
-                not is_pattern and glob.match(allowed, channel)
+                not is_pattern and _compiled(allowed).match(channel)
             ):
                 return True
         return False
+
+
+@functools.lru_cache(maxsize=4096)
+def _compiled(pattern: bytes) -> glob.Pattern:
+    """A key or channel pattern, compiled once (compiling costs far more than matching; a
+    script checks a pattern at each of its calls)."""
+    return glob.Pattern(pattern)
 
 
 def _pattern_text(flags: int, pattern: bytes) -> str:

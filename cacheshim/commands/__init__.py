@@ -49,6 +49,13 @@ class Ctx:
     # The script cache and Lua engine of the applied state (cacheshim.scripting), for EVAL
     # and FCALL; None where no command needs it (unit tests).
     scripts: ScriptingState | None = None
+    # The ACL user whose rules a script's redis.call is checked against (Redis checks the
+    # calling client's user): the connection's user for a script run locally, the record's
+    # `user` inside apply. None: no check (an internal call, or a record from before the
+    # field). The refusals, (reason, object, username), are noted in `acl_denied` for the
+    # caller to put in the ACL LOG (context "lua"): at apply only the proposing shim does.
+    user: bytes | None = None
+    acl_denied: list[tuple[int, bytes, bytes]] | None = None
 
     @property
     def db(self) -> Database:

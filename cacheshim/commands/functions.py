@@ -20,7 +20,13 @@ from typing import Final
 from cacheshim.commands import Ctx, command, container
 from cacheshim.commands.args import parse_int
 from cacheshim.commands.connection import help_reply
-from cacheshim.commands.scripting import NOT_BUSY, NUMKEYS_NEGATIVE, NUMKEYS_TOO_MANY, _scripts
+from cacheshim.commands.scripting import (
+    NOT_BUSY,
+    NUMKEYS_NEGATIVE,
+    NUMKEYS_TOO_MANY,
+    _scripts,
+    sender_deleted,
+)
 from cacheshim.protocol.errors import CommandError, text_from_bytes
 from cacheshim.protocol.resp import OK, Error, Reply, SetReply, Status
 from cacheshim.scripting.engine import ScriptError
@@ -51,6 +57,8 @@ def fcall_runs_locally(scripts: object, args: list[bytes]) -> bool:
 
 
 def _fcall(ctx: Ctx, args: list[bytes], readonly: bool) -> Reply:
+    if (refused := sender_deleted(ctx, "fcall_ro" if readonly else "fcall")) is not None:
+        return refused
     function = _function(_scripts(ctx), args[0])
     if function is None:
         return Error(FUNCTION_NOT_FOUND)

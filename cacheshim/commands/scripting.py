@@ -31,6 +31,26 @@ FLUSH_MODE: Final = "ERR SCRIPT FLUSH only support SYNC|ASYNC option"
 
 _EVAL_FLAGS: Final = "noscript stale skip_monitor no_mandatory_keys movablekeys"
 
+# The commands that run a script: their records carry the sender's ACL user (Record.user),
+# against whose rules the script's commands are checked at apply.
+RUNS_SCRIPTS: Final = frozenset(("eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro"))
+
+
+def runs_script(args: list[bytes]) -> bool:
+    return args[0].lower().decode("utf-8", "surrogateescape") in RUNS_SCRIPTS
+
+
+def sender_deleted(ctx: Ctx, name: str) -> Reply | None:
+    """Inside apply: the ACL user who sent this script was deleted before its record came
+    (Redis closes a deleted user's connections, so a command of theirs not yet run never
+    runs): the script is refused as dispatch refuses a deleted user's command, on every
+    shim alike. None: it runs (its calls checked against the user's rules as of now)."""
+    if ctx.index == 0 or ctx.user is None or ctx.acl is None or ctx.acl.get(ctx.user):
+        return None
+    from cacheshim.acl.check import NOPERM_COMMAND  # (cacheshim.acl imports the commands)
+
+    return Error(NOPERM_COMMAND % name)
+
 
 def split_keys(args: list[bytes]) -> tuple[list[bytes], list[bytes]]:
     """KEYS and ARGV of EVAL-like arguments (script-or-name numkeys key... arg...)."""
@@ -66,6 +86,8 @@ def evalsha_runs_locally(scripts: object, args: list[bytes]) -> bool:
 
 
 def _eval(ctx: Ctx, args: list[bytes], readonly: bool) -> Reply:
+    if (refused := sender_deleted(ctx, "eval_ro" if readonly else "eval")) is not None:
+        return refused
     body = args[0]
     keys, argv = split_keys(args)
     scripts = _scripts(ctx)
@@ -87,6 +109,8 @@ def _eval(ctx: Ctx, args: list[bytes], readonly: bool) -> Reply:
 
 
 def _evalsha(ctx: Ctx, args: list[bytes], readonly: bool) -> Reply:
+    if (refused := sender_deleted(ctx, "evalsha_ro" if readonly else "evalsha")) is not None:
+        return refused
     sha = text_from_bytes(args[0])
     scripts = _scripts(ctx)
     script = scripts.get(sha) if len(sha) == 40 else None

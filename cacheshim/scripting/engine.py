@@ -28,7 +28,9 @@ from typing import TYPE_CHECKING, Any
 
 from lupa import lua51  # type: ignore[import-untyped]
 
-from cacheshim.commands import Flag, lookup
+from cacheshim.acl.check import sort_refusal
+from cacheshim.acl.users import DENIED_CHANNEL, DENIED_CMD, DENIED_KEY, User
+from cacheshim.commands import Command, Flag, lookup
 from cacheshim.protocol.resp import (
     BigNumber,
     Error,
@@ -78,6 +80,15 @@ NOT_ALLOWED = "ERR This Redis command is not allowed from script"
 WRITE_IN_READONLY = "ERR Write commands are not allowed from read-only scripts."
 NO_ARGUMENTS = "ERR Please specify at least one argument for this redis lib call"
 BAD_ARGUMENT = "ERR Lua redis lib command arguments must be strings or integers"
+# A redis.call the calling user's ACL rules refuse (Redis's scriptVerifyACL: an ERR, not a
+# NOPERM, and these words), by the reason of the refusal.
+ACL_DENIED = {
+    DENIED_CMD: "ERR The user executing the script can't run this command or subcommand",
+    DENIED_KEY: "ERR The user executing the script can't access at least one of the keys "
+    "mentioned in the command arguments",
+    DENIED_CHANNEL: "ERR The user executing the script can't publish to the channel "
+    "mentioned in the command",
+}
 
 # The globals a script sees, as redis-server 7.0.15 lists them (`pairs(_G)`).
 _ALLOWED_GLOBALS = (
@@ -448,6 +459,10 @@ class Invocation:
     ctx: Ctx
     readonly: bool
     resp: int = 2
+    # Whose ACL rules the script's commands are checked against: None, no check (no
+    # `ctx.user`, or that user may run anything); `acl_deleted` when the user is gone.
+    acl_user: User | None = None
+    acl_deleted: bool = False
 
 
 FUNCTION_FLAGS = ("no-writes", "allow-oom", "allow-stale", "no-cluster", "allow-cross-slot-keys")
@@ -561,6 +576,12 @@ class LuaEngine:
         """Run a compiled script (KEYS and ARGV set) or function (called with them): its
         reply, or its error as Redis words it ("... script: <name>, on @user_script:1.")."""
         invocation = Invocation(ctx, readonly)
+        if ctx.user is not None and ctx.acl is not None:
+            user = ctx.acl.get(ctx.user)
+            if user is None:
+                invocation.acl_deleted = True
+            elif not user.unrestricted():
+                invocation.acl_user = user
         self._current = invocation
         db_index = ctx.db_index  # a SELECT inside the script does not move its caller
         self._reset_cjson()
@@ -706,6 +727,10 @@ class LuaEngine:
             spec.on_connection is not None and spec.name != "select"
         ):
             return False, NOT_ALLOWED.encode()
+        if invocation.acl_user is not None or invocation.acl_deleted:
+            refused = self._acl_refusal(invocation, spec, argv)
+            if refused is not None:
+                return False, refused.encode()
         if invocation.readonly and spec.is_write:
             return False, WRITE_IN_READONLY.encode()
         ctx = invocation.ctx
@@ -717,6 +742,25 @@ class LuaEngine:
             return False, reply.message.encode("utf-8", "surrogateescape")
         return True, self.to_lua(reply, invocation.resp)
 
+    def _acl_refusal(self, invocation: Invocation, spec: Command, argv: list[bytes]) -> str | None:
+        """The calling user's ACL check of one redis.call (Redis checks the command, its
+        keys and its channels as at the top level): the error, noted for the ACL LOG, or
+        None. SORT's BY and GET are SORT's own refusal, as at the top level."""
+        ctx = invocation.ctx
+        user = invocation.acl_user
+        if user is None:  # deleted since the script was sent: nothing is allowed
+            why, at = DENIED_CMD, 0
+        else:
+            why, at = user.check(spec, argv)
+            if why == 0:
+                if spec.full_name in ("sort", "sort_ro"):
+                    return sort_refusal(user, spec, argv)
+                return None
+        if ctx.acl_denied is not None and ctx.user is not None:
+            obj = spec.full_name.encode() if why == DENIED_CMD else argv[at]
+            ctx.acl_denied.append((why, obj, ctx.user))
+        return ACL_DENIED[why]
+
     def _setresp(self, *args: Any) -> None:
         if len(args) != 1:
             raise CallError("ERR redis.setresp() requires one argument.")
@@ -726,16 +770,26 @@ class LuaEngine:
             self._current.resp = int(args[0])
 
     def _acl_check_cmd(self, *args: Any) -> bool:
-        """redis.acl_check_cmd. The ACL hook: memlog enforces no ACL users yet, so any
-        existing command is allowed; an ACL check goes here (and in `_call`)."""
+        """redis.acl_check_cmd: whether the calling user's rules allow this command line
+        (command, keys, channels), as redis.call would check it; nothing is logged."""
         if not args:
             raise CallError(NO_ARGUMENTS)
         if any(type(a) not in (bytes, int, float) for a in args):
             raise CallError(BAD_ARGUMENT)
         argv = [a if type(a) is bytes else b"%.17g" % a for a in args]
-        if lookup(argv) is None:
+        spec = lookup(argv)
+        if spec is None:
             raise CallError("ERR Invalid command passed to redis.acl_check_cmd()")
-        return True
+        invocation = self._current
+        if invocation is None or (invocation.acl_user is None and not invocation.acl_deleted):
+            return True
+        user = invocation.acl_user
+        if user is None:
+            return False
+        try:
+            return user.check(spec, argv)[0] == 0
+        except IndexError:  # too few arguments for the command's keys: Redis checks what is there
+            return True
 
     def _random(self, *args: Any) -> tuple[bool, Any]:
         """Lua 5.1's math.random ([0,1), [1,m] or [m,n], with its error texts), drawing

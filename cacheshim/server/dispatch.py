@@ -13,6 +13,7 @@ from cacheshim import persistence
 from cacheshim.acl import check as acl_check
 from cacheshim.apply import run
 from cacheshim.commands import Command, Ctx, Flag, lookup
+from cacheshim.commands.scripting import RUNS_SCRIPTS
 from cacheshim.commands.session import RUN_IN_MULTI
 from cacheshim.protocol import errors
 from cacheshim.protocol.errors import CommandError
@@ -159,7 +160,11 @@ class Dispatch:
             # Not a plain write: it may wait, and nothing after it runs until it answers.
             return self.shim.blocking.execute(session.id, session.db, args)
         elif spec.is_write:
-            waiting = self.shim.writer.submit_command(session.db, args, origin=session.id)
+            # A script's calls are checked at apply against its sender's rules then.
+            user = session.user if spec.name in RUNS_SCRIPTS else None
+            waiting = self.shim.writer.submit_command(
+                session.db, args, origin=session.id, user=user
+            )
             self._plain_writes.add(waiting)
             return waiting
         if session.linearizable:
@@ -186,7 +191,12 @@ class Dispatch:
         ctx = Ctx(applier.keyspace, session.db, wall_ms(), 0, self.shim.read_rng, acl=applier.acl)
         ctx.session = session
         ctx.scripts = applier.scripts
+        ctx.user = session.user  # a script's calls are checked against this user's rules
+        denied: list[tuple[int, bytes, bytes]] = []
+        ctx.acl_denied = denied
         reply = run(ctx, args)
+        for why, obj, username in denied:
+            acl_check.log_refusal(session, why, "lua", obj, username)
         session.db = ctx.db_index  # SELECT queued in a transaction that only reads
         return reply
 

@@ -12,6 +12,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from cacheshim.acl import check as acl_check
 from cacheshim.snapshot import bootstrap
 from logsvc.client import LogClientError, TrimmedError
 
@@ -172,7 +173,9 @@ class Replica:
         # others waiting (the index waiters below are released whatever happens).
         try:
             if record is not None:
-                self.writer.applied(record, reply)
+                origin = self.writer.applied(record, reply)
+                if self.applier.denied and origin is not None:
+                    self._log_script_refusals(origin)
         except Exception:
             log.exception("answering the writer of record %d failed", index)
         try:
@@ -186,6 +189,15 @@ class Replica:
             waiter = heapq.heappop(waiters)[2]
             if not waiter.done():
                 waiter.set_result(None)
+
+    def _log_script_refusals(self, origin: int) -> None:
+        """The ACL refusals of the script calls of a record this shim proposed, in its ACL
+        LOG with the connection that sent it (the other shims log none: it is not theirs)."""
+        session = self.sessions.get(origin)
+        if session is None:  # gone meanwhile: no client to describe
+            return
+        for why, obj, username in self.applier.denied:
+            acl_check.log_refusal(session, why, "lua", obj, username)
 
     def _close_clients_acl_revoked(self) -> None:
         """As Redis does, after the reply of the command that did it: ACL DELUSER and ACL

@@ -9,6 +9,7 @@ import contextlib
 from typing import TYPE_CHECKING
 
 from cacheshim.apply import expired_since_watch, select_index, watch_broken
+from cacheshim.commands.scripting import runs_script
 from cacheshim.protocol.errors import CommandError
 from cacheshim.protocol.resp import NULL_ARRAY, Error, Reply
 from cacheshim.server.clock import wall_ms
@@ -48,6 +49,8 @@ class Transactions:
             return [self._read(session, a) for a in queued]
         record = record_for(session.db, queued, transaction=True)
         record.watched.extend(watched)  # apply checks them (cacheshim.apply.watch_broken)
+        if any(runs_script(args) for args in queued):  # its calls are checked at apply
+            record.user = session.user
         for args in queued:  # SELECT inside the transaction moves the connection too
             if args[0].lower() == b"select":
                 with contextlib.suppress(CommandError):

@@ -116,6 +116,9 @@ class Writer:
             raise ValueError(f"a piece of {piece_bytes} bytes has no room for data")
         self._queue: list[_Write] = []
         self._waiting: dict[int, asyncio.Future[Reply]] = {}
+        # The connection each waiting write came from (the ACL LOG of a script's refused
+        # calls, which apply finds, names it).
+        self._origins: dict[int, int] = {}
         self._ids = itertools.count(1)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -140,16 +143,19 @@ class Writer:
         return fut
 
     def submit_command(
-        self, db: int, args: list[bytes], origin: int | None = None
+        self, db: int, args: list[bytes], origin: int | None = None, user: bytes | None = None
     ) -> asyncio.Future[Reply]:
         """Submit one command outside a transaction. A large one is encoded straight from
         its arguments, with no Record in between: a big value is copied once less, and
         protobuf's serializer (which copies twice) is not involved."""
         if sum(map(len, args)) <= self.piece_bytes:
-            return self.submit(record_for(db, [args], transaction=False), origin)
+            record = record_for(db, [args], transaction=False)
+            if user is not None:
+                record.user = user
+            return self.submit(record, origin)
         proposal_id = next(self._ids)
         time_ms = wall_ms()
-        data = encode_command_record(db, time_ms, self.shim_id, proposal_id, args)
+        data = encode_command_record(db, time_ms, self.shim_id, proposal_id, args, user)
         fut: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         if len(data) > self.write_bytes_max:
             fut.set_result(self._too_big(len(data)))
@@ -177,14 +183,20 @@ class Writer:
             write.time_ms = time_ms
         self._queue.append(write)
         self._waiting[proposal_id] = fut
+        if origin is not None:
+            self._origins[proposal_id] = origin
         self._wake.set()
 
-    def applied(self, record: record_pb2.Record, reply: Reply) -> None:
+    def applied(self, record: record_pb2.Record, reply: Reply) -> int | None:
+        """Answer the write of this record if this shim proposed it: the connection it
+        came from (None: another shim's, or unknown)."""
         if record.shim_id != self.shim_id:
-            return
+            return None
+        origin = self._origins.pop(record.proposal_id, None)
         fut = self._waiting.pop(record.proposal_id, None)
         if fut is not None and not fut.done():
             fut.set_result(reply)
+        return origin
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -311,6 +323,7 @@ class Writer:
         error = Error(message.replace("\r", " ").replace("\n", " "))
         for write, _ in batch:
             self._waiting.pop(write.proposal_id, None)
+            self._origins.pop(write.proposal_id, None)
             if not write.future.done():
                 write.future.set_result(error)
 
@@ -360,7 +373,12 @@ def _piece_envelope_bytes(shim_id: str) -> int:
 
 
 def encode_command_record(
-    db: int, time_ms: int, shim_id: str, proposal_id: int, args: Sequence[bytes]
+    db: int,
+    time_ms: int,
+    shim_id: str,
+    proposal_id: int,
+    args: Sequence[bytes],
+    user: bytes | None = None,
 ) -> bytes:
     """The protobuf encoding of a Record of one command (record.proto), written by hand so
     that a large argument is copied once, into the result."""
@@ -378,6 +396,8 @@ def encode_command_record(
     if proposal_id:
         parts += (b"\x20", _varint(proposal_id))  # proposal_id (4)
     parts += (b"\x2a", _varint(sum(map(len, command))), *command)  # commands (5)
+    if user:
+        parts += (b"\x62", _varint(len(user)), user)  # user (12)
     return b"".join(parts)
 
 

@@ -93,6 +93,7 @@ class Record(_message.Message):
     UNBLOCK_PROPOSAL_ID_FIELD_NUMBER: _builtins.int
     UNBLOCK_ALL_FIELD_NUMBER: _builtins.int
     CHUNK_FIELD_NUMBER: _builtins.int
+    USER_FIELD_NUMBER: _builtins.int
     db: _builtins.int
     """The database the client had selected."""
     time_ms: _builtins.int
@@ -113,6 +114,13 @@ class Record(_message.Message):
     of the log ("UNBLOCK"); apply acts on these fields.
     """
     unblock_all: _builtins.bool
+    user: _builtins.bytes
+    """The ACL user of the connection that sent it, set on records that run a script (EVAL,
+    EVALSHA, FCALL and their _RO forms, alone or in a transaction): the commands the script
+    calls are checked at apply against this user's rules as of this index (the users are
+    replicated state), so every shim refuses the same calls. Empty: no check (records
+    written before this field, and internal ones).
+    """
     @_builtins.property
     def commands(self) -> _containers.RepeatedCompositeFieldContainer[Global___Command]:
         """One command, or the queued commands of a MULTI/EXEC (applied all or nothing)."""
@@ -143,10 +151,11 @@ class Record(_message.Message):
         unblock_proposal_id: _builtins.int = ...,
         unblock_all: _builtins.bool = ...,
         chunk: Global___Chunk | None = ...,
+        user: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "commands", b"commands", "db", b"db", "proposal_id", b"proposal_id", "shim_id", b"shim_id", "time_ms", b"time_ms", "transaction", b"transaction", "unblock_all", b"unblock_all", "unblock_proposal_id", b"unblock_proposal_id", "watch_index", b"watch_index", "watched", b"watched"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "commands", b"commands", "db", b"db", "proposal_id", b"proposal_id", "shim_id", b"shim_id", "time_ms", b"time_ms", "transaction", b"transaction", "unblock_all", b"unblock_all", "unblock_proposal_id", b"unblock_proposal_id", "user", b"user", "watch_index", b"watch_index", "watched", b"watched"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -404,3 +404,7 @@ def test_a_large_command_is_encoded_as_protobuf_encodes_it() -> None:
         want.commands.add().args.extend(args)
         got = encode_command_record(db, time_ms, shim_id, proposal_id, args)
         assert got == want.SerializeToString()
+        user = rng.choice([b"alice", b"u" * 200, bytes(range(1, 256))])  # a script's sender
+        want.user = user
+        got = encode_command_record(db, time_ms, shim_id, proposal_id, args, user)
+        assert got == want.SerializeToString()
