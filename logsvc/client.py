@@ -283,8 +283,14 @@ class LogClient:
         self._leader = None
 
     async def append(
-        self, records: Sequence[bytes], if_last_index: int | None = None
+        self,
+        records: Sequence[bytes],
+        if_last_index: int | None = None,
+        timeout_s: float | None = None,
     ) -> AppendResult:
+        """Append records, retried (with one sequence) until confirmed or `timeout_s` (by
+        default the client's) has passed: then AppendOutcomeUnknown."""
+        timeout_s = self.timeout_s if timeout_s is None else timeout_s
         for i, record in enumerate(records):
             if not record:  # an empty record means nothing to any reader: refused here
                 raise LogClientError(
@@ -297,7 +303,7 @@ class LogClient:
         if if_last_index is not None:
             request.if_last_index = if_last_index
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.timeout_s
+        deadline = loop.time() + timeout_s
         delay = RETRY_S_MIN
         last_error = "no attempt made"
         while (remaining := deadline - loop.time()) > 0:
@@ -335,7 +341,7 @@ class LogClient:
             delay = min(delay * 2, RETRY_S_MAX)
         raise AppendOutcomeUnknown(
             f"append (producer {self.producer_id}, sequence {request.sequence}) not confirmed "
-            f"within {self.timeout_s}s; last error: {last_error}"
+            f"within {timeout_s:g}s; last error: {last_error}"
         )
 
     async def _attempt(
