@@ -85,7 +85,7 @@ def test_every_write_is_answered_within_the_write_timeout_while_the_log_hangs(
         assert "first" in unknown
         cluster.wait_for_leader()
         wait_until(lambda: _rpush_ok(conn), 60, "writes after the resume")
-        values = [bytes(v).decode() for v in conn.lrange("l", 0, -1)]
+        values = [v.decode() for v in _list(conn, "l")]
         assert values[-1] == "after"
         applied = [v for v in values if v != "after"]  # an unknown "after" may be in twice
         assert len(applied) == len(set(applied)), values  # none applied twice
@@ -101,3 +101,9 @@ def _rpush_ok(conn: redis.Redis) -> bool:
         return bool(conn.rpush("l", "after"))
     except redis.ResponseError:
         return False
+
+
+def _list(conn: redis.Redis, key: str) -> list[bytes]:
+    reply = execute(conn, "LRANGE", key, 0, -1)
+    assert isinstance(reply, list)
+    return [bytes(v) for v in reply]
