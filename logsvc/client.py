@@ -248,11 +248,10 @@ class LogClient:
         self._rotation = itertools.cycle(range(1 << 30))
         self._sessions: dict[str, _AppendSession] = {}
         self._unary_only: set[str] = set()  # nodes that answered AppendStream UNIMPLEMENTED
-        # read_index: the node that answered last, until when a node that failed is not
-        # asked first, and the leader the last answer named.
+        # read_index: the node that answered last, and until when a node that failed is
+        # not asked first.
         self._read_index_from: str | None = None
         self._read_index_avoid: dict[str, float] = {}
-        self._leader_hint = ""
         self.read_from = ""  # the node of the Read stream open last (read)
 
     async def __aenter__(self) -> LogClient:
@@ -474,58 +473,61 @@ class LogClient:
         first = preferred
         if self._read_index_from and loop.time() < self._read_index_avoid.get(preferred, 0.0):
             first = self._read_index_from  # the preferred node failed a moment ago
-        delay = RETRY_S_MIN
         error: LogClientError | None = None
-        while True:
-            order = [first, *(a for a in self.addresses if a != first)]
-            asked: dict[asyncio.Task[log_pb2.ReadIndexResponse], str] = {}
-            try:
-                while order or asked:
-                    remaining = deadline - loop.time()
-                    if remaining <= 0:
-                        break
-                    if order:
-                        target = order.pop(0)
-                        call = self.stub(target).ReadIndex(
-                            log_pb2.ReadIndexRequest(), timeout=remaining
-                        )
-                        asked[asyncio.ensure_future(call)] = target
-                    done, _ = await asyncio.wait(
-                        asked,
-                        timeout=min(READ_INDEX_TRY_S, remaining) if order else remaining,
-                        return_when=asyncio.FIRST_COMPLETED,
+        order = [first, *(a for a in self.addresses if a != first)]
+        asked: dict[asyncio.Task[log_pb2.ReadIndexResponse], str] = {}
+        # Nodes that failed (no leader known, down): asked again at a time, with a backoff.
+        again_at: dict[str, float] = {}
+        delays: dict[str, float] = {}
+        try:
+            while (remaining := deadline - loop.time()) > 0:
+                if order:
+                    target = order.pop(0)
+                    call = self.stub(target).ReadIndex(
+                        log_pb2.ReadIndexRequest(), timeout=remaining
                     )
-                    for task in done:
-                        target = asked.pop(task)
-                        exc = task.exception()
-                        if exc is None:
-                            response = task.result()
-                            self._read_index_from = target
-                            if target != preferred:
-                                self._read_index_avoid[preferred] = (
-                                    loop.time() + READ_INDEX_RETURN_S
-                                )
-                            if response.header.leader_address:
-                                self._leader_hint = response.header.leader_address
-                            return response.read_index
-                        if not isinstance(exc, grpc.aio.AioRpcError):
-                            raise exc
-                        error = _client_error(target, exc)
-                        if exc.code() not in RETRY_CODES:
-                            raise error from exc
-                        hint = _metadata(exc).get(LEADER_ADDRESS_KEY, "")
-                        if hint in order:  # the leader it names next
-                            order.remove(hint)
-                            order.insert(0, hint)
-            finally:
-                for task in asked:
-                    task.cancel()
-            if loop.time() >= deadline:
-                break
-            if self._leader_hint in self.addresses:
-                first = self._leader_hint
-            await asyncio.sleep(min(delay, max(0.0, deadline - loop.time())))
-            delay = min(delay * 2, RETRY_S_MAX)
+                    asked[asyncio.ensure_future(call)] = target
+                    wait_s = min(READ_INDEX_TRY_S, remaining)
+                else:
+                    wait_s = min([remaining, *(at - loop.time() for at in again_at.values())])
+                if asked:
+                    done, _ = await asyncio.wait(
+                        asked, timeout=max(0.0, wait_s), return_when=asyncio.FIRST_COMPLETED
+                    )
+                else:
+                    done = set()
+                    await asyncio.sleep(max(0.0, wait_s))
+                for task in done:
+                    target = asked.pop(task)
+                    exc = task.exception()
+                    if exc is None:
+                        response = task.result()
+                        self._read_index_from = target
+                        if target != preferred:
+                            self._read_index_avoid[preferred] = loop.time() + READ_INDEX_RETURN_S
+                        return response.read_index
+                    if not isinstance(exc, grpc.aio.AioRpcError):
+                        raise exc
+                    error = _client_error(target, exc)
+                    if exc.code() not in RETRY_CODES:
+                        raise error from exc
+                    delays[target] = delay = min(
+                        delays.get(target, RETRY_S_MIN / 2) * 2, RETRY_S_MAX
+                    )
+                    again_at[target] = loop.time() + delay
+                    hint = _metadata(exc).get(LEADER_ADDRESS_KEY, "")
+                    if hint in order:  # the leader it names next
+                        order.remove(hint)
+                        order.insert(0, hint)
+                now = loop.time()
+                for target, at in list(again_at.items()):
+                    if at <= now:
+                        del again_at[target]
+                        if target not in order and target not in asked.values():
+                            order.append(target)
+        finally:
+            for task in asked:
+                task.cancel()
         raise LogClientError(
             f"no log node confirmed a read index within {limit_s:g}s (no leader?); "
             f"last error: {error}",
