@@ -10,13 +10,13 @@ import asyncio
 import heapq
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from cacheshim.snapshot import bootstrap
 from logsvc.client import LogClientError, TrimmedError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import AsyncGenerator, Iterator
 
     from cacheshim.apply import Applier
     from cacheshim.blocking import Blocker
@@ -144,14 +144,18 @@ class Replica:
 
     async def _follow_stream(self, prefer: str) -> None:
         loop = asyncio.get_running_loop()
-        async for index, payload in self.log_reader_client.read(
+        records = self.log_reader_client.read(
             self.applier.applied_index + 1,
             follow=True,
             batch_records_max=READ_BATCH_RECORDS_MAX,
             prefer=prefer,
-        ):
-            self._stream_at = loop.time()
-            self._receive(index, payload)
+        )
+        try:
+            async for index, payload in records:
+                self._stream_at = loop.time()
+                self._receive(index, payload)
+        finally:  # cancelled (stalled): its gRPC call ends now, not when collected
+            await cast("AsyncGenerator[tuple[int, bytes], None]", records).aclose()
 
     async def _watch_stream(self) -> None:
         """A node that stops delivering (paused, cut off, restarting) while the log has
