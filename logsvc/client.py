@@ -51,6 +51,10 @@ from logsvc.v1 import log_pb2, log_pb2_grpc
 # it travels on (every append on it would be retried); a unary call fails alone and at once.
 STREAM_REQUEST_BYTES_MAX = 4 << 20
 RETRY_S_MIN = 0.02
+# read_index: how long a node may take before the next is asked too (a ReadIndex is one
+# heartbeat round on a healthy leader); and after how long a node it left is asked first again.
+READ_INDEX_TRY_S = 0.5
+READ_INDEX_RETURN_S = 10.0
 RETRY_S_MAX = 0.5
 STATUS_CODES = {code.value[0]: code for code in grpc.StatusCode}
 # Codes after which the same append may be retried (with its sequence) on any node.
@@ -244,6 +248,11 @@ class LogClient:
         self._rotation = itertools.cycle(range(1 << 30))
         self._sessions: dict[str, _AppendSession] = {}
         self._unary_only: set[str] = set()  # nodes that answered AppendStream UNIMPLEMENTED
+        # read_index: the node that answered last, and until when a node that failed is
+        # not asked first.
+        self._read_index_from: str | None = None
+        self._read_index_avoid: dict[str, float] = {}
+        self.read_from = ""  # the node of the Read stream open last (read)
 
     async def __aenter__(self) -> LogClient:
         return self
@@ -283,8 +292,14 @@ class LogClient:
         self._leader = None
 
     async def append(
-        self, records: Sequence[bytes], if_last_index: int | None = None
+        self,
+        records: Sequence[bytes],
+        if_last_index: int | None = None,
+        timeout_s: float | None = None,
     ) -> AppendResult:
+        """Append records, retried (with one sequence) until confirmed or `timeout_s` (by
+        default the client's) has passed: then AppendOutcomeUnknown."""
+        timeout_s = self.timeout_s if timeout_s is None else timeout_s
         for i, record in enumerate(records):
             if not record:  # an empty record means nothing to any reader: refused here
                 raise LogClientError(
@@ -297,7 +312,7 @@ class LogClient:
         if if_last_index is not None:
             request.if_last_index = if_last_index
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.timeout_s
+        deadline = loop.time() + timeout_s
         delay = RETRY_S_MIN
         last_error = "no attempt made"
         while (remaining := deadline - loop.time()) > 0:
@@ -335,7 +350,7 @@ class LogClient:
             delay = min(delay * 2, RETRY_S_MAX)
         raise AppendOutcomeUnknown(
             f"append (producer {self.producer_id}, sequence {request.sequence}) not confirmed "
-            f"within {self.timeout_s}s; last error: {last_error}"
+            f"within {timeout_s:g}s; last error: {last_error}"
         )
 
     async def _attempt(
@@ -382,16 +397,25 @@ class LogClient:
         follow: bool = False,
         address: str | None = None,
         batch_records_max: int = 0,
+        prefer: str | None = None,
     ) -> AsyncIterator[tuple[int, bytes]]:
-        """Committed records in order; reconnects to another node if a stream breaks."""
+        """Committed records in order; reconnects to another node if a stream breaks.
+        `address`: only that node; `prefer`: that node first, then the others. The node
+        of the stream open now is `read_from`."""
         next_index = from_index
-        addresses = [address] if address else self.addresses
+        if address:
+            addresses = [address]
+        elif prefer:
+            addresses = [prefer, *(a for a in self.addresses if a != prefer)]
+        else:
+            addresses = self.addresses
         attempt = 0
         delay = RETRY_S_MIN
         give_up_at: float | None = None
         last_error = ""
         while True:
             target = addresses[attempt % len(addresses)]
+            self.read_from = target
             try:
                 stream = self.stub(target).Read(
                     log_pb2.ReadRequest(
@@ -432,27 +456,83 @@ class LogClient:
             await asyncio.sleep(delay)
             delay = min(delay * 2, RETRY_S_MAX)
 
-    async def read_index(self, address: str | None = None) -> int:
-        """A quorum-confirmed commit index, asked of `address` first (by default the known
-        leader, or the next node). Any node's answer is as good, so a node that cannot give
-        one (down, failed, no quorum in reach: UNAVAILABLE and the like) is passed over for
-        the others, each asked once."""
-        first = address or self._next_address()
-        targets = [first, *(a for a in self.addresses if a != first)]
+    async def read_index(self, address: str | None = None, timeout_s: float | None = None) -> int:
+        """A quorum-confirmed commit index. Any node's answer is as good: `address` is asked
+        first (by default the node that answered last, or the known leader). A node that
+        fails (down, no leader known, no quorum in reach) is passed over at once for the
+        leader it names, then the others; one that has not answered within
+        READ_INDEX_TRY_S (paused, cut off, or only slow) is left to answer while the next
+        is asked too, and the first answer wins. While no node can answer (no leader), it
+        asks again until `timeout_s` (by default the client's) has passed, then raises the
+        last error. A preferred node that did not answer is asked first again
+        READ_INDEX_RETURN_S later (meanwhile the node that answered instead is)."""
+        loop = asyncio.get_running_loop()
+        limit_s = self.timeout_s if timeout_s is None else timeout_s
+        deadline = loop.time() + limit_s
+        preferred = address or self._leader or self.addresses[0]
+        first = preferred
+        if self._read_index_from and loop.time() < self._read_index_avoid.get(preferred, 0.0):
+            first = self._read_index_from  # the preferred node failed a moment ago
         error: LogClientError | None = None
-        for target in targets:
-            try:
-                response = await self.stub(target).ReadIndex(
-                    log_pb2.ReadIndexRequest(), timeout=self.attempt_timeout_s
-                )
-            except grpc.aio.AioRpcError as exc:
-                error = _client_error(target, exc)
-                if exc.code() not in RETRY_CODES:
-                    raise error from exc
-                continue
-            return response.read_index
-        assert error is not None
-        raise error
+        order = [first, *(a for a in self.addresses if a != first)]
+        asked: dict[asyncio.Task[log_pb2.ReadIndexResponse], str] = {}
+        # Nodes that failed (no leader known, down): asked again at a time, with a backoff.
+        again_at: dict[str, float] = {}
+        delays: dict[str, float] = {}
+        try:
+            while (remaining := deadline - loop.time()) > 0:
+                if order:
+                    target = order.pop(0)
+                    call = self.stub(target).ReadIndex(
+                        log_pb2.ReadIndexRequest(), timeout=remaining
+                    )
+                    asked[asyncio.ensure_future(call)] = target
+                    wait_s = min(READ_INDEX_TRY_S, remaining)
+                else:
+                    wait_s = min([remaining, *(at - loop.time() for at in again_at.values())])
+                if asked:
+                    done, _ = await asyncio.wait(
+                        asked, timeout=max(0.0, wait_s), return_when=asyncio.FIRST_COMPLETED
+                    )
+                else:
+                    done = set()
+                    await asyncio.sleep(max(0.0, wait_s))
+                for task in done:
+                    target = asked.pop(task)
+                    exc = task.exception()
+                    if exc is None:
+                        response = task.result()
+                        self._read_index_from = target
+                        if target != preferred:
+                            self._read_index_avoid[preferred] = loop.time() + READ_INDEX_RETURN_S
+                        return response.read_index
+                    if not isinstance(exc, grpc.aio.AioRpcError):
+                        raise exc
+                    error = _client_error(target, exc)
+                    if exc.code() not in RETRY_CODES:
+                        raise error from exc
+                    delays[target] = delay = min(
+                        delays.get(target, RETRY_S_MIN / 2) * 2, RETRY_S_MAX
+                    )
+                    again_at[target] = loop.time() + delay
+                    hint = _metadata(exc).get(LEADER_ADDRESS_KEY, "")
+                    if hint in order:  # the leader it names next
+                        order.remove(hint)
+                        order.insert(0, hint)
+                now = loop.time()
+                for target, at in list(again_at.items()):
+                    if at <= now:
+                        del again_at[target]
+                        if target not in order and target not in asked.values():
+                            order.append(target)
+        finally:
+            for task in asked:
+                task.cancel()
+        raise LogClientError(
+            f"no log node confirmed a read index within {limit_s:g}s (no leader?); "
+            f"last error: {error}",
+            error.code if error is not None else grpc.StatusCode.DEADLINE_EXCEEDED,
+        )
 
     async def status(self, address: str) -> log_pb2.StatusResponse:
         try:

@@ -20,6 +20,7 @@ from cacheshim.protocol.errors import CommandError
 from cacheshim.protocol.resp import Error, Reply, Status
 from cacheshim.server.clock import wall_ms
 from cacheshim.server.sessions import Session
+from logsvc.client import LogClientError
 
 if TYPE_CHECKING:
     from cacheshim.commands.serverview import ConnectionHandler
@@ -202,7 +203,21 @@ class Dispatch:
 
     def _after_barrier(self, session: Session, args: list[bytes]) -> asyncio.Future[Reply]:
         async def barrier_then_read() -> Reply:
-            await self.shim.read_barrier()
+            try:
+                await self.shim.read_barrier()
+            except LogClientError as exc:
+                return _barrier_error(f"the log confirmed no read index: {exc}")
+            except TimeoutError:
+                return _barrier_error(
+                    f"this shim had not applied the log up to the read index within "
+                    f"{self.shim.config.write_timeout_s:g}s"
+                )
             return self._read(session, args)
 
         return asyncio.ensure_future(barrier_then_read())
+
+
+def _barrier_error(why: str) -> Error:
+    """A linearizable read that could not be served (nothing was read)."""
+    text = f"ERR memlog: {why}; the linearizable read was not served"
+    return Error(text.replace("\r", " ").replace("\n", " "))

@@ -10,14 +10,14 @@ import asyncio
 import heapq
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from cacheshim.acl import check as acl_check
 from cacheshim.snapshot import bootstrap
 from logsvc.client import LogClientError, TrimmedError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import AsyncGenerator, Iterator
 
     from cacheshim.apply import Applier
     from cacheshim.blocking import Blocker
@@ -36,6 +36,10 @@ log = logging.getLogger("cacheshim.server")
 # Records per message of the apply loop's Read stream: the node bounds a message by records
 # only, so 32 records of up to 1 MiB (the log's default limit) stay well under gRPC's 64 MiB.
 READ_BATCH_RECORDS_MAX = 32
+# A Read stream that brings nothing for this long while the log has committed records this
+# shim lacks is left for the next node (checked every STREAM_CHECK_S).
+STREAM_STALL_S = 0.5
+STREAM_CHECK_S = 0.1
 
 
 class Replica:
@@ -56,6 +60,13 @@ class Replica:
         caught_up_index: int
         _index_waiters: list[tuple[int, int, asyncio.Future[None]]]
         _tickets: Iterator[int]
+
+    # The Read stream's watch (`_watch_stream`): the highest index known committed (a read
+    # index, an own Append), when the stream last delivered, the node to read from next.
+    _known_commit = 0
+    _stream_at = 0.0
+    _stream_prefer = ""
+    _stream: asyncio.Task[None]
 
     async def _commit_index(self) -> int:
         """The commit index to catch up with before serving. A node's Status may lag: a
@@ -95,15 +106,32 @@ class Replica:
 
     async def _apply_loop(self) -> None:
         """Apply every committed record in order, forever: a failure is logged and the loop
-        goes on from the next record it has not applied (it never dies silently)."""
+        goes on from the next record it has not applied (it never dies silently). The Read
+        stream runs in a task of its own, which `_watch_stream` ends when it stalls; the
+        loop then reads from the next node."""
+        loop = asyncio.get_running_loop()
+        self._stream_at = loop.time()
+        self._stream_prefer = self.config.local_log_address
+        watch = asyncio.create_task(self._watch_stream(), name="stream-watch")
+        try:
+            await self._stream_loop()
+        finally:
+            watch.cancel()
+
+    async def _stream_loop(self) -> None:
         while True:
+            stream = self._stream = asyncio.create_task(
+                self._follow_stream(self._stream_prefer), name="read-stream"
+            )
             try:
-                async for index, payload in self.log_reader_client.read(
-                    self.applier.applied_index + 1,
-                    follow=True,
-                    batch_records_max=READ_BATCH_RECORDS_MAX,
-                ):
-                    self._receive(index, payload)
+                await asyncio.wait({stream})
+            except asyncio.CancelledError:
+                stream.cancel()
+                raise
+            if stream.cancelled():  # stalled: _watch_stream chose the next node
+                continue
+            try:
+                stream.result()
             except TrimmedError as exc:
                 await self._rebootstrap(exc)
             except LogClientError as exc:
@@ -114,6 +142,52 @@ class Replica:
                     "the apply loop failed after record %d; going on", self.applier.applied_index
                 )
                 await asyncio.sleep(0.5)
+
+    async def _follow_stream(self, prefer: str) -> None:
+        loop = asyncio.get_running_loop()
+        records = self.log_reader_client.read(
+            self.applier.applied_index + 1,
+            follow=True,
+            batch_records_max=READ_BATCH_RECORDS_MAX,
+            prefer=prefer,
+        )
+        try:
+            async for index, payload in records:
+                self._stream_at = loop.time()
+                self._receive(index, payload)
+        finally:  # cancelled (stalled): its gRPC call ends now, not when collected
+            await cast("AsyncGenerator[tuple[int, bytes], None]", records).aclose()
+
+    async def _watch_stream(self) -> None:
+        """A node that stops delivering (paused, cut off, restarting) while the log has
+        committed records this shim has not applied (a read index or an own Append said
+        so) is left after STREAM_STALL_S: the stream goes on from the next node. Without
+        such a sign an idle stream is not a stalled one; keepalive finds dead nodes then."""
+        loop = asyncio.get_running_loop()
+        lag_since: float | None = None
+        while True:
+            await asyncio.sleep(STREAM_CHECK_S)
+            if self.loading or self._known_commit <= self.applier.applied_index:
+                lag_since = None
+                continue
+            now = loop.time()
+            if lag_since is None:
+                lag_since = now
+            if now - max(lag_since, self._stream_at) < STREAM_STALL_S:
+                continue
+            addresses = self.log_reader_client.addresses
+            current = self.log_reader_client.read_from or self._stream_prefer
+            at = addresses.index(current) if current in addresses else -1
+            self._stream_prefer = addresses[(at + 1) % len(addresses)]
+            log.warning(
+                "the Read stream from %s brought nothing for %.1fs while records up to %d "
+                "are committed (applied %d); reading from %s",
+                current, now - max(lag_since, self._stream_at), self._known_commit,
+                self.applier.applied_index, self._stream_prefer,
+            )  # fmt: skip
+            lag_since = now
+            self._stream_at = now
+            self._stream.cancel()
 
     async def _rebootstrap(self, exc: TrimmedError) -> None:
         """The log was trimmed past what this shim applied (it was paused or cut off while
@@ -232,6 +306,7 @@ class Replica:
         brought yet, instead of waiting for the stream (whose copies are then skipped,
         `_receive`). The bytes are the log's: an
         Append's records are stored as sent, also when a retry is answered as a duplicate."""
+        self._known_commit = max(self._known_commit, first_index + len(payloads) - 1)
         if self.loading:
             return  # the state is being rebuilt (`_rebootstrap`): the replay brings it
         if self.applier.applied_index < first_index - 1:
@@ -252,6 +327,14 @@ class Replica:
             waiter.cancel()  # a timed-out waiter is dropped from the heap when its index comes
 
     async def read_barrier(self) -> None:
-        """Linearizable reads: apply up to a quorum-confirmed commit index first."""
-        index = await self.log_reader_client.read_index(self.config.local_log_address)
-        await self.wait_applied(index, self.config.write_timeout_s)
+        """Linearizable reads: apply up to a quorum-confirmed commit index first. Any
+        node may confirm it (the zone's node first); while none can (no leader), this
+        waits, all of it bounded by the write timeout: then LogClientError (no index) or
+        TimeoutError (not applied that far in time)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.write_timeout_s
+        index = await self.log_reader_client.read_index(
+            self.config.local_log_address, timeout_s=self.config.write_timeout_s
+        )
+        self._known_commit = max(self._known_commit, index)
+        await self.wait_applied(index, max(0.0, deadline - loop.time()))

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -57,6 +58,10 @@ class _Write:
     time_ms: int = 0
     parts: int = 1
     sent: int = 0  # pieces taken into Appends so far
+    # When its wait ends (the event loop's clock): its arrival plus the write timeout.
+    deadline: float = 0.0
+    # The log confirmed the Append of its last piece: it is in the log, to be applied.
+    in_log: bool = False
 
     def take(self, shim_id: str, data_bytes: int) -> bytes:
         """The next record to append for this write: the whole of it, or its next piece."""
@@ -125,6 +130,10 @@ class Writer:
         self._appending: set[asyncio.Task[None]] = set()
         self._in_flight = 0
         self._expected = 0  # writes in the last Append: the writers that will come back
+        # Every write not yet answered, in arrival order (so by deadline: one timeout for
+        # all), and the one timer that answers those whose deadline passed (_expire).
+        self._by_arrival: deque[_Write] = deque()
+        self._expiry: asyncio.TimerHandle | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="writer")
@@ -177,7 +186,8 @@ class Writer:
         data: bytes,
         time_ms: int,
     ) -> None:
-        write = _Write(proposal_id, fut, origin, data)
+        loop = asyncio.get_running_loop()
+        write = _Write(proposal_id, fut, origin, data, deadline=loop.time() + self.timeout_s)
         if len(data) > self.piece_bytes:
             write.parts = -(-len(data) // self._piece_data_bytes)
             write.time_ms = time_ms
@@ -185,7 +195,30 @@ class Writer:
         self._waiting[proposal_id] = fut
         if origin is not None:
             self._origins[proposal_id] = origin
+        arrivals = self._by_arrival
+        while arrivals and arrivals[0].future.done():
+            arrivals.popleft()
+        arrivals.append(write)
+        if self._expiry is None:
+            self._expiry = loop.call_at(write.deadline, self._expire)
         self._wake.set()
+
+    def _expire(self) -> None:
+        """Answer every write whose wait reached the write timeout (counted from its
+        arrival, wherever it is: queued, in an Append, or in the log and not yet applied
+        here), with what is known of its fate; then set the timer for the next one."""
+        self._expiry = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        arrivals = self._by_arrival
+        while arrivals and (arrivals[0].future.done() or arrivals[0].deadline <= now):
+            write = arrivals.popleft()
+            if not write.future.done():
+                self._waiting.pop(write.proposal_id, None)
+                self._origins.pop(write.proposal_id, None)
+                write.future.set_result(Error(_expired_error(write, self.timeout_s)))
+        if arrivals:
+            self._expiry = loop.call_at(arrivals[0].deadline, self._expire)
 
     def applied(self, record: record_pb2.Record, reply: Reply) -> int | None:
         """Answer the write of this record if this shim proposed it: the connection it
@@ -305,12 +338,19 @@ class Writer:
         it holds and it carries several writes: the caller sends them apart), and the
         LogClientError is raised."""
         payloads = [payload for _, payload in batch]
+        # Long enough for the write that waits longest; each write is answered at its
+        # own deadline (_expire) whatever the Append does.
+        loop = asyncio.get_running_loop()
+        timeout_s = max(write.deadline for write, _ in batch) - loop.time()
         try:
-            result = await self.client.append(payloads)
+            result = await self.client.append(payloads, timeout_s=max(timeout_s, 0.001))
         except LogClientError as exc:
             if alone or not _refused_for_contents(exc):
                 self._fail(batch, _append_error(exc, batch, self.timeout_s))
             raise
+        for write, _ in batch:
+            if write.sent == write.parts:
+                write.in_log = True
         try:
             if self.committed is not None and result.last_index - result.first_index + 1 == len(
                 payloads
@@ -352,12 +392,37 @@ def _append_error(exc: LogClientError, batch: list[tuple[_Write, bytes]], timeou
         # A write whose last piece was not in this Append is never applied: its pieces
         # are never all in the log, and apply drops an unfinished sequence.
         complete = all(write.sent == write.parts for write, _ in batch)
-        fate = "it may still be applied" if complete else "it will not be applied"
+        fate = (
+            "its outcome is unknown: it may still be applied"
+            if complete
+            else "it was not applied and will not be"
+        )
         return (
             f"ERR memlog: the write was not confirmed by the log within {timeout_s:g}s "
             f"(no leader?); {fate}: {exc}"
         )
     return f"ERR memlog: the log refused the write; nothing of it was applied: {exc}"
+
+
+def _expired_error(write: _Write, timeout_s: float) -> str:
+    """The error of a write not answered within the write timeout, by what became of it."""
+    within = f"within {timeout_s:g}s of its arrival"
+    if write.in_log:
+        return (
+            f"ERR memlog: the write is in the log but this shim had not applied it {within}; "
+            "it will be applied"
+        )
+    if write.sent == write.parts:
+        return (
+            f"ERR memlog: the write was not confirmed by the log {within} (no leader?); "
+            "its outcome is unknown: it may still be applied"
+        )
+    # Never sent, or some pieces sent without the last: the rest is never sent now, and
+    # apply drops a large record whose pieces are not all in the log.
+    return (
+        f"ERR memlog: the write was not sent to the log {within} (the log is slow or has "
+        "no leader); it was not applied and will not be"
+    )
 
 
 def _piece_envelope_bytes(shim_id: str) -> int:
