@@ -35,7 +35,7 @@ class TimedLog:
         self.batches: list[int] = []
         self.writer: Writer | None = None
 
-    async def append(self, payloads: list[bytes]) -> None:
+    async def append(self, payloads: list[bytes], timeout_s: float | None = None) -> None:
         self.batches.append(len(payloads))
         await asyncio.sleep(APPEND_S)
         records = [record_pb2.Record.FromString(p) for p in payloads]
