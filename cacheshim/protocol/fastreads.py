@@ -6,7 +6,9 @@ GETs (which keep their own C path, `cacheshim.protocol.fastread.serve_gets`). Wh
 is the general dispatch around a read (the RequestParser's state machine, the central
 checks, ACL, `Ctx` with a session, the encoder's state, the stats per command): the answer
 itself comes from the command's one handler in `cacheshim.commands`, encoded by the one
-RESP encoder, so the meaning of each command keeps a single implementation.
+RESP encoder (`resp.encode`; the C extension encodes the common shapes, bulk strings, nil,
+integers and arrays and maps of them, byte for byte as `resp.encode` does), so the meaning of
+each command keeps a single implementation.
 
 Like GET's fast path it stops, consuming nothing more, at the first request that is in any
 way unusual, and the general path takes over from that byte:
@@ -29,7 +31,7 @@ from typing import Final
 
 from cacheshim.protocol.errors import CommandError
 from cacheshim.protocol.fastread import serve_gets
-from cacheshim.protocol.resp import Error, Reply, encode
+from cacheshim.protocol.resp import Error, Reply, SetReply, encode
 from cacheshim.types.keyspace import Keyspace
 
 ARG_BYTES_MAX: Final = 64 * 1024
@@ -63,16 +65,49 @@ _HEAD: Final = re.compile(rb"\*([1-9][0-9]{0,3})\r\n")
 _BULK: Final = re.compile(rb"\$(0|[1-9][0-9]{0,8})\r\n")
 _GET_PREFIX: Final = b"*2\r\n$3\r\n"
 
+# (reply, resp3) -> its RESP bytes, or None for a reply the C encoder leaves to `encode`.
+EncodeReply = Callable[[Reply, bool], bytes | None]
+
+
+def _native_encoder() -> EncodeReply | None:
+    try:
+        from cacheshim.protocol import _fastread  # type: ignore[attr-defined]
+    except ImportError:  # MEMLOG_PURE_PYTHON=1: the extension is not built
+        return None
+    encoder: EncodeReply = _fastread.encode_reply
+    return encoder
+
+
+encode_reply_native: Final = _native_encoder()
+
+
+def encode_reply(reply: Reply, resp3: bool) -> bytes:
+    """`resp.encode(reply)`, through the C encoder where it handles the reply's shape (a
+    set reply as the array of its items, with RESP3's set header)."""
+    native = encode_reply_native
+    if native is not None:
+        if type(reply) is SetReply:
+            encoded = native(reply.items, resp3)
+            if encoded is not None:
+                return b"~" + encoded[1:] if resp3 else encoded
+        else:
+            encoded = native(reply, resp3)
+            if encoded is not None:
+                return encoded
+    return encode(reply, 3 if resp3 else 2)
+
+
 _Handler = Callable[..., Reply]
 _handlers: dict[bytes, tuple[_Handler, Callable[[int], bool]]] = {}
 
 
 def _table() -> dict[bytes, tuple[_Handler, Callable[[int], bool]]]:
-    """Each fast command's handler and arity check, from the command table (on first use:
-    the table fills as the command modules are imported)."""
+    """Each fast command's handler and arity check, from the command table (on first use,
+    after every command module is imported)."""
     if not _handlers:
-        from cacheshim.commands import lookup
+        from cacheshim.commands import load_all, lookup
 
+        load_all()
         for name in FAST_READS:
             spec = lookup([name])
             assert spec is not None and spec.handler is not None and not spec.is_write, name
@@ -117,7 +152,6 @@ def serve_reads(
     db = keyspace.dbs[db_index]
     expires = db.expires
     ctx = Ctx(keyspace, db_index, now_ms)
-    protocol = 3 if resp3 else 2
     out: list[bytes] = []
     consumed = 0
     served = 0
@@ -157,7 +191,7 @@ def serve_reads(
             break
         if isinstance(reply, Error):
             break
-        out.append(encode(reply, protocol))
+        out.append(encode_reply(reply, resp3))
         consumed = after
         served += 1
         last = name.decode()
