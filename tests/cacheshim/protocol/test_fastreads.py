@@ -15,6 +15,7 @@ import pytest
 
 from cacheshim.apply import run
 from cacheshim.commands import Ctx, load_all
+from cacheshim.protocol import fastreads
 from cacheshim.protocol.fastreads import (
     ARG_BYTES_MAX,
     FAST_READS,
@@ -172,10 +173,17 @@ def general_replies(
     return out
 
 
-def test_fast_reads_answer_as_the_general_path() -> None:
+@pytest.mark.parametrize("encoder", ["c", "python"])
+def test_fast_reads_answer_as_the_general_path(
+    encoder: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Each round: a random keyspace and pipeline, answered the way a connection does (the
     fast path, then one request by the general path where it stops, then the fast path
     again, ...), must give the general path's bytes for every request."""
+    if encoder == "python":  # as installed with MEMLOG_PURE_PYTHON=1
+        monkeypatch.setattr(fastreads, "encode_reply_native", None)
+    elif fastreads.encode_reply_native is None:
+        pytest.skip("installed with MEMLOG_PURE_PYTHON=1: no C extension")
     rng = seeded("serve_reads")
     served_total = 0
     for round_ in range(80):
@@ -254,18 +262,31 @@ SETUP: list[list[bytes]] = [
 ]
 
 
-def exchange(port: int, commands: list[list[bytes]], protocol: int, pieces: int) -> bytes:
+def exchange(
+    port: int,
+    commands: list[list[bytes]],
+    protocol: int,
+    pieces: int,
+    session: list[list[bytes]] | None = None,
+) -> bytes:
+    """Load SETUP, run the session commands (their replies dropped: CLIENT REPLY SKIP has
+    none), then send the commands cut into `pieces` writes; answer their replies' bytes."""
     conn = RawConnection(port, protocol=protocol)
     try:
         conn.call(b"FLUSHALL")
         for args in SETUP:
             conn.call(*args)
         wait_until(lambda: conn.call(b"EXISTS", b"gone") == b":0\r\n", 10, "expiry")
+        for args in session or []:
+            conn.send(args)
+            if args[:2] != [b"CLIENT", b"REPLY"]:
+                conn.replies(1)
         payload = b"".join(encode_command(c) for c in commands)
         size = max(1, len(payload) // pieces)
         for start in range(0, len(payload), size):
             conn.sock.sendall(payload[start : start + size])
-        return b"".join(conn.replies(len(commands)))
+        skipped = 1 if session and session[-1][:2] == [b"CLIENT", b"REPLY"] else 0
+        return b"".join(conn.replies(len(commands) - skipped))
     finally:
         conn.close()
 
@@ -308,3 +329,15 @@ def test_random_pipelines_of_fast_reads_match_redis(servers: tuple[int, int]) ->
         pieces = rng.choice([1, 3, 11])
         got = exchange(shim, commands, protocol, pieces)
         assert got == exchange(oracle, commands, protocol, pieces), (protocol, commands)
+
+
+def test_session_states_that_change_a_read_match_redis(servers: tuple[int, int]) -> None:
+    oracle, shim = servers
+    for setup, commands in [
+        ([[b"MULTI"]], [[b"HGETALL", b"h1"], [b"MGET", b"s1"], [b"EXEC"]]),  # queued
+        ([[b"SELECT", b"3"]], [[b"LRANGE", b"l1", b"0", b"2"], [b"MGET", b"s1"]]),
+        ([[b"CLIENT", b"REPLY", b"SKIP"]], [[b"MGET", b"s1"], [b"LLEN", b"l1"]]),
+        ([[b"HELLO", b"3"]], [[b"HGETALL", b"h1"], [b"SMEMBERS", b"set1"], [b"MGET", b"x"]]),
+    ]:
+        got = exchange(shim, commands, 2, 1, setup)
+        assert got == exchange(oracle, commands, 2, 1, setup), (setup, commands)
