@@ -331,9 +331,71 @@ static PyObject *encode_reply(PyObject *self, PyObject *args) {
     return encoded;
 }
 
+/* ---- parse_request: one canonical request, for the fast reads ---------------------------
+ *
+ * parse_request(data, pos, args_max, arg_bytes_max) -> (args, next_pos), or None: the same
+ * function as cacheshim.protocol.fastreads.parse_request_py (its specification): a `*N`
+ * array (N from 1 to args_max, written without a leading zero) of bulk strings each at most
+ * arg_bytes_max long, complete in data; None for anything else. */
+
+static PyObject *parse_request(PyObject *self, PyObject *args) {
+    Py_buffer view;
+    Py_ssize_t pos;
+    Py_ssize_t args_max;
+    Py_ssize_t arg_bytes_max;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*nnn", &view, &pos, &args_max, &arg_bytes_max)) {
+        return NULL;
+    }
+    const char *buf = view.buf;
+    const Py_ssize_t end = view.len;
+    PyObject *list = NULL;
+    if (pos < 0 || pos >= end || buf[pos] != '*') {
+        goto none;
+    }
+    Py_ssize_t p = pos + 1;
+    Py_ssize_t count = parse_length(buf, end, &p);
+    if (count < 1 || count > args_max) {
+        goto none;
+    }
+    list = PyList_New(count);
+    if (list == NULL) {
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (p >= end || buf[p] != '$') {
+            goto none;
+        }
+        p++;
+        Py_ssize_t size = parse_length(buf, end, &p);
+        if (size < 0 || size > arg_bytes_max || end - p < size + 2 || buf[p + size] != '\r' ||
+            buf[p + size + 1] != '\n') {
+            goto none;
+        }
+        PyObject *arg = PyBytes_FromStringAndSize(buf + p, size);
+        if (arg == NULL) {
+            Py_DECREF(list);
+            PyBuffer_Release(&view);
+            return NULL;
+        }
+        PyList_SET_ITEM(list, i, arg);
+        p += size + 2;
+    }
+    PyBuffer_Release(&view);
+    return Py_BuildValue("(Nn)", list, p);
+
+none:
+    Py_XDECREF(list);
+    PyBuffer_Release(&view);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"serve_gets", serve_gets, METH_VARARGS,
      "serve_gets(data, values, expires, now_ms, resp3) -> (consumed, replies, served)"},
+    {"parse_request", parse_request, METH_VARARGS,
+     "parse_request(data, pos, args_max, arg_bytes_max) -> (args, next_pos), or None"},
     {"encode_reply", encode_reply, METH_VARARGS,
      "encode_reply(value, resp3) -> bytes, or None for a value left to the Python encoder"},
     {NULL, NULL, 0, NULL},

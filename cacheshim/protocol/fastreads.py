@@ -115,14 +115,17 @@ def _table() -> dict[bytes, tuple[_Handler, Callable[[int], bool]]]:
     return _handlers
 
 
-def parse_request(data: bytes, pos: int) -> tuple[list[bytes], int] | None:
+def parse_request_py(
+    data: bytes, pos: int, args_max: int = ARGS_MAX, arg_bytes_max: int = ARG_BYTES_MAX
+) -> tuple[list[bytes], int] | None:
     """The canonical `*N` array of bulk strings at data[pos:], and the position after it;
-    None for anything else (including an incomplete request)."""
+    None for anything else (including an incomplete request). The C extension has its twin
+    (`_fastread.parse_request`)."""
     match = _HEAD.match(data, pos)
     if match is None:
         return None
     count = int(match.group(1))
-    if count > ARGS_MAX:
+    if count > args_max:
         return None
     end = len(data)
     p = match.end()
@@ -134,11 +137,27 @@ def parse_request(data: bytes, pos: int) -> tuple[list[bytes], int] | None:
         size = int(match.group(1))
         start = match.end()
         stop = start + size
-        if size > ARG_BYTES_MAX or stop + 2 > end or data[stop : stop + 2] != b"\r\n":
+        if size > arg_bytes_max or stop + 2 > end or data[stop : stop + 2] != b"\r\n":
             return None
         args.append(data[start:stop])
         p = stop + 2
     return args, p
+
+
+ParseRequest = Callable[[bytes, int, int, int], tuple[list[bytes], int] | None]
+
+
+def _native_parser() -> ParseRequest | None:
+    try:
+        from cacheshim.protocol import _fastread  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    parser: ParseRequest = _fastread.parse_request
+    return parser
+
+
+parse_request_native: Final = _native_parser()
+parse_request: Final[ParseRequest] = parse_request_native or parse_request_py
 
 
 def serve_reads(
@@ -170,7 +189,7 @@ def serve_reads(
                 served += gets
                 last = "get"
                 continue
-        request = parse_request(data, consumed)
+        request = parse_request(data, consumed, ARGS_MAX, ARG_BYTES_MAX)
         if request is None:
             break
         args, after = request

@@ -20,6 +20,8 @@ from cacheshim.protocol.fastreads import (
     ARG_BYTES_MAX,
     FAST_READS,
     encode_reply_native,
+    parse_request_native,
+    parse_request_py,
     serve_reads,
 )
 from cacheshim.protocol.resp import Error, Reply, SetReply, encode, encode_command
@@ -80,6 +82,30 @@ def test_the_c_encoder_writes_what_resp_encode_writes() -> None:
     assert encode_reply_native(2**64, False) is None  # too big: resp.encode's own error
     big = [b"x" * 100_000] * 3  # past the C encoder's stack buffer
     assert encode_reply_native(big, True) == encode(big, 3)
+
+
+def test_the_c_parser_reads_what_the_python_parser_reads() -> None:
+    if parse_request_native is None:
+        pytest.skip("installed with MEMLOG_PURE_PYTHON=1: no C extension")
+    rng = seeded("parser")
+    for _ in range(5000):
+        args = [bytes(rng.randrange(256) for _ in range(rng.choice([0, 1, 3, 12])))]
+        args += [b"a" * rng.choice([0, 1, 10, 17]) for _ in range(rng.randrange(4))]
+        data = bytearray(b"".join(encode_command(args) for _ in range(rng.randrange(1, 3))))
+        for _ in range(rng.randrange(4)):  # damage: a byte changed, cut, inserted
+            at = rng.randrange(len(data) + 1)
+            edit = rng.randrange(3)
+            if edit == 0 and at < len(data):
+                data[at] = rng.choice(b"*$\r\n0123456789x-")
+            elif edit == 1:
+                del data[at:]
+            else:
+                data[at:at] = rng.choice([b"0", b"\r\n", b"*", b"1"])
+        raw = bytes(data)
+        pos = rng.randrange(len(raw) + 1)
+        args_max, arg_max = rng.choice([(1024, ARG_BYTES_MAX), (2, 10), (3, 16)])
+        want = parse_request_py(raw, pos, args_max, arg_max)
+        assert parse_request_native(raw, pos, args_max, arg_max) == want, (raw, pos)
 
 
 # -- serve_reads against the general path ----------------------------------------------------
@@ -182,6 +208,7 @@ def test_fast_reads_answer_as_the_general_path(
     again, ...), must give the general path's bytes for every request."""
     if encoder == "python":  # as installed with MEMLOG_PURE_PYTHON=1
         monkeypatch.setattr(fastreads, "encode_reply_native", None)
+        monkeypatch.setattr(fastreads, "parse_request", parse_request_py)
     elif fastreads.encode_reply_native is None:
         pytest.skip("installed with MEMLOG_PURE_PYTHON=1: no C extension")
     rng = seeded("serve_reads")
