@@ -26,7 +26,7 @@ REPLY, linearizable reads, ACL-restricted users, LOADING, ...: `Connection._fast
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Final
 
 from cacheshim.protocol.errors import CommandError
@@ -144,6 +144,22 @@ def parse_request_py(
     return args, p
 
 
+# (keys, values, expires, now_ms, resp3) -> MGET's reply, or None when a key is expired.
+Mget = Callable[[list[bytes], Mapping[bytes, object], Mapping[bytes, int], int, bool], bytes | None]
+
+
+def _native_mget() -> Mget | None:
+    try:
+        from cacheshim.protocol import _fastread  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    answer: Mget = _fastread.mget
+    return answer
+
+
+mget_native: Final = _native_mget()
+
+
 ParseRequest = Callable[[bytes, int, int, int], tuple[list[bytes], int] | None]
 
 
@@ -200,6 +216,15 @@ def serve_reads(
         handler, arity_ok = entry
         if not arity_ok(len(args)):
             break
+        if name == b"mget" and mget_native is not None:  # the commonest multi-key read, in C
+            answer = mget_native(args[1:], db.data, expires, now_ms, resp3)
+            if answer is None:
+                break
+            out.append(answer)
+            consumed = after
+            served += 1
+            last = "mget"
+            continue
         if expires:
             keys = args[1:] if FAST_READS[name] == "all" else args[1:2]
             if any(expires.get(key, now_ms + 1) <= now_ms for key in keys):

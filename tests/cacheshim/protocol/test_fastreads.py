@@ -209,6 +209,7 @@ def test_fast_reads_answer_as_the_general_path(
     if encoder == "python":  # as installed with MEMLOG_PURE_PYTHON=1
         monkeypatch.setattr(fastreads, "encode_reply_native", None)
         monkeypatch.setattr(fastreads, "parse_request", parse_request_py)
+        monkeypatch.setattr(fastreads, "mget_native", None)
     elif fastreads.encode_reply_native is None:
         pytest.skip("installed with MEMLOG_PURE_PYTHON=1: no C extension")
     rng = seeded("serve_reads")
