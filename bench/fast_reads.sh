@@ -1,7 +1,7 @@
 #!/bin/bash
 # Fill a list, a hash and 10,000 keys at PORT, then run redis-benchmark LRANGE_100, MGET of
 # 10 random keys and HGETALL with -c 50, -P 1 and -P 16 (docs/bench-shim.md, issue 18).
-# usage: i18bench.sh PORT LABEL
+# usage: bench/fast_reads.sh PORT LABEL
 P=$1
 redis-cli -p $P del mylist myhash >/dev/null
 redis-cli -p $P rpush mylist $(seq 1 100) >/dev/null
