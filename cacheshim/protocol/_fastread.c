@@ -12,6 +12,9 @@
  *
  * Returns (consumed_bytes, replies, commands_served). `cacheshim/protocol/fastread.py` holds the same
  * function in Python; tests/cacheshim/protocol/test_fastread.py checks that both agree byte for byte.
+ *
+ * encode_reply (below) encodes the common replies of the other fast reads
+ * (cacheshim/protocol/fastreads.py) for the Python encoder, which stays their specification.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -191,15 +194,291 @@ fail:
     return NULL;
 }
 
+/* ---- encode_reply: the common reply shapes of the fast reads, in C ---------------------
+ *
+ * encode_reply(value, resp3) -> bytes, or None for a value it does not handle. It handles
+ * exactly: bytes, None, int (64-bit), and list, tuple and dict (exact types) made of those,
+ * nested at most REPLY_DEPTH_MAX deep, and writes them as cacheshim.protocol.resp.encode
+ * does (RESP2: a dict as a flat array of 2N; RESP3: a map, None as "_"). Anything else
+ * (a subclass, a float, a Status, a set, ...) is left to the Python encoder, which is the
+ * specification; tests/cacheshim/protocol/test_fastreads.py checks both agree byte for byte. */
+
+#define REPLY_DEPTH_MAX 8
+
+static int out_put(OutBuf *out, const char *data, Py_ssize_t len) {
+    if (out_reserve(out, len) < 0) {
+        return -1;
+    }
+    memcpy(out->data + out->len, data, (size_t)len);
+    out->len += len;
+    return 0;
+}
+
+/* kind, the number in decimal, CRLF (sprintf costs more than the rest of a short element). */
+static int out_header(OutBuf *out, char kind, long long number) {
+    if (out_reserve(out, 32) < 0) {
+        return -1;
+    }
+    char digits[24];
+    int count = 0;
+    unsigned long long rest = number < 0 ? 0ULL - (unsigned long long)number
+                                         : (unsigned long long)number;
+    do {
+        digits[count++] = (char)('0' + rest % 10);
+        rest /= 10;
+    } while (rest != 0);
+    char *at = out->data + out->len;
+    *at++ = kind;
+    if (number < 0) {
+        *at++ = '-';
+    }
+    while (count > 0) {
+        *at++ = digits[--count];
+    }
+    *at++ = '\r';
+    *at++ = '\n';
+    out->len = at - out->data;
+    return 0;
+}
+
+/* 0: written; 1: a value this encoder leaves to Python; -1: a Python error is set. */
+static int put_reply(OutBuf *out, PyObject *value, int resp3, int depth) {
+    if (PyBytes_CheckExact(value)) {
+        Py_ssize_t size = PyBytes_GET_SIZE(value);
+        if (out_header(out, '$', size) < 0 || out_reserve(out, size + 2) < 0) {
+            return -1;
+        }
+        memcpy(out->data + out->len, PyBytes_AS_STRING(value), (size_t)size);
+        out->len += size;
+        out->data[out->len++] = '\r';
+        out->data[out->len++] = '\n';
+        return 0;
+    }
+    if (value == Py_None) {
+        return resp3 ? out_put(out, "_\r\n", 3) : out_put(out, "$-1\r\n", 5);
+    }
+    if (PyLong_CheckExact(value)) {
+        int overflow = 0;
+        long long number = PyLong_AsLongLongAndOverflow(value, &overflow);
+        if (overflow != 0) {
+            return 1; /* the Python encoder raises its own error */
+        }
+        if (number == -1 && PyErr_Occurred()) {
+            return -1;
+        }
+        return out_header(out, ':', number);
+    }
+    if (depth >= REPLY_DEPTH_MAX) {
+        return 1;
+    }
+    if (PyList_CheckExact(value) || PyTuple_CheckExact(value)) {
+        Py_ssize_t size = PySequence_Fast_GET_SIZE(value);
+        if (out_header(out, '*', size) < 0) {
+            return -1;
+        }
+        for (Py_ssize_t i = 0; i < size; i++) {
+            /* a list can change size only by Python code, and none runs here */
+            int done = put_reply(out, PySequence_Fast_GET_ITEM(value, i), resp3, depth + 1);
+            if (done != 0) {
+                return done;
+            }
+        }
+        return 0;
+    }
+    if (PyDict_CheckExact(value)) {
+        Py_ssize_t size = PyDict_GET_SIZE(value);
+        if (out_header(out, resp3 ? '%' : '*', resp3 ? size : 2 * size) < 0) {
+            return -1;
+        }
+        Py_ssize_t pos = 0;
+        PyObject *key;
+        PyObject *item;
+        while (PyDict_Next(value, &pos, &key, &item)) {
+            int done = put_reply(out, key, resp3, depth + 1);
+            if (done == 0) {
+                done = put_reply(out, item, resp3, depth + 1);
+            }
+            if (done != 0) {
+                return done;
+            }
+        }
+        return 0;
+    }
+    return 1;
+}
+
+static PyObject *encode_reply(PyObject *self, PyObject *args) {
+    PyObject *value;
+    int resp3;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "Op", &value, &resp3)) {
+        return NULL;
+    }
+    OutBuf out;
+    out.data = out.stack;
+    out.len = 0;
+    out.cap = STACK_OUT_BYTES;
+    int done = put_reply(&out, value, resp3, 0);
+    if (done != 0) {
+        out_free(&out);
+        if (done < 0) {
+            return NULL;
+        }
+        Py_RETURN_NONE;
+    }
+    PyObject *encoded = PyBytes_FromStringAndSize(out.data, out.len);
+    out_free(&out);
+    return encoded;
+}
+
+/* ---- parse_request: one canonical request, for the fast reads ---------------------------
+ *
+ * parse_request(data, pos, args_max, arg_bytes_max) -> (args, next_pos), or None: the same
+ * function as cacheshim.protocol.fastreads.parse_request_py (its specification): a `*N`
+ * array (N from 1 to args_max, written without a leading zero) of bulk strings each at most
+ * arg_bytes_max long, complete in data; None for anything else. */
+
+static PyObject *parse_request(PyObject *self, PyObject *args) {
+    Py_buffer view;
+    Py_ssize_t pos;
+    Py_ssize_t args_max;
+    Py_ssize_t arg_bytes_max;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*nnn", &view, &pos, &args_max, &arg_bytes_max)) {
+        return NULL;
+    }
+    const char *buf = view.buf;
+    const Py_ssize_t end = view.len;
+    PyObject *list = NULL;
+    if (pos < 0 || pos >= end || buf[pos] != '*') {
+        goto none;
+    }
+    Py_ssize_t p = pos + 1;
+    Py_ssize_t count = parse_length(buf, end, &p);
+    if (count < 1 || count > args_max) {
+        goto none;
+    }
+    list = PyList_New(count);
+    if (list == NULL) {
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (p >= end || buf[p] != '$') {
+            goto none;
+        }
+        p++;
+        Py_ssize_t size = parse_length(buf, end, &p);
+        if (size < 0 || size > arg_bytes_max || end - p < size + 2 || buf[p + size] != '\r' ||
+            buf[p + size + 1] != '\n') {
+            goto none;
+        }
+        PyObject *arg = PyBytes_FromStringAndSize(buf + p, size);
+        if (arg == NULL) {
+            Py_DECREF(list);
+            PyBuffer_Release(&view);
+            return NULL;
+        }
+        PyList_SET_ITEM(list, i, arg);
+        p += size + 2;
+    }
+    PyBuffer_Release(&view);
+    return Py_BuildValue("(Nn)", list, p);
+
+none:
+    Py_XDECREF(list);
+    PyBuffer_Release(&view);
+    Py_RETURN_NONE;
+}
+
+/* ---- mget: MGET's answer, for the fast reads -------------------------------------------
+ *
+ * mget(keys, values, expires, now_ms, resp3) -> bytes, or None: the reply of MGET keys as
+ * cacheshim.commands.strings.mget gives it (a string's value; nil for a missing key or one of
+ * another type), or None when a key is expired by now_ms (the general path answers then). */
+
+static PyObject *mget(PyObject *self, PyObject *args) {
+    PyObject *keys;
+    PyObject *values;
+    PyObject *expires;
+    long long now_ms;
+    int resp3;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!O!O!Lp", &PyList_Type, &keys, &PyDict_Type, &values,
+                          &PyDict_Type, &expires, &now_ms, &resp3)) {
+        return NULL;
+    }
+    const int check_expiry = PyDict_GET_SIZE(expires) > 0;
+    OutBuf out;
+    out.data = out.stack;
+    out.len = 0;
+    out.cap = STACK_OUT_BYTES;
+    Py_ssize_t count = PyList_GET_SIZE(keys);
+    if (out_header(&out, '*', count) < 0) {
+        goto fail;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *key = PyList_GET_ITEM(keys, i);
+        if (check_expiry) {
+            PyObject *when = PyDict_GetItemWithError(expires, key); /* borrowed */
+            if (when == NULL && PyErr_Occurred()) {
+                goto fail;
+            }
+            if (when != NULL) {
+                long long when_ms = PyLong_AsLongLong(when);
+                if (when_ms == -1 && PyErr_Occurred()) {
+                    goto fail;
+                }
+                if (when_ms <= now_ms) {
+                    out_free(&out);
+                    Py_RETURN_NONE;
+                }
+            }
+        }
+        PyObject *value = PyDict_GetItemWithError(values, key); /* borrowed */
+        if (value == NULL && PyErr_Occurred()) {
+            goto fail;
+        }
+        if (value == NULL || !PyBytes_Check(value)) {
+            if ((resp3 ? out_put(&out, "_\r\n", 3) : out_put(&out, "$-1\r\n", 5)) < 0) {
+                goto fail;
+            }
+            continue;
+        }
+        Py_ssize_t size = PyBytes_GET_SIZE(value);
+        if (out_header(&out, '$', size) < 0 || out_reserve(&out, size + 2) < 0) {
+            goto fail;
+        }
+        memcpy(out.data + out.len, PyBytes_AS_STRING(value), (size_t)size);
+        out.len += size;
+        out.data[out.len++] = '\r';
+        out.data[out.len++] = '\n';
+    }
+    PyObject *encoded = PyBytes_FromStringAndSize(out.data, out.len);
+    out_free(&out);
+    return encoded;
+
+fail:
+    out_free(&out);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"serve_gets", serve_gets, METH_VARARGS,
      "serve_gets(data, values, expires, now_ms, resp3) -> (consumed, replies, served)"},
+    {"parse_request", parse_request, METH_VARARGS,
+     "parse_request(data, pos, args_max, arg_bytes_max) -> (args, next_pos), or None"},
+    {"mget", mget, METH_VARARGS,
+     "mget(keys, values, expires, now_ms, resp3) -> the reply, or None (an expired key)"},
+    {"encode_reply", encode_reply, METH_VARARGS,
+     "encode_reply(value, resp3) -> bytes, or None for a value left to the Python encoder"},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "cacheshim.protocol._fastread",
-    "The shim's read fast path for runs of GET (see cacheshim/protocol/fastread.py).", -1, methods,
+    "The shim's read fast path: runs of GET, and the encoder of the common read replies.", -1,
+    methods,
 };
 
 PyMODINIT_FUNC PyInit__fastread(void) { return PyModule_Create(&module); }

@@ -1,6 +1,7 @@
 """A client connection: the asyncio protocol around the RESP parser and encoder, the
-maxclients check, the hand-off to the GET fast path, pipelined writes submitted together,
-replies written in order, and client-output-buffer-limit kept as they go out."""
+maxclients check, the hand-off to the read fast path (GET and the common reads), pipelined
+writes submitted together, replies written in order, and client-output-buffer-limit kept
+as they go out."""
 
 from __future__ import annotations
 
@@ -15,13 +16,12 @@ from cacheshim.clientlimits import OutputGuard, OutputLimit, refuse
 from cacheshim.commands.connection import client_line
 from cacheshim.hub import Outbox
 from cacheshim.protocol.errors import ProtocolError
-from cacheshim.protocol.fastread import serve_gets
+from cacheshim.protocol.fastreads import serve_reads
 from cacheshim.protocol.resp import Encoder, Error, Reply, RequestParser
 from cacheshim.server.clock import wall_ms
 from cacheshim.server.dispatch import Checked, Dispatch, check
 from cacheshim.server.sessions import Session, SessionCommands
 from cacheshim.server.transactions import Transactions
-from cacheshim.types.keyspace import Database
 
 if TYPE_CHECKING:
     from cacheshim.server.shim import Shim
@@ -39,7 +39,7 @@ OUTPUT_CHECK_BYTES = 64 * 1024
 
 
 class Connection(Dispatch, SessionCommands, Transactions, asyncio.Protocol):
-    """One client connection: the asyncio protocol, the GET fast path, pipelining, replies
+    """One client connection: the asyncio protocol, the read fast path, pipelining, replies
     in order and the output limits. Dispatch, the session commands and transactions are its
     parts in `dispatch`, `sessions` and `transactions`."""
 
@@ -54,7 +54,7 @@ class Connection(Dispatch, SessionCommands, Transactions, asyncio.Protocol):
         self._held: Checked | None = None
         self._plain_writes: set[asyncio.Future[Reply]] = set()
         self._outbox = Outbox(self._push)  # pub/sub messages, in order with the replies
-        self._fast_db: Database = shim.applier.keyspace.dbs[0]
+        self._fast_db_index = 0
         self._output = OutputGuard()  # client-output-buffer-limit's soft-limit clock
         self._output_recheck: asyncio.TimerHandle | None = None
 
@@ -91,11 +91,13 @@ class Connection(Dispatch, SessionCommands, Transactions, asyncio.Protocol):
             return
         self.shim.stats.net_input_bytes += len(data)
         if self._fast_path_open() and self._acl_free():
-            db = self._fast_db
             resp3 = self.encoder.protocol == 3
-            consumed, replies, served = serve_gets(data, db.data, db.expires, wall_ms(), resp3)
+            keyspace = self.shim.applier.keyspace
+            consumed, replies, served, last = serve_reads(
+                data, keyspace, self._fast_db_index, wall_ms(), resp3
+            )
             if served:
-                self._fast_path_served(replies, served)
+                self._fast_path_served(replies, served, last)
                 if consumed == len(data):
                     return
                 data = data[consumed:]
@@ -109,11 +111,11 @@ class Connection(Dispatch, SessionCommands, Transactions, asyncio.Protocol):
         if not self._busy:
             self._pump()
 
-    # -- the GET fast path (cacheshim.protocol.fastread) ------------------------------------------
+    # -- the read fast path (cacheshim.protocol.fastreads, fastread for GET) ---------------
 
     def _fast_path_open(self) -> bool:
-        """Whether a read may start with plain GETs answered by `serve_gets`: nothing of
-        this connection is pending or waiting, and no state of it changes how a GET is
+        """Whether a read may start with fast reads answered by `serve_reads`: nothing of
+        this connection is pending or waiting, and no state of it changes how a read is
         answered (MULTI queues it, linearizable reads wait, CLIENT REPLY drops replies,
         CLIENT PAUSE holds it, ...)."""
         session = self.session
@@ -135,7 +137,7 @@ class Connection(Dispatch, SessionCommands, Transactions, asyncio.Protocol):
             or self._output_limited(session)
         ):
             return False
-        self._fast_db = self.shim.applier.keyspace.dbs[session.db]
+        self._fast_db_index = session.db
         return True
 
     def _acl_free(self) -> bool:
@@ -150,10 +152,10 @@ class Connection(Dispatch, SessionCommands, Transactions, asyncio.Protocol):
             self.parser.auth_required = acl_check.auth_required(session, users)
         return session.acl_free
 
-    def _fast_path_served(self, replies: bytes, served: int) -> None:
+    def _fast_path_served(self, replies: bytes, served: int, last: str) -> None:
         session = self.session
         assert session is not None and self.transport is not None
-        session.last_command = "get"
+        session.last_command = last
         session.last_active_ms = wall_ms()
         stats = self.shim.stats
         stats.commands_processed += served

@@ -394,6 +394,39 @@ def test_gets_on_the_fast_path_are_checked_too(servers: tuple[int, int]) -> None
     assert replies[0][1].startswith(b"-NOPERM")
 
 
+def test_the_common_reads_on_the_fast_path_are_checked_too(servers: tuple[int, int]) -> None:
+    """MGET, HGETALL, LRANGE and the other fast reads (cacheshim.protocol.fastreads) are
+    answered by the fast path only for a user who may run anything; a user limited to some
+    keys and commands has each of them checked, in a pipeline, as redis-server does."""
+    _same(_raw_pair(servers, 2), [
+        ["ACL", "SETUSER", "reader", "on", ">pw", "~a*", "+@read", "-hgetall", "-zrange"],
+        ["DEL", "a1", "b1", "ah", "bh", "al", "bl", "as", "az"],
+        ["SET", "a1", "one"], ["SET", "b1", "two"], ["HSET", "ah", "f", "v"],
+        ["HSET", "bh", "f", "v"], ["RPUSH", "al", "x", "y"], ["RPUSH", "bl", "x"],
+        ["SADD", "as", "m"], ["ZADD", "az", "1", "m"],
+    ])  # fmt: skip
+    reads = [
+        ["MGET", "a1", "b1"], ["MGET", "a1"], ["EXISTS", "a1", "bh"], ["TTL", "b1"],
+        ["PTTL", "a1"], ["STRLEN", "b1"], ["HGET", "ah", "f"], ["HGET", "bh", "f"],
+        ["HMGET", "bh", "f"], ["HGETALL", "ah"], ["LRANGE", "al", "0", "-1"],
+        ["LRANGE", "bl", "0", "-1"], ["LINDEX", "bl", "0"], ["LLEN", "al"], ["SMEMBERS", "as"],
+        ["SISMEMBER", "bs", "m"], ["ZSCORE", "az", "m"], ["ZRANK", "bz", "m"],
+        ["ZRANGE", "az", "0", "-1"], ["GET", "a1"], ["GET", "b1"],
+    ]  # fmt: skip
+    for protocol in (2, 3):
+        replies = []
+        for port in servers:
+            conn = _as_user(port, protocol, "reader", "pw")
+            conn.send(*reads)
+            replies.append(conn.replies(len(reads)))
+            conn.close()
+        assert replies[1] == replies[0], protocol
+        answers = zip(reads, replies[0], strict=True)
+        refused = [args[0] for args, reply in answers if reply.startswith(b"-")]
+        want = "MGET EXISTS TTL STRLEN HGET HMGET HGETALL LRANGE LINDEX SISMEMBER ZRANK ZRANGE GET"
+        assert refused == want.split(), refused
+
+
 def _sorted_commands(user: object) -> object:
     assert isinstance(user, dict)
     return {k: sorted(v) if k == "commands" else v for k, v in user.items()}

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -26,6 +27,7 @@ from cacheshim.config.serverconfig import (
     TLS_RELOADABLE,
     ServerConfig,
 )
+from cacheshim.protocol import fastreads
 from cacheshim.protocol.errors import CommandError
 from cacheshim.server import Connection, Shim, ShimConfig
 from cacheshim.server import connection as connection_module
@@ -510,14 +512,14 @@ def offline_shim() -> Shim:
 
 def test_the_get_fast_path_answers_over_tls(pki: Pki, monkeypatch: pytest.MonkeyPatch) -> None:
     served: list[int] = []
-    real = connection_module.serve_gets  # type: ignore[attr-defined]
+    real = fastreads.serve_reads
 
-    def counting(*args: object) -> tuple[int, bytes, int]:
-        result = real(*args)  # type: ignore[arg-type]
+    def counting(*args: Any) -> tuple[int, bytes, int, str]:
+        result = real(*args)
         served.append(result[2])
         return result
 
-    monkeypatch.setattr(connection_module, "serve_gets", counting)
+    monkeypatch.setattr(connection_module, "serve_reads", counting)
 
     async def run() -> list[bytes | None]:
         shim = offline_shim()
