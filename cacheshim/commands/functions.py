@@ -80,7 +80,7 @@ def _fcall(ctx: Ctx, args: list[bytes], readonly: bool) -> Reply:
 
 @command(
     "fcall", -3, _FCALL_FLAGS, (0, 0, 0), "slow scripting", "scripting", "7.0.0",
-    "Invoke a function", "Depends on the function that is executed.",
+    "Calls a function of a loaded library", "Depends on the function that is executed.",
     key_flags="RW access update", logged=True, local_when=fcall_runs_locally,
 )  # fmt: skip
 def fcall(ctx: Ctx, args: list[bytes]) -> Reply:
@@ -89,7 +89,8 @@ def fcall(ctx: Ctx, args: list[bytes]) -> Reply:
 
 @command(
     "fcall_ro", -3, "readonly " + _FCALL_FLAGS, (0, 0, 0), "slow scripting", "scripting",
-    "7.0.0", "Invoke a read-only function", "Depends on the function that is executed.",
+    "7.0.0", "Calls a function that may not write",
+    "Depends on the function that is executed.",
     key_flags="RO access",
 )  # fmt: skip
 def fcall_ro(ctx: Ctx, args: list[bytes]) -> Reply:
@@ -293,7 +294,7 @@ def function_stats(ctx: Ctx, args: list[bytes]) -> Reply:
 
 @command(
     "kill", 2, "noscript allow_busy", (0, 0, 0), "slow scripting", "scripting", "7.0.0",
-    "Kill the function currently in execution.", container="function",
+    "Stops a running function (none ever runs here).", container="function",
     tips="request_policy:all_shards response_policy:one_succeeded",
 )  # fmt: skip
 def function_kill(ctx: Ctx, args: list[bytes]) -> Reply:
@@ -303,7 +304,7 @@ def function_kill(ctx: Ctx, args: list[bytes]) -> Reply:
 
 @command(
     "help", 2, "loading stale", (0, 0, 0), "slow scripting", "scripting", "7.0.0",
-    "Show helpful text about the different subcommands", container="function",
+    "Lists the FUNCTION subcommands.", container="function",
 )  # fmt: skip
 def function_help(ctx: Ctx, args: list[bytes]) -> Reply:
     return help_reply(

@@ -123,7 +123,8 @@ def _evalsha(ctx: Ctx, args: list[bytes], readonly: bool) -> Reply:
 
 @command(
     "eval", -3, _EVAL_FLAGS, (0, 0, 0), "slow scripting", "scripting", "2.6.0",
-    "Execute a Lua script server side", "Depends on the script that is executed.",
+    "Runs a Lua script given in full, on every shim if it may write",
+    "Depends on the script that is executed.",
     key_flags="RW access update", logged=True, local_when=eval_runs_locally,
 )  # fmt: skip
 def eval_(ctx: Ctx, args: list[bytes]) -> Reply:
@@ -132,7 +133,7 @@ def eval_(ctx: Ctx, args: list[bytes]) -> Reply:
 
 @command(
     "evalsha", -3, _EVAL_FLAGS, (0, 0, 0), "slow scripting", "scripting", "2.6.0",
-    "Execute a Lua script server side", "Depends on the script that is executed.",
+    "Runs a cached Lua script named by its SHA1 digest", "Depends on the script that is executed.",
     key_flags="RW access update", logged=True, local_when=evalsha_runs_locally,
 )  # fmt: skip
 def evalsha(ctx: Ctx, args: list[bytes]) -> Reply:
@@ -141,7 +142,7 @@ def evalsha(ctx: Ctx, args: list[bytes]) -> Reply:
 
 @command(
     "eval_ro", -3, "readonly " + _EVAL_FLAGS, (0, 0, 0), "slow scripting", "scripting",
-    "7.0.0", "Execute a read-only Lua script server side",
+    "7.0.0", "Runs a Lua script given in full that may not write, on this shim",
     "Depends on the script that is executed.", key_flags="RO access",
 )  # fmt: skip
 def eval_ro(ctx: Ctx, args: list[bytes]) -> Reply:
@@ -150,7 +151,7 @@ def eval_ro(ctx: Ctx, args: list[bytes]) -> Reply:
 
 @command(
     "evalsha_ro", -3, "readonly " + _EVAL_FLAGS, (0, 0, 0), "slow scripting", "scripting",
-    "7.0.0", "Execute a read-only Lua script server side",
+    "7.0.0", "Runs a cached Lua script that may not write, on this shim",
     "Depends on the script that is executed.", key_flags="RO access",
 )  # fmt: skip
 def evalsha_ro(ctx: Ctx, args: list[bytes]) -> Reply:
@@ -202,7 +203,7 @@ def script_flush(ctx: Ctx, args: list[bytes]) -> Reply:
 
 @command(
     "kill", 2, "noscript allow_busy", (0, 0, 0), "slow scripting", "scripting", "2.6.0",
-    "Kill the script currently in execution.", container="script",
+    "Stops a running script (none ever runs here).", container="script",
     tips="request_policy:all_shards response_policy:one_succeeded",
 )  # fmt: skip
 def script_kill(ctx: Ctx, args: list[bytes]) -> Reply:
@@ -226,7 +227,7 @@ def script_debug(ctx: Ctx, args: list[bytes]) -> Reply:
 
 @command(
     "help", 2, "loading stale", (0, 0, 0), "slow scripting", "scripting", "5.0.0",
-    "Show helpful text about the different subcommands", container="script",
+    "Lists the SCRIPT subcommands.", container="script",
 )  # fmt: skip
 def script_help(ctx: Ctx, args: list[bytes]) -> Reply:
     return help_reply(
