@@ -37,6 +37,7 @@ from cacheshim.snapshot import lzf, model, packed
 from cacheshim.snapshot.crc64 import HAVE_C, crc64, crc64_py
 from cacheshim.snapshot.rdb import (
     FORMAT_VERSION,
+    HAVE_C_LOADER,
     ChecksumError,
     LoadResult,
     RdbError,
@@ -264,6 +265,12 @@ def test_crc64_is_redis_crc64_jones_in_python_and_c() -> None:
     for cut in (0, 1, 7, 8, 9, 50_000, 100_003):  # continued over pieces, any alignment
         assert crc64(crc64(0, data[:cut]), data[cut:]) == whole
         assert crc64_py(crc64_py(0, data[:cut]), memoryview(data)[cut:]) == whole
+
+
+def test_the_c_loader_is_built() -> None:
+    """Without it a restart takes several times as long, and nobody would notice. (Here, not
+    in test_snapshot_native.py, whose tests are all skipped without the loader.)"""
+    assert HAVE_C_LOADER or os.environ.get("MEMLOG_PURE_PYTHON") == "1"
 
 
 def test_listpack_entries_of_every_width_round_trip() -> None:

@@ -94,8 +94,11 @@ def test_the_image_installs_exactly_the_runtime_lock_and_fails_without_the_exten
     # a compiler); a compiler is installed for it.
     project_run = next(r for r in runs if PROJECT_INSTALL in r)
     assert "serve_gets_native" in project_run and "assert" in project_run
+    assert "HAVE_C_LOADER" in project_run  # the snapshot extension (setup.py's second)
     assert any("gcc" in r for r in runs)
-    assert in_context("cacheshim/protocol/_fastread.c", ignore_patterns(DOCKERIGNORE.read_text()))
+    patterns = ignore_patterns(DOCKERIGNORE.read_text())
+    assert in_context("cacheshim/protocol/_fastread.c", patterns)
+    assert in_context("cacheshim/snapshot/_native.c", patterns)
 
 
 def test_parser_joins_continuations_and_skips_comments() -> None:
