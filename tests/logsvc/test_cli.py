@@ -234,7 +234,8 @@ def test_cli_errors_are_messages_not_tracebacks(shared_cluster: Cluster) -> None
     dead = f"127.0.0.1:{dead_port}"
     cases = {
         "status of a node that is down": ["status", "--addr", dead],
-        "read-index of a node that is down": ["read-index", "--addr", dead],
+        "read-index of a node that is down": ["read-index", "--addr", dead, "--timeout-s", "2"],
+        "read-index with no time to wait": ["read-index", "--addr", c.addr, "--timeout-s", "0"],
         "trim with nobody to ask": ["trim", "--addr", dead, "--before", "1"],
         "trim with a bad index": ["trim", "--addr", c.addr, "--before", "0"],
     }
