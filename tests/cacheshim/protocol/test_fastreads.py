@@ -158,8 +158,12 @@ def random_keyspace(rng: random.Random) -> Keyspace:
     return keyspace
 
 
+INTS = [b"0", b"1", b"-1", b"5", b"-3", b"99", b"1000", b"-1000", b"x", b"01", b"-0", b"+1",
+        b"-140", b"-150", b"999999999999999999", b"-9223372036854775808"]  # fmt: skip
+
+
 def random_int(rng: random.Random) -> bytes:
-    return rng.choice([b"0", b"1", b"-1", b"5", b"-3", b"99", b"1000", b"-1000", b"x", b"01"])
+    return rng.choice(INTS)
 
 
 def random_request(rng: random.Random) -> list[bytes]:
@@ -220,6 +224,7 @@ def test_fast_reads_answer_as_the_general_path(
         monkeypatch.setattr(fastreads, "encode_reply_native", None)
         monkeypatch.setattr(fastreads, "parse_request", parse_request_py)
         monkeypatch.setattr(fastreads, "mget_native", None)
+        monkeypatch.setattr(fastreads, "whole_reads_native", {})
     elif fastreads.encode_reply_native is None:
         pytest.skip("installed with MEMLOG_PURE_PYTHON=1: no C extension")
     rng = seeded("serve_reads")
