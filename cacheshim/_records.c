@@ -13,9 +13,12 @@
  * last byte. No transaction, watched keys, unblock or chunk fields, and no unknown field:
  * so such a record always passes record_problem (but for its db's range, which apply checks)
  * and its arguments are `record.commands[0].args`. The Python side is the specification:
- * tests/cacheshim/test_records.py checks both agree on random and mutated records. */
+ * tests/cacheshim/test_records.py checks both agree on random and mutated records.
+ *
+ * encode_command_record (further down) writes such a record. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <string.h>
 
 /* A varint at *pos (at most 10 bytes); moves *pos past it. -1: malformed or past the end. */
 static int read_varint(const unsigned char *buf, Py_ssize_t end, Py_ssize_t *pos,
@@ -147,9 +150,137 @@ not_plain:
     Py_RETURN_NONE;
 }
 
+/* ---- encode_command_record: a plain record, written ---------------------------------------
+ *
+ * encode_command_record(db, time_ms, shim_id, proposal_id, args, user) -> bytes: the same
+ * bytes as cacheshim.server.writer.encode_command_record (its specification; protobuf's
+ * encoding of a Record of one command, fields in order, zero values left out, time_ms as
+ * int64's two's complement), in one pass into one buffer. */
+
+static Py_ssize_t varint_size(unsigned long long value) {
+    Py_ssize_t size = 1;
+    while (value > 0x7F) {
+        value >>= 7;
+        size++;
+    }
+    return size;
+}
+
+static char *put_varint(char *at, unsigned long long value) {
+    while (value > 0x7F) {
+        *at++ = (char)((value & 0x7F) | 0x80);
+        value >>= 7;
+    }
+    *at++ = (char)value;
+    return at;
+}
+
+static PyObject *encode_command_record(PyObject *self, PyObject *args) {
+    unsigned long long db;
+    long long time_ms;
+    const char *shim;
+    Py_ssize_t shim_size;
+    unsigned long long proposal_id;
+    PyObject *command;
+    PyObject *user;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "KLs#KOO", &db, &time_ms, &shim, &shim_size, &proposal_id,
+                          &command, &user)) {
+        return NULL;
+    }
+    PyObject *fast = PySequence_Fast(command, "args must be a sequence of bytes");
+    if (fast == NULL) {
+        return NULL;
+    }
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(fast);
+    Py_ssize_t command_size = 0;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *arg = PySequence_Fast_GET_ITEM(fast, i);
+        if (!PyBytes_Check(arg)) {
+            Py_DECREF(fast);
+            PyErr_SetString(PyExc_TypeError, "every argument must be bytes");
+            return NULL;
+        }
+        Py_ssize_t size = PyBytes_GET_SIZE(arg);
+        command_size += 1 + varint_size((unsigned long long)size) + size;
+    }
+    const char *user_data = NULL;
+    Py_ssize_t user_size = 0;
+    if (user != Py_None) {
+        if (!PyBytes_Check(user)) {
+            Py_DECREF(fast);
+            PyErr_SetString(PyExc_TypeError, "user must be bytes or None");
+            return NULL;
+        }
+        user_data = PyBytes_AS_STRING(user);
+        user_size = PyBytes_GET_SIZE(user);
+    }
+    unsigned long long time_bits = (unsigned long long)time_ms;
+    Py_ssize_t total = 1 + varint_size((unsigned long long)command_size) + command_size;
+    if (db) {
+        total += 1 + varint_size(db);
+    }
+    if (time_ms) {
+        total += 1 + varint_size(time_bits);
+    }
+    if (shim_size) {
+        total += 1 + varint_size((unsigned long long)shim_size) + shim_size;
+    }
+    if (proposal_id) {
+        total += 1 + varint_size(proposal_id);
+    }
+    if (user_size) {
+        total += 1 + varint_size((unsigned long long)user_size) + user_size;
+    }
+    PyObject *out = PyBytes_FromStringAndSize(NULL, total);
+    if (out == NULL) {
+        Py_DECREF(fast);
+        return NULL;
+    }
+    char *at = PyBytes_AS_STRING(out);
+    if (db) {
+        *at++ = 0x08;
+        at = put_varint(at, db);
+    }
+    if (time_ms) {
+        *at++ = 0x10;
+        at = put_varint(at, time_bits);
+    }
+    if (shim_size) {
+        *at++ = 0x1A;
+        at = put_varint(at, (unsigned long long)shim_size);
+        memcpy(at, shim, (size_t)shim_size);
+        at += shim_size;
+    }
+    if (proposal_id) {
+        *at++ = 0x20;
+        at = put_varint(at, proposal_id);
+    }
+    *at++ = 0x2A;
+    at = put_varint(at, (unsigned long long)command_size);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *arg = PySequence_Fast_GET_ITEM(fast, i);
+        Py_ssize_t size = PyBytes_GET_SIZE(arg);
+        *at++ = 0x0A;
+        at = put_varint(at, (unsigned long long)size);
+        memcpy(at, PyBytes_AS_STRING(arg), (size_t)size);
+        at += size;
+    }
+    if (user_size) {
+        *at++ = 0x62;
+        at = put_varint(at, (unsigned long long)user_size);
+        memcpy(at, user_data, (size_t)user_size);
+        at += user_size;
+    }
+    Py_DECREF(fast);
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"plain_args", plain_args, METH_O,
      "plain_args(payload) -> the arguments of a plain one-command record, or None"},
+    {"encode_command_record", encode_command_record, METH_VARARGS,
+     "encode_command_record(db, time_ms, shim_id, proposal_id, args, user) -> bytes"},
     {NULL, NULL, 0, NULL},
 };
 

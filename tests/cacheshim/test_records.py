@@ -87,7 +87,7 @@ def test_the_c_reader_agrees_with_its_python_twin() -> None:
         pytest.skip("installed with MEMLOG_PURE_PYTHON=1: no C extension")
     rng = seeded("plain_args")
     plain = stepped_aside = 0
-    for _ in range(4000):
+    for _ in range(2500):
         payload = random_record(rng)
         if rng.random() < 0.4:
             payload = damaged(rng, payload)
@@ -101,7 +101,7 @@ def test_the_c_reader_agrees_with_its_python_twin() -> None:
         assert got is None or got == want, payload
         plain += got is not None
         stepped_aside += got is None and want is not None
-    assert plain > 1000
+    assert plain > 600
     print(f"plain {plain}, left to the general path though plain {stepped_aside}")
 
 
@@ -125,7 +125,7 @@ def test_apply_gives_the_same_replies_and_keyspace_with_and_without_the_c_reader
 ) -> None:
     rng = seeded("apply")
     payloads = []
-    for i in range(1500):
+    for i in range(800):
         key = b"k%d" % rng.randrange(8)
         args = rng.choice([
             [b"SET", key, b"v%d" % i], [b"INCR", key], [b"LPUSH", key, b"x"],
@@ -146,3 +146,23 @@ def test_apply_gives_the_same_replies_and_keyspace_with_and_without_the_c_reader
     with_c = run_all()
     monkeypatch.setattr(apply_module, "plain_args", lambda payload: None)
     assert run_all() == with_c
+
+
+def test_the_c_record_writer_writes_what_the_python_one_writes() -> None:
+    try:
+        from cacheshim._records import encode_command_record as native
+    except ImportError:
+        pytest.skip("installed with MEMLOG_PURE_PYTHON=1: no C extension")
+    rng = seeded("encode_command_record")
+    for _ in range(1000):
+        fields = (
+            rng.choice([0, 1, 15, 2**32 - 1]),
+            rng.choice([0, 1, -1, -(2**63), 2**63 - 1, rng.randrange(-(2**40), 2**45)]),
+            rng.choice(["", "shim-1", "zone-é"]),
+            rng.choice([0, 1, 2**64 - 1, rng.randrange(2**40)]),
+            random_args(rng),
+            rng.choice([None, b"", b"alice", b"x" * 300]),
+        )
+        data = native(*fields)
+        assert data == encode_command_record(*fields), fields
+        assert plain_args_native is None or plain_args_native(data) == fields[4]
