@@ -339,22 +339,17 @@ class RequestParser:
         self._line_blocked = False  # a NUL came before the end of the current line
         self._failed: ProtocolError | None = None
 
-    @property
-    def _fast_ok(self) -> bool:
-        """Whether the C reader of canonical requests may read the next one: it knows none
-        of the unauthenticated limits, and its header lines (at most 11 bytes) must be
-        within the inline limit."""
+    def _canonical_bounds(self) -> tuple[int, int] | None:
+        """(arguments, bytes per argument) the C reader of canonical requests may read, or
+        None when it must not read the next request: it knows none of the unauthenticated
+        limits, and its header lines (at most 11 bytes) must be within the inline limit."""
+        limits = self.limits
+        if self.auth_required or self._line_blocked or limits.inline_bytes_max < 16:
+            return None
         return (
-            not self.auth_required and not self._line_blocked and self.limits.inline_bytes_max >= 16
+            min(CANONICAL_ARGS_MAX, limits.multibulk_args_max),
+            min(CANONICAL_ARG_BYTES_MAX, limits.bulk_bytes_max),
         )
-
-    @property
-    def _fast_args_max(self) -> int:
-        return min(CANONICAL_ARGS_MAX, self.limits.multibulk_args_max)
-
-    @property
-    def _fast_arg_bytes_max(self) -> int:
-        return min(CANONICAL_ARG_BYTES_MAX, self.limits.bulk_bytes_max)
 
     @property
     def buffered_bytes(self) -> int:
@@ -420,11 +415,14 @@ class RequestParser:
                         self._pos = self._scan = 0
                     return None
                 if self._reqtype == _REQ_NONE:
-                    if buf[self._pos] == 0x2A and _parse_canonical is not None and self._fast_ok:
+                    if (
+                        buf[self._pos] == 0x2A
+                        and _parse_canonical is not None
+                        and (bounds := self._canonical_bounds()) is not None
+                    ):
                         # A canonical request complete in the buffer (most are) is read in C;
                         # anything else (and every error) is read below, as before.
-                        found = _parse_canonical(buf, self._pos, self._fast_args_max,
-                                                 self._fast_arg_bytes_max)  # fmt: skip
+                        found = _parse_canonical(buf, self._pos, *bounds)
                         if found is not None:
                             self._pos = found[1]
                             return found[0]
