@@ -24,6 +24,12 @@ except ImportError:  # MEMLOG_PURE_PYTHON=1
     plain_args_native = None
 
 
+def test_the_extension_is_built() -> None:
+    """Without it apply silently takes the general path for every record (slower, same
+    results); only an install told to go without C (MEMLOG_PURE_PYTHON=1) may lack it."""
+    assert plain_args_native is not None or os.environ.get("MEMLOG_PURE_PYTHON") == "1"
+
+
 def seeded(name: str) -> random.Random:
     seed = int(os.environ.get("RECORDS_SEED", random.randrange(1 << 32)))
     print(f"{name}: RECORDS_SEED={seed}")
