@@ -101,14 +101,21 @@ class WouldBlock:
     keys: tuple[bytes, ...]
     kind: type | None = None
     timeout_ms: int | None = None
+    # The command the client waits in, when it is not the one it sent: XREAD's "$" means
+    # the last ID when it blocked, so it waits as XREAD of that ID (None: as sent).
+    args: tuple[bytes, ...] | None = None
 
 
 def would_block(
-    keys: Iterable[bytes], kind: type | None = None, timeout_ms: int | None = None
+    keys: Iterable[bytes],
+    kind: type | None = None,
+    timeout_ms: int | None = None,
+    args: Iterable[bytes] | None = None,
 ) -> Reply:
     """A handler's `WouldBlock` answer, typed as the `Reply` handlers return (the server
     takes it before any encoder sees it)."""
-    return cast(Reply, WouldBlock(tuple(keys), kind, timeout_ms))
+    waits_as = None if args is None else tuple(args)
+    return cast(Reply, WouldBlock(tuple(keys), kind, timeout_ms, waits_as))
 
 
 def as_would_block(reply: object) -> WouldBlock | None:

@@ -41,6 +41,9 @@ class Ctx:
     session: Session | None = None
     # Inside MULTI/EXEC: blocking commands answer at once instead of blocking (as in Redis).
     in_transaction: bool = False
+    # Apply runs the command of a blocked client again, because a key it waits for changed
+    # (cacheshim.blocking): XREADGROUP answers then that its stream or group went away.
+    serving_blocked: bool = False
     # Inside apply: the shim's pub/sub hub, to which PUBLISH hands its message (a side
     # effect outside the keyspace; None in unit tests). See cacheshim.hub.
     pubsub: Hub | None = None
@@ -302,6 +305,10 @@ def load_all() -> None:
         session,
         sets,
         sort,
+        streamgroups,
+        streaminfo,
+        streamread,
+        streams,
         strings,
         swapdb,
         zpops,

@@ -365,6 +365,18 @@ def _sort_keys(args: list[bytes]) -> list[int]:
     return [1, store] if store else [1]
 
 
+def _streams_keys(args: list[bytes]) -> list[int]:
+    """XREAD/XREADGROUP: the first half of what follows the first STREAMS (the IDs are the
+    other half), as Redis's keyword key spec finds them."""
+    for at in range(1, len(args)):
+        if args[at].upper() == b"STREAMS":
+            rest = len(args) - at - 1
+            if rest and rest % 2 == 0:
+                return list(range(at + 1, at + 1 + rest // 2))
+            break
+    raise CommandError(INVALID_ARGUMENTS)
+
+
 # Commands flagged movablekeys: their keys depend on other arguments.
 MOVABLE_KEYS: Final[dict[str, Callable[[list[bytes]], list[int]]]] = {
     "sort": _sort_keys,
@@ -378,6 +390,8 @@ MOVABLE_KEYS: Final[dict[str, Callable[[list[bytes]], list[int]]]] = {
     "zmpop": _numkeys_keys(1),
     "blmpop": _numkeys_keys(2),
     "bzmpop": _numkeys_keys(2),
+    "xread": _streams_keys,
+    "xreadgroup": _streams_keys,
     "zunionstore": _numkeys_keys(2, first_keys=1),
     "zinterstore": _numkeys_keys(2, first_keys=1),
     "zdiffstore": _numkeys_keys(2, first_keys=1),

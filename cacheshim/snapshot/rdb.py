@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO, Final, cast
 
 from cacheshim.config.defaults import REDIS_VERSION as _REDIS_VERSION
-from cacheshim.snapshot import model, packed
+from cacheshim.snapshot import model, packed, streamrdb
 from cacheshim.snapshot.crc64 import crc64
 from cacheshim.snapshot.lzf import LzfError, decompress
 
@@ -459,6 +459,9 @@ def encode_value(value: object) -> tuple[int, list[bytes]]:
             parts.append(encode_string(name))
             parts.append(encode_string(item))
         return T_HASH, [b"".join(parts)]
+    if kind == model.STREAM:
+        assert isinstance(value, model.Stream)
+        return T_STREAM_LISTPACKS_2, [streamrdb.encode_stream(value, encode_length, encode_blob)]
     assert isinstance(value, model.ZSet)
     # Highest score first, as Redis writes a skiplist (each loads in at the head).
     parts = [encode_length(len(value))]
@@ -1145,7 +1148,7 @@ def _read_value(
 ) -> object:
     try:
         return _read_value_unchecked(src, kind, key, at, shape, picks)
-    except (packed.PackedError, struct.error, IndexError) as exc:
+    except (packed.PackedError, struct.error, IndexError, streamrdb.StreamFormatError) as exc:
         raise RdbError(f"key {key[:60]!r} at offset {at}: {exc}") from None
     except ValueError as exc:
         if isinstance(exc, RdbError):
@@ -1219,7 +1222,7 @@ def _read_value_unchecked(
             items.extend(packed.decode_ziplist(string()))
         return model.make_list(items)
     if kind in (T_STREAM_LISTPACKS, T_STREAM_LISTPACKS_2, T_STREAM_LISTPACKS_3):
-        raise RdbError(f"key {key[:60]!r} at offset {at} is a stream: memlog has no streams")
+        return streamrdb.read_stream(kind, src.length, string, src.take)
     if kind in (T_MODULE_PRE_GA, T_MODULE_2):
         raise RdbError(f"key {key[:60]!r} at offset {at} is a module type: memlog cannot load it")
     raise RdbError(f"unknown value type {kind} at offset {at}")
