@@ -331,7 +331,9 @@ def prepare_scan_table(db: Database, bits: int) -> None:
 # snapshot carries them as the plain records below, so that rdb.py needs neither module.
 
 # What wakes a blocked client (BlockedEntry.kind), as a number: 0 any change.
-_BLOCK_KINDS: Final[tuple[type | None, ...]] = (None, bytes, ListValue, SetValue, ZSet, HashValue)
+_BLOCK_KINDS: Final[tuple[type | None, ...]] = (
+    None, bytes, ListValue, SetValue, ZSet, HashValue, Stream,
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

@@ -116,6 +116,11 @@ AUX_ACL: Final = b"memlog-acl"
 AUX_SCRIPT: Final = b"memlog-script-v1"
 # One function library (FUNCTION LOAD), its code as the value, in load order.
 AUX_FUNCTION: Final = b"memlog-function-v1"
+# stream-node-max-bytes and -entries as apply uses them (replicated by CONFIG SET records),
+# "bytes entries", written when they are not Redis's defaults.
+AUX_STREAM_NODE: Final = b"memlog-stream-node"
+STREAM_NODE_MAX_BYTES: Final = 4096
+STREAM_NODE_MAX_ENTRIES: Final = 100
 SCAN_POSITIONS_PER_FIELD: Final = 16384
 
 _I64: Final = struct.Struct("<q")
@@ -295,6 +300,9 @@ def write_rdb(
         write(_aux(AUX_EXPIRED, b"%d" % keyspace.expired_keys))
         if state.acl:
             write(_aux(AUX_ACL, state.acl))
+        limits = (keyspace.stream_node_max_bytes, keyspace.stream_node_max_entries)
+        if limits != (STREAM_NODE_MAX_BYTES, STREAM_NODE_MAX_ENTRIES):
+            write(_aux(AUX_STREAM_NODE, b"%d %d" % limits))
     keys_written = 0
     for db in keyspace.dbs:
         memlog = state is not None
@@ -915,6 +923,10 @@ def _read_rdb(inp: BinaryIO, chunk_bytes: int, fast: Any) -> LoadResult:
                 pieces[-1].data += value
             elif name == AUX_ACL:
                 acl = value
+            elif name == AUX_STREAM_NODE:
+                node_bytes, _, node_entries = value.partition(b" ")
+                keyspace.stream_node_max_bytes = _int(node_bytes, name)
+                keyspace.stream_node_max_entries = _int(node_entries, name)
             elif name == AUX_SCRIPT:
                 scripts.append(value)
             elif name == AUX_FUNCTION:
