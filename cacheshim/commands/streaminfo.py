@@ -2,8 +2,8 @@
 XINFO CONSUMERS, XINFO HELP.
 
 ``radix-tree-keys`` is the number of nodes, as Redis's; ``radix-tree-nodes`` counts the
-nodes of a radix tree over their 16-byte keys built the way memlog would build one, which
-may differ from Redis's count (its trees keep extra nodes after deletions).
+nodes Redis's radix tree holds for those keys when built by insertions alone (after nodes
+are removed, Redis's tree may keep nodes it no longer needs, and its count is higher).
 """
 
 from __future__ import annotations
@@ -45,22 +45,26 @@ def _syntax(subcommand: bytes) -> CommandError:
     return CommandError(errors.subcommand_syntax_error(b"xinfo", subcommand))
 
 
-def radix_nodes(keys: list[bytes]) -> int:
-    """Nodes of a compressed radix tree holding keys (sorted, equal length): the root, then
-    one node per branch point and per key end."""
+def radix_nodes(keys: list[bytes], depth: int = 0) -> int:
+    """Nodes of Redis's radix tree (rax) holding keys (sorted, all 16 bytes) from depth on:
+    a run of bytes the keys share is one compressed node, a byte where they part is a
+    branching node, and each key ends in a node of its own; an empty tree is its root."""
     if not keys:
         return 1
+    if depth == len(keys[0]):
+        return 1
+    first, last = keys[0], keys[-1]
+    common = 0
+    while depth + common < len(first) and first[depth + common] == last[depth + common]:
+        common += 1
+    if common:
+        return 1 + radix_nodes(keys, depth + common)
     nodes = 1
-    previous = b""
-    for key in keys:
-        if previous:
-            common = 0
-            while common < len(key) and key[common] == previous[common]:
-                common += 1
-            nodes += 2 if common < len(key) else 0
-        else:
-            nodes += 1
-        previous = key
+    start = 0
+    for i in range(1, len(keys) + 1):
+        if i == len(keys) or keys[i][depth] != keys[start][depth]:
+            nodes += radix_nodes(keys[start:i], depth + 1)
+            start = i
     return nodes
 
 
