@@ -113,6 +113,8 @@ def _nogroup(key: bytes, group: bytes) -> CommandError:
 
 def _read(ctx: Ctx, args: list[bytes], group_command: bool, name: bytes) -> Reply:
     parsed = parse_read_args(args, group_command)
+    if parsed.timeout_ms is not None and ctx.scripts is not None and ctx.scripts.running:
+        raise CommandError(errors.STREAM_BLOCK_IN_SCRIPT % name.lower().decode())
     db = ctx.db
     now = ctx.now_ms
     if ctx.serving_blocked and parsed.group is not None:
@@ -175,7 +177,7 @@ def _read(ctx: Ctx, args: list[bytes], group_command: bool, name: bytes) -> Repl
     if parsed.timeout_ms is None:
         return NULL_ARRAY
     if ctx.in_transaction or ctx.index == 0:
-        return NULL_ARRAY  # may not block (MULTI, or a script's call)
+        return NULL_ARRAY  # may not block (MULTI/EXEC)
     waits_as: list[bytes] = [name, b"COUNT", b"%d" % (parsed.count or BLOCKED_COUNT_DEFAULT)]
     waits_as += [b"BLOCK", b"%d" % parsed.timeout_ms]
     if parsed.group is not None:

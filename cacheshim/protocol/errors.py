@@ -365,6 +365,8 @@ STREAM_GT_ONLY_XREADGROUP: Final = (
     "ERR The > ID can be specified only when calling XREADGROUP using the GROUP <group> "
     "<consumer> option."
 )
+# Formatted with the command's name as the script spelled it (lower case here).
+STREAM_BLOCK_IN_SCRIPT: Final = "ERR %s command is not allowed with BLOCK option from scripts"
 STREAM_BLOCK_TIMEOUT_NOT_INTEGER: Final = "ERR timeout is not an integer or out of range"
 STREAM_ENTRIESREAD_NEGATIVE: Final = "ERR value for ENTRIESREAD must be positive or -1"
 STREAM_XGROUP_NEEDS_KEY: Final = (

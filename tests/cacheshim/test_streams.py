@@ -166,6 +166,12 @@ SET str x
 XREAD STREAMS str 0
 XREADGROUP GROUP g c STREAMS str >
 """)
+SCRIPT_READS: list[Command] = [
+    ["EVAL", "return redis.call('xread', 'BLOCK', '0', 'STREAMS', 's', '$')", "0"],
+    ["EVAL", "return redis.call('xread', 'COUNT', '1', 'STREAMS', 's', '0')", "0"],
+    ["EVAL_RO", "return redis.call('xread', 'COUNT', '1', 'STREAMS', 's', '0')", "0"],
+    ["EVAL_RO", "return redis.call('xread', 'BLOCK', '0', 'STREAMS', 's', '$')", "0"],
+]
 
 GROUPS = _commands("""
 XADD s 1-1 a 1 b 2
@@ -282,7 +288,9 @@ XINFO GROUPS str
 """)
 
 
-@pytest.mark.parametrize("commands", [ENTRIES, READS, GROUPS], ids=["entries", "reads", "groups"])
+@pytest.mark.parametrize(
+    "commands", [ENTRIES, READS + SCRIPT_READS, GROUPS], ids=["entries", "reads", "groups"]
+)
 def test_stream_commands_match_redis(raw: RawPair, commands: list[Command]) -> None:
     compare_raw(*raw, commands)
 
