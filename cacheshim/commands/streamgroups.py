@@ -389,7 +389,7 @@ def xclaim(ctx: Ctx, args: list[bytes]) -> Reply:
     "Gives the group's pending entries idle for at least min-idle-time ms, from an ID on, "
     "to another consumer; answers the next ID to scan from, the entries claimed and the IDs "
     "of pending entries whose entry is gone.", "O(1) if COUNT is small.",
-    tips="nondeterministic_output", key_flags="RW update",
+    tips="nondeterministic_output", key_flags="RW delete",
 )  # fmt: skip
 def xautoclaim(ctx: Ctx, args: list[bytes]) -> Reply:
     min_idle = max(_long(args[3], errors.STREAM_XAUTOCLAIM_MIN_IDLE), 0)

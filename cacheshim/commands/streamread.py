@@ -279,7 +279,7 @@ def xread(ctx: Ctx, args: list[bytes]) -> Reply:
     "For each stream mentioned: O(M) with M the number of elements returned. If M is "
     "constant (e.g. always asking for the first 10 elements with COUNT), you can consider "
     "it O(1). On the other side when XREADGROUP blocks, XADD will pay the O(N) time in order "
-    "to serve the N clients blocked on the stream getting new data.", key_flags="RW access",
+    "to serve the N clients blocked on the stream getting new data.", key_flags="RO access",
 )  # fmt: skip
 def xreadgroup(ctx: Ctx, args: list[bytes]) -> Reply:
     return _read(ctx, args, group_command=True, name=b"XREADGROUP")

@@ -239,7 +239,7 @@ def trim(stream: Stream, parsed: TrimArgs) -> int:
     "Appends an entry to a stream (creating it unless NOMKSTREAM), trims it if asked, and "
     "answers the entry's ID.", "O(1) when adding a new entry, O(N) when trimming where N "
     "being the number of entries evicted.", tips="nondeterministic_output",
-    key_flags="RW insert",
+    key_flags="RW update",
 )  # fmt: skip
 def xadd(ctx: Ctx, args: list[bytes]) -> Reply:
     max_bytes, max_entries = node_limits(ctx)
@@ -390,7 +390,7 @@ def xtrim(ctx: Ctx, args: list[bytes]) -> Reply:
 @command(
     "xsetid", -3, "write denyoom fast", (1, 1, 1), "write stream fast", "stream", "5.0.0",
     "Sets a stream's last ID (and its entries-added counter and largest deleted ID).",
-    key_flags="RW insert",
+    key_flags="RW update",
 )  # fmt: skip
 def xsetid(ctx: Ctx, args: list[bytes]) -> Reply:
     new_id = parse_strict_id(args[1])
