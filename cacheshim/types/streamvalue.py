@@ -20,6 +20,9 @@ list (PEL: ID -> `Nack`, sorted) and its consumers, each with its own PEL sharin
 
 Time: every time stored here (delivery times, consumers' seen times) is given by the
 caller; inside apply it is the record's time, so every shim holds the same values.
+
+Over 500 lines: the entries, the node layout they must follow and the groups are one value
+whose parts change together (a trim walks nodes and entries; a copy takes all three).
 """
 
 from __future__ import annotations
