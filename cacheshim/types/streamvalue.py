@@ -309,6 +309,11 @@ class Stream:
     def __len__(self) -> int:
         return len(self.entries)
 
+    def __iter__(self) -> Iterator[tuple[StreamID, tuple[bytes, ...]]]:
+        """The live entries, oldest first (what MEMORY USAGE samples)."""
+        entries: Iterator[tuple[StreamID, tuple[bytes, ...]]] = iter(self.entries.items())
+        return entries
+
     # -- reads ----------------------------------------------------------------------------
 
     def range(
