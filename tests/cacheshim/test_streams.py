@@ -345,9 +345,9 @@ XINFO STREAM s
 CONFIG GET stream-node-max-entries
 CONFIG SET stream-node-max-entries 100
 """)
-    commands += [["XADD", "b", f"{i + 1}-1", "f", "x" * (i % 90)] for i in range(300)]
+    commands += [["XADD", "b", f"{i + 1}-1", "f", "x" * (i % 90)] for i in range(160)]
     commands += _commands("""
-XTRIM b MAXLEN ~ 120
+XTRIM b MAXLEN ~ 70
 XINFO STREAM b
 """)
     try:
