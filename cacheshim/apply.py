@@ -261,7 +261,7 @@ class Applier:
                 ) and not _waits_for_its_group(entry):
                     continue  # not for this client (another waiting here may want it)
                 ctx = Ctx(self.keyspace, entry.db, now_ms, index, pubsub=self.pubsub, acl=self.acl)
-                ctx.serving_blocked = True
+                ctx.serving_blocked = key
                 reply = run(ctx, entry.args)
                 if as_would_block(reply) is not None:
                     continue  # nothing for it after all: it keeps its place

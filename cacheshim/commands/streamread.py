@@ -7,9 +7,11 @@ the write that gives it entries, through whichever shim that write came (see
 `cacheshim.blocking`). A waiting XREAD waits with "$" replaced by the last ID at the time
 it blocked, and with the COUNT Redis uses for a served client (1000 if none was given).
 
-A client waiting in XREADGROUP is answered with an error when its stream is deleted or
-replaced by another type (UNBLOCKED) or when its group is destroyed (NOGROUP), as in Redis
-7.0; apply runs its command again with `Ctx.serving_blocked` set for that.
+Apply serves a waiting client by running its command again with `Ctx.serving_blocked` set
+to the key that changed; the answer then holds that stream alone, as Redis 7.0 answers a
+client blocked on several. A client waiting in XREADGROUP is answered with an error when
+that stream is deleted or replaced by another type (UNBLOCKED) or when its group is
+destroyed (NOGROUP), as in Redis 7.0.
 """
 
 from __future__ import annotations
@@ -117,17 +119,22 @@ def _read(ctx: Ctx, args: list[bytes], group_command: bool, name: bytes) -> Repl
         raise CommandError(errors.STREAM_BLOCK_IN_SCRIPT % name.lower().decode())
     db = ctx.db
     now = ctx.now_ms
-    if ctx.serving_blocked and parsed.group is not None:
-        for key in parsed.keys:
-            value = db.get(key, now)
-            if not isinstance(value, Stream):
-                return Error(errors.STREAM_BLOCKED_KEY_GONE)
-            if parsed.group not in value.groups:
-                return Error(errors.STREAM_BLOCKED_GROUP_GONE)
+    woken_by = ctx.serving_blocked
+    if woken_by is not None and parsed.group is not None:
+        value = db.get(woken_by, now)
+        if not isinstance(value, Stream):
+            return Error(errors.STREAM_BLOCKED_KEY_GONE)
+        if parsed.group not in value.groups:
+            return Error(errors.STREAM_BLOCKED_GROUP_GONE)
     streams: list[Stream | None] = []
     groups: list[Group | None] = []
     ids: list[StreamID] = []
     for key, id_arg in zip(parsed.keys, parsed.id_args, strict=True):
+        if woken_by is not None and key != woken_by:  # served for the key that woke it
+            streams.append(None)
+            groups.append(None)
+            ids.append(ID_MIN)
+            continue
         stream = db.get_typed(key, now, Stream)
         group = None
         if parsed.group is not None:
@@ -148,7 +155,7 @@ def _read(ctx: Ctx, args: list[bytes], group_command: bool, name: bytes) -> Repl
             ids.append(parse_strict_id(id_arg))
     served: list[tuple[Reply, Reply]] = []
     for key, stream, group, after in zip(parsed.keys, streams, groups, ids, strict=True):
-        if stream is None:
+        if stream is None or (woken_by is not None and key != woken_by):
             continue
         history = False
         if group is not None:

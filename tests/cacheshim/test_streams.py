@@ -17,6 +17,7 @@ import random
 import subprocess
 import threading
 from collections.abc import Iterator, Sequence
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -693,3 +694,27 @@ def test_rdb_import_carries_streams_whole() -> None:
         reply = run(Ctx(target, db, 1_700_000_000_000, index=index), command)
         assert not isinstance(reply, Error), (command[:2], reply)
     assert target.digest() == source.digest()
+
+
+def _one_blocked(conn: RawConnection) -> bool:
+    return b"blocked_clients:1" in conn.call("INFO", "clients")
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_reader_blocked_on_two_streams_is_answered_for_the_first_one_fed(
+    oracle_server: RedisServer, memlog: Memlog, protocol: int
+) -> None:
+    """As Redis 7.0: one MULTI feeds both streams, the reader gets the first one alone."""
+    replies = []
+    for port in (oracle_server.port, memlog.shim_ports[0]):
+        reader, writer = RawConnection(port, protocol), RawConnection(port, protocol)
+        writer.call("DEL", "s1", "s2")
+        reader.send(["XREAD", "BLOCK", "0", "STREAMS", "s1", "s2", "$", "$"])
+        wait_until(partial(_one_blocked, writer), 20, "a blocked reader")
+        writer.send(["MULTI"], ["XADD", "s2", "1-1", "a", "b"], ["XADD", "s1", "2-1", "c", "d"])
+        writer.send(["EXEC"])
+        writer.replies(4)
+        replies.append(reader.replies(1)[0])
+        reader.close()
+        writer.close()
+    assert replies[1] == replies[0]
