@@ -41,7 +41,9 @@ Where this differs from Redis 7.0, and why:
 
 - A served command runs again from the start (as Redis 7.2 does), so a client blocked on
   several keys is served from the first of them that has elements, not necessarily the one
-  that woke it, and a key of the wrong type before it answers WRONGTYPE.
+  that woke it, and a key of the wrong type before it answers WRONGTYPE. Stream readers
+  (XREAD, XREADGROUP) are told which key woke them (`Ctx.serving_blocked`) and answer for
+  that stream alone, as Redis 7.0 serves them.
 - A timeout or CLIENT UNBLOCK takes effect when its record is applied: an element pushed
   in between still goes to the client (CLIENT UNBLOCK has answered 1 already).
 """
