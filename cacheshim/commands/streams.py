@@ -201,14 +201,11 @@ def parse_trim_args(args: list[bytes], xadd: bool, node_max_entries: int) -> Tri
             parsed.nomkstream = True
             i += 1
             continue
-        if xadd:
+        if xadd:  # the ID (the fields follow it)
             parsed.id_at = i
             break
         raise CommandError(errors.SYNTAX_ERROR)
-    else:
-        if xadd:
-            parsed.id_at = i
-    if xadd and parsed.id_at < 0:
+    if xadd and parsed.id_at < 0:  # at "*", or past the end (then the arity check fails)
         parsed.id_at = i
     if parsed.limit and not parsed.strategy:
         raise CommandError(errors.STREAM_LIMIT_WITHOUT_STRATEGY)
