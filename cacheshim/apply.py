@@ -231,10 +231,11 @@ class Applier:
             return  # no owner to answer (a foreign writer), or the same proposal twice
         timeout_ms = timeout_ms_of(block, args)
         deadline_ms = self.time_ms + timeout_ms + DEADLINE_GRACE_MS if timeout_ms > 0 else None
+        waits_as = args if block.args is None else list(block.args)
         self.blocked.add(
             BlockedEntry(
-                record.shim_id, record.proposal_id, record.db, args, block.keys, block.kind,
-                deadline_ms,
+                record.shim_id, record.proposal_id, record.db, waits_as, block.keys,
+                block.kind, deadline_ms,
             )
         )  # fmt: skip
 
@@ -265,15 +266,24 @@ class Applier:
                     blocked.remove(entry.shim_id, entry.proposal_id)  # its shim is gone
                     continue
                 value = db.get(key, now_ms)
-                if value is None or (entry.kind is not None and not isinstance(value, entry.kind)):
-                    break
+                if (
+                    value is None or (entry.kind is not None and not isinstance(value, entry.kind))
+                ) and not _waits_for_its_group(entry):
+                    continue  # not for this client (another waiting here may want it)
                 ctx = Ctx(self.keyspace, entry.db, now_ms, index, pubsub=self.pubsub, acl=self.acl)
+                ctx.serving_blocked = key
                 reply = run(ctx, entry.args)
                 if as_would_block(reply) is not None:
                     continue  # nothing for it after all: it keeps its place
                 blocked.remove(entry.shim_id, entry.proposal_id)
                 self.served.append((entry.shim_id, entry.proposal_id, reply))
                 ready.extend(blocked.take_ready())
+
+
+def _waits_for_its_group(entry: BlockedEntry) -> bool:
+    """A client in XREADGROUP is answered (with an error) when its stream goes away or is
+    replaced by another type, as in Redis 7.0: its group cannot come back."""
+    return entry.args[0].upper() == b"XREADGROUP"
 
 
 def watch_broken(

@@ -65,6 +65,7 @@ value                       RESP2                       RESP3
 ``dict``                    flat array ``*2N``          map ``%N``
 ``set``, ``SetReply(...)``  array ``*N``                set ``~N``
 ``Push(items)``             array ``*N``                push ``>N``
+``KeyedRows(rows)``         array of ``*2`` rows        map ``%N``
 ``Verbatim(text, "txt")``   bulk of the text            ``=N\\r\\ntxt:...``
 ``BigNumber(value)``        bulk of the digits          ``(digits``
 ``DoubleText(text)``        bulk of the text            double ``,text``
@@ -102,6 +103,7 @@ __all__ = [
     "DoubleText",
     "Encoder",
     "Error",
+    "KeyedRows",
     "NullArray",
     "ParserLimits",
     "Push",
@@ -616,6 +618,14 @@ class Pairs:
 
 
 @dataclass(frozen=True, slots=True)
+class KeyedRows:
+    """Two-item rows keyed by their first item: an array of two-item arrays in RESP2, a
+    map in RESP3 (XREAD's streams, each with its entries)."""
+
+    items: Sequence[tuple[Reply, Reply]]
+
+
+@dataclass(frozen=True, slots=True)
 class Picks:
     """Picks that may repeat, from a table of replies: the array of ``table[i]`` for each
     ``i`` of ``indexes`` (SRANDMEMBER, ZRANDMEMBER and HRANDFIELD with a negative count).
@@ -665,6 +675,7 @@ Reply: TypeAlias = (
     | Push
     | SetReply
     | Pairs
+    | KeyedRows
     | Picks
     | Frames
     | NullArray
@@ -836,6 +847,15 @@ def _put_pairs(out: bytearray, value: Pairs, resp3: bool) -> None:
         _put(out, second, resp3)
 
 
+def _put_keyed_rows(out: bytearray, value: KeyedRows, resp3: bool) -> None:
+    out += b"%%%d\r\n" % len(value.items) if resp3 else b"*%d\r\n" % len(value.items)
+    for first, second in value.items:
+        if not resp3:
+            out += b"*2\r\n"
+        _put(out, first, resp3)
+        _put(out, second, resp3)
+
+
 # How many picks are joined at a time: bounds the list of references a join takes.
 _PICKS_CHUNK: Final = 65536
 
@@ -883,6 +903,7 @@ _WRITERS: Final[dict[type, Callable[[bytearray, Any, bool], None]]] = {
     frozenset: _put_set,
     SetReply: _put_set_reply,
     Pairs: _put_pairs,
+    KeyedRows: _put_keyed_rows,
     Picks: _put_picks,
     Frames: _put_frames,
     Push: _put_push,
