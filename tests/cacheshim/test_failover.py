@@ -256,3 +256,91 @@ def test_linearizable_reads_and_writes_go_on_while_the_zones_node_fails(
         assert write_gap < GAP_TARGET_S + MARGIN_S, (write_gap, traffic.errors[:5])
     finally:
         deployment.stop()
+
+
+# -- --max-staleness-ms: local reads refused while the shim hears nothing from the log ------
+
+STALENESS_MS = 2000
+
+
+def _info_memlog(conn: redis.Redis) -> dict[str, object]:
+    info = conn.info("memlog")
+    assert isinstance(info, dict)
+    return info
+
+
+def _get_or_error(conn: redis.Redis, key: str) -> object:
+    try:
+        return conn.get(key)
+    except redis.ResponseError as exc:
+        return exc
+
+
+def test_local_reads_are_refused_past_max_staleness_and_served_again_after(
+    tmp_path: Path,
+) -> None:
+    """--max-staleness-ms 2000: idle, the shim stays fresh (keepalives on its Read stream);
+    with its zone's node paused it reads from another and goes on serving; with every log
+    node paused, GET is refused with MASTERDOWN within 2 s + a margin (and not before
+    about 2 s), INFO says so; after the resume, reads are served again."""
+    deployment = Memlog(tmp_path / "stale", shim_args=["--max-staleness-ms", str(STALENESS_MS)])
+    try:
+        deployment.start()
+        cluster = deployment.cluster
+        assert cluster is not None
+        conn = client(deployment.shim_ports[0])
+        assert conn.set("k", "v")
+        assert execute(conn, "CONFIG", "GET", "memlog-max-staleness-ms") == [
+            b"memlog-max-staleness-ms",
+            str(STALENESS_MS).encode(),
+        ]
+        assert b"memlog-max-staleness-ms" not in execute(conn, "CONFIG", "GET", "*")  # type: ignore[operator]
+        with pytest.raises(redis.ResponseError, match="--max-staleness-ms"):
+            execute(conn, "CONFIG", "SET", "memlog-max-staleness-ms", "0")
+        # Idle for longer than the limit: the keepalives keep the shim fresh.
+        idle_until = time.monotonic() + STALENESS_MS / 1000 + 1
+        while time.monotonic() < idle_until:
+            assert conn.get("k") == b"v"
+            info = _info_memlog(conn)
+            assert info["local_reads_refused"] == 0, info
+            time.sleep(0.1)
+        assert info["max_staleness_ms"] == STALENESS_MS
+        assert int(str(info["log_silent_ms"])) < STALENESS_MS, info
+        # The zone's node paused: the Read stream moves to another node; reads go on.
+        zone = deployment.shim_zones[0] if deployment.shim_zones else cluster.zones[0]
+        resume = [_pause(deployment, zone)]
+        try:
+            until = time.monotonic() + STALENESS_MS / 1000 + 2
+            refused = 0
+            while time.monotonic() < until:
+                refused += isinstance(_get_or_error(conn, "k"), redis.ResponseError)
+                time.sleep(0.05)
+            wait_until(lambda: conn.get("k") == b"v", 10, "reads from another node")
+            print(f"zone node paused: {refused} reads refused while the stream moved")
+            # Every node paused: nothing comes; reads are refused once the limit passes.
+            paused_at = time.monotonic()
+            resume += [_pause(deployment, z) for z in cluster.zones if z != zone]
+            while not isinstance(reply := _get_or_error(conn, "k"), redis.ResponseError):
+                assert reply == b"v"
+                assert time.monotonic() - paused_at < STALENESS_MS / 1000 + 1.5
+                time.sleep(0.02)
+            took = time.monotonic() - paused_at
+            print(f"every node paused: reads refused after {took:.2f}s")
+            # redis-py knows Redis's MASTERDOWN reply and raises its own error for it.
+            assert isinstance(reply, redis.exceptions.MasterDownError), reply
+            assert "replica-serve-stale-data" in str(reply), reply
+            assert took > STALENESS_MS / 1000 - 0.5  # not before the limit (keepalive 0.25 s)
+            info = _info_memlog(conn)
+            assert info["local_reads_refused"] == 1, info
+            assert int(str(info["log_silent_ms"])) > STALENESS_MS, info
+            assert int(str(info["log_last_io_seconds_ago"])) >= STALENESS_MS // 1000, info
+            assert conn.ping()  # not a read of data: answered
+        finally:
+            for undo in resume:
+                undo()
+        resumed_at = time.monotonic()
+        wait_until(lambda: _get_or_error(conn, "k") == b"v", 30, "reads after the resume")
+        print(f"served again {time.monotonic() - resumed_at:.2f}s after the resume")
+        assert _info_memlog(conn)["local_reads_refused"] == 0
+    finally:
+        deployment.stop()
