@@ -63,6 +63,11 @@ NOPROTO: Final = "NOPROTO unsupported protocol version"
 # processCommand while the data set is (re)loaded: here, while a shim the log was trimmed past
 # restores the newest snapshot (cacheshim.server.replica).
 LOADING: Final = "LOADING Redis is loading the dataset in memory"
+# A replica whose link to its master is down, with replica-serve-stale-data no; memlog's
+# shims answer it to local reads past --max-staleness-ms without word from the log.
+MASTERDOWN: Final = (
+    "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'."
+)
 DB_INDEX_OUT_OF_RANGE: Final = "ERR DB index is out of range"
 
 # --- Keys and strings (db.c, expire.c, t_string.c, object.c) --------------------------------
