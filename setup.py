@@ -1,7 +1,8 @@
 """Only the C extensions live here; everything else is in pyproject.toml.
 
 `cacheshim.protocol._fastread` serves plain GETs in C; `cacheshim.snapshot._native` computes
-the snapshot file's CRC-64 and decompresses LZF. They are built by default, and a failed
+the snapshot file's CRC-64, decompresses LZF and loads keys; `cacheshim.snapshot._native_write`
+writes a snapshot's keys. They are built by default, and a failed
 build fails the install: without them memlog falls back to Python twins
 (cacheshim/protocol/fastread.py, cacheshim/snapshot/crc64.py and lzf.py: same results, far
 slower), which nobody would notice. To go without them on purpose (no compiler), install
@@ -27,6 +28,11 @@ setup(
         Extension(
             "cacheshim.snapshot._native",
             sources=["cacheshim/snapshot/_native.c"],
+            extra_compile_args=["-O2"],
+        ),
+        Extension(
+            "cacheshim.snapshot._native_write",
+            sources=["cacheshim/snapshot/_native_write.c"],
             extra_compile_args=["-O2"],
         ),
     ]
