@@ -6,6 +6,7 @@ temp file a killed one left is removed; a cadence it cannot honour is refused.""
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
 import subprocess
 import sys
@@ -73,13 +74,13 @@ def test_a_resident_snapshotter_bootstraps_once_and_matches_the_shim(tmp_path: P
         follower = _start_follower(m, "--every-records", "150", "--min-records", "1")
         wait_until(lambda: "at index" in log_path.read_text(), 60, "the snapshotter's start")
         assert not stale.exists()
+
+        def stored(count: int) -> bool:
+            return log_path.read_text().count(" stored: ") >= count
+
         for round_ in range(3):
             _write(port, f"r{round_}", 170)
-            wait_until(
-                lambda n=round_ + 1: log_path.read_text().count(" stored: ") >= n,
-                60,
-                "a snapshot by records",
-            )
+            wait_until(functools.partial(stored, round_ + 1), 60, "a snapshot by records")
         text = log_path.read_text()
         # One restore and replay; every snapshot after it from the followed log.
         assert text.count("at index") == 1, text
