@@ -16,9 +16,10 @@ import pytest
 
 from cacheshim import launcher
 from cacheshim.snapshot.rdb import read_rdb
+from cacheshim.snapshot.tools import Snapshotter
 from logsvc.client import LogClient, get_snapshot
 from tests.cacheshim.harness import Memlog, applied_index, client, execute, stop_process, wait_until
-from tests.cacheshim.test_snapshot_restart import _addrs, _digest, _log_state
+from tests.cacheshim.test_snapshot_restart import _addrs, _digest, _log_state, _snapshot_once
 
 
 def _start_follower(m: Memlog, *flags: str) -> subprocess.Popen[bytes]:
@@ -111,3 +112,56 @@ def test_a_cadence_it_cannot_honour_is_refused(capsys: pytest.CaptureFixture[str
         assert launcher.main(["snapshot", "--log", "127.0.0.1:1", *flags]) == 1
         err = capsys.readouterr().err
         assert err.startswith("memlog snapshot: ") and says in err, (flags, err)
+
+
+def test_a_resident_snapshotter_behind_the_trim_point_starts_again(tmp_path: Path) -> None:
+    """Its next record was trimmed (a newer snapshot came from elsewhere and the log trimmed
+    below it): it restores the newest snapshot, replays, and what it stores next has the
+    shim's digest."""
+    m = Memlog(
+        tmp_path,
+        log_args=["--trim-interval-s", "0.3", "--trim-keep-entries", "20",
+                  "--trim-keep-seconds", "0"],
+    )  # fmt: skip
+    try:
+        m.start()
+        port = m.shim_ports[0]
+        _write(port, "a", 60)
+
+        async def scenario() -> tuple[int, int, str]:
+            async with LogClient(_addrs(m).split(",")) as log:
+                snapshotter = Snapshotter(log, 1, str(tmp_path))
+                await snapshotter.recover()
+                behind = snapshotter.applier.applied_index
+                # One write at a time: each its own entry of the log, which trims by entries.
+                shim = client(port)
+                for i in range(60):
+                    shim.set(f"b{i}", i)
+                newer = _snapshot_once(m)  # one-shot, by another process
+                assert newer > behind + 1
+                _write(port, "c", 60)  # past the floor: the log trims below `newer`
+                loop = asyncio.get_running_loop()
+                deadline = loop.time() + 60
+                # Until its next record, behind + 1, is gone from every node.
+                while min([(await log.status(a)).first_index for a in log.addresses]) <= behind + 1:
+                    assert loop.time() < deadline, "the log did not trim on every node"
+                    await asyncio.sleep(0.1)
+                target = applied_index(client(port))
+                follower = asyncio.create_task(snapshotter.follow())
+                try:
+                    while snapshotter.applier.applied_index < target:
+                        assert not follower.done(), follower
+                        assert loop.time() < deadline, "it did not catch up"
+                        await asyncio.sleep(0.1)
+                    assert snapshotter.recoveries == 2  # the start, then once more
+                    stored = await snapshotter.take(min_records=1)
+                finally:
+                    follower.cancel()
+                assert stored is not None
+                return stored, newer, snapshotter.applier.keyspace.digest()
+
+        stored, newer, digest = asyncio.run(scenario())
+        assert stored >= newer
+        assert digest == _digest(port) == _snapshot_digest(m, stored)
+    finally:
+        m.stop()
