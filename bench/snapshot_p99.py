@@ -48,9 +48,10 @@ from tests.cacheshim.harness import Memlog, stop_process
 TESTS = ("get", "set")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 # "2026-12-07 18:12:01,029 INFO cacheshim.snapshot.tools: snapshot 123 stored: ... written in
-# 0.52s, put in 0.31s"
+# 0.52s (CPU 0.50s), put in 0.31s" (older snapshotters gave no CPU)
 STORED = re.compile(
-    r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) .* stored.*written in ([\d.]+)s, put in ([\d.]+)s"
+    r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) .* stored.*written in ([\d.]+)s"
+    r"(?: \(CPU [\d.]+s\))?, put in ([\d.]+)s"
 )
 
 

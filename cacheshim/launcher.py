@@ -19,6 +19,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from logsvc.auth import AuthConfigError
 from logsvc.cli import add_client_credentials, client_credentials
@@ -38,6 +39,9 @@ from logsvc.local import (
     stop_processes,
     wait_for_log_leader,
 )
+
+if TYPE_CHECKING:
+    from cacheshim.snapshot.tools import Cadence
 
 
 def answers_ping(host: str, port: int) -> bool:
@@ -107,10 +111,14 @@ def shim_command(cluster: LocalCluster, index: int, port: int) -> list[str]:
     ]  # fmt: skip
 
 
-# The snapshotter `memlog up` runs: a round a minute, a snapshot when 10,000 records came
-# since the newest one (the log trims below it, keeping --trim-keep-entries/-seconds).
+# The snapshotter `memlog up` runs: resident (--follow: it applies the log as it commits,
+# so a snapshot costs one write, not a restore and a replay), a round a minute, a snapshot
+# when 10,000 records came since the newest one, and at once when 500,000 came (a bound on
+# what a restarting shim replays at a high write rate). The log trims below the newest
+# snapshot, keeping --trim-keep-entries/-seconds.
 SNAPSHOT_EVERY_S = 60
 SNAPSHOT_MIN_RECORDS = 10_000
+SNAPSHOT_EVERY_RECORDS = 500_000
 # The snapshotter yields the CPU to everything else of the machine (docs/bench-snapshot-p99.md).
 PRIORITIES = ("idle", "low", "normal")
 SNAPSHOT_PRIORITY = "low"
@@ -133,7 +141,9 @@ def snapshotter_command(cluster: LocalCluster, temp_dir: Path) -> list[str]:
     return [
         sys.executable, "-m", "cacheshim.launcher", "snapshot",
         "--log", ",".join(cluster.addresses()),
+        "--follow",
         "--every-s", str(SNAPSHOT_EVERY_S),
+        "--every-records", str(SNAPSHOT_EVERY_RECORDS),
         "--min-records", str(SNAPSHOT_MIN_RECORDS),
         "--temp-dir", str(temp_dir),
         *(cluster.tls.shim_args() if cluster.tls is not None else ()),
@@ -244,10 +254,28 @@ def build_parser() -> argparse.ArgumentParser:
     default_log = "127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003"
     p_snap = sub.add_parser(
         "snapshot",
-        help="write the next snapshot from the newest one and the log (once, or --every-s)",
+        help="write the next snapshot from the newest one and the log (once, or --follow)",
     )
     p_snap.add_argument("--log", default=default_log, help="log node addresses, comma separated")
-    p_snap.add_argument("--every-s", type=float, default=None, help="keep going: a round every N s")
+    p_snap.add_argument(
+        "--follow",
+        action="store_true",
+        help="stay resident: apply the log as it commits and write a snapshot at the cadence "
+        "--every-s and/or --every-records give (each costs the new records and one write)",
+    )
+    p_snap.add_argument(
+        "--every-s",
+        type=float,
+        default=None,
+        help="with --follow: a round every N s (a snapshot if --min-records came); alone it "
+        "implies --follow",
+    )
+    p_snap.add_argument(
+        "--every-records",
+        type=int,
+        default=None,
+        help="with --follow: a snapshot as soon as N records came since the newest one",
+    )
     p_snap.add_argument(
         "--min-records", type=int, default=1, help="records since the newest snapshot to write one"
     )
@@ -314,6 +342,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     return up(args.port, args.data, args.shims, args.log_base_port)
 
 
+def snapshot_cadence(args: argparse.Namespace) -> Cadence | None:
+    """`memlog snapshot`'s mode: None once; a Cadence when resident (--follow, or --every-s
+    alone, as before it). Raises ValueError for --every-records alone, or a bad cadence."""
+    from cacheshim.snapshot.tools import Cadence
+
+    follow = bool(args.follow) or args.every_s is not None
+    if not follow:
+        if args.every_records is not None:
+            raise ValueError("--every-records needs --follow (a one-shot run writes one snapshot)")
+        return None
+    cadence = Cadence(args.every_s, args.every_records, args.min_records)
+    cadence.validate()
+    return cadence
+
+
 def _snapshot_tools(args: argparse.Namespace) -> int:
     import logging
 
@@ -331,10 +374,11 @@ def _snapshot_tools(args: argparse.Namespace) -> int:
         addresses = [a.strip() for a in str(args.log).split(",") if a.strip()]
         credentials = client_credentials(args, "log_")
         if command == "snapshot":
+            cadence = snapshot_cadence(args)
             lower_priority(str(args.priority))
             return asyncio.run(
                 tools.snapshot_main(
-                    addresses, args.every_s, args.min_records, args.temp_dir, credentials
+                    addresses, cadence, args.min_records, args.temp_dir, credentials
                 )
             )
         if command == "export":
@@ -344,7 +388,7 @@ def _snapshot_tools(args: argparse.Namespace) -> int:
                 addresses, args.rdb, args.to_index, args.to_time, args.temp_dir, credentials
             )
         )
-    except (LogClientError, RdbError, OSError, AuthConfigError) as exc:
+    except (LogClientError, RdbError, OSError, AuthConfigError, ValueError) as exc:
         print(f"memlog {command}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -103,6 +103,7 @@ def kind(value: object) -> int:
 # zset:   1 when a listpack (else a skiplist)
 
 _STRING_CLASSES: Final[tuple[type[bytes], ...]] = (bytes, RawString, PlainString, PrivateInt)
+STRING_CLASSES: Final = _STRING_CLASSES  # by shape code (the C writer's view)
 HASH_HASHTABLE: Final = 1
 HASH_PICKS: Final = 4  # a bit no other shape uses (the meta is read before the type)
 
@@ -279,6 +280,13 @@ def keys_in_scan_order(db: Database) -> Iterator[bytes]:
     db._check_key_index()
     for chain in db.key_index.chains():
         yield from chain
+
+
+def scan_buckets(db: Database) -> Sequence[object]:
+    """The SCAN table's buckets as KeyIndex holds them (None, a key, or a tuple of keys): what
+    the C writer's scan_positions reads (the twin of scan_order_positions below)."""
+    db._check_key_index()
+    return db.key_index._buckets
 
 
 def scan_order_positions(db: Database) -> list[int] | None:

@@ -12,6 +12,10 @@ key: the index of its last change, for WATCH, and its encoding shape; per databa
 SCAN table's size, the changes of removed keys and the removals by expiry; the clients
 blocked in BLPOP & co.; the large records still arriving in pieces). The file is a function
 of the keyspace and the state: two snapshotters at one index write the same bytes.
+The loop over a database's keys (and its SCAN order and removed keys) has a C twin,
+cacheshim/snapshot/_native_write.c, used when built: this module's loop is its specification
+and the fallback, and tests/cacheshim/test_snapshot_native_write.py holds them to the same
+bytes.
 
 `read_rdb` reads such a file incrementally, or any RDB file Redis 2.6 to 7.2 writes for the
 types memlog holds: every string encoding (integers, LZF), lists as plain, ziplist,
@@ -122,6 +126,8 @@ AUX_STREAM_NODE: Final = b"memlog-stream-node"
 STREAM_NODE_MAX_BYTES: Final = 4096
 STREAM_NODE_MAX_ENTRIES: Final = 100
 SCAN_POSITIONS_PER_FIELD: Final = 16384
+# A string value of this many bytes or more goes to the file as it is, not copied (C writer).
+BIG_VALUE_BYTES: Final = 1 << 16
 
 _I64: Final = struct.Struct("<q")
 _U64: Final = struct.Struct("<Q")
@@ -277,8 +283,11 @@ def write_rdb(
     *,
     ctime_s: int | None = None,
     chunk_bytes: int = 1 << 20,
+    native: bool = True,
 ) -> WriteResult:
     """Write keyspace to out as an RDB file; a memlog snapshot too when state is given.
+    native=False: the keys by this module's own loop even when the C one is built (the
+    specification the C loop is tested against).
 
     ctime (the file's creation time, informational) is the state's apply time when there
     is a state, so the bytes depend on nothing else; else ctime_s or the clock.
@@ -313,22 +322,39 @@ def write_rdb(
             write(bytes((OP_SELECTDB,)) + encode_length(db.index))
             write(bytes((OP_RESIZEDB,)) + encode_length(len(db.data)))
             write(encode_length(len(db.expires)))
-            keys = list(db.data)  # insertion order, which KEYS and others answer in
-            for start in range(0, len(keys), KEYS_PER_META):
-                batch = keys[start : start + KEYS_PER_META]
-                if memlog:
-                    write(_aux(AUX_KEYS, _meta_blob(db, batch)))
-                for key in batch:
-                    _write_key(write, db, key)
-            keys_written += len(keys)
+            if _writer is not None and native:
+                # The same bytes from C (_native_write.c), which hands the values it does not
+                # know to _key_meta and encode_value below.
+                keys_written += _writer.write_keys(
+                    write, db.index, db.data, db.expires, db.changed_at, memlog,
+                    KEYS_PER_META, BIG_VALUE_BYTES, chunk_bytes,
+                )  # fmt: skip
+            else:
+                keys = list(db.data)  # insertion order, which KEYS and others answer in
+                for start in range(0, len(keys), KEYS_PER_META):
+                    batch = keys[start : start + KEYS_PER_META]
+                    if memlog:
+                        write(_aux(AUX_KEYS, _meta_blob(db, batch)))
+                    for key in batch:
+                        _write_key(write, db, key)
+                keys_written += len(keys)
         if memlog:
-            positions = model.scan_order_positions(db) if db.data else None
+            if not db.data:
+                positions = None
+            elif _writer is not None and native:
+                positions = _writer.scan_positions(model.scan_buckets(db), db.data)
+            else:
+                positions = model.scan_order_positions(db)
             if positions is not None:
                 for start in range(0, len(positions), SCAN_POSITIONS_PER_FIELD):
                     chunk = positions[start : start + SCAN_POSITIONS_PER_FIELD]
                     write(_aux(AUX_SCAN, varint(db.index) + b"".join(map(varint, chunk))))
             data = db.data
-            gone = ((k, c) for k, c in sorted(db.changed_at.items()) if k not in data)
+            # Sorted after the filter: the same pairs, without sorting every live key's.
+            if _writer is not None and native:
+                gone = sorted(_writer.gone_pairs(db.changed_at, data))
+            else:
+                gone = sorted((k, c) for k, c in db.changed_at.items() if k not in data)
             for blob in _pair_blobs(db.index, gone):
                 write(_aux(AUX_GONE, blob))
             for blob in _pair_blobs(db.index, sorted(db.expired_at.items())):
@@ -354,17 +380,19 @@ def _meta_blob(db: model.Database, keys: Sequence[bytes]) -> bytes:
     data = db.data
     for key in keys:
         changed = changed_at.get(key)
-        value: object = data[key]
-        shape = model.shape(value)
-        picks = model.hash_pick_order(value) if isinstance(value, model.HashValue) else None
-        if picks is not None:
-            shape |= model.HASH_PICKS
         parts.append(varint(0 if changed is None else changed + 1))
-        parts.append(varint(shape))
-        if picks is not None:
-            parts.append(varint(len(picks)))
-            parts.extend(varint(p) for p in picks)
+        parts.append(_key_meta(data[key]))
     return b"".join(parts)
+
+
+def _key_meta(value: object) -> bytes:
+    """A key's part of memlog-keys after its last change: its shape, then a hash's pick
+    order when it has its own (also what the C writer asks for a value it does not know)."""
+    shape = model.shape(value)
+    picks = model.hash_pick_order(value) if isinstance(value, model.HashValue) else None
+    if picks is None:
+        return varint(shape)
+    return b"".join([varint(shape | model.HASH_PICKS), varint(len(picks)), *map(varint, picks)])
 
 
 def _pair_blobs(db_index: int, pairs: Iterable[tuple[bytes, int]]) -> Iterator[bytes]:
@@ -771,6 +799,28 @@ def _load_native() -> Any:
 
 _native: Final = _load_native()
 HAVE_C_LOADER: Final = _native is not None
+
+
+def _load_writer() -> Any:
+    """The C key writer (cacheshim/snapshot/_native_write.c: write_keys), configured with the
+    value classes and this module's fallbacks for any other value; None without the
+    extension or with MEMLOG_PURE_PYTHON=1. It reads a value's insides where they are what it
+    expects and hands any other value to _key_meta and encode_value, key by key."""
+    if os.environ.get("MEMLOG_PURE_PYTHON") == "1":
+        return None
+    try:
+        from cacheshim.snapshot import _native_write  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    _native_write.configure(
+        model.STRING_CLASSES, model.ListValue, model.SetValue, model.HashValue, model.ZSet,
+        _key_meta, encode_value,
+    )  # fmt: skip
+    return _native_write
+
+
+_writer: Final = _load_writer()
+HAVE_C_WRITER: Final = _writer is not None
 
 
 def read_rdb(inp: BinaryIO, *, chunk_bytes: int = 1 << 20, native: bool = True) -> LoadResult:

@@ -4,10 +4,12 @@ All of them rebuild the keyspace the way a shim does at start (`bootstrap.recove
 newest usable snapshot, then the log through the same `Applier`), so what they write is what
 a shim holds at that index.
 
-- The snapshotter writes the next snapshot (a memlog RDB with its state) into a temp file and
-  stores it with `put_snapshot`. With `every_s` it keeps its applier in memory, follows the
-  log, and writes one every `every_s` seconds when at least `min_records` came since the
-  newest snapshot. It is a process of its own: serving shims never pause for it.
+- The snapshotter writes the next snapshot (a memlog RDB with its state) into a temp file,
+  reads it back to check it (size and CRC-64), and stores it with `put_snapshot`. Resident
+  (`--follow`, a `Cadence`) it keeps its applier in memory and follows the log, and writes
+  one every `every_s` seconds when at least `min_records` came since the newest snapshot,
+  and at once when `every_records` came. It is a process of its own: serving shims never
+  pause for it.
 - export: a plain Redis RDB file (no memlog fields) of the state at the commit index.
 - import: a Redis RDB file loaded through the log, as ordinary writes sent to a shim.
 - restore: the state at a log index, or at the last record whose time is <= T, as an RDB.
@@ -23,6 +25,7 @@ import os
 import tempfile
 import time
 from collections.abc import AsyncGenerator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
@@ -30,8 +33,10 @@ from cacheshim import persistence
 from cacheshim.apply import Applier
 from cacheshim.commands import load_all
 from cacheshim.snapshot import bootstrap, model
+from cacheshim.snapshot.crc64 import crc64
 from cacheshim.snapshot.rdb import (
     LoadResult,
+    WriteResult,
     dump_payload,
     read_rdb,
     restore,
@@ -60,6 +65,10 @@ async def commit_index(client: LogClient) -> int:
     raise LogClientError("no log node answered Status: " + "; ".join(errors))
 
 
+TEMP_PREFIX = "memlog-snapshotter-"
+VERIFY_CHUNK_BYTES = 1 << 20
+
+
 def _temp_path(temp_dir: str | None, prefix: str) -> Path:
     fd, name = tempfile.mkstemp(prefix=prefix, dir=temp_dir)
     os.close(fd)
@@ -69,19 +78,91 @@ def _temp_path(temp_dir: str | None, prefix: str) -> Path:
 # -- the snapshotter --------------------------------------------------------------------------
 
 
+class SnapshotUnverified(Exception):
+    """The file just written does not read back as written: it is not stored."""
+
+
+def verify_written(path: Path, written: WriteResult) -> None:
+    """Read the file back and check it is what write_rdb said it wrote: its size, and its
+    CRC-64 over everything before the trailer equal to the trailer and to the checksum the
+    writer computed on the way (a short write, a disk or page-cache fault, a file changed
+    by someone else). Raises SnapshotUnverified."""
+    crc = 0
+    size = 0
+    tail = b""
+    with path.open("rb") as f:
+        while chunk := f.read(VERIFY_CHUNK_BYTES):
+            size += len(chunk)
+            data = tail + chunk
+            crc = crc64(crc, data[:-8])
+            tail = data[-8:]
+    if size != written.bytes_written or len(tail) != 8:
+        raise SnapshotUnverified(f"{size} bytes on disk, {written.bytes_written} written")
+    trailer = int.from_bytes(tail, "little")
+    if crc != written.checksum or trailer != written.checksum:
+        raise SnapshotUnverified(
+            f"CRC-64 {crc:016x} read back, {trailer:016x} in the trailer, "
+            f"{written.checksum:016x} written"
+        )
+
+
+def remove_stale_temp_files(temp_dir: str | None) -> int:
+    """Files a snapshotter killed mid-write left in its own temp folder (only a folder given
+    with --temp-dir: the system's is shared); how many."""
+    if temp_dir is None:
+        return 0
+    removed = 0
+    for path in Path(temp_dir).glob(TEMP_PREFIX + "*"):
+        with contextlib.suppress(OSError):
+            path.unlink()
+            removed += 1
+    return removed
+
+
+@dataclass(frozen=True, slots=True)
+class Cadence:
+    """When a resident snapshotter (--follow) writes: every_s seconds after the last round
+    when at least min_records records came since the newest snapshot, and at once when
+    every_records came (None: that rule is off). A SAVE/BGSAVE marker asks for one at once."""
+
+    every_s: float | None = None
+    every_records: int | None = None
+    min_records: int = 1
+
+    def validate(self) -> None:
+        if self.every_s is None and self.every_records is None:
+            raise ValueError("--follow needs a cadence: --every-s and/or --every-records")
+        if self.every_s is not None and not self.every_s > 0:
+            raise ValueError(f"--every-s must be above 0, not {self.every_s:g}")
+        if self.every_records is not None and self.every_records < 1:
+            raise ValueError(f"--every-records must be at least 1, not {self.every_records}")
+        if self.min_records < 1:
+            raise ValueError(f"--min-records must be at least 1, not {self.min_records}")
+
+
 class Snapshotter:
+    """One-shot (`run(None)`): restore the newest snapshot, replay the log to the commit
+    index, write and store the next one. Resident (`run(cadence)`, `memlog snapshot
+    --follow`): the same start, then it keeps its applier and follows the log with the
+    shims' apply code, so each later snapshot costs the new records' apply and one write.
+    A log trimmed past it (it fell behind) sends it through the start again."""
+
     def __init__(
         self, client: LogClient, min_records: int = 1, temp_dir: str | None = None
     ) -> None:
         load_all()
         self.client = client
         self.min_records = max(1, min_records)
+        self.every_records: int | None = None
         self.temp_dir = temp_dir
         self.applier = Applier()
         self.newest = 0  # the newest snapshot index known durable
         self._lock = asyncio.Lock()  # the applier: apply, recover and write never overlap
         # Set when a SAVE/BGSAVE marker was applied (cacheshim.persistence): a round now.
         self.asked = asyncio.Event()
+        # Set when every_records records came since the newest snapshot.
+        self.due = asyncio.Event()
+        self.recoveries = 0
 
     async def recover(self) -> None:
         async with self._lock:
@@ -90,6 +171,7 @@ class Snapshotter:
                 self.applier, self.client, target, temp_dir=self.temp_dir
             )
             self.newest = max(self.newest, done.snapshot_index)
+            self.recoveries += 1
             log.info(
                 "at index %d (snapshot %d, then %d records of the log)",
                 done.applied_index, done.snapshot_index, done.replayed_records,
@@ -97,12 +179,13 @@ class Snapshotter:
 
     async def take(self, min_records: int | None = None) -> int | None:
         """Write and store a snapshot at the applied index if enough records (min_records,
-        else the snapshotter's setting) came since the newest one; its index, or None."""
+        else the snapshotter's setting) came since the newest one; its index, or None. The
+        file is read back and checked before it is stored (SnapshotUnverified if not)."""
         least = self.min_records if min_records is None else min_records
         catalog = await bootstrap.list_snapshots_any(self.client)
         if catalog:
             self.newest = max(self.newest, catalog[0].index)
-        path = _temp_path(self.temp_dir, "memlog-snapshotter-")
+        path = _temp_path(self.temp_dir, TEMP_PREFIX)
         try:
             async with self._lock:
                 applier = self.applier
@@ -110,24 +193,35 @@ class Snapshotter:
                 if index == 0 or index - self.newest < least:
                     return None
                 started = time.monotonic()
+                cpu = time.process_time()
                 # On the loop, not in a thread: the applier must not change while it is read,
                 # and nothing else of this process needs the loop meanwhile.
                 with path.open("wb") as out:
                     written = write_rdb(applier.keyspace, out, snapshot_state(applier))
                     out.flush()
                     os.fsync(out.fileno())
-                wrote_s = time.monotonic() - started
+                wrote_s, wrote_cpu = time.monotonic() - started, time.process_time() - cpu
+            await asyncio.to_thread(verify_written, path, written)
             started = time.monotonic()
             response = await put_snapshot(self.client, index, path)
             self.newest = max(self.newest, index)
+            self.due.clear()
             log.info(
-                "snapshot %d stored%s: %d keys, %d bytes, written in %.2fs, put in %.2fs",
+                "snapshot %d stored%s: %d keys, %d bytes, written in %.2fs (CPU %.2fs), "
+                "put in %.2fs",
                 index, " (a duplicate)" if response.duplicate else "", written.keys,
-                written.bytes_written, wrote_s, time.monotonic() - started,
+                written.bytes_written, wrote_s, wrote_cpu, time.monotonic() - started,
             )  # fmt: skip
             return index
         finally:
             path.unlink(missing_ok=True)
+
+    def _applied(self, record: record_pb2.Record | None) -> None:
+        if persistence.is_marker(record):
+            self.asked.set()
+        every = self.every_records
+        if every is not None and self.applier.applied_index - self.newest >= every:
+            self.due.set()
 
     async def follow(self) -> None:
         """Apply the log as it commits, forever; from the newest snapshot again if the log
@@ -138,10 +232,14 @@ class Snapshotter:
                     self.applier.applied_index + 1, follow=True
                 ):
                     async with self._lock:
-                        if index == self.applier.applied_index + 1:
+                        expected = self.applier.applied_index + 1
+                        if index == expected:
                             record, _ = self.applier.apply(index, payload)
-                            if persistence.is_marker(record):
-                                self.asked.set()
+                            self._applied(record)
+                        elif index > expected:
+                            # Never apply past a hole: read again from the next record.
+                            log.warning("the log stream skipped from %d to %d", expected, index)
+                            break
             except TrimmedError as exc:
                 log.warning("the log was trimmed past this snapshotter (%s): recovering", exc)
                 await self.recover()
@@ -149,9 +247,12 @@ class Snapshotter:
                 log.warning("reading the log failed: %s; retrying", exc)
                 await asyncio.sleep(0.5)
 
-    async def run(self, every_s: float | None) -> int:
+    async def run(self, cadence: Cadence | None) -> int:
+        removed = remove_stale_temp_files(self.temp_dir)
+        if removed:
+            log.info("removed %d temp files a stopped snapshotter left", removed)
         await self.recover()
-        if every_s is None:
+        if cadence is None:
             taken = await self.take()
             print(
                 f"snapshot {taken} stored"
@@ -160,33 +261,49 @@ class Snapshotter:
                 f"{self.newest} (fewer than {self.min_records} records since)"
             )
             return 0
+        cadence.validate()
+        self.min_records = cadence.min_records
+        self.every_records = cadence.every_records
         follower = asyncio.create_task(self.follow(), name="snapshotter-follow")
+        loop = asyncio.get_running_loop()
+        next_round = None if cadence.every_s is None else loop.time() + cadence.every_s
         try:
             while True:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(every_s):
-                        await self.asked.wait()
-                asked = self.asked.is_set()
-                self.asked.clear()
+                wait = [asyncio.ensure_future(e.wait()) for e in (self.asked, self.due)]
+                timeout = None if next_round is None else max(0.0, next_round - loop.time())
+                await asyncio.wait(
+                    [*wait, follower], timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                )
+                for task in wait:
+                    task.cancel()
                 if follower.done():
                     follower.result()  # raises what ended it
+                asked, due = self.asked.is_set(), self.due.is_set()
+                timed = next_round is not None and loop.time() >= next_round
+                if not (asked or due or timed):
+                    continue
+                self.asked.clear()
+                self.due.clear()
+                if timed and cadence.every_s is not None:
+                    next_round = loop.time() + cadence.every_s
                 try:
-                    await self.take(min_records=1 if asked else None)
-                except LogClientError as exc:
-                    log.warning("storing a snapshot failed: %s; next round in %gs", exc, every_s)
+                    # Asked (SAVE, BGSAVE) or due by records: one now, whatever min_records.
+                    await self.take(min_records=1 if (asked or due) else None)
+                except (LogClientError, SnapshotUnverified) as exc:
+                    log.warning("storing a snapshot failed: %s; trying again next round", exc)
         finally:
             follower.cancel()
 
 
 async def snapshot_main(
     addresses: list[str],
-    every_s: float | None,
+    cadence: Cadence | None,
     min_records: int,
     temp_dir: str | None,
     credentials: ClientCredentials | None = None,
 ) -> int:
     async with LogClient(addresses, credentials=credentials) as client:
-        return await Snapshotter(client, min_records, temp_dir).run(every_s)
+        return await Snapshotter(client, min_records, temp_dir).run(cadence)
 
 
 # -- export and point-in-time restore -----------------------------------------------------------

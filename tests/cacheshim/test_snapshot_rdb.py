@@ -87,7 +87,7 @@ def run(applier: Applier, commands: Sequence[tuple[int, Command]], time_ms: int)
         apply(applier, record([args], db, time_ms))
 
 
-def dump(keyspace: Keyspace, state: SnapshotState | None = None, **kw: int) -> bytes:
+def dump(keyspace: Keyspace, state: SnapshotState | None = None, **kw: Any) -> bytes:
     out = io.BytesIO()
     write_rdb(keyspace, out, state, **kw)
     return out.getvalue()

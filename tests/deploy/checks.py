@@ -711,15 +711,21 @@ def check_exec_probes(s: Started) -> Problems:
 
 
 def check_snapshot_command(s: Started) -> Problems:
-    """`memlog snapshot` as a long-running snapshotter: a loop (--every-s), its temp files on
-    a mounted volume (the root file system is read-only), at least one log address."""
+    """`memlog snapshot` as a long-running snapshotter: resident (--follow) with a cadence
+    memlog's own check accepts, its temp files on a mounted volume (the root file system is
+    read-only), at least one log address."""
     where = f"{s.pod.name} ({s.program.name})"
     args = s.args
     if args.command != "snapshot":
         return [f"{where}: runs {args.command!r}, not snapshot"]
     problems: Problems = []
-    if args.every_s is None or args.every_s <= 0:
-        problems.append(f"{where}: no --every-s: it writes one snapshot and exits")
+    if not args.follow:
+        problems.append(f"{where}: no --follow: it restores and replays for every snapshot")
+    try:
+        if memlog_cli.snapshot_cadence(args) is None:
+            problems.append(f"{where}: no cadence: it writes one snapshot and exits")
+    except ValueError as exc:
+        problems.append(f"{where}: {exc}")
     mounts = [m["mountPath"] for m in s.container.get("volumeMounts") or []]
     if args.temp_dir is None or str(args.temp_dir) not in mounts:
         problems.append(

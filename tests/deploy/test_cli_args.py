@@ -291,9 +291,11 @@ def test_the_snapshotter_runs_memlog_up_s_command_line(name: str, tmp_path: Path
     want = {a: local[i + 1] for i, a in enumerate(local) if a.startswith("--")}
     got = given_values(s)
     assert set(got) == set(want)
-    for flag in ("--every-s", "--min-records"):
+    for flag in ("--every-s", "--every-records", "--min-records"):
         assert float(got[flag]) == float(want[flag]), flag
+    assert s.args.follow and "--follow" in local
     assert s.args.every_s == float(want["--every-s"])
+    assert s.args.every_records == int(want["--every-records"])
     ns = "default" if name == "base" else "memlog"
     assert sorted(s.args.log.split(",")) == [
         f"memlog-log-{i}.memlog-log-peers.{ns}.svc.cluster.local:7001" for i in range(3)
@@ -303,10 +305,28 @@ def test_the_snapshotter_runs_memlog_up_s_command_line(name: str, tmp_path: Path
 def test_cli_catches_a_one_shot_snapshotter() -> None:
     def mutate(docs: list[Doc]) -> None:
         args = container(snapshotter(docs))["args"]
-        i = args.index("--every-s")
-        del args[i : i + 2]
+        args.remove("--follow")
+        for flag in ("--every-s", "--every-records"):
+            i = args.index(flag)
+            del args[i : i + 2]
 
-    assert "no --every-s" in caught(checks.check_cli, mutate)
+    found = caught(checks.check_cli, mutate)
+    assert "no --follow" in found and "no cadence" in found
+
+
+def test_cli_catches_a_snapshotter_that_does_not_stay_resident() -> None:
+    def mutate(docs: list[Doc]) -> None:
+        container(snapshotter(docs))["args"].remove("--follow")
+
+    assert "no --follow: it restores and replays" in caught(checks.check_cli, mutate)
+
+
+def test_cli_catches_a_bad_snapshotter_cadence() -> None:
+    def mutate(docs: list[Doc]) -> None:
+        args = container(snapshotter(docs))["args"]
+        args[args.index("--every-records") + 1] = "0"
+
+    assert "--every-records must be at least 1" in caught(checks.check_cli, mutate)
 
 
 def test_cli_catches_a_temp_dir_on_the_read_only_root() -> None:
