@@ -9,8 +9,10 @@
  *   table's hash of a key.
  * - index_rehash(buckets, bits): KeyIndex._resize's loop (a resize of the SCAN table).
  * - populate_arenas(on): pymalloc's new arenas mapped populated (see there), for a load.
- * - load_keys(buffer, position, db, meta): the loop of rdb.read_rdb over the key records of
- *   a memlog snapshot (see the comment above it), with meta_check for its memlog-keys fields.
+ * - load_keys(buffer, position, db, meta, lazy): the loop of rdb.read_rdb over the key records
+ *   of a memlog snapshot (see the comment above it), with meta_check for its memlog-keys
+ *   fields; lazy, its collections kept packed (keyspace.PackedValue), and decode_value for
+ *   their first touch.
  *   rdb.py falls back to its own code for everything this declines, and alone when
  *   MEMLOG_PURE_PYTHON=1 (tests/cacheshim/test_snapshot_native.py fuzzes the two against
  *   each other). */
@@ -494,7 +496,8 @@ static inline int64_t le_signed(const unsigned char *b, int width) {
     return (int64_t)v;
 }
 
-/* packed.decode_listpack, appending to out; 0 on a malformed blob. */
+/* packed.decode_listpack, appending to out; 0 on a malformed blob. With out NULL, only
+ * whether the blob is a listpack packed.decode_listpack takes (1) or not (0). */
 static int listpack_into(const unsigned char *b, Py_ssize_t size, PyObject *out) {
     if (size < 7) return 0;
     uint32_t total = (uint32_t)b[0] | ((uint32_t)b[1] << 8) | ((uint32_t)b[2] << 16) |
@@ -541,6 +544,10 @@ static int listpack_into(const unsigned char *b, Py_ssize_t size, PyObject *out)
         }
         if (p > end) return 0;
         p += backlen_bytes(p - start);
+        if (out == NULL) { /* a check only (skip_value) */
+            found++;
+            continue;
+        }
         PyObject *item = length >= 0 ? PyBytes_FromStringAndSize((const char *)b + from, length)
                                      : int_text(number);
         if (item == NULL) return -1;
@@ -866,6 +873,142 @@ static int read_value(Cur *c, unsigned type, long shape, PyObject **out) {
     }
 }
 
+/* ---- values kept packed (keyspace.PackedValue) ------------------------------------------
+ *
+ * With a PackedValue class given (configure_packed) and lazy on, load_keys keeps each
+ * list, set, hash and sorted set of a memlog snapshot as a PackedValue: its RDB type, a copy
+ * of its bytes and its shape, without building the ~5 objects a member or field costs; the
+ * keyspace decodes it on first touch with decode_value (read_value on those bytes, or
+ * rdb.py's reader where read_value declines). skip_value checks what it can without making
+ * objects: every length and string in bounds, a list's nodes listpacks, no NaN score.
+ * Strings in LZF (which memlog's writer never writes) and anything odd: the record is
+ * decoded at load as before. What only a decode can see (a member twice, a member that does
+ * not fit the shape) surfaces at the first touch instead, as an RdbError. */
+
+static PyObject *g_packed_cls;
+enum { PACKED_TYPE, PACKED_PAYLOAD, PACKED_SHAPE, PACKED_SLOTS };
+static const char *packed_slot_names[PACKED_SLOTS] = {"rdb_type", "payload", "shape"};
+static Py_ssize_t packed_slots[PACKED_SLOTS];
+
+/* Step over one RDB string without making it: 1, or 0 (decline). */
+static int skip_string(Cur *c) {
+    if (c->p >= c->size) return 0;
+    unsigned first = c->buf[c->p];
+    if (first >> 6 != 3) {
+        uint64_t n;
+        if (!cur_length(c, &n)) return 0;
+        if (n > (uint64_t)(c->size - c->p)) return 0;
+        c->p += (Py_ssize_t)n;
+        return 1;
+    }
+    static const int widths[3] = {2, 3, 5};
+    unsigned encoding = first & 0x3F;
+    if (encoding > 2) return 0; /* LZF, or not a string: decoded at load */
+    if (c->p + widths[encoding] > c->size) return 0;
+    c->p += widths[encoding];
+    return 1;
+}
+
+static int skip_value(Cur *c, unsigned type) {
+    uint64_t count;
+    if (!cur_length(c, &count)) return 0;
+    if (count > (uint64_t)(c->size - c->p)) return 0; /* each takes a byte at least */
+    switch (type) {
+    case 2:
+        for (uint64_t i = 0; i < count; i++)
+            if (!skip_string(c)) return 0;
+        return 1;
+    case 4:
+        for (uint64_t i = 0; i < 2 * count; i++)
+            if (!skip_string(c)) return 0;
+        return 1;
+    case 5:
+        for (uint64_t i = 0; i < count; i++) {
+            if (!skip_string(c) || c->p + 8 > c->size) return 0;
+            double score;
+            memcpy(&score, c->buf + c->p, 8);
+            if (score != score) return 0;
+            c->p += 8;
+        }
+        return 1;
+    case 18:
+        for (uint64_t i = 0; i < count; i++) {
+            uint64_t container, n;
+            if (!cur_length(c, &container) || (container != 1 && container != 2)) return 0;
+            if (c->p >= c->size || c->buf[c->p] >> 6 == 3) return 0; /* a node is plain bytes */
+            if (!cur_length(c, &n) || n > (uint64_t)(c->size - c->p)) return 0;
+            if (container == 2 && listpack_into(c->buf + c->p, (Py_ssize_t)n, NULL) != 1)
+                return 0;
+            c->p += (Py_ssize_t)n;
+        }
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* A PackedValue of the value at c (of type, after its key), or NULL with *status 0 (not
+ * one to keep packed: decode it now) or -1 (a Python error). */
+static PyObject *packed_value(Cur *c, unsigned type, long shape, int *status) {
+    Py_ssize_t start = c->p;
+    *status = 0;
+    if (shape < 0 || shape > 1 || (type == 18 && shape != 0) || !skip_value(c, type)) {
+        c->p = start;
+        return NULL;
+    }
+    PyObject *payload = PyBytes_FromStringAndSize((const char *)c->buf + start, c->p - start);
+    PyObject *kind = PyLong_FromUnsignedLong(type), *form = PyLong_FromLong(shape);
+    PyObject *value = payload && kind && form ? new_bare(g_packed_cls) : NULL;
+    if (value != NULL) {
+        set_slot(value, packed_slots[PACKED_TYPE], kind);
+        set_slot(value, packed_slots[PACKED_PAYLOAD], payload);
+        set_slot(value, packed_slots[PACKED_SHAPE], form);
+        /* It holds a bytes object and two ints: no cycle can pass through it. */
+        PyObject_GC_UnTrack(value);
+    } else {
+        *status = -1;
+    }
+    Py_XDECREF(payload);
+    Py_XDECREF(kind);
+    Py_XDECREF(form);
+    return value;
+}
+
+/* decode_value(rdb_type, shape, payload) -> the value, or None where read_value declines
+ * (rdb.py's reader then decodes it, raising what it raises). The payload must be used up. */
+static PyObject *py_decode_value(PyObject *self, PyObject *args) {
+    (void)self;
+    unsigned int type;
+    long shape;
+    Py_buffer view;
+    if (g_list_cls == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "configure() first");
+        return NULL;
+    }
+    if (!PyArg_ParseTuple(args, "Ily*", &type, &shape, &view)) return NULL;
+    Cur c = {(const unsigned char *)view.buf, view.len, 0};
+    PyObject *value = NULL;
+    int r = type == 0 ? 0 : read_value(&c, type, shape, &value);
+    PyBuffer_Release(&view);
+    if (r < 0) return NULL;
+    if (r == 0 || c.p != c.size) {
+        Py_XDECREF(value);
+        Py_RETURN_NONE;
+    }
+    return value;
+}
+
+static PyObject *py_configure_packed(PyObject *self, PyObject *cls) {
+    (void)self;
+    if (!PyType_Check(cls)) {
+        PyErr_SetString(PyExc_TypeError, "a class expected");
+        return NULL;
+    }
+    if (find_slots(cls, packed_slot_names, packed_slots, PACKED_SLOTS)) return NULL;
+    Py_XSETREF(g_packed_cls, Py_NewRef(cls));
+    Py_RETURN_NONE;
+}
+
 /* One LEB128 number of a memlog field (below 2**63); 0 when truncated or too long. */
 static int meta_number(const unsigned char *b, Py_ssize_t size, Py_ssize_t *p, uint64_t *out) {
     uint64_t v = 0;
@@ -895,11 +1038,13 @@ static PyObject *py_load_keys(PyObject *self, PyObject *args) {
     Py_buffer view;
     Py_ssize_t position;
     PyObject *db, *meta;
+    int lazy = 0;
     if (g_list_cls == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "configure() first");
         return NULL;
     }
-    if (!PyArg_ParseTuple(args, "y*nOO", &view, &position, &db, &meta)) return NULL;
+    if (!PyArg_ParseTuple(args, "y*nOO|p", &view, &position, &db, &meta, &lazy)) return NULL;
+    if (lazy && (g_packed_cls == NULL || meta == Py_None)) lazy = 0; /* memlog snapshots only */
     PyObject *data = NULL, *expires = NULL, *changed_at = NULL, *heap = NULL, *blocked = NULL;
     PyObject *index = NULL, *buckets = NULL, *meta_blob = NULL, *result = NULL;
     Py_ssize_t keys = 0, count = -1, count_start = -1, mpos = 0, mleft = 0, mdb = -1;
@@ -968,7 +1113,13 @@ static PyObject *py_load_keys(PyObject *self, PyObject *args) {
         }
         PyObject *key = NULL, *value = NULL;
         int r = cur_string(&c, &key);
-        if (r == 1) r = read_value(&c, type, shape, &value); /* rdb.py reads it first too */
+        if (r == 1 && lazy && type != 0) {
+            value = packed_value(&c, type, shape, &r);
+            if (value != NULL) r = 1;
+            else if (r == 0) r = read_value(&c, type, shape, &value);
+        } else if (r == 1) {
+            r = read_value(&c, type, shape, &value); /* rdb.py reads it first too */
+        }
         if (r != 1) {
             Py_XDECREF(key);
             if (r < 0) goto fail;
@@ -1174,7 +1325,11 @@ static PyMethodDef methods[] = {
     {"index_rehash", py_index_rehash, METH_VARARGS,
      "index_rehash(buckets, bits) -> keyindex.KeyIndex._resize's new buckets."},
     {"load_keys", py_load_keys, METH_VARARGS,
-     "load_keys(buffer, position, db, meta) -> (position, keys loaded)."},
+     "load_keys(buffer, position, db, meta, lazy=False) -> (position, keys loaded)."},
+    {"decode_value", py_decode_value, METH_VARARGS,
+     "decode_value(rdb_type, shape, payload) -> a packed value decoded, or None (declined)."},
+    {"configure_packed", py_configure_packed, METH_O,
+     "configure_packed(PackedValue): the class load_keys makes when lazy."},
     {"meta_check", py_meta_check, METH_O,
      "meta_check(blob) -> (db, count), or -1 (truncated), -2 (trailing bytes)."},
     {"configure", py_configure, METH_VARARGS,

@@ -136,7 +136,7 @@ def load_snapshot_file(path: Path, index: int) -> LoadResult:
     """read_rdb of a fetched snapshot, refused unless it is a memlog snapshot of `index`."""
     try:
         with path.open("rb") as f:
-            result = read_rdb(f)
+            result = read_rdb(f, lazy=True)  # collections decoded on first touch
     except RdbError as exc:
         raise SnapshotUnusable(f"not loadable: {exc}") from exc
     if result.state is None:

@@ -29,10 +29,12 @@ from cacheshim.types.keyspace import (
     DATABASES,
     Database,
     Keyspace,
+    PackedValue,
     PlainString,
     PrivateInt,
     RawString,
     Value,
+    set_unpacker,
     string_as_int,
 )
 from cacheshim.types.listvalue import ListValue
@@ -49,10 +51,12 @@ __all__ = [
     "HashValue",
     "Keyspace",
     "ListValue",
+    "PackedValue",
     "SetValue",
     "Stream",
     "Value",
     "ZSet",
+    "set_unpacker",
     "strict_int",
 ]
 
@@ -109,6 +113,8 @@ HASH_PICKS: Final = 4  # a bit no other shape uses (the meta is read before the 
 
 
 def shape(value: object) -> int:
+    if type(value) is PackedValue:  # kept as the snapshot said
+        return value.shape
     if isinstance(value, bytes):
         if type(value) not in _STRING_CLASSES:  # a new kind of string: say how to keep it
             raise TypeError(f"no snapshot shape for strings of type {type(value).__name__}")

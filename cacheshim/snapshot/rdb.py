@@ -470,6 +470,8 @@ def encode_value(value: object) -> tuple[int, list[bytes]]:
     payload after the type byte), in pieces that join into it."""
     kind = model.KIND_BY_TYPE.get(type(value))
     if kind is None:
+        if type(value) is model.PackedValue:  # untouched since a load: its bytes as they were
+            return value.rdb_type, [value.payload]
         kind = model.kind(value)
     if kind == model.STRING:
         assert isinstance(value, bytes)
@@ -792,6 +794,7 @@ def _load_native() -> Any:
         return None
     try:
         _native.configure(*classes, heapq.heappush, model.ZSet.from_sorted)
+        _native.configure_packed(model.PackedValue)
     except (TypeError, AttributeError):  # a slot is no longer a plain slot
         return None
     return _native
@@ -823,9 +826,17 @@ _writer: Final = _load_writer()
 HAVE_C_WRITER: Final = _writer is not None
 
 
-def read_rdb(inp: BinaryIO, *, chunk_bytes: int = 1 << 20, native: bool = True) -> LoadResult:
+def read_rdb(
+    inp: BinaryIO, *, chunk_bytes: int = 1 << 20, native: bool = True, lazy: bool = False
+) -> LoadResult:
     """Load the RDB file inp into a new keyspace (see the module doc). native: let the C
     loader take the key records it can (the result is the same; False: this code alone).
+    lazy: with the C loader, keep a memlog snapshot's lists, sets, hashes and sorted sets
+    packed until first touched (keyspace.PackedValue; the keyspace decodes them with
+    `unpack_value`): what a restart wants. Once every value is decoded the keyspace is the
+    one an eager load builds; a value malformed in a way only its decoding sees (a member
+    twice) raises RdbError at its first touch instead of here (the CRC-64 checked here
+    guards against damage; only a faulty writer could make one).
 
     The cyclic garbage collector is paused meanwhile: the load makes millions of objects
     and no cycles, and each collection would walk them all again. After a load they are
@@ -838,7 +849,7 @@ def read_rdb(inp: BinaryIO, *, chunk_bytes: int = 1 << 20, native: bool = True) 
     fast: Any = _native if native else None
     populating = fast is not None and not fast.populate_arenas(True)
     try:
-        result = _read_rdb(inp, chunk_bytes, fast)
+        result = _read_rdb(inp, chunk_bytes, fast, lazy)
         gc.freeze()
         return result
     finally:
@@ -848,7 +859,7 @@ def read_rdb(inp: BinaryIO, *, chunk_bytes: int = 1 << 20, native: bool = True) 
             gc.enable()
 
 
-def _read_rdb(inp: BinaryIO, chunk_bytes: int, fast: Any) -> LoadResult:
+def _read_rdb(inp: BinaryIO, chunk_bytes: int, fast: Any, lazy: bool) -> LoadResult:
     src = _Source(inp, chunk_bytes)
     magic = src.take(9)
     if magic[:5] != b"REDIS" or not magic[5:].isdigit():
@@ -876,7 +887,7 @@ def _read_rdb(inp: BinaryIO, chunk_bytes: int, fast: Any) -> LoadResult:
             # The C loader takes the run of key records from here that it can (maybe none);
             # this loop goes on from the first it leaves (see _native.c: load_keys).
             src.position, loaded = fast.load_keys(
-                src.buffer, src.position, db, meta if memlog else None
+                src.buffer, src.position, db, meta if memlog else None, lazy
             )
             result.keys += loaded
         at = src.offset + src.position
@@ -1288,6 +1299,25 @@ def _read_value_unchecked(
     if kind in (T_MODULE_PRE_GA, T_MODULE_2):
         raise RdbError(f"key {key[:60]!r} at offset {at} is a module type: memlog cannot load it")
     raise RdbError(f"unknown value type {kind} at offset {at}")
+
+
+def unpack_value(value: model.PackedValue) -> model.Value:
+    """A value kept packed by a lazy load, decoded: by the C decoder, or by this module's
+    reader where it declines (the same value either way; the fuzz of
+    tests/cacheshim/test_snapshot_native.py compares them)."""
+    payload = value.payload
+    if _native is not None:
+        decoded = _native.decode_value(value.rdb_type, value.shape, payload)
+        if decoded is not None:
+            return cast(model.Value, decoded)
+    src = _Source(io.BytesIO(payload), max(len(payload), 1))
+    loaded = _read_value(src, value.rdb_type, b"(packed)", 0, value.shape, None)
+    if src.tell() != len(payload):
+        raise RdbError(f"a packed value of {len(payload)} bytes has {src.tell()} of value")
+    return cast(model.Value, loaded)
+
+
+model.set_unpacker(unpack_value)
 
 
 def _zset2(src: _Source, count: int) -> Iterator[tuple[bytes, float]]:

@@ -85,7 +85,7 @@ def redis_digest(keyspace: model.Keyspace) -> str:
             continue
         total = _mix(total, _U32_BE.pack(db.index))
         expires = db.expires
-        for key, value in db.data.items():
+        for key, value in db.items():  # decoded where a load kept them packed
             key_digest = _value_digest(_mix(0, key), value, key in expires)
             total = _xor(total, key_digest.to_bytes(20, "big"))
     return f"{total:040x}"

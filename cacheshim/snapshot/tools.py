@@ -436,7 +436,7 @@ def import_commands(loaded: LoadResult) -> Iterator[tuple[int, list[bytes]]]:
     """(db, command) for every key of a loaded RDB file: DEL, then its content in batches
     (a stream: RESTORE of its payload), then PEXPIREAT when it has an expiry."""
     for db in loaded.keyspace.dbs:
-        for key, stored in db.data.items():
+        for key, stored in db.items():  # decoded where a load kept them packed
             value: object = stored  # keyspace.Value says bytes; it holds every type
             yield db.index, [b"DEL", key]
             if isinstance(value, bytes):

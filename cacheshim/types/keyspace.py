@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, TypeAlias, TypeVar
 
@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 
 # What a key holds: a string (bytes and its subclasses below) or one of the value types.
 Value: TypeAlias = "bytes | ListValue | SetValue | HashValue | ZSet | Stream"
+# What `Database.data` may hold: a value, or a collection still packed as a snapshot stored
+# it (see PackedValue). Only the keyspace's lookups below see the second: they decode it.
+Stored: TypeAlias = "Value | PackedValue"
 
 T = TypeVar("T")
 
@@ -136,10 +139,61 @@ def kind_of(value: object) -> ValueKind:
 register_kind(bytes, ValueKind("string", string_encoding, string_refcount, string_duplicate))
 
 
+# -- values kept packed until first touched ----------------------------------------------
+
+
+class PackedValue:
+    """A hash, list, set or sorted set as a memlog snapshot stored it, not decoded yet.
+
+    A restart loads a snapshot's collections as these (cacheshim/snapshot/_native.c:
+    load_keys, lazily), and the keyspace decodes one into its real value type the first time
+    a lookup reaches its key (`Database.get`, `Database.value`), putting the value in its
+    place: the key keeps its position in `data` (a dict keeps the order of its keys when a
+    value is replaced) and in the SCAN table, so no order, random draw or digest can tell
+    whether a key was ever packed. Nothing but the keyspace's lookups and the snapshot
+    writer may see one; a command handler never does.
+
+    The writer's API (a snapshot or RDB writer may copy an untouched value as it is):
+    - `rdb_type`: the RDB value type byte: 18 (QUICKLIST_2), 2 (SET), 4 (HASH), 5 (ZSET_2);
+    - `payload`: the bytes that follow the key in the file, exactly those the writer
+      (`cacheshim.snapshot.rdb.encode_value`) writes for the decoded value; a copy of the
+      snapshot's bytes, so the snapshot's buffer is not kept;
+    - `shape`: the value's memlog-keys shape (`cacheshim.snapshot.model.shape` of the
+      decoded value). Never with a hash's own pick order: such a hash is decoded at load.
+    So `bytes((rdb_type,)) + encode_string(key) + payload` is the record, and the meta is
+    (changed_at, shape), as for the decoded value.
+    """
+
+    __slots__ = ("payload", "rdb_type", "shape")
+
+    def __init__(self, rdb_type: int, payload: bytes, shape: int) -> None:
+        self.rdb_type = rdb_type
+        self.payload = payload
+        self.shape = shape
+
+    def __repr__(self) -> str:
+        return f"PackedValue({self.rdb_type}, <{len(self.payload)} bytes>, {self.shape})"
+
+
+# The decoder of packed values, installed by the only module that makes them
+# (cacheshim.snapshot.rdb, which the types must not import).
+_unpack: Callable[[PackedValue], Value] | None = None
+
+
+def set_unpacker(unpack: Callable[[PackedValue], Value]) -> None:
+    global _unpack
+    _unpack = unpack
+
+
+def unpack(packed: PackedValue) -> Value:
+    assert _unpack is not None, "a packed value without cacheshim.snapshot.rdb loaded"
+    return _unpack(packed)
+
+
 class Database:
     def __init__(self, index: int) -> None:
         self.index = index
-        self.data: dict[bytes, Value] = {}
+        self.data: dict[bytes, Stored] = {}
         self.expires: dict[bytes, int] = {}
         # (when, key) for every expiry ever set; stale pairs are skipped when popped.
         self._expiry_heap: list[tuple[int, bytes]] = []
@@ -165,6 +219,34 @@ class Database:
         value = self.data.get(key)
         if value is None or self.is_expired(key, now_ms):
             return None
+        if type(value) is PackedValue:
+            return self._unpacked(key, value)
+        return value  # type: ignore[return-value]  # not packed: a Value
+
+    def value(self, key: bytes) -> Value:
+        """The key's value whether or not it expired (KeyError when absent), decoded."""
+        value = self.data[key]
+        if type(value) is PackedValue:
+            return self._unpacked(key, value)
+        return value  # type: ignore[return-value]  # not packed: a Value
+
+    def items(self) -> Iterator[tuple[bytes, Value]]:
+        """Every (key, value) in insertion order, expired ones included, each decoded."""
+        for key in list(self.data):
+            yield key, self.value(key)
+
+    def unpack_all(self) -> None:
+        """Decode every packed value (in insertion order)."""
+        for key, value in self.data.items():
+            if type(value) is PackedValue:
+                self.data[key] = unpack(value)  # a value replaced: no change of size
+
+    def _unpacked(self, key: bytes, packed: PackedValue) -> Value:
+        # The first touch: the decoded value takes the packed one's place (same key, same
+        # position). Not a change of the key: WATCH, blocked clients and changed_at do not
+        # hear of it.
+        value = unpack(packed)
+        self.data[key] = value
         return value
 
     def get_typed(self, key: bytes, now_ms: int, kind: type[T]) -> T | None:
@@ -312,6 +394,11 @@ class Keyspace:
         self.stream_node_max_bytes = 4096
         self.stream_node_max_entries = 100
 
+    def unpack_all(self) -> None:
+        """Decode every value still packed (see PackedValue), database by database."""
+        for db in self.dbs:
+            db.unpack_all()
+
     def expire_due(self, now_ms: int, index: int) -> None:
         for db in self.dbs:
             if db.expires:
@@ -365,7 +452,7 @@ def key_digest(db: Database, key: bytes) -> bytes:
     h.update(db.index.to_bytes(4, "big"))
     h.update(len(key).to_bytes(8, "big"))
     h.update(key)
-    h.update(value_digest(db.data[key], db.expires.get(key)))
+    h.update(value_digest(db.value(key), db.expires.get(key)))
     return h.digest()
 
 

@@ -66,6 +66,20 @@ def _slots(keyspace: model.Keyspace) -> list[object]:
     return out
 
 
+def _touch_all(keyspace: model.Keyspace, rng: random.Random) -> None:
+    """Decode every packed value the way commands would, key by key in a random order
+    (a lookup, `Database.value`, the one place that decodes)."""
+    keys = [(db, key) for db in keyspace.dbs for key in db.data]
+    rng.shuffle(keys)
+    for db, key in keys:
+        db.value(key)
+    assert not _packed(keyspace)
+
+
+def _packed(keyspace: model.Keyspace) -> int:
+    return sum(type(v) is model.PackedValue for db in keyspace.dbs for v in db.data.values())
+
+
 def _same_load(data: bytes, rng: random.Random, memlog: bool) -> None:
     chunk = rng.choice([64, 1000, 4096, 1 << 20])
     fast = _load(data, True, chunk)
@@ -73,6 +87,16 @@ def _same_load(data: bytes, rng: random.Random, memlog: bool) -> None:
     assert fast.keys == slow.keys and fast.aux == slow.aux and fast.state == slow.state
     assert internals(fast.keyspace) == internals(slow.keyspace)
     assert _slots(fast.keyspace) == _slots(slow.keyspace)
+    # Lazily: the collections packed (a memlog snapshot's only), written back as they came
+    # while untouched, and once touched in any order the very state of the eager loads.
+    lazy = read_rdb(io.BytesIO(data), chunk_bytes=chunk, lazy=True)
+    assert lazy.keys == slow.keys and lazy.aux == slow.aux and lazy.state == slow.state
+    assert memlog or not _packed(lazy.keyspace)
+    if memlog:
+        assert dump(lazy.keyspace, lazy.state) == data
+    _touch_all(lazy.keyspace, rng)
+    assert internals(lazy.keyspace) == internals(slow.keyspace)
+    assert _slots(lazy.keyspace) == _slots(slow.keyspace)
     if memlog:
         a, b = Applier(), Applier()
         restore(a, fast)
@@ -191,6 +215,24 @@ def _outcome(data: bytes, native: bool, chunk: int) -> object:
     return ("ok", internals(loaded.keyspace), _slots(loaded.keyspace), loaded.state)
 
 
+def _lazy_outcome(data: bytes, chunk: int, rng: random.Random) -> object:
+    """_outcome of a lazy load whose values are then all touched; an error at a touch is
+    the load's (what only decoding sees surfaces there)."""
+    try:
+        loaded = read_rdb(io.BytesIO(data), chunk_bytes=chunk, lazy=True)
+        _touch_all(loaded.keyspace, rng)
+    except (RdbError, ValueError) as exc:
+        return (type(exc), str(exc))
+    return ("ok", internals(loaded.keyspace), _slots(loaded.keyspace), loaded.state)
+
+
+def _same_or_later_failure(lazy: object, eager: object) -> bool:
+    """The lazy load's outcome is the eager one's, or both failed (a value's damage that
+    the eager load sees in its decoding, the lazy one at the value's first touch)."""
+    assert isinstance(lazy, tuple) and isinstance(eager, tuple)
+    return lazy == eager or (lazy[0] is RdbError and eager[0] is RdbError)
+
+
 def test_damaged_files_fail_alike() -> None:
     """Truncated files, and files with bytes changed (the checksum then made to match, so
     the damage reaches the value decoders instead of stopping at the CRC): the C loader and
@@ -213,6 +255,8 @@ def test_damaged_files_fail_alike() -> None:
         fast = _outcome(bytes(data), True, chunk)
         slow = _outcome(bytes(data), False, chunk)
         assert fast == slow, f"round {round_}"
+        lazy = _lazy_outcome(bytes(data), chunk, rng)
+        assert _same_or_later_failure(lazy, slow), f"round {round_}: {lazy!r:.300}"
 
 
 @pytest.mark.parametrize("kind", ["key", "set member", "hash field"])
@@ -244,4 +288,6 @@ def test_duplicates_fail_alike(kind: str) -> None:
         fast = _outcome(bytes(data), True, 1 << 20)
         assert fast == _outcome(bytes(data), False, 1 << 20)
         assert isinstance(fast, tuple) and fast[0] is RdbError, fast
+        lazy = _lazy_outcome(bytes(data), 1 << 20, random.Random(0))
+        assert _same_or_later_failure(lazy, fast), lazy
         assert ("duplicate key b'dup-X'" if kind == "key" else "twice") in fast[1], fast
