@@ -791,7 +791,7 @@ def test_what_memlog_cannot_hold_is_refused_by_name(tmp_path: Path, now_ms: int)
         cmd(conn, "XADD", "events", "*", "field", "value")
         cmd(conn, "SAVE")
         with open(root / "dump.rdb", "rb") as inp:
-            assert len(read_rdb(inp).keyspace.dbs[0].data[b"events"]) == 1
+            assert len(read_rdb(inp).keyspace.dbs[0].value(b"events")) == 1
         cmd(conn, "DEL", "events")
         library = "#!lua name=lib\nredis.register_function('f', function() return 1 end)"
         cmd(conn, "FUNCTION", "LOAD", library)
