@@ -31,6 +31,7 @@ from cacheshim.commands.args import parse_db_index
 from cacheshim.protocol import errors
 from cacheshim.protocol.errors import CommandError
 from cacheshim.protocol.resp import NULL_ARRAY, OK, Error, Reply
+from cacheshim.scripting.engine import MoveOffLoop
 from cacheshim.scripting.state import ScriptingState
 from cacheshim.types.keyspace import Keyspace
 from cacheshim.v1 import record_pb2
@@ -77,6 +78,13 @@ class Applier:
         """
         if index != self.applied_index + 1:
             raise RuntimeError(f"record {index} applied right after {self.applied_index}")
+        try:
+            return self._apply(index, payload)
+        except MoveOffLoop:  # its script runs again from the start on the script thread
+            self.applied_index = index - 1
+            raise
+
+    def _apply(self, index: int, payload: bytes) -> tuple[record_pb2.Record | None, Reply]:
         self.applied_index = index
         self.served = []
         self.denied = []
@@ -88,6 +96,7 @@ class Applier:
             if self._pieces:
                 self._drop_stale_pieces(index)
             if record.HasField("chunk"):
+                # (Not moved to the script thread: its pieces are taken as it runs.)
                 return self._apply_piece(index, record)
             return self._apply_decoded(index, record)
         except Exception as exc:
@@ -157,7 +166,7 @@ class Applier:
         del pieces  # the joined bytes: the decoded record holds its own copy
         if whole.HasField("chunk") or (whole.shim_id, whole.proposal_id) != key:
             return piece, self._refuse(index, "large log record whose pieces do not match it")
-        return self._apply_decoded(index, whole)
+        return self._apply_decoded(index, whole, movable=False)
 
     def _drop_pieces(self, key: tuple[str, int], why: str) -> None:
         pieces = self._pieces.pop(key)
@@ -185,7 +194,7 @@ class Applier:
         return Error(f"ERR memlog: {problem}")
 
     def _apply_decoded(
-        self, index: int, record: record_pb2.Record
+        self, index: int, record: record_pb2.Record, movable: bool = True
     ) -> tuple[record_pb2.Record | None, Reply]:
         problem = record_problem(record, len(self.keyspace.dbs))
         if problem is not None:
@@ -197,6 +206,7 @@ class Applier:
         ctx = Ctx(
             self.keyspace, record.db, self.time_ms, index, pubsub=self.pubsub, acl=self.acl,
             scripts=self.scripts, user=record.user or None, acl_denied=self.denied,
+            script_movable=movable,
         )  # fmt: skip
         if not record.transaction:
             args = list(record.commands[0].args)

@@ -56,6 +56,9 @@ class Ctx:
     # caller to put in the ACL LOG (context "lua"): at apply only the proposing shim does.
     user: bytes | None = None
     acl_denied: list[tuple[int, bytes, bytes]] | None = None
+    # Whether a script call here may move to the script thread (run again from its start:
+    # not a large record's last piece, whose pieces are used up; cacheshim.server.busy).
+    script_movable: bool = True
 
     @property
     def db(self) -> Database:

@@ -10,10 +10,14 @@ import asyncio
 import heapq
 import logging
 import time
+from collections import deque
 from typing import TYPE_CHECKING, cast
 
 from cacheshim.acl import check as acl_check
+from cacheshim.scripting.engine import MoveOffLoop
+from cacheshim.server.busy import HubOnLoop
 from cacheshim.snapshot import bootstrap
+from cacheshim.v1 import record_pb2
 from logsvc.client import LogClientError, TrimmedError
 
 if TYPE_CHECKING:
@@ -22,6 +26,8 @@ if TYPE_CHECKING:
     from cacheshim.apply import Applier
     from cacheshim.blocking import Blocker
     from cacheshim.hub import Hub
+    from cacheshim.protocol.resp import Reply
+    from cacheshim.server.busy import ScriptThread
     from cacheshim.server.sessions import Session
     from cacheshim.server.shim import ShimConfig
     from cacheshim.server.writer import Writer
@@ -52,6 +58,7 @@ class Replica:
         blocking: Blocker
         sessions: dict[int, Session]
         pubsub: Hub
+        script_thread: ScriptThread
         log_reader_client: LogClient
         log_leader: str
         # True while the shim rebuilds its state after the log was trimmed past it: commands
@@ -67,6 +74,10 @@ class Replica:
     _stream_at = 0.0
     _stream_prefer = ""
     _stream: asyncio.Task[None]
+    # The records held while a script call runs on the script thread, and the index the next
+    # one must have (`_receive`).
+    _held_records: deque[tuple[int, bytes]] | None = None
+    _held_next = 0
 
     async def _commit_index(self) -> int:
         """The commit index to catch up with before serving. A node's Status may lag: a
@@ -196,8 +207,11 @@ class Replica:
         and replays the log after it up to the commit index confirmed now, exactly as at
         start, then serves again. Its writes acknowledged before stay acknowledged: they are
         in the log, so in the snapshot or in the records replayed after it."""
-        behind = self.applier.applied_index
         self.loading = True
+        await self.script_thread.idle()  # (a call on the script thread finishes first)
+        self._held_records = None  # the replay brings them
+        behind = self.applier.applied_index
+        self.applier.scripts.engine.offload = False  # the replay runs every call here
         log.error(
             "the log was trimmed past this shim (it had applied %d; %s): refusing commands "
             "with LOADING while it restores the newest snapshot",
@@ -219,6 +233,7 @@ class Replica:
         self._release_index_waiters()
         self.caught_up_index = target
         self.loading = False
+        self.applier.scripts.engine.offload = True
         log.info(
             "caught up again: restored snapshot %d, replayed %d records to %d (was at %d); "
             "serving",
@@ -237,12 +252,89 @@ class Replica:
     def _receive(self, index: int, payload: bytes) -> None:
         """A committed record, from the Read stream or from this shim's own Append: applied
         unless it was already (the other source brought it first). Out of order, it raises
-        (`Applier.apply`), and the apply loop reads again from the next record to apply."""
+        (`Applier.apply`), and the apply loop reads again from the next record to apply.
+        While a script call runs on the script thread, records are held in order (the
+        stream brings every record in order; a copy out of turn is dropped) and applied
+        when it ends (`_release_records`)."""
+        held = self._held_records
+        if held is not None:
+            if index == self._held_next:
+                held.append((index, payload))
+                self._held_next = index + 1
+            return
         if index > self.applier.applied_index:
             self._apply(index, payload)
 
+    def _hold_records(self, next_index: int) -> None:
+        if self._held_records is None:
+            self._held_records = deque()
+            self._held_next = next_index
+
+    def _release_records(self) -> None:
+        """The script thread is idle again: apply the records held meanwhile, in order, until
+        one of them moves a call to the thread again (the rest wait behind it)."""
+        held = self._held_records
+        if held is None or self.script_thread.active:
+            return
+        self._held_records = None
+        while held:
+            index, payload = held.popleft()
+            self._receive(index, payload)
+            later = self._holding()
+            if later is not None:  # that one moved to the script thread
+                held.extend(later)
+                self._held_records = held
+                if held:
+                    self._held_next = max(self._held_next, held[-1][0] + 1)
+                return
+
+    def _holding(self) -> deque[tuple[int, bytes]] | None:
+        return self._held_records
+
     def _apply(self, index: int, payload: bytes) -> None:
-        record, reply = self.applier.apply(index, payload)
+        try:
+            record, reply = self.applier.apply(index, payload)
+        except MoveOffLoop:
+            self._apply_on_script_thread(index, payload)
+            return
+        self._applied(index, record, reply)
+
+    def _apply_on_script_thread(self, index: int, payload: bytes) -> None:
+        """A script of this record ran long without changing anything: apply the record
+        again, from its start, on the script thread (cacheshim.server.busy); the records
+        after it wait."""
+        self._hold_records(index + 1)
+        applier = self.applier
+        loop = asyncio.get_running_loop()
+        hub = applier.pubsub
+
+        def work() -> tuple[record_pb2.Record | None, Reply]:
+            if hub is not None:
+                applier.pubsub = cast("Hub", HubOnLoop(hub, loop))
+            try:
+                return applier.apply(index, payload)
+            finally:
+                applier.pubsub = hub
+
+        def then(future: asyncio.Future[tuple[record_pb2.Record | None, Reply]]) -> None:
+            if future.cancelled() or future.exception() is not None:
+                log.error("record %d failed on the script thread: %r", index, future)
+                return
+            record, reply = future.result()
+            self._applied(index, record, reply)
+
+        self.script_thread.run(self._record_args(payload), True, work, then)
+
+    @staticmethod
+    def _record_args(payload: bytes) -> list[bytes]:
+        """The command a record holds (what FUNCTION STATS shows of a running call)."""
+        try:
+            record = record_pb2.Record.FromString(payload)
+            return list(record.commands[0].args)
+        except Exception:
+            return [b"eval"]
+
+    def _applied(self, index: int, record: record_pb2.Record | None, reply: Reply) -> None:
         # What follows only tells waiting clients: a failure there must not keep the
         # others waiting (the index waiters below are released whatever happens).
         try:
