@@ -26,7 +26,7 @@ from cacheshim.blocking import (
     as_would_block,
     timeout_ms_of,
 )
-from cacheshim.commands import Ctx, lookup
+from cacheshim.commands import Command, Ctx, lookup
 from cacheshim.commands.args import parse_db_index
 from cacheshim.protocol import errors
 from cacheshim.protocol.errors import CommandError
@@ -66,7 +66,7 @@ class Applier:
         self._pieces_bytes = 0
         # The script cache and function libraries (cacheshim.scripting): changed by records
         # only, like the keyspace; their commands run through `run`.
-        self.scripts = ScriptingState(run)
+        self.scripts = ScriptingState(run_spec)
 
     def apply(self, index: int, payload: bytes) -> tuple[record_pb2.Record | None, Reply]:
         """Apply the record at `index`: its reply, and the record when it decodes (the
@@ -379,7 +379,13 @@ def run(ctx: Ctx, args: list[bytes]) -> Reply:
         return Error(errors.unknown_command(args[0], args[1:]))
     if not spec.arity_ok(len(args)):  # checked when queued, but a record may be foreign
         return Error(errors.wrong_number_of_arguments(spec.full_name))
+    return run_spec(ctx, spec, args)
+
+
+def run_spec(ctx: Ctx, spec: Command, args: list[bytes]) -> Reply:
+    """Run a command looked up and checked already (`run`, a script's redis.call)."""
     rest = args[2:] if spec.container else args[1:]
+    assert spec.handler is not None
     try:
         if spec.name == "select" and not spec.container:
             # SELECT inside MULTI/EXEC changes the database of the commands after it.

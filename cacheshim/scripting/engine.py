@@ -75,6 +75,7 @@ MOVE_STEPS = 100
 # Each redis.call/pcall counts as this many instructions (it costs far more time than one).
 CALL_INSTRUCTIONS = 500
 CALLS_MAX = INSTRUCTIONS_MAX // CALL_INSTRUCTIONS
+SPECS_MAX = 4096  # (LuaEngine._specs: names as spelled, so bounded)
 MOVE_CALLS = MOVE_STEPS * INSTRUCTIONS_STEP // CALL_INSTRUCTIONS
 
 BUDGET_EXCEEDED = (
@@ -330,6 +331,7 @@ G.tostring = function(v)
     if kind == "table" and type_(mt) == "table" and rawget_(mt, "__tostring") then
       return tostring_(v)
     end
+    if not printed then printed = setmetatable_({}, {__mode = "k"}) end
     local id = printed[v]
     if not id then
       printed_count = printed_count + 1
@@ -434,7 +436,7 @@ end
 -- EVAL/EVALSHA (as_function false: KEYS and ARGV set as globals) and FCALL (the function
 -- called with them): the first `nkeys` arguments are the keys. One call from Python.
 local function call(f, as_function, watch_from, at_apply, nkeys, ...)
-  printed, printed_count = setmetatable_({}, {__mode = "k"}), 0
+  printed, printed_count = nil, 0  -- (made by the first tostring that needs it)
   local all, n = {...}, select_("#", ...)
   local keys, argv = {}, {}
   for i = 1, nkeys do keys[i] = all[i] end
@@ -573,11 +575,15 @@ class ScriptError(Exception):
 class LuaEngine:
     """One Lua state and the Python side of its `redis` library.
 
-    `runner` runs one command in a Ctx (cacheshim.apply.run): the same path as every other
-    command, so a script's commands are checked and applied like any other."""
+    `runner` runs one command, looked up and checked, in a Ctx (cacheshim.apply.run_spec):
+    the same path as every other command, so a script's commands are applied like any
+    other."""
 
-    def __init__(self, runner: Callable[[Ctx, list[bytes]], Reply]) -> None:
+    def __init__(self, runner: Callable[[Ctx, Command, list[bytes]], Reply]) -> None:
         self._runner = runner
+        # redis.call's command names as scripts spell them -> their table entries (commands
+        # without subcommands only): one dict lookup instead of a decode and lower per call.
+        self._specs: dict[bytes, Command] = {}
         self._current: Invocation | None = None
         self._calls = 0  # redis.call/pcall in the running script (the budget counts them)
         # Set by the shim: whether a call may move off the event loop (a serving shim, not a
@@ -838,9 +844,13 @@ class LuaEngine:
                 argv.append(b"%.17g" % arg)
             else:
                 return False, BAD_ARGUMENT.encode()
-        spec = lookup(argv)
+        spec = self._specs.get(argv[0])
         if spec is None:
-            return False, UNKNOWN_COMMAND.encode()
+            spec = lookup(argv)
+            if spec is None:
+                return False, UNKNOWN_COMMAND.encode()
+            if not spec.subcommands and not spec.container and len(self._specs) < SPECS_MAX:
+                self._specs[argv[0]] = spec
         if not spec.arity_ok(len(argv)) or spec.handler is None:
             return False, WRONG_ARITY.encode()
         if Flag.NOSCRIPT in spec.flags or (
@@ -857,7 +867,7 @@ class LuaEngine:
             invocation.dirty = True
         ctx = invocation.ctx
         db_index = ctx.db_index
-        reply = self._runner(ctx, argv)
+        reply = self._runner(ctx, spec, argv)
         if spec.name == "select" and isinstance(reply, Error):
             ctx.db_index = db_index
         if isinstance(reply, Error):

@@ -17,7 +17,7 @@ from cacheshim.protocol.resp import split_inline_args
 from cacheshim.scripting.engine import INVALID_NAME, LuaEngine, ScriptError, valid_name
 
 if TYPE_CHECKING:
-    from cacheshim.commands import Ctx
+    from cacheshim.commands import Command, Ctx
     from cacheshim.protocol.resp import Reply
 
 # Scripts run locally whose compiled functions a shim keeps (compile_local).
@@ -140,7 +140,7 @@ class ScriptingState:
     """The script cache (sha -> script, in the order they were added) and the Lua engine
     that runs them."""
 
-    def __init__(self, runner: Callable[[Ctx, list[bytes]], Reply]) -> None:
+    def __init__(self, runner: Callable[[Ctx, Command, list[bytes]], Reply]) -> None:
         self._runner = runner
         self.scripts: dict[str, Script] = {}
         self._engine: LuaEngine | None = None
