@@ -59,6 +59,8 @@ class Ctx:
     # Whether a script call here may move to the script thread (run again from its start:
     # not a large record's last piece, whose pieces are used up; cacheshim.server.busy).
     script_movable: bool = True
+    # Inside a script's redis.call (SORT of a set without sorting sorts it then, as Redis).
+    in_script: bool = False
 
     @property
     def db(self) -> Database:

@@ -682,6 +682,7 @@ class LuaEngine:
         db_index = ctx.db_index  # a SELECT inside the script does not move its caller
         self._reset_cjson()
         self._calls = 0
+        ctx.in_script = True
         try:
             ok, result = self._call_lua(
                 fn, as_function, watch_from, ctx.index != 0, len(keys), *keys, *argv
@@ -689,6 +690,7 @@ class LuaEngine:
         finally:
             self._current = None
             ctx.db_index = db_index
+            ctx.in_script = False
         if ok:
             return self.to_reply(result, invocation.resp)
         if lua51.lua_type(result) == "table" and result[b"err"] == _MOVE:

@@ -158,6 +158,12 @@ class ScriptingState:
             self._engine = LuaEngine(self._runner)
         return self._engine
 
+    def lua_memory_bytes(self) -> int:
+        """What the Lua state holds (INFO's used_memory_lua); 0 before its first use."""
+        if self._engine is None:
+            return 0
+        return int(self._engine.lua.get_memory_used() or 0)
+
     def add(self, body: bytes) -> str:
         """Compile and cache a script (EVAL, SCRIPT LOAD): its sha. Raises ScriptError."""
         sha = sha1hex(body)

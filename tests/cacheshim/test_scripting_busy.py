@@ -174,3 +174,25 @@ def test_commands_wait_for_a_short_script_and_writes_queue_behind_it(
     same_index([first, second])
     assert first.get("c") == second.get("c") == b"2"
     assert execute(first, "DEBUG", "DIGEST") == execute(second, "DEBUG", "DIGEST")
+
+
+def test_info_counts_scripts_functions_and_libraries(
+    shims: tuple[redis.Redis, redis.Redis],
+) -> None:
+    first, second = shims
+    execute(first, "SCRIPT", "FLUSH")
+    for i in range(3):
+        execute(first, "SCRIPT", "LOAD", f"return {i}")
+    execute(
+        first, "FUNCTION", "LOAD", "#!lua name=lib\nredis.register_function('f', function() end)"
+    )
+    same_index([first, second])
+    for conn in (first, second):
+        memory = conn.info("memory")
+        assert memory["number_of_cached_scripts"] == 3
+        assert memory["number_of_functions"] == memory["number_of_libraries"] == 1
+        assert memory["used_memory_scripts"] == sum(len(f"return {i}") for i in range(3))
+        assert memory["used_memory_lua"] > 0
+    execute(first, "SCRIPT", "FLUSH", "ASYNC")
+    same_index([first, second])
+    assert second.info("memory")["number_of_cached_scripts"] == 0
