@@ -206,7 +206,7 @@ class Applier:
         ctx = Ctx(
             self.keyspace, record.db, self.time_ms, index, pubsub=self.pubsub, acl=self.acl,
             scripts=self.scripts, user=record.user or None, acl_denied=self.denied,
-            script_movable=movable,
+            script_movable=movable and len(record.commands) == 1,
         )  # fmt: skip
         if not record.transaction:
             args = list(record.commands[0].args)

@@ -84,6 +84,12 @@ BUDGET_EXCEEDED = (
 )
 KILLED = "ERR Script killed by user with SCRIPT KILL..."
 _MOVE = b"memlog: move off the event loop"
+_DEFER = b"memlog: deferred"
+_WANTS_WRITE = b"memlog: the preview wants to write"
+# The reply of a record whose script ran MOVE_STEPS at apply without changing anything: on
+# every shim alike, nothing changed, and the shim that proposed it runs it as a preview
+# (cacheshim.server.replica): killable, and proposed again to run to its end if it writes.
+DEFERRED = Error("ERR memlog: the script was deferred (docs/decisions/0004-lua.md)")
 # Commands that change something outside the keyspace (a call of one makes a script as
 # unrepeatable as a write does).
 _SIDE_EFFECTS = frozenset(("publish", "spublish"))
@@ -146,7 +152,7 @@ hook = function()
     error_(killed, 0)
   end
   if steps >= watch_at then
-    local verdict = interrupt()
+    local verdict = interrupt(steps)
     if verdict == false then
       watch_at = budget_steps + 1
     elseif verdict ~= true then
@@ -510,6 +516,10 @@ return compile, call, compile_library, load_library, kill
 """
 
 
+class WantsWrite(BaseException):
+    """Raised out of a preview (a deferred script run on its shim only) at its first write."""
+
+
 class MoveOffLoop(BaseException):
     """Raised out of a script call on the event loop that ran MOVE_STEPS without changing
     anything: whoever runs the command (the replica's apply, a read) runs it again from its
@@ -535,6 +545,9 @@ class Invocation:
     movable: bool = False
     dirty: bool = False
     name: str = ""
+    # At apply and not in a transaction: a call that runs MOVE_STEPS without changing
+    # anything is deferred (DEFERRED), on every shim alike, wherever it runs.
+    deferrable: bool = False
 
 
 FUNCTION_FLAGS = ("no-writes", "allow-oom", "allow-stale", "no-cluster", "allow-cross-slot-keys")
@@ -592,6 +605,7 @@ class LuaEngine:
         self.offload = False
         self.threaded = False
         self.kill_requested = False
+        self.preview = False  # running a deferred script as a preview (no writes)
         # Calls that ran long after changing something (so could not move): the next call of
         # the same script or function moves at once (where it runs, never what it does).
         self.long_names: set[str] = set()
@@ -669,12 +683,15 @@ class LuaEngine:
             elif not user.unrestricted():
                 invocation.acl_user = user
         invocation.name = name
+        invocation.deferrable = ctx.index != 0 and not ctx.in_transaction
         if self.threaded:
             watch_from = 1  # SCRIPT KILL is looked for at every step
-        elif self.offload and ctx.script_movable and not ctx.in_transaction:
+        elif self.offload and ctx.script_movable:
             invocation.movable = True
             if name in self.long_names:
                 raise MoveOffLoop
+            watch_from = MOVE_STEPS
+        elif invocation.deferrable:
             watch_from = MOVE_STEPS
         else:
             watch_from = INSTRUCTIONS_MAX // INSTRUCTIONS_STEP + 1
@@ -693,8 +710,14 @@ class LuaEngine:
             ctx.in_script = False
         if ok:
             return self.to_reply(result, invocation.resp)
-        if lua51.lua_type(result) == "table" and result[b"err"] == _MOVE:
-            raise MoveOffLoop
+        if lua51.lua_type(result) == "table":
+            err = result[b"err"]
+            if err == _MOVE:
+                raise MoveOffLoop
+            if err == _DEFER:
+                return DEFERRED
+            if err == _WANTS_WRITE:
+                raise WantsWrite
         return _error_reply(result, name)
 
     def dirty(self) -> bool:
@@ -702,12 +725,15 @@ class LuaEngine:
         current = self._current
         return current is not None and current.dirty
 
-    def _interrupt(self) -> bool | bytes:
+    def _interrupt(self, steps: int) -> bool | bytes:
         """The count hook's question, past `watch_from`: go on (True), go on without asking
-        again (False), or end the call with this error."""
+        again (False), or end the call with this error. Deferring depends only on the
+        steps and on whether the call changed anything: the same on every shim."""
         invocation = self._current
         if invocation is None:
             return False
+        if steps >= MOVE_STEPS and invocation.deferrable and not invocation.dirty:
+            return _DEFER
         if self.threaded:
             return KILLED.encode() if self.kill_requested else True
         if invocation.movable and not invocation.dirty:
@@ -827,14 +853,14 @@ class LuaEngine:
         if self._calls > CALLS_MAX:  # a loop of redis.call spends little Lua but much time
             self._kill()
             raise CallError(BUDGET_EXCEEDED)
-        if (
-            self._calls == MOVE_CALLS
-            and invocation.movable
-            and not invocation.dirty
-            and not self.threaded
-        ):  # as many instructions as MOVE_STEPS, spent in calls: it runs long, so it moves
-            self._kill(_MOVE)
-            raise CallError(_MOVE.decode())
+        if self._calls == MOVE_CALLS and not invocation.dirty:
+            # As many instructions as MOVE_STEPS, spent in calls: it runs long.
+            if invocation.deferrable:
+                self._kill(_DEFER)
+                raise CallError(_DEFER.decode())
+            if invocation.movable and not self.threaded:
+                self._kill(_MOVE)
+                raise CallError(_MOVE.decode())
         if not args:
             return False, NO_ARGUMENTS.encode()
         argv: list[bytes] = []
@@ -863,6 +889,9 @@ class LuaEngine:
             refused = self._acl_refusal(invocation, spec, argv)
             if refused is not None:
                 return False, refused.encode()
+        if self.preview and (spec.is_write or spec.name in _SIDE_EFFECTS):
+            self._kill(_WANTS_WRITE)  # it runs again at apply, on every shim
+            raise CallError(_WANTS_WRITE.decode())
         if invocation.readonly and spec.is_write:
             return False, WRITE_IN_READONLY.encode()
         if spec.is_write or spec.name in _SIDE_EFFECTS:

@@ -14,13 +14,19 @@ from collections import deque
 from typing import TYPE_CHECKING, cast
 
 from cacheshim.acl import check as acl_check
-from cacheshim.scripting.engine import MoveOffLoop
+from cacheshim.apply import run
+from cacheshim.commands import Ctx
+from cacheshim.protocol.resp import Error
+from cacheshim.scripting.engine import DEFERRED, MoveOffLoop, WantsWrite
 from cacheshim.server.busy import HubOnLoop
+from cacheshim.server.clock import wall_ms
+from cacheshim.server.writer import record_for
 from cacheshim.snapshot import bootstrap
 from cacheshim.v1 import record_pb2
 from logsvc.client import LogClientError, TrimmedError
 
 if TYPE_CHECKING:
+    import random
     from collections.abc import AsyncGenerator, Iterator
 
     from cacheshim.apply import Applier
@@ -59,6 +65,7 @@ class Replica:
         sessions: dict[int, Session]
         pubsub: Hub
         script_thread: ScriptThread
+        read_rng: random.Random
         log_reader_client: LogClient
         log_leader: str
         # True while the shim rebuilds its state after the log was trimmed past it: commands
@@ -337,8 +344,9 @@ class Replica:
     def _applied(self, index: int, record: record_pb2.Record | None, reply: Reply) -> None:
         # What follows only tells waiting clients: a failure there must not keep the
         # others waiting (the index waiters below are released whatever happens).
+        deferred = reply is DEFERRED and record is not None and self._waits_for(record)
         try:
-            if record is not None:
+            if record is not None and not deferred:
                 origin = self.writer.applied(record, reply)
                 if self.applier.denied and origin is not None:
                     self._log_script_refusals(origin)
@@ -355,6 +363,58 @@ class Replica:
             waiter = heapq.heappop(waiters)[2]
             if not waiter.done():
                 waiter.set_result(None)
+        if deferred:
+            assert record is not None
+            self._preview(record)
+
+    def _waits_for(self, record: record_pb2.Record) -> bool:
+        """Whether a client of this shim waits for this record's reply."""
+        return (
+            record.shim_id == self.writer.shim_id
+            and record.proposal_id in self.writer._waiting  # (read only)
+        )
+
+    def _preview(self, record: record_pb2.Record) -> None:
+        """A script of this shim's client was deferred at apply (it ran long without
+        changing anything; every shim left it there alike): run it here, on the script
+        thread, as a preview that may read but not write, which SCRIPT KILL and FUNCTION KILL
+        may end. If it ends, its reply is the client's. If it comes to a write, it is
+        proposed again, as a record of its own that runs to its end at apply on every shim
+        (a one-command transaction: never deferred), and that record's reply is the
+        client's (docs/decisions/0004-lua.md)."""
+        args = list(record.commands[0].args)
+        applier = self.applier
+        db, user = record.db, record.user or None
+        self._hold_records(applier.applied_index + 1)
+
+        def work() -> Reply | None:
+            engine = applier.scripts.engine
+            ctx = Ctx(applier.keyspace, db, wall_ms(), 0, self.read_rng, acl=applier.acl)
+            ctx.scripts, ctx.user = applier.scripts, user
+            engine.preview = True
+            try:
+                return run(ctx, args)
+            except WantsWrite:
+                return None
+            finally:
+                engine.preview = False
+
+        def then(future: asyncio.Future[Reply | None]) -> None:
+            if future.cancelled() or future.exception() is not None:
+                self.writer.applied(record, Error("ERR memlog: the script's preview failed"))
+                return
+            reply = future.result()
+            if reply is not None:
+                self.writer.applied(record, reply)
+                return
+            again = record_for(db, [args], transaction=True)
+            if user is not None:
+                again.user = user
+            self.writer.submit(again).add_done_callback(
+                lambda done: self.writer.applied(record, _only_reply(done))
+            )
+
+        self.script_thread.run(args, False, work, then)
 
     def _log_script_refusals(self, origin: int) -> None:
         """The ACL refusals of the script calls of a record this shim proposed, in its ACL
@@ -430,3 +490,16 @@ class Replica:
         )
         self._known_commit = max(self._known_commit, index)
         await self.wait_applied(index, max(0.0, deadline - loop.time()))
+
+
+def _only_reply(done: asyncio.Future[Reply]) -> Reply:
+    """The reply of a one-command transaction record (a deferred script proposed again)."""
+    if done.cancelled():
+        return Error("ERR memlog: the write was cancelled")
+    if (exc := done.exception()) is not None:
+        return Error(f"ERR memlog: {exc}")
+    reply: Reply = done.result()
+    if isinstance(reply, list) and len(reply) == 1:
+        only: Reply = reply[0]
+        return only
+    return reply

@@ -123,27 +123,24 @@ def test_a_long_function_is_killed_by_function_kill(
     assert execute(first, "PING") is True
 
 
-def test_a_script_at_apply_serves_busy_and_ends_alike_on_every_shim(
+def test_a_long_script_that_may_write_is_killable_until_it_writes(
     two_shims: Memlog, shims: tuple[redis.Redis, redis.Redis]
 ) -> None:
-    """A script that may write runs at apply on both shims: both answer BUSY meanwhile, it
-    cannot be killed (UNKILLABLE: before it wrote, and after), and its budget ends it with
-    the same partial effects everywhere."""
+    """A script that may write and runs long without writing is deferred at apply (every
+    shim alike, nothing changed) and runs as a preview on the shim that took it, which
+    SCRIPT KILL may end. One that wrote first runs at apply on every shim: both answer BUSY,
+    it is UNKILLABLE, and its budget ends it with the same effects everywhere."""
     first, second = shims
     port = two_shims.shim_ports[0]
-    # Not written yet: a kill on one shim would leave the shims different.
     running = Background(port, "EVAL", ENDLESS + " return 1", "0")
-    wait_busy(first)
-    wait_busy(second)
-    with pytest.raises(redis.ResponseError) as refused:
-        execute(first, "SCRIPT", "KILL")
-    assert str(refused.value) == errors.UNKILLABLE_AT_APPLY
-    assert "budget" in str(running.result())
-    # Written, then endless: Redis's UNKILLABLE text.
-    script = "redis.call('incr', 'n'); redis.call('set', 'mark', 'x'); " + ENDLESS
+    assert wait_busy(first) == errors.BUSY_EVAL
+    assert busy_error(second) is None  # (deferred there: nothing runs)
+    assert execute(first, "SCRIPT", "KILL") == b"OK"
+    assert "killed by user" in str(running.result())
+    # Written, then endless. Its first run stays on the loop (it cannot start again once it
+    # wrote) until its budget; later runs go to the script thread from their start.
+    script = "redis.call('incr', 'n'); " + ENDLESS
     running = Background(port, "EVAL", script, "0")
-    # The first run of a script that writes before it loops stays on the loop (it could not
-    # run again from its start); the shim answers once it ends. The next run moves at once.
     assert "budget" in str(running.result())
     running = Background(port, "EVAL", script, "0")
     wait_busy(first)
@@ -160,7 +157,8 @@ def test_commands_wait_for_a_short_script_and_writes_queue_behind_it(
     two_shims: Memlog, shims: tuple[redis.Redis, redis.Redis]
 ) -> None:
     """Below busy-reply-threshold, commands wait for the script (no BUSY), and records that
-    arrive meanwhile apply after it, in order."""
+    arrive meanwhile apply after it, in order. (The script reads long, then writes: deferred,
+    previewed, then proposed again to run at apply on both shims.)"""
     first, second = shims
     for conn in (first, second):
         execute(conn, "CONFIG", "SET", "busy-reply-threshold", "60000")
