@@ -77,11 +77,13 @@ UNKILLABLE_WROTE: Final = (
     "can either wait the script termination or kill the server in a hard way using the "
     "SHUTDOWN NOSAVE command."
 )
-# memlog's own: a script that may write runs at apply on every shim; ending it on one shim
-# would leave the shims different, so only its instruction budget ends it.
+# memlog's own: a script that runs at apply and cannot be deferred (in a transaction, or
+# proposed again after its preview wrote) runs on every shim; ending it on one shim would
+# leave the shims different, so only its end or its instruction budget ends it.
 UNKILLABLE_AT_APPLY: Final = (
-    "UNKILLABLE The busy script may write, so it runs at apply on every shim and ends the "
-    "same way on each: at its end or at its instruction budget, not by a kill on one shim."
+    "UNKILLABLE The busy script runs at apply on every shim (a transaction, or a script "
+    "proposed again to write) and ends the same way on each: at its end or at its "
+    "instruction budget, not by a kill on one shim."
 )
 DB_INDEX_OUT_OF_RANGE: Final = "ERR DB index is out of range"
 

@@ -16,6 +16,10 @@ variable"). Stock Lua 5.1 has no read-only tables, so each protected table is a 
 metatable forwards reads and refuses writes, and the few functions that could get around a
 metatable (`rawset`, `rawget`, `setmetatable`, `next`, `pairs`, `ipairs`, `loadstring`,
 `load`) see through proxies or refuse them.
+
+The module is long (over 1,000 lines) because the Lua boot code, the Python side of the
+`redis` library and the reply conversions share one Lua state and its private functions;
+the libraries that need none of that live in `libs.py`.
 """
 
 from __future__ import annotations

@@ -2,7 +2,12 @@
 zone-local node's Read stream, or straight from the writer when this shim's own Append is
 next in line. Both go through `_receive`, the one path to apply: each record is applied
 once, in log order, whichever source brings it first; `_apply` then answers the writers
-waiting for it, wakes blocked clients and `wait_applied`'s callers."""
+waiting for it, wakes blocked clients and `wait_applied`'s callers.
+
+A record whose script runs long is applied on the script thread (`_apply_on_script_thread`)
+while later records wait (`_hold_records`), and a deferred script of this shim's client runs
+as a preview (`_preview`): these stay here, beside the one path to apply they pause, which
+is why the module is a little over 500 lines."""
 
 from __future__ import annotations
 
