@@ -190,7 +190,11 @@ class Replica:
         lag_since: float | None = None
         while True:
             await asyncio.sleep(STREAM_CHECK_S)
-            if self.loading or self._known_commit <= self.applier.applied_index:
+            if (
+                self.loading
+                or self._known_commit <= self.applier.applied_index
+                or self._held_records is not None  # held behind a script call, not stalled
+            ):
                 lag_since = None
                 continue
             now = loop.time()
