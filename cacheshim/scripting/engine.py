@@ -70,11 +70,12 @@ MEMORY_BYTES_MAX = 1 << 30
 REDIS_VERSION = "7.0.15"
 REDIS_VERSION_NUM = 0x07000F
 
-# A call on the event loop that runs this many steps (of INSTRUCTIONS_STEP) without having
-# changed anything is stopped and run again from its start on the shim's script thread
-# (`MoveOffLoop`), where the loop answers other clients BUSY meanwhile: about 5-20 ms of
-# Lua. Only where the call runs depends on it, never what it does.
-MOVE_STEPS = 100
+# A call that runs this many steps (of INSTRUCTIONS_STEP: 200,000 instructions, or 400
+# redis.calls, 1-4 ms of Lua) without having changed anything leaves the event loop: at
+# apply it is deferred (DEFERRED, then a preview on its shim), a local one runs again from its
+# start on the shim's script thread (`MoveOffLoop`). Deferring changes what a record does, so
+# this is part of the log's format, like INSTRUCTIONS_MAX: every shim must use the same value.
+MOVE_STEPS = 20
 
 # Each redis.call/pcall counts as this many instructions (it costs far more time than one).
 CALL_INSTRUCTIONS = 500

@@ -162,7 +162,7 @@ def test_commands_wait_for_a_short_script_and_writes_queue_behind_it(
     first, second = shims
     for conn in (first, second):
         execute(conn, "CONFIG", "SET", "busy-reply-threshold", "60000")
-    # About 2-3 times the steps that move a call off the loop, then a write.
+    # Far more steps than defer a call, then a write.
     script = "local a = 0 for i = 1, 3000000 do a = a + 1 end return redis.call('incr', 'c')"
     running = Background(two_shims.shim_ports[0], "EVAL", script, "0")
     other = Background(two_shims.shim_ports[1], "INCR", "c")
