@@ -50,7 +50,9 @@ class ScriptThread:
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="lua")
         self._idle = asyncio.Event()
         self._idle.set()
-        # Called once the thread is idle again (the replica applies what it held).
+        # Called as a call starts (the replica holds the records that come meanwhile) and
+        # once the thread is idle again (it applies what it held).
+        self.on_start: Callable[[], None] | None = None
         self.on_idle: Callable[[], None] | None = None
 
     @property
@@ -74,6 +76,8 @@ class ScriptThread:
         engine = self.scripts.engine
         self.scripts.running = RunningScript(list(args), at_apply, time.monotonic())
         self._idle.clear()
+        if self.on_start is not None:
+            self.on_start()
 
         def in_thread() -> T:
             engine.threaded = True

@@ -286,6 +286,11 @@ class Replica:
             self._held_records = deque()
             self._held_next = next_index
 
+    def _hold_new_records(self) -> None:
+        """A call starts on the script thread: records that come from now on wait (a local
+        call's reads must not see them half applied, nor the loop enter Lua meanwhile)."""
+        self._hold_records(self.applier.applied_index + 1)
+
     def _release_records(self) -> None:
         """The script thread is idle again: apply the records held meanwhile, in order, until
         one of them moves a call to the thread again (the rest wait behind it)."""

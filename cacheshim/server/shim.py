@@ -118,6 +118,7 @@ class Shim(Replica):
         self.client_pause = ClientPause()
         # Script calls that run long leave the event loop for this thread (server/busy.py).
         self.script_thread = ScriptThread(self.applier, self._busy_reply_threshold_ms)
+        self.script_thread.on_start = self._hold_new_records
         self.script_thread.on_idle = self._release_records
         self.acl_log = AclLog()  # this shim's ACL refusals (ACL LOG), never logged
         self.run_id = os.urandom(20).hex()
