@@ -291,7 +291,7 @@ def function_stats(ctx: Ctx, args: list[bytes]) -> Reply:
             b"functions_count": len(scripts.functions),
         }
     }
-    running = scripts.running
+    running = scripts.on_thread
     current: Reply = None
     if running is not None:
         if running.is_eval:  # (as Redis: STATS describes functions only)

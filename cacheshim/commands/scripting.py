@@ -216,7 +216,7 @@ def kill_running(ctx: Ctx, is_eval: bool) -> Reply:
     state may end: a local one (EVAL_RO, a no-writes script or function) that has not
     written; a record's script runs on every shim and ends alike on each (its budget)."""
     scripts = _scripts(ctx)
-    running = scripts.running
+    running = scripts.on_thread
     if running is None:
         raise CommandError(errors.NOT_BUSY)
     if scripts.engine.dirty():

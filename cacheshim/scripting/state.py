@@ -150,7 +150,7 @@ class ScriptingState:
         # case-insensitive as in Redis).
         self.libraries: dict[str, Library] = {}
         self.functions: dict[str, Function] = {}
-        self.running: RunningScript | None = None
+        self.on_thread: RunningScript | None = None  # (cacheshim.server.busy)
 
     @property
     def engine(self) -> LuaEngine:
@@ -163,6 +163,11 @@ class ScriptingState:
         if self._engine is None:
             return 0
         return int(self._engine.lua.get_memory_used() or 0)
+
+    @property
+    def running(self) -> bool:
+        """Whether a script runs now (a command handler called by redis.call sees it)."""
+        return self._engine is not None and self._engine.running
 
     def add(self, body: bytes) -> str:
         """Compile and cache a script (EVAL, SCRIPT LOAD): its sha. Raises ScriptError."""

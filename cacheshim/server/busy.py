@@ -61,7 +61,7 @@ class ScriptThread:
 
     @property
     def active(self) -> bool:
-        return self.scripts.running is not None
+        return self.scripts.on_thread is not None
 
     def run(
         self,
@@ -74,7 +74,7 @@ class ScriptThread:
         `then` gets its future first, before the loop serves anything else."""
         loop = asyncio.get_running_loop()
         engine = self.scripts.engine
-        self.scripts.running = RunningScript(list(args), at_apply, time.monotonic())
+        self.scripts.on_thread = RunningScript(list(args), at_apply, time.monotonic())
         self._idle.clear()
         if self.on_start is not None:
             self.on_start()
@@ -92,7 +92,7 @@ class ScriptThread:
         def done(result: asyncio.Future[T]) -> None:
             if not result.cancelled() and result.exception() is not None:
                 log.error("a call on the script thread failed", exc_info=result.exception())
-            self.scripts.running = None
+            self.scripts.on_thread = None
             engine.kill_requested = False
             try:
                 if then is not None:
@@ -107,7 +107,7 @@ class ScriptThread:
 
     def verdict(self, spec: Command | None) -> str:
         """While a call runs on the thread: RUN, HOLD (wait, `wait`) or the BUSY error."""
-        running = self.scripts.running
+        running = self.scripts.on_thread
         if running is None or spec is None:
             return RUN
         elapsed_ms = (time.monotonic() - running.started_s) * 1000
@@ -119,7 +119,7 @@ class ScriptThread:
 
     async def wait(self) -> None:
         """Until the running call ends or its busy-reply-threshold has passed."""
-        running = self.scripts.running
+        running = self.scripts.on_thread
         if running is None:
             return
         remaining_s = running.started_s + self._threshold_ms() / 1000 - time.monotonic()
