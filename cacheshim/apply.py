@@ -26,11 +26,12 @@ from cacheshim.blocking import (
     as_would_block,
     timeout_ms_of,
 )
-from cacheshim.commands import Ctx, lookup
+from cacheshim.commands import Command, Ctx, lookup
 from cacheshim.commands.args import parse_db_index
 from cacheshim.protocol import errors
 from cacheshim.protocol.errors import CommandError
 from cacheshim.protocol.resp import NULL_ARRAY, OK, Error, Reply
+from cacheshim.scripting.engine import MoveOffLoop
 from cacheshim.scripting.state import ScriptingState
 from cacheshim.types.keyspace import Keyspace
 from cacheshim.v1 import record_pb2
@@ -65,7 +66,7 @@ class Applier:
         self._pieces_bytes = 0
         # The script cache and function libraries (cacheshim.scripting): changed by records
         # only, like the keyspace; their commands run through `run`.
-        self.scripts = ScriptingState(run)
+        self.scripts = ScriptingState(run_spec)
 
     def apply(self, index: int, payload: bytes) -> tuple[record_pb2.Record | None, Reply]:
         """Apply the record at `index`: its reply, and the record when it decodes (the
@@ -77,6 +78,13 @@ class Applier:
         """
         if index != self.applied_index + 1:
             raise RuntimeError(f"record {index} applied right after {self.applied_index}")
+        try:
+            return self._apply(index, payload)
+        except MoveOffLoop:  # its script runs again from the start on the script thread
+            self.applied_index = index - 1
+            raise
+
+    def _apply(self, index: int, payload: bytes) -> tuple[record_pb2.Record | None, Reply]:
         self.applied_index = index
         self.served = []
         self.denied = []
@@ -89,6 +97,7 @@ class Applier:
                 self._drop_stale_pieces(index)
             args = plain_args(payload)  # None: not a plain one-command record
             if args is None and record.HasField("chunk"):
+                # (Not moved to the script thread: its pieces are taken as it runs.)
                 return self._apply_piece(index, record)
             return self._apply_decoded(index, record, args)
         except Exception as exc:
@@ -158,7 +167,7 @@ class Applier:
         del pieces  # the joined bytes: the decoded record holds its own copy
         if whole.HasField("chunk") or (whole.shim_id, whole.proposal_id) != key:
             return piece, self._refuse(index, "large log record whose pieces do not match it")
-        return self._apply_decoded(index, whole)
+        return self._apply_decoded(index, whole, movable=False)
 
     def _drop_pieces(self, key: tuple[str, int], why: str) -> None:
         pieces = self._pieces.pop(key)
@@ -186,7 +195,11 @@ class Applier:
         return Error(f"ERR memlog: {problem}")
 
     def _apply_decoded(
-        self, index: int, record: record_pb2.Record, args: list[bytes] | None = None
+        self,
+        index: int,
+        record: record_pb2.Record,
+        args: list[bytes] | None = None,
+        movable: bool = True,
     ) -> tuple[record_pb2.Record | None, Reply]:
         """Apply a whole record. `args`: its command's arguments when `plain_args` found it
         plain (one command, no transaction, unblock or chunk, no unknown field: then of
@@ -206,6 +219,7 @@ class Applier:
         ctx = Ctx(
             self.keyspace, record.db, self.time_ms, index, pubsub=self.pubsub, acl=self.acl,
             scripts=self.scripts, user=record.user or None, acl_denied=self.denied,
+            script_movable=movable and len(record.commands) == 1,
         )  # fmt: skip
         if args is not None or not record.transaction:
             if args is None:
@@ -422,7 +436,13 @@ def run(ctx: Ctx, args: list[bytes]) -> Reply:
         return Error(errors.unknown_command(args[0], args[1:]))
     if not spec.arity_ok(len(args)):  # checked when queued, but a record may be foreign
         return Error(errors.wrong_number_of_arguments(spec.full_name))
+    return run_spec(ctx, spec, args)
+
+
+def run_spec(ctx: Ctx, spec: Command, args: list[bytes]) -> Reply:
+    """Run a command looked up and checked already (`run`, a script's redis.call)."""
     rest = args[2:] if spec.container else args[1:]
+    assert spec.handler is not None
     try:
         if spec.name == "select" and not spec.container:
             # SELECT inside MULTI/EXEC changes the database of the commands after it.

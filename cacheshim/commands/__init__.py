@@ -60,6 +60,11 @@ class Ctx:
     # caller to put in the ACL LOG (context "lua"): at apply only the proposing shim does.
     user: bytes | None = None
     acl_denied: list[tuple[int, bytes, bytes]] | None = None
+    # Whether a script call here may move to the script thread (run again from its start:
+    # not a large record's last piece, whose pieces are used up; cacheshim.server.busy).
+    script_movable: bool = True
+    # Inside a script's redis.call (SORT of a set without sorting sorts it then, as Redis).
+    in_script: bool = False
 
     @property
     def db(self) -> Database:

@@ -15,18 +15,20 @@ from __future__ import annotations
 
 import io
 import struct
+import time
 from typing import Final
 
 from cacheshim.commands import Ctx, command, container
 from cacheshim.commands.args import parse_int
 from cacheshim.commands.connection import help_reply
 from cacheshim.commands.scripting import (
-    NOT_BUSY,
     NUMKEYS_NEGATIVE,
     NUMKEYS_TOO_MANY,
     _scripts,
+    kill_running,
     sender_deleted,
 )
+from cacheshim.protocol import errors
 from cacheshim.protocol.errors import CommandError, text_from_bytes
 from cacheshim.protocol.resp import OK, Error, Reply, SetReply, Status
 from cacheshim.scripting.engine import ScriptError
@@ -289,17 +291,27 @@ def function_stats(ctx: Ctx, args: list[bytes]) -> Reply:
             b"functions_count": len(scripts.functions),
         }
     }
-    return {b"running_script": None, b"engines": engines}
+    running = scripts.on_thread
+    current: Reply = None
+    if running is not None:
+        if running.is_eval:  # (as Redis: STATS describes functions only)
+            raise CommandError(errors.BUSY_EVAL)
+        current = {
+            b"name": running.args[1],
+            b"command": list(running.args),
+            b"duration_ms": int((time.monotonic() - running.started_s) * 1000),
+        }
+    return {b"running_script": current, b"engines": engines}
 
 
 @command(
     "kill", 2, "noscript allow_busy", (0, 0, 0), "slow scripting", "scripting", "7.0.0",
-    "Stops a running function (none ever runs here).", container="function",
+    "Stops the running function if it has not written and runs on this shim only.",
+    container="function",
     tips="request_policy:all_shards response_policy:one_succeeded",
 )  # fmt: skip
 def function_kill(ctx: Ctx, args: list[bytes]) -> Reply:
-    # As SCRIPT KILL: a function runs to its end (or its budget) before another command.
-    raise CommandError(NOT_BUSY)
+    return kill_running(ctx, is_eval=False)
 
 
 @command(
@@ -323,9 +335,9 @@ def function_help(ctx: Ctx, args: list[bytes]) -> Reply:
             "RESTORE <payload> [FLUSH|APPEND|REPLACE]",
             "    Load the libraries of a payload.",
             "STATS",
-            "    The running function (none) and the engine's counts.",
+            "    The running function, if any, and the engine's counts.",
             "KILL",
-            "    Stop the running function (none is ever running when this is read).",
+            "    Stop the running function (one that cannot write: FCALL_RO, no-writes).",
             "HELP",
             "    This text.",
         ]

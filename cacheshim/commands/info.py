@@ -104,6 +104,9 @@ def _memory(shim: ShimView, now_ms: int) -> Lines:
     dataset = used - startup
     maxmemory = shim.server_config.int_value("maxmemory")
     total_system = _total_system_memory()
+    scripts = shim.applier.scripts
+    lua_bytes = scripts.lua_memory_bytes()
+    script_bytes = sum(len(script.body) for script in scripts.scripts.values())
     return [
         ("used_memory", used),
         ("used_memory_human", human_bytes(used)),
@@ -118,13 +121,13 @@ def _memory(shim: ShimView, now_ms: int) -> Lines:
         ("used_memory_dataset_perc", f"{100 * dataset / used:.2f}%"),
         ("total_system_memory", total_system),
         ("total_system_memory_human", human_bytes(total_system)),
-        ("used_memory_lua", 0),
-        ("used_memory_lua_human", "0B"),
-        ("used_memory_scripts", 0),
-        ("used_memory_scripts_human", "0B"),
-        ("number_of_cached_scripts", 0),
-        ("number_of_functions", 0),
-        ("number_of_libraries", 0),
+        ("used_memory_lua", lua_bytes),
+        ("used_memory_lua_human", human_bytes(lua_bytes)),
+        ("used_memory_scripts", script_bytes),
+        ("used_memory_scripts_human", human_bytes(script_bytes)),
+        ("number_of_cached_scripts", len(scripts.scripts)),
+        ("number_of_functions", len(scripts.functions)),
+        ("number_of_libraries", len(scripts.libraries)),
         ("maxmemory", maxmemory),
         ("maxmemory_human", human_bytes(maxmemory)),
         ("maxmemory_policy", shim.server_config.get("maxmemory-policy")),

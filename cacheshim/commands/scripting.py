@@ -18,6 +18,7 @@ from typing import Final
 from cacheshim.commands import Ctx, command, container
 from cacheshim.commands.args import parse_int
 from cacheshim.commands.connection import help_reply
+from cacheshim.protocol import errors
 from cacheshim.protocol.errors import CommandError, text_from_bytes
 from cacheshim.protocol.resp import OK, Error, Reply
 from cacheshim.scripting.engine import ScriptError
@@ -26,7 +27,6 @@ from cacheshim.scripting.state import ScriptingState, parse_shebang, sha1hex
 NOSCRIPT: Final = "NOSCRIPT No matching script. Please use EVAL."
 NUMKEYS_NEGATIVE: Final = "ERR Number of keys can't be negative"
 NUMKEYS_TOO_MANY: Final = "ERR Number of keys can't be greater than number of args"
-NOT_BUSY: Final = "NOTBUSY No scripts in execution right now."
 FLUSH_MODE: Final = "ERR SCRIPT FLUSH only support SYNC|ASYNC option"
 
 _EVAL_FLAGS: Final = "noscript stale skip_monitor no_mandatory_keys movablekeys"
@@ -96,8 +96,7 @@ def _eval(ctx: Ctx, args: list[bytes], readonly: bool) -> Reply:
         if local:
             sha = sha1hex(body)
             if scripts.get(sha) is None:
-                _, source = parse_shebang(body)
-                fn = scripts.engine.compile(source, b"@user_script")
+                fn = scripts.compile_local(sha, body)
                 return scripts.engine.call(fn, ctx, keys, argv, True, sha)
         else:
             sha = scripts.add(body)
@@ -203,13 +202,33 @@ def script_flush(ctx: Ctx, args: list[bytes]) -> Reply:
 
 @command(
     "kill", 2, "noscript allow_busy", (0, 0, 0), "slow scripting", "scripting", "2.6.0",
-    "Stops a running script (none ever runs here).", container="script",
+    "Stops the running script if it has not written and runs on this shim only.",
+    container="script",
     tips="request_policy:all_shards response_policy:one_succeeded",
 )  # fmt: skip
 def script_kill(ctx: Ctx, args: list[bytes]) -> Reply:
-    # A script runs to its end (or its instruction budget) before this shim reads another
-    # command, so none is ever running when SCRIPT KILL is read.
-    raise CommandError(NOT_BUSY)
+    return kill_running(ctx, is_eval=True)
+
+
+def kill_running(ctx: Ctx, is_eval: bool) -> Reply:
+    """SCRIPT KILL (is_eval) and FUNCTION KILL: ask the call running on the script thread
+    to end, in Redis's order of refusals. Only a call that cannot change the other shims'
+    state may end: a local one (EVAL_RO, a no-writes script or function) that has not
+    written; a record's script runs on every shim and ends alike on each (its budget)."""
+    scripts = _scripts(ctx)
+    running = scripts.on_thread
+    if running is None:
+        raise CommandError(errors.NOT_BUSY)
+    if scripts.engine.dirty():
+        raise CommandError(errors.UNKILLABLE_WROTE)
+    if is_eval and not running.is_eval:
+        raise CommandError(errors.BUSY_FUNCTION)
+    if not is_eval and running.is_eval:
+        raise CommandError(errors.BUSY_EVAL)
+    if running.at_apply:
+        raise CommandError(errors.UNKILLABLE_AT_APPLY)
+    scripts.engine.kill_requested = True
+    return OK
 
 
 @command(
@@ -240,7 +259,7 @@ def script_help(ctx: Ctx, args: list[bytes]) -> Reply:
             "FLUSH [ASYNC|SYNC]",
             "    Empty the script cache (on every shim: it goes through the log).",
             "KILL",
-            "    Stop a running script (none is ever running when this is read).",
+            "    Stop the running script (one that cannot write: EVAL_RO, no-writes).",
             "LOAD <script>",
             "    Add a script to the cache (through the log) and answer its sha1.",
             "HELP",

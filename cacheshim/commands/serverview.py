@@ -22,6 +22,7 @@ from cacheshim.types.keyspace import Keyspace
 if TYPE_CHECKING:
     from cacheshim.acl.log import AclLog
     from cacheshim.acl.state import Users
+    from cacheshim.scripting.state import ScriptingState
 
 
 class ShimSettings(Protocol):
@@ -52,6 +53,8 @@ class AppliedState(Protocol):
     def keyspace(self) -> Keyspace: ...
     @property
     def acl(self) -> Users: ...
+    @property
+    def scripts(self) -> ScriptingState: ...
 
 
 class ShimView(Protocol):

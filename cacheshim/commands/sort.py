@@ -14,7 +14,8 @@ SORT key [BY pattern] [LIMIT offset count] [GET pattern ...] [ASC|DESC] [ALPHA]
   first;
 - BY with a pattern that has no ``*`` (``BY nosort``) does not sort: a list or sorted set
   keeps its order (DESC walks it backwards), a set answers in its own order, except that with
-  STORE a set is sorted ALPHA so that what is stored does not depend on a hash table's order.
+  STORE (or from a script) a set is sorted ALPHA so that the result does not depend on a hash
+  table's order.
 
 Patterns (BY and GET): ``#`` is the element itself; otherwise the first ``*`` is replaced by
 the element to make a key name, and ``->field`` after it reads that field of a hash instead
@@ -258,7 +259,7 @@ def _sort(ctx: Ctx, args: list[bytes], readonly: bool) -> Reply:
     if kind not in ("list", "set", "zset"):
         raise CommandError(errors.WRONGTYPE)
     dont_sort, alpha, by = opts.dont_sort, opts.alpha, opts.by
-    if dont_sort and kind == "set" and opts.store is not None:
+    if dont_sort and kind == "set" and (opts.store is not None or ctx.in_script):
         dont_sort, alpha, by = False, True, None  # a stored result must not depend on order
     if value is None:
         elements: list[bytes] = []

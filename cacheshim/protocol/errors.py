@@ -63,6 +63,28 @@ NOPROTO: Final = "NOPROTO unsupported protocol version"
 # processCommand while the data set is (re)loaded: here, while a shim the log was trimmed past
 # restores the newest snapshot (cacheshim.server.replica).
 LOADING: Final = "LOADING Redis is loading the dataset in memory"
+# A script running longer than busy-reply-threshold (cacheshim.server.busy): what other
+# clients hear, and what SCRIPT KILL and FUNCTION KILL answer.
+BUSY_EVAL: Final = (
+    "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE."
+)
+BUSY_FUNCTION: Final = (
+    "BUSY Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE."
+)
+NOT_BUSY: Final = "NOTBUSY No scripts in execution right now."
+UNKILLABLE_WROTE: Final = (
+    "UNKILLABLE Sorry the script already executed write commands against the dataset. You "
+    "can either wait the script termination or kill the server in a hard way using the "
+    "SHUTDOWN NOSAVE command."
+)
+# memlog's own: a script that runs at apply and cannot be deferred (in a transaction, or
+# proposed again after its preview wrote) runs on every shim; ending it on one shim would
+# leave the shims different, so only its end or its instruction budget ends it.
+UNKILLABLE_AT_APPLY: Final = (
+    "UNKILLABLE The busy script runs at apply on every shim (a transaction, or a script "
+    "proposed again to write) and ends the same way on each: at its end or at its "
+    "instruction budget, not by a kill on one shim."
+)
 # A replica whose link to its master is down, with replica-serve-stale-data no; memlog's
 # shims answer it to local reads past --max-staleness-ms without word from the log.
 MASTERDOWN: Final = (

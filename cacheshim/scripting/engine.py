@@ -16,6 +16,10 @@ variable"). Stock Lua 5.1 has no read-only tables, so each protected table is a 
 metatable forwards reads and refuses writes, and the few functions that could get around a
 metatable (`rawset`, `rawget`, `setmetatable`, `next`, `pairs`, `ipairs`, `loadstring`,
 `load`) see through proxies or refuse them.
+
+The module is long (over 1,000 lines) because the Lua boot code, the Python side of the
+`redis` library and the reply conversions share one Lua state and its private functions;
+the libraries that need none of that live in `libs.py`.
 """
 
 from __future__ import annotations
@@ -66,14 +70,34 @@ MEMORY_BYTES_MAX = 1 << 30
 REDIS_VERSION = "7.0.15"
 REDIS_VERSION_NUM = 0x07000F
 
+# A call that runs this many steps (of INSTRUCTIONS_STEP: 200,000 instructions, or 400
+# redis.calls, 1-4 ms of Lua) without having changed anything leaves the event loop: at
+# apply it is deferred (DEFERRED, then a preview on its shim), a local one runs again from its
+# start on the shim's script thread (`MoveOffLoop`). Deferring changes what a record does, so
+# this is part of the log's format, like INSTRUCTIONS_MAX: every shim must use the same value.
+MOVE_STEPS = 20
+
 # Each redis.call/pcall counts as this many instructions (it costs far more time than one).
 CALL_INSTRUCTIONS = 500
 CALLS_MAX = INSTRUCTIONS_MAX // CALL_INSTRUCTIONS
+SPECS_MAX = 4096  # (LuaEngine._specs: names as spelled, so bounded)
+MOVE_CALLS = MOVE_STEPS * INSTRUCTIONS_STEP // CALL_INSTRUCTIONS
 
 BUDGET_EXCEEDED = (
     f"ERR Script exceeded memlog's budget of {INSTRUCTIONS_MAX} Lua instructions "
     "(see docs/decisions/0004-lua.md)"
 )
+KILLED = "ERR Script killed by user with SCRIPT KILL..."
+_MOVE = b"memlog: move off the event loop"
+_DEFER = b"memlog: deferred"
+_WANTS_WRITE = b"memlog: the preview wants to write"
+# The reply of a record whose script ran MOVE_STEPS at apply without changing anything: on
+# every shim alike, nothing changed, and the shim that proposed it runs it as a preview
+# (cacheshim.server.replica): killable, and proposed again to run to its end if it writes.
+DEFERRED = Error("ERR memlog: the script was deferred (docs/decisions/0004-lua.md)")
+# Commands that change something outside the keyspace (a call of one makes a script as
+# unrepeatable as a write does).
+_SIDE_EFFECTS = frozenset(("publish", "spublish"))
 UNKNOWN_COMMAND = "ERR Unknown Redis command called from script"
 WRONG_ARITY = "ERR Wrong number of args calling Redis command from script"
 NOT_ALLOWED = "ERR This Redis command is not allowed from script"
@@ -110,8 +134,12 @@ local loadstring_, load_, setfenv_, select_, unpack_ = loadstring, load, setfenv
 local cocreate, coresume = coroutine.create, coroutine.resume
 
 -- Budget: the hook counts steps of `step` instructions; past the budget it raises at every
--- instruction, so a pcall in the script cannot swallow it for long.
-local steps, killed = 0, nil
+-- instruction, so a pcall in the script cannot swallow it for long. From step `watch_at` on,
+-- it also asks the Python side (`interrupt`) at every step: true goes on, false goes on and
+-- stops asking, a string ends the script with that error (killed, or moved off the event
+-- loop), raised as the budget's error is.
+local steps, killed, watch_at = 0, nil, 0
+local interrupt = pyredis.interrupt
 local hook
 local own_source = dbg.getinfo(1, "S").source
 hook = function()
@@ -127,6 +155,16 @@ hook = function()
     killed = pyredis.budget_message
     dbg.sethook(hook, "", 1)
     error_(killed, 0)
+  end
+  if steps >= watch_at then
+    local verdict = interrupt(steps)
+    if verdict == false then
+      watch_at = budget_steps + 1
+    elseif verdict ~= true then
+      killed = verdict
+      dbg.sethook(hook, "", 1)
+      error_(killed, 0)
+    end
   end
 end
 
@@ -304,6 +342,7 @@ G.tostring = function(v)
     if kind == "table" and type_(mt) == "table" and rawget_(mt, "__tostring") then
       return tostring_(v)
     end
+    if not printed then printed = setmetatable_({}, {__mode = "k"}) end
     local id = printed[v]
     if not id then
       printed_count = printed_count + 1
@@ -314,16 +353,47 @@ G.tostring = function(v)
   end
   return tostring_(v)
 end
-G.next = function(t, k) return next_(real_of[t] or t, k) end
-G.pairs = function(t) return next_, real_of[t] or t, nil end
+-- Inside apply, `next` over a table keyed by tables, functions, coroutines or userdata would
+-- follow their addresses, which differ between shims: refused there, at the start of an
+-- iteration (the same error at the same place on every shim). Keys of the other types hash
+-- by value in Lua 5.1 (no per-process seed), so their order is the same everywhere.
+local deterministic = false
+local unordered = "memlog: pairs/next over a table keyed by tables, functions or coroutines "
+  .. "has no order that is the same on every shim (docs/decisions/0004-lua.md)"
+local function check_order(t)
+  if type_(t) ~= "table" then return end
+  for k in next_, t do
+    local kind = type_(k)
+    if kind == "table" or kind == "function" or kind == "thread" or kind == "userdata" then
+      error_(unordered, 3)
+    end
+  end
+end
+G.next = function(t, k)
+  local real = real_of[t] or t
+  if deterministic and k == nil then check_order(real) end
+  return next_(real, k)
+end
+G.pairs = function(t)
+  local real = real_of[t] or t
+  if deterministic then check_order(real) end
+  return next_, real, nil
+end
 G.ipairs = function(t) return ipairs_(real_of[t] or t) end
 G.rawget = function(t, k) return rawget_(real_of[t] or t, k) end
 G.rawset = function(t, k, v)
   if real_of[t] or t == G then error_(readonly, 0) end
   return rawset_(t, k, v)
 end
+-- A weak table's contents depend on when the collector runs, which depends on the state's
+-- memory (not the same on every shim): refused inside apply.
+local weak = "memlog: weak tables (__mode) empty at times that differ between shims; not "
+  .. "allowed in a script that may write (docs/decisions/0004-lua.md)"
 G.setmetatable = function(t, mt)
   if real_of[t] or t == G then error_(readonly, 0) end
+  if deterministic and type_(mt) == "table" and rawget_(mt, "__mode") ~= nil then
+    error_(weak, 2)
+  end
   return setmetatable_(t, mt)
 end
 local proxy_G = protect(G)
@@ -350,8 +420,8 @@ end
 
 -- The budget spent by the Python side (redis.call counts as CALL_INSTRUCTIONS): from now
 -- on, the script's code raises at every instruction.
-local function kill()
-  killed = pyredis.budget_message
+local function kill(message)
+  killed = message or pyredis.budget_message
   dbg.sethook(hook, "", 1)
 end
 
@@ -365,7 +435,7 @@ end
 -- Run f(...) under the budget: true and its first result, or false and the error table.
 local xpcall_ = xpcall
 local function run(f, ...)
-  steps, killed = 0, nil
+  steps, killed, watch_at, deterministic = 0, nil, budget_steps + 1, true
   local args, n = {...}, select_("#", ...)
   dbg.sethook(hook, "", step)
   local ok, result = xpcall_(function() return f(unpack_(args, 1, n)) end, err_handler)
@@ -376,13 +446,13 @@ end
 
 -- EVAL/EVALSHA (as_function false: KEYS and ARGV set as globals) and FCALL (the function
 -- called with them): the first `nkeys` arguments are the keys. One call from Python.
-local function call(f, as_function, nkeys, ...)
-  printed, printed_count = setmetatable_({}, {__mode = "k"}), 0
+local function call(f, as_function, watch_from, at_apply, nkeys, ...)
+  printed, printed_count = nil, 0  -- (made by the first tostring that needs it)
   local all, n = {...}, select_("#", ...)
   local keys, argv = {}, {}
   for i = 1, nkeys do keys[i] = all[i] end
   for i = nkeys + 1, n do argv[i - nkeys] = all[i] end
-  steps, killed = 0, nil
+  steps, killed, watch_at, deterministic = 0, nil, watch_from, at_apply
   local ok, result
   dbg.sethook(hook, "", step)
   if as_function then
@@ -451,6 +521,17 @@ return compile, call, compile_library, load_library, kill
 """
 
 
+class WantsWrite(BaseException):
+    """Raised out of a preview (a deferred script run on its shim only) at its first write."""
+
+
+class MoveOffLoop(BaseException):
+    """Raised out of a script call on the event loop that ran MOVE_STEPS without changing
+    anything: whoever runs the command (the replica's apply, a read) runs it again from its
+    start on the script thread. A BaseException, so the guards that turn a handler's bugs
+    into error replies let it through."""
+
+
 @dataclass
 class Invocation:
     """What the running script's `redis.call` needs: the command context (the record's,
@@ -463,6 +544,15 @@ class Invocation:
     # `ctx.user`, or that user may run anything); `acl_deleted` when the user is gone.
     acl_user: User | None = None
     acl_deleted: bool = False
+    # Whether it may be moved off the event loop (`MoveOffLoop`), and whether it has run a
+    # command that changed something (then it is not run again from its start, and SCRIPT
+    # KILL cannot end it).
+    movable: bool = False
+    dirty: bool = False
+    name: str = ""
+    # At apply and not in a transaction: a call that runs MOVE_STEPS without changing
+    # anything is deferred (DEFERRED), on every shim alike, wherever it runs.
+    deferrable: bool = False
 
 
 FUNCTION_FLAGS = ("no-writes", "allow-oom", "allow-stale", "no-cluster", "allow-cross-slot-keys")
@@ -503,13 +593,27 @@ class ScriptError(Exception):
 class LuaEngine:
     """One Lua state and the Python side of its `redis` library.
 
-    `runner` runs one command in a Ctx (cacheshim.apply.run): the same path as every other
-    command, so a script's commands are checked and applied like any other."""
+    `runner` runs one command, looked up and checked, in a Ctx (cacheshim.apply.run_spec):
+    the same path as every other command, so a script's commands are applied like any
+    other."""
 
-    def __init__(self, runner: Callable[[Ctx, list[bytes]], Reply]) -> None:
+    def __init__(self, runner: Callable[[Ctx, Command, list[bytes]], Reply]) -> None:
         self._runner = runner
+        # redis.call's command names as scripts spell them -> their table entries (commands
+        # without subcommands only): one dict lookup instead of a decode and lower per call.
+        self._specs: dict[bytes, Command] = {}
         self._current: Invocation | None = None
         self._calls = 0  # redis.call/pcall in the running script (the budget counts them)
+        # Set by the shim: whether a call may move off the event loop (a serving shim, not a
+        # replay or the snapshotter); whether this call runs on the script thread; whether
+        # SCRIPT KILL or FUNCTION KILL asked the running call to end.
+        self.offload = False
+        self.threaded = False
+        self.kill_requested = False
+        self.preview = False  # running a deferred script as a preview (no writes)
+        # Calls that ran long after changing something (so could not move): the next call of
+        # the same script or function moves at once (where it runs, never what it does).
+        self.long_names: set[str] = set()
         self.lua = lua51.LuaRuntime(
             encoding=None, unpack_returned_tuples=True, register_eval=False,
             register_builtins=False, max_memory=MEMORY_BYTES_MAX,
@@ -519,6 +623,7 @@ class LuaEngine:
         pyredis = self.lua.table_from(
             {
                 b"budget_message": BUDGET_EXCEEDED.encode(),
+                b"interrupt": self._interrupt,
                 b"call": self._redis_call,
                 b"register_function": self._register_function,
                 b"pcall": self._redis_pcall,
@@ -582,18 +687,64 @@ class LuaEngine:
                 invocation.acl_deleted = True
             elif not user.unrestricted():
                 invocation.acl_user = user
+        invocation.name = name
+        invocation.deferrable = ctx.index != 0 and not ctx.in_transaction
+        if self.threaded:
+            watch_from = 1  # SCRIPT KILL is looked for at every step
+        elif self.offload and ctx.script_movable:
+            invocation.movable = True
+            if name in self.long_names:
+                raise MoveOffLoop
+            watch_from = MOVE_STEPS
+        elif invocation.deferrable:
+            watch_from = MOVE_STEPS
+        else:
+            watch_from = INSTRUCTIONS_MAX // INSTRUCTIONS_STEP + 1
         self._current = invocation
         db_index = ctx.db_index  # a SELECT inside the script does not move its caller
         self._reset_cjson()
         self._calls = 0
+        ctx.in_script = True
         try:
-            ok, result = self._call_lua(fn, as_function, len(keys), *keys, *argv)
+            ok, result = self._call_lua(
+                fn, as_function, watch_from, ctx.index != 0, len(keys), *keys, *argv
+            )
         finally:
             self._current = None
             ctx.db_index = db_index
+            ctx.in_script = False
         if ok:
             return self.to_reply(result, invocation.resp)
+        if lua51.lua_type(result) == "table":
+            err = result[b"err"]
+            if err == _MOVE:
+                raise MoveOffLoop
+            if err == _DEFER:
+                return DEFERRED
+            if err == _WANTS_WRITE:
+                raise WantsWrite
         return _error_reply(result, name)
+
+    def dirty(self) -> bool:
+        """Whether the running call has changed something (SCRIPT KILL cannot end it)."""
+        current = self._current
+        return current is not None and current.dirty
+
+    def _interrupt(self, steps: int) -> bool | bytes:
+        """The count hook's question, past `watch_from`: go on (True), go on without asking
+        again (False), or end the call with this error. Deferring depends only on the
+        steps and on whether the call changed anything: the same on every shim."""
+        invocation = self._current
+        if invocation is None:
+            return False
+        if steps >= MOVE_STEPS and invocation.deferrable and not invocation.dirty:
+            return _DEFER
+        if self.threaded:
+            return KILLED.encode() if self.kill_requested else True
+        if invocation.movable and not invocation.dirty:
+            return _MOVE
+        self.long_names.add(invocation.name)  # it stalls the loop this time, not the next
+        return False
 
     def load_library(self, body: bytes) -> list[Registered]:
         """Run a library's code (FUNCTION LOAD): the functions it registered, or
@@ -707,6 +858,14 @@ class LuaEngine:
         if self._calls > CALLS_MAX:  # a loop of redis.call spends little Lua but much time
             self._kill()
             raise CallError(BUDGET_EXCEEDED)
+        if self._calls == MOVE_CALLS and not invocation.dirty:
+            # As many instructions as MOVE_STEPS, spent in calls: it runs long.
+            if invocation.deferrable:
+                self._kill(_DEFER)
+                raise CallError(_DEFER.decode())
+            if invocation.movable and not self.threaded:
+                self._kill(_MOVE)
+                raise CallError(_MOVE.decode())
         if not args:
             return False, NO_ARGUMENTS.encode()
         argv: list[bytes] = []
@@ -718,9 +877,13 @@ class LuaEngine:
                 argv.append(b"%.17g" % arg)
             else:
                 return False, BAD_ARGUMENT.encode()
-        spec = lookup(argv)
+        spec = self._specs.get(argv[0])
         if spec is None:
-            return False, UNKNOWN_COMMAND.encode()
+            spec = lookup(argv)
+            if spec is None:
+                return False, UNKNOWN_COMMAND.encode()
+            if not spec.subcommands and not spec.container and len(self._specs) < SPECS_MAX:
+                self._specs[argv[0]] = spec
         if not spec.arity_ok(len(argv)) or spec.handler is None:
             return False, WRONG_ARITY.encode()
         if Flag.NOSCRIPT in spec.flags or (
@@ -731,11 +894,17 @@ class LuaEngine:
             refused = self._acl_refusal(invocation, spec, argv)
             if refused is not None:
                 return False, refused.encode()
+        writes = (spec.is_write and not _reads_this_time(spec, argv)) or spec.name in _SIDE_EFFECTS
+        if self.preview and writes:
+            self._kill(_WANTS_WRITE)  # it runs again at apply, on every shim
+            raise CallError(_WANTS_WRITE.decode())
         if invocation.readonly and spec.is_write and not _reads_this_time(spec, argv):
             return False, WRITE_IN_READONLY.encode()
+        if writes:
+            invocation.dirty = True
         ctx = invocation.ctx
         db_index = ctx.db_index
-        reply = self._runner(ctx, argv)
+        reply = self._runner(ctx, spec, argv)
         if spec.name == "select" and isinstance(reply, Error):
             ctx.db_index = db_index
         if isinstance(reply, Error):

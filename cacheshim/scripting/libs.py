@@ -326,10 +326,18 @@ def _struct_items(fmt: bytes) -> list[tuple[str, int]]:
             digits += fmt[i : i + 1]
             i += 1
         size = int(digits) if digits else -1
+        if size > 2**31 - 1:  # (as lua_struct: past INT_MAX)
+            raise LibError("integral size overflow")
         if code.isspace():
             continue
+        if code in "iI" and size > STRUCT_INT_BYTES_MAX:
+            raise LibError(f"integral size {size} is larger than limit of {STRUCT_INT_BYTES_MAX}")
         items.append((code, size))
     return items
+
+
+# lua_struct's largest integer ('i32'): a bigger one would make pack allocate without bound.
+STRUCT_INT_BYTES_MAX = 32
 
 
 _INT_SIZES = {"b": 1, "B": 1, "h": 2, "H": 2, "l": 8, "L": 8, "T": 8, "i": 4, "I": 4}
@@ -364,8 +372,12 @@ def struct_table(lua: _Lua) -> Any:
                 data = bytes(value) if type(value) is bytes else str(value).encode()
                 if size <= 0:
                     out += data
+                elif size > len(data):  # lua_struct refuses it (and never pads)
+                    raise LibError(
+                        f"bad argument #{len(values) - len(args) + 2} to 'pack' (string too short)"
+                    )
                 else:
-                    out += data[:size].ljust(size, b"\0")
+                    out += data[:size]
             else:
                 raise LibError(f"invalid format option '{code}'")
         return bytes(out)

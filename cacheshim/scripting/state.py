@@ -17,8 +17,11 @@ from cacheshim.protocol.resp import split_inline_args
 from cacheshim.scripting.engine import INVALID_NAME, LuaEngine, ScriptError, valid_name
 
 if TYPE_CHECKING:
-    from cacheshim.commands import Ctx
+    from cacheshim.commands import Command, Ctx
     from cacheshim.protocol.resp import Reply
+
+# Scripts run locally whose compiled functions a shim keeps (compile_local).
+LOCAL_COMPILED_MAX = 1000
 
 SHEBANG_FLAGS = ("no-writes", "allow-oom", "allow-stale", "no-cluster", "allow-cross-slot-keys")
 
@@ -119,25 +122,47 @@ def parse_library_shebang(code: bytes) -> tuple[str, bytes]:
     return name, (b"" if end < 0 else code[end:])
 
 
+@dataclass
+class RunningScript:
+    """The call running on this shim's script thread (cacheshim.server.busy), while the event
+    loop answers other clients BUSY: this shim's, not replicated state."""
+
+    args: list[bytes]
+    at_apply: bool  # a record's script (runs on every shim) or a local one (EVAL_RO, ...)
+    started_s: float  # time.monotonic() when it started on the loop
+
+    @property
+    def is_eval(self) -> bool:
+        return self.args[0].lower() not in (b"fcall", b"fcall_ro")
+
+
 class ScriptingState:
     """The script cache (sha -> script, in the order they were added) and the Lua engine
     that runs them."""
 
-    def __init__(self, runner: Callable[[Ctx, list[bytes]], Reply]) -> None:
+    def __init__(self, runner: Callable[[Ctx, Command, list[bytes]], Reply]) -> None:
         self._runner = runner
         self.scripts: dict[str, Script] = {}
         self._engine: LuaEngine | None = None
         self._compiled: dict[str, Any] = {}
+        self._local: dict[str, Any] = {}  # compile_local's cache
         # Function libraries by name, and their functions by lower-case name (one namespace,
         # case-insensitive as in Redis).
         self.libraries: dict[str, Library] = {}
         self.functions: dict[str, Function] = {}
+        self.on_thread: RunningScript | None = None  # (cacheshim.server.busy)
 
     @property
     def engine(self) -> LuaEngine:
         if self._engine is None:
             self._engine = LuaEngine(self._runner)
         return self._engine
+
+    def lua_memory_bytes(self) -> int:
+        """What the Lua state holds (INFO's used_memory_lua); 0 before its first use."""
+        if self._engine is None:
+            return 0
+        return int(self._engine.lua.get_memory_used() or 0)
 
     @property
     def running(self) -> bool:
@@ -157,6 +182,20 @@ class ScriptingState:
         self.scripts[sha] = Script(body, flags)
         return sha
 
+    def compile_local(self, sha: str, body: bytes) -> Any:
+        """The compiled function of a script run locally (EVAL_RO, a no-writes EVAL) that the
+        replicated cache does not hold: compiled once, kept in a bounded cache of this shim
+        (never the replicated one, so every shim's script cache stays the same). Raises
+        ScriptError."""
+        fn = self._local.get(sha)
+        if fn is None:
+            _, source = parse_shebang(body)
+            fn = self.engine.compile(source, b"@user_script")
+            if len(self._local) >= LOCAL_COMPILED_MAX:
+                del self._local[next(iter(self._local))]  # the oldest
+            self._local[sha] = fn
+        return fn
+
     def get(self, sha: str) -> Script | None:
         return self.scripts.get(sha.lower())
 
@@ -175,6 +214,7 @@ class ScriptingState:
     def flush(self) -> None:
         self.scripts.clear()
         self._compiled.clear()
+        self._local.clear()
 
     # -- functions ---------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from cacheshim.hub import Outbox
 from cacheshim.protocol.errors import ProtocolError
 from cacheshim.protocol.fastreads import serve_reads
 from cacheshim.protocol.resp import Encoder, Error, Reply, RequestParser
+from cacheshim.server import busy
 from cacheshim.server.clock import wall_ms
 from cacheshim.server.dispatch import Checked, Dispatch, check
 from cacheshim.server.sessions import Session, SessionCommands
@@ -131,6 +132,7 @@ class Connection(Dispatch, SessionCommands, Transactions, asyncio.Protocol):
             or session.closing
             or self.shim.client_pause.end_ms
             or self.shim.loading  # GET answers LOADING (Dispatch)
+            or self.shim.script_thread.active  # GET waits, or answers BUSY
             or self.shim.stale()  # GET answers MASTERDOWN (Dispatch)
             or len(self.encoder)
             or not self.parser.idle
@@ -184,6 +186,17 @@ class Connection(Dispatch, SessionCommands, Transactions, asyncio.Protocol):
                 self._busy = True
                 asyncio.get_running_loop().create_task(self._await_pause_then_pump())
                 break
+            if self.shim.script_thread.active and command.error is None:
+                verdict = self.shim.script_thread.verdict(command.spec)
+                if verdict == busy.HOLD:  # a script runs: wait up to busy-reply-threshold
+                    self._held = command
+                    self._busy = True
+                    asyncio.get_running_loop().create_task(self._await_script_then_pump())
+                    break
+                if verdict != busy.RUN:  # BUSY, as Redis's rejectCommand answers it
+                    name = command.args[0].lower().decode("utf-8", "surrogateescape")
+                    self._refuse(session, name, verdict)
+                    continue
             mark = len(self.encoder)
             waiting = self._dispatch(session, command)
             if waiting is None:
@@ -251,6 +264,11 @@ class Connection(Dispatch, SessionCommands, Transactions, asyncio.Protocol):
             if session is not None and (session.reply_off or session.reply_skip_current):
                 self._drop_reply(session, mark)
             self._outbox.replied()
+        self._busy = False
+        self._pump()
+
+    async def _await_script_then_pump(self) -> None:
+        await self.shim.script_thread.wait()
         self._busy = False
         self._pump()
 

@@ -18,6 +18,7 @@ from cacheshim.commands.session import RUN_IN_MULTI
 from cacheshim.protocol import errors
 from cacheshim.protocol.errors import CommandError
 from cacheshim.protocol.resp import Error, Reply, Status
+from cacheshim.scripting.engine import MoveOffLoop
 from cacheshim.server.clock import wall_ms
 from cacheshim.server.sessions import Session
 from logsvc.client import LogClientError
@@ -182,8 +183,15 @@ class Dispatch:
             return waiting
         if session.linearizable:
             return self._after_barrier(session, args)
-        self.encoder.write(self._read(session, args))
+        try:
+            reply = self._read(session, args)
+        except MoveOffLoop:  # a script that runs long: again, on the script thread
+            return self._read_on_script_thread(session, args)
+        self.encoder.write(reply)
         return None
+
+    def _read_on_script_thread(self, session: Session, args: list[bytes]) -> asyncio.Future[Reply]:
+        return self.shim.script_thread.run(args, False, lambda: self._read(session, args))
 
     def _refuse(self, session: Session, name: str, error: str) -> None:
         """A command the central checks refused, as Redis's rejectCommand answers it: inside
@@ -199,9 +207,12 @@ class Dispatch:
             session.multi_error = True
         self.encoder.write(Error(error))
 
-    def _read(self, session: Session, args: list[bytes]) -> Reply:
+    def _read(self, session: Session, args: list[bytes], movable: bool = True) -> Reply:
+        """A read served from memory. A script call that runs long raises MoveOffLoop
+        (`movable`; not inside a transaction, whose reads have run already)."""
         applier = self.shim.applier
         ctx = Ctx(applier.keyspace, session.db, wall_ms(), 0, self.shim.read_rng, acl=applier.acl)
+        ctx.script_movable = movable
         ctx.session = session
         ctx.scripts = applier.scripts
         ctx.user = session.user  # a script's calls are checked against this user's rules
@@ -224,7 +235,11 @@ class Dispatch:
                     f"this shim had not applied the log up to the read index within "
                     f"{self.shim.config.write_timeout_s:g}s"
                 )
-            return self._read(session, args)
+            await self.shim.script_thread.idle()  # (a call there holds the keyspace)
+            try:
+                return self._read(session, args)
+            except MoveOffLoop:
+                return await self._read_on_script_thread(session, args)
 
         return asyncio.ensure_future(barrier_then_read())
 

@@ -2,7 +2,12 @@
 zone-local node's Read stream, or straight from the writer when this shim's own Append is
 next in line. Both go through `_receive`, the one path to apply: each record is applied
 once, in log order, whichever source brings it first; `_apply` then answers the writers
-waiting for it, wakes blocked clients and `wait_applied`'s callers."""
+waiting for it, wakes blocked clients and `wait_applied`'s callers.
+
+A record whose script runs long is applied on the script thread (`_apply_on_script_thread`)
+while later records wait (`_hold_records`), and a deferred script of this shim's client runs
+as a preview (`_preview`): these stay here, beside the one path to apply they pause, which
+is why the module is a little over 500 lines."""
 
 from __future__ import annotations
 
@@ -10,19 +15,31 @@ import asyncio
 import heapq
 import logging
 import time
+from collections import deque
 from typing import TYPE_CHECKING, cast
 
 from cacheshim.acl import check as acl_check
+from cacheshim.apply import run
+from cacheshim.commands import Ctx
+from cacheshim.protocol.resp import Error
+from cacheshim.scripting.engine import DEFERRED, MoveOffLoop, WantsWrite
+from cacheshim.server.busy import HubOnLoop
+from cacheshim.server.clock import wall_ms
+from cacheshim.server.writer import record_for
 from cacheshim.snapshot import bootstrap
+from cacheshim.v1 import record_pb2
 from logsvc.client import LogClientError, TrimmedError
 from logsvc.v1 import log_pb2
 
 if TYPE_CHECKING:
+    import random
     from collections.abc import AsyncGenerator, Iterator
 
     from cacheshim.apply import Applier
     from cacheshim.blocking import Blocker
     from cacheshim.hub import Hub
+    from cacheshim.protocol.resp import Reply
+    from cacheshim.server.busy import ScriptThread
     from cacheshim.server.sessions import Session
     from cacheshim.server.shim import ShimConfig
     from cacheshim.server.writer import Writer
@@ -57,6 +74,8 @@ class Replica:
         blocking: Blocker
         sessions: dict[int, Session]
         pubsub: Hub
+        script_thread: ScriptThread
+        read_rng: random.Random
         log_reader_client: LogClient
         log_leader: str
         # True while the shim rebuilds its state after the log was trimmed past it: commands
@@ -72,6 +91,10 @@ class Replica:
     _stream_at = 0.0
     _stream_prefer = ""
     _stream: asyncio.Task[None]
+    # The records held while a script call runs on the script thread, and the index the next
+    # one must have (`_receive`).
+    _held_records: deque[tuple[int, bytes]] | None = None
+    _held_next = 0
     # When the stream last brought a record or a keepalive of a node that knows a leader.
     _stream_heard_at = 0.0
     # When the shim last heard from a live log (time.monotonic()): a record or such a
@@ -210,7 +233,10 @@ class Replica:
                 continue
             if silent_s >= STREAM_SILENT_S:
                 stalled_s = silent_s
-            elif self._known_commit <= self.applier.applied_index:
+            elif (
+                self._known_commit <= self.applier.applied_index
+                or self._held_records is not None  # held behind a script call, not stalled
+            ):
                 lag_since = None
                 continue
             else:
@@ -240,8 +266,11 @@ class Replica:
         and replays the log after it up to the commit index confirmed now, exactly as at
         start, then serves again. Its writes acknowledged before stay acknowledged: they are
         in the log, so in the snapshot or in the records replayed after it."""
-        behind = self.applier.applied_index
         self.loading = True
+        await self.script_thread.idle()  # (a call on the script thread finishes first)
+        self._held_records = None  # the replay brings them
+        behind = self.applier.applied_index
+        self.applier.scripts.engine.offload = False  # the replay runs every call here
         log.error(
             "the log was trimmed past this shim (it had applied %d; %s): refusing commands "
             "with LOADING while it restores the newest snapshot",
@@ -263,6 +292,7 @@ class Replica:
         self._release_index_waiters()
         self.caught_up_index = target
         self.loading = False
+        self.applier.scripts.engine.offload = True
         log.info(
             "caught up again: restored snapshot %d, replayed %d records to %d (was at %d); "
             "serving",
@@ -281,16 +311,99 @@ class Replica:
     def _receive(self, index: int, payload: bytes) -> None:
         """A committed record, from the Read stream or from this shim's own Append: applied
         unless it was already (the other source brought it first). Out of order, it raises
-        (`Applier.apply`), and the apply loop reads again from the next record to apply."""
+        (`Applier.apply`), and the apply loop reads again from the next record to apply.
+        While a script call runs on the script thread, records are held in order (the
+        stream brings every record in order; a copy out of turn is dropped) and applied
+        when it ends (`_release_records`)."""
+        held = self._held_records
+        if held is not None:
+            if index == self._held_next:
+                held.append((index, payload))
+                self._held_next = index + 1
+            return
         if index > self.applier.applied_index:
             self._apply(index, payload)
 
+    def _hold_records(self, next_index: int) -> None:
+        if self._held_records is None:
+            self._held_records = deque()
+            self._held_next = next_index
+
+    def _hold_new_records(self) -> None:
+        """A call starts on the script thread: records that come from now on wait (a local
+        call's reads must not see them half applied, nor the loop enter Lua meanwhile)."""
+        self._hold_records(self.applier.applied_index + 1)
+
+    def _release_records(self) -> None:
+        """The script thread is idle again: apply the records held meanwhile, in order, until
+        one of them moves a call to the thread again (the rest wait behind it)."""
+        held = self._held_records
+        if held is None or self.script_thread.active:
+            return
+        self._held_records = None
+        while held:
+            index, payload = held.popleft()
+            self._receive(index, payload)
+            later = self._holding()
+            if later is not None:  # that one moved to the script thread
+                held.extend(later)
+                self._held_records = held
+                if held:
+                    self._held_next = max(self._held_next, held[-1][0] + 1)
+                return
+
+    def _holding(self) -> deque[tuple[int, bytes]] | None:
+        return self._held_records
+
     def _apply(self, index: int, payload: bytes) -> None:
-        record, reply = self.applier.apply(index, payload)
+        try:
+            record, reply = self.applier.apply(index, payload)
+        except MoveOffLoop:
+            self._apply_on_script_thread(index, payload)
+            return
+        self._applied(index, record, reply)
+
+    def _apply_on_script_thread(self, index: int, payload: bytes) -> None:
+        """A script of this record ran long without changing anything: apply the record
+        again, from its start, on the script thread (cacheshim.server.busy); the records
+        after it wait."""
+        self._hold_records(index + 1)
+        applier = self.applier
+        loop = asyncio.get_running_loop()
+        hub = applier.pubsub
+
+        def work() -> tuple[record_pb2.Record | None, Reply]:
+            if hub is not None:
+                applier.pubsub = cast("Hub", HubOnLoop(hub, loop))
+            try:
+                return applier.apply(index, payload)
+            finally:
+                applier.pubsub = hub
+
+        def then(future: asyncio.Future[tuple[record_pb2.Record | None, Reply]]) -> None:
+            if future.cancelled() or future.exception() is not None:
+                log.error("record %d failed on the script thread: %r", index, future)
+                return
+            record, reply = future.result()
+            self._applied(index, record, reply)
+
+        self.script_thread.run(self._record_args(payload), True, work, then)
+
+    @staticmethod
+    def _record_args(payload: bytes) -> list[bytes]:
+        """The command a record holds (what FUNCTION STATS shows of a running call)."""
+        try:
+            record = record_pb2.Record.FromString(payload)
+            return list(record.commands[0].args)
+        except Exception:
+            return [b"eval"]
+
+    def _applied(self, index: int, record: record_pb2.Record | None, reply: Reply) -> None:
         # What follows only tells waiting clients: a failure there must not keep the
         # others waiting (the index waiters below are released whatever happens).
+        deferred = reply is DEFERRED and record is not None and self._waits_for(record)
         try:
-            if record is not None:
+            if record is not None and not deferred:
                 origin = self.writer.applied(record, reply)
                 if self.applier.denied and origin is not None:
                     self._log_script_refusals(origin)
@@ -307,6 +420,58 @@ class Replica:
             waiter = heapq.heappop(waiters)[2]
             if not waiter.done():
                 waiter.set_result(None)
+        if deferred:
+            assert record is not None
+            self._preview(record)
+
+    def _waits_for(self, record: record_pb2.Record) -> bool:
+        """Whether a client of this shim waits for this record's reply."""
+        return (
+            record.shim_id == self.writer.shim_id
+            and record.proposal_id in self.writer._waiting  # (read only)
+        )
+
+    def _preview(self, record: record_pb2.Record) -> None:
+        """A script of this shim's client was deferred at apply (it ran long without
+        changing anything; every shim left it there alike): run it here, on the script
+        thread, as a preview that may read but not write, which SCRIPT KILL and FUNCTION KILL
+        may end. If it ends, its reply is the client's. If it comes to a write, it is
+        proposed again, as a record of its own that runs to its end at apply on every shim
+        (a one-command transaction: never deferred), and that record's reply is the
+        client's (docs/decisions/0004-lua.md)."""
+        args = list(record.commands[0].args)
+        applier = self.applier
+        db, user = record.db, record.user or None
+        self._hold_records(applier.applied_index + 1)
+
+        def work() -> Reply | None:
+            engine = applier.scripts.engine
+            ctx = Ctx(applier.keyspace, db, wall_ms(), 0, self.read_rng, acl=applier.acl)
+            ctx.scripts, ctx.user = applier.scripts, user
+            engine.preview = True
+            try:
+                return run(ctx, args)
+            except WantsWrite:
+                return None
+            finally:
+                engine.preview = False
+
+        def then(future: asyncio.Future[Reply | None]) -> None:
+            if future.cancelled() or future.exception() is not None:
+                self.writer.applied(record, Error("ERR memlog: the script's preview failed"))
+                return
+            reply = future.result()
+            if reply is not None:
+                self.writer.applied(record, reply)
+                return
+            again = record_for(db, [args], transaction=True)
+            if user is not None:
+                again.user = user
+            self.writer.submit(again).add_done_callback(
+                lambda done: self.writer.applied(record, _only_reply(done))
+            )
+
+        self.script_thread.run(args, False, work, then)
 
     def _log_script_refusals(self, origin: int) -> None:
         """The ACL refusals of the script calls of a record this shim proposed, in its ACL
@@ -384,3 +549,16 @@ class Replica:
         self._known_commit = max(self._known_commit, index)
         self._heard_from_log()
         await self.wait_applied(index, max(0.0, deadline - loop.time()))
+
+
+def _only_reply(done: asyncio.Future[Reply]) -> Reply:
+    """The reply of a one-command transaction record (a deferred script proposed again)."""
+    if done.cancelled():
+        return Error("ERR memlog: the write was cancelled")
+    if (exc := done.exception()) is not None:
+        return Error(f"ERR memlog: {exc}")
+    reply: Reply = done.result()
+    if isinstance(reply, list) and len(reply) == 1:
+        only: Reply = reply[0]
+        return only
+    return reply

@@ -19,6 +19,7 @@ from cacheshim.commands.acl import read_acl_file
 from cacheshim.config.serverconfig import MAX_STALENESS, ServerConfig
 from cacheshim.hub import Hub
 from cacheshim.protocol.errors import CommandError
+from cacheshim.server.busy import ScriptThread
 from cacheshim.server.clock import wall_ms
 from cacheshim.server.connection import Connection
 from cacheshim.server.replica import Replica
@@ -119,6 +120,10 @@ class Shim(Replica):
         self.output_limits = OutputLimits()
         self.stats = ServerStats()
         self.client_pause = ClientPause()
+        # Script calls that run long leave the event loop for this thread (server/busy.py).
+        self.script_thread = ScriptThread(self.applier, self._busy_reply_threshold_ms)
+        self.script_thread.on_start = self._hold_new_records
+        self.script_thread.on_idle = self._release_records
         self.acl_log = AclLog()  # this shim's ACL refusals (ACL LOG), never logged
         self.run_id = os.urandom(20).hex()
 
@@ -130,6 +135,7 @@ class Shim(Replica):
         target = await self._commit_index()
         # The newest usable snapshot, then the log after it up to target (issue 16).
         await bootstrap.recover(self.applier, self.log_reader_client, target, self._apply)
+        self.applier.scripts.engine.offload = True  # long calls leave the loop from now on
         self._tasks.append(asyncio.create_task(persistence.watch(self), name="store-watch"))
         self.writer.start()
         self._tasks.append(asyncio.create_task(self._apply_loop(), name="apply-loop"))
@@ -168,6 +174,9 @@ class Shim(Replica):
             self.config.shim_id, " and ".join(served), target,
         )  # fmt: skip
 
+    def _busy_reply_threshold_ms(self) -> int:
+        return int(self.server_config.values["busy-reply-threshold"])
+
     async def _seed_acl_users(self) -> None:
         """--aclfile: while no ACL record is in the log (no SETUSER, DELUSER, LOAD or
         requirepass ever, no seed), propose the file's users as a MEMLOG ACLSEED record and
@@ -198,6 +207,7 @@ class Shim(Replica):
             if server is not None:
                 server.close()
         persistence.stop(self)
+        self.script_thread.close()
         for task in self._tasks:
             task.cancel()
         await self.log_writer_client.close()

@@ -28,7 +28,7 @@ class Transactions:
         shim: Shim
         encoder: Encoder
 
-        def _read(self, session: Session, args: list[bytes]) -> Reply:
+        def _read(self, session: Session, args: list[bytes], movable: bool = True) -> Reply:
             raise NotImplementedError
 
     def _exec(self, session: Session) -> Reply | asyncio.Future[Reply]:
@@ -46,7 +46,7 @@ class Transactions:
             keyspace = self.shim.applier.keyspace
             if watch_broken(keyspace, watched) or expired_since_watch(keyspace, watched, wall_ms()):
                 return NULL_ARRAY
-            return [self._read(session, a) for a in queued]
+            return [self._read(session, a, movable=False) for a in queued]
         record = record_for(session.db, queued, transaction=True)
         record.watched.extend(watched)  # apply checks them (cacheshim.apply.watch_broken)
         if any(runs_script(args) for args in queued):  # its calls are checked at apply
