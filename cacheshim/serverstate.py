@@ -9,6 +9,11 @@ import resource
 import time
 from dataclasses import dataclass, field
 
+from cacheshim.observe.commandstats import CommandStats, Instantaneous
+from cacheshim.observe.latency import LatencyMonitor
+from cacheshim.observe.logview import LogView
+from cacheshim.observe.slowlog import SlowLog
+
 
 def process_rss_bytes() -> int:
     """The resident set size of this process now (Linux /proc; else the peak from rusage)."""
@@ -33,6 +38,19 @@ class ServerStats:
     net_output_bytes: int = 0
     rejected_connections: int = 0  # maxclients
     client_output_buffer_limit_disconnections: int = 0
+    # Per command, per error code, keyspace hits and misses (cacheshim.observe).
+    commands: CommandStats = field(default_factory=CommandStats)
+    instantaneous: Instantaneous = field(default_factory=Instantaneous)
+    slowlog: SlowLog = field(default_factory=SlowLog)
+    latency: LatencyMonitor = field(default_factory=LatencyMonitor)
+    log: LogView = field(default_factory=LogView)  # the log nodes as this shim sees them
+
+    def sample(self, now_ns: int) -> None:
+        """Feed the instantaneous rates (called every 100 ms); fold in the fast reads."""
+        self.commands.settle()
+        self.instantaneous.sample("ops", now_ns, self.commands_processed)
+        self.instantaneous.sample("net_input", now_ns, self.net_input_bytes)
+        self.instantaneous.sample("net_output", now_ns, self.net_output_bytes)
 
     def reset(self) -> None:
         """CONFIG RESETSTAT: counters back to zero (the start time and memory stay)."""
@@ -43,12 +61,23 @@ class ServerStats:
         self.rejected_connections = 0
         self.client_output_buffer_limit_disconnections = 0
         self.peak_rss_bytes = 0
+        self.commands.reset()
 
     def rss_bytes(self) -> int:
         """The process's resident memory now; also moves the peak."""
         rss = process_rss_bytes()
         self.peak_rss_bytes = max(self.peak_rss_bytes, rss)
         return rss
+
+
+SAMPLE_PERIOD_S = 0.1
+
+
+async def sample_rates(stats: ServerStats) -> None:
+    """Feed INFO's instantaneous rates every 100 ms, for the shim's life."""
+    while True:
+        stats.sample(time.monotonic_ns())
+        await asyncio.sleep(SAMPLE_PERIOD_S)
 
 
 class ClientPause:

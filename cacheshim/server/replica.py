@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, cast
 
 from cacheshim.acl import check as acl_check
 from cacheshim.snapshot import bootstrap
+from cacheshim.types.keyspace import LOOKUPS
 from logsvc.client import LogClientError, TrimmedError
 
 if TYPE_CHECKING:
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from cacheshim.server.sessions import Session
     from cacheshim.server.shim import ShimConfig
     from cacheshim.server.writer import Writer
+    from cacheshim.serverstate import ServerStats
     from logsvc.client import LogClient
 
 # How long a starting shim waits for a quorum to confirm the commit index it catches up with.
@@ -50,6 +52,7 @@ class Replica:
         applier: Applier
         writer: Writer
         blocking: Blocker
+        stats: ServerStats
         sessions: dict[int, Session]
         pubsub: Hub
         log_reader_client: LogClient
@@ -242,7 +245,11 @@ class Replica:
             self._apply(index, payload)
 
     def _apply(self, index: int, payload: bytes) -> None:
+        found, missed = LOOKUPS  # apply's lookups are no keyspace hits (INFO)
         record, reply = self.applier.apply(index, payload)
+        excluded = self.stats.commands.lookups_excluded
+        excluded[0] += LOOKUPS[0] - found
+        excluded[1] += LOOKUPS[1] - missed
         # What follows only tells waiting clients: a failure there must not keep the
         # others waiting (the index waiters below are released whatever happens).
         try:

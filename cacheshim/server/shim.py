@@ -18,6 +18,7 @@ from cacheshim.commands import load_all
 from cacheshim.commands.acl import read_acl_file
 from cacheshim.config.serverconfig import ServerConfig
 from cacheshim.hub import Hub
+from cacheshim.observe.logview import watch_log
 from cacheshim.protocol.errors import CommandError
 from cacheshim.server.clock import wall_ms
 from cacheshim.server.connection import Connection
@@ -25,7 +26,7 @@ from cacheshim.server.replica import Replica
 from cacheshim.server.sessions import Session
 from cacheshim.server.tls import TLS_FILES_CHECK_S, TlsListener
 from cacheshim.server.writer import Writer
-from cacheshim.serverstate import ClientPause, ServerStats
+from cacheshim.serverstate import ClientPause, ServerStats, sample_rates
 from cacheshim.snapshot import bootstrap
 from logsvc.auth import ClientCredentials
 from logsvc.client import LogClient
@@ -127,6 +128,13 @@ class Shim(Replica):
         # The newest usable snapshot, then the log after it up to target (issue 16).
         await bootstrap.recover(self.applier, self.log_reader_client, target, self._apply)
         self._tasks.append(asyncio.create_task(persistence.watch(self), name="store-watch"))
+        self._tasks.append(asyncio.create_task(sample_rates(self.stats), name="stats-sampler"))
+        self._tasks.append(
+            asyncio.create_task(
+                watch_log(self.stats.log, self.log_reader_client, self._applied_index),
+                name="log-view",
+            )
+        )
         self.writer.start()
         self._tasks.append(asyncio.create_task(self._apply_loop(), name="apply-loop"))
         while self.applier.applied_index < target:
@@ -163,6 +171,9 @@ class Shim(Replica):
             "shim %s serving on %s after replaying %d records",
             self.config.shim_id, " and ".join(served), target,
         )  # fmt: skip
+
+    def _applied_index(self) -> int:
+        return self.applier.applied_index
 
     async def _seed_acl_users(self) -> None:
         """--aclfile: while no ACL record is in the log (no SETUSER, DELUSER, LOAD or
