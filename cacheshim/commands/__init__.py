@@ -297,6 +297,7 @@ def load_all() -> None:
         keys,
         lists,
         memlog,
+        observe,
         pubsub,
         scripting,
         session,

@@ -40,13 +40,13 @@ class FastTally:
         self.resp3 = resp3
         self.started_ns = perf_counter_ns()
 
-    def end(self) -> None:
-        """The batch is over (and served something)."""
-        self.batches.append(
-            (perf_counter_ns() - self.started_ns, self.gets, self.mgets, self.others)
-        )
+    def end(self, served: int) -> int:
+        """The batch of served reads is over: the time each took (its share), in µs."""
+        elapsed_ns = perf_counter_ns() - self.started_ns
+        self.batches.append((elapsed_ns, self.gets, self.mgets, self.others))
         self.gets = self.mgets = 0
         self.others = None
+        return elapsed_ns // served // 1000
 
     def gets_served(self, count: int, replies: bytes) -> None:
         """count GETs answered by `replies` (bulk strings or nils, one each)."""

@@ -101,7 +101,7 @@ class Connection(Observed, SessionCommands, Transactions, asyncio.Protocol):
             )
             if served:
                 self._fast_path_served(replies, served, last)
-                tally.end()
+                self._fast_path_counted(tally.end(served), data, consumed)
                 if consumed == len(data):
                     return
                 data = data[consumed:]

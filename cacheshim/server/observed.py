@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from cacheshim.commands import Command, Flag, lookup
 from cacheshim.commands.session import RUN_IN_MULTI
+from cacheshim.protocol.fastreads import ARG_BYTES_MAX, ARGS_MAX, parse_request
 from cacheshim.protocol.resp import Error, Reply
 from cacheshim.server.dispatch import Checked, Dispatch
 from cacheshim.server.sessions import Session
@@ -131,7 +132,14 @@ class Observed(Dispatch):
         stats = shim.stats
         stats.commands.track_latency = values["latency-tracking"] == "yes"
         stats.commands.called(spec.full_name, elapsed_ns, error)
-        elapsed_us = elapsed_ns // 1000
+        self._watch_slow(session, spec, args, elapsed_ns // 1000)
+
+    def _watch_slow(
+        self, session: Session, spec: Command, args: list[bytes], elapsed_us: int
+    ) -> None:
+        """SLOWLOG and the latency monitor: a command that took elapsed_us."""
+        stats = self.shim.stats
+        values = self.shim.server_config.values
         slower_than_us = SLOWLOG_SLOWER_THAN.get(values)
         if 0 <= slower_than_us <= elapsed_us and Flag.SKIP_SLOWLOG not in spec.flags:
             stats.slowlog.add(
@@ -142,3 +150,26 @@ class Observed(Dispatch):
         if threshold_ms and elapsed_us // 1000 >= threshold_ms:
             event = "fast-command" if Flag.FAST in spec.flags else "command"
             stats.latency.add(event, int(time.time()), elapsed_us // 1000)
+
+    def _fast_path_counted(self, share_us: int, data: bytes, consumed: int) -> None:
+        """After a batch of fast reads (counted by `FastTally`): if each took long enough
+        for SLOWLOG or the latency monitor, their requests are read again from the bytes
+        served (only then: a slow batch is rare unless slowlog-log-slower-than is 0)."""
+        values = self.shim.server_config.values
+        slower_than_us = SLOWLOG_SLOWER_THAN.get(values)
+        threshold_ms = LATENCY_THRESHOLD.get(values)
+        if not (
+            0 <= slower_than_us <= share_us or (threshold_ms and share_us >= threshold_ms * 1000)
+        ):
+            return
+        session = self.session
+        assert session is not None
+        pos = 0
+        while pos < consumed:
+            request = parse_request(data, pos, ARGS_MAX, ARG_BYTES_MAX)
+            if request is None:  # (never: these bytes were served as requests)
+                break
+            args, pos = request
+            spec = lookup(args)
+            if spec is not None:
+                self._watch_slow(session, spec, args, share_us)

@@ -5,14 +5,16 @@ are not deterministic; their shapes are checked."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterator, Sequence
 
 import pytest
+import redis
 
 from cacheshim.observe.commandstats import Histogram, error_code
 from cacheshim.observe.slowlog import redacted, trimmed
-from tests.cacheshim.harness import Memlog, RedisServer, wait_until
+from tests.cacheshim.harness import Memlog, RedisServer, client, wait_until
 from tests.cacheshim.rawresp import RawConnection as Raw
 
 Command = Sequence[bytes | str | int]
@@ -204,4 +206,72 @@ def test_instantaneous_ops_move(memlog: Memlog) -> None:
 
         wait_until(busy, 10, "instantaneous_ops_per_sec above 0 under a workload")
     finally:
+        conn.close()
+
+
+SLOW_COMMANDS: list[Command] = [
+    ["SET", "k", "v" * 130],
+    ["GET", "k"],
+    ["MGET", "k", "nokey"],
+    ["SADD", "s", *[f"m{i}" for i in range(40)]],
+    ["AUTH", "someone", "secret"],
+    ["HELLO", "2", "AUTH", "someone", "secret"],
+    ["CONFIG", "SET", "slowlog-max-len", "128"],
+    ["LPUSH", "k", "x"],
+]
+
+
+def test_slowlog_as_redis(oracle_server: RedisServer, memlog: Memlog) -> None:
+    """With slowlog-log-slower-than 0 every command is an entry, its arguments trimmed and
+    redacted as Redis does; fast reads too."""
+    logged: list[list[bytes]] = []
+    for port in (oracle_server.port, memlog.shim_ports[0]):
+        conn = client(port)
+        try:
+            conn.flushall()
+            conn.config_set("slowlog-log-slower-than", 0)
+            conn.slowlog_reset()
+            for args in SLOW_COMMANDS:
+                with contextlib.suppress(redis.RedisError):
+                    conn.execute_command(*args)  # type: ignore[no-untyped-call]
+            entries = conn.slowlog_get(-1)
+            logged.append([entry["command"] for entry in entries])
+            assert all(entry["duration"] >= 0 and entry["client_address"] for entry in entries)
+            conn.config_set("slowlog-max-len", 2)
+            conn.set("one", "more")
+            assert conn.slowlog_len() == 2
+            conn.config_set("slowlog-log-slower-than", 10000)
+            conn.config_set("slowlog-max-len", 128)
+        finally:
+            conn.close()
+    assert logged[1] == logged[0]
+
+
+def test_latency_monitor(memlog: Memlog) -> None:
+    """A write waits for the log's commit: with a 1 ms threshold it shows as a spike."""
+    conn = client(memlog.shim_ports[0])
+    try:
+        conn.execute_command("LATENCY", "RESET")  # type: ignore[no-untyped-call]
+        conn.config_set("latency-monitor-threshold", 1)
+
+        def spiked() -> bool:
+            conn.set("w", "1")
+            return bool(conn.execute_command("LATENCY", "LATEST"))  # type: ignore[no-untyped-call]
+
+        wait_until(spiked, 10, "a latency spike of a write")
+        latest = conn.execute_command("LATENCY", "LATEST")  # type: ignore[no-untyped-call]
+        event, when, last_ms, max_ms = latest[0]
+        assert event == b"command" and last_ms >= 1 and max_ms >= last_ms and when > 0
+        history = conn.execute_command("LATENCY", "HISTORY", "command")  # type: ignore[no-untyped-call]
+        assert history and all(len(item) == 2 for item in history)
+        assert b"command" in conn.execute_command("LATENCY", "GRAPH", "command")  # type: ignore[no-untyped-call]
+        assert b"command:" in conn.execute_command("LATENCY", "DOCTOR")  # type: ignore[no-untyped-call]
+        histogram = conn.execute_command("LATENCY", "HISTOGRAM", "set")  # type: ignore[no-untyped-call]
+        assert histogram[0] == b"set" and histogram[1][:2] == [b"calls", histogram[1][1]]
+        with pytest.raises(redis.ResponseError, match="No samples available for event 'x'"):
+            conn.execute_command("LATENCY", "GRAPH", "x")  # type: ignore[no-untyped-call]
+        assert conn.execute_command("LATENCY", "RESET") == 1  # type: ignore[no-untyped-call]
+        assert conn.execute_command("LATENCY", "LATEST") == []  # type: ignore[no-untyped-call]
+    finally:
+        conn.config_set("latency-monitor-threshold", 0)
         conn.close()
