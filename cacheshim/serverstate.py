@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from cacheshim.observe.commandstats import CommandStats, Instantaneous
 from cacheshim.observe.latency import LatencyMonitor
 from cacheshim.observe.logview import LogView
+from cacheshim.observe.monitor import Monitors
 from cacheshim.observe.slowlog import SlowLog
 
 
@@ -44,6 +45,7 @@ class ServerStats:
     slowlog: SlowLog = field(default_factory=SlowLog)
     latency: LatencyMonitor = field(default_factory=LatencyMonitor)
     log: LogView = field(default_factory=LogView)  # the log nodes as this shim sees them
+    monitors: Monitors = field(default_factory=Monitors)  # MONITOR's clients
 
     def sample(self, now_ns: int) -> None:
         """Feed the instantaneous rates (called every 100 ms); fold in the fast reads."""

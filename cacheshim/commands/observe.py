@@ -1,7 +1,7 @@
-"""SLOWLOG and LATENCY (Redis slowlog.c, latency.c): this shim's slow commands and latency
-spikes, recorded as dispatch counts each command (`cacheshim.server.observed`), kept in
-`cacheshim.observe` and answered in Redis's reply shapes. Both are per shim, like a Redis
-node's: never in the log."""
+"""SLOWLOG, LATENCY and MONITOR (Redis slowlog.c, latency.c, the monitors of replication.c):
+this shim's slow commands, latency spikes and traffic, recorded as dispatch counts each
+command (`cacheshim.server.observed`), kept in `cacheshim.observe`, answered in Redis's reply
+shapes. All are per shim, like a Redis node's: never in the log."""
 
 from __future__ import annotations
 
@@ -218,3 +218,13 @@ def latency_help(ctx: Ctx, args: list[bytes]) -> Reply:
             "    This text.",
         ]
     )
+
+
+@command(
+    "monitor", 1, "admin noscript loading stale", (0, 0, 0), "admin slow dangerous", "server",
+    "1.0.0", "Streams every command this shim runs and every write it applies from the log.",
+)  # fmt: skip
+def monitor(ctx: Ctx, args: list[bytes]) -> Reply:
+    session = session_of(ctx, "MONITOR")
+    session.shim.stats.monitors.add(session)
+    return OK

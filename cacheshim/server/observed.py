@@ -1,6 +1,6 @@
 """The connection's counting of what it runs (a part of `Connection`, wrapped around
 `Dispatch`): every command's call, time and outcome for INFO commandstats, errorstats and
-latencystats, SLOWLOG and the latency monitor.
+latencystats, SLOWLOG, the latency monitor and MONITOR.
 
 It sits around dispatch rather than inside it, so the routing stays one piece: `_dispatch`
 is timed from the outside and its outcome read from what it wrote (an error reply at the
@@ -133,6 +133,14 @@ class Observed(Dispatch):
         stats.commands.track_latency = values["latency-tracking"] == "yes"
         stats.commands.called(spec.full_name, elapsed_ns, error)
         self._watch_slow(session, spec, args, elapsed_ns // 1000)
+        if stats.monitors.watchers:
+            self._monitored(session, spec, args)
+
+    def _monitored(self, session: Session, spec: Command, args: list[bytes]) -> None:
+        """MONITOR's line for a command this shim ran (not admin ones, as in Redis)."""
+        flags = spec.flags
+        if Flag.ADMIN not in flags and Flag.SKIP_MONITOR not in flags:
+            self.shim.stats.monitors.feed(session.db, session.addr, args)
 
     def _watch_slow(
         self, session: Session, spec: Command, args: list[bytes], elapsed_us: int
@@ -158,8 +166,11 @@ class Observed(Dispatch):
         values = self.shim.server_config.values
         slower_than_us = SLOWLOG_SLOWER_THAN.get(values)
         threshold_ms = LATENCY_THRESHOLD.get(values)
+        monitored = bool(self.shim.stats.monitors.watchers)
         if not (
-            0 <= slower_than_us <= share_us or (threshold_ms and share_us >= threshold_ms * 1000)
+            monitored
+            or 0 <= slower_than_us <= share_us
+            or (threshold_ms and share_us >= threshold_ms * 1000)
         ):
             return
         session = self.session
@@ -173,3 +184,5 @@ class Observed(Dispatch):
             spec = lookup(args)
             if spec is not None:
                 self._watch_slow(session, spec, args, share_us)
+                if monitored:
+                    self._monitored(session, spec, args)

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from cacheshim.server.shim import ShimConfig
     from cacheshim.server.writer import Writer
     from cacheshim.serverstate import ServerStats
+    from cacheshim.v1 import record_pb2
     from logsvc.client import LogClient
 
 # How long a starting shim waits for a quorum to confirm the commit index it catches up with.
@@ -250,6 +251,8 @@ class Replica:
         excluded = self.stats.commands.lookups_excluded
         excluded[0] += LOOKUPS[0] - found
         excluded[1] += LOOKUPS[1] - missed
+        if record is not None and self.stats.monitors.watchers:
+            self._monitored(index, record)
         # What follows only tells waiting clients: a failure there must not keep the
         # others waiting (the index waiters below are released whatever happens).
         try:
@@ -270,6 +273,13 @@ class Replica:
             waiter = heapq.heappop(waiters)[2]
             if not waiter.done():
                 waiter.set_result(None)
+
+    def _monitored(self, index: int, record: record_pb2.Record) -> None:
+        """MONITOR's lines for an applied record: its commands, marked as from the log."""
+        source = f"log:{record.shim_id or '?'}:{index}"
+        for command in record.commands:
+            if command.args:
+                self.stats.monitors.feed(record.db, source, list(command.args))
 
     def _log_script_refusals(self, origin: int) -> None:
         """The ACL refusals of the script calls of a record this shim proposed, in its ACL

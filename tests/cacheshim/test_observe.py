@@ -275,3 +275,54 @@ def test_latency_monitor(memlog: Memlog) -> None:
     finally:
         conn.config_set("latency-monitor-threshold", 0)
         conn.close()
+
+
+MONITOR_LINE = re.compile(r"\+\d+\.\d{6} \[(\d+) ([^\]]+)\] (.*)")
+
+
+def test_monitor_shows_served_and_applied(two_shims: Memlog) -> None:
+    """A MONITOR client of shim 1 sees its commands (as Redis writes them), and the writes
+    applied from the log, shim 2's included, marked with the shim and index."""
+    watcher = Raw(two_shims.shim_ports[0])
+    mine, other = Raw(two_shims.shim_ports[0]), Raw(two_shims.shim_ports[1])
+    try:
+        assert watcher.call("MONITOR") == b"+OK\r\n"
+        mine.call("SET", "mk", 'a "quoted"\n\x01 value')
+        mine.call("GET", "mk")  # the fast path
+        mine.call("CONFIG", "GET", "maxmemory")  # admin: not shown
+        other.call("SELECT", "3")
+        other.call("INCR", "counter")
+        lines = [MONITOR_LINE.fullmatch(r.decode().rstrip("\r\n")) for r in watcher.replies(4)]
+        seen = [(m[1], m[2], m[3]) for m in lines if m is not None]
+        assert len(seen) == 4
+        served = [item for item in seen if not item[1].startswith("log:")]
+        applied = [item for item in seen if item[1].startswith("log:")]
+        assert [item[2] for item in served] == [
+            '"SET" "mk" "a \\"quoted\\"\\n\\x01 value"',
+            '"GET" "mk"',
+        ]
+        assert [(db, source.split(":")[1], args) for db, source, args in applied] == [
+            ("0", "shim-1", '"SET" "mk" "a \\"quoted\\"\\n\\x01 value"'),
+            ("3", "shim-2", '"INCR" "counter"'),
+        ]
+    finally:
+        for conn in (watcher, mine, other):
+            conn.close()
+
+
+def test_monitor_line_as_redis(oracle_server: RedisServer) -> None:
+    """The quoting of arguments, beside redis-server's own MONITOR line."""
+    from cacheshim.observe.monitor import line
+
+    watcher, conn = Raw(oracle_server.port), Raw(oracle_server.port)
+    args = [b"SET", b"mk", b'a "quoted"\n\x01\x7f\t\\ \xc3\xa9']
+    try:
+        watcher.call("MONITOR")
+        conn.call(*args)
+        theirs = MONITOR_LINE.fullmatch(watcher.replies(1)[0].decode().rstrip("\r\n"))
+        assert theirs is not None
+        ours = MONITOR_LINE.fullmatch("+" + line(0, "x", args))
+        assert ours is not None and ours[3] == theirs[3]
+    finally:
+        watcher.close()
+        conn.close()
