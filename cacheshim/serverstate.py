@@ -65,6 +65,17 @@ class ServerStats:
         self.peak_rss_bytes = 0
         self.commands.reset()
 
+    _rss_read_ns: int = 0
+    _rss_last_bytes: int = 0
+
+    def fresh_rss_bytes(self, fresh_ns: int) -> int:
+        """The resident memory, read again only if the last reading is older than fresh_ns."""
+        now = time.monotonic_ns()
+        if now - self._rss_read_ns > fresh_ns:
+            self._rss_last_bytes = process_rss_bytes()
+            self._rss_read_ns = now
+        return self._rss_last_bytes
+
     def rss_bytes(self) -> int:
         """The process's resident memory now; also moves the peak."""
         rss = process_rss_bytes()

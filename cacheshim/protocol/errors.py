@@ -63,6 +63,8 @@ NOPROTO: Final = "NOPROTO unsupported protocol version"
 # processCommand while the data set is (re)loaded: here, while a shim the log was trimmed past
 # restores the newest snapshot (cacheshim.server.replica).
 LOADING: Final = "LOADING Redis is loading the dataset in memory"
+# A denyoom command while used memory is over maxmemory (server.c createSharedObjects).
+OOM: Final = "OOM command not allowed when used memory > 'maxmemory'."
 DB_INDEX_OUT_OF_RANGE: Final = "ERR DB index is out of range"
 
 # --- Keys and strings (db.c, expire.c, t_string.c, object.c) --------------------------------

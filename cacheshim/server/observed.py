@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from cacheshim.commands import Command, Flag, lookup
 from cacheshim.commands.session import RUN_IN_MULTI
+from cacheshim.protocol import errors
 from cacheshim.protocol.fastreads import ARG_BYTES_MAX, ARGS_MAX, parse_request
 from cacheshim.protocol.resp import Error, Reply
 from cacheshim.server.dispatch import Checked, Dispatch
@@ -49,6 +50,13 @@ class IntSetting:
 SLOWLOG_SLOWER_THAN = IntSetting("slowlog-log-slower-than")
 SLOWLOG_MAX_LEN = IntSetting("slowlog-max-len")
 LATENCY_THRESHOLD = IntSetting("latency-monitor-threshold")
+
+
+MAXMEMORY = IntSetting("maxmemory")
+# How old the resident-set reading maxmemory is checked against may be (a reading costs a
+# read of /proc: not one per write).
+RSS_FRESH_NS = 10_000_000
+OOM_NEVER_IN_MULTI = frozenset({"exec", "discard", "quit", "reset"})
 
 
 class Observed(Dispatch):
@@ -90,6 +98,35 @@ class Observed(Dispatch):
                                   exec_args)
             )  # fmt: skip
         return waiting
+
+    def _oom_refusal(self, session: Session, spec: Command | None) -> str | None:
+        """maxmemory with noeviction (the only policy it may have: ServerConfig): a command
+        that may grow the data (denyoom; EXEC of a transaction holding one; any command
+        queued in MULTI) is refused
+        before it reaches the log while the process's resident memory (INFO's used_memory)
+        is over maxmemory. Reads and deletes go on."""
+        if spec is None:
+            return None
+        maxmemory = MAXMEMORY.get(self.shim.server_config.values)
+        if not maxmemory:
+            return None
+        if Flag.DENYOOM in spec.flags:
+            pass
+        elif session.in_multi and spec.name not in OOM_NEVER_IN_MULTI:
+            pass  # queueing takes memory too: as Redis, refused while over
+        elif not (spec.name == "exec" and session.in_multi and self._queued_denyoom(session)):
+            return None
+        if self.shim.stats.fresh_rss_bytes(RSS_FRESH_NS) <= maxmemory:
+            return None
+        return errors.OOM
+
+    @staticmethod
+    def _queued_denyoom(session: Session) -> bool:
+        for args in session.queued:
+            spec = lookup(args)
+            if spec is not None and Flag.DENYOOM in spec.flags:
+                return True
+        return False
 
     def _refuse(self, session: Session, name: str, error: str) -> None:
         self._refused = True

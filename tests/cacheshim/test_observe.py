@@ -326,3 +326,53 @@ def test_monitor_line_as_redis(oracle_server: RedisServer) -> None:
     finally:
         watcher.close()
         conn.close()
+
+
+def test_maxmemory_noeviction_as_redis(raws: tuple[Raw, Raw]) -> None:
+    """Over maxmemory, writes that may grow the data are refused before the log, with
+    Redis's OOM error (in MULTI and at EXEC too); reads and deletes are served."""
+    oracle, subject = raws
+    before: list[Command] = [["SET", "keep", "1"], ["RPUSH", "list", "a"]]
+    over: list[Command] = [
+        ["SET", "k", "v"],
+        ["GET", "keep"],
+        ["LRANGE", "list", "0", "-1"],
+        ["DEL", "keep"],
+        ["LPUSH", "list", "b"],
+        ["MULTI"],
+        ["SET", "k", "v"],
+        ["EXEC"],
+        ["MULTI"],
+        ["LPOP", "list"],
+        ["EXEC"],
+    ]
+    try:
+        for conn in raws:
+            for args in before:
+                conn.call(*args)
+            assert conn.call("CONFIG", "SET", "maxmemory", "1") == b"+OK\r\n"
+        for args in over:
+            assert subject.call(*args) == oracle.call(*args), args
+        assert info(subject, "errorstats") == info(oracle, "errorstats")
+    finally:
+        for conn in raws:
+            conn.call("CONFIG", "SET", "maxmemory", "0")
+
+
+def test_eviction_policies_refused_with_maxmemory(memlog: Memlog) -> None:
+    conn = Raw(memlog.shim_ports[0])
+    try:
+        assert conn.call("CONFIG", "SET", "maxmemory-policy", "allkeys-lru") == b"+OK\r\n"
+        reply = conn.call("CONFIG", "SET", "maxmemory", "100mb")
+        assert reply.startswith(
+            b"-ERR CONFIG SET failed (possibly related to argument 'maxmemory')"
+        )
+        assert b"only maxmemory-policy noeviction" in reply
+        assert conn.call("CONFIG", "GET", "maxmemory").endswith(b"$1\r\n0\r\n")
+        conn.call("CONFIG", "SET", "maxmemory-policy", "noeviction")
+        assert conn.call("CONFIG", "SET", "maxmemory", "100mb") == b"+OK\r\n"
+        reply = conn.call("CONFIG", "SET", "maxmemory-policy", "volatile-lfu")
+        assert b"argument 'maxmemory-policy'" in reply
+    finally:
+        conn.call("CONFIG", "SET", "maxmemory", "0", "maxmemory-policy", "noeviction")
+        conn.close()
