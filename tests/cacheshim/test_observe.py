@@ -376,3 +376,13 @@ def test_eviction_policies_refused_with_maxmemory(memlog: Memlog) -> None:
     finally:
         conn.call("CONFIG", "SET", "maxmemory", "0", "maxmemory-policy", "noeviction")
         conn.close()
+
+
+def test_memlog_help(memlog: Memlog) -> None:
+    conn = Raw(memlog.shim_ports[0])
+    try:
+        reply = conn.call("MEMLOG", "HELP")
+        assert reply.startswith(b"*") and b"+READS [LINEARIZABLE|LOCAL]\r\n" in reply
+        assert b"+STATUS\r\n" in reply and b"+HELP\r\n" in reply
+    finally:
+        conn.close()
