@@ -70,6 +70,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add(serve, "--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
     _add(
         serve,
+        "--metrics-port",
+        type=int,
+        default=0,
+        help="serve /metrics (Prometheus), /livez and /readyz over HTTP on this port, on the "
+        "host of --listen (0: not at all; docs/monitoring.md)",
+    )
+    _add(
+        serve,
         "--aclfile",
         default="",
         help="Redis's aclfile: its users seed the ACL users while the log holds none; ACL LOAD "
@@ -215,6 +223,16 @@ async def serve(args: argparse.Namespace) -> None:
     addresses = log_addresses(args)
     config = config_from_args(args, await local_log_address(args, addresses))
     shim = Shim(config)
+    metrics = None
+    if int(args.metrics_port):
+        from cacheshim.observe.metrics import ShimFacts, serve_metrics
+
+        facts = ShimFacts(
+            stats=shim.stats, shim_id=config.shim_id,
+            applied_index=lambda: shim.applier.applied_index,
+            clients=lambda: len(shim.sessions), broken=shim.broken, serving=shim.serving,
+        )  # fmt: skip
+        metrics = serve_metrics(config.host, int(args.metrics_port), facts)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -228,6 +246,8 @@ async def serve(args: argparse.Namespace) -> None:
     else:
         starting.cancel()
     await shim.stop()
+    if metrics is not None:
+        metrics.shutdown()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -48,7 +48,9 @@ class ServerStats:
     monitors: Monitors = field(default_factory=Monitors)  # MONITOR's clients
 
     def sample(self, now_ns: int) -> None:
-        """Feed the instantaneous rates (called every 100 ms); fold in the fast reads."""
+        """Feed the instantaneous rates (called every 100 ms); fold in the fast reads; say
+        the event loop runs (/livez)."""
+        self.loop_beat = time.monotonic()
         self.commands.settle()
         self.instantaneous.sample("ops", now_ns, self.commands_processed)
         self.instantaneous.sample("net_input", now_ns, self.net_input_bytes)
@@ -65,6 +67,7 @@ class ServerStats:
         self.peak_rss_bytes = 0
         self.commands.reset()
 
+    loop_beat: float = field(default_factory=time.monotonic)
     _rss_read_ns: int = 0
     _rss_last_bytes: int = 0
 

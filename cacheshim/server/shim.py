@@ -124,11 +124,12 @@ class Shim(Replica):
     async def start(self) -> None:
         """Restore the newest snapshot, replay the log after it up to the commit index seen
         now, then start serving."""
+        # INFO's rates and the event loop's heartbeat (/livez), from the start.
+        self._tasks.append(asyncio.create_task(sample_rates(self.stats), name="stats-sampler"))
         target = await self._commit_index()
         # The newest usable snapshot, then the log after it up to target (issue 16).
         await bootstrap.recover(self.applier, self.log_reader_client, target, self._apply)
         self._tasks.append(asyncio.create_task(persistence.watch(self), name="store-watch"))
-        self._tasks.append(asyncio.create_task(sample_rates(self.stats), name="stats-sampler"))
         self._tasks.append(
             asyncio.create_task(
                 watch_log(self.stats.log, self.log_reader_client, self._applied_index),
@@ -174,6 +175,18 @@ class Shim(Replica):
 
     def _applied_index(self) -> int:
         return self.applier.applied_index
+
+    def broken(self) -> str | None:
+        """Why this shim cannot go on serving (a background task of its own ended), or None
+        (/livez; each task is meant to run as long as the shim)."""
+        for task in self._tasks:
+            if task.done() and not task.cancelled():
+                error = task.exception()
+                return f"the shim's {task.get_name()} task ended" + (f": {error}" if error else "")
+        return None
+
+    def serving(self) -> bool:
+        return (self.server is not None or self.tls_server is not None) and not self.loading
 
     async def _seed_acl_users(self) -> None:
         """--aclfile: while no ACL record is in the log (no SETUSER, DELUSER, LOAD or
