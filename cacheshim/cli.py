@@ -21,6 +21,7 @@ from cacheshim.server.tls import TLS_STARTUP_SETTINGS
 from logsvc.auth import AuthConfigError, ClientCredentials
 from logsvc.cli import add_client_credentials, add_env_flag, client_credentials, run_event_loop
 from logsvc.client import LogClient, LogClientError
+from logsvc.logformat import configure_logging
 
 if TYPE_CHECKING:
     from cacheshim.server import ShimConfig
@@ -68,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add(serve, "--linearizable-reads", default="no", help="yes: every read waits for ReadIndex")
     _add(serve, "--write-timeout-s", type=float, default=10.0, help="give up on a write after")
     _add(serve, "--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
+    _add(serve, "--log-format", default="text", help="text, or json: one JSON object per line")
     _add(
         serve,
         "--metrics-port",
@@ -252,10 +254,11 @@ async def serve(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=str(args.log_level).upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    try:
+        configure_logging(str(args.log_level), str(args.log_format))
+    except ValueError as exc:
+        print(f"cacheshim serve: {exc}", file=sys.stderr)
+        return 2
     if not str(args.log).strip():
         print("cacheshim serve: --log needs at least one address", file=sys.stderr)
         return 2
