@@ -3,7 +3,7 @@ of this tree and a shim of another tree (the one before the counters), both on o
 cluster, beside redis-server, taking turns round after round; medians of requests/s.
 
     .venv/bin/python bench/observe_overhead.py --base /tmp/base-tree [--requests 50000]
-        [--rounds 5]
+        [--rounds 5] [--points get:1,set:16]
 
 The base tree needs its C extensions built (copy the .so files in, or `pip install -e`):
 its shim runs with PYTHONPATH pointing at it. Stops everything it started by PID.
@@ -51,7 +51,9 @@ def main() -> None:
     parser.add_argument("--base", type=Path, required=True)
     parser.add_argument("--requests", type=int, default=50000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--points", default="get:1,get:16,set:1,set:16", help="test:pipeline,...")
     args = parser.parse_args()
+    points = [(t, int(p)) for t, p in (item.split(":") for item in args.points.split(","))]
     root = Path(tempfile.mkdtemp(prefix="observe-bench-"))
     deployment = Memlog(root / "memlog", shims=1)
     oracle = RedisServer(root / "redis")
@@ -71,7 +73,7 @@ def main() -> None:
         ports = {"redis": oracle.port, "base": base_port, "this": deployment.shim_ports[0]}
         results: dict[tuple[str, str, int], list[float]] = {}
         for round_number in range(args.rounds):
-            for test, pipeline in POINTS:
+            for test, pipeline in points:
                 for name, port in ports.items():
                     rate = requests_per_s(port, test, pipeline, args.requests)
                     results.setdefault((name, test, pipeline), []).append(rate)
@@ -79,13 +81,15 @@ def main() -> None:
         print(f"load: {os.getloadavg()}")
         print("| point | redis-server | base shim | this shim | this / base |")
         print("| --- | ---: | ---: | ---: | ---: |")
-        for test, pipeline in POINTS:
+        for test, pipeline in points:
             medians = {n: statistics.median(results[(n, test, pipeline)]) for n in ports}
             print(
                 f"| {test.upper()} -P {pipeline} | {medians['redis']:,.0f} | "
                 f"{medians['base']:,.0f} | {medians['this']:,.0f} | "
                 f"{medians['this'] / medians['base']:.2f} |"
             )
+        for key, rates in sorted(results.items()):
+            print(f"rounds {key}: {', '.join(f'{r:,.0f}' for r in rates)}")
     finally:
         if base_proc is not None:
             stop_process(base_proc)
