@@ -21,6 +21,7 @@ from cacheshim.server.tls import TLS_STARTUP_SETTINGS
 from logsvc.auth import AuthConfigError, ClientCredentials
 from logsvc.cli import add_client_credentials, add_env_flag, client_credentials, run_event_loop
 from logsvc.client import LogClient, LogClientError
+from logsvc.logformat import configure_logging
 
 if TYPE_CHECKING:
     from cacheshim.server import ShimConfig
@@ -76,6 +77,15 @@ def build_parser() -> argparse.ArgumentParser:
         "for this long; 0: serve them however stale (docs/availability.md)",
     )
     _add(serve, "--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
+    _add(serve, "--log-format", default="text", help="text, or json: one JSON object per line")
+    _add(
+        serve,
+        "--metrics-port",
+        type=int,
+        default=0,
+        help="serve /metrics (Prometheus), /livez and /readyz over HTTP on this port, on the "
+        "host of --listen (0: not at all; docs/monitoring.md)",
+    )
     _add(
         serve,
         "--aclfile",
@@ -224,6 +234,16 @@ async def serve(args: argparse.Namespace) -> None:
     addresses = log_addresses(args)
     config = config_from_args(args, await local_log_address(args, addresses))
     shim = Shim(config)
+    metrics = None
+    if int(args.metrics_port):
+        from cacheshim.observe.metrics import ShimFacts, serve_metrics
+
+        facts = ShimFacts(
+            stats=shim.stats, shim_id=config.shim_id,
+            applied_index=lambda: shim.applier.applied_index,
+            clients=lambda: len(shim.sessions), broken=shim.broken, serving=shim.serving,
+        )  # fmt: skip
+        metrics = serve_metrics(config.host, int(args.metrics_port), facts)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -237,14 +257,17 @@ async def serve(args: argparse.Namespace) -> None:
     else:
         starting.cancel()
     await shim.stop()
+    if metrics is not None:
+        metrics.shutdown()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=str(args.log_level).upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    try:
+        configure_logging(str(args.log_level), str(args.log_format))
+    except ValueError as exc:
+        print(f"cacheshim serve: {exc}", file=sys.stderr)
+        return 2
     if not str(args.log).strip():
         print("cacheshim serve: --log needs at least one address", file=sys.stderr)
         return 2

@@ -9,6 +9,12 @@ import resource
 import time
 from dataclasses import dataclass, field
 
+from cacheshim.observe.commandstats import CommandStats, Instantaneous
+from cacheshim.observe.latency import LatencyMonitor
+from cacheshim.observe.logview import LogView
+from cacheshim.observe.monitor import Monitors
+from cacheshim.observe.slowlog import SlowLog
+
 
 def process_rss_bytes() -> int:
     """The resident set size of this process now (Linux /proc; else the peak from rusage)."""
@@ -33,6 +39,22 @@ class ServerStats:
     net_output_bytes: int = 0
     rejected_connections: int = 0  # maxclients
     client_output_buffer_limit_disconnections: int = 0
+    # Per command, per error code, keyspace hits and misses (cacheshim.observe).
+    commands: CommandStats = field(default_factory=CommandStats)
+    instantaneous: Instantaneous = field(default_factory=Instantaneous)
+    slowlog: SlowLog = field(default_factory=SlowLog)
+    latency: LatencyMonitor = field(default_factory=LatencyMonitor)
+    log: LogView = field(default_factory=LogView)  # the log nodes as this shim sees them
+    monitors: Monitors = field(default_factory=Monitors)  # MONITOR's clients
+
+    def sample(self, now_ns: int) -> None:
+        """Feed the instantaneous rates (called every 100 ms); fold in the fast reads; say
+        the event loop runs (/livez)."""
+        self.loop_beat = time.monotonic()
+        self.commands.settle()
+        self.instantaneous.sample("ops", now_ns, self.commands_processed)
+        self.instantaneous.sample("net_input", now_ns, self.net_input_bytes)
+        self.instantaneous.sample("net_output", now_ns, self.net_output_bytes)
 
     def reset(self) -> None:
         """CONFIG RESETSTAT: counters back to zero (the start time and memory stay)."""
@@ -43,12 +65,35 @@ class ServerStats:
         self.rejected_connections = 0
         self.client_output_buffer_limit_disconnections = 0
         self.peak_rss_bytes = 0
+        self.commands.reset()
+
+    loop_beat: float = field(default_factory=time.monotonic)
+    _rss_read_ns: int = 0
+    _rss_last_bytes: int = 0
+
+    def fresh_rss_bytes(self, fresh_ns: int) -> int:
+        """The resident memory, read again only if the last reading is older than fresh_ns."""
+        now = time.monotonic_ns()
+        if now - self._rss_read_ns > fresh_ns:
+            self._rss_last_bytes = process_rss_bytes()
+            self._rss_read_ns = now
+        return self._rss_last_bytes
 
     def rss_bytes(self) -> int:
         """The process's resident memory now; also moves the peak."""
         rss = process_rss_bytes()
         self.peak_rss_bytes = max(self.peak_rss_bytes, rss)
         return rss
+
+
+SAMPLE_PERIOD_S = 0.1
+
+
+async def sample_rates(stats: ServerStats) -> None:
+    """Feed INFO's instantaneous rates every 100 ms, for the shim's life."""
+    while True:
+        stats.sample(time.monotonic_ns())
+        await asyncio.sleep(SAMPLE_PERIOD_S)
 
 
 class ClientPause:

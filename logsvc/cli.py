@@ -38,6 +38,7 @@ from logsvc.client import (
     put_snapshot,
 )
 from logsvc.config import ConfigError, NodeConfig, parse_peer_addresses, parse_peers
+from logsvc.logformat import configure_logging
 from logsvc.v1 import log_pb2
 
 ENV_PREFIX = "LOGSVC_"
@@ -268,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="automatic trim keeps every record appended within this many seconds",
     )
     _add(serve, "--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
+    _add(serve, "--log-format", default="text", help="text, or json: one JSON object per line")
 
     append = sub.add_parser("append", help="append records (arguments, or lines of stdin)")
     _add(append, "--addr", required=True, help="node addresses, comma separated")
@@ -545,10 +547,11 @@ async def _read_index(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
-        logging.basicConfig(
-            level=str(args.log_level).upper(),
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        )
+        try:
+            configure_logging(str(args.log_level), str(args.log_format))
+        except ValueError as exc:
+            print(f"logsvc serve: {exc}", file=sys.stderr)
+            return 2
         from logsvc.server import serve
 
         try:

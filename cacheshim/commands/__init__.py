@@ -306,6 +306,7 @@ def load_all() -> None:
         keys,
         lists,
         memlog,
+        observe,
         pubsub,
         scripting,
         session,

@@ -189,14 +189,15 @@ def _persistence(shim: ShimView, now_ms: int) -> Lines:
 
 def _stats(shim: ShimView, now_ms: int) -> Lines:
     stats = shim.stats
+    stats.commands.settle()
     return [
         ("total_connections_received", stats.connections_received),
         ("total_commands_processed", stats.commands_processed),
-        ("instantaneous_ops_per_sec", 0),
+        ("instantaneous_ops_per_sec", round(stats.instantaneous.rate("ops"))),
         ("total_net_input_bytes", stats.net_input_bytes),
         ("total_net_output_bytes", stats.net_output_bytes),
-        ("instantaneous_input_kbps", "0.00"),
-        ("instantaneous_output_kbps", "0.00"),
+        ("instantaneous_input_kbps", f"{stats.instantaneous.rate('net_input') / 1024:.2f}"),
+        ("instantaneous_output_kbps", f"{stats.instantaneous.rate('net_output') / 1024:.2f}"),
         ("rejected_connections", stats.rejected_connections),
         ("sync_full", 0),
         ("sync_partial_ok", 0),
@@ -206,8 +207,8 @@ def _stats(shim: ShimView, now_ms: int) -> Lines:
         ("expired_time_cap_reached_count", 0),
         ("evicted_keys", 0),
         ("evicted_clients", 0),
-        ("keyspace_hits", 0),
-        ("keyspace_misses", 0),
+        ("keyspace_hits", stats.commands.keyspace_hits),
+        ("keyspace_misses", stats.commands.keyspace_misses),
         ("pubsub_channels", shim.pubsub.active(CHANNELS)),
         ("pubsub_patterns", shim.pubsub.active(PATTERNS)),
         ("pubsubshard_channels", shim.pubsub.active(SHARD_CHANNELS)),
@@ -218,7 +219,7 @@ def _stats(shim: ShimView, now_ms: int) -> Lines:
         ("tracking_total_items", 0),
         ("tracking_total_prefixes", 0),
         ("unexpected_error_replies", 0),
-        ("total_error_replies", 0),
+        ("total_error_replies", stats.commands.error_replies),
         ("dump_payload_sanitizations", 0),
         # Not in Redis 7.0's INFO (it only logs these); later versions count them so.
         (
@@ -229,18 +230,25 @@ def _stats(shim: ShimView, now_ms: int) -> Lines:
 
 
 def _replication(shim: ShimView, now_ms: int) -> Lines:
+    """Redis's fields, then memlog's (docs/monitoring.md). role stays master: every shim
+    takes writes, and clients read role to decide where they may write. There are no Redis
+    replicas (connected_slaves:0, no backlog); what replicates is the log, so the offset is
+    this shim's applied index, and the memlog_ fields name the log nodes, their roles, and
+    how far this shim is behind the newest commit index they reported."""
+    applied = shim.applier.applied_index
     return [
         ("role", "master"),
         ("connected_slaves", 0),
         ("master_failover_state", "no-failover"),
         ("master_replid", shim.run_id),
         ("master_replid2", "0" * 40),
-        ("master_repl_offset", 0),
+        ("master_repl_offset", applied),
         ("second_repl_offset", -1),
         ("repl_backlog_active", 0),
         ("repl_backlog_size", shim.server_config.int_value("repl-backlog-size")),
         ("repl_backlog_first_byte_offset", 0),
         ("repl_backlog_histlen", 0),
+        *shim.stats.log.lines(applied),
     ]
 
 
@@ -260,6 +268,19 @@ def _cpu(shim: ShimView, now_ms: int) -> Lines:
 
 def _empty(shim: ShimView, now_ms: int) -> Lines:
     return []
+
+
+def _commandstats(shim: ShimView, now_ms: int) -> Lines:
+    return shim.stats.commands.commandstats_lines()
+
+
+def _errorstats(shim: ShimView, now_ms: int) -> Lines:
+    return shim.stats.commands.errorstats_lines()
+
+
+def _latencystats(shim: ShimView, now_ms: int) -> Lines:
+    percentiles = (shim.server_config.get("latency-tracking-info-percentiles") or "").split()
+    return shim.stats.commands.latencystats_lines(percentiles)
 
 
 def _cluster(shim: ShimView, now_ms: int) -> Lines:
@@ -317,9 +338,9 @@ SECTIONS: Final[list[tuple[str, str, Section]]] = [
     ("replication", "Replication", _replication),
     ("cpu", "CPU", _cpu),
     ("modules", "Modules", _empty),
-    ("commandstats", "Commandstats", _empty),
-    ("errorstats", "Errorstats", _empty),
-    ("latencystats", "Latencystats", _empty),
+    ("commandstats", "Commandstats", _commandstats),
+    ("errorstats", "Errorstats", _errorstats),
+    ("latencystats", "Latencystats", _latencystats),
     ("cluster", "Cluster", _cluster),
     ("keyspace", "Keyspace", _keyspace),
     ("memlog", "Memlog", _memlog),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from cacheshim.commands import Ctx, command, container
+from cacheshim.commands.connection import help_reply
 from cacheshim.commands.serverview import Session
 from cacheshim.protocol import errors
 from cacheshim.protocol.errors import CommandError
@@ -54,3 +55,27 @@ def status(ctx: Ctx, args: list[bytes]) -> Reply:
         b"local_log": shim.config.local_log_address.encode(),
         b"linearizable_reads_default": shim.config.linearizable_reads,
     }
+
+
+@command(
+    "help", 2, "loading stale", (0, 0, 0), "slow", "server", "0.1.0",
+    "Lists the MEMLOG subcommands.", container="memlog",
+)  # fmt: skip
+def memlog_help(ctx: Ctx, args: list[bytes]) -> Reply:
+    return help_reply(
+        [
+            "MEMLOG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "READS [LINEARIZABLE|LOCAL]",
+            "    This connection's reads: LOCAL (from this shim's memory, the default unless",
+            "    the shim runs with --linearizable-reads) or LINEARIZABLE (after this shim has",
+            "    applied the log up to an index a quorum of log nodes confirmed). No argument:",
+            "    the current mode.",
+            "STATUS",
+            "    This shim's id, zone, applied log index, the index it caught up with at start,",
+            "    the log node it reads from, and its default read mode.",
+            "ACLLOAD <source> <text>, ACLSEED <source> <text>",
+            "    Records of the ACL users (ACL LOAD and --aclfile propose them); not for clients.",
+            "HELP",
+            "    This text.",
+        ]
+    )

@@ -62,6 +62,10 @@ INVALID_SAVE: Final = "Invalid save parameters"
 OBL_ARGUMENT_COUNT: Final = "Wrong number of arguments in buffer limit configuration."
 OBL_CLASS: Final = "Invalid client class specified in buffer limit configuration."
 OBL_VALUE: Final = "Error in hard, soft or soft_seconds setting in buffer limit configuration."
+EVICTION_UNSUPPORTED: Final = (
+    "memlog evicts no keys: with maxmemory set, only maxmemory-policy noeviction is supported "
+    "(writes are refused when the shim's memory is over maxmemory)"
+)
 OOM_ARGUMENT_COUNT: Final = "wrong number of arguments"
 OOM_RANGE: Final = "Invalid oom-score-adj-values, elements must be between -2000 and 2000."
 PERCENTILES_INVALID: Final = "Invalid latency-tracking-info-percentiles parameters"
@@ -253,6 +257,7 @@ class ServerConfig:
                 if wanted > self.int_value(name) and (fitted := fit_open_files(wanted)) != wanted:
                     reason = MAXCLIENTS_TOO_MANY_FOR_OS % fitted
                     raise CommandError(SET_FAILED % (text_from_bytes(raw_name), reason))
+        _check_eviction({**self.values, **updates}, pairs, canonical)
         # Redis names the first parameter that rebuilds its TLS context (tls-auth-clients
         # does not: it is read per connection), else tls-auth-clients.
         tls_names = sorted(
@@ -352,6 +357,21 @@ class ServerConfig:
                 raise ValueError(OBL_VALUE)
             limits[klass] = f"{hard} {soft} {seconds}"
         return " ".join(f"{klass} {limits[klass]}" for klass in _OBL_ORDER)
+
+
+def _check_eviction(
+    values: Mapping[str, str], pairs: Sequence[tuple[bytes, bytes]], canonical: list[str]
+) -> None:
+    """memlog enforces maxmemory by refusing writes (noeviction) and evicts nothing: every
+    shim would have to evict the same keys at the same log index, decided once and logged,
+    which does not exist. So a maxmemory with another policy is refused, naming the first
+    of the two parameters set. (Without maxmemory a policy evicts nothing, in Redis too; it
+    is kept, since an LFU policy is what OBJECT FREQ asks for.)"""
+    if values["maxmemory"] == "0" or values["maxmemory-policy"] == "noeviction":
+        return
+    for (raw_name, _), name in zip(pairs, canonical, strict=True):
+        if name in ("maxmemory", "maxmemory-policy"):
+            raise CommandError(SET_FAILED % (text_from_bytes(raw_name), EVICTION_UNSUPPORTED))
 
 
 def _split_limits(value: str) -> list[str]:

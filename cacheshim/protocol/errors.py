@@ -90,6 +90,8 @@ UNKILLABLE_AT_APPLY: Final = (
 MASTERDOWN: Final = (
     "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'."
 )
+# A denyoom command while used memory is over maxmemory (server.c createSharedObjects).
+OOM: Final = "OOM command not allowed when used memory > 'maxmemory'."
 DB_INDEX_OUT_OF_RANGE: Final = "ERR DB index is out of range"
 
 # --- Keys and strings (db.c, expire.c, t_string.c, object.c) --------------------------------

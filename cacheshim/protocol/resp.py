@@ -997,6 +997,14 @@ class Encoder:
     def __len__(self) -> int:
         return len(self._out)
 
+    def error_since(self, mark: int) -> str | None:
+        """The text of the error reply written at mark, if the reply there is an error."""
+        out = self._out
+        if len(out) <= mark or out[mark] != 0x2D:  # "-"
+            return None
+        end = out.find(b"\r\n", mark)
+        return out[mark + 1 : end].decode("utf-8", "replace")
+
     def take(self) -> bytes:
         """Everything appended so far; the buffer is emptied."""
         data = bytes(self._out)

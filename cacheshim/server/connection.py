@@ -20,7 +20,8 @@ from cacheshim.protocol.fastreads import serve_reads
 from cacheshim.protocol.resp import Encoder, Error, Reply, RequestParser
 from cacheshim.server import busy
 from cacheshim.server.clock import wall_ms
-from cacheshim.server.dispatch import Checked, Dispatch, check
+from cacheshim.server.dispatch import Checked, check
+from cacheshim.server.observed import Observed
 from cacheshim.server.sessions import Session, SessionCommands
 from cacheshim.server.transactions import Transactions
 
@@ -39,10 +40,10 @@ SUBSCRIPTION_COMMANDS = frozenset(
 OUTPUT_CHECK_BYTES = 64 * 1024
 
 
-class Connection(Dispatch, SessionCommands, Transactions, asyncio.Protocol):
+class Connection(Observed, SessionCommands, Transactions, asyncio.Protocol):
     """One client connection: the asyncio protocol, the read fast path, pipelining, replies
     in order and the output limits. Dispatch, the session commands and transactions are its
-    parts in `dispatch`, `sessions` and `transactions`."""
+    parts in `dispatch`, `sessions` and `transactions`; `observed` counts what dispatch runs."""
 
     def __init__(self, shim: Shim) -> None:
         self.shim = shim
@@ -94,11 +95,14 @@ class Connection(Dispatch, SessionCommands, Transactions, asyncio.Protocol):
         if self._fast_path_open() and self._acl_free():
             resp3 = self.encoder.protocol == 3
             keyspace = self.shim.applier.keyspace
+            tally = self.shim.stats.commands.fast  # INFO's counters (cacheshim.observe)
+            tally.start(resp3)
             consumed, replies, served, last = serve_reads(
-                data, keyspace, self._fast_db_index, wall_ms(), resp3
+                data, keyspace, self._fast_db_index, wall_ms(), resp3, tally
             )
             if served:
                 self._fast_path_served(replies, served, last)
+                self._fast_path_counted(tally.end(served), data, consumed)
                 if consumed == len(data):
                     return
                 data = data[consumed:]

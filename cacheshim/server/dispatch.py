@@ -83,6 +83,9 @@ class Dispatch:
         def _end_multi(self, session: Session) -> None:
             raise NotImplementedError
 
+        def _oom_refusal(self, session: Session, spec: Command | None) -> str | None:
+            raise NotImplementedError
+
     def _is_plain_write(self, session: Session, waiting: asyncio.Future[Reply]) -> bool:
         return not session.in_multi and waiting in self._plain_writes
 
@@ -118,6 +121,7 @@ class Dispatch:
             users = self.shim.applier.acl
             if session.acl_generation != users.generation or not session.acl_free:
                 error = acl_check.refusal(session, users, spec, args)
+        error = error or self._oom_refusal(session, spec)  # maxmemory (server/observed.py)
         error = error or self.shim.pubsub.refusal(session, session.last_command)
         if (
             error is None

@@ -27,6 +27,7 @@ from cacheshim.server.busy import HubOnLoop
 from cacheshim.server.clock import wall_ms
 from cacheshim.server.writer import record_for
 from cacheshim.snapshot import bootstrap
+from cacheshim.types.keyspace import LOOKUPS
 from cacheshim.v1 import record_pb2
 from logsvc.client import LogClientError, TrimmedError
 from logsvc.v1 import log_pb2
@@ -43,6 +44,8 @@ if TYPE_CHECKING:
     from cacheshim.server.sessions import Session
     from cacheshim.server.shim import ShimConfig
     from cacheshim.server.writer import Writer
+    from cacheshim.serverstate import ServerStats
+    from cacheshim.v1 import record_pb2
     from logsvc.client import LogClient
 
 # How long a starting shim waits for a quorum to confirm the commit index it catches up with.
@@ -72,6 +75,7 @@ class Replica:
         applier: Applier
         writer: Writer
         blocking: Blocker
+        stats: ServerStats
         sessions: dict[int, Session]
         pubsub: Hub
         script_thread: ScriptThread
@@ -356,11 +360,16 @@ class Replica:
         return self._held_records
 
     def _apply(self, index: int, payload: bytes) -> None:
+        found, missed = LOOKUPS  # apply's lookups are no keyspace hits (INFO)
         try:
             record, reply = self.applier.apply(index, payload)
         except MoveOffLoop:
             self._apply_on_script_thread(index, payload)
             return
+        finally:
+            excluded = self.stats.commands.lookups_excluded
+            excluded[0] += LOOKUPS[0] - found
+            excluded[1] += LOOKUPS[1] - missed
         self._applied(index, record, reply)
 
     def _apply_on_script_thread(self, index: int, payload: bytes) -> None:
@@ -399,6 +408,8 @@ class Replica:
             return [b"eval"]
 
     def _applied(self, index: int, record: record_pb2.Record | None, reply: Reply) -> None:
+        if record is not None and self.stats.monitors.watchers:
+            self._monitored(index, record)
         # What follows only tells waiting clients: a failure there must not keep the
         # others waiting (the index waiters below are released whatever happens).
         deferred = reply is DEFERRED and record is not None and self._waits_for(record)
@@ -472,6 +483,13 @@ class Replica:
             )
 
         self.script_thread.run(args, False, work, then)
+
+    def _monitored(self, index: int, record: record_pb2.Record) -> None:
+        """MONITOR's lines for an applied record: its commands, marked as from the log."""
+        source = f"log:{record.shim_id or '?'}:{index}"
+        for command in record.commands:
+            if command.args:
+                self.stats.monitors.feed(record.db, source, list(command.args))
 
     def _log_script_refusals(self, origin: int) -> None:
         """The ACL refusals of the script calls of a record this shim proposed, in its ACL

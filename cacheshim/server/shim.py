@@ -18,6 +18,7 @@ from cacheshim.commands import load_all
 from cacheshim.commands.acl import read_acl_file
 from cacheshim.config.serverconfig import MAX_STALENESS, ServerConfig
 from cacheshim.hub import Hub
+from cacheshim.observe.logview import watch_log
 from cacheshim.protocol.errors import CommandError
 from cacheshim.server.busy import ScriptThread
 from cacheshim.server.clock import wall_ms
@@ -26,7 +27,7 @@ from cacheshim.server.replica import Replica
 from cacheshim.server.sessions import Session
 from cacheshim.server.tls import TLS_FILES_CHECK_S, TlsListener
 from cacheshim.server.writer import Writer
-from cacheshim.serverstate import ClientPause, ServerStats
+from cacheshim.serverstate import ClientPause, ServerStats, sample_rates
 from cacheshim.snapshot import bootstrap
 from logsvc.auth import ClientCredentials
 from logsvc.client import LogClient
@@ -132,11 +133,19 @@ class Shim(Replica):
     async def start(self) -> None:
         """Restore the newest snapshot, replay the log after it up to the commit index seen
         now, then start serving."""
+        # INFO's rates and the event loop's heartbeat (/livez), from the start.
+        self._tasks.append(asyncio.create_task(sample_rates(self.stats), name="stats-sampler"))
         target = await self._commit_index()
         # The newest usable snapshot, then the log after it up to target (issue 16).
         await bootstrap.recover(self.applier, self.log_reader_client, target, self._apply)
         self.applier.scripts.engine.offload = True  # long calls leave the loop from now on
         self._tasks.append(asyncio.create_task(persistence.watch(self), name="store-watch"))
+        self._tasks.append(
+            asyncio.create_task(
+                watch_log(self.stats.log, self.log_reader_client, self._applied_index),
+                name="log-view",
+            )
+        )
         self.writer.start()
         self._tasks.append(asyncio.create_task(self._apply_loop(), name="apply-loop"))
         while self.applier.applied_index < target:
@@ -176,6 +185,21 @@ class Shim(Replica):
 
     def _busy_reply_threshold_ms(self) -> int:
         return int(self.server_config.values["busy-reply-threshold"])
+
+    def _applied_index(self) -> int:
+        return self.applier.applied_index
+
+    def broken(self) -> str | None:
+        """Why this shim cannot go on serving (a background task of its own ended), or None
+        (/livez; each task is meant to run as long as the shim)."""
+        for task in self._tasks:
+            if task.done() and not task.cancelled():
+                error = task.exception()
+                return f"the shim's {task.get_name()} task ended" + (f": {error}" if error else "")
+        return None
+
+    def serving(self) -> bool:
+        return (self.server is not None or self.tls_server is not None) and not self.loading
 
     async def _seed_acl_users(self) -> None:
         """--aclfile: while no ACL record is in the log (no SETUSER, DELUSER, LOAD or

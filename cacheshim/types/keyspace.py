@@ -189,6 +189,12 @@ def unpack(packed: PackedValue) -> Value:
     assert _unpack is not None, "a packed value without cacheshim.snapshot.rdb loaded"
     return _unpack(packed)
 
+# Lookups of keys by value, [found, not found], over every keyspace of the process: the
+# read path adds what one read moved to INFO's keyspace_hits and keyspace_misses (Redis
+# counts reads only; apply's lookups move these too and are never added). Counting here
+# keeps one implementation of what a read looks up.
+LOOKUPS: list[int] = [0, 0]
+
 
 class Database:
     def __init__(self, index: int) -> None:
@@ -218,7 +224,9 @@ class Database:
     def get(self, key: bytes, now_ms: int) -> Value | None:
         value = self.data.get(key)
         if value is None or self.is_expired(key, now_ms):
+            LOOKUPS[1] += 1
             return None
+        LOOKUPS[0] += 1
         if type(value) is PackedValue:
             return self._unpacked(key, value)
         return value  # type: ignore[return-value]  # not packed: a Value
@@ -259,7 +267,9 @@ class Database:
         return value
 
     def contains(self, key: bytes, now_ms: int) -> bool:
-        return key in self.data and not self.is_expired(key, now_ms)
+        found = key in self.data and not self.is_expired(key, now_ms)
+        LOOKUPS[0 if found else 1] += 1
+        return found
 
     def ttl_ms(self, key: bytes) -> int | None:
         return self.expires.get(key)

@@ -361,8 +361,8 @@ def check_storage_classes(docs: list[Doc], required: bool) -> Problems:
 
 
 def check_shims(docs: list[Doc]) -> Problems:
-    """The shims: a zone-spread Deployment with its PDB, a Service on 6379 and a readiness
-    probe on the port the shim opens once caught up."""
+    """The shims: a zone-spread Deployment with its PDB, a Service on 6379, and readiness,
+    liveness and startup probes on the shim's /readyz and /livez (its --metrics-port)."""
     found = shim_workloads(docs)
     if len(found) != 1 or found[0]["kind"] != "Deployment":
         return [f"expected one Deployment running cacheshim, found {[ref(w) for w in found]}"]
@@ -382,13 +382,27 @@ def check_shims(docs: list[Doc]) -> Problems:
     ]
     if len(services) != 1:
         problems.append(f"{ref(shim)}: {len(services)} Services on port 6379 select it")
-    readiness = container.get("readinessProbe") or {}
-    port = probe_port(readiness)
-    redis = port_of(container, port) if port is not None else None
-    if redis is None or redis.get("containerPort") != 6379:
-        problems.append(f"{ref(shim)}: the readiness probe must check the Redis port 6379")
+    for kind, path in (("readiness", "/readyz"), ("liveness", "/livez"), ("startup", "/livez")):
+        probe = container.get(f"{kind}Probe") or {}
+        port = probe_port(probe)
+        declared = port_of(container, port) if port is not None else None
+        if (probe.get("httpGet") or {}).get("path") != path or declared is None:
+            problems.append(f"{ref(shim)}: the {kind} probe must ask {path} on a declared port")
+        elif str(declared.get("containerPort")) != shim_metrics_port(container):
+            problems.append(f"{ref(shim)}: the {kind} probe asks a port not --metrics-port")
     problems += check_resources(shim)
     return problems
+
+
+def shim_metrics_port(container: Doc) -> str | None:
+    """The shim's --metrics-port, as its args give it."""
+    args = [str(a) for a in container.get("args") or []]
+    for i, arg in enumerate(args):
+        if arg == "--metrics-port" and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith("--metrics-port="):
+            return arg.partition("=")[2]
+    return None
 
 
 def snapshotter_workloads(docs: list[Doc]) -> list[Doc]:
@@ -613,7 +627,7 @@ def check_serve(s: Started) -> Problems:
                 problems.append(f"{where}: neither --local-log nor --zone: reads cross zones")
             # Port 0 turns the plaintext port off (Redis's `port 0`); --tls-port opens TLS.
             tls_port = int(str(args.tls_port) or 0)
-            ports = [p for p in (port, tls_port) if p]
+            ports = [p for p in (port, tls_port, int(args.metrics_port)) if p]
             if not ports:
                 problems.append(f"{where}: neither a plaintext port nor --tls-port: serves no one")
             problems += check_tls_files(s)

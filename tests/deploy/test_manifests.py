@@ -197,7 +197,7 @@ def test_selectors_catch_an_anti_affinity_that_matches_nothing() -> None:
 
 def test_ports_catch_a_probe_on_an_undeclared_port() -> None:
     def mutate(docs: list[Doc]) -> None:
-        container(shim(docs))["readinessProbe"]["tcpSocket"]["port"] = "resp"
+        container(shim(docs))["readinessProbe"]["httpGet"]["port"] = "resp"
 
     assert "'resp'" in caught(checks.check_ports, mutate)
 
@@ -387,3 +387,13 @@ def test_certificates_catch_a_secret_no_certificate_writes() -> None:
         next(v for v in volumes if "secret" in v)["secret"]["secretName"] = "memlog-typo"
 
     assert "memlog-typo" in caught(checks.check_certificates, mutate, "production")
+
+
+def test_shims_catch_a_tcp_readiness_probe() -> None:
+    """A TCP probe on 6379 passes for a wedged event loop: the shim's probes are /readyz and
+    /livez on its --metrics-port (issue 22)."""
+
+    def mutate(docs: list[Doc]) -> None:
+        container(shim(docs))["readinessProbe"] = {"tcpSocket": {"port": "redis"}}
+
+    assert "readiness probe must ask /readyz" in caught(checks.check_shims, mutate)
