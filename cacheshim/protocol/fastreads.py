@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Final
 from cacheshim.protocol.errors import CommandError
 from cacheshim.protocol.fastread import serve_gets
 from cacheshim.protocol.resp import Error, Reply, SetReply, encode
-from cacheshim.types.keyspace import Keyspace
+from cacheshim.types.keyspace import LOOKUPS, Keyspace
 
 if TYPE_CHECKING:
     from cacheshim.observe.fasttally import FastTally
@@ -262,6 +262,11 @@ def serve_reads(
         if whole is not None:
             answer = whole(args[1:], db.data, expires, now_ms, resp3, _kinds[name])
             if answer is not None:
+                # The key's lookup, as the handler's would have counted it (INFO's
+                # keyspace_hits/misses): the C read answers a live key or a missing one.
+                LOOKUPS[0 if args[1] in db.data else 1] += 1
+                if tally is not None:
+                    tally.other_served(name.decode())
                 out.append(answer)
                 consumed = after
                 served += 1
