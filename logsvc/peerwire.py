@@ -188,7 +188,7 @@ class _PeerConnection(asyncio.Protocol):
             return
         if tls is None:
             return
-        self.transport = cast(asyncio.Transport, tls)
+        self.transport = tls
         self.names = certificate_names(tls)
         self.mode = "frames"
         if self.buffer:
