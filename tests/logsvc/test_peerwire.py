@@ -1,0 +1,108 @@
+"""The peer port's listener (logsvc/peerwire.py), in one process on 127.0.0.1: framed batches
+reach on_batch in order, a refused or malformed frame ends the stream with its reason and
+nothing after it is stepped, and any other connection is passed through byte for byte."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from logsvc.auth import PermissionDenied
+from logsvc.peerwire import HEADER_BYTES, PeerPort, encode_frame, open_stream, read_refusal
+from logsvc.v1 import peer_pb2
+
+TIMEOUT_S = 10.0
+
+
+def batch(n: int) -> peer_pb2.MessageBatch:
+    return peer_pb2.MessageBatch(cluster_id="memlog", from_id=f"sender-{n}")
+
+
+@asynccontextmanager
+async def port_with(
+    received: list[str], frame_bytes_max: int = 1 << 20
+) -> AsyncIterator[tuple[PeerPort, str]]:
+    """A PeerPort whose on_batch records the sender ids and refuses "mallory"; behind it, an
+    echo server standing in for the gRPC peer server."""
+
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(65536):
+            writer.write(b"echo:" + data)
+        writer.close()
+
+    behind = await asyncio.start_server(echo, "127.0.0.1", 0)
+    behind_port = behind.sockets[0].getsockname()[1]
+
+    def on_batch(b: peer_pb2.MessageBatch, names: frozenset[str] | None) -> None:
+        assert names is None  # plaintext
+        if b.from_id == "mallory":
+            raise PermissionDenied("mallory may not speak")
+        received.append(b.from_id)
+
+    port = PeerPort(on_batch, f"127.0.0.1:{behind_port}", None, frame_bytes_max)
+    number = await port.start("127.0.0.1:0")
+    try:
+        yield port, f"127.0.0.1:{number}"
+    finally:
+        await port.stop()
+        behind.close()
+        await behind.wait_closed()
+
+
+async def until(check: object, what: str) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + TIMEOUT_S
+    while not check():  # type: ignore[operator]
+        assert loop.time() < deadline, what
+        await asyncio.sleep(0.005)
+
+
+def test_batches_arrive_in_order_and_a_refused_one_ends_the_stream() -> None:
+    async def go() -> tuple[list[str], str]:
+        received: list[str] = []
+        async with port_with(received) as (_, address):
+            reader, writer = await open_stream(address, "b", None)
+            # Written in pieces of odd sizes: frames cut anywhere still parse.
+            wire = b"".join(encode_frame(batch(i)) for i in range(50))
+            for at in range(0, len(wire), 7):
+                writer.write(wire[at : at + 7])
+            bad = peer_pb2.MessageBatch(cluster_id="memlog", from_id="mallory")
+            writer.write(encode_frame(bad) + encode_frame(batch(99)))
+            ended = await asyncio.wait_for(read_refusal(reader), TIMEOUT_S)
+            writer.close()
+            return received, ended
+
+    received, ended = asyncio.run(go())
+    assert received == [f"sender-{i}" for i in range(50)]  # and nothing after mallory's
+    assert ended.startswith("PERMISSION_DENIED: mallory may not speak"), ended
+
+
+def test_a_frame_that_is_not_a_batch_or_too_big_ends_the_stream() -> None:
+    async def one(frame: bytes) -> tuple[list[str], str]:
+        received: list[str] = []
+        async with port_with(received, frame_bytes_max=1000) as (_, address):
+            reader, writer = await open_stream(address, "b", None)
+            writer.write(frame + encode_frame(batch(1)))
+            ended = await asyncio.wait_for(read_refusal(reader), TIMEOUT_S)
+            writer.close()
+            return received, ended
+
+    garbage = b"\xff\xff\xff"
+    received, ended = asyncio.run(one(len(garbage).to_bytes(HEADER_BYTES, "big") + garbage))
+    assert received == [] and ended.startswith("INVALID_ARGUMENT"), ended
+    received, ended = asyncio.run(one((5000).to_bytes(HEADER_BYTES, "big") + b"x" * 5000))
+    assert received == [] and ended.startswith("RESOURCE_EXHAUSTED"), ended
+
+
+def test_other_connections_are_passed_through_byte_for_byte() -> None:
+    async def go() -> bytes:
+        async with port_with([]) as (_, address):
+            host, _, number = address.rpartition(":")
+            reader, writer = await asyncio.open_connection(host, int(number))
+            writer.write(b"PRI * HTTP/2.0\r\n")  # what a gRPC client sends first
+            got = await asyncio.wait_for(reader.readexactly(21), TIMEOUT_S)
+            writer.close()
+            return got
+
+    assert asyncio.run(go()) == b"echo:PRI * HTTP/2.0\r\n"
