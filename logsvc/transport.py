@@ -226,7 +226,10 @@ class PeerSender:
     async def _stream(self, writer: asyncio.StreamWriter, ended: asyncio.Task[str]) -> str:
         """Write batches as they are queued until the peer ends the stream: its reason."""
         ready = self._ready
+        transport = writer.transport
         while not ended.done():
+            if transport.is_closing():  # lost: the reader has not noticed yet
+                return "the connection was lost"
             if not self._queue and not self._urgent:
                 ready.clear()
                 await ready.wait()
@@ -256,6 +259,8 @@ class PeerSender:
             except (OSError, ssl.SSLError, TimeoutError, peerwire.StreamRefused) as exc:
                 if self.connected:
                     log.info("stream to %s (%s) broke: %s", self.peer_id, self.address, exc)
+            except Exception:  # never let the sender die: the peer would be cut off for good
+                log.exception("stream to %s (%s) failed", self.peer_id, self.address)
             finally:
                 if ended is not None:
                     ended.cancel()

@@ -106,3 +106,40 @@ def test_other_connections_are_passed_through_byte_for_byte() -> None:
             return got
 
     assert asyncio.run(go()) == b"echo:PRI * HTTP/2.0\r\n"
+
+
+def test_a_sender_reopens_its_stream_when_the_peer_comes_back() -> None:
+    """A peer that goes away and comes back on the same port gets the messages sent after
+    it is back: the sender notices the lost stream, tells Raft, and reconnects."""
+    from logsvc.raft import Message, MessageType
+    from logsvc.transport import PeerSender
+    from tests.logsvc.fake_peer import FakePeer
+
+    def heartbeat(commit: int) -> Message:
+        return Message(MessageType.HEARTBEAT, to="b", frm="a", term=1, commit=commit)
+
+    async def go() -> tuple[list[int], int]:
+        unreachable: list[str] = []
+        first = FakePeer(term=0)
+        await first.start()
+        sender = PeerSender("memlog", "a", "b", first.address, unreachable.append)
+        sender.start()
+        second = FakePeer(term=0)
+        try:
+            await until(lambda: sender.connected, "the stream is open")
+            sender.send(heartbeat(1))
+            await until(lambda: first.received, "the first heartbeat arrives")
+            await first.stop()
+            await until(lambda: not sender.connected, "the sender sees the stream end")
+            assert unreachable == ["b"]
+            await second.start(first.port)
+            await until(lambda: sender.connected, "the stream is open again")
+            sender.send(heartbeat(2))
+            await until(lambda: second.received, "the heartbeat after the return arrives")
+            return [m.commit for m in first.received + second.received], len(unreachable)
+        finally:
+            await sender.stop()
+            await second.stop()
+
+    commits, reports = asyncio.run(go())
+    assert commits == [1, 2] and reports >= 1
