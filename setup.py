@@ -1,12 +1,13 @@
 """Only the C extensions live here; everything else is in pyproject.toml.
 
-`cacheshim.protocol._fastread` serves plain GETs in C; `cacheshim.snapshot._native` computes
-the snapshot file's CRC-64 and decompresses LZF. They are built by default, and a failed
-build fails the install: without them memlog falls back to Python twins
-(cacheshim/protocol/fastread.py, cacheshim/snapshot/crc64.py and lzf.py: same results, far
-slower), which nobody would notice. To go without them on purpose (no compiler), install
-with MEMLOG_PURE_PYTHON=1; the tests that check the extensions are built then accept their
-absence, and fail on it otherwise.
+`cacheshim.protocol._fastread` serves plain GETs in C and reads canonical requests;
+`cacheshim._records` reads the shape of a plain log record for apply;
+`cacheshim.snapshot._native` computes the snapshot file's CRC-64 and decompresses LZF. They
+are built by default, and a failed build fails the install: without them memlog falls back to
+Python twins (cacheshim/protocol/fastread.py, apply.plain_args_py, cacheshim/snapshot/crc64.py
+and lzf.py: same results, far slower), which nobody would notice. To go without them on
+purpose (no compiler), install with MEMLOG_PURE_PYTHON=1; the tests that check the extensions
+are built then accept their absence, and fail on it otherwise.
 """
 
 import os
@@ -22,6 +23,11 @@ setup(
         Extension(
             "cacheshim.protocol._fastread",
             sources=["cacheshim/protocol/_fastread.c"],
+            extra_compile_args=["-O2"],
+        ),
+        Extension(
+            "cacheshim._records",
+            sources=["cacheshim/_records.c"],
             extra_compile_args=["-O2"],
         ),
         Extension(

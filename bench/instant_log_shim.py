@@ -26,14 +26,28 @@ from logsvc.client import AppendResult
 from logsvc.v1 import log_pb2
 
 
+class _NoSnapshots:
+    """The snapshot calls a starting shim makes (cacheshim/snapshot/bootstrap.py): the
+    instant log holds none, so the shim replays from index 1."""
+
+    async def ListSnapshots(
+        self, request: log_pb2.ListSnapshotsRequest, timeout: float | None = None
+    ) -> log_pb2.ListSnapshotsResponse:
+        return log_pb2.ListSnapshotsResponse()
+
+
 class InstantLog:
     """The part of LogClient the shim uses, over one list shared by the shim's clients."""
 
     records: ClassVar[list[bytes]] = []
     appended: ClassVar[asyncio.Event | None] = None
+    attempt_timeout_s: ClassVar[float] = 1.0
 
     def __init__(self, addresses: Sequence[str], **_: object) -> None:
         self.addresses = list(addresses)
+
+    def stub(self, address: str) -> _NoSnapshots:
+        return _NoSnapshots()
 
     @classmethod
     def _event(cls) -> asyncio.Event:
@@ -42,7 +56,10 @@ class InstantLog:
         return cls.appended
 
     async def append(
-        self, records: Sequence[bytes], if_last_index: int | None = None
+        self,
+        records: Sequence[bytes],
+        if_last_index: int | None = None,
+        timeout_s: float | None = None,
     ) -> AppendResult:
         await asyncio.sleep(0)  # the answer comes in a later turn, as a real one would
         first = len(InstantLog.records) + 1
@@ -56,6 +73,7 @@ class InstantLog:
         follow: bool = False,
         address: str | None = None,
         batch_records_max: int = 0,
+        prefer: str | None = None,
     ) -> AsyncIterator[tuple[int, bytes]]:
         index = from_index
         while True:
@@ -73,6 +91,10 @@ class InstantLog:
 
     async def read_index(self, address: str | None = None) -> int:
         return len(InstantLog.records)
+
+    @property
+    def read_from(self) -> str | None:
+        return self.addresses[0]
 
     async def close(self) -> None:
         return None

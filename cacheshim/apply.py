@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -87,9 +87,10 @@ class Applier:
         try:
             if self._pieces:
                 self._drop_stale_pieces(index)
-            if record.HasField("chunk"):
+            args = plain_args(payload)  # None: not a plain one-command record
+            if args is None and record.HasField("chunk"):
                 return self._apply_piece(index, record)
-            return self._apply_decoded(index, record)
+            return self._apply_decoded(index, record, args)
         except Exception as exc:
             # A bug outside the command handlers (they have their own guard in `run`): the
             # reply names the exception's type only, so it is the same on every shim.
@@ -185,21 +186,30 @@ class Applier:
         return Error(f"ERR memlog: {problem}")
 
     def _apply_decoded(
-        self, index: int, record: record_pb2.Record
+        self, index: int, record: record_pb2.Record, args: list[bytes] | None = None
     ) -> tuple[record_pb2.Record | None, Reply]:
-        problem = record_problem(record, len(self.keyspace.dbs))
+        """Apply a whole record. `args`: its command's arguments when `plain_args` found it
+        plain (one command, no transaction, unblock or chunk, no unknown field: then of
+        record_problem's checks only the database's range is left to make)."""
+        if args is None:
+            problem = record_problem(record, len(self.keyspace.dbs))
+        elif record.db >= len(self.keyspace.dbs):
+            problem = f"log record for database {record.db}, which does not exist"
+        else:
+            problem = None
         if problem is not None:
             return record, self._refuse(index, problem)
         self.time_ms = max(self.time_ms, record.time_ms)
         self.keyspace.expire_due(self.time_ms, index)
-        if record.unblock_proposal_id or record.unblock_all:
+        if args is None and (record.unblock_proposal_id or record.unblock_all):
             return record, self._unblock(record)
         ctx = Ctx(
             self.keyspace, record.db, self.time_ms, index, pubsub=self.pubsub, acl=self.acl,
             scripts=self.scripts, user=record.user or None, acl_denied=self.denied,
         )  # fmt: skip
-        if not record.transaction:
-            args = list(record.commands[0].args)
+        if args is not None or not record.transaction:
+            if args is None:
+                args = list(record.commands[0].args)
             reply = run(ctx, args)
             if (block := as_would_block(reply)) is not None:
                 self._block(record, args, block)
@@ -221,10 +231,11 @@ class Applier:
             return  # no owner to answer (a foreign writer), or the same proposal twice
         timeout_ms = timeout_ms_of(block, args)
         deadline_ms = self.time_ms + timeout_ms + DEADLINE_GRACE_MS if timeout_ms > 0 else None
+        waits_as = args if block.args is None else list(block.args)
         self.blocked.add(
             BlockedEntry(
-                record.shim_id, record.proposal_id, record.db, args, block.keys, block.kind,
-                deadline_ms,
+                record.shim_id, record.proposal_id, record.db, waits_as, block.keys,
+                block.kind, deadline_ms,
             )
         )  # fmt: skip
 
@@ -255,15 +266,24 @@ class Applier:
                     blocked.remove(entry.shim_id, entry.proposal_id)  # its shim is gone
                     continue
                 value = db.get(key, now_ms)
-                if value is None or (entry.kind is not None and not isinstance(value, entry.kind)):
-                    break
+                if (
+                    value is None or (entry.kind is not None and not isinstance(value, entry.kind))
+                ) and not _waits_for_its_group(entry):
+                    continue  # not for this client (another waiting here may want it)
                 ctx = Ctx(self.keyspace, entry.db, now_ms, index, pubsub=self.pubsub, acl=self.acl)
+                ctx.serving_blocked = key
                 reply = run(ctx, entry.args)
                 if as_would_block(reply) is not None:
                     continue  # nothing for it after all: it keeps its place
                 blocked.remove(entry.shim_id, entry.proposal_id)
                 self.served.append((entry.shim_id, entry.proposal_id, reply))
                 ready.extend(blocked.take_ready())
+
+
+def _waits_for_its_group(entry: BlockedEntry) -> bool:
+    """A client in XREADGROUP is answered (with an error) when its stream goes away or is
+    replaced by another type, as in Redis 7.0: its group cannot come back."""
+    return entry.args[0].upper() == b"XREADGROUP"
 
 
 def watch_broken(
@@ -360,6 +380,39 @@ def record_problem(record: record_pb2.Record, databases: int) -> str | None:
     if record.watched or record.watch_index:
         return "log record with watched keys outside a transaction"
     return None
+
+
+def plain_args_py(payload: bytes) -> list[bytes] | None:
+    """The arguments of a plain record (one command, outside a transaction, with no
+    unblock, chunk, watched or unknown field), or None: the specification of the C twin
+    `_records.plain_args`, which also steps aside for encodings the shim never writes
+    (fields out of order or repeated). Only for payloads that decode."""
+    record = record_pb2.Record.FromString(payload)
+    if (
+        len(record.commands) != 1
+        or record.transaction
+        or record.watched
+        or record.watch_index
+        or record.unblock_proposal_id
+        or record.unblock_all
+        or record.HasField("chunk")
+        or record_problem(record, record.db + 1) is not None
+    ):
+        return None
+    return list(record.commands[0].args)
+
+
+def _native_plain_args() -> Callable[[bytes], list[bytes] | None]:
+    try:
+        from cacheshim import _records
+    except ImportError:  # MEMLOG_PURE_PYTHON=1: the general path does all records
+        return lambda payload: None
+    found: Callable[[bytes], list[bytes] | None] = _records.plain_args
+    return found
+
+
+# A plain record's arguments, read in C (None: the general path); tests/cacheshim/test_records.py.
+plain_args: Callable[[bytes], list[bytes] | None] = _native_plain_args()
 
 
 def run(ctx: Ctx, args: list[bytes]) -> Reply:

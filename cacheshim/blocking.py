@@ -41,7 +41,9 @@ Where this differs from Redis 7.0, and why:
 
 - A served command runs again from the start (as Redis 7.2 does), so a client blocked on
   several keys is served from the first of them that has elements, not necessarily the one
-  that woke it, and a key of the wrong type before it answers WRONGTYPE.
+  that woke it, and a key of the wrong type before it answers WRONGTYPE. Stream readers
+  (XREAD, XREADGROUP) are told which key woke them (`Ctx.serving_blocked`) and answer for
+  that stream alone, as Redis 7.0 serves them.
 - A timeout or CLIENT UNBLOCK takes effect when its record is applied: an element pushed
   in between still goes to the client (CLIENT UNBLOCK has answered 1 already).
 """
@@ -101,14 +103,21 @@ class WouldBlock:
     keys: tuple[bytes, ...]
     kind: type | None = None
     timeout_ms: int | None = None
+    # The command the client waits in, when it is not the one it sent: XREAD's "$" means
+    # the last ID when it blocked, so it waits as XREAD of that ID (None: as sent).
+    args: tuple[bytes, ...] | None = None
 
 
 def would_block(
-    keys: Iterable[bytes], kind: type | None = None, timeout_ms: int | None = None
+    keys: Iterable[bytes],
+    kind: type | None = None,
+    timeout_ms: int | None = None,
+    args: Iterable[bytes] | None = None,
 ) -> Reply:
     """A handler's `WouldBlock` answer, typed as the `Reply` handlers return (the server
     takes it before any encoder sees it)."""
-    return cast(Reply, WouldBlock(tuple(keys), kind, timeout_ms))
+    waits_as = None if args is None else tuple(args)
+    return cast(Reply, WouldBlock(tuple(keys), kind, timeout_ms, waits_as))
 
 
 def as_would_block(reply: object) -> WouldBlock | None:

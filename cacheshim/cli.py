@@ -67,6 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add(serve, "--zone", default="", help="the zone this shim runs in")
     _add(serve, "--linearizable-reads", default="no", help="yes: every read waits for ReadIndex")
     _add(serve, "--write-timeout-s", type=float, default=10.0, help="give up on a write after")
+    _add(
+        serve,
+        "--max-staleness-ms",
+        type=int,
+        default=0,
+        help="refuse local reads (MASTERDOWN) once the shim has heard nothing from the log "
+        "for this long; 0: serve them however stale (docs/availability.md)",
+    )
     _add(serve, "--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
     _add(
         serve,
@@ -198,6 +206,7 @@ def config_from_args(args: argparse.Namespace, local_log: str) -> ShimConfig:
         zone=str(args.zone),
         linearizable_reads=str(args.linearizable_reads).lower() in ("yes", "true", "1", "on"),
         write_timeout_s=float(args.write_timeout_s),
+        max_staleness_ms=int(args.max_staleness_ms),
         server_settings=startup_settings(args),
         aclfile=os.path.abspath(str(args.aclfile)) if args.aclfile else "",
         log_credentials=client_credentials(args, "log_"),
@@ -240,6 +249,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("cacheshim serve: --log needs at least one address", file=sys.stderr)
         return 2
     startup_settings(args)  # refuse a bad value before anything starts
+    if int(args.max_staleness_ms) < 0:
+        print("cacheshim serve: --max-staleness-ms must be 0 (off) or more", file=sys.stderr)
+        return 2
     try:
         client_credentials(args, "log_")
     except AuthConfigError as exc:

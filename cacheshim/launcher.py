@@ -233,6 +233,12 @@ def build_parser() -> argparse.ArgumentParser:
     p_tail.add_argument("--from", dest="from_index", type=int, default=1, help="first index")
     p_tail.add_argument("--follow", action="store_true", help="keep printing new records")
     p_tail.add_argument(
+        "--timeout-s",
+        type=float,
+        default=30.0,
+        help="without --follow: give up after this long with no log node answering",
+    )
+    p_tail.add_argument(
         "--format", choices=("text", "json"), default="text", help="INDEX<TAB>COMMAND, or JSON"
     )
     default_log = "127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003"
@@ -287,8 +293,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             addresses = [a.strip() for a in str(args.addr).split(",") if a.strip()]
             credentials = client_credentials(args, "log_")
+            if args.timeout_s <= 0:
+                raise LogClientError(f"--timeout-s must be positive, not {args.timeout_s:g}")
             return asyncio.run(
-                tail(addresses, args.from_index, args.follow, args.format, credentials)
+                tail(
+                    addresses,
+                    args.from_index,
+                    args.follow,
+                    args.format,
+                    credentials,
+                    timeout_s=args.timeout_s,
+                )
             )
         except (LogClientError, AuthConfigError) as exc:
             print(f"memlog tail: {exc}", file=sys.stderr)

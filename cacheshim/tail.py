@@ -89,10 +89,16 @@ async def tail(
     follow: bool,
     fmt: str,
     credentials: ClientCredentials | None = None,
+    timeout_s: float = 30.0,
 ) -> int:
+    """Print the records from `from_index`; without `follow`, give up (LogClientError) when no
+    node has served the read for `timeout_s`."""
     from logsvc.client import LogClient
 
-    async with LogClient(addresses, credentials=credentials) as client:
+    attempt_s = min(3.0, timeout_s)
+    async with LogClient(
+        addresses, credentials=credentials, timeout_s=timeout_s, attempt_timeout_s=attempt_s
+    ) as client:
         async for index, payload in client.read(from_index, follow=follow):
             lines = [json_line(index, payload)] if fmt == "json" else text_lines(index, payload)
             print("\n".join(lines), flush=True)

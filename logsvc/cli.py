@@ -331,6 +331,14 @@ def build_parser() -> argparse.ArgumentParser:
     read_index = sub.add_parser("read-index", help="print a quorum-confirmed commit index")
     _add(read_index, "--addr", required=True, help="node address")
     add_client_credentials(read_index)
+    for retrying in (tail, read_index):
+        _add(
+            retrying,
+            "--timeout-s",
+            type=float,
+            default=30.0,
+            help="give up after this long with no node answering (tail: without --follow)",
+        )
     return parser
 
 
@@ -457,9 +465,21 @@ def tail_line(index: int, payload: bytes, fmt: str) -> bytes:
     return b"%d\t%s\n" % (index, body)
 
 
+def _retrying_client(args: argparse.Namespace) -> LogClient:
+    timeout_s = float(args.timeout_s)
+    if timeout_s <= 0:
+        raise LogClientError(f"--timeout-s must be positive, not {args.timeout_s}")
+    return LogClient(
+        _addresses(args.addr),
+        timeout_s=timeout_s,
+        attempt_timeout_s=min(3.0, timeout_s),
+        credentials=client_credentials(args),
+    )
+
+
 async def _tail(args: argparse.Namespace) -> int:
     out = sys.stdout.buffer
-    async with LogClient(_addresses(args.addr), credentials=client_credentials(args)) as client:
+    async with _retrying_client(args) as client:
         async for index, payload in client.read(int(args.from_index), follow=args.follow):
             out.write(tail_line(index, payload, str(args.format)))
             out.flush()
@@ -517,7 +537,7 @@ def _snapshot_json(
 
 
 async def _read_index(args: argparse.Namespace) -> int:
-    async with LogClient(_addresses(args.addr), credentials=client_credentials(args)) as client:
+    async with _retrying_client(args) as client:
         print(await client.read_index(_addresses(args.addr)[0]))
     return 0
 

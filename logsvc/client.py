@@ -22,7 +22,7 @@ import asyncio
 import hashlib
 import itertools
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -398,10 +398,13 @@ class LogClient:
         address: str | None = None,
         batch_records_max: int = 0,
         prefer: str | None = None,
+        on_header: Callable[[log_pb2.ResponseHeader], None] | None = None,
     ) -> AsyncIterator[tuple[int, bytes]]:
         """Committed records in order; reconnects to another node if a stream breaks.
         `address`: only that node; `prefer`: that node first, then the others. The node
-        of the stream open now is `read_from`."""
+        of the stream open now is `read_from`. `on_header` sees the header of every message
+        of the stream, keepalives too (a following stream's empty messages: the node is
+        alive and names the leader and commit index it knows), before its records."""
         next_index = from_index
         if address:
             addresses = [address]
@@ -425,6 +428,8 @@ class LogClient:
                 async for response in stream:
                     delay = RETRY_S_MIN
                     give_up_at = None
+                    if on_header is not None:
+                        on_header(response.header)
                     for record in response.records:
                         if record.index == next_index:
                             next_index += 1

@@ -65,6 +65,10 @@ READ_FETCH_BYTES_MAX = 1 << 20
 # of up to --record-bytes-max (1 MiB) fit gRPC's default 4 MiB receive limit.
 READ_BATCH_BYTES_MAX = 3 << 20
 READ_INDEX_TIMEOUT_S = 5.0
+# A following Read stream with no new record sends an empty message this often (its header
+# carries the commit index and the leader this node knows): a reader tells a node that is
+# alive but idle from one that is paused or cut off, and knows how fresh its copy is.
+READ_KEEPALIVE_S = 0.25
 
 
 @dataclass(slots=True)
@@ -760,6 +764,8 @@ class LogNode:
     async def read(
         self, from_index: int, follow: bool, batch_records_max: int = 0
     ) -> AsyncIterator[list[tuple[int, bytes]]]:
+        """Chunks of records from from_index on; with follow, forever, and an empty chunk
+        (a keepalive) after READ_KEEPALIVE_S with nothing new."""
         if from_index < 1:
             raise InvalidArgument("from_index must be at least 1 (record indexes start at 1)")
         batch_max = min(batch_records_max or READ_BATCH_RECORDS_MAX, READ_BATCH_RECORDS_MAX)
@@ -790,7 +796,11 @@ class LogNode:
                 continue
             if not follow:
                 return
-            await self._applied.wait()
+            try:
+                async with asyncio.timeout(READ_KEEPALIVE_S):
+                    await self._applied.wait()
+            except TimeoutError:
+                yield []  # a keepalive: no record, the header says the rest
 
     def _records_from(self, index: int, limit: int) -> list[tuple[int, bytes]]:
         """Records from index on, as far as their entries are in memory: up to `limit`

@@ -41,6 +41,10 @@ class Ctx:
     session: Session | None = None
     # Inside MULTI/EXEC: blocking commands answer at once instead of blocking (as in Redis).
     in_transaction: bool = False
+    # Apply runs the command of a blocked client again, because this key it waits for
+    # changed (cacheshim.blocking): XREAD and XREADGROUP then answer for this key alone, as
+    # Redis 7.0 serves them, and XREADGROUP that its stream or group went away.
+    serving_blocked: bytes | None = None
     # Inside apply: the shim's pub/sub hub, to which PUBLISH hands its message (a side
     # effect outside the keyspace; None in unit tests). See cacheshim.hub.
     pubsub: Hub | None = None
@@ -302,6 +306,10 @@ def load_all() -> None:
         session,
         sets,
         sort,
+        streamgroups,
+        streaminfo,
+        streamread,
+        streams,
         strings,
         swapdb,
         zpops,

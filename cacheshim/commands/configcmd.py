@@ -23,6 +23,17 @@ REQUIREPASS_IN_READ_ONLY_EXEC: Final = (
     "reads (it is a write of the log)"
 )
 REQUIREPASS: Final = b"requirepass"
+# Parameters apply reads (a stream's node layout decides what a "~" trim removes): set
+# through the log like requirepass, so every shim shapes its streams alike; kept in the
+# keyspace (Keyspace.stream_node_max_bytes, _entries) and read back from there.
+STREAM_NODE_PARAMS: Final = {
+    b"stream-node-max-bytes": "stream_node_max_bytes",
+    b"stream-node-max-entries": "stream_node_max_entries",
+}
+STREAM_NODE_IN_READ_ONLY_EXEC: Final = (
+    "ERR memlog: CONFIG SET stream-node-max-bytes/entries cannot run inside a MULTI/EXEC "
+    "transaction that only reads (it is a write of the log)"
+)
 _GLOB_CHARS: Final = frozenset(b"[*?")
 
 container(
@@ -52,16 +63,22 @@ def config_get(ctx: Ctx, args: list[bytes]) -> Reply:
                 found[name] = (name.encode(), settings.get(name) or "")
     if "requirepass" in found and ctx.acl is not None:  # replicated, with the ACL users
         found["requirepass"] = (found["requirepass"][0], text_from_bytes(ctx.acl.requirepass))
+    for raw_name, attribute in STREAM_NODE_PARAMS.items():  # replicated, in the keyspace
+        name = raw_name.decode()
+        if name in found:
+            found[name] = (found[name][0], str(getattr(ctx.keyspace, attribute)))
     return {shown: value.encode("utf-8", "surrogateescape") for shown, value in found.values()}
 
 
 def _requirepass_record(session: Session, args: list[bytes]) -> list[bytes] | None:
-    """CONFIG SET with requirepass: the default user's password is replicated state (the
-    ACL users), so requirepass goes to the log as its own CONFIG SET record, applied by
-    every shim; the other parameters of the same command are this shim's, set here first
-    (all checked before anything is proposed)."""
+    """CONFIG SET with requirepass or stream-node-max-bytes/entries: the default user's
+    password is replicated state (the ACL users), the stream node limits shape what apply
+    stores, so these go to the log as their own CONFIG SET record, applied by every shim;
+    the other parameters of the same command are this shim's, set here first (all checked
+    before anything is proposed)."""
     pairs = args[2:]
-    if len(pairs) % 2 or not any(name.lower() == REQUIREPASS for name in pairs[::2]):
+    replicated = (REQUIREPASS, *STREAM_NODE_PARAMS)
+    if len(pairs) % 2 or not any(name.lower() in replicated for name in pairs[::2]):
         return None
     password: bytes | None = None
     others: list[tuple[bytes, bytes]] = []
@@ -72,10 +89,18 @@ def _requirepass_record(session: Session, args: list[bytes]) -> list[bytes] | No
             password = value
         else:
             others.append((name, value))
-    assert password is not None
+    settings = session.shim.server_config
     if others:
-        session.shim.server_config.set_many(others)
-    return [b"CONFIG", b"SET", b"requirepass", password]
+        settings.set_many(others)  # checks the stream parameters' values too
+    record = [b"CONFIG", b"SET"]
+    if password is not None:
+        record += [b"requirepass", password]
+    for name, _ in others:
+        if name.lower() in STREAM_NODE_PARAMS:
+            checked = settings.get(name.lower().decode())
+            assert checked is not None
+            record += [name.lower(), checked.encode()]
+    return record
 
 
 @command(
@@ -89,11 +114,19 @@ def config_set(ctx: Ctx, args: list[bytes]) -> Reply:
     if len(args) % 2:
         raise CommandError(errors.SYNTAX_ERROR)
     names = [name.lower() for name in args[::2]]
-    if ctx.session is None and ctx.acl is not None and names == [REQUIREPASS]:
-        ctx.acl.set_requirepass(args[1])  # the record _requirepass_record proposed
+    replicated = (REQUIREPASS, *STREAM_NODE_PARAMS)
+    if ctx.session is None and ctx.acl is not None and all(n in replicated for n in names):
+        # the record _requirepass_record proposed, its values checked then
+        for name, value in zip(names, args[1::2], strict=True):
+            if name == REQUIREPASS:
+                ctx.acl.set_requirepass(value)
+            else:
+                setattr(ctx.keyspace, STREAM_NODE_PARAMS[name], int(value))
         return OK
     if REQUIREPASS in names:
         raise CommandError(REQUIREPASS_IN_READ_ONLY_EXEC)
+    if any(name in STREAM_NODE_PARAMS for name in names):
+        raise CommandError(STREAM_NODE_IN_READ_ONLY_EXEC)
     settings = session_of(ctx, "CONFIG SET").shim.server_config
     settings.set_many(list(zip(args[::2], args[1::2], strict=True)))
     return OK

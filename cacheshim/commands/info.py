@@ -280,6 +280,8 @@ def keyspace_lines(keyspace: Keyspace, now_ms: int) -> Lines:
 
 def _memlog(shim: ShimView, now_ms: int) -> Lines:
     applied = shim.applier.applied_index
+    silent_ms = shim.log_silent_ms()
+    limit_ms = shim.config.max_staleness_ms
     return [
         ("memlog_version", memlog_version()),
         ("shim_id", shim.config.shim_id),
@@ -290,6 +292,13 @@ def _memlog(shim: ShimView, now_ms: int) -> Lines:
         ("log_leader", shim.log_leader),
         ("log_local_node", shim.config.local_log_address),
         ("linearizable_reads_default", "yes" if shim.config.linearizable_reads else "no"),
+        # How long since the shim last heard from a live log (a record, a keepalive of a
+        # node that knows a leader, a read index, an own write committed); the limit past
+        # which local reads are refused (0: none), and whether they are now.
+        ("log_silent_ms", silent_ms),
+        ("log_last_io_seconds_ago", silent_ms // 1000),
+        ("max_staleness_ms", limit_ms),
+        ("local_reads_refused", int(bool(limit_ms) and silent_ms > limit_ms)),
     ]
 
 

@@ -140,6 +140,21 @@ def _bitfield_reads_only(args: list[bytes]) -> bool:
 
 
 def key_specs(spec: Command) -> list[Reply]:
+    keyword = KEYWORD_KEY_SPECS.get(spec.full_name)
+    if keyword is not None:  # keys after a keyword, in the first half of what follows it
+        return [
+            {
+                b"flags": SetReply([Status(f) for f in key_flag_specs(spec)[0]]),
+                b"begin_search": {
+                    b"type": b"keyword",
+                    b"spec": {b"keyword": keyword[0], b"startfrom": keyword[1]},
+                },
+                b"find_keys": {
+                    b"type": b"range",
+                    b"spec": {b"lastkey": -1, b"keystep": 1, b"limit": 2},
+                },
+            }
+        ]
     if spec.full_name in KEYNUM_KEY_SPECS:
         keynum: dict[Reply, Reply] = {}
         if spec.full_name in ("eval", "eval_ro", "fcall", "fcall_ro"):
@@ -163,6 +178,7 @@ def key_specs(spec: Command) -> list[Reply]:
         return []
     specs = key_flag_specs(spec)
     replies: list[Reply] = []
+    notes = KEY_SPEC_NOTES.get(spec.full_name)
     for ordinal, flags in enumerate(specs):
         begin = spec.first_key + ordinal * spec.key_step
         if ordinal and "movablekeys" in spec.flags:  # found by other arguments: not a range
@@ -181,6 +197,7 @@ def key_specs(spec: Command) -> list[Reply]:
             last = spec.last_key - begin if spec.last_key >= 0 else spec.last_key
         replies.append(
             {
+                **({b"notes": notes.encode()} if notes is not None and not ordinal else {}),
                 b"flags": SetReply([Status(f) for f in flags]),
                 b"begin_search": {b"type": b"index", b"spec": {b"index": begin}},
                 b"find_keys": {
@@ -341,6 +358,17 @@ def _script_keys(args: list[bytes]) -> list[int]:
     return list(range(3, 3 + count))
 
 
+# Commands whose keys follow a keyword (XREAD ... STREAMS k1 k2 id1 id2): the keyword and
+# where Redis's key spec starts looking for it.
+KEYWORD_KEY_SPECS: Final[dict[str, tuple[bytes, int]]] = {
+    "xread": (b"STREAMS", 1),
+    "xreadgroup": (b"STREAMS", 4),
+}
+# The notes of a command's first key spec, as COMMAND INFO shows them (interface texts).
+KEY_SPEC_NOTES: Final[dict[str, str]] = {
+    "xadd": "UPDATE instead of INSERT because of the optional trimming feature",
+}
+
 # Commands whose keys a keynum key spec finds (EVAL numkeys key ...): index of numkeys, in
 # Redis's key spec terms (begin_search index, find_keys keynum).
 KEYNUM_KEY_SPECS: Final = frozenset(
@@ -365,6 +393,18 @@ def _sort_keys(args: list[bytes]) -> list[int]:
     return [1, store] if store else [1]
 
 
+def _streams_keys(args: list[bytes]) -> list[int]:
+    """XREAD/XREADGROUP: the first half of what follows the first STREAMS (the IDs are the
+    other half), as Redis's keyword key spec finds them."""
+    for at in range(1, len(args)):
+        if args[at].upper() == b"STREAMS":
+            rest = len(args) - at - 1
+            if rest and rest % 2 == 0:
+                return list(range(at + 1, at + 1 + rest // 2))
+            break
+    raise CommandError(INVALID_ARGUMENTS)
+
+
 # Commands flagged movablekeys: their keys depend on other arguments.
 MOVABLE_KEYS: Final[dict[str, Callable[[list[bytes]], list[int]]]] = {
     "sort": _sort_keys,
@@ -378,6 +418,8 @@ MOVABLE_KEYS: Final[dict[str, Callable[[list[bytes]], list[int]]]] = {
     "zmpop": _numkeys_keys(1),
     "blmpop": _numkeys_keys(2),
     "bzmpop": _numkeys_keys(2),
+    "xread": _streams_keys,
+    "xreadgroup": _streams_keys,
     "zunionstore": _numkeys_keys(2, first_keys=1),
     "zinterstore": _numkeys_keys(2, first_keys=1),
     "zdiffstore": _numkeys_keys(2, first_keys=1),

@@ -88,6 +88,13 @@ TLS_RELOADABLE: Final = frozenset(
         "tls-ciphersuites", "tls-prefer-server-ciphers",
     }
 )  # fmt: skip
+# memlog's own parameters: CONFIG GET shows each by its exact name (not to a pattern, so
+# CONFIG GET * lists what Redis lists); they are set by `cacheshim serve` flags only.
+MAX_STALENESS: Final = "memlog-max-staleness-ms"
+MEMLOG_FIXED: Final = {MAX_STALENESS: "--max-staleness-ms"}
+MEMLOG_SET_AT_START: Final = (
+    "memlog: this is set when the shim starts (cacheshim serve %s); restart the shim to change it"
+)
 NO_AUTHENTICATION: Final = (
     "memlog: requirepass is the default ACL user's password, set with CONFIG SET on a "
     "running shim or by an ACL file, not a startup setting"
@@ -214,6 +221,9 @@ class ServerConfig:
             lowered = spelled.lower()
             name = ALIASES.get(lowered, lowered)
             param = PARAMS.get(name)
+            if name in MEMLOG_FIXED:
+                reason = MEMLOG_SET_AT_START % MEMLOG_FIXED[name]
+                raise CommandError(SET_FAILED % (spelled, reason))
             if param is None:
                 raise CommandError(UNKNOWN_OPTION % spelled)
             if param.kind == IMMUTABLE:

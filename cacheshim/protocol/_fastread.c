@@ -463,6 +463,244 @@ fail:
     return NULL;
 }
 
+/* ---- lrange and hgetall: their answers, for the fast reads -------------------------------
+ *
+ * lrange(args, values, expires, now_ms, resp3, list_type) and
+ * hgetall(args, values, expires, now_ms, resp3, hash_type) -> bytes, or None: the replies of
+ * LRANGE key start stop and HGETALL key as cacheshim.commands.lists.lrange and
+ * cacheshim.commands.hashes.hgetall give them (args: the arguments after the name). None,
+ * and the general path answers, for anything out of the ordinary: the key expired by
+ * now_ms, a value of another type (WRONGTYPE), an index not spelled as a plain decimal of at
+ * most 18 digits (the handler's parse_int is the specification of everything else). */
+
+/* A plain decimal: an optional '-', then "0" or 1-18 digits without a leading zero (no
+ * "-0"). 0 and the number in *value; -1 for any other spelling. */
+static int plain_index(PyObject *arg, long long *value) {
+    if (!PyBytes_CheckExact(arg)) {
+        return -1;
+    }
+    const char *text = PyBytes_AS_STRING(arg);
+    Py_ssize_t size = PyBytes_GET_SIZE(arg);
+    int negative = size > 0 && text[0] == '-';
+    Py_ssize_t digits = size - negative;
+    if (digits < 1 || digits > 18 || (text[negative] == '0' && (digits > 1 || negative))) {
+        return -1;
+    }
+    long long number = 0;
+    for (Py_ssize_t i = negative; i < size; i++) {
+        if (text[i] < '0' || text[i] > '9') {
+            return -1;
+        }
+        number = number * 10 + (text[i] - '0');
+    }
+    *value = negative ? -number : number;
+    return 0;
+}
+
+/* The live value at key, of exactly `kind`: 0 and *value (borrowed, NULL: no such key);
+ * 1: the general path answers (expired, another type); -1: an error is set. */
+static int live_value(PyObject *key, PyObject *values, PyObject *expires, long long now_ms,
+                      PyObject *kind, PyObject **value) {
+    if (PyDict_GET_SIZE(expires) > 0) {
+        PyObject *when = PyDict_GetItemWithError(expires, key); /* borrowed */
+        if (when == NULL && PyErr_Occurred()) {
+            return -1;
+        }
+        if (when != NULL) {
+            long long when_ms = PyLong_AsLongLong(when);
+            if (when_ms == -1 && PyErr_Occurred()) {
+                return -1;
+            }
+            if (when_ms <= now_ms) {
+                return 1;
+            }
+        }
+    }
+    *value = PyDict_GetItemWithError(values, key); /* borrowed */
+    if (*value == NULL) {
+        return PyErr_Occurred() ? -1 : 0;
+    }
+    return Py_TYPE(*value) == (PyTypeObject *)kind ? 0 : 1;
+}
+
+static PyObject *finish(OutBuf *out) {
+    PyObject *encoded = PyBytes_FromStringAndSize(out->data, out->len);
+    out_free(out);
+    return encoded;
+}
+
+static PyObject *lrange(PyObject *self, PyObject *args) {
+    PyObject *request, *values, *expires, *list_type;
+    long long now_ms;
+    int resp3;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!O!O!LpO", &PyList_Type, &request, &PyDict_Type, &values,
+                          &PyDict_Type, &expires, &now_ms, &resp3, &list_type)) {
+        return NULL;
+    }
+    long long start, end;
+    if (PyList_GET_SIZE(request) != 3 || plain_index(PyList_GET_ITEM(request, 1), &start) < 0 ||
+        plain_index(PyList_GET_ITEM(request, 2), &end) < 0) {
+        Py_RETURN_NONE;
+    }
+    PyObject *value = NULL;
+    int found = live_value(PyList_GET_ITEM(request, 0), values, expires, now_ms, list_type,
+                           &value);
+    if (found != 0) {
+        if (found < 0) {
+            return NULL;
+        }
+        Py_RETURN_NONE;
+    }
+    OutBuf out;
+    out.data = out.stack;
+    out.len = 0;
+    out.cap = STACK_OUT_BYTES;
+    long long size = value == NULL ? 0 : (long long)PyObject_Length(value);
+    if (size < 0) {
+        return NULL;
+    }
+    /* index_span: negatives from the end, clamped; nothing when start > end or past it */
+    if (start < 0) {
+        start += size;
+    }
+    if (end < 0) {
+        end += size;
+    }
+    if (start < 0) {
+        start = 0;
+    }
+    if (value == NULL || start > end || start >= size) {
+        if (out_put(&out, "*0\r\n", 4) < 0) {
+            goto fail;
+        }
+        return finish(&out);
+    }
+    if (end >= size) {
+        end = size - 1;
+    }
+    long long count = end - start + 1;
+    if (out_header(&out, '*', count) < 0) {
+        goto fail;
+    }
+    /* Walk from the nearer end, as ListValue.span does; from the tail, the elements come
+     * last first and are written back to front. */
+    int from_tail = start >= size - (end + 1);
+    PyObject *iterator = from_tail ? PyObject_CallMethod(value, "__reversed__", NULL)
+                                   : PyObject_GetIter(value);
+    if (iterator == NULL) {
+        goto fail;
+    }
+    long long skip = from_tail ? size - (end + 1) : start;
+    PyObject **items = PyMem_Malloc(sizeof(PyObject *) * (size_t)count);
+    if (items == NULL) {
+        Py_DECREF(iterator);
+        PyErr_NoMemory();
+        goto fail;
+    }
+    long long taken = 0;
+    long long seen = 0;
+    PyObject *item;
+    while (taken < count && (item = PyIter_Next(iterator)) != NULL) {
+        if (seen++ < skip) {
+            Py_DECREF(item);
+            continue;
+        }
+        items[from_tail ? count - 1 - taken : taken] = item; /* owned */
+        taken++;
+    }
+    Py_DECREF(iterator);
+    int bad = PyErr_Occurred() != NULL || taken != count;
+    for (long long i = 0; i < taken; i++) {
+        PyObject *element = items[from_tail ? count - taken + i : i];
+        if (!bad) {
+            if (!PyBytes_Check(element)) {
+                bad = 1;
+            } else {
+                Py_ssize_t length = PyBytes_GET_SIZE(element);
+                if (out_header(&out, '$', length) < 0 || out_reserve(&out, length + 2) < 0) {
+                    bad = 1;
+                } else {
+                    memcpy(out.data + out.len, PyBytes_AS_STRING(element), (size_t)length);
+                    out.len += length;
+                    out.data[out.len++] = '\r';
+                    out.data[out.len++] = '\n';
+                }
+            }
+        }
+        Py_DECREF(element);
+    }
+    PyMem_Free(items);
+    if (bad) {
+        if (PyErr_Occurred()) {
+            goto fail;
+        }
+        out_free(&out);
+        Py_RETURN_NONE;
+    }
+    return finish(&out);
+
+fail:
+    out_free(&out);
+    return NULL;
+}
+
+static PyObject *hgetall(PyObject *self, PyObject *args) {
+    PyObject *request, *values, *expires, *hash_type;
+    long long now_ms;
+    int resp3;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!O!O!LpO", &PyList_Type, &request, &PyDict_Type, &values,
+                          &PyDict_Type, &expires, &now_ms, &resp3, &hash_type)) {
+        return NULL;
+    }
+    if (PyList_GET_SIZE(request) != 1) {
+        Py_RETURN_NONE;
+    }
+    PyObject *value = NULL;
+    int found = live_value(PyList_GET_ITEM(request, 0), values, expires, now_ms, hash_type,
+                           &value);
+    if (found != 0) {
+        if (found < 0) {
+            return NULL;
+        }
+        Py_RETURN_NONE;
+    }
+    OutBuf out;
+    out.data = out.stack;
+    out.len = 0;
+    out.cap = STACK_OUT_BYTES;
+    if (value == NULL) {
+        if ((resp3 ? out_put(&out, "%0\r\n", 4) : out_put(&out, "*0\r\n", 4)) < 0) {
+            goto fail;
+        }
+        return finish(&out);
+    }
+    PyObject *fields = PyObject_GetAttrString(value, "_fields"); /* HashValue's dict */
+    if (fields == NULL) {
+        goto fail;
+    }
+    if (!PyDict_CheckExact(fields)) {
+        Py_DECREF(fields);
+        out_free(&out);
+        Py_RETURN_NONE;
+    }
+    int done = put_reply(&out, fields, resp3, 0);
+    Py_DECREF(fields);
+    if (done != 0) {
+        if (done < 0) {
+            goto fail;
+        }
+        out_free(&out);
+        Py_RETURN_NONE;
+    }
+    return finish(&out);
+
+fail:
+    out_free(&out);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"serve_gets", serve_gets, METH_VARARGS,
      "serve_gets(data, values, expires, now_ms, resp3) -> (consumed, replies, served)"},
@@ -470,6 +708,10 @@ static PyMethodDef methods[] = {
      "parse_request(data, pos, args_max, arg_bytes_max) -> (args, next_pos), or None"},
     {"mget", mget, METH_VARARGS,
      "mget(keys, values, expires, now_ms, resp3) -> the reply, or None (an expired key)"},
+    {"lrange", lrange, METH_VARARGS,
+     "lrange(args, values, expires, now_ms, resp3, list_type) -> the reply, or None"},
+    {"hgetall", hgetall, METH_VARARGS,
+     "hgetall(args, values, expires, now_ms, resp3, hash_type) -> the reply, or None"},
     {"encode_reply", encode_reply, METH_VARARGS,
      "encode_reply(value, resp3) -> bytes, or None for a value left to the Python encoder"},
     {NULL, NULL, 0, NULL},

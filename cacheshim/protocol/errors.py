@@ -63,6 +63,11 @@ NOPROTO: Final = "NOPROTO unsupported protocol version"
 # processCommand while the data set is (re)loaded: here, while a shim the log was trimmed past
 # restores the newest snapshot (cacheshim.server.replica).
 LOADING: Final = "LOADING Redis is loading the dataset in memory"
+# A replica whose link to its master is down, with replica-serve-stale-data no; memlog's
+# shims answer it to local reads past --max-staleness-ms without word from the log.
+MASTERDOWN: Final = (
+    "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'."
+)
 DB_INDEX_OUT_OF_RANGE: Final = "ERR DB index is out of range"
 
 # --- Keys and strings (db.c, expire.c, t_string.c, object.c) --------------------------------
@@ -315,3 +320,86 @@ LPOS_MAXLEN_NEGATIVE: Final = "ERR MAXLEN can't be negative"
 # What a client blocked in BLPOP (or another blocking command) gets from CLIENT UNBLOCK id
 # ERROR; the code is UNBLOCKED, not ERR.
 UNBLOCKED: Final = "UNBLOCKED client unblocked via CLIENT UNBLOCK"
+
+
+# --- Streams (t_stream.c, blocked.c) ----------------------------------------------------------
+
+STREAM_INVALID_ID: Final = "ERR Invalid stream ID specified as stream command argument"
+STREAM_MAXLEN_AND_MINID: Final = (
+    "ERR syntax error, MAXLEN and MINID options at the same time are not compatible"
+)
+STREAM_MAXLEN_NEGATIVE: Final = "ERR The MAXLEN argument must be >= 0."
+STREAM_LIMIT_NEGATIVE: Final = "ERR The LIMIT argument must be >= 0."
+STREAM_LIMIT_WITHOUT_STRATEGY: Final = (
+    "ERR syntax error, LIMIT cannot be used without specifying a trimming strategy"
+)
+STREAM_XTRIM_WITHOUT_STRATEGY: Final = (
+    "ERR syntax error, XTRIM must be called with a trimming strategy"
+)
+STREAM_LIMIT_WITHOUT_APPROX: Final = (
+    "ERR syntax error, LIMIT cannot be used without the special ~ option"
+)
+STREAM_XADD_ID_ZERO: Final = "ERR The ID specified in XADD must be greater than 0-0"
+STREAM_EXHAUSTED: Final = (
+    "ERR The stream has exhausted the last possible ID, unable to add more items"
+)
+STREAM_XADD_ID_TOO_SMALL: Final = (
+    "ERR The ID specified in XADD is equal or smaller than the target stream top item"
+)
+STREAM_INVALID_START: Final = "ERR invalid start ID for the interval"
+STREAM_INVALID_END: Final = "ERR invalid end ID for the interval"
+STREAM_XREAD_UNBALANCED: Final = (
+    "ERR Unbalanced XREAD list of streams: for each stream key an ID or '$' must be specified."
+)
+STREAM_GROUP_ONLY_XREADGROUP: Final = (
+    "ERR The GROUP option is only supported by XREADGROUP. You called XREAD instead."
+)
+STREAM_NOACK_ONLY_XREADGROUP: Final = (
+    "ERR The NOACK option is only supported by XREADGROUP. You called XREAD instead."
+)
+STREAM_MISSING_GROUP: Final = "ERR Missing GROUP option for XREADGROUP"
+STREAM_NOGROUP_XREADGROUP: Final = (
+    "NOGROUP No such key '%s' or consumer group '%s' in XREADGROUP with GROUP option"
+)
+STREAM_DOLLAR_IN_XREADGROUP: Final = (
+    "ERR The $ ID is meaningless in the context of XREADGROUP: you want to read the history "
+    "of this consumer by specifying a proper ID, or use the > ID to get new messages. The $ "
+    "ID would just return an empty result set."
+)
+STREAM_GT_ONLY_XREADGROUP: Final = (
+    "ERR The > ID can be specified only when calling XREADGROUP using the GROUP <group> "
+    "<consumer> option."
+)
+# Formatted with the command's name as the script spelled it (lower case here).
+STREAM_BLOCK_IN_SCRIPT: Final = "ERR %s command is not allowed with BLOCK option from scripts"
+STREAM_BLOCK_TIMEOUT_NOT_INTEGER: Final = "ERR timeout is not an integer or out of range"
+STREAM_ENTRIESREAD_NEGATIVE: Final = "ERR value for ENTRIESREAD must be positive or -1"
+STREAM_XGROUP_NEEDS_KEY: Final = (
+    "ERR The XGROUP subcommand requires the key to exist. Note that for CREATE you may want "
+    "to use the MKSTREAM option to create an empty stream automatically."
+)
+STREAM_NOGROUP_FOR_KEY: Final = "NOGROUP No such consumer group '%s' for key name '%s'"
+STREAM_BUSYGROUP: Final = "BUSYGROUP Consumer Group name already exists"
+STREAM_ENTRIES_ADDED_NEGATIVE: Final = "ERR entries_added must be positive"
+STREAM_XSETID_BELOW_MAX_DELETED: Final = (
+    "ERR The ID specified in XSETID is smaller than the provided max_deleted_entry_id"
+)
+STREAM_XSETID_BELOW_TOP: Final = (
+    "ERR The ID specified in XSETID is smaller than the target stream top item"
+)
+STREAM_XSETID_ENTRIES_ADDED_SMALL: Final = (
+    "ERR The entries_added specified in XSETID is smaller than the target stream length"
+)
+STREAM_NOGROUP: Final = "NOGROUP No such key '%s' or consumer group '%s'"
+STREAM_XCLAIM_MIN_IDLE: Final = "ERR Invalid min-idle-time argument for XCLAIM"
+STREAM_XCLAIM_IDLE: Final = "ERR Invalid IDLE option argument for XCLAIM"
+STREAM_XCLAIM_TIME: Final = "ERR Invalid TIME option argument for XCLAIM"
+STREAM_XCLAIM_RETRYCOUNT: Final = "ERR Invalid RETRYCOUNT option argument for XCLAIM"
+STREAM_XCLAIM_UNKNOWN_OPTION: Final = "ERR Unrecognized XCLAIM option '%s'"
+STREAM_XAUTOCLAIM_MIN_IDLE: Final = "ERR Invalid min-idle-time argument for XAUTOCLAIM"
+STREAM_XAUTOCLAIM_COUNT: Final = "ERR COUNT must be > 0"
+# What a client blocked in XREADGROUP gets when its group or its key goes away.
+STREAM_BLOCKED_GROUP_GONE: Final = (
+    "NOGROUP the consumer group this client was blocked on no longer exists"
+)
+STREAM_BLOCKED_KEY_GONE: Final = "UNBLOCKED the stream key no longer exists"

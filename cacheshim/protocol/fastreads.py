@@ -108,6 +108,10 @@ def _table() -> dict[bytes, tuple[_Handler, Callable[[int], bool]]]:
         from cacheshim.commands import load_all, lookup
 
         load_all()
+        from cacheshim.types.hashvalue import HashValue
+        from cacheshim.types.listvalue import ListValue
+
+        _kinds.update({b"lrange": ListValue, b"hgetall": HashValue})
         for name in FAST_READS:
             spec = lookup([name])
             assert spec is not None and spec.handler is not None and not spec.is_write, name
@@ -158,6 +162,26 @@ def _native_mget() -> Mget | None:
 
 
 mget_native: Final = _native_mget()
+
+# (args after the name, values, expires, now_ms, resp3, the value type) -> the reply of
+# LRANGE or HGETALL, or None: the general path answers (the handler is the specification).
+WholeRead = Callable[
+    [list[bytes], Mapping[bytes, object], Mapping[bytes, int], int, bool, type], bytes | None
+]
+
+
+def _native_whole_reads() -> dict[bytes, WholeRead]:
+    try:
+        from cacheshim.protocol import _fastread  # type: ignore[attr-defined]
+    except ImportError:
+        return {}
+    return {b"lrange": _fastread.lrange, b"hgetall": _fastread.hgetall}
+
+
+# The reads answered wholly in C besides MGET (tests/cacheshim/protocol/test_fastreads.py
+# fuzzes serve_reads with and without them).
+whole_reads_native: Final = _native_whole_reads()
+_kinds: dict[bytes, type] = {}
 
 
 ParseRequest = Callable[[bytes, int, int, int], tuple[list[bytes], int] | None]
@@ -225,6 +249,15 @@ def serve_reads(
             served += 1
             last = "mget"
             continue
+        whole = whole_reads_native.get(name)
+        if whole is not None:
+            answer = whole(args[1:], db.data, expires, now_ms, resp3, _kinds[name])
+            if answer is not None:
+                out.append(answer)
+                consumed = after
+                served += 1
+                last = name.decode()
+                continue
         if expires:
             keys = args[1:] if FAST_READS[name] == "all" else args[1:2]
             if any(expires.get(key, now_ms + 1) <= now_ms for key in keys):

@@ -31,8 +31,11 @@ missing, so it accepts a longer line when all of it happens to arrive in one rea
 line longer than the limit is always refused. That bounds the (pure Python) work spent
 splitting one inline line, and makes every outcome independent of how the input is chunked.
 
-This parser is pure Python (about 3 us per pipelined ``SET``): ``hiredis.Reader`` parses
-replies, not requests, and cannot produce Redis's request error texts or inline commands.
+This parser is Python (about 3 us per pipelined ``SET``), with one shortcut: a canonical
+request complete in the buffer is read by the C extension (``_fastread.parse_request``, well
+under 1 us), whose every acceptance the Python reader would read the same way; everything
+else, every error included, is read here. ``hiredis.Reader`` parses replies, not requests,
+and cannot produce Redis's request error texts or inline commands.
 
 Limits (:class:`ParserLimits`) default to Redis's: ``proto-max-bulk-len`` 512 MiB,
 ``PROTO_INLINE_MAX_SIZE`` 64 KiB for inline lines and header lines, ``INT_MAX`` arguments,
@@ -62,6 +65,7 @@ value                       RESP2                       RESP3
 ``dict``                    flat array ``*2N``          map ``%N``
 ``set``, ``SetReply(...)``  array ``*N``                set ``~N``
 ``Push(items)``             array ``*N``                push ``>N``
+``KeyedRows(rows)``         array of ``*2`` rows        map ``%N``
 ``Verbatim(text, "txt")``   bulk of the text            ``=N\\r\\ntxt:...``
 ``BigNumber(value)``        bulk of the digits          ``(digits``
 ``DoubleText(text)``        bulk of the text            double ``,text``
@@ -99,6 +103,7 @@ __all__ = [
     "DoubleText",
     "Encoder",
     "Error",
+    "KeyedRows",
     "NullArray",
     "ParserLimits",
     "Push",
@@ -276,6 +281,28 @@ _REQ_INLINE: Final = 1
 _REQ_MULTIBULK: Final = 2
 
 
+# The C reader of canonical requests (`_fastread.parse_request`: `*N` then N `$len` bulk
+# strings, lengths spelled without sign or leading zero, every payload followed by CRLF, all
+# of it in the buffer) for RequestParser; its Python twin and specification is
+# cacheshim.protocol.fastreads.parse_request_py, and what it accepts the Python reader below
+# reads to the same arguments. Requests over these bounds take the Python reader.
+CANONICAL_ARGS_MAX = 1024
+CANONICAL_ARG_BYTES_MAX = 64 * 1024
+_ParseCanonical = Callable[[bytearray, int, int, int], "tuple[list[bytes], int] | None"]
+
+
+def _canonical_reader() -> _ParseCanonical | None:
+    try:
+        from cacheshim.protocol import _fastread  # type: ignore[attr-defined]
+    except ImportError:  # MEMLOG_PURE_PYTHON=1: the extension is not built
+        return None
+    reader: _ParseCanonical = _fastread.parse_request
+    return reader
+
+
+_parse_canonical: _ParseCanonical | None = _canonical_reader()
+
+
 class RequestParser:
     """Sans-I/O parser of client requests (multibulk and inline), pipelining-aware.
 
@@ -313,6 +340,18 @@ class RequestParser:
         self._scan = 0  # where to resume looking for the end of the current line
         self._line_blocked = False  # a NUL came before the end of the current line
         self._failed: ProtocolError | None = None
+
+    def _canonical_bounds(self) -> tuple[int, int] | None:
+        """(arguments, bytes per argument) the C reader of canonical requests may read, or
+        None when it must not read the next request: it knows none of the unauthenticated
+        limits, and its header lines (at most 11 bytes) must be within the inline limit."""
+        limits = self.limits
+        if self.auth_required or self._line_blocked or limits.inline_bytes_max < 16:
+            return None
+        return (
+            min(CANONICAL_ARGS_MAX, limits.multibulk_args_max),
+            min(CANONICAL_ARG_BYTES_MAX, limits.bulk_bytes_max),
+        )
 
     @property
     def buffered_bytes(self) -> int:
@@ -378,6 +417,17 @@ class RequestParser:
                         self._pos = self._scan = 0
                     return None
                 if self._reqtype == _REQ_NONE:
+                    if (
+                        buf[self._pos] == 0x2A
+                        and _parse_canonical is not None
+                        and (bounds := self._canonical_bounds()) is not None
+                    ):
+                        # A canonical request complete in the buffer (most are) is read in C;
+                        # anything else (and every error) is read below, as before.
+                        found = _parse_canonical(buf, self._pos, *bounds)
+                        if found is not None:
+                            self._pos = found[1]
+                            return found[0]
                     self._reqtype = _REQ_MULTIBULK if buf[self._pos] == 0x2A else _REQ_INLINE
                 if self._reqtype == _REQ_MULTIBULK:
                     command = self._parse_multibulk()
@@ -568,6 +618,14 @@ class Pairs:
 
 
 @dataclass(frozen=True, slots=True)
+class KeyedRows:
+    """Two-item rows keyed by their first item: an array of two-item arrays in RESP2, a
+    map in RESP3 (XREAD's streams, each with its entries)."""
+
+    items: Sequence[tuple[Reply, Reply]]
+
+
+@dataclass(frozen=True, slots=True)
 class Picks:
     """Picks that may repeat, from a table of replies: the array of ``table[i]`` for each
     ``i`` of ``indexes`` (SRANDMEMBER, ZRANDMEMBER and HRANDFIELD with a negative count).
@@ -617,6 +675,7 @@ Reply: TypeAlias = (
     | Push
     | SetReply
     | Pairs
+    | KeyedRows
     | Picks
     | Frames
     | NullArray
@@ -788,6 +847,15 @@ def _put_pairs(out: bytearray, value: Pairs, resp3: bool) -> None:
         _put(out, second, resp3)
 
 
+def _put_keyed_rows(out: bytearray, value: KeyedRows, resp3: bool) -> None:
+    out += b"%%%d\r\n" % len(value.items) if resp3 else b"*%d\r\n" % len(value.items)
+    for first, second in value.items:
+        if not resp3:
+            out += b"*2\r\n"
+        _put(out, first, resp3)
+        _put(out, second, resp3)
+
+
 # How many picks are joined at a time: bounds the list of references a join takes.
 _PICKS_CHUNK: Final = 65536
 
@@ -835,6 +903,7 @@ _WRITERS: Final[dict[type, Callable[[bytearray, Any, bool], None]]] = {
     frozenset: _put_set,
     SetReply: _put_set_reply,
     Pairs: _put_pairs,
+    KeyedRows: _put_keyed_rows,
     Picks: _put_picks,
     Frames: _put_frames,
     Push: _put_push,

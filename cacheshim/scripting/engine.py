@@ -731,7 +731,7 @@ class LuaEngine:
             refused = self._acl_refusal(invocation, spec, argv)
             if refused is not None:
                 return False, refused.encode()
-        if invocation.readonly and spec.is_write:
+        if invocation.readonly and spec.is_write and not _reads_this_time(spec, argv):
             return False, WRITE_IN_READONLY.encode()
         ctx = invocation.ctx
         db_index = ctx.db_index
@@ -741,6 +741,11 @@ class LuaEngine:
         if isinstance(reply, Error):
             return False, reply.message.encode("utf-8", "surrogateescape")
         return True, self.to_lua(reply, invocation.resp)
+
+    @property
+    def running(self) -> bool:
+        """Whether a script is running (its redis.call reaches a command handler)."""
+        return self._current is not None
 
     def _acl_refusal(self, invocation: Invocation, spec: Command, argv: list[bytes]) -> str | None:
         """The calling user's ACL check of one redis.call (Redis checks the command, its
@@ -1054,3 +1059,9 @@ def _error_reply(info: Any, name: str) -> Error:
 
 
 _BOOT_FN = "function(...)\n" + _BOOT + "\nend"
+
+
+def _reads_this_time(spec: Command, argv: list[bytes]) -> bool:
+    """A command Redis flags readonly that memlog logs only to let it wait (XREAD with
+    BLOCK): a script's call never waits, so it is a read there."""
+    return spec.local_when is not None and Flag.READONLY in spec.flags

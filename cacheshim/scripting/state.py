@@ -139,6 +139,11 @@ class ScriptingState:
             self._engine = LuaEngine(self._runner)
         return self._engine
 
+    @property
+    def running(self) -> bool:
+        """Whether a script runs now (a command handler called by redis.call sees it)."""
+        return self._engine is not None and self._engine.running
+
     def add(self, body: bytes) -> str:
         """Compile and cache a script (EVAL, SCRIPT LOAD): its sha. Raises ScriptError."""
         sha = sha1hex(body)

@@ -131,6 +131,7 @@ class Connection(Dispatch, SessionCommands, Transactions, asyncio.Protocol):
             or session.closing
             or self.shim.client_pause.end_ms
             or self.shim.loading  # GET answers LOADING (Dispatch)
+            or self.shim.stale()  # GET answers MASTERDOWN (Dispatch)
             or len(self.encoder)
             or not self.parser.idle
             or self.shim.pubsub.restricts(session)

@@ -118,6 +118,18 @@ class Dispatch:
             if session.acl_generation != users.generation or not session.acl_free:
                 error = acl_check.refusal(session, users, spec, args)
         error = error or self.shim.pubsub.refusal(session, session.last_command)
+        if (
+            error is None
+            and spec is not None
+            and Flag.READONLY in spec.flags
+            and Flag.STALE not in spec.flags
+            and not session.linearizable  # those wait for a read index of their own
+            and self.shim.stale()
+        ):
+            # --max-staleness-ms passed without word from the log (Replica.stale): a local
+            # read is refused, as a Redis replica cut off from its master with
+            # replica-serve-stale-data no refuses it. Writes go to the log as ever.
+            error = errors.MASTERDOWN
         if session.in_multi and name not in RUN_IN_MULTI:
             if error is None and spec is not None and Flag.NO_MULTI in spec.flags:
                 error = "ERR Command not allowed inside a transaction"

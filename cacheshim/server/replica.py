@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, cast
 from cacheshim.acl import check as acl_check
 from cacheshim.snapshot import bootstrap
 from logsvc.client import LogClientError, TrimmedError
+from logsvc.v1 import log_pb2
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Iterator
@@ -40,6 +41,10 @@ READ_BATCH_RECORDS_MAX = 32
 # shim lacks is left for the next node (checked every STREAM_CHECK_S).
 STREAM_STALL_S = 0.5
 STREAM_CHECK_S = 0.1
+# A following Read stream brings a keepalive every quarter second while there is nothing new
+# (logsvc.node.READ_KEEPALIVE_S). One silent this long (no message naming a leader: the node
+# is paused, cut off, or knows no leader) is left for the next node, lagging or not.
+STREAM_SILENT_S = 1.0
 
 
 class Replica:
@@ -67,6 +72,24 @@ class Replica:
     _stream_at = 0.0
     _stream_prefer = ""
     _stream: asyncio.Task[None]
+    # When the stream last brought a record or a keepalive of a node that knows a leader.
+    _stream_heard_at = 0.0
+    # When the shim last heard from a live log (time.monotonic()): a record or such a
+    # keepalive on its Read stream, a quorum-confirmed read index, an own Append committed.
+    # The staleness --max-staleness-ms bounds (`log_silent_ms`).
+    _log_heard_at = 0.0
+
+    def _heard_from_log(self) -> None:
+        self._log_heard_at = time.monotonic()
+
+    def log_silent_ms(self) -> int:
+        """How long since the shim last heard from a live log (INFO's log_silent_ms)."""
+        return int((time.monotonic() - self._log_heard_at) * 1000)
+
+    def stale(self) -> bool:
+        """Whether local reads are refused: --max-staleness-ms is on and passed."""
+        limit = self.config.max_staleness_ms
+        return limit > 0 and self.log_silent_ms() > limit
 
     async def _commit_index(self) -> int:
         """The commit index to catch up with before serving. A node's Status may lag: a
@@ -110,7 +133,8 @@ class Replica:
         stream runs in a task of its own, which `_watch_stream` ends when it stalls; the
         loop then reads from the next node."""
         loop = asyncio.get_running_loop()
-        self._stream_at = loop.time()
+        self._stream_at = self._stream_heard_at = loop.time()
+        self._heard_from_log()  # it has just caught up with a commit index the log gave
         self._stream_prefer = self.config.local_log_address
         watch = asyncio.create_task(self._watch_stream(), name="stream-watch")
         try:
@@ -150,43 +174,63 @@ class Replica:
             follow=True,
             batch_records_max=READ_BATCH_RECORDS_MAX,
             prefer=prefer,
+            on_header=self._stream_header,
         )
         try:
             async for index, payload in records:
-                self._stream_at = loop.time()
+                self._stream_at = self._stream_heard_at = loop.time()
+                self._heard_from_log()
                 self._receive(index, payload)
         finally:  # cancelled (stalled): its gRPC call ends now, not when collected
             await cast("AsyncGenerator[tuple[int, bytes], None]", records).aclose()
 
+    def _stream_header(self, header: log_pb2.ResponseHeader) -> None:
+        """A message of the Read stream (records or a keepalive): the node's commit index
+        is known committed; a node that knows a leader vouches that the log is alive."""
+        self._known_commit = max(self._known_commit, header.commit_index)
+        if header.leader_id:
+            self._stream_heard_at = asyncio.get_running_loop().time()
+            self._heard_from_log()
+            self.log_leader = header.leader_address or self.log_leader
+
     async def _watch_stream(self) -> None:
         """A node that stops delivering (paused, cut off, restarting) while the log has
-        committed records this shim has not applied (a read index or an own Append said
-        so) is left after STREAM_STALL_S: the stream goes on from the next node. Without
-        such a sign an idle stream is not a stalled one; keepalive finds dead nodes then."""
+        committed records this shim has not applied (a read index, an own Append or a
+        node's header said so) is left after STREAM_STALL_S: the stream goes on from the
+        next node. An idle stream is left only when it is silent, its keepalives too (or
+        they name no leader), for STREAM_SILENT_S."""
         loop = asyncio.get_running_loop()
         lag_since: float | None = None
         while True:
             await asyncio.sleep(STREAM_CHECK_S)
-            if self.loading or self._known_commit <= self.applier.applied_index:
+            now = loop.time()
+            silent_s = now - self._stream_heard_at
+            if self.loading:
                 lag_since = None
                 continue
-            now = loop.time()
-            if lag_since is None:
-                lag_since = now
-            if now - max(lag_since, self._stream_at) < STREAM_STALL_S:
+            if silent_s >= STREAM_SILENT_S:
+                stalled_s = silent_s
+            elif self._known_commit <= self.applier.applied_index:
+                lag_since = None
                 continue
+            else:
+                if lag_since is None:
+                    lag_since = now
+                stalled_s = now - max(lag_since, self._stream_at)
+                if stalled_s < STREAM_STALL_S:
+                    continue
             addresses = self.log_reader_client.addresses
             current = self.log_reader_client.read_from or self._stream_prefer
             at = addresses.index(current) if current in addresses else -1
             self._stream_prefer = addresses[(at + 1) % len(addresses)]
             log.warning(
-                "the Read stream from %s brought nothing for %.1fs while records up to %d "
-                "are committed (applied %d); reading from %s",
-                current, now - max(lag_since, self._stream_at), self._known_commit,
-                self.applier.applied_index, self._stream_prefer,
+                "the Read stream from %s brought nothing for %.1fs (records up to %d are "
+                "known committed, applied %d); reading from %s",
+                current, stalled_s, self._known_commit, self.applier.applied_index,
+                self._stream_prefer,
             )  # fmt: skip
             lag_since = now
-            self._stream_at = now
+            self._stream_at = self._stream_heard_at = now
             self._stream.cancel()
 
     async def _rebootstrap(self, exc: TrimmedError) -> None:
@@ -307,6 +351,7 @@ class Replica:
         `_receive`). The bytes are the log's: an
         Append's records are stored as sent, also when a retry is answered as a duplicate."""
         self._known_commit = max(self._known_commit, first_index + len(payloads) - 1)
+        self._heard_from_log()
         if self.loading:
             return  # the state is being rebuilt (`_rebootstrap`): the replay brings it
         if self.applier.applied_index < first_index - 1:
@@ -337,4 +382,5 @@ class Replica:
             self.config.local_log_address, timeout_s=self.config.write_timeout_s
         )
         self._known_commit = max(self._known_commit, index)
+        self._heard_from_log()
         await self.wait_applied(index, max(0.0, deadline - loop.time()))

@@ -16,7 +16,7 @@ from cacheshim.blocking import Blocker, unblock_record
 from cacheshim.clientlimits import OutputLimits, startup_maxclients
 from cacheshim.commands import load_all
 from cacheshim.commands.acl import read_acl_file
-from cacheshim.config.serverconfig import ServerConfig
+from cacheshim.config.serverconfig import MAX_STALENESS, ServerConfig
 from cacheshim.hub import Hub
 from cacheshim.protocol.errors import CommandError
 from cacheshim.server.clock import wall_ms
@@ -48,6 +48,9 @@ class ShimConfig:
     zone: str = ""
     linearizable_reads: bool = False
     write_timeout_s: float = 10.0
+    # Local reads are refused (MASTERDOWN) once the shim has not heard from the log for
+    # longer than this (cacheshim.server.replica); 0: never, however stale.
+    max_staleness_ms: int = 0
     # CONFIG parameters set at startup (name, value), as redis-server takes --maxclients.
     server_settings: tuple[tuple[str, str], ...] = ()
     # An ACL file (Redis's aclfile): seeds the users at bootstrap, read by ACL LOAD,
@@ -107,6 +110,7 @@ class Shim(Replica):
         maxclients = self.server_config.int_value("maxclients")
         self.server_config.values["maxclients"] = str(startup_maxclients(maxclients))
         self.server_config.values["aclfile"] = config.aclfile
+        self.server_config.values[MAX_STALENESS] = str(config.max_staleness_ms)
         # The TLS listener's context (None without tls-port); CONFIG SET rebuilds it.
         self.tls: TlsListener | None = None
         if self.server_config.int_value("tls-port"):

@@ -1,5 +1,8 @@
 """The writer: every connection's writes become records, batched into one Append at a time
-(large records in pieces), and each write's reply is handed back once its record is applied."""
+(large records in pieces), and each write's reply is handed back once its record is applied.
+
+Over 500 lines because batching, pieces, the per-write timeout and the hand-made record
+encoder share one queue and its order; cut apart, each would reach into the others' state."""
 
 from __future__ import annotations
 
@@ -60,8 +63,10 @@ class _Write:
     time_ms: int = 0
     parts: int = 1
     sent: int = 0  # pieces taken into Appends so far
-    # When its wait ends (the event loop's clock): its arrival plus the write timeout.
+    # When its wait ends (the event loop's clock): its arrival plus the write timeout; for a
+    # large write, the last Append of its pieces the log confirmed plus the write timeout.
     deadline: float = 0.0
+    progressed: bool = False  # the log confirmed some of its pieces
     # The log confirmed the Append of its last piece: it is in the log, to be applied.
     in_log: bool = False
 
@@ -135,9 +140,12 @@ class Writer:
         # writes whose order against others is unknown): their next writes wait.
         self._in_flight_origins: dict[int | None, int] = {}
         self._expected = 0  # writes in the last Append: the writers that will come back
-        # Every write not yet answered, in arrival order (so by deadline: one timeout for
-        # all), and the one timer that answers those whose deadline passed (_expire).
+        # Every write sent whole not yet answered, in arrival order (so by deadline: one
+        # timeout for all); the large writes not yet answered, whose deadlines move on with
+        # each Append of their pieces the log confirms (so not in arrival order); and the
+        # one timer that answers those whose deadline passed (_expire).
         self._by_arrival: deque[_Write] = deque()
+        self._large: list[_Write] = []
         self._expiry: asyncio.TimerHandle | None = None
 
     def start(self) -> None:
@@ -200,30 +208,51 @@ class Writer:
         self._waiting[proposal_id] = fut
         if origin is not None:
             self._origins[proposal_id] = origin
-        arrivals = self._by_arrival
-        while arrivals and arrivals[0].future.done():
-            arrivals.popleft()
-        arrivals.append(write)
-        if self._expiry is None:
+        if write.parts > 1:
+            self._large = [w for w in self._large if not w.future.done()]
+            self._large.append(write)
+        else:
+            arrivals = self._by_arrival
+            while arrivals and arrivals[0].future.done():
+                arrivals.popleft()
+            arrivals.append(write)
+        # The timer may be set for a large write's later deadline: this one may come first.
+        if self._expiry is None or self._expiry.when() > write.deadline:
+            if self._expiry is not None:
+                self._expiry.cancel()
             self._expiry = loop.call_at(write.deadline, self._expire)
         self._wake.set()
 
     def _expire(self) -> None:
         """Answer every write whose wait reached the write timeout (counted from its
         arrival, wherever it is: queued, in an Append, or in the log and not yet applied
-        here), with what is known of its fate; then set the timer for the next one."""
+        here; for a large write, from the last Append of its pieces the log confirmed, so
+        that a transfer that goes on is not cut off, and one that stalls ends), with what
+        is known of its fate; then set the timer for the next one."""
         self._expiry = None
         loop = asyncio.get_running_loop()
         now = loop.time()
         arrivals = self._by_arrival
         while arrivals and (arrivals[0].future.done() or arrivals[0].deadline <= now):
-            write = arrivals.popleft()
-            if not write.future.done():
-                self._waiting.pop(write.proposal_id, None)
-                self._origins.pop(write.proposal_id, None)
-                write.future.set_result(Error(_expired_error(write, self.timeout_s)))
+            self._answer_expired(arrivals.popleft())
+        large: list[_Write] = []
+        for write in self._large:
+            if not write.future.done() and write.deadline <= now:
+                self._answer_expired(write)
+            elif not write.future.done():
+                large.append(write)
+        self._large = large
+        deadlines = [write.deadline for write in large]
         if arrivals:
-            self._expiry = loop.call_at(arrivals[0].deadline, self._expire)
+            deadlines.append(arrivals[0].deadline)
+        if deadlines:
+            self._expiry = loop.call_at(min(deadlines), self._expire)
+
+    def _answer_expired(self, write: _Write) -> None:
+        if not write.future.done():
+            self._waiting.pop(write.proposal_id, None)
+            self._origins.pop(write.proposal_id, None)
+            write.future.set_result(Error(_expired_error(write, self.timeout_s)))
 
     def applied(self, record: record_pb2.Record, reply: Reply) -> int | None:
         """Answer the write of this record if this shim proposed it: the connection it
@@ -367,9 +396,14 @@ class Writer:
             if alone or not _refused_for_contents(exc):
                 self._fail(batch, _append_error(exc, batch, self.timeout_s))
             raise
+        now = loop.time()
         for write, _ in batch:
             if write.sent == write.parts:
                 write.in_log = True
+            if write.parts > 1:
+                # Progress: its wait starts again (the timer, set earlier, finds it later).
+                write.deadline = now + self.timeout_s
+                write.progressed = True
         try:
             if self.committed is not None and result.last_index - result.first_index + 1 == len(
                 payloads
@@ -426,6 +460,8 @@ def _append_error(exc: LogClientError, batch: list[tuple[_Write, bytes]], timeou
 def _expired_error(write: _Write, timeout_s: float) -> str:
     """The error of a write not answered within the write timeout, by what became of it."""
     within = f"within {timeout_s:g}s of its arrival"
+    if write.progressed:
+        within = f"within {timeout_s:g}s of the log's last confirmation of its pieces"
     if write.in_log:
         return (
             f"ERR memlog: the write is in the log but this shim had not applied it {within}; "

@@ -37,6 +37,7 @@ from cacheshim.types.keyspace import (
 )
 from cacheshim.types.listvalue import ListValue
 from cacheshim.types.setvalue import INTSET_ENTRIES_MAX, SetValue, is_intset_member
+from cacheshim.types.streamvalue import Stream
 from cacheshim.types.zsetvalue import ZSet, _SortedPairs
 
 if TYPE_CHECKING:
@@ -49,6 +50,7 @@ __all__ = [
     "Keyspace",
     "ListValue",
     "SetValue",
+    "Stream",
     "Value",
     "ZSet",
     "strict_int",
@@ -60,6 +62,7 @@ LIST: Final = 1
 SET: Final = 2
 ZSET: Final = 3
 HASH: Final = 4
+STREAM: Final = 6  # Redis's OBJ_STREAM (5 is modules)
 
 
 def strict_int(data: bytes) -> int | None:
@@ -69,7 +72,7 @@ def strict_int(data: bytes) -> int | None:
 
 KIND_BY_TYPE: Final[dict[type, int]] = {
     bytes: STRING, RawString: STRING, PlainString: STRING, PrivateInt: STRING,
-    ListValue: LIST, SetValue: SET, HashValue: HASH, ZSet: ZSET,
+    ListValue: LIST, SetValue: SET, HashValue: HASH, ZSet: ZSET, Stream: STREAM,
 }  # fmt: skip
 
 
@@ -87,6 +90,8 @@ def kind(value: object) -> int:
         return HASH
     if isinstance(value, ZSet):
         return ZSET
+    if isinstance(value, Stream):
+        return STREAM
     raise TypeError(f"no RDB form for a {type(value).__name__}")
 
 
@@ -326,7 +331,9 @@ def prepare_scan_table(db: Database, bits: int) -> None:
 # snapshot carries them as the plain records below, so that rdb.py needs neither module.
 
 # What wakes a blocked client (BlockedEntry.kind), as a number: 0 any change.
-_BLOCK_KINDS: Final[tuple[type | None, ...]] = (None, bytes, ListValue, SetValue, ZSet, HashValue)
+_BLOCK_KINDS: Final[tuple[type | None, ...]] = (
+    None, bytes, ListValue, SetValue, ZSet, HashValue, Stream,
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

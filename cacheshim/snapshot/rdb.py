@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO, Final, cast
 
 from cacheshim.config.defaults import REDIS_VERSION as _REDIS_VERSION
-from cacheshim.snapshot import model, packed
+from cacheshim.snapshot import model, packed, streamrdb
 from cacheshim.snapshot.crc64 import crc64
 from cacheshim.snapshot.lzf import LzfError, decompress
 
@@ -116,6 +116,11 @@ AUX_ACL: Final = b"memlog-acl"
 AUX_SCRIPT: Final = b"memlog-script-v1"
 # One function library (FUNCTION LOAD), its code as the value, in load order.
 AUX_FUNCTION: Final = b"memlog-function-v1"
+# stream-node-max-bytes and -entries as apply uses them (replicated by CONFIG SET records),
+# "bytes entries", written when they are not Redis's defaults.
+AUX_STREAM_NODE: Final = b"memlog-stream-node"
+STREAM_NODE_MAX_BYTES: Final = 4096
+STREAM_NODE_MAX_ENTRIES: Final = 100
 SCAN_POSITIONS_PER_FIELD: Final = 16384
 
 _I64: Final = struct.Struct("<q")
@@ -295,6 +300,9 @@ def write_rdb(
         write(_aux(AUX_EXPIRED, b"%d" % keyspace.expired_keys))
         if state.acl:
             write(_aux(AUX_ACL, state.acl))
+        limits = (keyspace.stream_node_max_bytes, keyspace.stream_node_max_entries)
+        if limits != (STREAM_NODE_MAX_BYTES, STREAM_NODE_MAX_ENTRIES):
+            write(_aux(AUX_STREAM_NODE, b"%d %d" % limits))
     keys_written = 0
     for db in keyspace.dbs:
         memlog = state is not None
@@ -459,6 +467,9 @@ def encode_value(value: object) -> tuple[int, list[bytes]]:
             parts.append(encode_string(name))
             parts.append(encode_string(item))
         return T_HASH, [b"".join(parts)]
+    if kind == model.STREAM:
+        assert isinstance(value, model.Stream)
+        return T_STREAM_LISTPACKS_2, [streamrdb.encode_stream(value, encode_length, encode_blob)]
     assert isinstance(value, model.ZSet)
     # Highest score first, as Redis writes a skiplist (each loads in at the head).
     parts = [encode_length(len(value))]
@@ -912,6 +923,10 @@ def _read_rdb(inp: BinaryIO, chunk_bytes: int, fast: Any) -> LoadResult:
                 pieces[-1].data += value
             elif name == AUX_ACL:
                 acl = value
+            elif name == AUX_STREAM_NODE:
+                node_bytes, _, node_entries = value.partition(b" ")
+                keyspace.stream_node_max_bytes = _int(node_bytes, name)
+                keyspace.stream_node_max_entries = _int(node_entries, name)
             elif name == AUX_SCRIPT:
                 scripts.append(value)
             elif name == AUX_FUNCTION:
@@ -1145,7 +1160,7 @@ def _read_value(
 ) -> object:
     try:
         return _read_value_unchecked(src, kind, key, at, shape, picks)
-    except (packed.PackedError, struct.error, IndexError) as exc:
+    except (packed.PackedError, struct.error, IndexError, streamrdb.StreamFormatError) as exc:
         raise RdbError(f"key {key[:60]!r} at offset {at}: {exc}") from None
     except ValueError as exc:
         if isinstance(exc, RdbError):
@@ -1219,7 +1234,7 @@ def _read_value_unchecked(
             items.extend(packed.decode_ziplist(string()))
         return model.make_list(items)
     if kind in (T_STREAM_LISTPACKS, T_STREAM_LISTPACKS_2, T_STREAM_LISTPACKS_3):
-        raise RdbError(f"key {key[:60]!r} at offset {at} is a stream: memlog has no streams")
+        return streamrdb.read_stream(kind, src.length, string, src.take)
     if kind in (T_MODULE_PRE_GA, T_MODULE_2):
         raise RdbError(f"key {key[:60]!r} at offset {at} is a module type: memlog cannot load it")
     raise RdbError(f"unknown value type {kind} at offset {at}")

@@ -11,9 +11,10 @@ XOR (order does not matter); "mix" does that and then replaces the digest by its
 (order matters). Per key: mix the key, mix the type number (4 bytes, big-endian), then the
 value: a string is mixed; a list's elements are mixed in order; a set's members are
 xor-ed; a hash's pairs and a sorted set's (member, score as "%.17g") pairs are each mixed
-into a fresh digest that is then xor-ed in. A key with an expiry xors the text
-"!!expire!!". Per non-empty database: mix its number into the total, then xor each key's
-digest (as bytes) into it.
+into a fresh digest that is then xor-ed in; a stream's entries are mixed in order, each as
+"ms.seq" then its fields and values (its groups are not part of it). A key with an expiry
+xors the text "!!expire!!". Per non-empty database: mix its number into the total, then
+xor each key's digest (as bytes) into it.
 """
 
 from __future__ import annotations
@@ -59,6 +60,12 @@ def _value_digest(digest: int, value: object, has_expiry: bool) -> int:
         for score, member in model.zset_entries(value):
             pair = _mix(_mix(0, member), b"%.17g" % score)
             digest = _xor(digest, pair.to_bytes(20, "big"))
+    elif kind == model.STREAM:
+        assert isinstance(value, model.Stream)
+        for (ms, seq), data in value.entries.items():
+            digest = _mix(digest, b"%d.%d" % (ms, seq))
+            for part in data:
+                digest = _mix(digest, part)
     else:
         assert isinstance(value, model.HashValue)
         for name, item in model.hash_pairs(value):

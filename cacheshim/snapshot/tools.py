@@ -30,7 +30,14 @@ from cacheshim import persistence
 from cacheshim.apply import Applier
 from cacheshim.commands import load_all
 from cacheshim.snapshot import bootstrap, model
-from cacheshim.snapshot.rdb import LoadResult, read_rdb, restore, snapshot_state, write_rdb
+from cacheshim.snapshot.rdb import (
+    LoadResult,
+    dump_payload,
+    read_rdb,
+    restore,
+    snapshot_state,
+    write_rdb,
+)
 from cacheshim.types.hashvalue import HashValue
 from cacheshim.types.listvalue import ListValue
 from cacheshim.types.setvalue import SetValue
@@ -309,14 +316,18 @@ def _score(score: float) -> bytes:
 
 
 def import_commands(loaded: LoadResult) -> Iterator[tuple[int, list[bytes]]]:
-    """(db, command) for every key of a loaded RDB file: DEL, then its content in batches,
-    then PEXPIREAT when it has an expiry."""
+    """(db, command) for every key of a loaded RDB file: DEL, then its content in batches
+    (a stream: RESTORE of its payload), then PEXPIREAT when it has an expiry."""
     for db in loaded.keyspace.dbs:
         for key, stored in db.data.items():
             value: object = stored  # keyspace.Value says bytes; it holds every type
             yield db.index, [b"DEL", key]
             if isinstance(value, bytes):
                 yield db.index, [b"SET", key, bytes(value)]
+            elif isinstance(value, model.Stream):
+                # Entries, node layout, groups and pending entries in one piece: the value's
+                # DUMP payload (no command rebuilds a group's PEL with its delivery times).
+                yield db.index, [b"RESTORE", key, b"0", dump_payload(value)]
             else:
                 items: list[bytes]
                 if isinstance(value, ListValue):

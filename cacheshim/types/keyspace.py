@@ -29,10 +29,11 @@ if TYPE_CHECKING:
     from cacheshim.types.hashvalue import HashValue
     from cacheshim.types.listvalue import ListValue
     from cacheshim.types.setvalue import SetValue
+    from cacheshim.types.streamvalue import Stream
     from cacheshim.types.zsetvalue import ZSet
 
 # What a key holds: a string (bytes and its subclasses below) or one of the value types.
-Value: TypeAlias = "bytes | ListValue | SetValue | HashValue | ZSet"
+Value: TypeAlias = "bytes | ListValue | SetValue | HashValue | ZSet | Stream"
 
 T = TypeVar("T")
 
@@ -240,6 +241,8 @@ class Database:
         self.key_index.discard(key)
         self.expires.pop(key, None)
         self.changed_at[key] = index
+        if key in self.blocked_keys:  # a client in XREADGROUP hears its stream is gone
+            self.ready_keys.append(key)
         return True
 
     def set_expiry(self, key: bytes, when_ms: int, index: int) -> None:
@@ -259,6 +262,12 @@ class Database:
 
     def touch_changed(self, key: bytes, index: int) -> None:
         self.changed_at[key] = index
+        if key in self.blocked_keys:
+            self.ready_keys.append(key)
+
+    def signal_ready(self, key: bytes) -> None:
+        """Wake the clients waiting for key without counting a change (XGROUP DESTROY: its
+        readers hear that their group is gone; a WATCH of the key does not break)."""
         if key in self.blocked_keys:
             self.ready_keys.append(key)
 
@@ -285,6 +294,7 @@ class Database:
         # exist survives it (Redis 7.0's touchAllWatchedKeysInDb).
         for key in self.data:
             self.changed_at[key] = index
+        self.ready_keys.extend(key for key in self.data if key in self.blocked_keys)
         self.data.clear()
         self.key_index.clear()
         self.expires.clear()
@@ -296,6 +306,11 @@ class Keyspace:
         self.dbs = [Database(i) for i in range(DATABASES)]
         # Keys apply removed because they expired (INFO's expired_keys).
         self.expired_keys = 0
+        # stream-node-max-bytes and stream-node-max-entries as apply uses them: they shape
+        # a stream's nodes, which decide what a "~" trim removes, so they are replicated
+        # state (Redis's defaults until a CONFIG SET record changes them).
+        self.stream_node_max_bytes = 4096
+        self.stream_node_max_entries = 100
 
     def expire_due(self, now_ms: int, index: int) -> None:
         for db in self.dbs:
@@ -318,7 +333,9 @@ class Keyspace:
         one._expiry_heap, two._expiry_heap = two._expiry_heap, one._expiry_heap
         one.key_index, two.key_index = two.key_index, one.key_index
         for db in (one, two):
-            db.ready_keys.extend(sorted(key for key in db.blocked_keys if key in db.data))
+            # Every waited-for key: those that exist now may serve their clients, those
+            # gone wake the clients of XREADGROUP that waited for a stream there.
+            db.ready_keys.extend(sorted(db.blocked_keys))
 
     def digest(self) -> str:
         """A digest of every database's keys, values and expiry times (as DEBUG DIGEST).

@@ -144,7 +144,7 @@ def test_a_100_mb_value_through_two_shims_while_the_leader_is_killed(deployment:
         wait_until(lambda: log_last_index(deployment) > start + 60, 120, "pieces in the log")
         leader = cluster.node_at(cluster.wait_for_leader())
         cluster.kill_node(leader)  # SIGKILL, by PID
-        assert not done.is_set(), "the transfer ended before the kill: make the value bigger"
+        assert not done.is_set(), f"the transfer ended before the kill: {[str(o) for o in outcome]}"
         done.wait(timeout=240)
         cluster.start_node(leader)
         # The killed node catches up (100 MB behind) before the module's next test.
@@ -154,7 +154,7 @@ def test_a_100_mb_value_through_two_shims_while_the_leader_is_killed(deployment:
         done.set()
         for t in threads:
             t.join(timeout=60)
-    assert outcome == [True]
+    assert outcome == [True], [str(o) for o in outcome]
     assert writer.get("big") == value
     assert writer.strlen("big") == 100 * MB
     same_index([writer, other], timeout_s=60)

@@ -9,16 +9,21 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import redis
 
+from cacheshim import launcher
+from cacheshim.snapshot import bootstrap
 from logsvc.certs import LocalCredentials
+from logsvc.local import Managed, Supervisor
 from tests.cacheshim.harness import free_port, free_port_block, stop_process, wait_until
 
 READY_S = 120.0
@@ -190,7 +195,8 @@ def test_memlog_tail_prints_the_commands(running: Launch) -> None:
     command = [sys.executable, "-m", "cacheshim.launcher", "tail", "--addr", address]
     # memlog up made a CA and an admin's certificate under the data folder.
     env = {**os.environ, **LocalCredentials(running.data / "tls").admin_env()}
-    without = subprocess.run(command, capture_output=True, timeout=60)
+    # Without the certificate nothing answers: it gives up after --timeout-s, with the reason.
+    without = subprocess.run([*command, "--timeout-s", "2"], capture_output=True, timeout=60)
     assert without.returncode == 1 and b"UNAVAILABLE" in without.stderr, without
     result = subprocess.run(command, capture_output=True, timeout=60, check=True, env=env)
     lines = [line.split("\t", 1) for line in result.stdout.decode().splitlines()]
@@ -208,3 +214,58 @@ def test_memlog_tail_prints_the_commands(running: Launch) -> None:
     records = [json.loads(line) for line in as_json.stdout.decode().splitlines()]
     assert {"index", "db", "commands", "payload_base64"} <= set(records[-1])
     assert records[-1]["db"] == 2 and records[-1]["commands"] == [["SET", "in-two", "1"]]
+
+
+def test_catch_up_progress_is_repeated_until_the_shim_answers(tmp_path: Path) -> None:
+    """While a shim replays the log before opening its port, `memlog up` repeats the
+    progress lines of its log on stdout (issue 13: "records applied of how many", not
+    silence), and the wait ends once the port answers PING. The line is the one the shim
+    writes (the same mark in bootstrap.py and the launcher)."""
+    assert launcher.CATCH_UP_MARK == bootstrap.CATCH_UP_MARK
+    log_path = tmp_path / "shim-1.log"
+    log_path.write_text("an earlier life's line: catching up: applied 1 of 2 records\n")
+    lines: list[str] = []
+    supervisor = Supervisor("memlog", out=lines.append)
+
+    def said(text: str) -> Callable[[], bool]:
+        return lambda: any(text in line for line in lines)
+
+    sleeper = [sys.executable, "-c", "import time; time.sleep(120)"]
+    managed = supervisor.add(Managed("shim 1", log_path, lambda: subprocess.Popen(sleeper)))
+    managed.start()
+    follower = launcher.LogFollower(log_path)
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        port = listener.getsockname()[1]
+        waiting = threading.Thread(
+            target=launcher.wait_for_shim, args=(managed, port, supervisor, follower, 60)
+        )
+        waiting.start()
+        try:
+            with open(log_path, "a") as log:
+                for applied in (3000, 6000):
+                    log.write(
+                        f"2026-12-07 21:00:00,000 INFO cacheshim.snapshot.bootstrap: "
+                        f"{bootstrap.CATCH_UP_MARK} applied {applied} of 9000 records\n"
+                    )
+                    log.flush()
+                    wait_until(said(f"applied {applied} of"), 30, "the progress relayed")
+            assert waiting.is_alive()  # no PONG yet: still waiting
+            listener.listen()
+            listener.settimeout(0.2)
+            while waiting.is_alive():  # the shim is up: it answers every PING
+                try:
+                    conn, _ = listener.accept()
+                except TimeoutError:
+                    continue
+                with conn:
+                    conn.recv(64)
+                    conn.sendall(b"+PONG\r\n")
+            waiting.join(timeout=30)
+        finally:
+            assert managed.proc is not None
+            stop_process(managed.proc)
+    assert lines == [
+        "memlog: shim 1 catching up: applied 3000 of 9000 records",
+        "memlog: shim 1 catching up: applied 6000 of 9000 records",
+    ]

@@ -80,11 +80,6 @@ def _same_load(data: bytes, rng: random.Random, memlog: bool) -> None:
         assert applier_internals(a) == applier_internals(b)
 
 
-def test_the_c_loader_is_built() -> None:
-    """Without it a restart takes several times as long, and nobody would notice."""
-    assert HAVE_C_LOADER or os.environ.get("MEMLOG_PURE_PYTHON") == "1"
-
-
 def test_key_hash_is_keyindex_key_hash() -> None:
     from cacheshim.snapshot import _native  # type: ignore[attr-defined]
 

@@ -67,6 +67,18 @@ def test_a_shim_finds_its_zone_local_log_node_by_zone() -> None:
         assert s.env["CACHESHIM_SHIM_ID"] == s.pod.name
 
 
+@pytest.mark.parametrize("name", list(KUSTOMIZATIONS))
+def test_a_shim_reads_its_staleness_limit_from_the_config_map(name: str) -> None:
+    # CACHESHIM_MAX_STALENESS_MS (0: local reads served however stale; docs/availability.md)
+    # reaches the real parser as --max-staleness-ms.
+    started, _ = checks.started_containers(render(name))
+    shims = [s for s in started if s.program.name == "cacheshim"]
+    assert shims
+    for s in shims:
+        assert s.env["CACHESHIM_MAX_STALENESS_MS"] == "0"
+        assert s.args.max_staleness_ms == 0
+
+
 def test_expansion_follows_kubernetes() -> None:
     env = {"A": "x", "B": "y"}
     assert expand("$(A).$(B)", env) == "x.y"

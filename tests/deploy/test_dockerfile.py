@@ -3,6 +3,7 @@ non-root user the pods run as, and .dockerignore sends only what the build needs
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from tests.deploy.manifests import KUSTOMIZATIONS, REPO_ROOT, render, workloads
 
 SCRIPTS = checks.console_scripts(PYPROJECT)
 RUNTIME_LOCK = REPO_ROOT / "requirements-runtime.lock"
+SETUP = REPO_ROOT / "setup.py"
 PROJECT_INSTALL = "pip install --no-cache-dir --no-deps --no-build-isolation ."
 
 
@@ -94,8 +96,17 @@ def test_the_image_installs_exactly_the_runtime_lock_and_fails_without_the_exten
     # a compiler); a compiler is installed for it.
     project_run = next(r for r in runs if PROJECT_INSTALL in r)
     assert "serve_gets_native" in project_run and "assert" in project_run
+    assert "HAVE_C_LOADER" in project_run  # the snapshot extension (setup.py's second)
+    # Every extension setup.py builds is imported by the build, and its source is sent.
+    extensions = re.findall(r'Extension\(\s*"([\w.]+)",\s*sources=\["([^"]+)"', SETUP.read_text())
+    assert len(extensions) >= 3, extensions
+    imported = re.search(r'-c "import ([^"]+)"', project_run)
+    assert imported is not None, project_run
+    assert {name for name, _ in extensions} <= {m.strip() for m in imported.group(1).split(",")}
     assert any("gcc" in r for r in runs)
-    assert in_context("cacheshim/protocol/_fastread.c", ignore_patterns(DOCKERIGNORE.read_text()))
+    patterns = ignore_patterns(DOCKERIGNORE.read_text())
+    for _, source in extensions:
+        assert in_context(source, patterns), source
 
 
 def test_parser_joins_continuations_and_skips_comments() -> None:

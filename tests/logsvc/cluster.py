@@ -425,7 +425,7 @@ class Cluster:
         response: health_pb2.HealthCheckResponse = check(request, timeout=STATUS_TIMEOUT_S)
         return response.status
 
-    def wait_health_serving(self, node_id: str, service: str = "", timeout: float = 15.0) -> None:
+    def wait_health_serving(self, node_id: str, service: str = "", timeout: float = 60.0) -> None:
         serving = health_pb2.HealthCheckResponse.SERVING
         self.wait_until(
             lambda: self.health(node_id, service) == serving,
@@ -461,7 +461,7 @@ class Cluster:
         """Poll with a deadline; on timeout fail with `what` and every node's log tail."""
         return wait_until(predicate, timeout, what, interval, on_timeout=self.log_tails)
 
-    def wait_serving(self, node_id: str, timeout: float = 15.0) -> log_pb2.StatusResponse:
+    def wait_serving(self, node_id: str, timeout: float = 60.0) -> log_pb2.StatusResponse:
         node = self.nodes[node_id]
 
         def answers() -> log_pb2.StatusResponse | None:
@@ -494,13 +494,13 @@ class Cluster:
             return leader
         return None
 
-    def leader(self, timeout: float = 15.0, among: Sequence[str] | None = None) -> str:
+    def leader(self, timeout: float = 30.0, among: Sequence[str] | None = None) -> str:
         """Poll Status until exactly one node is leader and the others agree on it."""
         return self.wait_until(
             lambda: self.agreed_leader(among), timeout, "exactly one agreed leader"
         )
 
-    def new_leader(self, old: str, timeout: float = 15.0) -> str:
+    def new_leader(self, old: str, timeout: float = 30.0) -> str:
         """A leader other than `old`, agreed on by the live nodes except `old`."""
         among = [i for i in self.live() if i != old]
         return self.wait_until(

@@ -87,7 +87,9 @@ def test_an_idle_follow_stream_outlives_the_clients_keepalive_pings(
 ) -> None:
     """LogClient's channels ping every second while a call is open (transport.py); a node
     must accept that on an idle follow Read: gRPC's default policy answers the third such
-    ping with GOAWAY "too_many_pings", which ended the stream after about 5 s."""
+    ping with GOAWAY "too_many_pings", which ended the stream after about 5 s. While idle
+    the stream brings only keepalives (issue 21): no records, a header that names the leader
+    and the commit index, every READ_KEEPALIVE_S."""
     c = shared_cluster
     follower = followers(c)[0]
     idle_s = 4 * KEEPALIVE_TIME_MS / 1000 + 2
@@ -97,15 +99,25 @@ def test_an_idle_follow_stream_outlives_the_clients_keepalive_pings(
             start = (await writer.append([b"idle-0"])).last_index + 1
             channel = grpc.aio.insecure_channel(c.address(follower), options=CLIENT_CHANNEL_OPTIONS)
             try:
-                stream = log_pb2_grpc.LogStub(channel).Read(
-                    log_pb2.ReadRequest(from_index=start, follow=True)
+                stream = aiter(
+                    log_pb2_grpc.LogStub(channel).Read(
+                        log_pb2.ReadRequest(from_index=start, follow=True)
+                    )
                 )
-                first = asyncio.ensure_future(anext(aiter(stream)))
-                # The stream has nothing to send while idle; only the pings go on.
-                done, _ = await asyncio.wait([first], timeout=idle_s)
-                assert not done, first.result()  # an error here is the GOAWAY
+                loop = asyncio.get_running_loop()
+                idle_until = loop.time() + idle_s
+                keepalives: list[float] = []
+                while loop.time() < idle_until:  # an error here is the GOAWAY
+                    response = await asyncio.wait_for(anext(stream), TIMEOUT_S)
+                    assert not response.records, response
+                    assert response.header.leader_id, response.header
+                    assert response.header.commit_index == start - 1, response.header
+                    keepalives.append(loop.time())
+                # About four a second (the loaded machine may space them more).
+                assert len(keepalives) >= idle_s, keepalives
                 acked = await writer.append([b"idle-1"])
-                response = await asyncio.wait_for(first, TIMEOUT_S)
+                while not (response := await asyncio.wait_for(anext(stream), TIMEOUT_S)).records:
+                    pass
                 assert [(r.index, r.payload) for r in response.records] == [
                     (acked.first_index, b"idle-1")
                 ]

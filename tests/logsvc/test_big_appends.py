@@ -27,7 +27,12 @@ from tests.logsvc.conftest import Clusters
 MIB = 1 << 20
 REQUEST_BYTES_MAX = 4 * MIB  # the default --append-request-bytes-max
 DEFAULT_TIMING = ("--tick-ms", "20", "--election-ticks", "15", "--heartbeat-ticks", "3")
-LOAD_TIMING = ("--tick-ms", "20", "--election-ticks", "50", "--heartbeat-ticks", "3")
+# The load test's claim is leadership and small appends going on, not how fast 42 MiB
+# commits: a loaded 2-core machine took over the default 5 s per append (OUTCOME_UNKNOWN).
+LOAD_TIMING = (
+    "--tick-ms", "20", "--election-ticks", "50", "--heartbeat-ticks", "3",
+    "--append-timeout-s", "60",
+)  # fmt: skip
 TIMEOUT_S = 60.0
 
 

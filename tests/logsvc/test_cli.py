@@ -6,11 +6,14 @@ import base64
 import json
 import queue
 import signal
+import socket
 import subprocess
 import threading
+from pathlib import Path
 
 import grpc
 
+from logsvc.local import claim_data_folder
 from logsvc.v1 import log_pb2
 from tests.logsvc.cluster import LOGSVC, REPO_ROOT, Cluster, clean_env, free_ports, rpc_failure
 from tests.logsvc.conftest import Clusters
@@ -231,7 +234,8 @@ def test_cli_errors_are_messages_not_tracebacks(shared_cluster: Cluster) -> None
     dead = f"127.0.0.1:{dead_port}"
     cases = {
         "status of a node that is down": ["status", "--addr", dead],
-        "read-index of a node that is down": ["read-index", "--addr", dead],
+        "read-index of a node that is down": ["read-index", "--addr", dead, "--timeout-s", "2"],
+        "read-index with no time to wait": ["read-index", "--addr", c.addr, "--timeout-s", "0"],
         "trim with nobody to ask": ["trim", "--addr", dead, "--before", "1"],
         "trim with a bad index": ["trim", "--addr", c.addr, "--before", "0"],
     }
@@ -248,3 +252,30 @@ def test_cli_errors_are_messages_not_tracebacks(shared_cluster: Cluster) -> None
             traceback = "a traceback, " if "Traceback" in stderr else ""
             problems.append(f"{what}: exit {result.returncode}, {traceback}{errors[-1].strip()}")
     assert not problems, "\n".join(problems)
+
+
+def test_logsvc_up_refuses_a_data_folder_in_use_and_a_taken_port(tmp_path: Path) -> None:
+    """`logsvc up` (not only `memlog up`) refuses, with one line and exit status 2, before
+    it starts anything: a data folder another run holds, and a port something listens on."""
+    held = claim_data_folder(tmp_path / "held", "test")  # as a running `logsvc up` holds it
+    try:
+        done = subprocess.run(
+            [*LOGSVC, "up", "--data", str(tmp_path / "held"), "--base-port", str(free_ports(1)[0])],
+            capture_output=True, text=True, timeout=60, env=clean_env(),
+        )  # fmt: skip
+    finally:
+        held.close()
+    assert done.returncode == 2, done
+    assert done.stdout == "" and len(done.stderr.splitlines()) == 1, done.stderr
+    assert "is in use by another run" in done.stderr and "--data" in done.stderr
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [*LOGSVC, "up", "--data", str(tmp_path / "free"), "--base-port", str(port)],
+            capture_output=True, text=True, timeout=60, env=clean_env(),
+        )  # fmt: skip
+    assert done.returncode == 2, done
+    assert done.stdout == "" and len(done.stderr.splitlines()) == 1, done.stderr
+    assert f"port {port} on 127.0.0.1 is taken" in done.stderr and "--base-port" in done.stderr

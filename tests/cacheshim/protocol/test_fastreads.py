@@ -16,6 +16,8 @@ import pytest
 from cacheshim.apply import run
 from cacheshim.commands import Ctx, load_all
 from cacheshim.protocol import fastreads
+from cacheshim.protocol import resp as resp_module
+from cacheshim.protocol.errors import ProtocolError
 from cacheshim.protocol.fastreads import (
     ARG_BYTES_MAX,
     FAST_READS,
@@ -24,7 +26,15 @@ from cacheshim.protocol.fastreads import (
     parse_request_py,
     serve_reads,
 )
-from cacheshim.protocol.resp import Error, Reply, SetReply, encode, encode_command
+from cacheshim.protocol.resp import (
+    Error,
+    ParserLimits,
+    Reply,
+    RequestParser,
+    SetReply,
+    encode,
+    encode_command,
+)
 from cacheshim.types.keyspace import Keyspace
 from tests.cacheshim.harness import Memlog, RedisServer, wait_until
 from tests.cacheshim.rawresp import RawConnection
@@ -148,8 +158,12 @@ def random_keyspace(rng: random.Random) -> Keyspace:
     return keyspace
 
 
+INTS = [b"0", b"1", b"-1", b"5", b"-3", b"99", b"1000", b"-1000", b"x", b"01", b"-0", b"+1",
+        b"-140", b"-150", b"999999999999999999", b"-9223372036854775808"]  # fmt: skip
+
+
 def random_int(rng: random.Random) -> bytes:
-    return rng.choice([b"0", b"1", b"-1", b"5", b"-3", b"99", b"1000", b"-1000", b"x", b"01"])
+    return rng.choice(INTS)
 
 
 def random_request(rng: random.Random) -> list[bytes]:
@@ -210,6 +224,7 @@ def test_fast_reads_answer_as_the_general_path(
         monkeypatch.setattr(fastreads, "encode_reply_native", None)
         monkeypatch.setattr(fastreads, "parse_request", parse_request_py)
         monkeypatch.setattr(fastreads, "mget_native", None)
+        monkeypatch.setattr(fastreads, "whole_reads_native", {})
     elif fastreads.encode_reply_native is None:
         pytest.skip("installed with MEMLOG_PURE_PYTHON=1: no C extension")
     rng = seeded("serve_reads")
@@ -369,3 +384,51 @@ def test_session_states_that_change_a_read_match_redis(servers: tuple[int, int])
     ]:
         got = exchange(shim, commands, 2, 1, setup)
         assert got == exchange(oracle, commands, 2, 1, setup), (setup, commands)
+
+
+# -- RequestParser with its C reader of canonical requests, and without ------------------------
+
+
+def parse_stream(chunks: list[bytes], limits: ParserLimits, auth: bool) -> list[object]:
+    """Every command RequestParser reads from the chunks, then the error it stops at."""
+    parser = RequestParser(limits, auth_required=auth)
+    out: list[object] = []
+    try:
+        for chunk in chunks:
+            parser.feed(chunk)
+            while (command := parser.next_command()) is not None:
+                out.append(command)
+    except ProtocolError as exc:
+        out.append(("error", exc.message))
+    out.append(parser.buffered_bytes)
+    return out
+
+
+def test_request_parser_reads_the_same_with_and_without_its_c_reader(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    if resp_module._parse_canonical is None:
+        pytest.skip("installed with MEMLOG_PURE_PYTHON=1: no C extension")
+    rng = seeded("request parser")
+    cases = []
+    for _ in range(1500):
+        data = bytearray()
+        for _ in range(rng.randrange(1, 6)):
+            args = [rng.choice([b"SET", b"GET", b"x" * 70_000, b""])]
+            args += [bytes(rng.randrange(256) for _ in range(rng.choice([0, 2, 30])))
+                     for _ in range(rng.randrange(3))]  # fmt: skip
+            data += encode_command(args) if rng.random() < 0.9 else b"PING x\r\n"
+        for _ in range(rng.randrange(3)):  # damage: a byte changed or inserted
+            at = rng.randrange(len(data) + 1)
+            if rng.random() < 0.5 and at < len(data):
+                data[at] = rng.choice(b"*$\r\n0123456789x-\x00")
+            else:
+                data[at:at] = rng.choice([b"0", b"\r\n", b"*", b"*0\r\n", b"$-1\r\n"])
+        cuts = sorted(rng.sample(range(len(data) + 1), min(3, len(data) + 1)))
+        chunks = [bytes(data[a:b]) for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
+        limits = rng.choice([ParserLimits(), ParserLimits(inline_bytes_max=8),
+                             ParserLimits(bulk_bytes_max=20, multibulk_args_max=2)])  # fmt: skip
+        cases.append((chunks, limits, rng.random() < 0.1))
+    with_c = [parse_stream(*case) for case in cases]
+    monkeypatch.setattr(resp_module, "_parse_canonical", None)
+    assert [parse_stream(*case) for case in cases] == with_c

@@ -17,7 +17,7 @@ from typing import cast
 import pytest
 
 from cacheshim import server
-from cacheshim.protocol.resp import OK
+from cacheshim.protocol.resp import OK, Error, Reply
 from cacheshim.server import Writer
 from cacheshim.server import writer as writer_module
 from cacheshim.v1 import record_pb2
@@ -177,3 +177,104 @@ def test_a_connections_writes_are_never_in_two_appends_in_flight(
     assert [ids for _, ids in sent] == [[1], [3], [2]], sent
     # Proposal 3 went while the first Append was in flight; proposal 2 only after it.
     assert sent[1][0] < APPEND_S <= sent[2][0], sent
+
+
+# -- the write timeout of a large write -----------------------------------------------------
+
+PIECE = 1024  # small pieces and Appends of two, so that a write of 20 KB takes 11 Appends
+
+
+class SlowLog:
+    """A log whose every Append takes `append_s`, and that stops answering after
+    `answers` Appends (None: never). A record is applied as its Append is answered (a
+    large one at its last piece)."""
+
+    def __init__(self, append_s: float, answers: int | None = None) -> None:
+        self.append_s = append_s
+        self.answers = answers
+        self.appends = 0
+        self.writer: Writer | None = None
+
+    async def append(self, payloads: list[bytes], timeout_s: float | None = None) -> None:
+        self.appends += 1
+        if self.answers is not None and self.appends > self.answers:
+            await asyncio.sleep(3600)  # hung: the writes' own timers answer them
+        await asyncio.sleep(self.append_s)
+        assert self.writer is not None
+        for payload in payloads:
+            record = record_pb2.Record.FromString(payload)
+            if not record.HasField("chunk") or record.chunk.part == record.chunk.parts - 1:
+                self.writer.applied(record, OK)
+
+
+def _big_set(size: int) -> record_pb2.Record:
+    record = record_pb2.Record(db=0)
+    record.commands.add().args.extend([b"SET", b"big", b"x" * size])
+    return record
+
+
+def _small_set() -> record_pb2.Record:
+    record = record_pb2.Record(db=0)
+    record.commands.add().args.extend([b"SET", b"small", b"1"])
+    return record
+
+
+def _slow_writer(log: SlowLog, timeout_s: float) -> Writer:
+    writer = log.writer = Writer(
+        cast(LogClient, log), "shim-t", timeout_s, piece_bytes=PIECE, append_bytes_max=2 * PIECE
+    )
+    writer.start()
+    return writer
+
+
+def test_a_large_write_that_goes_on_outlives_the_write_timeout() -> None:
+    """11 Appends of 0.3 s each, a timeout of 1 s: the transfer takes 3.3 s and never waits
+    1 s for the log, so the write succeeds (it failed at 1 s when the timeout counted from
+    its arrival only: a 100 MB SET through a loaded log failed the same way). A small write
+    that arrives meanwhile is still bounded from its arrival."""
+
+    async def go() -> tuple[Reply, float, Reply]:
+        loop = asyncio.get_running_loop()
+        log = SlowLog(append_s=0.3)
+        writer = _slow_writer(log, timeout_s=1.0)
+        big = writer.submit(_big_set(20_000), origin=1)
+        await asyncio.sleep(1.5)
+        small = writer.submit(_small_set(), origin=2)
+        reply = await big
+        return reply, loop.time(), await small
+
+    with asyncio.Runner(loop_factory=VirtualClockLoop) as runner:
+        reply, answered_at, small = runner.run(go())
+    assert reply is OK, reply
+    assert answered_at > 3.0
+    assert small is OK
+
+
+def test_a_large_write_the_log_stops_taking_fails_a_timeout_after_its_last_progress() -> None:
+    """The log answers three Appends (at 0.3, 0.6, 0.9 s), then hangs: the large write fails
+    1 s after the last one, saying it was not applied; a small write that arrived at 1.2 s
+    behind the hung Append fails 1 s after its own arrival, not later (the large write's
+    moving deadline does not hold back the others' timer)."""
+
+    async def go() -> tuple[tuple[float, Reply], tuple[float, Reply]]:
+        loop = asyncio.get_running_loop()
+        writer = _slow_writer(SlowLog(append_s=0.3, answers=3), timeout_s=1.0)
+        answers: dict[str, tuple[float, Reply]] = {}
+
+        async def timed(name: str, fut: asyncio.Future[Reply]) -> None:
+            reply = await fut
+            answers[name] = (loop.time(), reply)
+
+        big = asyncio.create_task(timed("big", writer.submit(_big_set(20_000), origin=1)))
+        await asyncio.sleep(1.2)
+        await timed("small", writer.submit(_small_set(), origin=2))
+        await big
+        return answers["big"], answers["small"]
+
+    with asyncio.Runner(loop_factory=VirtualClockLoop) as runner:
+        (big_at, big), (small_at, small) = runner.run(go())
+    assert isinstance(big, Error) and "it was not applied and will not be" in big.message, big
+    assert "within 1s of the log's last confirmation of its pieces" in big.message, big
+    assert big_at == pytest.approx(1.9, abs=0.01)
+    assert isinstance(small, Error) and "within 1s of its arrival" in small.message, small
+    assert small_at == pytest.approx(2.2, abs=0.01)
