@@ -20,6 +20,15 @@ as one frame (`REFUSED`: the status code's name and the reason) before the conne
 closed.
 
 Frame: a 4-byte big-endian length, then that many bytes of a serialized MessageBatch.
+Two lengths are not lengths: REFUSED_LENGTH (server to sender, above) and PING_LENGTH, a
+bare 4-byte ping from the sender that the server answers with the same 4 bytes (a pong).
+
+Liveness: a stopped (SIGSTOP), hung or vanished peer closes nothing, and the kernel keeps
+taking bytes until its buffers fill, so a sender would wait forever. `watch_stream` pings
+every PING_INTERVAL_S and drops the connection once nothing has been heard for
+PONG_TIMEOUT_S, so a dead peer is noticed within PONG_TIMEOUT_S + PING_INTERVAL_S (2 s),
+under the 3 s the gRPC channels' keepalive takes (logsvc/channels.py); the sender then
+reconnects with its backoff and finds the peer when it is back.
 """
 
 from __future__ import annotations
@@ -39,6 +48,10 @@ log = logging.getLogger("logsvc.peerwire")
 MAGIC = b"MLRAFT01"  # neither an HTTP/2 preface ("PRI * HTTP/2.0") nor TLS (0x16 ...)
 READY = b"+"
 REFUSED_LENGTH = 0xFFFFFFFF  # a frame from the server: an error, then the end
+PING_LENGTH = 0xFFFFFFFE  # a header alone: a ping from the sender, echoed back as a pong
+PING = PING_LENGTH.to_bytes(4, "big")
+PING_INTERVAL_S = 0.5
+PONG_TIMEOUT_S = 1.5
 HEADER_BYTES = 4
 FIRST_BYTES_TIMEOUT_S = 10.0
 HANDSHAKE_TIMEOUT_S = 10.0
@@ -201,6 +214,11 @@ class _PeerConnection(asyncio.Protocol):
         try:
             while len(buffer) - at >= HEADER_BYTES:
                 size = int.from_bytes(buffer[at : at + HEADER_BYTES], "big")
+                if size == PING_LENGTH:
+                    at += HEADER_BYTES
+                    if self.transport is not None:
+                        self.transport.write(PING)
+                    continue
                 if size > limit:
                     self._refuse("RESOURCE_EXHAUSTED", f"a frame of {size} bytes (limit {limit})")
                     return
@@ -323,13 +341,56 @@ async def open_stream(
     return reader, writer
 
 
-async def read_refusal(reader: asyncio.StreamReader) -> str:
-    """Wait until the peer ends the stream: its reason, if it wrote one."""
+async def read_refusal(
+    reader: asyncio.StreamReader, on_pong: Callable[[], None] | None = None
+) -> str:
+    """Wait until the peer ends the stream: its reason, if it wrote one. Pongs are passed
+    to on_pong."""
     try:
-        header = await reader.readexactly(HEADER_BYTES)
-        if int.from_bytes(header, "big") != REFUSED_LENGTH:
-            return "the peer wrote a frame it should not"
+        while True:
+            header = await reader.readexactly(HEADER_BYTES)
+            length = int.from_bytes(header, "big")
+            if length == PING_LENGTH:
+                if on_pong is not None:
+                    on_pong()
+                continue
+            if length != REFUSED_LENGTH:
+                return "the peer wrote a frame it should not"
+            break
         size = int.from_bytes(await reader.readexactly(HEADER_BYTES), "big")
         return (await reader.readexactly(min(size, 4096))).decode(errors="replace")
     except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError, OSError) as exc:
         return f"the stream ended ({type(exc).__name__})"
+
+
+async def watch_stream(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    interval_s: float = PING_INTERVAL_S,
+    timeout_s: float = PONG_TIMEOUT_S,
+) -> str:
+    """Ping the peer every interval_s until it ends the stream (its reason), or until
+    nothing has come back for timeout_s: then the connection is aborted (whatever waits to
+    write on it wakes up) and the reason says so."""
+    loop = asyncio.get_running_loop()
+    heard = loop.time()
+
+    def on_pong() -> None:
+        nonlocal heard
+        heard = loop.time()
+
+    reading = asyncio.create_task(read_refusal(reader, on_pong))
+    try:
+        while True:
+            await asyncio.wait({reading}, timeout=interval_s)
+            if reading.done():
+                return reading.result()
+            silent = loop.time() - heard
+            if silent > timeout_s:
+                writer.transport.abort()
+                return f"no answer to pings for {silent:.1f} s: the peer is stopped or gone"
+            if writer.transport.is_closing():
+                return "the connection was lost"
+            writer.write(PING)
+    finally:
+        reading.cancel()

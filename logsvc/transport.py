@@ -248,7 +248,7 @@ class PeerSender:
                 reader, writer = await peerwire.open_stream(
                     self.address, self.peer_id, self.ssl_context
                 )
-                ended = asyncio.create_task(peerwire.read_refusal(reader))
+                ended = asyncio.create_task(peerwire.watch_stream(reader, writer))
                 ended.add_done_callback(lambda _: self._ready.set())
                 self.connected = True
                 backoff = BACKOFF_S_MIN

@@ -9,7 +9,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from logsvc.auth import PermissionDenied
-from logsvc.peerwire import HEADER_BYTES, PeerPort, encode_frame, open_stream, read_refusal
+from logsvc.peerwire import (
+    HEADER_BYTES,
+    PING,
+    PING_INTERVAL_S,
+    PONG_TIMEOUT_S,
+    PeerPort,
+    encode_frame,
+    open_stream,
+    read_refusal,
+)
 from logsvc.v1 import peer_pb2
 
 TIMEOUT_S = 10.0
@@ -143,3 +152,61 @@ def test_a_sender_reopens_its_stream_when_the_peer_comes_back() -> None:
 
     commits, reports = asyncio.run(go())
     assert commits == [1, 2] and reports >= 1
+
+
+def test_the_port_answers_a_ping_with_a_pong_between_batches() -> None:
+    async def go() -> tuple[bytes, list[str]]:
+        received: list[str] = []
+        async with port_with(received) as (_, address):
+            reader, writer = await open_stream(address, "b", None)
+            writer.write(encode_frame(batch(1)) + PING + encode_frame(batch(2)))
+            pong = await asyncio.wait_for(reader.readexactly(len(PING)), TIMEOUT_S)
+            await until(lambda: len(received) == 2, "both batches arrive")
+            writer.close()
+            return pong, received
+
+    pong, received = asyncio.run(go())
+    assert pong == PING and received == ["sender-1", "sender-2"]
+
+
+def test_a_peer_that_stops_answering_is_dropped_within_the_ping_bound() -> None:
+    """A peer that accepts and then never reads nor writes (as a SIGSTOPped node looks
+    from outside: the kernel still accepts) is noticed within PONG_TIMEOUT_S +
+    PING_INTERVAL_S, Raft is told, and the sender connects again."""
+    from logsvc.transport import PeerSender
+
+    bound_s = PONG_TIMEOUT_S + PING_INTERVAL_S
+
+    async def go() -> tuple[float, int, list[str]]:
+        accepted: list[asyncio.StreamWriter] = []
+
+        async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            accepted.append(writer)  # held open, never read, never answered
+
+        server = await asyncio.start_server(silent, "127.0.0.1", 0)
+        number = server.sockets[0].getsockname()[1]
+        unreachable: list[str] = []
+        sender = PeerSender("memlog", "a", "b", f"127.0.0.1:{number}", unreachable.append)
+        loop = asyncio.get_running_loop()
+        try:
+            sender.start()
+            await until(lambda: sender.connected, "the stream is open")
+            opened = loop.time()
+            deadline = opened + bound_s + 3.0  # a loaded machine's margin; gRPC took 3 s
+            while sender.connected and loop.time() < deadline:
+                await asyncio.sleep(0.01)
+            noticed = loop.time() - opened
+            await until(lambda: len(accepted) >= 2, "the sender connects again")
+            return noticed, len(accepted), unreachable
+        finally:
+            await sender.stop()
+            for writer in accepted:
+                writer.close()
+            server.close()
+            await server.wait_closed()
+
+    noticed, connections, unreachable = asyncio.run(go())
+    print(f"silent peer noticed after {noticed:.2f} s (bound {bound_s} s)")
+    # (opened is seen a poll after the stream opens: hence the 0.1 s below the timeout)
+    assert PONG_TIMEOUT_S - 0.1 <= noticed < bound_s + 1.0, noticed
+    assert unreachable and connections >= 2
