@@ -21,6 +21,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+from logsvc import peerwire
 from logsvc.config import NodeConfig
 from logsvc.errors import (
     FailedPrecondition,
@@ -182,6 +183,9 @@ class LogNode:
         self.config = config
         # Read once: the node's certificate and key, as a client of its peers (mutual TLS).
         self.peer_credentials = config.auth.peer_channel_credentials()
+        # The same, for the framed Raft streams to the peers (logsvc/peerwire.py).
+        tls = config.auth.tls
+        self.peer_ssl_context = peerwire.client_ssl_context(tls) if tls is not None else None
         self.id = config.id
         self.durable = DurableLog(
             config.data_dir / config.id,
@@ -256,7 +260,7 @@ class LogNode:
             if peer_id != self.id:
                 sender = PeerSender(
                     self.config.cluster_id, self.id, peer_id, address,
-                    self._report_unreachable, self.peer_credentials,
+                    self._report_unreachable, self.peer_ssl_context,
                 )  # fmt: skip
                 sender.start()
                 self.senders[peer_id] = sender

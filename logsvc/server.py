@@ -18,6 +18,7 @@ from grpc_reflection.v1alpha import reflection
 from logsvc.config import NodeConfig
 from logsvc.errors import LogError, NotLeader, ResourceExhausted
 from logsvc.node import LogNode
+from logsvc.peerwire import PeerPort, server_ssl_context
 from logsvc.raft import Role
 from logsvc.rpc import add_servicer
 from logsvc.transport import SERVER_KEEPALIVE_OPTIONS, PeerServicer
@@ -346,26 +347,39 @@ async def serve(config: NodeConfig) -> None:
         (LOG_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
     _bind(server, "--listen", config.listen, auth.client_credentials())
-    # The peer port: the Peer service alone, mutual TLS when credentials are configured.
+    # The peer port: Raft's framed streams (logsvc/peerwire.py) and the Peer service, mutual
+    # TLS when credentials are configured. The Peer service's gRPC server listens on a
+    # loopback port of its own, which the peer port passes other connections through to.
     peer_server: grpc.aio.Server | None = None
+    peer_port: PeerPort | None = None
     peer_listen = config.peer_listen_address()
     if peer_listen:
         peer_server = grpc.aio.server(options=options)
-        add_servicer(
-            peer_server,
-            peer_pb2.DESCRIPTOR.services_by_name["Peer"],
-            PeerServicer(
-                config.cluster_id,
-                config.id,
-                node.deliver,
-                durable_term=node.durable_term,
-                peer_started_empty=node.peer_started_empty,
-                peer_ids=config.peers,
-                snapshots=node.snapshots,
-                tls=auth.tls is not None,
-            ),
+        servicer = PeerServicer(
+            config.cluster_id,
+            config.id,
+            node.deliver,
+            durable_term=node.durable_term,
+            peer_started_empty=node.peer_started_empty,
+            peer_ids=config.peers,
+            snapshots=node.snapshots,
+            tls=auth.tls is not None,
         )
-        _bind(peer_server, "--peer-listen", peer_listen, auth.peer_credentials())
+        add_servicer(peer_server, peer_pb2.DESCRIPTOR.services_by_name["Peer"], servicer)
+        credentials = auth.peer_credentials()
+        behind = (
+            peer_server.add_insecure_port("127.0.0.1:0")
+            if credentials is None
+            else peer_server.add_secure_port("127.0.0.1:0", credentials)
+        )
+        if behind == 0:
+            raise OSError("cannot listen on a loopback port for the Peer service")
+        peer_port = PeerPort(
+            servicer.receive,
+            f"127.0.0.1:{behind}",
+            server_ssl_context(auth.tls) if auth.tls is not None else None,
+            config.message_bytes_max(),
+        )
     # A plain health port for probes that speak no TLS (the kubelet's gRPC probe).
     health_server: grpc.aio.Server | None = None
     if config.health_listen:
@@ -394,6 +408,11 @@ async def serve(config: NodeConfig) -> None:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     for srv in servers:
         await srv.start()
+    if peer_port is not None:
+        try:
+            await peer_port.start(peer_listen)
+        except OSError as exc:
+            raise OSError(f"cannot listen on {peer_listen} (--peer-listen): {exc}") from exc
     starting = asyncio.create_task(node.start(), name="node-start")
     stopping = asyncio.create_task(stop.wait(), name="stop")
     await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -417,4 +436,6 @@ async def serve(config: NodeConfig) -> None:
     if node.node is not None:
         await node.hand_off()
     await node.stop()
+    if peer_port is not None:
+        await peer_port.stop()
     await asyncio.gather(*(srv.stop(GRACE_S) for srv in servers))

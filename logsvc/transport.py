@@ -1,9 +1,12 @@
-"""Peer transport: Raft messages over one gRPC client stream per peer, batched.
+"""Peer transport: Raft messages over one framed stream per peer, batched.
 
-Each `PeerSender` owns a bounded queue and a task that keeps a `Peer.Deliver` stream open,
-writing what is queued as `MessageBatch`es. A broken stream is reported to the core
-(`report_unreachable`) and reopened with exponential backoff. Raft tolerates lost
-messages, so a full queue drops the newest message and reports it the same way.
+Each `PeerSender` owns a bounded queue and a task that keeps a framed stream to the peer's
+port open (logsvc/peerwire.py: length-prefixed `MessageBatch`es on an asyncio stream, mutual
+TLS when credentials are configured), writing what is queued as batches. A broken stream is
+reported to the core (`report_unreachable`) and reopened with exponential backoff. Raft
+tolerates lost messages, so a full queue drops the newest message and reports it the same
+way. (Until issue 18 the batches went on a gRPC `Peer.Deliver` stream; the receiving side
+still serves that call, docs/decisions/0005-peer-transport.md.)
 
 Two lanes: messages that carry entries or move a follower's log (appends, snapshot
 boundaries, leadership hand-over) keep their order in one lane, and everything else
@@ -18,12 +21,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
 import grpc
 
+from logsvc import peerwire
 from logsvc.auth import PermissionDenied, Unauthenticated, peer_names, tls_options
 
 # Re-exported: their home was here, and importers of them from here keep working.
@@ -32,7 +37,7 @@ from logsvc.channels import CLIENT_CHANNEL_OPTIONS as CLIENT_CHANNEL_OPTIONS
 from logsvc.channels import KEEPALIVE_TIME_MS as KEEPALIVE_TIME_MS
 from logsvc.channels import KEEPALIVE_TIMEOUT_MS as KEEPALIVE_TIMEOUT_MS
 from logsvc.channels import SERVER_KEEPALIVE_OPTIONS as SERVER_KEEPALIVE_OPTIONS
-from logsvc.errors import InvalidArgument, LogError
+from logsvc.errors import FailedPrecondition, InvalidArgument, LogError
 from logsvc.raft import Entry, EntryType, Message, MessageType, SnapshotMeta
 from logsvc.v1 import peer_pb2, peer_pb2_grpc
 
@@ -129,9 +134,9 @@ class PeerSender:
         peer_id: str,
         address: str,
         on_unreachable: Callable[[str], None],
-        credentials: grpc.ChannelCredentials | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        self.credentials = credentials
+        self.ssl_context = ssl_context
         self.cluster_id = cluster_id
         self.self_id = self_id
         self.peer_id = peer_id
@@ -211,32 +216,56 @@ class PeerSender:
             out.append(queue.popleft())
         return out
 
-    async def _batches(self) -> AsyncIterator[peer_pb2.MessageBatch]:
-        while True:
+    def _next_frame(self) -> bytes:
+        batch = peer_pb2.MessageBatch(cluster_id=self.cluster_id, from_id=self.self_id)
+        messages = self.take_batch()
+        batch.messages.extend(message_to_proto(m) for m in messages)
+        self.sent += len(messages)
+        return peerwire.encode_frame(batch)
+
+    async def _stream(self, writer: asyncio.StreamWriter, ended: asyncio.Task[str]) -> str:
+        """Write batches as they are queued until the peer ends the stream: its reason."""
+        ready = self._ready
+        transport = writer.transport
+        while not ended.done():
+            if transport.is_closing():  # lost: the reader has not noticed yet
+                return "the connection was lost"
             if not self._queue and not self._urgent:
-                self._ready.clear()
-                await self._ready.wait()
-            batch = peer_pb2.MessageBatch(cluster_id=self.cluster_id, from_id=self.self_id)
-            messages = self.take_batch()
-            batch.messages.extend(message_to_proto(m) for m in messages)
-            self.sent += len(messages)
-            yield batch
+                ready.clear()
+                await ready.wait()
+                continue
+            writer.write(self._next_frame())
+            if writer.transport.get_write_buffer_size() > peerwire.WRITE_BUFFER_HIGH_BYTES:
+                await writer.drain()
+        return ended.result()
 
     async def _run(self) -> None:
         backoff = BACKOFF_S_MIN
         while True:
+            writer: asyncio.StreamWriter | None = None
+            ended: asyncio.Task[str] | None = None
             try:
-                async with peer_channel(self.peer_id, self.address, self.credentials) as channel:
-                    await channel.channel_ready()
-                    stub = peer_pb2_grpc.PeerStub(channel)
-                    self.connected = True
-                    backoff = BACKOFF_S_MIN
-                    await stub.Deliver(self._batches())
+                reader, writer = await peerwire.open_stream(
+                    self.address, self.peer_id, self.ssl_context
+                )
+                ended = asyncio.create_task(peerwire.watch_stream(reader, writer))
+                ended.add_done_callback(lambda _: self._ready.set())
+                self.connected = True
+                backoff = BACKOFF_S_MIN
+                why = await self._stream(writer, ended)
+                log.info("stream to %s (%s) ended: %s", self.peer_id, self.address, why)
             except asyncio.CancelledError:
                 raise
-            except grpc.aio.AioRpcError as exc:
+            except (OSError, ssl.SSLError, TimeoutError, peerwire.StreamRefused) as exc:
                 if self.connected:
-                    log.info("stream to %s (%s) broke: %s", self.peer_id, self.address, exc.code())
+                    log.info("stream to %s (%s) broke: %s", self.peer_id, self.address, exc)
+            except Exception:  # never let the sender die: the peer would be cut off for good
+                log.exception("stream to %s (%s) failed", self.peer_id, self.address)
+            finally:
+                if ended is not None:
+                    ended.cancel()
+                if writer is not None:
+                    writer.close()
             self.connected = False
             # Whatever was in flight may be lost: the leader probes this peer again.
             self._queue.clear()
@@ -344,11 +373,13 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
     ) -> None:
         """The sender must be a peer (not this node) and, with TLS, hold that peer's
         certificate; anything else is refused before a byte of it is stepped."""
+        self._check_names(from_id, peer_names(context) if self.tls else None)
+
+    def _check_names(self, from_id: str, names: frozenset[str] | None) -> None:
         if self.peer_ids is not None and from_id not in self.peer_ids:
             raise InvalidArgument(f"{from_id!r} is not a peer of {self.self_id}")
         if not self.tls:
             return
-        names = peer_names(context)
         if names is None:
             raise Unauthenticated("this peer port requires mutual TLS")
         if from_id not in names:
@@ -369,33 +400,39 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
         self.peer_started_empty(request.from_id)
         return peer_pb2.ProbeResponse(term=self.durable_term())
 
+    def receive(self, batch: peer_pb2.MessageBatch, names: frozenset[str] | None) -> None:
+        """Check a batch and step its messages (all or none); raises the LogError that
+        refuses it. `names`: those of the sender's verified certificate (None: plaintext)."""
+        if batch.cluster_id != self.cluster_id:
+            raise FailedPrecondition(f"cluster id {batch.cluster_id!r} is not {self.cluster_id!r}")
+        self._check_names(batch.from_id, names)
+        messages: list[Message] = []
+        for pb in batch.messages:
+            if pb.to != self.self_id:
+                log.warning("dropping a message for %s delivered to %s", pb.to, self.self_id)
+                continue
+            if getattr(pb, "from") != batch.from_id:
+                raise InvalidArgument(
+                    f"a message from {getattr(pb, 'from')!r} in a batch from {batch.from_id!r}"
+                )
+            try:
+                messages.append(message_from_proto(pb))
+            except ValueError as exc:
+                raise InvalidArgument(f"a message the node cannot read: {exc}") from None
+        # All or nothing: a batch with one bad message steps none of its messages.
+        for message in messages:
+            self.deliver(message)
+
     async def Deliver(
         self,
         request_iterator: AsyncIterator[peer_pb2.MessageBatch],
         context: grpc.aio.ServicerContext[peer_pb2.MessageBatch, peer_pb2.DeliverAck],
     ) -> peer_pb2.DeliverAck:
-        checked = ""
+        """The gRPC form of the framed stream (for tools; the nodes send framed)."""
+        names = peer_names(context) if self.tls else None
         async for batch in request_iterator:
             await self._check_cluster(batch.cluster_id, context)
-            if batch.from_id != checked:
-                await self._check_sender(batch.from_id, context)
-                checked = batch.from_id
-            messages: list[Message] = []
-            for pb in batch.messages:
-                if pb.to != self.self_id:
-                    log.warning("dropping a message for %s delivered to %s", pb.to, self.self_id)
-                    continue
-                if getattr(pb, "from") != batch.from_id:
-                    raise InvalidArgument(
-                        f"a message from {getattr(pb, 'from')!r} in a batch from {batch.from_id!r}"
-                    )
-                try:
-                    messages.append(message_from_proto(pb))
-                except ValueError as exc:
-                    raise InvalidArgument(f"a message the node cannot read: {exc}") from None
-            # All or nothing: a batch with one bad message steps none of its messages.
-            for message in messages:
-                self.deliver(message)
+            self.receive(batch, names)
         return peer_pb2.DeliverAck()
 
     async def PushSnapshot(

@@ -24,11 +24,13 @@ from logsvc.client import AppendOutcomeUnknown, LogClient, LogClientError
 
 log = logging.getLogger("cacheshim.server")
 
-# One Append at a time: the writes that arrive meanwhile wait and go together in the next.
-# Each Append costs the log leader about a millisecond of CPU whatever its size, so fewer,
-# bigger Appends win under load: redis-benchmark SET -c 50 gave 5.8k/s with 1 in flight,
-# 4.7k with 2, 4.3k with 4, 3.0k with 16 (docs/bench-shim.md).
-APPENDS_IN_FLIGHT_MAX = 1
+# Appends in flight at once. A connection's writes are never in two of them (_take_batch
+# holds back the writes of a connection that has writes in flight), so a retry of one Append
+# can never put a connection's later write before an earlier one. Each Append costs the log
+# a Raft proposal; the leader puts the proposals that arrive during one sync into one synced
+# write and one message per follower (group commit), so a second Append overlaps the first
+# one's round instead of waiting for it. bench/write_path.py, docs/bench-shim.md: 1 vs 2.
+APPENDS_IN_FLIGHT_MAX = 2
 # When fewer writes wait than the last Append carried, wait this long at most for the rest:
 # the writers just answered are sending their next writes. Sent at once, the first of them
 # would go in an Append of its own while the others wait a whole round trip for the next,
@@ -134,6 +136,9 @@ class Writer:
         self._task: asyncio.Task[None] | None = None
         self._appending: set[asyncio.Task[None]] = set()
         self._in_flight = 0
+        # Connections with writes in an Append in flight (a count per connection; None for
+        # writes whose order against others is unknown): their next writes wait.
+        self._in_flight_origins: dict[int | None, int] = {}
         self._expected = 0  # writes in the last Append: the writers that will come back
         # Every write sent whole not yet answered, in arrival order (so by deadline: one
         # timeout for all); the large writes not yet answered, whose deadlines move on with
@@ -267,15 +272,16 @@ class Writer:
             self._wake.clear()
             try:
                 # Several Appends may be in flight: a connection never has writes in two of
-                # them (it waits for its replies before submitting more), so order holds.
+                # them (_take_batch holds them back), so order holds even through retries.
                 while self._queue and self._in_flight < APPENDS_IN_FLIGHT_MAX:
                     if len(self._queue) < self._expected:
                         await self._linger(loop.time() + APPEND_LINGER_S)
                     batch = self._take_batch()
                     if not batch:
-                        continue
+                        break  # all that waits is held behind an Append in flight
                     self._expected = len({id(write) for write, _ in batch})
                     self._in_flight += 1
+                    self._hold_origins(batch, 1)
                     task = asyncio.create_task(self._append(batch))
                     self._appending.add(task)  # a reference, so the task is not collected
                     task.add_done_callback(self._appending.discard)
@@ -291,7 +297,8 @@ class Writer:
 
         Order holds per connection: a write that stays queued (a large one whose pieces go
         on in later Appends, or one that did not fit) holds back the writes its connection
-        sent after it; other connections' writes go past it.
+        sent after it; other connections' writes go past it. So does a connection's write in
+        an Append still in flight (a write of unknown order in flight holds back all).
         """
         live = [write for write in self._queue if not write.future.done()]  # done: refused
         large = [write for write in live if write.parts > 1]
@@ -299,8 +306,9 @@ class Writer:
         batch: list[tuple[_Write, bytes]] = []
         size = 0
         ready: list[_Write] = []  # large writes whose pieces may go now
-        held: set[int] = set()
-        hold_all = False
+        flying = self._in_flight_origins
+        held: set[int] = {origin for origin in flying if origin is not None}
+        hold_all = None in flying
         for write in live:
             free = not (hold_all or write.origin in held or (write.origin is None and held))
             if free and write.parts == 1:
@@ -360,7 +368,18 @@ class Writer:
             # Free the slot before waking the loop: a done-callback would run too late,
             # after the loop had already looked, found no slot and gone back to sleep.
             self._in_flight -= 1
+            self._hold_origins(batch, -1)
             self._wake.set()
+
+    def _hold_origins(self, batch: list[tuple[_Write, bytes]], step: int) -> None:
+        """Count the connections of an Append that goes out (+1) or is over (-1)."""
+        flying = self._in_flight_origins
+        for origin in {write.origin for write, _ in batch}:
+            count = flying.get(origin, 0) + step
+            if count:
+                flying[origin] = count
+            else:
+                flying.pop(origin, None)
 
     async def _send(self, batch: list[tuple[_Write, bytes]], alone: bool) -> None:
         """One Append. If it fails, its writes get the error (unless the log refused what

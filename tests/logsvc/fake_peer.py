@@ -1,4 +1,5 @@
-"""A log node's peer written in the test: a real gRPC Peer server that records what it gets."""
+"""A log node's peer written in the test: a real peer port (framed Raft streams, and the gRPC
+Peer service behind it, logsvc/peerwire.py) that records what it gets."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import dataclass, field
 
 import grpc
 
+from logsvc.peerwire import PeerPort
 from logsvc.raft import Message
 from logsvc.transport import message_from_proto
 from logsvc.v1 import log_pb2, peer_pb2, peer_pb2_grpc
@@ -19,6 +21,7 @@ class FakePeer(peer_pb2_grpc.PeerServicer):
     term: int | None
     received: list[Message] = field(default_factory=list)
     server: grpc.aio.Server | None = None
+    peer_port: PeerPort | None = None
     port: int = 0
 
     @property
@@ -28,12 +31,19 @@ class FakePeer(peer_pb2_grpc.PeerServicer):
     async def start(self, port: int = 0) -> None:
         self.server = grpc.aio.server()
         peer_pb2_grpc.add_PeerServicer_to_server(self, self.server)
-        self.port = self.server.add_insecure_port(f"127.0.0.1:{port}")
+        behind = self.server.add_insecure_port("127.0.0.1:0")
         await self.server.start()
+        self.peer_port = PeerPort(self.receive, f"127.0.0.1:{behind}", None, 64 << 20)
+        self.port = await self.peer_port.start(f"127.0.0.1:{port}")
 
     async def stop(self) -> None:
+        if self.peer_port is not None:
+            await self.peer_port.stop()
         if self.server is not None:
             await self.server.stop(None)
+
+    def receive(self, batch: peer_pb2.MessageBatch, names: frozenset[str] | None) -> None:
+        self.received.extend(message_from_proto(pb) for pb in batch.messages)
 
     async def Probe(
         self,

@@ -12,6 +12,7 @@ identity with the right for it. The clusters here run with `memlog up`'s credent
 from __future__ import annotations
 
 import asyncio
+import ssl
 import subprocess
 import time
 from pathlib import Path
@@ -19,9 +20,16 @@ from pathlib import Path
 import grpc
 import pytest
 
-from logsvc.auth import ClientCredentials, hash_token
+from logsvc.auth import ClientCredentials, TLSFiles, hash_token
 from logsvc.certs import Authority, LocalCredentials, ensure_local_credentials, write_pair
 from logsvc.client import LogClient, LogClientError, TrimmedError
+from logsvc.peerwire import (
+    StreamRefused,
+    client_ssl_context,
+    encode_frame,
+    open_stream,
+    read_refusal,
+)
 from logsvc.raft import MessageType
 from logsvc.v1 import log_pb2, log_pb2_grpc, peer_pb2, peer_pb2_grpc
 from tests.logsvc.cluster import LOGSVC, REPO_ROOT, Cluster, RpcFailure, clean_env, free_ports
@@ -148,6 +156,65 @@ def test_forged_peer_messages_are_refused_on_the_peer_port(
         assert failure is not None and failure.code is code, (what, failure)
         if code is grpc.StatusCode.PERMISSION_DENIED:
             assert f"may not speak for {leader!r}" in failure.details, failure
+    assert_undisturbed(c, leader, term, last)
+
+
+def framed(
+    target: str, server_name: str, batch: peer_pb2.MessageBatch, tls: TLSFiles | None
+) -> str:
+    """Send a batch on a framed Raft stream (logsvc/peerwire.py): how the stream ended."""
+
+    async def go() -> str:
+        ctx = client_ssl_context(tls) if tls is not None else None
+        try:
+            reader, writer = await asyncio.wait_for(
+                open_stream(target, server_name, ctx), TIMEOUT_S
+            )
+        except (OSError, ssl.SSLError, TimeoutError, StreamRefused) as exc:
+            return f"no stream: {type(exc).__name__} {exc}"
+        try:
+            writer.write(encode_frame(batch))
+            return await asyncio.wait_for(read_refusal(reader), TIMEOUT_S)
+        finally:
+            writer.close()
+
+    return asyncio.run(go())
+
+
+@pytest.mark.parametrize("kind", [MessageType.APPEND, MessageType.TIMEOUT_NOW])
+def test_forged_peer_messages_are_refused_on_the_framed_stream(
+    tls_cluster: Cluster, tmp_path: Path, kind: MessageType
+) -> None:
+    """The same attacks on the framed Raft stream of the peer port."""
+    c = tls_cluster
+    assert c.tls is not None
+    leader = c.leader()
+    follower = next(i for i in c.nodes if i != leader)
+    term, last = c.status(leader).header.term, c.status(leader).last_index
+    batch = forged_batch(c, leader, follower, kind, term + 100)
+    target = c.nodes[follower].peer_address
+    folder = c.tls.folder
+    stranger = Authority.create("another cluster's CA")
+    cert, key = stranger.issue(leader, dns_names=[leader, "localhost"], ip_addresses=["127.0.0.1"])
+    write_pair(tmp_path, "foreign", cert, key)
+
+    def files(name: str, ca: Path = folder / "ca.crt") -> TLSFiles:
+        return TLSFiles(folder / f"{name}.crt", folder / f"{name}.key", ca)
+
+    attempts = {
+        "plaintext": (None, "the stream ended"),
+        "another CA": (
+            TLSFiles(tmp_path / "foreign.crt", tmp_path / "foreign.key", folder / "ca.crt"),
+            "the stream ended",
+        ),
+        "the shim's": (files("shim"), "PERMISSION_DENIED: a peer certificate for"),
+        "another node's": (files(f"node-{follower}"), "PERMISSION_DENIED: a peer certificate"),
+    }
+    for what, (tls, expected) in attempts.items():
+        ended = framed(target, follower, batch, tls)
+        assert ended.startswith(expected) or ended.startswith("no stream"), (what, ended)
+        if expected.startswith("PERMISSION_DENIED"):
+            assert f"may not speak for {leader!r}" in ended, (what, ended)
     assert_undisturbed(c, leader, term, last)
 
 

@@ -143,6 +143,42 @@ def test_wait_applied_wakes_at_its_index_and_a_timed_out_wait_leaves_nothing() -
     asyncio.run(go())
 
 
+def test_a_connections_writes_are_never_in_two_appends_in_flight(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With several Appends in flight, a connection's next write waits for the Append that
+    carries its last one (a retry of that Append must not land after it); another
+    connection's write meanwhile takes the free slot at once."""
+    monkeypatch.setattr(writer_module, "APPENDS_IN_FLIGHT_MAX", 2)
+
+    class LoggedLog(TimedLog):
+        def __init__(self) -> None:
+            super().__init__()
+            self.sent: list[tuple[float, list[int]]] = []  # (when, proposal ids)
+
+        async def append(self, payloads: list[bytes], timeout_s: float | None = None) -> None:
+            ids = [record_pb2.Record.FromString(p).proposal_id for p in payloads]
+            self.sent.append((asyncio.get_running_loop().time(), ids))
+            await super().append(payloads, timeout_s)
+
+    async def go() -> list[tuple[float, list[int]]]:
+        log = LoggedLog()
+        writer = log.writer = Writer(cast(LogClient, log), "shim-t", timeout_s=5)
+        writer.start()
+        first = writer.submit(record_pb2.Record(db=0), origin=1)  # proposal 1
+        await asyncio.sleep(0.0001)  # the first Append is in flight
+        second = writer.submit(record_pb2.Record(db=0), origin=1)  # proposal 2: waits
+        other = writer.submit(record_pb2.Record(db=0), origin=2)  # proposal 3: goes now
+        await asyncio.wait_for(asyncio.gather(first, second, other), 1.0)
+        return log.sent
+
+    with asyncio.Runner(loop_factory=VirtualClockLoop) as runner:
+        sent = runner.run(go())
+    assert [ids for _, ids in sent] == [[1], [3], [2]], sent
+    # Proposal 3 went while the first Append was in flight; proposal 2 only after it.
+    assert sent[1][0] < APPEND_S <= sent[2][0], sent
+
+
 # -- the write timeout of a large write -----------------------------------------------------
 
 PIECE = 1024  # small pieces and Appends of two, so that a write of 20 KB takes 11 Appends
