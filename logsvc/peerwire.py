@@ -3,7 +3,7 @@
 Raft messages between nodes travel as length-prefixed `MessageBatch` protobufs over one
 plain asyncio stream per (sender, receiver) pair: no HTTP/2 framing, no gRPC completion
 queue, no poller thread, one `transport.write` per batch on the sender and one parse per
-batch on the receiver (docs/decisions/0005-peer-transport.md measures why).
+batch on the receiver (docs/decisions/0006-peer-transport.md measures why).
 
 The peer port keeps serving the gRPC Peer service (Probe, snapshot transfers, and Deliver
 for tools and tests): `PeerPort` accepts every connection and looks at its first bytes.

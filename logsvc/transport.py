@@ -6,7 +6,7 @@ TLS when credentials are configured), writing what is queued as batches. A broke
 reported to the core (`report_unreachable`) and reopened with exponential backoff. Raft
 tolerates lost messages, so a full queue drops the newest message and reports it the same
 way. (Until issue 18 the batches went on a gRPC `Peer.Deliver` stream; the receiving side
-still serves that call, docs/decisions/0005-peer-transport.md.)
+still serves that call, docs/decisions/0006-peer-transport.md.)
 
 Two lanes: messages that carry entries or move a follower's log (appends, snapshot
 boundaries, leadership hand-over) keep their order in one lane, and everything else
