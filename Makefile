@@ -19,9 +19,13 @@ lint:
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
+# The suite runs on TEST_WORKERS processes (pytest-xdist), a test file per worker at a time, so
+# a file's module-scoped deployments stay shared; most of a test's time is waiting on processes
+# and fsyncs, so two workers overlap well even on two cores. TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 2
 test: setup
 	$(MAKE) --no-print-directory lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 sim:
 	$(BIN)/python -m tests.sim --seed 1
