@@ -90,8 +90,11 @@ class Observed(Dispatch):
             self._count(session, spec, command.args, perf_counter_ns() - started_ns,
                         self.encoder.error_since(mark))  # fmt: skip
         elif spec.is_write and Flag.BLOCKING in spec.flags:
-            # Redis counts no time spent blocked: only what came before.
+            # Redis counts no time spent blocked: only what came before. An error the client
+            # gets in the end (NOGROUP when its group goes, an error at apply) makes the call a
+            # failed one and is an error reply (failed_calls, errorstats).
             self._count(session, spec, command.args, perf_counter_ns() - started_ns, None)
+            waiting.add_done_callback(functools.partial(self._count_final_error, spec))
         else:
             waiting.add_done_callback(
                 functools.partial(self._count_done, session, spec, command.args, started_ns,
@@ -149,6 +152,14 @@ class Observed(Dispatch):
             elif exec_args is not None and isinstance(reply, list):
                 self._count_transaction(exec_args, reply)
         self._count(session, spec, args, elapsed_ns, error)
+
+    def _count_final_error(self, spec: Command, waiting: asyncio.Future[Reply]) -> None:
+        if not waiting.cancelled() and waiting.exception() is None:
+            reply = waiting.result()
+            if isinstance(reply, Error):
+                stats = self.shim.stats.commands
+                stats.stat(spec.full_name).failed_calls += 1
+                stats.error(reply.message)
 
     def _count_transaction(self, commands: list[list[bytes]], replies: list[Reply]) -> None:
         """The commands EXEC ran: a call each (their time is EXEC's), failed when their

@@ -420,12 +420,16 @@ def test_blocked_readers_are_woken_through_another_shim(two_shims: Memlog) -> No
     thread.join(20)
     assert len(got) == 1 and str(got[0]) == "UNBLOCKED the stream key no longer exists"
     execute(two, "XGROUP", "CREATE", "s2", "grp", "$", "MKSTREAM")
+    execute(one, "CONFIG", "RESETSTAT")
     args = ("XREADGROUP", "GROUP", "grp", "alice", "BLOCK", "0", "STREAMS", "s2", ">")
     thread, got = _in_thread(two_shims.shim_ports[0], *args)
     _after_blocked(one)
     execute(two, "XGROUP", "DESTROY", "s2", "grp")
     thread.join(20)
     assert len(got) == 1 and "no longer exists" in str(got[0])
+    # As Redis counts it: the blocked call failed, and its NOGROUP is an error reply.
+    assert one.info("errorstats")["errorstat_NOGROUP"] == {"count": 1}
+    assert one.info("commandstats")["cmdstat_xreadgroup"]["failed_calls"] == 1
 
     # A timeout answers nil; an XADD that does not go past the waiting ID serves nobody.
     execute(two, "XADD", "s3", "5-1", "f", "v")
