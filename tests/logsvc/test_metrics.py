@@ -11,6 +11,7 @@ import pytest
 
 from logsvc.config import ConfigError, NodeConfig
 from logsvc.v1 import log_pb2
+from tests import metricnames
 from tests.logsvc.cluster import free_ports, wait_until
 from tests.logsvc.conftest import Clusters
 
@@ -48,6 +49,13 @@ def test_metrics_follow_appends_and_a_change_of_leader(clusters: Clusters) -> No
         assert samples["memlog_log_data_bytes"] > 0
         assert samples["memlog_log_filesystem_free_bytes"] > 0
         assert samples["process_resident_memory_bytes"] > 0
+
+    # docs/monitoring.md lists exactly what a node exports (the alert rules and the
+    # dashboard in deploy/ are checked against that list).
+    exported = {metricnames.family(s.split("{")[0]) for s in before[leader]}
+    assert {n for n in exported if n.startswith("memlog_log_")} == metricnames.documented(
+        "memlog_log_"
+    )
 
     stub = cluster.stub(leader)
     for i in range(20):
