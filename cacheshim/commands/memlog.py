@@ -53,7 +53,8 @@ def status(ctx: Ctx, args: list[bytes]) -> Reply:
         b"applied_index": shim.applier.applied_index,
         b"caught_up_index": shim.caught_up_index,
         b"local_log": shim.config.local_log_address.encode(),
-        b"linearizable_reads_default": shim.config.linearizable_reads,
+        # yes/no, as INFO's memlog section says it (a bool would be 0/1 in RESP2).
+        b"linearizable_reads_default": b"yes" if shim.config.linearizable_reads else b"no",
     }
 
 

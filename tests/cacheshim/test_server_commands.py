@@ -898,3 +898,12 @@ def test_command_info_key_specs_match_redis(bare_pair: Pair) -> None:
         assert got[0][8] == want[0][8], spec.full_name
         compared += 1
     assert compared > 200
+
+
+def test_memlog_status_says_the_default_read_mode_as_info_does(memlog: Memlog) -> None:
+    conn = client(memlog.shim_ports[0])
+    status = status_of(conn)
+    info = execute(conn, "INFO", "memlog")
+    assert isinstance(info, dict)
+    assert status[b"linearizable_reads_default"] == b"no"
+    assert info["linearizable_reads_default"] == "no"
