@@ -85,6 +85,7 @@ class Connection(Observed, SessionCommands, Transactions, asyncio.Protocol):
             self.session.closing = True
             self.shim.sessions.pop(self.session.id, None)
             self.shim.pubsub.drop(self.session.id)
+            self.shim.tracking.disable(self.session)
             self.shim.blocking.disconnected(self.session.id)
         self.transport = None
 
@@ -134,6 +135,7 @@ class Connection(Observed, SessionCommands, Transactions, asyncio.Protocol):
             or session.reply_skip_current
             or session.reply_skip_next
             or session.closing
+            or session.tracking.remembers  # its reads remember keys (Dispatch._read)
             or self.shim.client_pause.end_ms
             or self.shim.loading  # GET answers LOADING (Dispatch)
             or self.shim.script_thread.active  # GET waits, or answers BUSY

@@ -29,6 +29,7 @@ from cacheshim.server.tls import TLS_FILES_CHECK_S, TlsListener
 from cacheshim.server.writer import Writer
 from cacheshim.serverstate import ClientPause, ServerStats, sample_rates
 from cacheshim.snapshot import bootstrap
+from cacheshim.tracking import Tracking
 from logsvc.auth import ClientCredentials
 from logsvc.client import LogClient
 
@@ -126,6 +127,8 @@ class Shim(Replica):
         self.script_thread.on_start = self._hold_new_records
         self.script_thread.on_idle = self._release_records
         self.acl_log = AclLog()  # this shim's ACL refusals (ACL LOG), never logged
+        # CLIENT TRACKING of this shim's clients, told of changes by apply (cacheshim.tracking).
+        self.tracking = Tracking(self.sessions, self.pubsub, self._tracking_max_keys)
         self.run_id = os.urandom(20).hex()
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -182,6 +185,9 @@ class Shim(Replica):
             "shim %s serving on %s after replaying %d records",
             self.config.shim_id, " and ".join(served), target,
         )  # fmt: skip
+
+    def _tracking_max_keys(self) -> int:
+        return self.server_config.int_value("tracking-table-max-keys")
 
     def _busy_reply_threshold_ms(self) -> int:
         return int(self.server_config.values["busy-reply-threshold"])
