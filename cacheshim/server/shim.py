@@ -38,6 +38,8 @@ log = logging.getLogger("cacheshim.server")
 # A client that has not finished its TLS handshake by then is dropped (asyncio's default is
 # 60 s, which lets idle half-open connections pile up).
 TLS_HANDSHAKE_TIMEOUT_S = 10.0
+# How often a shim with tracking clients looks for keys due to expire (`_expire_for_tracking`).
+EXPIRY_CHECK_S = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +168,7 @@ class Shim(Replica):
             # waits for them any more (cacheshim.blocking).
             await self.writer.submit(unblock_record(wall_ms(), every=True))
         self.blocking.serving = True
+        self._tasks.append(asyncio.create_task(self._expire_for_tracking(), name="expiry"))
         loop = asyncio.get_running_loop()
         served: list[str] = []
         if self.config.port:
@@ -185,6 +188,21 @@ class Shim(Replica):
             "shim %s serving on %s after replaying %d records",
             self.config.shim_id, " and ".join(served), target,
         )  # fmt: skip
+
+    async def _expire_for_tracking(self) -> None:
+        """While clients of this shim track keys, keys whose time has come are removed soon
+        (and their invalidations sent) even when no write comes: a MEMLOG EXPIRE record,
+        at most one in flight, checked ten times a second (Redis's active expiry runs at
+        hz 10). Without tracking clients, expired keys wait for the next record as before."""
+        while True:
+            await asyncio.sleep(EXPIRY_CHECK_S)
+            due = self.applier.keyspace.next_expiry_ms()
+            if not self.tracking.clients or due is None or due > wall_ms() or self.loading:
+                continue
+            try:
+                await self.writer.submit_command(0, [b"MEMLOG", b"EXPIRE"], origin=None)
+            except Exception as exc:  # the log refused it: try again at the next check
+                log.debug("MEMLOG EXPIRE not applied: %s", exc)
 
     def _tracking_max_keys(self) -> int:
         return self.server_config.int_value("tracking-table-max-keys")

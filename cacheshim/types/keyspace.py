@@ -461,6 +461,12 @@ class Keyspace:
             if db.expires:
                 self.expired_keys += db.expire_due(now_ms, index)
 
+    def next_expiry_ms(self) -> int | None:
+        """The earliest expiry time pending removal (perhaps of an expiry since re-set or
+        removed: then the next record's apply just drops it), or None."""
+        due = [db._expiry_heap[0][0] for db in self.dbs if db._expiry_heap]
+        return min(due) if due else None
+
     def swap(self, first: int, second: int, index: int) -> None:
         """SWAPDB: the two databases trade their keys (and expiries); clients blocked or
         watching stay with the database number, as in Redis 7.0. Every key either one holds

@@ -325,3 +325,23 @@ def test_a_write_through_one_shim_invalidates_reads_through_the_other(two_shims:
     finally:
         for peer in (reader, sub, writer):
             peer.close()
+
+
+def test_an_expired_key_is_invalidated_without_another_write(memlog: Memlog) -> None:
+    """No write follows the expiry: the shim with a tracking client proposes the record that
+    removes the key (MEMLOG EXPIRE), so the invalidation still comes, as Redis's active
+    expiry sends it."""
+    reader = Peer(memlog.shim_ports[0], 3)
+    writer = Peer(memlog.shim_ports[0])
+    try:
+        reader.call("CLIENT", "TRACKING", "on")
+        writer.call("SET", "soon-gone", "1", "PX", "200")
+        assert reader.call("GET", "soon-gone") == b"$1\r\n1\r\n"
+        push = b">2\r\n$10\r\ninvalidate\r\n*1\r\n$9\r\nsoon-gone\r\n"
+        started = time.monotonic()
+        _until_frame(reader, lambda f: f == push, 10)
+        assert time.monotonic() - started >= 0.1  # not before its time
+        assert reader.call("EXISTS", "soon-gone") == b":0\r\n"
+    finally:
+        reader.close()
+        writer.close()
