@@ -212,7 +212,9 @@ class Connection(Observed, SessionCommands, Transactions, asyncio.Protocol):
                     self._flush()  # checks client-output-buffer-limit as replies pile up
                 continue
             pending = [waiting]
-            while self._is_plain_write(session, waiting):
+            # (Not past a CLIENT CACHING hint: the next command would use it up before this
+            # write's record applies and its reads are tracked.)
+            while self._is_plain_write(session, waiting) and not session.tracking.caching:
                 follow = self._next_command()
                 if follow is None:
                     break

@@ -263,6 +263,16 @@ def test_scripts_track_their_keys_once_they_read(scenario: Scenario) -> None:
     s.step("c", ("EVAL_RO", "return redis.call('get', 'k1')", 1, "k2"))
     s.step("w", ("MSET", "k1", "1", "k2", "2"))
     s.step("c")
+    # OPTIN: CLIENT CACHING yes counts for the next command only, pipelined or not.
+    script = "return redis.call('get', KEYS[1])"
+    s.step("c", ("CLIENT", "TRACKING", "off"), ("CLIENT", "TRACKING", "on", "OPTIN"))
+    s.step("c", ("CLIENT", "CACHING", "yes"), ("EVAL", script, 1, "p1"), ("EVAL", script, 1, "p2"))
+    s.step(
+        "c", ("CLIENT", "CACHING", "yes"), ("MULTI",), ("GET", "p3"), ("SET", "x", "1"), ("EXEC",)
+    )
+    s.step("c", ("GET", "p4"))
+    s.step("w", ("MSET", "p1", "1", "p2", "2", "p3", "3", "p4", "4"))
+    s.step("c")
 
 
 def test_client_list_and_info_show_tracking(scenario: Scenario) -> None:
