@@ -231,6 +231,10 @@ class Tracking:
             if client.id not in ids:
                 ids[client.id] = None
                 self.items += 1
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # a script's read on the script thread: no pushes from there;
+            return  # the next read on the event loop (or CONFIG SET) enforces the limit
         self.enforce_limit()
 
     def enforce_limit(self) -> None:

@@ -13,6 +13,12 @@ from functools import partial
 
 import pytest
 
+from cacheshim.apply import Applier
+from cacheshim.commands import load_all
+from cacheshim.protocol.resp import Push, Reply
+from cacheshim.server import record_for
+from cacheshim.tracking import NOBODY, By, ClientTracking, Read, Tracking
+from cacheshim.types.keyspace import FLUSHED
 from tests.cacheshim.harness import Memlog, RedisServer, wait_until
 from tests.cacheshim.rawresp import RawConnection
 
@@ -289,6 +295,90 @@ def test_client_list_and_info_show_tracking(scenario: Scenario) -> None:
         assert b"tracking_total_prefixes:1\r\n" in info
         line = side.peers["b"].call("CLIENT", "INFO")
         assert b" flags=tB " in line and b" redir=0 " in line, line
+
+
+# -- the change feed and the table, without servers ---------------------------------------------
+
+
+def _record(commands: list[list[bytes]], *, transaction: bool = False, proposal: int = 1) -> bytes:
+    record = record_for(0, commands, transaction=transaction)
+    record.shim_id, record.proposal_id = "shim-1", proposal
+    return record.SerializeToString()
+
+
+@dataclass
+class FakeClient:
+    id: int
+    protocol: int = 3
+    tracking: ClientTracking = field(default_factory=ClientTracking)
+    received: list[Reply] = field(default_factory=list)
+    push: Callable[[Reply], None] | None = None
+
+    def __post_init__(self) -> None:
+        self.push = self.received.append
+
+
+class NoSubscriptions:
+    def subscribed(self, subscriber_id: int) -> bool:
+        return False
+
+
+def test_apply_feeds_changes_and_reads_and_stays_pure() -> None:
+    load_all()
+    records = [
+        _record([[b"SET", b"a", b"1", b"PX", b"5"], [b"SET", b"b", b"2"]], transaction=True),
+        _record([[b"GET", b"b"], [b"INCR", b"b"], [b"GET", b"c"]], transaction=True, proposal=2),
+        _record([[b"EVAL", b"return redis.call('get', 'x')", b"1", b"k"]], proposal=3),
+        _record([[b"FLUSHALL"]], proposal=4),
+    ]
+    plain, fed = Applier(), Applier()
+    feed: list[object] = []
+    fed.keyspace.feed_changes(feed)
+    batches = []
+    for index, payload in enumerate(records, start=1):
+        plain.apply(index, payload)
+        fed.apply(index, payload)
+        batches.append(list(feed))
+        feed.clear()
+    assert fed.keyspace.digest() == plain.keyspace.digest()
+    assert batches[0] == [NOBODY, By("shim-1", 1), b"a", b"a", b"b"]  # a: value, then TTL
+    assert batches[1][1:] == [By("shim-1", 2), Read((b"b",)), b"b", Read((b"c",))]
+    assert batches[2][1:] == [By("shim-1", 3), Read((b"k",))]
+    assert batches[3] == [NOBODY, By("shim-1", 4), FLUSHED]
+
+
+def test_the_table_remembers_invalidates_once_and_honours_noloop() -> None:
+    reader, looper, redirected, sink = FakeClient(1), FakeClient(2), FakeClient(3), FakeClient(4)
+    clients = {c.id: c for c in (reader, looper, redirected, sink)}
+    tracking = Tracking(clients, NoSubscriptions(), lambda: 2)
+    tracking.enable(reader, 0, False, False, False, False, [])
+    tracking.enable(looper, 0, False, False, False, True, [])
+    tracking.enable(redirected, 4, False, False, False, False, [])
+    for client in (reader, looper, redirected):
+        tracking.remember(client, [b"k"])
+    by = {By("shim-1", 9): 2}.get
+    tracking.deliver(tracking.take(by) if (tracking.feed or []) else [])
+    tracking.deliver([(b"k", 2)])  # looper changed k: not told (NOLOOP)
+    assert reader.received == [Push([b"invalidate", [b"k"]])]
+    assert looper.received == []
+    assert sink.received == [Push([b"invalidate", [b"k"]])]  # RESP3: a push, redirected
+    tracking.deliver([(b"k", None)])
+    assert len(reader.received) == 1  # forgotten once sent
+    # tracking-table-max-keys (2 here): the oldest key goes first, as if it had changed.
+    tracking.remember(reader, [b"one", b"two", b"three"])
+    assert reader.received[1:] == [] and list(tracking.table) == [b"one", b"two", b"three"]
+    tracking.enforce_limit()
+    assert reader.received[1:] == [Push([b"invalidate", [b"one"]])]
+    assert list(tracking.table) == [b"two", b"three"] and tracking.items == 2
+    # The client redirected to is gone: its sender hears it once, in RESP3.
+    del clients[4]
+    tracking.remember(redirected, [b"two"])
+    tracking.deliver([(b"two", None)])
+    assert redirected.received == [Push([b"tracking-redir-broken", 4])]
+    assert redirected.tracking.broken_redirect
+    for client in (reader, looper, redirected):
+        tracking.disable(client)
+    assert tracking.clients == 0 and tracking.feed is None and not tracking.table
 
 
 # -- across shims ----------------------------------------------------------------------------
