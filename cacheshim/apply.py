@@ -231,7 +231,7 @@ class Applier:
             if args is None:
                 args = list(record.commands[0].args)
             reply = run(ctx, args)
-            if changes is not None:
+            if changes is not None and ctx.script_read:  # (a record alone reads in scripts only)
                 note_read(changes, ctx, args)
             if (block := as_would_block(reply)) is not None:
                 self._block(record, args, block)

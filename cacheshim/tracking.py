@@ -35,7 +35,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Final, Protocol
+from typing import Final, NamedTuple, Protocol
 
 from cacheshim.commands import Command, Ctx, Flag, lookup
 from cacheshim.commands.introspect import MOVABLE_KEYS
@@ -48,10 +48,10 @@ CHANNEL: Final = b"__redis__:invalidate"
 SCRIPT_READS: Final = frozenset({"eval_ro", "evalsha_ro", "fcall_ro"})
 
 
-@dataclass(frozen=True, slots=True)
-class By:
+class By(NamedTuple):
     """In the change feed: the changes after this one were made for this proposal (its
-    shim and proposal id); `NOBODY` for removals of expired keys."""
+    shim and proposal id); `NOBODY` for removals of expired keys. (A named tuple: one is
+    made per record applied while clients track.)"""
 
     shim_id: str
     proposal_id: int
