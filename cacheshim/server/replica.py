@@ -296,6 +296,9 @@ class Replica:
                 continue
             break
         self._release_index_waiters()
+        # What changed between the state it had and the snapshot was never applied here:
+        # tracking clients drop every key, as a Redis replica's full resync tells them.
+        self.tracking.deliver([(None, None)])
         self.caught_up_index = target
         self.loading = False
         self.applier.scripts.engine.offload = True
