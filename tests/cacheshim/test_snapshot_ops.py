@@ -126,7 +126,7 @@ def test_a_shim_the_log_was_trimmed_past_answers_loading_then_rebuilds_from_the_
         )
         assert paused.info("persistence")["loading"] == 0
         cacher.send(["PING"])
-        frames = []
+        frames: list[bytes] = []
         while not frames or frames[-1] != b"+PONG\r\n":
             frames += cacher.replies(1)
         assert b">2\r\n$10\r\ninvalidate\r\n_\r\n" in frames, frames
