@@ -252,6 +252,7 @@ def test_errors_match_redis(scenario: Scenario) -> None:
     s.step("c", ("CLIENT", "TRACKING", "on", "BCAST", "PREFIX", "FO"))
     s.step("c", ("CLIENT", "TRACKING", "on", "BCAST", "PREFIX", "BARB"))
     s.step("c", ("CLIENT", "TRACKING", "on"))
+    s.step("c", ("CLIENT", "CACHING", "yes"), ("CLIENT", "CACHING", "no"))  # neither mode
     s.step("c", ("CLIENT", "TRACKINGINFO"))
 
 
