@@ -494,9 +494,16 @@ def test_config_set_refuses_what_the_shim_cannot_honour(memlog: Memlog) -> None:
     try:
         # (requirepass is honoured since issue 17: the default ACL user's password, see
         # tests/cacheshim/test_acl.py)
-        for name, value in (("port", "1"), ("bind", "0.0.0.0")):
+        for name, value in (
+            ("port", "1"), ("bind", "0.0.0.0"), ("save", "3600 1 300 100"), ("appendonly", "yes"),
+            ("APPENDONLY", "YES"),
+        ):  # fmt: skip
             with pytest.raises(redis.ResponseError, match=f"argument '{name}'.* memlog"):
                 execute(conn, "CONFIG", "SET", name, value)
+        # Settings that say what is true stay accepted.
+        assert execute(conn, "CONFIG", "SET", "save", "", "appendonly", "no") == b"OK"
+        assert execute(conn, "CONFIG GET", "save") == {"save": ""}
+        assert execute(conn, "CONFIG GET", "appendonly") == {"appendonly": "no"}
         port = str(memlog.shim_ports[0])
         assert execute(conn, "CONFIG", "SET", "port", port) == b"OK"
         assert execute(conn, "CONFIG GET", "port") == {"port": port}
