@@ -351,6 +351,16 @@ def longest_gap(
     """The longest stretch of [start, end] with no success, not counting time inside an
     excluded interval (a stretch that spans one is measured from its end): e.g. a whole
     cluster down, or a shim under a fault of its own."""
+    return longest_gap_at(successes, start, end, excluded)[0]
+
+
+def longest_gap_at(
+    successes: Iterable[float],
+    start: float,
+    end: float,
+    excluded: Sequence[tuple[float, float]] = (),
+) -> tuple[float, float]:
+    """longest_gap, and the time the stretch began."""
     times = sorted(t for t in successes if start <= t <= end)
     # Cut [start, end] into the pieces outside every excluded interval.
     pieces: list[tuple[float, float]] = []
@@ -363,8 +373,10 @@ def longest_gap(
         cursor = max(cursor, b)
     if cursor < end:
         pieces.append((cursor, end))
-    longest = 0.0
+    longest, began = 0.0, start
     for a, b in pieces:
         inside = [a, *(t for t in times if a <= t <= b), b]
-        longest = max(longest, *(y - x for x, y in itertools.pairwise(inside)))
-    return longest
+        for x, y in itertools.pairwise(inside):
+            if y - x > longest:
+                longest, began = y - x, x
+    return longest, began

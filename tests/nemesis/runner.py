@@ -31,7 +31,7 @@ from tests.nemesis.checkers import (
     check_counter,
     check_list_append,
     check_registers,
-    longest_gap,
+    longest_gap_at,
 )
 from tests.nemesis.deployment import Deployment
 from tests.nemesis.history import Op, Outcome, op
@@ -125,6 +125,9 @@ class Row:
     other: str = "-"
     write_gap: float | None = None
     read_gap: float | None = None  # linearizable reads
+    # Where each gap was: "shim S, from +T s" (T: since the fault began).
+    where: dict[str, str] = field(default_factory=dict)
+    write_p50: float | None = None  # median time to acknowledge a write
 
 
 @dataclass
@@ -390,31 +393,44 @@ def check(
             row.unknown = sum(o.outcome is Outcome.INFO for o in own)
             _judge(row, ops, phase, final, result)
             window = windows[workload]
-            row.write_gap = _gap(window, phase, lambda o: o.ok and o.is_write and not o.derived)
+            row.write_gap = _gap(
+                row, "write", window, lambda o: o.ok and o.is_write and not o.derived
+            )
+            took = sorted(o.complete - o.invoke for o in own if o.ok and o.is_write)
+            row.write_p50 = took[len(took) // 2] if took else None
             if workload == "register":
-                row.read_gap = _gap(window, phase, lambda o: o.ok and o.process in readers)
+                row.read_gap = _gap(row, "linearizable read", window,
+                                    lambda o: o.ok and o.process in readers)  # fmt: skip
             result.rows.append(row)
             if phase.fault in ONE_LOG_NODE:
                 for what, gap in (("write", row.write_gap), ("linearizable read", row.read_gap)):
                     if gap is not None and gap >= TARGET_S:
                         result.misses.append(
                             f"phase {phase.index} {phase.fault} ({phase.values}) {workload}: "
-                            f"{gap:.2f}s without a successful {what}"
+                            f"{gap:.2f}s without a successful {what} ({row.where[what]})"
                         )
 
 
-def _gap(ops: list[Op], phase: Phase, success: Callable[[Op], bool]) -> float | None:
+def _gap(row: Row, what: str, ops: list[Op], success: Callable[[Op], bool]) -> float | None:
     """The longest stretch of the phase's window without a success, through either shim
     (the worse one), leaving out a shim under a fault of its own and excluded time."""
-    gaps = []
+    phase = row.phase
+    worst: tuple[float, float, int] | None = None
     for shim in range(2):
         if shim in phase.shims_out:
             continue
         times = [o.complete for o in ops if o.shim == shim and success(o)]
         if not times:
-            return None  # this workload never ran through this shim
-        gaps.append(longest_gap(times, phase.start, phase.end, phase.excluded))
-    return max(gaps) if gaps else None
+            continue  # this workload never ran through this shim
+        gap, began = longest_gap_at(times, phase.start, phase.end, phase.excluded)
+        if worst is None or gap > worst[0]:
+            worst = (gap, began, shim)
+    if worst is None:
+        return None
+    gap, began, shim = worst
+    healed = phase.healed - phase.start
+    row.where[what] = f"shim {shim}, from +{began - phase.start:.1f}s; healed at +{healed:.1f}s"
+    return gap
 
 
 def _judge(row: Row, ops: list[Op], phase: Phase, final: Final, result: RunResult) -> None:
@@ -455,13 +471,14 @@ def _judge(row: Row, ops: list[Op], phase: Phase, final: Final, result: RunResul
 
 
 def render(result: RunResult) -> str:
-    head = ("#", "fault", "target", "values", "workload", "ok", "failed", "unknown",
-            "lost", "dup", "phantom", "other", "write gap", "lin-read gap")  # fmt: skip
+    head = ("#", "fault", "target", "values", "workload", "ok", "failed", "unknown", "lost",
+            "dup", "phantom", "other", "write p50", "write gap", "lin-read gap")  # fmt: skip
     lines = [head]
     for r in result.rows:
         p = r.phase
         lines.append((str(p.index), p.fault, p.target, p.values, r.workload, str(r.ok),
                       str(r.failed), str(r.unknown), r.lost, r.dup, r.phantom, r.other,
+                      "-" if r.write_p50 is None else f"{r.write_p50 * 1000:.0f}ms",
                       "-" if r.write_gap is None else f"{r.write_gap:.2f}s",
                       "-" if r.read_gap is None else f"{r.read_gap:.2f}s"))  # fmt: skip
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
