@@ -206,10 +206,13 @@ def check_registers(
     initial: object = None,
     max_ops: int = MAX_OPS_PER_KEY,
     max_steps: int = MAX_STEPS,
+    everything: Sequence[Op] = (),
 ) -> RegisterResult:
     """ops: "write" (value written) and "read" (value returned; None: no such key) ops.
     Reads that failed or got no answer carry no information and are dropped; writes that
-    certainly failed are dropped (a read of their value then has no explanation)."""
+    certainly failed are dropped (a read of their value then has no explanation).
+    `everything`: the whole run's history, searched for a value a violation reads (to say
+    where it came from)."""
     by_key: dict[str, list[Op]] = defaultdict(list)
     for o in ops:
         if o.outcome is Outcome.FAIL or (o.kind == "read" and not o.ok):
@@ -227,17 +230,23 @@ def check_registers(
             result.unchecked.append(f"{key}: search budget of {max_steps} steps spent")
         elif not verdict:
             result.violations.append(f"{key}: no linearization of {len(history)} ops"
-                                     f"{_explain(history, initial)}")  # fmt: skip
+                                     f"{_explain(history, initial, everything)}")  # fmt: skip
     return result
 
 
-def _explain(history: Sequence[Op], initial: object) -> str:
+def _explain(history: Sequence[Op], initial: object, everything: Sequence[Op] = ()) -> str:
     """A hint for a human: a read of a value nobody wrote, or the first read (by return
     time) that returned a value already overwritten before the read began."""
     written = {o.value for o in history if o.kind == "write"} | {initial}
     for o in sorted(history, key=lambda o: o.complete):
         if o.kind == "read" and o.value not in written:
-            return f"; {o.process} read {o.value!r}, which no write wrote"
+            found = [w for w in everything if w.is_write and w.value == o.value]
+            where = "".join(
+                f" (written as {w.key} by {w.process}, {w.outcome.value}, phase {w.phase},"
+                f" {w.invoke:.3f}-{w.complete:.3f}{', ' + w.error[:80] if w.error else ''})"
+                for w in found[:2]
+            )
+            return f"; {o.process} read {o.value!r}, which no write of it wrote{where}"
     for r in sorted((o for o in history if o.kind == "read"), key=lambda o: o.complete):
         source = [w for w in history if w.kind == "write" and w.value == r.value]
         for w in history:

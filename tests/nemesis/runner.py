@@ -16,6 +16,8 @@ again).
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import random
 import shutil
@@ -193,7 +195,7 @@ def run(
         order = list(profile.phases)
         rng.shuffle(order)
         for i, (fault, values) in enumerate(order, 1):
-            ctl.phase, ctl.big = i, values == "1mb"
+            ctl.mode = (i, values == "1mb")
             phase = run_phase(deployment, profile, rng, Phase(i, fault, values))
             phases.append(phase)
             out(f"  phase {i}: {fault} ({values}) {phase.target}: "
@@ -206,6 +208,10 @@ def run(
             result.violations.append(f"clients still waiting after the run: {stuck}")
         final = read_back(deployment, len(phases), result)
         check(result, phases, ctl.history, clients, final)
+        if result.violations:
+            keep = True  # the nodes' and shims' logs, and the history, for a post-mortem
+            dump_history(base / "history.jsonl", [*ctl.history, *final.reads])
+            out(f"violations: history in {base / 'history.jsonl'}, logs in {base / 'memlog'}")
     finally:
         ctl.stop.set()
         deployment.stop()
@@ -216,6 +222,18 @@ def run(
     result.table = render(result)
     out(result.table)
     return result
+
+
+def dump_history(path: Path, history: list[Op]) -> None:
+    """One JSON object per op, in the order they were recorded."""
+    with path.open("w") as f:
+        for o in history:
+            f.write(json.dumps({
+                "process": o.process, "kind": o.kind, "key": o.key, "value": o.value,
+                "invoke": o.invoke, "complete": None if o.complete == math.inf else o.complete,
+                "outcome": o.outcome.value, "shim": o.shim, "phase": o.phase, "error": o.error,
+                "derived": o.derived,
+            }) + "\n")  # fmt: skip
 
 
 def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
@@ -391,7 +409,7 @@ def check(
             row.ok = sum(o.ok for o in own)
             row.failed = sum(o.outcome is Outcome.FAIL for o in own)
             row.unknown = sum(o.outcome is Outcome.INFO for o in own)
-            _judge(row, ops, phase, final, result)
+            _judge(row, ops, phase, final, result, history)
             window = windows[workload]
             row.write_gap = _gap(
                 row, "write", window, lambda o: o.ok and o.is_write and not o.derived
@@ -433,7 +451,9 @@ def _gap(row: Row, what: str, ops: list[Op], success: Callable[[Op], bool]) -> f
     return gap
 
 
-def _judge(row: Row, ops: list[Op], phase: Phase, final: Final, result: RunResult) -> None:
+def _judge(
+    row: Row, ops: list[Op], phase: Phase, final: Final, result: RunResult, history: list[Op]
+) -> None:
     where = f"phase {phase.index} ({phase.fault}, {phase.values}) {row.workload}"
     prefix = f"p{phase.index}:"
     if row.workload == "list-append":
@@ -452,7 +472,7 @@ def _judge(row: Row, ops: list[Op], phase: Phase, final: Final, result: RunResul
         row.other = str(len(cr.violations) - int(row.lost) - int(row.phantom))
         result.violations += [f"{where}: {v}" for v in cr.violations[:5]]
     else:
-        rr = check_registers(ops)
+        rr = check_registers(ops, everything=history)
         result.unchecked += [f"{where}: {u}" for u in rr.unchecked]
         result.violations += [f"{where}: not linearizable: {v}" for v in rr.violations]
         if row.workload == "register":

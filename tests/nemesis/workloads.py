@@ -32,8 +32,8 @@ class Control:
     writes run; and where the clients write their history."""
 
     stop: threading.Event = field(default_factory=threading.Event)
-    phase: int = 0
-    big: bool = False
+    # (phase, 1 MB writes on), set as one value so that no client sees half a change.
+    mode: tuple[int, bool] = (0, False)
     history: list[Op] = field(default_factory=list)  # list.append is atomic in CPython
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -125,7 +125,7 @@ class Client(threading.Thread):
         raise NotImplementedError
 
     def key(self, name: str) -> str:
-        return f"p{self.ctl.phase}:{name}"
+        return f"p{self.ctl.mode[0]}:{name}"
 
     def unique(self) -> str:
         self.n += 1
@@ -142,7 +142,7 @@ class Client(threading.Thread):
         """Run one command and record it: a write's value is what it sent, a read's what it
         got (reply_value turns the reply into it)."""
         assert self.conn is not None
-        phase = self.ctl.phase
+        phase = int(key.partition(":")[0][1:])  # the phase that named the key
         started = time.monotonic()
         try:
             reply = self.conn.execute_command(*args)  # type: ignore[no-untyped-call]
@@ -240,9 +240,10 @@ class BigWriter(Client):
         return self.rng.uniform(0.15, 0.35)
 
     def step(self, conn: redis.Redis) -> None:
-        if not self.ctl.big:
+        phase, big = self.ctl.mode
+        if not big:
             return
-        key = self.key(f"big:{self.rng.randrange(2)}")
+        key = f"p{phase}:big:{self.rng.randrange(2)}"
         ident = self.unique()
         self.call("write", key, ident, ("SET", key, big_value(ident)))
 
