@@ -7,6 +7,7 @@ import random
 import time
 
 import pytest
+import redis
 
 from tests.nemesis.checkers import (
     check_counter,
@@ -16,6 +17,18 @@ from tests.nemesis.checkers import (
     longest_gap,
 )
 from tests.nemesis.history import Op, Outcome, op
+from tests.nemesis.runner import Final, Phase, Row, RunResult, check
+from tests.nemesis.workloads import (
+    Client,
+    Control,
+    Counter,
+    ListAppender,
+    RegisterReader,
+    RegisterWriter,
+    big_ident,
+    big_value,
+    write_fate,
+)
 
 OK, FAIL, INFO = Outcome.OK, Outcome.FAIL, Outcome.INFO
 
@@ -201,3 +214,64 @@ def test_longest_gap_skips_excluded_time() -> None:
     assert longest_gap([1.0, 2.0, 6.0], 0.0, 7.0, [(2.5, 5.5)]) == pytest.approx(1.0)
     assert longest_gap([], 0.0, 3.0, [(1.0, 2.0)]) == 1.0
     assert longest_gap([], 0.0, 3.0, [(-1.0, 4.0)]) == 0.0
+
+
+# -- the run's bookkeeping: rows, gaps and verdicts from a history (no processes) ----------
+
+
+def _run_check(lists: dict[str, list[str]], reg_read: object) -> tuple[RunResult, list[Row]]:
+    ctl = Control()
+    clients: list[Client] = [cls(f"{cls.__name__.lower()}{s}", s, 0, 1, ctl) for s in (0, 1)
+               for cls in (ListAppender, Counter, RegisterWriter, RegisterReader)]  # fmt: skip
+    phase = Phase(1, "kill-leader", "small", start=10.0, healed=12.0, end=14.0)
+    history = [
+        op("listappender0", "append", "p1:list:0", "a", 10.1, 10.2, shim=0, phase=1),
+        op("listappender0", "append", "p1:list:0", "b", 13.0, 13.1, shim=0, phase=1),
+        op("listappender1", "append", "p1:list:1", "c", 10.5, 10.6, shim=1, phase=1),
+        op("listappender1", "append", "p1:list:1", "d", 13.5, 13.9, shim=1, phase=1),
+        op("counter0", "incr", "p1:counter", 3, 10.0, 10.1, shim=0, phase=1),
+        op("counter1", "incr", "p1:counter", 2, 11.0, None, INFO, shim=1, phase=1),
+        op("registerwriter0", "write", "p1:reg:0", "x", 10.0, 10.1, shim=0, phase=1),
+        op("registerreader0", "read", "p1:reg:0", "x", 10.2, 10.3, shim=0, phase=1),
+        op("registerreader1", "read", "p1:reg:0", "x", 13.6, 13.7, shim=1, phase=1),
+    ]
+    final = Final(lists=lists, counters={"p1:counter": 5})
+    final.reads.append(op("final", "read", "p1:reg:0", reg_read, 20.0, 20.1, phase=1))
+    result = RunResult(seed=1, profile="test")
+    check(result, [phase], history, clients, final)
+    return result, result.rows
+
+
+def test_the_run_turns_a_good_history_into_rows_and_gaps() -> None:
+    result, rows = _run_check({"p1:list:0": ["a", "b"], "p1:list:1": ["c", "d"]}, "x")
+    assert not result.violations, result.violations
+    by = {r.workload: r for r in rows}
+    assert (by["list-append"].ok, by["list-append"].lost, by["list-append"].dup) == (4, "0", "0")
+    # Shim 1's appends, acknowledged at 10.6 and 13.9, leave the longer stretch (shim 0's:
+    # 10.2 and 13.1, then the phase ends at 14.0).
+    assert by["list-append"].write_gap == pytest.approx(3.3)
+    assert by["list-append"].where["write"].startswith("shim 1, from +0.6s")
+    assert by["counter"].unknown == 1
+    # Linearizable reads: shim 1's only read at 13.7 (3.7 s after the fault began).
+    assert by["register"].read_gap == pytest.approx(3.7)
+    assert by["counter"].write_gap == pytest.approx(3.9)  # shim 1's only INCRBY: unknown
+    assert len(result.misses) == 4  # a kill-leader phase: 3 s is the target
+
+
+def test_the_run_reports_a_lost_append_and_a_stale_register() -> None:
+    result, rows = _run_check({"p1:list:0": ["a"], "p1:list:1": ["c", "d"]}, None)
+    by = {r.workload: r for r in rows}
+    assert by["list-append"].lost == "1" and by["register"].other == "1"
+    assert any("lost: p1:list:0: b" in v for v in result.violations), result.violations
+    assert any("not linearizable" in v for v in result.violations), result.violations
+
+
+def test_write_fates_and_big_values() -> None:
+    not_applied = redis.ResponseError("ERR memlog: ...; it was not applied and will not be")
+    assert write_fate(not_applied) is FAIL
+    assert write_fate(redis.ResponseError("ERR memlog: ...; its outcome is unknown")) is INFO
+    assert write_fate(redis.exceptions.BusyLoadingError("LOADING")) is FAIL
+    assert write_fate(redis.TimeoutError("Timeout reading from socket")) is INFO
+    value = big_value("bigwriter0-7")
+    assert len(value) == 1 << 20 and big_ident(value) == "bigwriter0-7"
+    assert big_ident(value[:-1] + b"!") is None
