@@ -24,10 +24,13 @@ def main(argv: list[str] | None = None) -> int:
                         "150 ms) instead of logsvc's defaults")  # fmt: skip
     parser.add_argument("--strict", action="store_true",
                         help="exit 1 when the 3 s availability target is missed")  # fmt: skip
+    parser.add_argument("--sabotage", action="store_true",
+                        help="a self-test: spoil a list and a register behind the clients' "
+                        "backs before the checks, which must then fail")  # fmt: skip
     args = parser.parse_args(argv)
     seed = args.seed if args.seed is not None else random.randrange(1 << 31)
     result = run(PROFILES[args.profile], seed, root=args.dir, fast_timing=args.fast_timing,
-                 keep=args.keep)  # fmt: skip
+                 keep=args.keep, sabotage=args.sabotage)  # fmt: skip
     if result.violations:
         return 1
     return 1 if args.strict and result.misses else 0

@@ -160,6 +160,7 @@ def run(
     root: Path | None = None,
     fast_timing: bool = False,
     keep: bool = False,
+    sabotage: bool = False,
     out: Callable[[str], None] = lambda line: print(line, flush=True),
 ) -> RunResult:
     """One run; the deployment lives under root (a new temporary folder by default, removed
@@ -206,6 +207,8 @@ def run(
         stuck = [c.name for c in clients if c.is_alive()]
         if stuck:
             result.violations.append(f"clients still waiting after the run: {stuck}")
+        if sabotage:
+            spoil(deployment, ctl.history, out)
         final = read_back(deployment, len(phases), result)
         check(result, phases, ctl.history, clients, final)
         if result.violations:
@@ -222,6 +225,23 @@ def run(
     result.table = render(result)
     out(result.table)
     return result
+
+
+def spoil(d: Deployment, history: list[Op], out: Callable[[str], None]) -> None:
+    """A self-test of the whole chain (--sabotage): behind the clients' backs, remove one
+    acknowledged list value, append a value nobody sent, and overwrite a register; the
+    checks must then report a lost value, a phantom and a non-linearizable register."""
+    conn = connect(d.shim_ports[0])
+    try:
+        acked = next(o for o in history if o.kind == "append" and o.ok)
+        conn.lrem(acked.key, 1, str(acked.value))
+        conn.rpush(acked.key, "sabotage-phantom")
+        register = next(o for o in history if o.kind == "write" and ":reg:" in o.key)
+        conn.set(register.key, "sabotage-register")
+        out(f"sabotage: removed {acked.value} from {acked.key}, appended a phantom there, "
+            f"set {register.key}")  # fmt: skip
+    finally:
+        conn.close()
 
 
 def dump_history(path: Path, history: list[Op]) -> None:
