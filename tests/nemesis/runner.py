@@ -197,7 +197,8 @@ def run(
         rng.shuffle(order)
         for i, (fault, values) in enumerate(order, 1):
             ctl.mode = (i, values == "1mb")
-            phase = run_phase(deployment, profile, rng, Phase(i, fault, values))
+            ready = _every_workload_acknowledged(ctl, clients, i, values == "1mb")
+            phase = run_phase(deployment, profile, rng, Phase(i, fault, values), ready)
             phases.append(phase)
             out(f"  phase {i}: {fault} ({values}) {phase.target}: "
                 f"{phase.healed - phase.start:.1f}s + {phase.end - phase.healed:.1f}s")  # fmt: skip
@@ -269,8 +270,36 @@ def _hold(seconds: float) -> None:
     time.sleep(seconds)
 
 
-def run_phase(d: Deployment, profile: Profile, rng: random.Random, phase: Phase) -> Phase:
+def _every_workload_acknowledged(
+    ctl: Control, clients: list[Client], phase: int, big: bool
+) -> Callable[[], bool]:
+    """True once every workload of the phase (1 MB writes too, when on) had an operation
+    acknowledged in the phase's keys: the fault then meets every workload under way."""
+    first = len(ctl.history)
+    workload_of = {c.name: c.workload for c in clients}
+    wanted = {c.workload for c in clients if big or c.workload != "1mb-register"}
+    seen: set[str] = set()
+
+    def ready() -> bool:
+        nonlocal first
+        for o in ctl.history[first:]:
+            if o.ok and o.phase == phase:
+                seen.add(workload_of[o.process])
+        first = len(ctl.history)
+        return wanted <= seen
+
+    return ready
+
+
+def run_phase(
+    d: Deployment,
+    profile: Profile,
+    rng: random.Random,
+    phase: Phase,
+    ready: Callable[[], bool] = lambda: True,
+) -> Phase:
     _hold(profile.warm_s)
+    wait_for(ready, 120, f"an acknowledged operation of every workload in phase {phase.index}")
     hold = rng.uniform(*profile.fault_s)
     fault = phase.fault
     zone = ""
