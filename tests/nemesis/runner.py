@@ -179,6 +179,7 @@ def run(
     ctl = Control()
     clients: list[Client] = []
     phases: list[Phase] = []
+    finished = False
     try:
         deployment.start()
         for shim in range(2):
@@ -216,11 +217,14 @@ def run(
             keep = True  # the nodes' and shims' logs, and the history, for a post-mortem
             dump_history(base / "history.jsonl", [*ctl.history, *final.reads])
             out(f"violations: history in {base / 'history.jsonl'}, logs in {base / 'memlog'}")
+        finished = True
     finally:
         ctl.stop.set()
         deployment.stop()
-        if own_root and not keep:
+        if own_root and not keep and finished:
             shutil.rmtree(base, ignore_errors=True)
+        elif not finished:
+            out(f"the run stopped early: the processes' logs are in {base / 'memlog'}")
     result.seconds = time.monotonic() - began
     result.load = (result.load[0], load_average())
     result.table = render(result)
