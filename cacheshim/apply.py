@@ -213,6 +213,9 @@ class Applier:
         if problem is not None:
             return record, self._refuse(index, problem)
         self.time_ms = max(self.time_ms, record.time_ms)
+        # Keyspace events of this record (expiry's included) go to this shim's subscribers
+        # (the hub may have been swapped for the script thread's view of it).
+        self.keyspace.hub = self.pubsub
         self.keyspace.expire_due(self.time_ms, index)
         if args is None and (record.unblock_proposal_id or record.unblock_all):
             return record, self._unblock(record)

@@ -58,6 +58,19 @@ def status(ctx: Ctx, args: list[bytes]) -> Reply:
 
 
 @command(
+    "expire", 2, "write fast", (0, 0, 0), "write fast", "server", "0.1.0",
+    "MEMLOG EXPIRE: a record that removes the keys expired as of its time, nothing else.",
+    container="memlog",
+)  # fmt: skip
+def expire(ctx: Ctx, args: list[bytes]) -> Reply:
+    # Apply removes every key expired as of a record's time before it runs the record's
+    # command (Keyspace.expire_due): this record is there for that alone. The shims propose
+    # it when keys are due and 'expired' events are asked for (cacheshim.server.expirer),
+    # as Redis's background expiry would send them without any other write.
+    return OK
+
+
+@command(
     "help", 2, "loading stale", (0, 0, 0), "slow", "server", "0.1.0",
     "Lists the MEMLOG subcommands.", container="memlog",
 )  # fmt: skip
@@ -73,6 +86,9 @@ def memlog_help(ctx: Ctx, args: list[bytes]) -> Reply:
             "STATUS",
             "    This shim's id, zone, applied log index, the index it caught up with at start,",
             "    the log node it reads from, and its default read mode.",
+            "EXPIRE",
+            "    A write that only removes the keys expired as of its time (with their 'expired'",
+            "    keyspace events); shims propose it while such events are asked for.",
             "ACLLOAD <source> <text>, ACLSEED <source> <text>",
             "    Records of the ACL users (ACL LOAD and --aclfile propose them); not for clients.",
             "HELP",

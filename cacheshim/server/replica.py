@@ -25,6 +25,7 @@ from cacheshim.protocol.resp import Error
 from cacheshim.scripting.engine import DEFERRED, MoveOffLoop, WantsWrite
 from cacheshim.server.busy import HubOnLoop
 from cacheshim.server.clock import wall_ms
+from cacheshim.server.expirer import is_expiry_record
 from cacheshim.server.writer import record_for
 from cacheshim.snapshot import bootstrap
 from cacheshim.types.keyspace import LOOKUPS
@@ -488,7 +489,7 @@ class Replica:
         """MONITOR's lines for an applied record: its commands, marked as from the log."""
         source = f"log:{record.shim_id or '?'}:{index}"
         for command in record.commands:
-            if command.args:
+            if command.args and not is_expiry_record(list(command.args)):
                 self.stats.monitors.feed(record.db, source, list(command.args))
 
     def _log_script_refusals(self, origin: int) -> None:

@@ -20,6 +20,7 @@ from cacheshim.config.serverconfig import MAX_STALENESS, ServerConfig
 from cacheshim.hub import Hub
 from cacheshim.observe.logview import watch_log
 from cacheshim.protocol.errors import CommandError
+from cacheshim.server import expirer
 from cacheshim.server.busy import ScriptThread
 from cacheshim.server.clock import wall_ms
 from cacheshim.server.connection import Connection
@@ -148,6 +149,7 @@ class Shim(Replica):
         )
         self.writer.start()
         self._tasks.append(asyncio.create_task(self._apply_loop(), name="apply-loop"))
+        self._tasks.append(asyncio.create_task(expirer.expire_keys(self), name="expirer"))
         while self.applier.applied_index < target:
             try:
                 await self.wait_applied(target, timeout_s=1.0)
