@@ -297,7 +297,7 @@ class Replica:
         self._release_index_waiters()
         self.caught_up_index = target
         self.loading = False
-        self.applier.scripts.engine.offload = True
+        self._serve_scripts()
         log.info(
             "caught up again: restored snapshot %d, replayed %d records to %d (was at %d); "
             "serving",
@@ -328,6 +328,25 @@ class Replica:
             return
         if index > self.applier.applied_index:
             self._apply(index, payload)
+
+    def _serve_scripts(self) -> None:
+        """The Lua engine as a serving shim runs it: long calls leave the event loop, and
+        the commands scripts run are shown to MONITOR ("[<db> lua]" lines, as Redis shows
+        them; on every shim for a script applied from the log)."""
+        engine = self.applier.scripts.engine
+        engine.offload = True
+        monitors = self.stats.monitors
+        loop = asyncio.get_running_loop()
+
+        def feed(db: int, args: list[bytes]) -> None:
+            if not monitors.watchers:
+                return
+            if engine.threaded:  # on the script thread: the connections are the loop's
+                loop.call_soon_threadsafe(monitors.feed, db, "lua", list(args))
+            else:
+                monitors.feed(db, "lua", args)
+
+        engine.monitor = feed
 
     def _hold_records(self, next_index: int) -> None:
         if self._held_records is None:

@@ -139,7 +139,7 @@ class Shim(Replica):
         target = await self._commit_index()
         # The newest usable snapshot, then the log after it up to target (issue 16).
         await bootstrap.recover(self.applier, self.log_reader_client, target, self._apply)
-        self.applier.scripts.engine.offload = True  # long calls leave the loop from now on
+        self._serve_scripts()  # long calls leave the loop from now on
         self._tasks.append(asyncio.create_task(persistence.watch(self), name="store-watch"))
         self._tasks.append(
             asyncio.create_task(
