@@ -1,4 +1,5 @@
-"""CONFIG (Redis config.c): the shim's parameters, local to the shim like a Redis node's.
+"""CONFIG (Redis config.c): the shim's parameters, local to the shim like a Redis node's, but
+for the few that travel through the log (REPLICATED).
 
 The parameters themselves, their validation and storage live in
 :class:`cacheshim.config.serverconfig.ServerConfig`; this module is the command surface.
@@ -89,9 +90,10 @@ def config_get(ctx: Ctx, args: list[bytes]) -> Reply:
 
 
 def _requirepass_record(session: Session, args: list[bytes]) -> list[bytes] | None:
-    """CONFIG SET with requirepass or stream-node-max-bytes/entries: the default user's
-    password is replicated state (the ACL users), the stream node limits shape what apply
-    stores, so these go to the log as their own CONFIG SET record, applied by every shim;
+    """CONFIG SET with requirepass, stream-node-max-bytes/entries or notify-keyspace-events:
+    the default user's password is replicated state (the ACL users), the stream node limits
+    shape what apply stores, the event classes decide what apply sends to every shim's
+    subscribers, so these go to the log as their own CONFIG SET record, applied by every shim;
     the other parameters of the same command are this shim's, set here first (all checked
     before anything is proposed)."""
     pairs = args[2:]
