@@ -22,7 +22,8 @@ from cacheshim.commands import load_all
 from cacheshim.hub import Hub
 from cacheshim.snapshot.rdb import read_rdb, restore, snapshot_state, write_rdb
 from cacheshim.v1 import record_pb2
-from tests.cacheshim.harness import Memlog, RedisServer, client, execute
+from tests.cacheshim.harness import Memlog, RedisServer, client, execute, wait_until
+from tests.cacheshim.rawresp import RawConnection
 
 Event = tuple[bytes, bytes]
 Args = Sequence[object]
@@ -198,6 +199,51 @@ def test_events_of_every_command_match_redis(servers: tuple[int, int]) -> None:
     for i, (w, g) in enumerate(zip(want, got, strict=False)):
         assert g == w, f"event {i}: redis-server sent {w!r}, memlog {g!r}; before: {want[:i][-6:]}"
     assert got == want
+
+
+def _blocked_events(port: int) -> list[Event]:
+    """Clients blocked in BLPOP, BLMOVE, BZPOPMIN and XREADGROUP, then served by writes: the
+    events of the writes, then those of the served commands (Redis serves them after the
+    write, before the next command)."""
+    conn = redis.Redis(port=port, socket_timeout=15, single_connection_client=True)
+    execute(conn, "FLUSHALL")
+    execute(conn, "XGROUP", "CREATE", "x", "g", "$", "MKSTREAM")
+    execute(conn, "CONFIG", "SET", "notify-keyspace-events", "KEA")
+    subscriber = Subscriber(port)
+    waiting = [RawConnection(port) for _ in range(4)]
+    try:
+        blocked = [
+            ("BLPOP", "l", "0"), ("BLMOVE", "m", "m2", "LEFT", "RIGHT", "0"),
+            ("BZPOPMIN", "z", "0"), ("XREADGROUP", "GROUP", "g", "c", "BLOCK", "0", "STREAMS",
+            "x", ">"),
+        ]  # fmt: skip
+        for raw, args in zip(waiting, blocked, strict=True):
+            raw.send(args)
+        wait_until(
+            lambda: execute(conn, "INFO", "clients")["blocked_clients"] == 4,  # type: ignore[index]
+            10, "the clients to block",
+        )  # fmt: skip
+        for args in [("RPUSH", "l", "a"), ("RPUSH", "m", "b", "c"), ("ZADD", "z", "1", "q"),
+                     ("XADD", "x", "1-1", "f", "v")]:  # fmt: skip
+            execute(conn, *args)
+        for raw in waiting:
+            raw.replies(1)
+        execute(conn, "PUBLISH", *END)
+        return subscriber.until(END)[:-1]
+    finally:
+        execute(conn, "CONFIG", "SET", "notify-keyspace-events", "")
+        for raw in waiting:
+            raw.close()
+        subscriber.close()
+        conn.close()
+
+
+def test_events_of_blocked_clients_served_match_redis(servers: tuple[int, int]) -> None:
+    oracle_port, shim_port = servers
+    want = _blocked_events(oracle_port)
+    for served in (b"lpop", b"rpush", b"zpopmin", b"xgroup-createconsumer"):
+        assert served in [message for _, message in want]
+    assert _blocked_events(shim_port) == want
 
 
 @pytest.mark.parametrize("flags", ["En", "Kl", "Eg$", "KEA", "Kh"])
