@@ -217,6 +217,9 @@ class Applier:
         changes = self.keyspace.changes  # client-side caching listens (cacheshim.tracking)
         if changes is not None:
             changes.append(NOBODY)
+        # Keyspace events of this record (expiry's included) go to this shim's subscribers
+        # (the hub may have been swapped for the script thread's view of it).
+        self.keyspace.hub = self.pubsub
         self.keyspace.expire_due(self.time_ms, index)
         if args is None and (record.unblock_proposal_id or record.unblock_all):
             return record, self._unblock(record)

@@ -15,6 +15,7 @@ from typing import Final
 from cacheshim.commands import Ctx, command
 from cacheshim.commands.args import option, parse_int
 from cacheshim.commands.strings import STRING_BYTES_MAX, get_string
+from cacheshim.notify import GENERIC, STRING, notify
 from cacheshim.protocol import errors
 from cacheshim.protocol.errors import CommandError
 from cacheshim.protocol.resp import Reply
@@ -59,6 +60,8 @@ def _store(ctx: Ctx, key: bytes, buffer: bytearray, created: bool, changed: bool
     value = RawString(buffer)
     if created or changed:
         ctx.db.set(key, value, ctx.index, keep_ttl=True)
+        if changed:
+            notify(ctx, STRING, b"setbit", key)
     else:  # the same bytes, raw-encoded now (dbUnshareStringValue): no change to WATCH
         ctx.db.data[key] = value
 
@@ -228,7 +231,8 @@ def bitop(ctx: Ctx, args: list[bytes]) -> Reply:
     sources = [get_string(ctx, key) or b"" for key in keys]
     size = max(len(source) for source in sources)
     if size == 0:
-        ctx.db.delete(destination, ctx.index)
+        if ctx.db.delete(destination, ctx.index):
+            notify(ctx, GENERIC, b"del", destination)
         return 0
     numbers = [int.from_bytes(source.ljust(size, b"\x00"), "big") for source in sources]
     result = numbers[0]
@@ -244,6 +248,7 @@ def bitop(ctx: Ctx, args: list[bytes]) -> Reply:
         for number in numbers[1:]:
             result ^= number
     ctx.db.set(destination, RawString(result.to_bytes(size, "big")), ctx.index)
+    notify(ctx, STRING, b"set", destination)
     return size
 
 

@@ -1,4 +1,5 @@
-"""CONFIG (Redis config.c): the shim's parameters, local to the shim like a Redis node's.
+"""CONFIG (Redis config.c): the shim's parameters, local to the shim like a Redis node's, but
+for the few that travel through the log (REPLICATED).
 
 The parameters themselves, their validation and storage live in
 :class:`cacheshim.config.serverconfig.ServerConfig`; this module is the command surface.
@@ -8,10 +9,16 @@ from __future__ import annotations
 
 from typing import Final
 
+from cacheshim import notify
 from cacheshim.commands import Ctx, command, container
 from cacheshim.commands.connection import help_reply, session_of
 from cacheshim.commands.serverview import Session
-from cacheshim.config.serverconfig import DUPLICATE_PARAMETER, SET_FAILED
+from cacheshim.config.serverconfig import (
+    DUPLICATE_PARAMETER,
+    EVENTS_INVALID,
+    KEYMISS_EVENTS,
+    SET_FAILED,
+)
 from cacheshim.protocol import errors
 from cacheshim.protocol.errors import CommandError, text_from_bytes
 from cacheshim.protocol.resp import OK, Reply
@@ -34,6 +41,15 @@ STREAM_NODE_IN_READ_ONLY_EXEC: Final = (
     "ERR memlog: CONFIG SET stream-node-max-bytes/entries cannot run inside a MULTI/EXEC "
     "transaction that only reads (it is a write of the log)"
 )
+# notify-keyspace-events decides which keyspace events apply sends (cacheshim.notify): set
+# through the log too, so the subscribers of every shim hear the same events; kept in the
+# keyspace (Keyspace.notify_flags) and read back from there.
+NOTIFY_PARAM: Final = b"notify-keyspace-events"
+NOTIFY_IN_READ_ONLY_EXEC: Final = (
+    "ERR memlog: CONFIG SET notify-keyspace-events cannot run inside a MULTI/EXEC "
+    "transaction that only reads (it is a write of the log)"
+)
+REPLICATED: Final = (REQUIREPASS, *STREAM_NODE_PARAMS, NOTIFY_PARAM)
 _GLOB_CHARS: Final = frozenset(b"[*?")
 
 container(
@@ -67,18 +83,21 @@ def config_get(ctx: Ctx, args: list[bytes]) -> Reply:
         name = raw_name.decode()
         if name in found:
             found[name] = (found[name][0], str(getattr(ctx.keyspace, attribute)))
+    if "notify-keyspace-events" in found:
+        shown = found["notify-keyspace-events"][0]
+        found["notify-keyspace-events"] = (shown, notify.text_of(ctx.keyspace.notify_flags))
     return {shown: value.encode("utf-8", "surrogateescape") for shown, value in found.values()}
 
 
 def _requirepass_record(session: Session, args: list[bytes]) -> list[bytes] | None:
-    """CONFIG SET with requirepass or stream-node-max-bytes/entries: the default user's
-    password is replicated state (the ACL users), the stream node limits shape what apply
-    stores, so these go to the log as their own CONFIG SET record, applied by every shim;
+    """CONFIG SET with requirepass, stream-node-max-bytes/entries or notify-keyspace-events:
+    the default user's password is replicated state (the ACL users), the stream node limits
+    shape what apply stores, the event classes decide what apply sends to every shim's
+    subscribers, so these go to the log as their own CONFIG SET record, applied by every shim;
     the other parameters of the same command are this shim's, set here first (all checked
     before anything is proposed)."""
     pairs = args[2:]
-    replicated = (REQUIREPASS, *STREAM_NODE_PARAMS)
-    if len(pairs) % 2 or not any(name.lower() in replicated for name in pairs[::2]):
+    if len(pairs) % 2 or not any(name.lower() in REPLICATED for name in pairs[::2]):
         return None
     password: bytes | None = None
     others: list[tuple[bytes, bytes]] = []
@@ -95,8 +114,11 @@ def _requirepass_record(session: Session, args: list[bytes]) -> list[bytes] | No
     record = [b"CONFIG", b"SET"]
     if password is not None:
         record += [b"requirepass", password]
-    for name, _ in others:
-        if name.lower() in STREAM_NODE_PARAMS:
+    for name, value in others:
+        if name.lower() == NOTIFY_PARAM:
+            # As given (checked above): "A" hides "n" in CONFIG GET's text, not in the flags.
+            record += [NOTIFY_PARAM, value]
+        elif name.lower() in STREAM_NODE_PARAMS:
             checked = settings.get(name.lower().decode())
             assert checked is not None
             record += [name.lower(), checked.encode()]
@@ -114,12 +136,17 @@ def config_set(ctx: Ctx, args: list[bytes]) -> Reply:
     if len(args) % 2:
         raise CommandError(errors.SYNTAX_ERROR)
     names = [name.lower() for name in args[::2]]
-    replicated = (REQUIREPASS, *STREAM_NODE_PARAMS)
-    if ctx.session is None and ctx.acl is not None and all(n in replicated for n in names):
+    if ctx.session is None and ctx.acl is not None and all(n in REPLICATED for n in names):
         # the record _requirepass_record proposed, its values checked then
         for name, value in zip(names, args[1::2], strict=True):
             if name == REQUIREPASS:
                 ctx.acl.set_requirepass(value)
+            elif name == NOTIFY_PARAM:
+                flags = notify.flags_of(text_from_bytes(value))
+                if flags is None or flags & notify.KEY_MISS:  # unchecked: refused alike
+                    why = EVENTS_INVALID if flags is None else KEYMISS_EVENTS
+                    raise CommandError(SET_FAILED % ("notify-keyspace-events", why))
+                ctx.keyspace.notify_flags = flags
             else:
                 setattr(ctx.keyspace, STREAM_NODE_PARAMS[name], int(value))
         return OK
@@ -127,6 +154,8 @@ def config_set(ctx: Ctx, args: list[bytes]) -> Reply:
         raise CommandError(REQUIREPASS_IN_READ_ONLY_EXEC)
     if any(name in STREAM_NODE_PARAMS for name in names):
         raise CommandError(STREAM_NODE_IN_READ_ONLY_EXEC)
+    if NOTIFY_PARAM in names:
+        raise CommandError(NOTIFY_IN_READ_ONLY_EXEC)
     shim = session_of(ctx, "CONFIG SET").shim
     shim.server_config.set_many(list(zip(args[::2], args[1::2], strict=True)))
     if shim.tracking.table:  # a lower tracking-table-max-keys evicts now

@@ -17,6 +17,7 @@ from typing import Final, cast
 
 from cacheshim.commands import Ctx, command
 from cacheshim.commands.args import option, parse_int
+from cacheshim.notify import GENERIC, notify
 from cacheshim.protocol import errors
 from cacheshim.protocol.errors import CommandError
 from cacheshim.protocol.resp import OK, Reply
@@ -82,13 +83,15 @@ def restore(ctx: Ctx, args: list[bytes]) -> Reply:
         value = load_payload(payload, key)
     except RdbError:
         raise CommandError("ERR Bad data format") from None
-    if replace and ctx.db.contains(key, ctx.now_ms):
-        ctx.db.delete(key, ctx.index)
+    deleted = replace and ctx.db.contains(key, ctx.now_ms) and ctx.db.delete(key, ctx.index)
     if ttl and not absolute:  # added as Redis adds it, in 64 bits: an overflow is expired
         ttl = (ttl + ctx.now_ms + 2**63) % 2**64 - 2**63
     if ttl and ttl <= ctx.now_ms:  # already expired: nothing is created
+        if deleted:
+            notify(ctx, GENERIC, b"del", key)
         return OK
     ctx.db.set(key, cast(Value, value), ctx.index)
     if ttl:
         ctx.db.set_expiry(key, ttl, ctx.index)
+    notify(ctx, GENERIC, b"restore", key)
     return OK

@@ -24,6 +24,8 @@ from cacheshim.commands import Ctx, command
 from cacheshim.commands.args import option, parse_int
 from cacheshim.commands.introspect import MOVABLE_KEYS
 from cacheshim.commands.zsets import get_zset, parse_score, zadd
+from cacheshim.notify import GENERIC, notify
+from cacheshim.notify import ZSET as ZSET_EVENTS
 from cacheshim.protocol import errors
 from cacheshim.protocol.errors import CommandError
 from cacheshim.protocol.resp import NULL_ARRAY, DoubleText, Reply
@@ -289,7 +291,8 @@ def _georadius(ctx: Ctx, args: list[bytes], kind: int, store_allowed: bool, name
     if zset is None:
         if store_key is None:
             return []
-        ctx.db.delete(store_key, ctx.index)
+        if ctx.db.delete(store_key, ctx.index):
+            notify(ctx, GENERIC, b"del", store_key)
         return 0
     if count and not order and not any_:
         order = 1
@@ -307,10 +310,13 @@ def _georadius(ctx: Ctx, args: list[bytes], kind: int, store_allowed: bool, name
         score = point.dist / shape.conversion if store_dist else point.score
         scores.setdefault(point.member, score)
     if not scores:
-        ctx.db.delete(store_key, ctx.index)
+        if ctx.db.delete(store_key, ctx.index):
+            notify(ctx, GENERIC, b"del", store_key)
         return 0
     result = ZSet.from_sorted(sorted((score, member) for member, score in scores.items()))
     ctx.db.set(store_key, result, ctx.index)
+    event = b"geosearchstore" if kind == _SEARCH else b"georadiusstore"
+    notify(ctx, ZSET_EVENTS, event, store_key)
     return len(found)
 
 

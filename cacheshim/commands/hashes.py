@@ -24,6 +24,7 @@ from cacheshim.commands.args import (
     parse_scan_options,
 )
 from cacheshim.commands.keys import parse_cursor
+from cacheshim.notify import GENERIC, HASH, notify
 from cacheshim.picks import distinct_positions, repeated_positions
 from cacheshim.protocol import errors
 from cacheshim.protocol.errors import CommandError
@@ -64,6 +65,7 @@ def _hset(ctx: Ctx, args: list[bytes], name: str) -> int:
         if value.set(args[i], args[i + 1]):
             created += 1
     ctx.db.touch_changed(args[0], ctx.index)
+    notify(ctx, HASH, b"hset", args[0])
     return created
 
 
@@ -98,6 +100,7 @@ def hsetnx(ctx: Ctx, args: list[bytes]) -> Reply:
         return 0
     value.set(field, item)
     ctx.db.touch_changed(key, ctx.index)
+    notify(ctx, HASH, b"hset", key)
     return 1
 
 
@@ -117,9 +120,12 @@ def hdel(ctx: Ctx, args: list[bytes]) -> Reply:
             deleted += 1
             if not len(value):
                 ctx.db.delete(key, ctx.index)
+                notify(ctx, HASH, b"hdel", key)
+                notify(ctx, GENERIC, b"del", key)
                 return deleted
     if deleted:
         ctx.db.touch_changed(key, ctx.index)
+        notify(ctx, HASH, b"hdel", key)
     return deleted
 
 
@@ -149,6 +155,7 @@ def hincrby(ctx: Ctx, args: list[bytes]) -> Reply:
     number += increment
     value.set(field, b"%d" % number)
     ctx.db.touch_changed(key, ctx.index)
+    notify(ctx, HASH, b"hincrby", key)
     return number
 
 
@@ -178,6 +185,7 @@ def hincrbyfloat(ctx: Ctx, args: list[bytes]) -> Reply:
     text = longdouble.format_human(total)
     value.set(field, text)
     ctx.db.touch_changed(key, ctx.index)
+    notify(ctx, HASH, b"hincrbyfloat", key)
     return text
 
 

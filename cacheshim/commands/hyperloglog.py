@@ -18,6 +18,7 @@ from typing import Final
 
 from cacheshim.commands import Ctx, command
 from cacheshim.commands.args import option
+from cacheshim.notify import STRING, notify
 from cacheshim.protocol import errors
 from cacheshim.protocol.errors import CommandError
 from cacheshim.protocol.resp import OK, Reply, Status
@@ -105,6 +106,7 @@ def pfadd(ctx: Ctx, args: list[bytes]) -> Reply:
     if updated:
         sketch.invalidate_cache()
         _save(ctx, key, sketch, created)
+        notify(ctx, STRING, b"pfadd", key)
     return 1 if updated else 0
 
 
@@ -156,6 +158,7 @@ def pfmerge(ctx: Ctx, args: list[bytes]) -> Reply:
                 sketch.set(index, count)
     sketch.invalidate_cache()
     _save(ctx, destination, sketch, created)
+    notify(ctx, STRING, b"pfadd", destination)  # Redis's name for a merge too
     return OK
 
 

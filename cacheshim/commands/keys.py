@@ -13,6 +13,7 @@ from typing import Final
 from cacheshim.commands import Ctx, command, container
 from cacheshim.commands.args import parse_db_index, parse_int, parse_scan_options
 from cacheshim.commands.argspec import ArgSpec, Conflict, token, valued
+from cacheshim.notify import GENERIC, notify
 from cacheshim.protocol import errors
 from cacheshim.protocol.errors import CommandError
 from cacheshim.protocol.resp import OK, Reply, Status
@@ -30,6 +31,7 @@ def _delete(ctx: Ctx, keys: list[bytes]) -> int:
     removed = 0
     for key in keys:
         if ctx.db.contains(key, ctx.now_ms) and ctx.db.delete(key, ctx.index):
+            notify(ctx, GENERIC, b"del", key)
             removed += 1
     return removed
 
@@ -121,8 +123,10 @@ def _expire(ctx: Ctx, args: list[bytes], name: str, seconds: bool, relative: boo
         return 0
     if when <= ctx.now_ms:
         db.delete(key, ctx.index)  # already past: the key goes now
+        notify(ctx, GENERIC, b"del", key)
     else:
         db.set_expiry(key, when, ctx.index)
+        notify(ctx, GENERIC, b"expire", key)
     return 1
 
 
@@ -212,7 +216,10 @@ def pexpiretime(ctx: Ctx, args: list[bytes]) -> Reply:
 )  # fmt: skip
 def persist(ctx: Ctx, args: list[bytes]) -> Reply:
     key = args[0]
-    return int(ctx.db.contains(key, ctx.now_ms) and ctx.db.persist(key, ctx.index))
+    if ctx.db.contains(key, ctx.now_ms) and ctx.db.persist(key, ctx.index):
+        notify(ctx, GENERIC, b"persist", key)
+        return 1
+    return 0
 
 
 # -- rename, copy, move ---------------------------------------------------------------------
@@ -239,6 +246,8 @@ def _rename(ctx: Ctx, args: list[bytes], nx: bool) -> Reply:
         db.delete(target, ctx.index)
     _put(db, target, value, expires_ms, ctx.index)
     db.delete(source, ctx.index)
+    notify(ctx, GENERIC, b"rename_from", source)
+    notify(ctx, GENERIC, b"rename_to", target)
     return 1 if nx else OK
 
 
@@ -284,6 +293,7 @@ def copy(ctx: Ctx, args: list[bytes]) -> Reply:
             return 0
         target_db.delete(target, ctx.index)
     _put(target_db, target, kind_of(value).duplicate(value), expires_ms, ctx.index)
+    notify(ctx, GENERIC, b"copy_to", target, target_db_index)
     return 1
 
 
@@ -305,6 +315,8 @@ def move(ctx: Ctx, args: list[bytes]) -> Reply:
         return 0
     _put(target_db, key, value, ctx.db.expires.get(key), ctx.index)
     ctx.db.delete(key, ctx.index)
+    notify(ctx, GENERIC, b"move_from", key)
+    notify(ctx, GENERIC, b"move_to", key, target_db_index)
     return 1
 
 

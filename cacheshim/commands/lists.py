@@ -33,6 +33,7 @@ from cacheshim.commands.args import (
     parse_long_in_range,
 )
 from cacheshim.commands.argspec import ArgSpec, valued
+from cacheshim.notify import GENERIC, LIST, notify
 from cacheshim.protocol import errors
 from cacheshim.protocol.errors import CommandError
 from cacheshim.protocol.resp import NULL_ARRAY, OK, Reply
@@ -52,12 +53,23 @@ def _store_new(ctx: Ctx, key: bytes, value: ListValue) -> None:
     ctx.db.set(key, value, ctx.index)
 
 
-def _changed(ctx: Ctx, key: bytes, value: ListValue) -> None:
-    """After elements left the list in place: delete the key if it is empty now."""
+def _changed(ctx: Ctx, key: bytes, value: ListValue, event: bytes) -> None:
+    """After elements left the list in place: its event, and the key goes (with a "del"
+    event) if it is empty now."""
+    notify(ctx, LIST, event, key)
     if value:
         ctx.db.touch_changed(key, ctx.index)
     else:
         ctx.db.delete(key, ctx.index)
+        notify(ctx, GENERIC, b"del", key)
+
+
+def _pop_event(left: bool) -> bytes:
+    return b"lpop" if left else b"rpop"
+
+
+def _push_event(left: bool) -> bytes:
+    return b"lpush" if left else b"rpush"
 
 
 def _is_left(arg: bytes) -> bool:
@@ -79,13 +91,13 @@ def _pop_many(ctx: Ctx, key: bytes, value: ListValue, left: bool, count: int) ->
     """Up to count elements from one end, in pop order; the key goes if emptied."""
     take = value.popleft if left else value.pop
     popped: list[Reply] = [take() for _ in range(min(count, len(value)))]
-    _changed(ctx, key, value)
+    _changed(ctx, key, value, _pop_event(left))
     return popped
 
 
 def _pop_one(ctx: Ctx, key: bytes, value: ListValue, left: bool) -> bytes:
     element = value.popleft() if left else value.pop()
-    _changed(ctx, key, value)
+    _changed(ctx, key, value, _pop_event(left))
     return element
 
 
@@ -103,9 +115,11 @@ def _push(ctx: Ctx, args: list[bytes], left: bool, only_existing: bool) -> Reply
         value = ListValue()
         _extend(value, elements, left)
         _store_new(ctx, key, value)
+        notify(ctx, LIST, _push_event(left), key)
         return len(value)
     _extend(value, elements, left)
     ctx.db.touch_changed(key, ctx.index)
+    notify(ctx, LIST, _push_event(left), key)
     return len(value)
 
 
@@ -316,6 +330,7 @@ def lset(ctx: Ctx, args: list[bytes]) -> Reply:
         raise CommandError(errors.LIST_INDEX_OUT_OF_RANGE)
     value[position] = args[2]
     ctx.db.touch_changed(args[0], ctx.index)
+    notify(ctx, LIST, b"lset", args[0])
     return OK
 
 
@@ -339,6 +354,7 @@ def linsert(ctx: Ctx, args: list[bytes]) -> Reply:
         return -1
     value.insert(position if place == b"BEFORE" else position + 1, element)
     ctx.db.touch_changed(key, ctx.index)
+    notify(ctx, LIST, b"linsert", key)
     return len(value)
 
 
@@ -370,7 +386,7 @@ def lrem(ctx: Ctx, args: list[bytes]) -> Reply:
         kept.reverse()
     value.clear()
     value.extend(kept)
-    _changed(ctx, key, value)
+    _changed(ctx, key, value, b"lrem")
     return removed
 
 
@@ -399,8 +415,8 @@ def ltrim(ctx: Ctx, args: list[bytes]) -> Reply:
             value.popleft()
         for _ in range(size - stop):
             value.pop()
-    # Redis signals the key as modified even when nothing was trimmed.
-    _changed(ctx, key, value)
+    # Redis signals the key as modified (and tells of it) even when nothing was trimmed.
+    _changed(ctx, key, value, b"ltrim")
     return OK
 
 
@@ -420,7 +436,8 @@ def _move(ctx: Ctx, source: bytes, destination: bytes, from_left: bool, to_left:
     else:
         _extend(dst, [element], to_left)
         ctx.db.touch_changed(destination, ctx.index)
-    _changed(ctx, source, src)
+    notify(ctx, LIST, _push_event(to_left), destination)
+    _changed(ctx, source, src, _pop_event(from_left))
     return element
 
 

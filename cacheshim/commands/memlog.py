@@ -59,13 +59,16 @@ def status(ctx: Ctx, args: list[bytes]) -> Reply:
 
 
 @command(
-    "expire", 2, "write noscript loading stale", (0, 0, 0), "write slow", "server", "0.1.0",
-    "MEMLOG EXPIRE: a record that changes nothing, so that apply removes the keys expired by "
-    "its time (a shim whose clients track keys proposes it when keys are due).",
+    "expire", 2, "write noscript loading stale", (0, 0, 0), "write fast", "server", "0.1.0",
+    "MEMLOG EXPIRE: a record that removes the keys expired as of its time, nothing else.",
     container="memlog",
 )  # fmt: skip
 def expire(ctx: Ctx, args: list[bytes]) -> Reply:
-    return OK  # apply removed the keys due as of this record's time before running it
+    # Apply removes every key expired as of a record's time before it runs the record's
+    # command (Keyspace.expire_due): this record is there for that alone. A shim proposes it
+    # when keys are due and someone would notice, 'expired' events asked for or clients
+    # tracking keys (cacheshim.server.expirer), as Redis's background expiry would.
+    return OK
 
 
 @command(
@@ -84,11 +87,11 @@ def memlog_help(ctx: Ctx, args: list[bytes]) -> Reply:
             "STATUS",
             "    This shim's id, zone, applied log index, the index it caught up with at start,",
             "    the log node it reads from, and its default read mode.",
+            "EXPIRE",
+            "    A write that only removes the keys expired as of its time (with their 'expired'",
+            "    keyspace events and tracking invalidations); shims propose it when needed.",
             "ACLLOAD <source> <text>, ACLSEED <source> <text>",
             "    Records of the ACL users (ACL LOAD and --aclfile propose them); not for clients.",
-            "EXPIRE",
-            "    A record that changes nothing: apply removes the keys expired by its time (a",
-            "    shim whose clients track keys proposes it; harmless from a client).",
             "HELP",
             "    This text.",
         ]

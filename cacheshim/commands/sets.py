@@ -22,6 +22,7 @@ from cacheshim.commands import Ctx, command
 from cacheshim.commands.args import LONG_MAX, long_in_range, parse_long_in_range, parse_scan_options
 from cacheshim.commands.argspec import ArgSpec, valued
 from cacheshim.commands.keys import parse_cursor
+from cacheshim.notify import GENERIC, SET, notify
 from cacheshim.picks import distinct_positions, repeated_positions
 from cacheshim.protocol import errors
 from cacheshim.protocol.errors import CommandError
@@ -40,15 +41,22 @@ def get_set(ctx: Ctx, key: bytes) -> SetValue | None:
     return ctx.db.get_typed(key, ctx.now_ms, SetValue)
 
 
-def _stored(ctx: Ctx, key: bytes, value: SetValue, created: bool, changed: bool) -> None:
-    """Record a change of the set at key: new key, emptied key, or changed in place."""
+def _stored(
+    ctx: Ctx, key: bytes, value: SetValue, created: bool, changed: bool, event: bytes
+) -> None:
+    """Record a change of the set at key: new key, emptied key, or changed in place; with
+    its event, and "del" for a key emptied."""
     if created:
         if len(value):
             ctx.db.set(key, value, ctx.index)
+            notify(ctx, SET, event, key)
     elif not len(value):
+        notify(ctx, SET, event, key)
         ctx.db.delete(key, ctx.index)
+        notify(ctx, GENERIC, b"del", key)
     elif changed:
         ctx.db.touch_changed(key, ctx.index)
+        notify(ctx, SET, event, key)
 
 
 # -- members ---------------------------------------------------------------------------------
@@ -69,7 +77,7 @@ def sadd(ctx: Ctx, args: list[bytes]) -> Reply:
     for member in args[1:]:
         if value.add(member):
             added += 1
-    _stored(ctx, key, value, created, added > 0)
+    _stored(ctx, key, value, created, added > 0, b"sadd")
     return added
 
 
@@ -89,7 +97,7 @@ def srem(ctx: Ctx, args: list[bytes]) -> Reply:
             removed += 1
             if not len(value):
                 break
-    _stored(ctx, key, value, False, removed > 0)
+    _stored(ctx, key, value, False, removed > 0, b"srem")
     return removed
 
 
@@ -152,7 +160,7 @@ def spop(ctx: Ctx, args: list[bytes]) -> Reply:
     if value is None:
         return None
     member = value.pop_random(ctx.random())
-    _stored(ctx, key, value, False, True)
+    _stored(ctx, key, value, False, True, b"spop")
     return member
 
 
@@ -163,14 +171,16 @@ def _spop_count(ctx: Ctx, key: bytes, count_arg: bytes) -> Reply:
         return SetReply([])
     size = len(value)
     rng = ctx.random()
+    notify(ctx, SET, b"spop", key)
     if count >= size:
         # The whole set, walked as Redis walks a union of it: a set built anew.
         everything = SetValue(value.ordered()).ordered()
         ctx.db.delete(key, ctx.index)
+        notify(ctx, GENERIC, b"del", key)
         return SetReply(everything)
     if (size - count) * _SPOP_MOVE_STRATEGY_MUL > count:
         popped = value.pop_random_many(rng, count)
-        _stored(ctx, key, value, False, True)
+        ctx.db.touch_changed(key, ctx.index)
         return SetReply(popped)
     # Most of the set goes: pick the members that stay, rebuild the set from them (its
     # encoding decided anew), answer the rest in the old set's order.
@@ -229,12 +239,12 @@ def smove(ctx: Ctx, args: list[bytes]) -> Reply:
         return int(member in source)
     if not source.remove(member):
         return 0
-    _stored(ctx, source_key, source, False, True)
+    _stored(ctx, source_key, source, False, True, b"srem")
     created = target is None
     if target is None:
         target = SetValue()
     added = target.add(member)
-    _stored(ctx, target_key, target, created, added)
+    _stored(ctx, target_key, target, created, added, b"sadd")
     return 1
 
 
@@ -301,12 +311,14 @@ def _difference(sets: list[SetValue | None]) -> SetValue:
     return result
 
 
-def _store(ctx: Ctx, key: bytes, result: SetValue) -> Reply:
+def _store(ctx: Ctx, key: bytes, result: SetValue, event: bytes) -> Reply:
     """The STORE variants: replace key with the result, or delete it when it is empty."""
     if len(result):
         ctx.db.set(key, result, ctx.index)
+        notify(ctx, SET, event, key)
     elif ctx.db.contains(key, ctx.now_ms):
         ctx.db.delete(key, ctx.index)
+        notify(ctx, GENERIC, b"del", key)
     return len(result)
 
 
@@ -349,7 +361,7 @@ def sintercard(ctx: Ctx, args: list[bytes]) -> Reply:
 )  # fmt: skip
 def sinterstore(ctx: Ctx, args: list[bytes]) -> Reply:
     common = _intersection(_lookup(ctx, args[1:]))
-    return _store(ctx, args[0], SetValue(common))
+    return _store(ctx, args[0], SetValue(common), b"sinterstore")
 
 
 @command(
@@ -367,7 +379,7 @@ def sunion(ctx: Ctx, args: list[bytes]) -> Reply:
     _UNION_COMPLEXITY, key_flags="OW update|RO access",
 )  # fmt: skip
 def sunionstore(ctx: Ctx, args: list[bytes]) -> Reply:
-    return _store(ctx, args[0], _union(_lookup(ctx, args[1:])))
+    return _store(ctx, args[0], _union(_lookup(ctx, args[1:])), b"sunionstore")
 
 
 @command(
@@ -385,7 +397,7 @@ def sdiff(ctx: Ctx, args: list[bytes]) -> Reply:
     "how many there are.", _UNION_COMPLEXITY, key_flags="OW update|RO access",
 )  # fmt: skip
 def sdiffstore(ctx: Ctx, args: list[bytes]) -> Reply:
-    return _store(ctx, args[0], _difference(_lookup(ctx, args[1:])))
+    return _store(ctx, args[0], _difference(_lookup(ctx, args[1:])), b"sdiffstore")
 
 
 # -- SSCAN ------------------------------------------------------------------------------------

@@ -54,6 +54,7 @@ from typing import Final, TypeVar
 from cacheshim.commands import Ctx, command
 from cacheshim.commands.args import parse_int
 from cacheshim.commands.argspec import ArgSpec, multi, raw, token
+from cacheshim.notify import GENERIC, LIST, notify
 from cacheshim.protocol import errors
 from cacheshim.protocol.errors import CommandError
 from cacheshim.protocol.resp import Reply
@@ -298,8 +299,10 @@ def _sort(ctx: Ctx, args: list[bytes], readonly: bool) -> Reply:
     if out:
         items = [b"" if item is None else item for item in out]
         ctx.db.set(opts.store, _new_list(items), ctx.index)  # a new key: no expiry
+        notify(ctx, LIST, b"sortstore", opts.store)
     elif ctx.db.contains(opts.store, ctx.now_ms):
         ctx.db.delete(opts.store, ctx.index)
+        notify(ctx, GENERIC, b"del", opts.store)
     return len(out)
 
 

@@ -23,12 +23,14 @@ from cacheshim.commands.streams import (
     parse_strict_id,
     stream_of,
 )
+from cacheshim.notify import STREAM, notify
 from cacheshim.protocol import errors
 from cacheshim.protocol.errors import CommandError, text_from_bytes
 from cacheshim.protocol.resp import NULL_ARRAY, OK, Reply
 from cacheshim.types.streamvalue import (
     ID_MIN,
     INVALID_ENTRIES_READ,
+    Consumer,
     Group,
     Nack,
     Stream,
@@ -122,6 +124,7 @@ def xgroup_create(ctx: Ctx, args: list[bytes]) -> Reply:
     if args[1] in stream.groups:
         raise CommandError(errors.STREAM_BUSYGROUP)
     stream.groups[args[1]] = Group(last, entries_read)
+    notify(ctx, STREAM, b"xgroup-create", args[0])
     return OK
 
 
@@ -139,6 +142,7 @@ def xgroup_setid(ctx: Ctx, args: list[bytes]) -> Reply:
     new_id = stream.last_id if args[2] == b"$" else parse_id(args[2])[0]
     group.last_id = new_id
     group.entries_read = entries_read
+    notify(ctx, STREAM, b"xgroup-setid", args[0])
     return OK
 
 
@@ -154,6 +158,7 @@ def xgroup_destroy(ctx: Ctx, args: list[bytes]) -> Reply:
     if group is None:
         return 0
     del stream.groups[args[1]]
+    notify(ctx, STREAM, b"xgroup-destroy", args[0])
     ctx.db.signal_ready(args[0])  # its waiting readers hear it is gone
     return 1
 
@@ -166,7 +171,10 @@ def xgroup_destroy(ctx: Ctx, args: list[bytes]) -> Reply:
 def xgroup_createconsumer(ctx: Ctx, args: list[bytes]) -> Reply:
     _, group = _xgroup_target(ctx, args, "CREATECONSUMER")
     assert group is not None
-    return 1 if group.create_consumer(args[2], ctx.now_ms) is not None else 0
+    if group.create_consumer(args[2], ctx.now_ms) is None:
+        return 0
+    notify(ctx, STREAM, b"xgroup-createconsumer", args[0])
+    return 1
 
 
 @command(
@@ -182,6 +190,7 @@ def xgroup_delconsumer(ctx: Ctx, args: list[bytes]) -> Reply:
         return 0
     pending = len(consumer.pel)
     group.delete_consumer(consumer)
+    notify(ctx, STREAM, b"xgroup-delconsumer", args[0])
     return pending
 
 
@@ -212,6 +221,15 @@ def xgroup_help(ctx: Ctx, args: list[bytes]) -> Reply:
 
 
 # -- XACK, XPENDING ---------------------------------------------------------------------------
+
+
+def consumer_or_new(ctx: Ctx, group: Group, name: bytes, key: bytes, now_ms: int) -> Consumer:
+    """The group's consumer of that name, created (with its event) when there is none."""
+    found = group.consumer(name, now_ms)
+    if found is None:
+        found = group.consumer_or_new(name, now_ms)
+        notify(ctx, STREAM, b"xgroup-createconsumer", key)
+    return found
 
 
 def _group_of(ctx: Ctx, key: bytes, name: bytes) -> tuple[Stream | None, Group | None]:
@@ -373,7 +391,7 @@ def xclaim(ctx: Ctx, args: list[bytes]) -> Reply:
         if nack.consumer is not None and min_idle and now - nack.delivery_time < min_idle:
             continue
         if consumer is None:
-            consumer = group.consumer_or_new(args[2], now)
+            consumer = consumer_or_new(ctx, group, args[2], args[0], now)
         group.give(stream_id, nack, consumer)
         nack.delivery_time = delivery_time
         if retry_count >= 0:
@@ -446,7 +464,7 @@ def xautoclaim(ctx: Ctx, args: list[bytes]) -> Reply:
                 break
             continue
         if consumer is None:
-            consumer = group.consumer_or_new(args[2], now)
+            consumer = consumer_or_new(ctx, group, args[2], args[0], now)
         group.give(stream_id, nack, consumer)
         nack.delivery_time = now
         if not justid:

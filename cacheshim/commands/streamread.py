@@ -23,6 +23,7 @@ from cacheshim.blocking import would_block
 from cacheshim.commands import Ctx, command
 from cacheshim.commands.args import parse_int
 from cacheshim.commands.argspec import option
+from cacheshim.commands.streamgroups import consumer_or_new
 from cacheshim.commands.streams import entry_reply, parse_strict_id
 from cacheshim.protocol import errors
 from cacheshim.protocol.errors import CommandError, text_from_bytes
@@ -172,7 +173,7 @@ def _read(ctx: Ctx, args: list[bytes], group_command: bool, name: bytes) -> Repl
                 continue
         consumer = None
         if group is not None:
-            consumer = group.consumer_or_new(parsed.consumer, now)
+            consumer = consumer_or_new(ctx, group, parsed.consumer, key, now)
         start = incr_id(after) or ID_MAX
         if group is not None and consumer is not None and history:
             entries = _from_consumer_pel(stream, consumer, start, parsed.count, now)

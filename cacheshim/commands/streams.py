@@ -16,6 +16,7 @@ from typing import Final
 from cacheshim.commands import Ctx, command
 from cacheshim.commands.args import parse_int
 from cacheshim.commands.argspec import option
+from cacheshim.notify import STREAM, notify
 from cacheshim.protocol import errors
 from cacheshim.protocol.errors import CommandError
 from cacheshim.protocol.resp import NULL_ARRAY, OK, Reply
@@ -271,8 +272,9 @@ def xadd(ctx: Ctx, args: list[bytes]) -> Reply:
     if new_id is None or new_id <= last:
         raise CommandError(errors.STREAM_XADD_ID_TOO_SMALL)
     stream.append(new_id, tuple(pairs), max_bytes, max_entries)
-    if parsed.strategy:
-        trim(stream, parsed)
+    notify(ctx, STREAM, b"xadd", key)
+    if parsed.strategy and trim(stream, parsed):
+        notify(ctx, STREAM, b"xtrim", key)
     db.touch_changed(key, ctx.index)
     return format_id(new_id)
 
@@ -361,6 +363,7 @@ def xdel(ctx: Ctx, args: list[bytes]) -> Reply:
         if not len(stream) or first_gone:
             stream.refresh_first_id()
         db.touch_changed(args[0], ctx.index)
+        notify(ctx, STREAM, b"xdel", args[0])
     return deleted
 
 
@@ -381,6 +384,7 @@ def xtrim(ctx: Ctx, args: list[bytes]) -> Reply:
     deleted = trim(stream, parsed)
     if deleted:
         db.touch_changed(args[0], ctx.index)
+        notify(ctx, STREAM, b"xtrim", args[0])
     return deleted
 
 
@@ -425,4 +429,5 @@ def xsetid(ctx: Ctx, args: list[bytes]) -> Reply:
     if max_deleted != ID_MIN:
         stream.max_deleted_id = max_deleted
     db.touch_changed(args[0], ctx.index)
+    notify(ctx, STREAM, b"xsetid", args[0])
     return OK

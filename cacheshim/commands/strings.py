@@ -16,6 +16,7 @@ from typing import Final
 from cacheshim.commands import Ctx, command
 from cacheshim.commands.args import parse_int
 from cacheshim.commands.argspec import ArgSpec, Conflict, raw, token, valued
+from cacheshim.notify import GENERIC, STRING, notify
 from cacheshim.protocol import errors
 from cacheshim.protocol.errors import CommandError
 from cacheshim.protocol.resp import BULK_BYTES_MAX_DEFAULT, OK, Reply
@@ -112,8 +113,10 @@ def _set_generic(
     if (opts.nx and found) or (opts.xx and not found):
         return old if opts.get else abort_reply
     ctx.db.set(key, value, ctx.index, keep_ttl=opts.keep_ttl)
+    notify(ctx, STRING, b"set", key)
     if expire_at is not None:
         ctx.db.set_expiry(key, expire_at, ctx.index)
+        notify(ctx, GENERIC, b"expire", key)
     return old if opts.get else ok_reply
 
 
@@ -171,6 +174,7 @@ def psetex(ctx: Ctx, args: list[bytes]) -> Reply:
 def getset(ctx: Ctx, args: list[bytes]) -> Reply:
     old = get_string(ctx, args[0])
     ctx.db.set(args[0], args[1], ctx.index)
+    notify(ctx, STRING, b"set", args[0])
     return old
 
 
@@ -182,6 +186,7 @@ def getdel(ctx: Ctx, args: list[bytes]) -> Reply:
     value = get_string(ctx, args[0])
     if value is not None:
         ctx.db.delete(args[0], ctx.index)
+        notify(ctx, GENERIC, b"del", args[0])
     return value
 
 
@@ -200,10 +205,12 @@ def getex(ctx: Ctx, args: list[bytes]) -> Reply:
         when = expire_at_ms(ctx, opts.expire, opts.expire_arg, "getex")
         if opts.expire in (b"EXAT", b"PXAT") and when <= ctx.now_ms:
             ctx.db.delete(key, ctx.index)  # a time already past: the key goes at once
+            notify(ctx, GENERIC, b"del", key)
         else:
             ctx.db.set_expiry(key, when, ctx.index)
-    elif opts.persist:
-        ctx.db.persist(key, ctx.index)
+            notify(ctx, GENERIC, b"expire", key)
+    elif opts.persist and ctx.db.persist(key, ctx.index):
+        notify(ctx, GENERIC, b"persist", key)
     return value
 
 
@@ -231,6 +238,7 @@ def mset(ctx: Ctx, args: list[bytes]) -> Reply:
     _check_pairs(args, "mset")
     for i in range(0, len(args), 2):
         ctx.db.set(args[i], args[i + 1], ctx.index)
+        notify(ctx, STRING, b"set", args[i])
     return OK
 
 
@@ -245,6 +253,7 @@ def msetnx(ctx: Ctx, args: list[bytes]) -> Reply:
         return 0
     for i in range(0, len(args), 2):
         ctx.db.set(args[i], args[i + 1], ctx.index)
+        notify(ctx, STRING, b"set", args[i])
     return 1
 
 
@@ -260,6 +269,7 @@ def _incr_by(ctx: Ctx, key: bytes, delta: int) -> Reply:
         raise CommandError(errors.INCR_OVERFLOW)
     value += delta
     ctx.db.set(key, b"%d" % value, ctx.index, keep_ttl=True)
+    notify(ctx, STRING, b"incrby", key)
     return value
 
 
@@ -317,6 +327,7 @@ def incrbyfloat(ctx: Ctx, args: list[bytes]) -> Reply:
         raise CommandError(errors.INCR_NAN_OR_INFINITY)
     text = PlainString(longdouble.format_human(total))
     ctx.db.set(args[0], text, ctx.index, keep_ttl=True)
+    notify(ctx, STRING, b"incrbyfloat", args[0])
     return text
 
 
@@ -338,10 +349,12 @@ def append(ctx: Ctx, args: list[bytes]) -> Reply:
     current = get_string(ctx, key)
     if current is None:
         ctx.db.set(key, tail, ctx.index)
+        notify(ctx, STRING, b"append", key)
         return len(tail)
     _check_length(len(current), len(tail))
     grown = RawString(current + tail)
     ctx.db.set(key, grown, ctx.index, keep_ttl=True)
+    notify(ctx, STRING, b"append", key)
     return len(grown)
 
 
@@ -412,6 +425,7 @@ def setrange(ctx: Ctx, args: list[bytes]) -> Reply:
         _check_length(offset, len(patch))
         created = RawString(bytes(offset) + patch)
         ctx.db.set(key, created, ctx.index)
+        notify(ctx, STRING, b"setrange", key)
         return len(created)
     if not patch:
         return len(current)
@@ -423,6 +437,7 @@ def setrange(ctx: Ctx, args: list[bytes]) -> Reply:
     buffer[offset:end] = patch
     patched = RawString(buffer)
     ctx.db.set(key, patched, ctx.index, keep_ttl=True)
+    notify(ctx, STRING, b"setrange", key)
     return len(patched)
 
 

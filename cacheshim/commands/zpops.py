@@ -27,7 +27,8 @@ def _pop(ctx: Ctx, key: bytes, zset: ZSet, count: int, highest: bool) -> list[tu
     start, stop = (size - taken, size) if highest else (0, taken)
     entries = list(zset.entries(start, stop, reverse=highest))
     zset.remove_positions(start, stop)
-    changed(ctx, key, zset)
+    if taken:
+        changed(ctx, key, zset, b"zpopmax" if highest else b"zpopmin")
     return [(member, score) for score, member in entries]
 
 

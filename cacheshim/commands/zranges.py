@@ -179,7 +179,7 @@ def _zrange(
     result = ZSet()
     for score, member in entries:
         result.insert(member, score)
-    return store_result(ctx, destination, result)
+    return store_result(ctx, destination, result, b"zrangestore")
 
 
 _RANGE_COMPLEXITY: Final = (
@@ -280,7 +280,7 @@ def zremrangebyrank(ctx: Ctx, args: list[bytes]) -> Reply:
     if span is None:
         return 0
     removed = zset.remove_positions(span[0], span[1] + 1)
-    changed(ctx, args[0], zset)
+    changed(ctx, args[0], zset, b"zremrangebyrank")
     return removed
 
 
@@ -296,7 +296,7 @@ def zremrangebyscore(ctx: Ctx, args: list[bytes]) -> Reply:
         return 0
     removed = zset.remove_positions(*zset.score_span(spec))
     if removed:
-        changed(ctx, args[0], zset)
+        changed(ctx, args[0], zset, b"zremrangebyscore")
     return removed
 
 
@@ -315,5 +315,5 @@ def zremrangebylex(ctx: Ctx, args: list[bytes]) -> Reply:
         return 0
     removed = zset.remove_positions(first, first + _lex_run_forward(zset, first, spec))
     if removed:
-        changed(ctx, args[0], zset)
+        changed(ctx, args[0], zset, b"zremrangebylex")
     return removed

@@ -149,7 +149,7 @@ def _setop(
                     result[member] = score
     entries = sorted((score, member) for member, score in result.items())
     if destination is not None:  # a skiplist, made a listpack if it fits
-        return store_result(ctx, destination, ZSet.from_sorted(entries))
+        return store_result(ctx, destination, ZSet.from_sorted(entries), name.encode())
     return rows(entries, withscores)
 
 

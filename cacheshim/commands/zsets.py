@@ -38,6 +38,8 @@ from cacheshim.commands.args import (
 )
 from cacheshim.commands.argspec import ArgSpec, Conflict, token
 from cacheshim.commands.keys import parse_cursor
+from cacheshim.notify import GENERIC, notify
+from cacheshim.notify import ZSET as ZSET_EVENTS
 from cacheshim.picks import distinct_positions, repeated_positions
 from cacheshim.protocol import errors
 from cacheshim.protocol.errors import CommandError
@@ -64,21 +66,26 @@ def _store(ctx: Ctx, key: bytes, zset: ZSet) -> None:
     ctx.db.set(key, zset, ctx.index)
 
 
-def changed(ctx: Ctx, key: bytes, zset: ZSet) -> None:
-    """After an in-place change: an emptied set goes, else WATCH sees the key changed."""
+def changed(ctx: Ctx, key: bytes, zset: ZSet, event: bytes) -> None:
+    """After an in-place change: its event; an emptied set goes (with a "del" event), else
+    WATCH sees the key changed."""
+    notify(ctx, ZSET_EVENTS, event, key)
     if len(zset):
         ctx.db.touch_changed(key, ctx.index)
     else:
         ctx.db.delete(key, ctx.index)
+        notify(ctx, GENERIC, b"del", key)
 
 
-def store_result(ctx: Ctx, destination: bytes, result: ZSet) -> int:
+def store_result(ctx: Ctx, destination: bytes, result: ZSet, event: bytes) -> int:
     """A STORE command's end: the new set replaces the destination (its expiry goes too), or
-    an empty result deletes it."""
+    an empty result deletes it; with its event, or "del"."""
     if len(result):
         _store(ctx, destination, result)
+        notify(ctx, ZSET_EVENTS, event, destination)
     elif ctx.db.contains(destination, ctx.now_ms):
         ctx.db.delete(destination, ctx.index)
+        notify(ctx, GENERIC, b"del", destination)
     return len(result)
 
 
@@ -259,6 +266,8 @@ def _zadd(ctx: Ctx, args: list[bytes], incr: bool) -> Reply:
             _store(ctx, key, zset)
         elif added or updated:
             ctx.db.touch_changed(key, ctx.index)
+        if added or updated:
+            notify(ctx, ZSET_EVENTS, b"zincr" if incr else b"zadd", key)
     if incr:
         return last if processed else None
     return added + updated if _CH in parsed else added
@@ -302,7 +311,7 @@ def zrem(ctx: Ctx, args: list[bytes]) -> Reply:
         if not len(zset):
             break
     if removed:
-        changed(ctx, key, zset)
+        changed(ctx, key, zset, b"zrem")
     return removed
 
 

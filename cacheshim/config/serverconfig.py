@@ -29,6 +29,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Final
 
+from cacheshim import notify
 from cacheshim.clientlimits import MAXCLIENTS_TOO_MANY_FOR_OS, fit_open_files
 from cacheshim.config.defaults import (
     ALIASES,
@@ -75,6 +76,9 @@ PERCENTILES_RANGE: Final = (
     "latency-tracking-info-percentiles parameters should sit between [0.0,100.0]"
 )
 EVENTS_INVALID: Final = "Invalid event class character. Use 'Ag$lshzxeKEtmdn'."
+# Ours: keymiss events would come from reads, which each shim serves from its own memory
+# without the log; not built, so refused rather than accepted and never sent.
+KEYMISS_EVENTS: Final = "memlog does not send keymiss events (class 'm')"
 TITLE_TEMPLATE_INVALID: Final = "template format is invalid or contains unknown variables"
 # Ours: what the shim cannot honour.
 LISTEN_FIXED: Final = "memlog: the shim listens where its --listen flag says"
@@ -135,9 +139,6 @@ _OBL_CLASSES: Final = {
     b"pubsub": "pubsub",
 }
 _OBL_ORDER: Final = ("normal", "slave", "pubsub")
-# notify-keyspace-events: the classes that "A" stands for, in the order CONFIG GET prints them.
-_EVENT_CLASSES_ALL: Final = "g$lshzxetd"
-_EVENT_CHARS: Final = frozenset("Ag$lshzxeKEtmdn")
 _TITLE_VARIABLES: Final = frozenset(
     {"title", "listen-addr", "server-mode", "port", "tls-port", "unixsocket", "config-file"}
 )
@@ -441,14 +442,12 @@ def _percentiles(raw: bytes) -> str:
 
 
 def _keyspace_events(text: str) -> str:
-    if any(c not in _EVENT_CHARS for c in text):
+    flags = notify.flags_of(text)
+    if flags is None:
         raise ValueError(EVENTS_INVALID)
-    classes = set(text.replace("A", _EVENT_CLASSES_ALL))
-    if set(_EVENT_CLASSES_ALL) <= classes:
-        out = "A"  # Redis then leaves out 'n' (new key), which 'A' does not cover
-    else:
-        out = "".join(c for c in _EVENT_CLASSES_ALL + "n" if c in classes)
-    return out + "".join(c for c in "KEm" if c in classes)
+    if flags & notify.KEY_MISS:
+        raise ValueError(KEYMISS_EVENTS)
+    return notify.text_of(flags)
 
 
 def _check_title_template(text: str) -> None:

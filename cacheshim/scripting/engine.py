@@ -28,7 +28,7 @@ import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from lupa import lua51  # type: ignore[import-untyped]
 
@@ -590,6 +590,10 @@ class ScriptError(Exception):
         self.message = message
 
 
+# A script's calls of these are not shown to MONITOR, as at the top level (Redis's call()).
+_UNMONITORED: Final = frozenset({Flag.ADMIN, Flag.SKIP_MONITOR})
+
+
 class LuaEngine:
     """One Lua state and the Python side of its `redis` library.
 
@@ -610,6 +614,9 @@ class LuaEngine:
         self.offload = False
         self.threaded = False
         self.kill_requested = False
+        # Set by a serving shim: told (db, argv) of each command a script ran, for MONITOR's
+        # "[<db> lua]" lines (Redis shows a script's calls); None: nobody to tell.
+        self.monitor: Callable[[int, list[bytes]], None] | None = None
         self.preview = False  # running a deferred script as a preview (no writes)
         # Calls that ran long after changing something (so could not move): the next call of
         # the same script or function moves at once (where it runs, never what it does).
@@ -909,6 +916,8 @@ class LuaEngine:
         reply = self._runner(ctx, spec, argv)
         if spec.name == "select" and isinstance(reply, Error):
             ctx.db_index = db_index
+        if self.monitor is not None and not _UNMONITORED.intersection(spec.flags):
+            self.monitor(ctx.db_index, argv)
         if isinstance(reply, Error):
             return False, reply.message.encode("utf-8", "surrogateescape")
         return True, self.to_lua(reply, invocation.resp)

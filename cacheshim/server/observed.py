@@ -14,7 +14,7 @@ import asyncio
 import functools
 import time
 from time import perf_counter_ns
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from cacheshim.commands import Command, Flag, lookup
 from cacheshim.commands.session import RUN_IN_MULTI
@@ -50,6 +50,11 @@ class IntSetting:
 SLOWLOG_SLOWER_THAN = IntSetting("slowlog-log-slower-than")
 SLOWLOG_MAX_LEN = IntSetting("slowlog-max-len")
 LATENCY_THRESHOLD = IntSetting("latency-monitor-threshold")
+# Scripts and functions (flagged skip_monitor): Redis shows their line as they start, so that
+# the lines of the commands they run come after it.
+FED_BEFORE_RUNNING: Final = frozenset(
+    {"eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro"}
+)
 
 
 MAXMEMORY = IntSetting("maxmemory")
@@ -77,6 +82,10 @@ class Observed(Dispatch):
         exec_args = list(session.queued) if name == b"exec" and session.in_multi else None
         mark = len(self.encoder)
         self._refused = False
+        if spec is not None and spec.name in FED_BEFORE_RUNNING and not queued:
+            monitors = self.shim.stats.monitors
+            if monitors.watchers:  # before the "[<db> lua]" lines of the calls it makes
+                monitors.feed(session.db, session.addr, command.args)
         waiting = super()._dispatch(session, command)
         stats = self.shim.stats.commands
         if self._refused or spec is None or (queued and waiting is None):

@@ -25,6 +25,7 @@ from cacheshim.protocol.resp import Error
 from cacheshim.scripting.engine import DEFERRED, MoveOffLoop, WantsWrite
 from cacheshim.server.busy import HubOnLoop
 from cacheshim.server.clock import wall_ms
+from cacheshim.server.expirer import is_expiry_record
 from cacheshim.server.writer import record_for
 from cacheshim.snapshot import bootstrap
 from cacheshim.types.keyspace import LOOKUPS
@@ -301,7 +302,7 @@ class Replica:
         self.tracking.deliver([(None, None)])
         self.caught_up_index = target
         self.loading = False
-        self.applier.scripts.engine.offload = True
+        self._serve_scripts()
         log.info(
             "caught up again: restored snapshot %d, replayed %d records to %d (was at %d); "
             "serving",
@@ -332,6 +333,25 @@ class Replica:
             return
         if index > self.applier.applied_index:
             self._apply(index, payload)
+
+    def _serve_scripts(self) -> None:
+        """The Lua engine as a serving shim runs it: long calls leave the event loop, and
+        the commands scripts run are shown to MONITOR ("[<db> lua]" lines, as Redis shows
+        them; on every shim for a script applied from the log)."""
+        engine = self.applier.scripts.engine
+        engine.offload = True
+        monitors = self.stats.monitors
+        loop = asyncio.get_running_loop()
+
+        def feed(db: int, args: list[bytes]) -> None:
+            if not monitors.watchers:
+                return
+            if engine.threaded:  # on the script thread: the connections are the loop's
+                loop.call_soon_threadsafe(monitors.feed, db, "lua", list(args))
+            else:
+                monitors.feed(db, "lua", args)
+
+        engine.monitor = feed
 
     def _hold_records(self, next_index: int) -> None:
         if self._held_records is None:
@@ -512,7 +532,7 @@ class Replica:
         """MONITOR's lines for an applied record: its commands, marked as from the log."""
         source = f"log:{record.shim_id or '?'}:{index}"
         for command in record.commands:
-            if command.args:
+            if command.args and not is_expiry_record(list(command.args)):
                 self.stats.monitors.feed(record.db, source, list(command.args))
 
     def _log_script_refusals(self, origin: int) -> None:

@@ -20,6 +20,7 @@ from cacheshim.config.serverconfig import MAX_STALENESS, ServerConfig
 from cacheshim.hub import Hub
 from cacheshim.observe.logview import watch_log
 from cacheshim.protocol.errors import CommandError
+from cacheshim.server import expirer
 from cacheshim.server.busy import ScriptThread
 from cacheshim.server.clock import wall_ms
 from cacheshim.server.connection import Connection
@@ -38,8 +39,6 @@ log = logging.getLogger("cacheshim.server")
 # A client that has not finished its TLS handshake by then is dropped (asyncio's default is
 # 60 s, which lets idle half-open connections pile up).
 TLS_HANDSHAKE_TIMEOUT_S = 10.0
-# How often a shim with tracking clients looks for keys due to expire (`_expire_for_tracking`).
-EXPIRY_CHECK_S = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +142,7 @@ class Shim(Replica):
         target = await self._commit_index()
         # The newest usable snapshot, then the log after it up to target (issue 16).
         await bootstrap.recover(self.applier, self.log_reader_client, target, self._apply)
-        self.applier.scripts.engine.offload = True  # long calls leave the loop from now on
+        self._serve_scripts()  # long calls leave the loop from now on
         self._tasks.append(asyncio.create_task(persistence.watch(self), name="store-watch"))
         self._tasks.append(
             asyncio.create_task(
@@ -153,6 +152,7 @@ class Shim(Replica):
         )
         self.writer.start()
         self._tasks.append(asyncio.create_task(self._apply_loop(), name="apply-loop"))
+        self._tasks.append(asyncio.create_task(expirer.expire_keys(self), name="expirer"))
         while self.applier.applied_index < target:
             try:
                 await self.wait_applied(target, timeout_s=1.0)
@@ -168,7 +168,6 @@ class Shim(Replica):
             # waits for them any more (cacheshim.blocking).
             await self.writer.submit(unblock_record(wall_ms(), every=True))
         self.blocking.serving = True
-        self._tasks.append(asyncio.create_task(self._expire_for_tracking(), name="expiry"))
         loop = asyncio.get_running_loop()
         served: list[str] = []
         if self.config.port:
@@ -188,21 +187,6 @@ class Shim(Replica):
             "shim %s serving on %s after replaying %d records",
             self.config.shim_id, " and ".join(served), target,
         )  # fmt: skip
-
-    async def _expire_for_tracking(self) -> None:
-        """While clients of this shim track keys, keys whose time has come are removed soon
-        (and their invalidations sent) even when no write comes: a MEMLOG EXPIRE record,
-        at most one in flight, checked ten times a second (Redis's active expiry runs at
-        hz 10). Without tracking clients, expired keys wait for the next record as before."""
-        while True:
-            await asyncio.sleep(EXPIRY_CHECK_S)
-            due = self.applier.keyspace.next_expiry_ms()
-            if not self.tracking.clients or due is None or due > wall_ms() or self.loading:
-                continue
-            try:
-                await self.writer.submit_command(0, [b"MEMLOG", b"EXPIRE"], origin=None)
-            except Exception as exc:  # the log refused it: try again at the next check
-                log.debug("MEMLOG EXPIRE not applied: %s", exc)
 
     def _tracking_max_keys(self) -> int:
         return self.server_config.int_value("tracking-table-max-keys")

@@ -123,6 +123,8 @@ AUX_FUNCTION: Final = b"memlog-function-v1"
 # stream-node-max-bytes and -entries as apply uses them (replicated by CONFIG SET records),
 # "bytes entries", written when they are not Redis's defaults.
 AUX_STREAM_NODE: Final = b"memlog-stream-node"
+# notify-keyspace-events as apply holds it (Keyspace.notify_flags, cacheshim.notify), when set.
+AUX_NOTIFY: Final = b"memlog-notify-flags"
 STREAM_NODE_MAX_BYTES: Final = 4096
 STREAM_NODE_MAX_ENTRIES: Final = 100
 SCAN_POSITIONS_PER_FIELD: Final = 16384
@@ -312,6 +314,8 @@ def write_rdb(
         limits = (keyspace.stream_node_max_bytes, keyspace.stream_node_max_entries)
         if limits != (STREAM_NODE_MAX_BYTES, STREAM_NODE_MAX_ENTRIES):
             write(_aux(AUX_STREAM_NODE, b"%d %d" % limits))
+        if keyspace.notify_flags:
+            write(_aux(AUX_NOTIFY, b"%d" % keyspace.notify_flags))
     keys_written = 0
     for db in keyspace.dbs:
         memlog = state is not None
@@ -988,6 +992,8 @@ def _read_rdb(inp: BinaryIO, chunk_bytes: int, fast: Any, lazy: bool) -> LoadRes
                 node_bytes, _, node_entries = value.partition(b" ")
                 keyspace.stream_node_max_bytes = _int(node_bytes, name)
                 keyspace.stream_node_max_entries = _int(node_entries, name)
+            elif name == AUX_NOTIFY:
+                keyspace.notify_flags = _int(value, name)
             elif name == AUX_SCRIPT:
                 scripts.append(value)
             elif name == AUX_FUNCTION:

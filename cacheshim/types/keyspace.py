@@ -19,6 +19,9 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, TypeAlias, TypeVar
 
+from cacheshim import notify
+from cacheshim.notify import EXPIRED as NOTIFY_EXPIRED
+from cacheshim.notify import NEW as NOTIFY_NEW
 from cacheshim.protocol import errors
 from cacheshim.protocol.errors import CommandError
 from cacheshim.types.keyindex import KeyIndex
@@ -26,6 +29,7 @@ from cacheshim.types.keyindex import KeyIndex
 DATABASES = 16
 
 if TYPE_CHECKING:
+    from cacheshim.hub import Hub
     from cacheshim.types.hashvalue import HashValue
     from cacheshim.types.listvalue import ListValue
     from cacheshim.types.setvalue import SetValue
@@ -210,8 +214,11 @@ FLUSHED: Final = _Flushed()
 
 
 class Database:
-    def __init__(self, index: int) -> None:
+    def __init__(self, index: int, owner: Keyspace | None = None) -> None:
         self.index = index
+        # The keyspace this database belongs to: its notify-keyspace-events flags and hub
+        # ("new" and "expired" events come from here; None: a database on its own, no events).
+        self.owner = owner
         self.data: dict[bytes, Stored] = {}
         self.expires: dict[bytes, int] = {}
         # (when, key) for every expiry ever set; stale pairs are skipped when popped.
@@ -336,6 +343,9 @@ class Database:
     def set(self, key: bytes, value: Value, index: int, keep_ttl: bool = False) -> None:
         if key not in self.data:
             self.key_index.add(key)
+            owner = self.owner
+            if owner is not None and owner.notify_flags & NOTIFY_NEW:
+                notify.publish(owner, b"new", key, self.index)
         self.data[key] = value
         if not keep_ttl:
             self.expires.pop(key, None)
@@ -389,6 +399,10 @@ class Database:
         if key in self.blocked_keys:
             self.ready_keys.append(key)
 
+    def next_expiry(self) -> int | None:
+        """The earliest expiry time held (perhaps of a key whose expiry changed since)."""
+        return self._expiry_heap[0][0] if self._expiry_heap else None
+
     def expire_due(self, now_ms: int, index: int) -> int:
         """Delete every key whose expiry is <= now_ms (apply only); returns how many."""
         removed = 0
@@ -405,6 +419,9 @@ class Database:
                     self.changed_at[key] = changed
                 self.expired_at[key] = index
                 removed += 1
+                owner = self.owner
+                if owner is not None and owner.notify_flags & NOTIFY_EXPIRED:
+                    notify.publish(owner, b"expired", key, self.index)
         return removed
 
     def flush(self, index: int, tell: bool = True) -> None:
@@ -424,7 +441,7 @@ class Database:
 
 class Keyspace:
     def __init__(self) -> None:
-        self.dbs = [Database(i) for i in range(DATABASES)]
+        self.dbs = [Database(i, self) for i in range(DATABASES)]
         # Keys apply removed because they expired (INFO's expired_keys).
         self.expired_keys = 0
         # stream-node-max-bytes and stream-node-max-entries as apply uses them: they shape
@@ -432,6 +449,11 @@ class Keyspace:
         # state (Redis's defaults until a CONFIG SET record changes them).
         self.stream_node_max_bytes = 4096
         self.stream_node_max_entries = 100
+        # notify-keyspace-events (cacheshim.notify): replicated like the above, so every
+        # shim sends the same events; and where they go, this shim's pub/sub hub (set by
+        # apply; None: nobody to tell, as in the snapshotter).
+        self.notify_flags = 0
+        self.hub: Hub | None = None
 
     def unpack_all(self) -> None:
         """Decode every value still packed (see PackedValue), database by database."""

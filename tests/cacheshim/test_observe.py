@@ -310,6 +310,40 @@ def test_monitor_shows_served_and_applied(two_shims: Memlog) -> None:
             conn.close()
 
 
+_SCRIPT = (
+    "redis.call('SET', KEYS[1], 'v'); redis.call('SELECT', '2'); return redis.call('GET', KEYS[1])"
+)
+_READ_SCRIPT = "#!lua flags=no-writes\nreturn redis.call('EXISTS', KEYS[1])"
+
+
+def _lua_lines(port: int) -> list[tuple[str, str, str]]:
+    """The MONITOR lines a writing script and a reading one give: (db, source, args)."""
+    watcher, conn = Raw(port), Raw(port)
+    try:
+        assert watcher.call("MONITOR") == b"+OK\r\n"
+        conn.call("EVAL", _SCRIPT, "1", "lk")
+        conn.call("EVAL", _READ_SCRIPT, "1", "lk")
+        conn.call("PING")  # the last line to wait for
+        seen: list[tuple[str, str, str]] = []
+        while not seen or seen[-1][2] != '"PING"':
+            match = MONITOR_LINE.fullmatch(watcher.replies(1)[0].decode().rstrip("\r\n"))
+            assert match is not None
+            if not match[2].startswith("log:"):  # (memlog's applied writes: tested above)
+                seen.append((match[1], match[2] if match[2] == "lua" else "client", match[3]))
+        return seen
+    finally:
+        watcher.close()
+        conn.close()
+
+
+def test_monitor_shows_the_commands_scripts_run_as_redis(
+    oracle_server: RedisServer, memlog: Memlog
+) -> None:
+    """Redis shows each command a script runs as a "[<db> lua]" line, before the line of the
+    EVAL itself; a script applied from the log shows them on every shim (not checked here)."""
+    assert _lua_lines(memlog.shim_ports[0]) == _lua_lines(oracle_server.port)
+
+
 def test_monitor_line_as_redis(oracle_server: RedisServer) -> None:
     """The quoting of arguments, beside redis-server's own MONITOR line."""
     from cacheshim.observe.monitor import line

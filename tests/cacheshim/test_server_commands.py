@@ -441,7 +441,8 @@ CONFIG_SETS: list[list[str]] = [
     ["maxmemory", "-1"], ["maxmemory", "5 "], ["maxmemory", "00"], ["maxmemory", "1tb"],
     ["maxmemory-clients", "50%"], ["maxmemory-clients", "101%"], ["maxmemory-clients", "x%"],
     ["maxmemory-clients", "0%"], ["maxmemory-clients", "1mb"],
-    # (memlog refuses an eviction policy while maxmemory is set: test_observe.py)
+    # (memlog refuses an eviction policy while maxmemory is set: test_observe.py; and the
+    # keymiss class of notify-keyspace-events: test_keyspace_events.py)
     ["maxmemory", "0"], ["maxmemory-policy", "ALLKEYS-LRU"], ["maxmemory-policy", "bogus"],
     ["activerehashing", "NO"], ["activerehashing", "maybe"], ["appendfsync", "ALWAYS"],
     ["hz", "9", "maxmemory", "2mb", "maxmemory-policy", "noeviction"],
@@ -451,7 +452,7 @@ CONFIG_SETS: list[list[str]] = [
     ["slowlog-log-slower-than", "-1"], ["slowlog-log-slower-than", "-2"],
     ["client-query-buffer-limit", "1"], ["maxclients", "4294967296"],
     ["notify-keyspace-events", "KEA"], ["notify-keyspace-events", "Ex"],
-    ["notify-keyspace-events", "ndmtexzhsl$gKE"], ["notify-keyspace-events", "Kn"],
+    ["notify-keyspace-events", "ndtexzhsl$gKE"], ["notify-keyspace-events", "Kn"],
     ["notify-keyspace-events", "q"], ["notify-keyspace-events", ""],
     ["client-output-buffer-limit", "normal 1 2"],
     ["client-output-buffer-limit", "bogus 1 2 3"],
