@@ -167,17 +167,16 @@ class Writer:
     def submit_command(
         self, db: int, args: list[bytes], origin: int | None = None, user: bytes | None = None
     ) -> asyncio.Future[Reply]:
-        """Submit one command outside a transaction. A large one is encoded straight from
-        its arguments, with no Record in between: a big value is copied once less, and
-        protobuf's serializer (which copies twice) is not involved."""
-        if sum(map(len, args)) <= self.piece_bytes:
-            record = record_for(db, [args], transaction=False)
-            if user is not None:
-                record.user = user
-            return self.submit(record, origin)
+        """Submit one command outside a transaction. Its record is encoded straight from its
+        arguments in one call (`encode_record`: in C, `_records.encode_command_record`, with
+        `encode_command_record` below as its Python twin and fallback): the same bytes as
+        protobuf's `Record` of it, without building one (and a big value copied once)."""
         proposal_id = next(self._ids)
         time_ms = wall_ms()
-        data = encode_command_record(db, time_ms, self.shim_id, proposal_id, args, user)
+        try:
+            data = encode_record(db, time_ms, self.shim_id, proposal_id, args, user)
+        except (TypeError, OverflowError):  # not bytes, or out of C's range: the twin decides
+            data = encode_command_record(db, time_ms, self.shim_id, proposal_id, args, user)
         fut: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         if len(data) > self.write_bytes_max:
             fut.set_result(self._too_big(len(data)))
@@ -519,6 +518,22 @@ def encode_command_record(
     if user:
         parts += (b"\x62", _varint(len(user)), user)  # user (12)
     return b"".join(parts)
+
+
+def _native_encoder() -> Callable[[int, int, str, int, Sequence[bytes], bytes | None], bytes]:
+    try:
+        from cacheshim import _records  # type: ignore[attr-defined,unused-ignore]
+    except ImportError:  # MEMLOG_PURE_PYTHON=1: the extension is not built
+        return encode_command_record
+    native: Callable[[int, int, str, int, Sequence[bytes], bytes | None], bytes] = (
+        _records.encode_command_record
+    )
+    return native
+
+
+# The record of one command, as the Writer sends it: in C when built
+# (tests/cacheshim/test_records.py holds it to `encode_command_record`, and that to protobuf).
+encode_record = _native_encoder()
 
 
 def _varint(value: int) -> bytes:
