@@ -5,11 +5,11 @@
 Times, per write, in one process: parsing a pipeline of SETs (`RequestParser`), the checks
 of `dispatch.check`, making the record (as the Writer does: `writer.encode_record`, in C
 when built; and, beside it, the protobuf `Record` the Writer built before, `record_for` +
-`SerializeToString`), applying it (`Applier.apply`: decode, the record's checks, the handler), and encoding
-the reply (`Encoder`). The best of `--rounds`; one core, nothing else measured. Used to
-compare ways of making the hot path cheaper (docs/decisions/0005-shim-hot-path.md); the
-socket reads and writes and the event loop, which this leaves out, are measured by
-bench/instant_log_writes.py.
+`SerializeToString`), applying it (`Applier.apply`: decode, the record's checks, the
+handler), and encoding the reply (`Encoder`). The best of `--rounds`; one core, nothing
+else measured. Used to compare ways of making the hot path cheaper
+(docs/decisions/0005-shim-hot-path.md); the socket reads and writes and the event loop,
+which this leaves out, are measured by bench/instant_log_writes.py.
 """
 
 from __future__ import annotations
