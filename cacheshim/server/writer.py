@@ -140,6 +140,7 @@ class Writer:
         # writes whose order against others is unknown): their next writes wait.
         self._in_flight_origins: dict[int | None, int] = {}
         self._expected = 0  # writes in the last Append: the writers that will come back
+        self._batch_writes = 0  # writes in the batch _take_batch made last
         # Every write sent whole not yet answered, in arrival order (so by deadline: one
         # timeout for all); the large writes not yet answered, whose deadlines move on with
         # each Append of their pieces the log confirms (so not in arrival order); and the
@@ -278,7 +279,7 @@ class Writer:
                     batch = self._take_batch()
                     if not batch:
                         break  # all that waits is held behind an Append in flight
-                    self._expected = len({id(write) for write, _ in batch})
+                    self._expected = self._batch_writes
                     self._in_flight += 1
                     self._hold_origins(batch, 1)
                     task = asyncio.create_task(self._append(batch))
@@ -325,7 +326,9 @@ class Writer:
                 hold_all = True
             else:
                 held.add(write.origin)
+        writes = len(batch)  # (so far, each write sent whole is one entry)
         for write in ready:
+            sent = write.sent
             while write.sent < write.parts and (
                 not batch
                 or (
@@ -336,7 +339,9 @@ class Writer:
                 payload = write.take(self.shim_id, self._piece_data_bytes)
                 batch.append((write, payload))
                 size += len(payload)
+            writes += write.sent > sent
         self._queue = [write for write in live if write.sent < write.parts]
+        self._batch_writes = writes
         return batch
 
     async def _linger(self, deadline: float) -> None:
@@ -350,14 +355,15 @@ class Writer:
 
     async def _append(self, batch: list[tuple[_Write, bytes]]) -> None:
         try:
-            groups = _by_write(batch)
+            # One write alone (its pieces, if large, are next to each other in a batch).
+            alone = batch[0][0] is batch[-1][0]
             try:
-                await self._send(batch, alone=len(groups) == 1)
+                await self._send(batch, alone=alone)
             except LogClientError as exc:
-                if len(groups) > 1 and _refused_for_contents(exc):
+                if not alone and _refused_for_contents(exc):
                     # Nothing of it was appended: each write again on its own, in order, so
                     # that only the write the log refuses fails (with the log's reason).
-                    for group in groups:
+                    for group in _by_write(batch):
                         with contextlib.suppress(LogClientError):  # _send failed its write
                             await self._send(group, alone=True)
         except Exception:
