@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import ClassVar
 
@@ -74,6 +74,7 @@ class InstantLog:
         address: str | None = None,
         batch_records_max: int = 0,
         prefer: str | None = None,
+        on_header: Callable[[log_pb2.ResponseHeader], None] | None = None,
     ) -> AsyncIterator[tuple[int, bytes]]:
         index = from_index
         while True:

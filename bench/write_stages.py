@@ -3,12 +3,13 @@
     .venv/bin/python bench/write_stages.py [--writes 20000] [--rounds 5]
 
 Times, per write, in one process: parsing a pipeline of SETs (`RequestParser`), the checks
-of `dispatch.check`, making the record (`record_for` + `SerializeToString`, as the Writer
-does), applying it (`Applier.apply`: decode, the record's checks, the handler), and encoding
-the reply (`Encoder`). The best of `--rounds`; one core, nothing else measured. Used to
-compare ways of making the hot path cheaper (docs/decisions/0005-shim-hot-path.md); the
-socket reads and writes and the event loop, which this leaves out, are measured by
-bench/instant_log_writes.py.
+of `dispatch.check`, making the record (as the Writer does: `writer.encode_record`, in C
+when built; and, beside it, the protobuf `Record` the Writer built before, `record_for` +
+`SerializeToString`), applying it (`Applier.apply`: decode, the record's checks, the
+handler), and encoding the reply (`Encoder`). The best of `--rounds`; one core, nothing
+else measured. Used to compare ways of making the hot path cheaper
+(docs/decisions/0005-shim-hot-path.md); the socket reads and writes and the event loop,
+which this leaves out, are measured by bench/instant_log_writes.py.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from cacheshim.apply import Applier
 from cacheshim.commands import load_all
 from cacheshim.protocol.resp import Encoder, RequestParser, encode_command
 from cacheshim.server.dispatch import check
-from cacheshim.server.writer import record_for
+from cacheshim.server.writer import encode_record, record_for
 
 COMMANDS: dict[str, Callable[[int], list[bytes]]] = {
     "SET": lambda i: [b"SET", b"key:%012d" % (i % 10000), b"xxx"],
@@ -52,8 +53,11 @@ def main() -> int:
     args = parser.parse_args()
     load_all()
     n = args.writes
-    print("| command | parse | check | record | apply | reply | total (us per write) |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print(
+        "| command | parse | check | record | apply | reply | total (us per write) "
+        "| record, protobuf |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name, make in COMMANDS.items():
         commands = [make(i) for i in range(n)]
         wire = b"".join(encode_command(c) for c in commands)
@@ -69,8 +73,14 @@ def main() -> int:
                 check(c)
 
         def records(commands: list[list[bytes]] = commands) -> None:
-            for c in commands:
-                record_for(0, [c], transaction=False).SerializeToString()
+            for i, c in enumerate(commands, 1):
+                encode_record(0, 1_700_000_000_000 + i, "shim-1", i, c, None)
+
+        def protobuf_records(commands: list[list[bytes]] = commands) -> None:
+            for i, c in enumerate(commands, 1):
+                record = record_for(0, [c], transaction=False)
+                record.shim_id, record.proposal_id = "shim-1", i
+                record.SerializeToString()
 
         payloads = []
         for i, c in enumerate(commands):
@@ -92,7 +102,9 @@ def main() -> int:
                 encoder.take()
 
         times = [best_us(args.rounds, n, s) for s in (parse, checks, records, apply, reply)]
-        print(f"| {name} | " + " | ".join(f"{t:.2f}" for t in times) + f" | {sum(times):.2f} |")
+        protobuf = best_us(args.rounds, n, protobuf_records)
+        cells = " | ".join(f"{t:.2f}" for t in times)
+        print(f"| {name} | {cells} | {sum(times):.2f} | {protobuf:.2f} |")
     return 0
 
 

@@ -440,7 +440,7 @@ def plain_args_py(payload: bytes) -> list[bytes] | None:
 
 def _native_plain_args() -> Callable[[bytes], list[bytes] | None]:
     try:
-        from cacheshim import _records
+        from cacheshim import _records  # type: ignore[attr-defined,unused-ignore]
     except ImportError:  # MEMLOG_PURE_PYTHON=1: the general path does all records
         return lambda payload: None
     found: Callable[[bytes], list[bytes] | None] = _records.plain_args

@@ -168,11 +168,13 @@ class Command:
     # read path instead of the log (cacheshim.commands.scripting).
     local_when: Callable[[object, list[bytes]], bool] | None = None
 
-    @property
-    def is_write(self) -> bool:
-        """A write in the log's sense: the command becomes a record, applied by every shim
-        (Redis's "write" flag, or logged=True). COMMAND shows the flags, not this."""
-        return self.logged or Flag.WRITE in self.flags
+    # A write in the log's sense: the command becomes a record, applied by every shim
+    # (Redis's "write" flag, or logged=True). COMMAND shows the flags, not this. Set from
+    # them once (__post_init__; read several times per command on the write path).
+    is_write: bool = field(default=False, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.is_write = self.logged or Flag.WRITE in self.flags
 
     @property
     def key_spec_flags(self) -> tuple[str, ...]:

@@ -55,6 +55,7 @@ class Connection(Observed, SessionCommands, Transactions, asyncio.Protocol):
         # A command read while gathering a pipeline of writes, run after their replies.
         self._held: Checked | None = None
         self._plain_writes: set[asyncio.Future[Reply]] = set()
+        self._counting = {}  # (Observed) calls counted as their replies are written
         self._outbox = Outbox(self._push)  # pub/sub messages, in order with the replies
         self._fast_db_index = 0
         self._output = OutputGuard()  # client-output-buffer-limit's soft-limit clock
@@ -266,9 +267,11 @@ class Connection(Observed, SessionCommands, Transactions, asyncio.Protocol):
             else:
                 reply = waiting.result()
             self._plain_writes.discard(waiting)
+            session = self.session
+            if session is not None:
+                self._replied_count(session, waiting)
             mark = len(self.encoder)
             self.encoder.write(reply)
-            session = self.session
             if session is not None and (session.reply_off or session.reply_skip_current):
                 self._drop_reply(session, mark)
             self._outbox.replied()

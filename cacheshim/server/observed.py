@@ -73,6 +73,11 @@ class Observed(Dispatch):
         session: Session | None
 
     _refused = False
+    # The commands whose call is counted when their reply is written: spec, arguments, when
+    # dispatched, and EXEC's queued commands (by the future `_dispatch` returned).
+    _counting: dict[
+        asyncio.Future[Reply], tuple[Command, list[bytes], int, list[list[bytes]] | None]
+    ]
 
     def _dispatch(self, session: Session, command: Checked) -> asyncio.Future[Reply] | None:
         started_ns = perf_counter_ns()
@@ -105,11 +110,18 @@ class Observed(Dispatch):
             self._count(session, spec, command.args, perf_counter_ns() - started_ns, None)
             waiting.add_done_callback(functools.partial(self._count_final_error, spec))
         else:
-            waiting.add_done_callback(
-                functools.partial(self._count_done, session, spec, command.args, started_ns,
-                                  exec_args)
-            )  # fmt: skip
+            # Counted as its reply is written (`_replied_count`, from the connection's reply
+            # loop, which writes every future this returns): no callback of its own per write.
+            self._counting[waiting] = (spec, command.args, started_ns, exec_args)
         return waiting
+
+    def _replied_count(self, session: Session, waiting: asyncio.Future[Reply]) -> None:
+        """The reply of a command whose future `_dispatch` returned is being written: count
+        the call, timed from its dispatch to its outcome."""
+        counting = self._counting.pop(waiting, None)
+        if counting is not None:
+            spec, args, started_ns, exec_args = counting
+            self._count_done(session, spec, args, started_ns, exec_args, waiting)
 
     def _oom_refusal(self, session: Session, spec: Command | None) -> str | None:
         """maxmemory with noeviction (the only policy it may have: ServerConfig): a command

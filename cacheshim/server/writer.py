@@ -140,6 +140,7 @@ class Writer:
         # writes whose order against others is unknown): their next writes wait.
         self._in_flight_origins: dict[int | None, int] = {}
         self._expected = 0  # writes in the last Append: the writers that will come back
+        self._batch_writes = 0  # writes in the batch _take_batch made last
         # Every write sent whole not yet answered, in arrival order (so by deadline: one
         # timeout for all); the large writes not yet answered, whose deadlines move on with
         # each Append of their pieces the log confirms (so not in arrival order); and the
@@ -167,17 +168,16 @@ class Writer:
     def submit_command(
         self, db: int, args: list[bytes], origin: int | None = None, user: bytes | None = None
     ) -> asyncio.Future[Reply]:
-        """Submit one command outside a transaction. A large one is encoded straight from
-        its arguments, with no Record in between: a big value is copied once less, and
-        protobuf's serializer (which copies twice) is not involved."""
-        if sum(map(len, args)) <= self.piece_bytes:
-            record = record_for(db, [args], transaction=False)
-            if user is not None:
-                record.user = user
-            return self.submit(record, origin)
+        """Submit one command outside a transaction. Its record is encoded straight from its
+        arguments in one call (`encode_record`: in C, `_records.encode_command_record`, with
+        `encode_command_record` below as its Python twin and fallback): the same bytes as
+        protobuf's `Record` of it, without building one (and a big value copied once)."""
         proposal_id = next(self._ids)
         time_ms = wall_ms()
-        data = encode_command_record(db, time_ms, self.shim_id, proposal_id, args, user)
+        try:
+            data = encode_record(db, time_ms, self.shim_id, proposal_id, args, user)
+        except (TypeError, OverflowError):  # not bytes, or out of C's range: the twin decides
+            data = encode_command_record(db, time_ms, self.shim_id, proposal_id, args, user)
         fut: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         if len(data) > self.write_bytes_max:
             fut.set_result(self._too_big(len(data)))
@@ -283,7 +283,7 @@ class Writer:
                     batch = self._take_batch()
                     if not batch:
                         break  # all that waits is held behind an Append in flight
-                    self._expected = len({id(write) for write, _ in batch})
+                    self._expected = self._batch_writes
                     self._in_flight += 1
                     self._hold_origins(batch, 1)
                     task = asyncio.create_task(self._append(batch))
@@ -330,7 +330,9 @@ class Writer:
                 hold_all = True
             else:
                 held.add(write.origin)
+        writes = len(batch)  # (so far, each write sent whole is one entry)
         for write in ready:
+            sent = write.sent
             while write.sent < write.parts and (
                 not batch
                 or (
@@ -341,7 +343,9 @@ class Writer:
                 payload = write.take(self.shim_id, self._piece_data_bytes)
                 batch.append((write, payload))
                 size += len(payload)
+            writes += write.sent > sent
         self._queue = [write for write in live if write.sent < write.parts]
+        self._batch_writes = writes
         return batch
 
     async def _linger(self, deadline: float) -> None:
@@ -355,14 +359,15 @@ class Writer:
 
     async def _append(self, batch: list[tuple[_Write, bytes]]) -> None:
         try:
-            groups = _by_write(batch)
+            # One write alone (its pieces, if large, are next to each other in a batch).
+            alone = batch[0][0] is batch[-1][0]
             try:
-                await self._send(batch, alone=len(groups) == 1)
+                await self._send(batch, alone=alone)
             except LogClientError as exc:
-                if len(groups) > 1 and _refused_for_contents(exc):
+                if not alone and _refused_for_contents(exc):
                     # Nothing of it was appended: each write again on its own, in order, so
                     # that only the write the log refuses fails (with the log's reason).
-                    for group in groups:
+                    for group in _by_write(batch):
                         with contextlib.suppress(LogClientError):  # _send failed its write
                             await self._send(group, alone=True)
         except Exception:
@@ -523,6 +528,22 @@ def encode_command_record(
     if user:
         parts += (b"\x62", _varint(len(user)), user)  # user (12)
     return b"".join(parts)
+
+
+def _native_encoder() -> Callable[[int, int, str, int, Sequence[bytes], bytes | None], bytes]:
+    try:
+        from cacheshim import _records  # type: ignore[attr-defined,unused-ignore]
+    except ImportError:  # MEMLOG_PURE_PYTHON=1: the extension is not built
+        return encode_command_record
+    native: Callable[[int, int, str, int, Sequence[bytes], bytes | None], bytes] = (
+        _records.encode_command_record
+    )
+    return native
+
+
+# The record of one command, as the Writer sends it: in C when built
+# (tests/cacheshim/test_records.py holds it to `encode_command_record`, and that to protobuf).
+encode_record = _native_encoder()
 
 
 def _varint(value: int) -> bytes:

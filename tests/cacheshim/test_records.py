@@ -172,3 +172,56 @@ def test_the_c_record_writer_writes_what_the_python_one_writes() -> None:
         data = native(*fields)
         assert data == encode_command_record(*fields), fields
         assert plain_args_native is None or plain_args_native(data) == fields[4]
+
+
+def test_the_python_record_writer_writes_what_protobuf_writes() -> None:
+    """`writer.encode_command_record` (the C encoder's specification) against protobuf's own
+    serialization of the same Record, as `record_for` and `Writer.submit` build it."""
+    rng = seeded("encode_command_record against protobuf")
+    for _ in range(1000):
+        db = rng.choice([0, 1, 15, rng.randrange(2**31)])
+        time_ms = rng.choice([0, 1, -1, -(2**63), 2**63 - 1, rng.randrange(-(2**40), 2**45)])
+        shim_id = rng.choice(["", "shim-1", "zone-é"])
+        proposal_id = rng.choice([0, 1, 2**64 - 1, rng.randrange(2**40)])
+        args = random_args(rng)
+        user = rng.choice([None, b"", b"alice", b"x" * 300])
+        record = record_pb2.Record(db=db, time_ms=time_ms, transaction=False)
+        record.commands.add().args.extend(args)
+        record.shim_id, record.proposal_id = shim_id, proposal_id
+        if user is not None:
+            record.user = user
+        fields = (db, time_ms, shim_id, proposal_id, args, user)
+        assert encode_command_record(*fields) == record.SerializeToString(), fields
+
+
+def test_the_writer_sends_the_same_bytes_with_either_encoder(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`Writer.submit_command` encodes with `writer.encode_record` (C when built); with the
+    Python twin put in its place, every record it queues is byte for byte the same."""
+    import asyncio
+
+    from cacheshim.server import writer as writer_module
+
+    rng = seeded("Writer.submit_command")
+    commands = [
+        (rng.choice([0, 3]), random_args(rng), rng.choice([None, b"alice"])) for _ in range(300)
+    ]
+    monkeypatch.setattr(writer_module, "wall_ms", lambda: 1_700_000_000_123)
+
+    def queued(encoder: object) -> list[bytes]:
+        monkeypatch.setattr(writer_module, "encode_record", encoder)
+
+        async def go() -> list[bytes]:
+            writer = writer_module.Writer(None, "shim-é", timeout_s=5)  # type: ignore[arg-type]
+            for db, args, user in commands:
+                writer.submit_command(db, args, origin=1, user=user)
+            return [write.data for write in writer._queue]
+
+        return asyncio.run(go())
+
+    native = writer_module.encode_record
+    python = queued(writer_module.encode_command_record)
+    assert len(python) == len(commands)
+    assert queued(native) == python
+    assert [plain_args_py(data) for data in python] == [args for _, args, _ in commands]
