@@ -102,6 +102,13 @@ static PyObject *write_state(const Twister *twister) {
     return state;
 }
 
+#define AHEAD 32
+#if defined(__GNUC__) || defined(__clang__)
+#define PREFETCH(address) __builtin_prefetch((const void *)(address), 0, 1)
+#else
+#define PREFETCH(address) ((void)(address))
+#endif
+
 static int bit_length(uint32_t size) {
     int bits = 0;
     while (size != 0) {
@@ -138,6 +145,16 @@ static int move_index(PyObject *positions, PyObject *member, PyObject *last, uin
     return result;
 }
 
+/* A position below span, as random.Random.randrange(span) draws it (span < 2**32). */
+static uint32_t draw(Twister *twister, uint32_t span) {
+    int shift = 32 - bit_length(span);
+    uint32_t position;
+    do {
+        position = genrand_uint32(twister) >> shift;
+    } while (position >= span);
+    return position;
+}
+
 static PyObject *pop_many(PyObject *self, PyObject *args) {
     PyObject *members;
     PyObject *positions;
@@ -147,6 +164,7 @@ static PyObject *pop_many(PyObject *self, PyObject *args) {
                           &state, &count)) {
         return NULL;
     }
+    (void)self;
     if (positions != Py_None && !PyDict_CheckExact(positions)) {
         PyErr_SetString(PyExc_TypeError, "positions must be a dict or None");
         return NULL;
@@ -169,16 +187,32 @@ static PyObject *pop_many(PyObject *self, PyObject *args) {
      * popped member's reference goes to popped, the last member's moves into the hole, and
      * the tail left behind holds None until it is cut off. */
     PyObject **items = ((PyListObject *)members)->ob_item;
+    /* The positions depend on the list's length only, so they are drawn AHEAD picks early
+     * (in the same order, so from the same numbers) and what the later picks will touch is
+     * fetched into the cache meanwhile: their slots first, then the members in them. */
+    uint32_t ring[AHEAD];
+    Py_ssize_t drawn = 0;
+    for (; drawn < count && drawn < AHEAD; drawn++) {
+        ring[drawn] = draw(&twister, (uint32_t)(size - drawn));
+        PREFETCH(&items[ring[drawn]]);
+    }
     Py_ssize_t left = size;
     Py_ssize_t done = 0;
     int failed = 0;
     for (; done < count; done++) {
-        uint32_t span = (uint32_t)left;
-        int shift = 32 - bit_length(span);
-        uint32_t position;
-        do {
-            position = genrand_uint32(&twister) >> shift;
-        } while (position >= span);
+        uint32_t position = ring[done % AHEAD];
+        if (drawn < count) {
+            uint32_t later = draw(&twister, (uint32_t)(size - drawn));
+            ring[drawn % AHEAD] = later;
+            PREFETCH(&items[later]);
+            drawn++;
+        }
+        if (done + AHEAD / 2 < drawn) { /* a slot fetched AHEAD / 2 picks ago */
+            PREFETCH(items[ring[(done + AHEAD / 2) % AHEAD]]);
+        }
+        if (left - 1 - AHEAD / 2 >= 0) { /* the last member a later pick moves */
+            PREFETCH(items[left - 1 - AHEAD / 2]);
+        }
         PyObject *member = items[position];
         PyObject *last = items[left - 1];
         if (positions != Py_None) {
@@ -189,7 +223,8 @@ static PyObject *pop_many(PyObject *self, PyObject *args) {
             }
             /* The last member takes the popped one's position, and its int object (the
              * index holds that position for it) rather than a new one. */
-            if ((Py_ssize_t)position < left - 1 && move_index(positions, member, last, position) < 0) {
+            if ((Py_ssize_t)position < left - 1 &&
+                move_index(positions, member, last, position) < 0) {
                 failed = 1;
                 break;
             }
