@@ -2,13 +2,15 @@
 
 `cacheshim.protocol._fastread` serves plain GETs in C and reads canonical requests;
 `cacheshim._records` reads the shape of a plain log record for apply;
+`cacheshim.types._setpop` makes SPOP's picks with a count;
 `cacheshim.snapshot._native` computes the snapshot file's CRC-64, decompresses LZF and loads
 keys; `cacheshim.snapshot._native_write` writes a snapshot's keys. They are built by default,
 and a failed build fails the install: without them memlog falls back to Python twins
-(cacheshim/protocol/fastread.py, apply.plain_args_py, cacheshim/snapshot/crc64.py, lzf.py and
-rdb.py: same results, far slower), which nobody would notice. To go without them on purpose
-(no compiler), install with MEMLOG_PURE_PYTHON=1; the tests that check the extensions are
-built then accept their absence, and fail on it otherwise.
+(cacheshim/protocol/fastread.py, apply.plain_args_py, setvalue.pop_many_py,
+cacheshim/snapshot/crc64.py, lzf.py and rdb.py: same results, far slower), which nobody
+would notice. To go without them on purpose (no compiler), install with MEMLOG_PURE_PYTHON=1;
+the tests that check the extensions are built then accept their absence, and fail on it
+otherwise.
 """
 
 import os
@@ -29,6 +31,11 @@ setup(
         Extension(
             "cacheshim._records",
             sources=["cacheshim/_records.c"],
+            extra_compile_args=["-O2"],
+        ),
+        Extension(
+            "cacheshim.types._setpop",
+            sources=["cacheshim/types/_setpop.c"],
             extra_compile_args=["-O2"],
         ),
         Extension(

@@ -13,13 +13,15 @@ read by a raw socket that does not parse it (a PING sent right after it marks th
 what is measured is the server: computing the reply, encoding it and sending it. While a
 command runs, neither server answers anyone else, so this is also how long every other
 client waits. Each point runs `--rounds` times, the servers taking turns; the table gives
-each server's best time, memlog's divided by Redis's, and the same ratio of the medians.
+each server's best time, memlog's divided by Redis's, the same ratio of the medians, and
+the median CPU time each server process spent on the call (/proc schedstat, all threads).
 SPOP's set is rebuilt (SUNIONSTORE, not timed) before every call.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import os
 import platform
@@ -49,17 +51,32 @@ def encode(args: Sequence[bytes]) -> bytes:
     return bytes(out)
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time of every thread of process pid so far (/proc/PID/task/*/schedstat: the
+    scheduler's nanoseconds on a CPU, not 10 ms ticks)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):  # a thread that ended
+            total += int((task / "schedstat").read_text().split()[0])
+    return total / 1e9
+
+
 class Raw:
     """One connection that sends commands and reads replies as bytes."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, pid: int) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port))
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock.settimeout(600)
+        self.pid = pid
+        self.cpu = 0.0  # the server's CPU seconds for the last timed command
 
     def timed(self, args: Sequence[bytes]) -> tuple[float, int]:
-        """Seconds until the whole reply arrived, and its size in bytes."""
+        """Seconds until the whole reply arrived, and its size in bytes; the server's CPU
+        seconds meanwhile go to self.cpu (on a busy machine the wall clock also counts the
+        time the server waited for a core)."""
         buffer = bytearray()
+        cpu = cpu_seconds(self.pid)
         started = time.perf_counter()
         self.sock.sendall(encode(args) + PING)
         while not buffer.endswith(PONG):
@@ -68,6 +85,7 @@ class Raw:
                 raise ConnectionError("the server closed the connection")
             buffer += chunk
         elapsed = time.perf_counter() - started
+        self.cpu = cpu_seconds(self.pid) - cpu
         if buffer.startswith(b"-"):
             raise RuntimeError(f"{args[:3]!r}: {bytes(buffer[:200])!r}")
         return elapsed, len(buffer) - len(PONG)
@@ -158,7 +176,12 @@ def main() -> int:
     try:
         redis_server.start()
         memlog.start()
-        servers = {"redis": Raw(redis_server.port), "memlog": Raw(memlog.shim_ports[0])}
+        assert redis_server.proc is not None
+        servers = {
+            "redis": Raw(redis_server.port, redis_server.proc.pid),
+            "memlog": Raw(memlog.shim_ports[0], memlog.shim_procs[0].pid),
+        }
+        load_before = os.getloadavg()
         started = time.perf_counter()
         for conn in servers.values():
             fill(conn)
@@ -167,6 +190,7 @@ def main() -> int:
             if args.only and args.only not in label:
                 continue
             times: dict[str, list[float]] = {"redis": [], "memlog": []}
+            cpus: dict[str, list[float]] = {"redis": [], "memlog": []}
             sizes: dict[str, int] = {}
             for _ in range(args.rounds):
                 for name, conn in servers.items():
@@ -174,35 +198,45 @@ def main() -> int:
                         conn.call([b"SUNIONSTORE", command[1], source])
                     elapsed, size = conn.timed(command)
                     times[name].append(elapsed)
+                    cpus[name].append(conn.cpu)
                     sizes[name] = size
             redis_s, memlog_s = min(times["redis"]), min(times["memlog"])
             median_ratio = statistics.median(times["memlog"]) / statistics.median(times["redis"])
+            redis_cpu, memlog_cpu = (statistics.median(cpus[name]) for name in ("redis", "memlog"))
             row = (
                 f"| {label} | {redis_s * 1000:,.0f} | {memlog_s * 1000:,.0f} | "
-                f"{memlog_s / redis_s:.2f}x | {median_ratio:.2f}x | {sizes['memlog'] / 1e6:,.1f} |"
+                f"{memlog_s / redis_s:.2f}x | {median_ratio:.2f}x | {redis_cpu * 1000:,.0f} | "
+                f"{memlog_cpu * 1000:,.0f} | {memlog_cpu / max(redis_cpu, 1e-9):.2f}x | "
+                f"{sizes['memlog'] / 1e6:,.1f} |"
             )
             print(row, flush=True)
             rows.append(row)
+        load_after = os.getloadavg()
     finally:
         memlog.stop()
         redis_server.stop()
 
     header = [
-        "| command | redis-server ms | memlog ms | memlog / redis | ratio of medians | reply MB |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| command | redis-server ms | memlog ms | memlog / redis | ratio of medians "
+        "| redis CPU ms | memlog CPU ms | CPU ratio | reply MB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     report = "\n".join(
         [
             "# Random-member commands with big counts: memlog against redis-server",
             "",
             f"Generated by `bench/random_members.py --count {args.count} --rounds "
-            f"{args.rounds}` on {datetime.date.today().isoformat()} "
+            f"{args.rounds}{' --only ' + args.only if args.only else ''}` on "
+            f"{datetime.date.today().isoformat()} "
             f"({platform.machine()}, {os.cpu_count()} cores shared with other work; "
             "Python " + platform.python_version() + "). The best of the rounds (the machine is "
             "shared, so the best is the least disturbed), and the ratio of the medians beside "
             "it; a time runs from sending the command to the last byte of the reply (raw "
             "socket, not parsed), so it is also how long every other client of that server "
-            "waits.",
+            "waits. CPU: the median of the server process's CPU time (all its threads) over "
+            "the same calls, which a busy machine disturbs less than the wall clock. Load "
+            f"average (1 min) {load_before[0]:.1f} before the first case, {load_after[0]:.1f} "
+            "after the last.",
             "",
             *header,
             *rows,

@@ -174,7 +174,7 @@ def _spop_count(ctx: Ctx, key: bytes, count_arg: bytes) -> Reply:
     notify(ctx, SET, b"spop", key)
     if count >= size:
         # The whole set, walked as Redis walks a union of it: a set built anew.
-        everything = SetValue(value.ordered()).ordered()
+        everything = SetValue.from_distinct(value.ordered()).ordered()
         ctx.db.delete(key, ctx.index)
         notify(ctx, GENERIC, b"del", key)
         return SetReply(everything)
@@ -183,10 +183,11 @@ def _spop_count(ctx: Ctx, key: bytes, count_arg: bytes) -> Reply:
         ctx.db.touch_changed(key, ctx.index)
         return SetReply(popped)
     # Most of the set goes: pick the members that stay, rebuild the set from them (its
-    # encoding decided anew), answer the rest in the old set's order.
-    stays = SetValue(value.pop_random_many(rng, size - count))
-    ctx.db.set(key, stays, ctx.index, keep_ttl=True)
-    return SetReply(value.ordered())
+    # encoding decided anew), answer the rest in the old set's order. The old set is
+    # dropped, so its index is not kept up to date while the picks are made.
+    kept, rest = value.split_random(rng, size - count)
+    ctx.db.set(key, SetValue.from_distinct(kept), ctx.index, keep_ttl=True)
+    return SetReply(rest)
 
 
 @command(

@@ -30,14 +30,21 @@ from __future__ import annotations
 
 import random
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from collections.abc import Set as AbstractSet
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from cacheshim.types.keyindex import key_hash
 from cacheshim.types.keyspace import ValueKind, register_kind, string_as_int, unordered_digest
 
-__all__ = ["INTSET_ENTRIES_MAX", "ScanOrder", "SetValue", "is_intset_member"]
+__all__ = [
+    "INTSET_ENTRIES_MAX",
+    "ScanOrder",
+    "SetValue",
+    "is_intset_member",
+    "pop_many",
+    "pop_many_py",
+]
 
 INTSET_ENTRIES_MAX: Final = 512  # set-max-intset-entries (Redis's default)
 
@@ -45,6 +52,73 @@ INTSET_ENTRIES_MAX: Final = 512  # set-max-intset-entries (Redis's default)
 def is_intset_member(member: bytes) -> bool:
     """Whether an intset can hold member (Redis's isSdsRepresentableAsLongLong)."""
     return string_as_int(member) is not None
+
+
+# -- popping many at once ---------------------------------------------------------------------
+
+PopMany = Callable[[list[bytes], "dict[bytes, int] | None", random.Random, int], list[bytes]]
+_UINT32_END: Final = 1 << 32
+
+
+def pop_many_py(
+    members: list[bytes], positions: dict[bytes, int] | None, rng: random.Random, count: int
+) -> list[bytes]:
+    """Pops count members (count <= len) off members, each picked as rng.randrange(len)
+    would and swap-removed (the last member takes its place), and brings positions (the
+    member -> position index, unless None) up to date: the popped leave it, the moved get
+    their new positions. Answers the popped in pick order. The specification of the C twin
+    (cacheshim/types/_setpop.c)."""
+    getrandbits = rng.getrandbits
+    popped: list[bytes] = []
+    keep = popped.append
+    refilled: list[int] = []  # positions that took the last member's place
+    refill = refilled.append
+    for _ in range(count):
+        # rng.randrange(size), inlined: CPython draws bit_length() bits until one is
+        # below size (test_random_members checks that the picks stay randrange's).
+        size = len(members)
+        bits = size.bit_length()
+        position = getrandbits(bits)
+        while position >= size:
+            position = getrandbits(bits)
+        keep(members[position])
+        last = members.pop()
+        if position < len(members):
+            members[position] = last
+            refill(position)
+    if positions is not None:
+        # Two bulk passes over the index instead of two updates per pick.
+        deque(map(positions.__delitem__, popped), maxlen=0)
+        size = len(members)
+        moved = [p for p in refilled if p < size]
+        positions.update(zip(map(members.__getitem__, moved), moved, strict=True))
+    return popped
+
+
+def _native_pop_many() -> PopMany | None:
+    """The C twin of pop_many_py, wrapped to take and give back the generator's state; None
+    without the extension (MEMLOG_PURE_PYTHON=1)."""
+    try:
+        from cacheshim.types import _setpop  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    native = _setpop.pop_many
+
+    def pop_many_c(
+        members: list[bytes], positions: dict[bytes, int] | None, rng: random.Random, count: int
+    ) -> list[bytes]:
+        if type(rng) is not random.Random or len(members) >= _UINT32_END:
+            return pop_many_py(members, positions, rng, count)
+        version, words, gauss = rng.getstate()
+        popped, words = native(members, positions, words, count)
+        rng.setstate((version, words, gauss))
+        return cast(list[bytes], popped)
+
+    return pop_many_c
+
+
+pop_many_native: Final = _native_pop_many()
+pop_many: Final[PopMany] = pop_many_native or pop_many_py
 
 
 class SetValue(AbstractSet[bytes]):
@@ -148,37 +222,40 @@ class SetValue(AbstractSet[bytes]):
         return member
 
     def pop_random_many(self, rng: random.Random, count: int) -> list[bytes]:
-        """count members popped one at a time (count < len): the same picks and the same
-        members list after as count calls of pop_random. The picks walk the list alone; the
-        positions index is then brought up to date in two bulk passes."""
-        members, getrandbits = self._members, rng.getrandbits
-        popped: list[bytes] = []
-        keep = popped.append
-        refilled: list[int] = []  # positions that took the last member's place
-        refill = refilled.append
-        for _ in range(count):
-            # rng.randrange(size), inlined: CPython draws bit_length() bits until one is
-            # below size (test_random_members checks that the picks stay randrange's).
-            size = len(members)
-            bits = size.bit_length()
-            position = getrandbits(bits)
-            while position >= size:
-                position = getrandbits(bits)
-            keep(members[position])
-            last = members.pop()
-            if position < len(members):
-                members[position] = last
-                refill(position)
-        positions = self._positions
-        deque(map(positions.__delitem__, popped), maxlen=0)
-        size = len(members)
-        moved = [p for p in refilled if p < size]
-        positions.update(zip(map(members.__getitem__, moved), moved, strict=True))
+        """count members popped one at a time (count < len): the same picks, members list
+        and index after as count calls of pop_random (:func:`pop_many`)."""
+        popped = pop_many(self._members, self._positions, rng, count)
         self._sorted = None
         if self._scan is not None:
             for member in popped:
                 self._scan.discard(member)
         return popped
+
+    def split_random(self, rng: random.Random, count: int) -> tuple[list[bytes], list[bytes]]:
+        """For a set about to be dropped (SPOP taking most of it): pops count members as
+        pop_random_many would, without keeping the positions index, and hands over the
+        rest; answers (the popped, the rest in reply order), and leaves this set empty."""
+        popped = pop_many(self._members, None, rng, count)
+        rest = self._members if self.hashtable else sorted(self._members, key=int)
+        self._members, self._positions = [], {}
+        self._sorted = self._scan = None
+        return popped, rest
+
+    @classmethod
+    def from_distinct(cls, members: list[bytes]) -> SetValue:
+        """A set built anew from distinct members, in this order (the list is kept): what
+        SetValue(members) builds, without the per-member bookkeeping. Adding one by one
+        turns an intset into a hashtable for good at the first non-integer or past
+        INTSET_ENTRIES_MAX, so the encoding depends on the whole list only."""
+        value = cls()
+        value._members = members
+        value._positions = dict(zip(members, range(len(members)), strict=True))
+        if len(value._positions) != len(members):
+            raise ValueError("members are not distinct")
+        value.hashtable = len(members) > INTSET_ENTRIES_MAX or not all(
+            map(is_intset_member, members)
+        )
+        return value
 
     def copy(self) -> SetValue:
         """A duplicate with the same encoding and members order (COPY)."""

@@ -18,9 +18,13 @@ import time
 import pytest
 import redis
 
+from cacheshim.apply import run
+from cacheshim.commands import Ctx, load_all
 from cacheshim.picks import repeated_positions
-from cacheshim.protocol.resp import Pairs, Picks, Reply, encode, encode_command
-from cacheshim.types.setvalue import SetValue
+from cacheshim.protocol.resp import Pairs, Picks, Reply, SetReply, encode, encode_command
+from cacheshim.types import setvalue
+from cacheshim.types.keyspace import Keyspace
+from cacheshim.types.setvalue import SetValue, pop_many_native, pop_many_py
 from tests.cacheshim.harness import Memlog, RedisServer, execute
 from tests.cacheshim.rawresp import without_callbacks
 
@@ -49,11 +53,31 @@ def test_picks_encode_as_the_plain_reply(protocol: int) -> None:
         )
 
 
-def test_pop_random_many_pops_what_pop_random_pops() -> None:
+TWINS = ["c", "python"]
+
+
+@pytest.fixture(params=TWINS)
+def twin(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """SetValue's pops through the C twin (cacheshim/types/_setpop.c) or the Python one, as
+    installed with MEMLOG_PURE_PYTHON=1."""
+    if request.param == "python":
+        monkeypatch.setattr(setvalue, "pop_many", pop_many_py)
+    elif pop_many_native is None:
+        assert os.environ.get("MEMLOG_PURE_PYTHON") == "1", "the C extension is not built"
+        pytest.skip("installed with MEMLOG_PURE_PYTHON=1: no C extension")
+    return str(request.param)
+
+
+def _index_ok(value: SetValue) -> bool:
+    members = value.members_for_picks()
+    return value._positions == {m: i for i, m in enumerate(members)}
+
+
+def test_pop_random_many_pops_what_pop_random_pops(twin: str) -> None:
     """The same picks and the same members list after: a log written before the batch pop
     replays to the same keyspace."""
     seed = _seed()
-    for size, count in ((10, 1), (10, 9), (1000, 300), (1000, 999), (600, 100)):
+    for size, count in ((10, 1), (10, 9), (1000, 300), (1000, 999), (600, 100), (1024, 1023)):
         one, many = (
             SetValue(b"%d" % i if i % 3 else b"w%d" % i for i in range(size)) for _ in "ab"
         )
@@ -63,7 +87,109 @@ def test_pop_random_many_pops_what_pop_random_pops() -> None:
         assert many.members_for_picks() == one.members_for_picks()
         assert many.ordered() == one.ordered() and set(many) == set(one)
         assert all(member in many for member in one) and len(many) == size - count
+        assert _index_ok(many) and rng_one.getstate() == rng_many.getstate()
         assert many.pop_random_many(rng_many, 1) == [one.pop_random(rng_one)]
+        if len(many) > 1:  # SREM after a batch pop finds members where they now are
+            gone = many.members_for_picks()[len(many) // 2]
+            assert many.remove(gone) and one.remove(gone) and _index_ok(many)
+            assert many.members_for_picks() == one.members_for_picks()
+
+
+def test_the_c_and_python_pops_agree() -> None:
+    """cacheshim/types/_setpop.c against its specification, pop_many_py: random sizes (across
+    bit lengths), counts, generator positions (across the Twister's 624-word refills) and
+    members; the same popped members, list, index and generator state after."""
+    if pop_many_native is None:
+        assert os.environ.get("MEMLOG_PURE_PYTHON") == "1", "the C extension is not built"
+        pytest.skip("installed with MEMLOG_PURE_PYTHON=1: no C extension")
+    rng = random.Random(_seed())
+    for _ in range(400):
+        size = rng.choice([1, 2, 3, 4, 5, 63, 64, 65, 255, 256, 257, rng.randrange(1, 3000)])
+        count = rng.choice([0, 1, size - 1, size, rng.randrange(size + 1)])
+        members = [rng.choice([b"%d" % i, b"m%d" % i, b"\x00" * (i % 5) + b"%d" % i])
+                   for i in range(size)]  # fmt: skip
+        indexed = rng.random() < 0.8
+        sides = []
+        generator_seed = rng.randrange(2**64)
+        skip = rng.randrange(1300)
+        for pop in (pop_many_py, pop_many_native):
+            picks = random.Random(generator_seed)
+            for _ in range(skip):  # the generator part-way through its 624 words
+                picks.getrandbits(32)
+            work = list(members)
+            positions = {m: i for i, m in enumerate(work)} if indexed else None
+            popped = pop(work, positions, picks, count)
+            sides.append((popped, work, positions, picks.getstate(), picks.random()))
+        assert sides[0] == sides[1], (size, count, indexed, skip)
+        popped, work, positions, _, _ = sides[0]
+        assert len(popped) == count and sorted(popped + work) == sorted(members)
+        if positions is not None:
+            assert positions == {m: i for i, m in enumerate(work)}
+
+
+load_all()
+
+
+def _spop_as_before(value: SetValue, index: int, count: int) -> tuple[Reply, SetValue | None]:
+    """SPOP key count as it ran before the C pops (one pop_random per pick; the set that
+    stays built member by member): the reply and the set left at the key."""
+    rng = random.Random(index)  # what Ctx.random() seeds inside apply
+    size = len(value)
+    if count >= size:
+        return SetReply(SetValue(value.ordered()).ordered()), None
+    if (size - count) * 5 > count:
+        popped = [value.pop_random(rng) for _ in range(count)]
+        return SetReply(popped), value
+    stays = SetValue([value.pop_random(rng) for _ in range(size - count)])
+    return SetReply(value.ordered()), stays
+
+
+def test_spop_with_a_count_picks_as_before(twin: str) -> None:
+    """Each of SPOP's strategies (a few members, most of the set, all of it) on intsets and
+    hashtables answers and leaves exactly what the one-at-a-time SPOP of before did (the
+    same reply bytes, members order, encoding and index): logs written before replay the
+    same."""
+    rng = random.Random(_seed())
+    shapes = [
+        [b"%d" % i for i in range(40)], [b"%d" % i for i in range(3000)],
+        [b"w%d" % i for i in range(700)], [b"a", *(b"%d" % i for i in range(600))],
+    ]  # fmt: skip
+    for members in shapes:
+        size = len(members)
+        for count in (1, 7, size // 6, size // 2, size * 5 // 6 + 1, size - 1, size, size + 3):
+            index = rng.randrange(1, 2**40)
+            keyspace = Keyspace()
+            ctx = Ctx(keyspace, 0, 1_700_000_000_000, index)
+            assert run(ctx, [b"SADD", b"s", *members]) == size
+            before = SetValue(members)
+            reply = run(Ctx(keyspace, 0, 1_700_000_000_000, index), [b"SPOP", b"s", b"%d" % count])
+            want, left = _spop_as_before(before, index, count)
+            assert encode(reply, 3) == encode(want, 3), (size, count)
+            after = keyspace.dbs[0].get(b"s", 1_700_000_000_000)
+            if left is None:
+                assert after is None
+                continue
+            assert isinstance(after, SetValue) and _index_ok(after)
+            assert after.members_for_picks() == left.members_for_picks(), (size, count)
+            assert after.encoding == left.encoding and after.ordered() == left.ordered()
+
+
+def test_a_set_built_from_distinct_members_is_the_one_built_by_adding() -> None:
+    rng = random.Random(_seed())
+    for _ in range(200):
+        size = rng.choice([0, 1, 511, 512, 513, rng.randrange(1, 1200)])
+        members = rng.sample(range(-(10**6), 10**6), size)
+        listed = [b"%d" % m for m in members]
+        if rng.random() < 0.4 and listed:
+            listed[rng.randrange(size)] = rng.choice([b"x", b"01", b"+1", b" 1", b"-0"])
+        if len(set(listed)) != len(listed):
+            continue
+        built, added = SetValue.from_distinct(list(listed)), SetValue(listed)
+        assert built.encoding == added.encoding, listed
+        assert built.members_for_picks() == added.members_for_picks()
+        assert built.ordered() == added.ordered() and _index_ok(built)
+    with pytest.raises(ValueError):
+        SetValue.from_distinct([b"a", b"a"])
 
 
 def _clients(oracle_server: RedisServer, memlog: Memlog, protocol: int) -> list[redis.Redis]:

@@ -313,12 +313,15 @@ def test_spop_count_cases(raw: Pair) -> None:
     partition the set; the encoding and expiry left behind are Redis's; an intset's whole or
     most-of reply comes sorted on both."""
     words = [f"w{i}" for i in range(40)]
+    big_words: list[object] = [f"m{i}" for i in range(3000)]
     cases: list[tuple[str, list[object], int]] = [
         ("ints", [*numbers(40)], 40), ("ints", [*numbers(40)], 100), ("ints", [*numbers(40)], 30),
         ("ints", [*numbers(40)], 9), ("ints", [*numbers(40)], 1), ("many", [*numbers(600)], 200),
         ("many", [*numbers(600)], 100), ("many", [*numbers(600)], 599), ("words", [*words], 30),
         ("words", [*words], 5), ("words", [*words], 40), ("mixed", ["a", *numbers(600)], 601),
         ("fixed", ["01", *numbers(30)], 31),
+        # big enough for the C pops to matter: a tenth and most of a hashtable, most of ints
+        ("bigw", big_words, 300), ("bigw", big_words, 2800), ("bigi", [*numbers(3000)], 2700),
     ]  # fmt: skip
     for key, members, count in cases:
         size = len(members)

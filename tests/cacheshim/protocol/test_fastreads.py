@@ -432,3 +432,21 @@ def test_request_parser_reads_the_same_with_and_without_its_c_reader(
     with_c = [parse_stream(*case) for case in cases]
     monkeypatch.setattr(resp_module, "_parse_canonical", None)
     assert [parse_stream(*case) for case in cases] == with_c
+
+
+def test_big_arrays_encode_the_same_with_or_without_c(monkeypatch: pytest.MonkeyPatch) -> None:
+    """resp.encode hands lists and tuples of 64 items and more (a set reply's items too) to
+    the C encoder: the bytes are those of its Python loop, for every shape, the ones C leaves
+    to Python (a float, a status, a bool, a subclass deep inside) included."""
+    if encode_reply_native is None:
+        pytest.skip("installed with MEMLOG_PURE_PYTHON=1: no C extension")
+    rng = seeded("big arrays")
+    replies: list[Reply] = []
+    for _ in range(150):
+        items = [random_reply(rng) for _ in range(rng.choice([63, 64, 65, 300]))]
+        if rng.random() < 0.5:
+            items = [bytes(rng.randrange(256) for _ in range(rng.randrange(9))) for _ in items]
+        replies += [items, tuple(items), SetReply(items), [items[:10], items], {b"k": items}]
+    encoded = [encode(reply, protocol) for reply in replies for protocol in (2, 3)]
+    monkeypatch.setattr(resp_module, "_native_encode", None)
+    assert [encode(reply, protocol) for reply in replies for protocol in (2, 3)] == encoded
