@@ -125,7 +125,7 @@ _ALLOWED_GLOBALS = (
 # Run once in a fresh Lua state, with the Python side's functions as arguments. Returns the
 # functions the Python side calls: compile, call, compile_library, load_library.
 _BOOT = r"""
-local pyredis, pylibs, allowed, step, budget_steps = ...
+local pyredis, pylibs, allowed, step, budget_steps, lstr_path = ...
 local dbg = debug
 local real_G = _G
 local rawget_, rawset_, setmetatable_, getmetatable_ = rawget, rawset, setmetatable, getmetatable
@@ -142,14 +142,8 @@ local steps, killed, watch_at = 0, nil, 0
 local interrupt = pyredis.interrupt
 local hook
 local own_source = dbg.getinfo(1, "S").source
-hook = function()
-  if killed then
-    -- Raised in the script's code only: this file's own functions (the error handler,
-    -- `run` itself) must finish.
-    local info = dbg.getinfo(2, "S")
-    if info and info.source ~= own_source then error_(killed, 0) end
-    return
-  end
+-- One step more; raises the error that ends the script when it must end.
+local function advance()
   steps = steps + 1
   if steps > budget_steps then
     killed = pyredis.budget_message
@@ -166,6 +160,36 @@ hook = function()
       error_(killed, 0)
     end
   end
+end
+hook = function()
+  if killed then
+    -- Raised in the script's code only: this file's own functions (the error handler,
+    -- `run` itself) must finish.
+    local info = dbg.getinfo(2, "S")
+    if info and info.source ~= own_source then error_(killed, 0) end
+    return
+  end
+  advance()
+end
+
+-- Pattern matching (string.find, match, gmatch, gsub) runs in C, inside one instruction, out
+-- of the hook's sight: the counted versions (cacheshim/scripting/_lstr.c) count their own
+-- steps, one instruction each, and call `charge` with every `step` of them.
+local charging = false  -- (only while a script or a library's code runs)
+local function charge(n)
+  if not charging then return end
+  if killed then error_(killed, 0) end
+  for _ = 1, n do advance() end
+end
+local reset_counted = function() end
+if lstr_path then
+  local open, e = real_G.package.loadlib(lstr_path, "luaopen_memlog_lstr")
+  if not open then error_("cannot load " .. lstr_path .. ": " .. tostring_(e)) end
+  local counted = open(charge, step)
+  local s = real_G.string
+  s.find, s.match, s.gmatch, s.gsub = counted.find, counted.match, counted.gmatch, counted.gsub
+  s.gfind = counted.gmatch
+  reset_counted = counted.reset
 end
 
 local readonly = "Attempt to modify a readonly table"
@@ -437,9 +461,12 @@ local xpcall_ = xpcall
 local function run(f, ...)
   steps, killed, watch_at, deterministic = 0, nil, budget_steps + 1, true
   local args, n = {...}, select_("#", ...)
+  reset_counted()
+  charging = true
   dbg.sethook(hook, "", step)
   local ok, result = xpcall_(function() return f(unpack_(args, 1, n)) end, err_handler)
   dbg.sethook()
+  charging = false
   killed = nil
   return ok, result
 end
@@ -454,6 +481,8 @@ local function call(f, as_function, watch_from, at_apply, nkeys, ...)
   for i = nkeys + 1, n do argv[i - nkeys] = all[i] end
   steps, killed, watch_at, deterministic = 0, nil, watch_from, at_apply
   local ok, result
+  reset_counted()
+  charging = true
   dbg.sethook(hook, "", step)
   if as_function then
     ok, result = xpcall_(function() return f(keys, argv) end, err_handler)
@@ -463,6 +492,7 @@ local function call(f, as_function, watch_from, at_apply, nkeys, ...)
     ok, result = xpcall_(f, err_handler)
   end
   dbg.sethook()
+  charging = false
   killed = nil
   return ok, result
 end
@@ -656,7 +686,7 @@ class LuaEngine:
             self._kill,
         ) = boot(
             pyredis, pylibs, allowed, INSTRUCTIONS_STEP,
-            INSTRUCTIONS_MAX // INSTRUCTIONS_STEP,
+            INSTRUCTIONS_MAX // INSTRUCTIONS_STEP, _counted_patterns(),
         )  # fmt: skip
 
     # -- compiling and running ------------------------------------------------------------
@@ -1228,6 +1258,30 @@ def _error_reply(info: Any, name: str) -> Error:
 
 
 _BOOT_FN = "function(...)\n" + _BOOT + "\nend"
+
+_lstr_path: bytes | None = None
+_lstr_tried = False
+
+
+def _counted_patterns() -> bytes | None:
+    """The path of the counted pattern functions' library (cacheshim/scripting/_lstr.c),
+    bound to lupa's Lua 5.1, or None when it was not built (MEMLOG_PURE_PYTHON): scripts
+    then keep Lua's own pattern functions, which the instruction budget cannot stop (logged
+    once)."""
+    global _lstr_path, _lstr_tried
+    if not _lstr_tried:
+        _lstr_tried = True
+        try:
+            from cacheshim.scripting import _lstr  # type: ignore[attr-defined]
+        except ImportError:
+            log.warning(
+                "cacheshim.scripting._lstr is not built: Lua pattern matching in scripts "
+                "is not held to the instruction budget"
+            )
+        else:
+            _lstr.bind(lua51.__file__)
+            _lstr_path = _lstr.__file__.encode()
+    return _lstr_path
 
 
 def _reads_this_time(spec: Command, argv: list[bytes]) -> bool:
