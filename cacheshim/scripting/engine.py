@@ -562,7 +562,31 @@ class MoveOffLoop(BaseException):
     into error replies let it through."""
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
+class _SpecInfo:
+    """What redis.call needs to know of a command, worked out once per command."""
+
+    spec: Command
+    allowed: bool  # in a script at all (not NOSCRIPT, not a connection's own command)
+    is_write: bool  # refused in a read-only script
+    writes: bool  # makes the call dirty (a write, or PUBLISH)
+    select: bool
+
+    @staticmethod
+    def of(spec: Command) -> _SpecInfo:
+        select = spec.name == "select" and not spec.container
+        is_write = spec.is_write and not _reads_this_time(spec)
+        return _SpecInfo(
+            spec,
+            allowed=Flag.NOSCRIPT not in spec.flags
+            and (spec.on_connection is None or spec.name == "select"),
+            is_write=is_write,
+            writes=is_write or spec.name in _SIDE_EFFECTS,
+            select=select,
+        )
+
+
+@dataclass(slots=True)
 class Invocation:
     """What the running script's `redis.call` needs: the command context (the record's,
     inside apply), whether writes are refused, and the protocol set by `redis.setresp`."""
@@ -631,7 +655,7 @@ class LuaEngine:
         self._runner = runner
         # redis.call's command names as scripts spell them -> their table entries (commands
         # without subcommands only): one dict lookup instead of a decode and lower per call.
-        self._specs: dict[bytes, Command] = {}
+        self._specs: dict[bytes, _SpecInfo] = {}
         self._current: Invocation | None = None
         self._calls = 0  # redis.call/pcall in the running script (the budget counts them)
         # Set by the shim: whether a call may move off the event loop (a serving shim, not a
@@ -898,46 +922,45 @@ class LuaEngine:
                 raise CallError(_MOVE.decode())
         if not args:
             return False, NO_ARGUMENTS.encode()
-        argv: list[bytes] = []
-        for arg in args:
+        argv = list(args)
+        for i, arg in enumerate(argv):
             kind = type(arg)
             if kind is bytes:
-                argv.append(arg)
-            elif kind is int or kind is float:
-                argv.append(b"%.17g" % arg)
+                continue
+            if kind is int or kind is float:
+                argv[i] = b"%.17g" % arg
             else:
                 return False, BAD_ARGUMENT.encode()
-        spec = self._specs.get(argv[0])
-        if spec is None:
-            spec = lookup(argv)
-            if spec is None:
+        info = self._specs.get(argv[0])
+        if info is None:
+            found = lookup(argv)
+            if found is None:
                 return False, UNKNOWN_COMMAND.encode()
-            if not spec.subcommands and not spec.container and len(self._specs) < SPECS_MAX:
-                self._specs[argv[0]] = spec
+            info = _SpecInfo.of(found)
+            if not found.subcommands and not found.container and len(self._specs) < SPECS_MAX:
+                self._specs[argv[0]] = info
+        spec = info.spec
         if not spec.arity_ok(len(argv)) or spec.handler is None:
             return False, WRONG_ARITY.encode()
-        if Flag.NOSCRIPT in spec.flags or (
-            spec.on_connection is not None and spec.name != "select"
-        ):
+        if not info.allowed:
             return False, NOT_ALLOWED.encode()
         if invocation.acl_user is not None or invocation.acl_deleted:
             refused = self._acl_refusal(invocation, spec, argv)
             if refused is not None:
                 return False, refused.encode()
-        writes = (spec.is_write and not _reads_this_time(spec, argv)) or spec.name in _SIDE_EFFECTS
-        if self.preview and writes:
-            self._kill(_WANTS_WRITE)  # it runs again at apply, on every shim
-            raise CallError(_WANTS_WRITE.decode())
-        if invocation.readonly and spec.is_write and not _reads_this_time(spec, argv):
-            return False, WRITE_IN_READONLY.encode()
-        if writes:
+        if info.writes:
+            if self.preview:
+                self._kill(_WANTS_WRITE)  # it runs again at apply, on every shim
+                raise CallError(_WANTS_WRITE.decode())
+            if invocation.readonly and info.is_write:
+                return False, WRITE_IN_READONLY.encode()
             invocation.dirty = True
         ctx = invocation.ctx
         db_index = ctx.db_index
         reply = self._runner(ctx, spec, argv)
-        if spec.name == "select" and isinstance(reply, Error):
-            ctx.db_index = db_index
-        if isinstance(reply, Error):
+        if type(reply) is Error:
+            if info.select:
+                ctx.db_index = db_index
             return False, reply.message.encode("utf-8", "surrogateescape")
         return True, self.to_lua(reply, invocation.resp)
 
@@ -1284,7 +1307,7 @@ def _counted_patterns() -> bytes | None:
     return _lstr_path
 
 
-def _reads_this_time(spec: Command, argv: list[bytes]) -> bool:
+def _reads_this_time(spec: Command) -> bool:
     """A command Redis flags readonly that memlog logs only to let it wait (XREAD with
     BLOCK): a script's call never waits, so it is a read there."""
     return spec.local_when is not None and Flag.READONLY in spec.flags

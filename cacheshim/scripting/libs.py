@@ -167,12 +167,15 @@ def cjson_table(lua: _Lua) -> tuple[Any, Callable[[], None]]:
     them, here they must not (a read-only script runs on one shim only)."""
     null = lua.eval("setmetatable({}, {__tostring = function() return 'null' end})")
     settings: dict[str, Any] = {}
+    changed = [True]  # whether a script called a setter since the last reset
 
     def reset() -> None:
-        settings.update(
-            encode_depth=CJSON_DEPTH_DEFAULT, decode_depth=CJSON_DEPTH_DEFAULT,
-            encode_invalid=False, decode_invalid=False,
-        )  # fmt: skip
+        if changed[0]:  # (nearly every script changes nothing: one test then)
+            settings.update(
+                encode_depth=CJSON_DEPTH_DEFAULT, decode_depth=CJSON_DEPTH_DEFAULT,
+                encode_invalid=False, decode_invalid=False,
+            )  # fmt: skip
+            changed[0] = False
 
     reset()
 
@@ -290,6 +293,7 @@ def cjson_table(lua: _Lua) -> tuple[Any, Callable[[], None]]:
         def configure(*args: Any) -> Any:
             if args and isinstance(args[0], kind):
                 settings[name] = kind(args[0])
+                changed[0] = True
             return settings[name]
 
         return configure
