@@ -80,6 +80,10 @@ MOVE_STEPS = 20
 # Each redis.call/pcall counts as this many instructions (it costs far more time than one).
 CALL_INSTRUCTIONS = 500
 CALLS_MAX = INSTRUCTIONS_MAX // CALL_INSTRUCTIONS
+# KEYS and ARGV travel into Lua as arguments of one call up to this many (lupa pushes each
+# on Lua's stack, which holds 8,000), as two tables beyond (slower for few: Redis takes any
+# number).
+ARGS_INLINE_MAX = 1000
 SPECS_MAX = 4096  # (LuaEngine._specs: names as spelled, so bounded)
 MOVE_CALLS = MOVE_STEPS * INSTRUCTIONS_STEP // CALL_INSTRUCTIONS
 
@@ -473,12 +477,18 @@ end
 
 -- EVAL/EVALSHA (as_function false: KEYS and ARGV set as globals) and FCALL (the function
 -- called with them): the first `nkeys` arguments are the keys. One call from Python.
+-- (Or, for many arguments, `nkeys` is the table of keys and the next argument ARGV's.)
 local function call(f, as_function, watch_from, at_apply, nkeys, ...)
   printed, printed_count = nil, 0  -- (made by the first tostring that needs it)
-  local all, n = {...}, select_("#", ...)
-  local keys, argv = {}, {}
-  for i = 1, nkeys do keys[i] = all[i] end
-  for i = nkeys + 1, n do argv[i - nkeys] = all[i] end
+  local keys, argv
+  if type_(nkeys) == "table" then
+    keys, argv = nkeys, ...
+  else
+    local all, n = {...}, select_("#", ...)
+    keys, argv = {}, {}
+    for i = 1, nkeys do keys[i] = all[i] end
+    for i = nkeys + 1, n do argv[i - nkeys] = all[i] end
+  end
   steps, killed, watch_at, deterministic = 0, nil, watch_from, at_apply
   local ok, result
   reset_counted()
@@ -760,9 +770,15 @@ class LuaEngine:
         self._calls = 0
         ctx.in_script = True
         try:
-            ok, result = self._call_lua(
-                fn, as_function, watch_from, ctx.index != 0, len(keys), *keys, *argv
-            )
+            if len(keys) + len(argv) <= ARGS_INLINE_MAX:
+                ok, result = self._call_lua(
+                    fn, as_function, watch_from, ctx.index != 0, len(keys), *keys, *argv
+                )
+            else:  # (each argument of a call into Lua takes a place on its stack)
+                ok, result = self._call_lua(
+                    fn, as_function, watch_from, ctx.index != 0,
+                    self._table_from(keys), self._table_from(argv),
+                )  # fmt: skip
         finally:
             self._current = None
             ctx.db_index = db_index

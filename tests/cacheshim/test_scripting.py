@@ -278,6 +278,27 @@ def test_lua_patterns_answer_as_redis_does(raw_pair: tuple[RawConnection, RawCon
     compare_raw(oracle, subject, [["EVAL", script, "0"] for script in PATTERNS])
 
 
+def test_many_arguments_answer_as_redis_does(raw_pair: tuple[RawConnection, RawConnection]) -> None:
+    """More keys and arguments than Lua's stack holds (8,000) reach the script, as in Redis;
+    unpack keeps its limit there."""
+    oracle, subject = raw_pair
+    many = [f"a{i}" for i in range(10_000)]
+    library = "#!lua name=many\nredis.register_function('f', function(k, a) return {#k, #a} end)"
+    compare_raw(
+        oracle,
+        subject,
+        [
+            ["EVAL", "return {#KEYS, #ARGV, KEYS[#KEYS], ARGV[#ARGV]}", "0", *many],
+            ["EVAL", "return {#KEYS, #ARGV, KEYS[#KEYS], ARGV[#ARGV]}", "6000", *many],
+            ["EVAL", "return redis.call('sadd', 's', unpack(ARGV))", "0", *many[:7990]],
+            ["EVAL", "return redis.call('sadd', 's', unpack(ARGV))", "0", *many[:9000]],
+            ["FUNCTION", "LOAD", "REPLACE", library],
+            ["FCALL", "f", "5000", *many],
+            ["FUNCTION", "DELETE", "many"],
+        ],
+    )
+
+
 @pytest.mark.parametrize("raw_pair", [2, 3], indirect=True, ids=["resp2", "resp3"])
 def test_script_cache_commands(raw_pair: tuple[RawConnection, RawConnection]) -> None:
     oracle, subject = raw_pair
