@@ -38,6 +38,8 @@ typedef ptrdiff_t lua_Integer;
 #define LUA_GLOBALSINDEX (-10002)
 #define lua_upvalueindex(i) (LUA_GLOBALSINDEX - (i))
 #define LUA_TNONE (-1)
+#define LUA_TNIL 0
+#define LUA_TBOOLEAN 1
 #define LUA_TNUMBER 3
 #define LUA_TSTRING 4
 #define LUA_TTABLE 5
@@ -68,7 +70,19 @@ typedef ptrdiff_t lua_Integer;
     X(int, luaL_argerror, (lua_State * L, int narg, const char *extramsg))       \
     X(const char *, luaL_checklstring, (lua_State * L, int narg, size_t *l))     \
     X(lua_Integer, luaL_optinteger, (lua_State * L, int narg, lua_Integer def))  \
-    X(void, luaL_checkstack, (lua_State * L, int sz, const char *msg))
+    X(void, luaL_checkstack, (lua_State * L, int sz, const char *msg))             \
+    X(int, lua_checkstack, (lua_State * L, int sz))                               \
+    X(int, lua_next, (lua_State * L, int idx))                                    \
+    X(void, lua_rawget, (lua_State * L, int idx))                                 \
+    X(void, lua_rawgeti, (lua_State * L, int idx, int n))                         \
+    X(void, lua_rawset, (lua_State * L, int idx))                                 \
+    X(void, lua_rawseti, (lua_State * L, int idx, int n))                         \
+    X(double, lua_tonumber, (lua_State * L, int idx))                             \
+    X(void, lua_pushnumber, (lua_State * L, double n))                            \
+    X(void, lua_pushboolean, (lua_State * L, int b))                              \
+    X(void, lua_concat, (lua_State * L, int n))                                   \
+    X(int, lua_error, (lua_State * L))                                            \
+    X(void, luaL_where, (lua_State * L, int lvl))
 
 #define DECLARE(ret, name, args) static ret(*p_##name) args;
 API(DECLARE)
@@ -513,6 +527,7 @@ static int l_gmatch(lua_State *L) {
 typedef struct {
     char *data;
     size_t len, cap;
+    int slot; /* the stack slot that holds the userdata of data */
 } Out;
 
 static void out_add(lua_State *L, Out *o, const char *s, size_t n) {
@@ -525,7 +540,7 @@ static void out_add(lua_State *L, Out *o, const char *s, size_t n) {
         }
         bigger = (char *)p_lua_newuserdata(L, cap);
         if (o->len) memcpy(bigger, o->data, o->len);
-        p_lua_replace(L, OUT); /* the old buffer is garbage from here */
+        p_lua_replace(L, o->slot); /* the old buffer is garbage from here */
         o->data = bigger;
         o->cap = cap;
     }
@@ -597,7 +612,7 @@ static int l_gsub(lua_State *L) {
     int anchored = (*p == '^');
     int n = 0;
     Match m;
-    Out o = {NULL, 0, 0};
+    Out o = {NULL, 0, 0, OUT};
     if (anchored) p++;
     if (!(kind == LUA_TNUMBER || kind == LUA_TSTRING || kind == LUA_TFUNCTION ||
           kind == LUA_TTABLE))
@@ -628,6 +643,394 @@ static int l_gsub(lua_State *L) {
     p_lua_pushlstring(L, o.data ? o.data : "", o.len);
     p_lua_pushinteger(L, n);
     return 2;
+}
+
+/* -- cmsgpack ---------------------------------------------------------------------------- */
+
+/* The same encoding and decoding as the Python twin in cacheshim/scripting/libs.py
+ * (cmsgpack_table), which pure-Python installs use; the two are compared by
+ * tests/cacheshim/test_scripting.py. Like it, nothing here counts against the budget: the
+ * work is linear in the data. */
+
+#define MP_NESTING_MAX 16    /* deeper tables are packed as nil (lua-cmsgpack's) */
+#define MP_DECODE_DEPTH_MAX 1000
+
+/* An error as the Python twin raises it (through a Lua wrapper's error(message, 2)): the
+ * position of the script's line that called the function, then the message. */
+static int mp_error(lua_State *L, const char *message) {
+    p_luaL_where(L, 1);
+    p_lua_pushlstring(L, message, strlen(message));
+    p_lua_concat(L, 2);
+    return p_lua_error(L);
+}
+
+static void mp_byte(lua_State *L, Out *o, unsigned char b) { out_add(L, o, (const char *)&b, 1); }
+
+static void mp_be(lua_State *L, Out *o, unsigned char code, unsigned long long v, int width) {
+    unsigned char buf[9];
+    buf[0] = code;
+    for (int i = 0; i < width; i++) buf[1 + i] = (unsigned char)(v >> (8 * (width - 1 - i)));
+    out_add(L, o, (const char *)buf, (size_t)width + 1);
+}
+
+static void mp_int(lua_State *L, Out *o, long long n) {
+    if (n >= 0 && n < 128) {
+        mp_byte(L, o, (unsigned char)n);
+    } else if (n < 0 && n >= -32) {
+        mp_byte(L, o, (unsigned char)(n & 0xFF));
+    } else if (n >= 0) {
+        unsigned long long u = (unsigned long long)n;
+        if (u < 0x100ULL) mp_be(L, o, 0xCC, u, 1);
+        else if (u < 0x10000ULL) mp_be(L, o, 0xCD, u, 2);
+        else if (u < 0x100000000ULL) mp_be(L, o, 0xCE, u, 4);
+        else mp_be(L, o, 0xCF, u, 8);
+    } else {
+        unsigned long long u = (unsigned long long)n;
+        if (n >= -128) mp_be(L, o, 0xD0, u & 0xFF, 1);
+        else if (n >= -32768) mp_be(L, o, 0xD1, u & 0xFFFF, 2);
+        else if (n >= -2147483648LL) mp_be(L, o, 0xD2, u & 0xFFFFFFFFULL, 4);
+        else mp_be(L, o, 0xD3, u, 8);
+    }
+}
+
+static void mp_header(lua_State *L, Out *o, size_t n, unsigned char fix, unsigned char b16,
+                      unsigned char b32) {
+    if (n < 16) mp_byte(L, o, (unsigned char)(fix | n));
+    else if (n < 65536) mp_be(L, o, b16, n, 2);
+    else mp_be(L, o, b32, n, 4);
+}
+
+static void mp_encode(lua_State *L, Out *o, int at, int depth);
+
+/* A table: an array when its keys are exactly the integers 1..n, else a map. */
+static void mp_table(lua_State *L, Out *o, int at, int depth) {
+    size_t count = 0;
+    int array = 1;
+    p_luaL_checkstack(L, 3, "too many nested tables");
+    p_lua_pushnil(L);
+    while (p_lua_next(L, at)) {
+        count++;
+        p_lua_settop(L, -2);
+        if (array) {
+            double k;
+            if (p_lua_type(L, -1) != LUA_TNUMBER) {
+                array = 0;
+                continue;
+            }
+            k = p_lua_tonumber(L, -1);
+            if (k < 1 || k >= 9.2e18 || k != (double)(long long)k) array = 0;
+        }
+    }
+    if (array) {
+        /* (all keys integral and >= 1, and count of them: each is <= count too only if they
+         * are exactly 1..count; check the largest) */
+        size_t i;
+        for (i = 1; i <= count; i++) {
+            p_lua_rawgeti(L, at, (int)i);
+            if (p_lua_type(L, -1) == LUA_TNIL) {
+                array = 0;
+                p_lua_settop(L, -2);
+                break;
+            }
+            p_lua_settop(L, -2);
+        }
+    }
+    if (array) {
+        mp_header(L, o, count, 0x90, 0xDC, 0xDD);
+        for (size_t i = 1; i <= count; i++) {
+            p_lua_rawgeti(L, at, (int)i);
+            mp_encode(L, o, p_lua_gettop(L), depth + 1);
+            p_lua_settop(L, -2);
+        }
+        return;
+    }
+    mp_header(L, o, count, 0x80, 0xDE, 0xDF);
+    p_lua_pushnil(L);
+    while (p_lua_next(L, at)) {
+        int top = p_lua_gettop(L);
+        mp_encode(L, o, top - 1, depth + 1);
+        mp_encode(L, o, top, depth + 1);
+        p_lua_settop(L, -2);
+    }
+}
+
+static void mp_encode(lua_State *L, Out *o, int at, int depth) {
+    switch (p_lua_type(L, at)) {
+        case LUA_TBOOLEAN:
+            mp_byte(L, o, p_lua_toboolean(L, at) ? 0xC3 : 0xC2);
+            return;
+        case LUA_TNUMBER: {
+            double v = p_lua_tonumber(L, at);
+            if (v == v && v >= -9223372036854775808.0 && v < 9223372036854775808.0 &&
+                v == (double)(long long)v) {
+                mp_int(L, o, (long long)v);
+            } else if ((double)(float)v == v) { /* (NaN: a double) */
+                float f = (float)v;
+                unsigned int bits;
+                memcpy(&bits, &f, 4);
+                mp_be(L, o, 0xCA, bits, 4);
+            } else {
+                unsigned long long bits;
+                memcpy(&bits, &v, 8);
+                mp_be(L, o, 0xCB, bits, 8);
+            }
+            return;
+        }
+        case LUA_TSTRING: {
+            size_t n;
+            const char *s = p_lua_tolstring(L, at, &n);
+            if (n < 32) mp_byte(L, o, (unsigned char)(0xA0 | n));
+            else if (n < 256) mp_be(L, o, 0xD9, n, 1);
+            else if (n < 65536) mp_be(L, o, 0xDA, n, 2);
+            else mp_be(L, o, 0xDB, n, 4);
+            out_add(L, o, s, n);
+            return;
+        }
+        case LUA_TTABLE:
+            if (depth < MP_NESTING_MAX) {
+                mp_table(L, o, at, depth);
+                return;
+            }
+            break;
+        default:
+            break;
+    }
+    mp_byte(L, o, 0xC0);
+}
+
+static int l_mp_pack(lua_State *L) {
+    int n = p_lua_gettop(L);
+    Out o = {NULL, 0, 0, 0};
+    if (n == 0) return p_luaL_argerror(L, 0, "MessagePack pack needs input.");
+    p_lua_pushnil(L); /* the output's slot: n + 1 */
+    o.slot = n + 1;
+    for (int i = 1; i <= n; i++) mp_encode(L, &o, i, 0);
+    p_lua_pushlstring(L, o.data ? o.data : "", o.len);
+    return 1;
+}
+
+typedef struct {
+    lua_State *L;
+    const unsigned char *data;
+    size_t len;
+    int depth;
+} Input;
+
+/* Up to `width` bytes at pos, big-endian (fewer when the data ends first, as the Python twin
+ * reads a short slice), and how many there were. */
+static unsigned long long mp_read(const Input *in, size_t pos, int width, int *got) {
+    unsigned long long v = 0;
+    int n = 0;
+    while (n < width && pos + (size_t)n < in->len) v = (v << 8) | in->data[pos + (size_t)n++];
+    *got = n;
+    return v;
+}
+
+static size_t mp_decode(Input *in, size_t pos);
+
+static size_t mp_array(Input *in, size_t pos, unsigned long long n) {
+    lua_State *L = in->L;
+    int at;
+    p_lua_createtable(L, n < 1024 ? (int)n : 1024, 0);
+    at = p_lua_gettop(L);
+    for (unsigned long long i = 1; i <= n; i++) {
+        pos = mp_decode(in, pos);
+        p_lua_rawseti(L, at, (int)i);
+    }
+    return pos;
+}
+
+static size_t mp_map(Input *in, size_t pos, unsigned long long n) {
+    lua_State *L = in->L;
+    int at;
+    p_lua_createtable(L, 0, n < 1024 ? (int)n : 1024);
+    at = p_lua_gettop(L);
+    for (unsigned long long i = 0; i < n; i++) {
+        pos = mp_decode(in, pos);
+        pos = mp_decode(in, pos);
+        if (p_lua_type(L, -2) == LUA_TNIL) p_lua_settop(L, -3);
+        else p_lua_rawset(L, at);
+    }
+    return pos;
+}
+
+static size_t mp_string(Input *in, size_t pos, unsigned long long n) {
+    size_t avail = pos < in->len ? in->len - pos : 0;
+    p_lua_pushlstring(in->L, (const char *)in->data + (pos < in->len ? pos : in->len),
+                      n < avail ? (size_t)n : avail);
+    return pos + (size_t)n;
+}
+
+/* Decodes the value at pos onto the stack: the position after it. */
+static size_t mp_decode(Input *in, size_t pos) {
+    lua_State *L = in->L;
+    unsigned char b;
+    int got;
+    size_t end;
+    if (pos >= in->len) mp_error(L, "Missing bytes in input.");
+    if (++in->depth > MP_DECODE_DEPTH_MAX) mp_error(L, "Bad data format in input.");
+    p_luaL_checkstack(L, 4, "too many nested levels");
+    b = in->data[pos++];
+    end = pos;
+    if (b < 0x80) {
+        p_lua_pushinteger(L, b);
+    } else if (b >= 0xE0) {
+        p_lua_pushinteger(L, (lua_Integer)b - 256);
+    } else if (b >= 0xA0 && b < 0xC0) {
+        end = mp_string(in, pos, b & 0x1F);
+    } else if (b >= 0x90 && b < 0xA0) {
+        end = mp_array(in, pos, b & 0x0F);
+    } else if (b >= 0x80 && b < 0x90) {
+        end = mp_map(in, pos, b & 0x0F);
+    } else {
+        switch (b) {
+            case 0xC0: p_lua_pushnil(L); break;
+            case 0xC2: p_lua_pushboolean(L, 0); break;
+            case 0xC3: p_lua_pushboolean(L, 1); break;
+            case 0xCC: case 0xCD: case 0xCE: case 0xCF: {
+                int width = 1 << (b - 0xCC);
+                p_lua_pushnumber(L, (double)mp_read(in, pos, width, &got));
+                end = pos + (size_t)width;
+                break;
+            }
+            case 0xD0: case 0xD1: case 0xD2: case 0xD3: {
+                int width = 1 << (b - 0xD0);
+                unsigned long long u = mp_read(in, pos, width, &got);
+                long long v;
+                if (got == 0) v = 0;
+                else if (got == 8) v = (long long)u;
+                else if (u >> (8 * got - 1)) v = (long long)u - (1LL << (8 * got));
+                else v = (long long)u;
+                p_lua_pushnumber(L, (double)v);
+                end = pos + (size_t)width;
+                break;
+            }
+            case 0xCA: case 0xCB: {
+                int width = b == 0xCA ? 4 : 8;
+                unsigned long long u = mp_read(in, pos, width, &got);
+                if (got < width) mp_error(L, "Missing bytes in input.");
+                if (width == 4) {
+                    unsigned int bits = (unsigned int)u;
+                    float f;
+                    memcpy(&f, &bits, 4);
+                    p_lua_pushnumber(L, (double)f);
+                } else {
+                    double d;
+                    memcpy(&d, &u, 8);
+                    p_lua_pushnumber(L, d);
+                }
+                end = pos + (size_t)width;
+                break;
+            }
+            case 0xD9: case 0xDA: case 0xDB: case 0xC4: case 0xC5: case 0xC6: {
+                int width = (b == 0xD9 || b == 0xC4) ? 1 : (b == 0xDA || b == 0xC5) ? 2 : 4;
+                unsigned long long n = mp_read(in, pos, width, &got);
+                end = mp_string(in, pos + (size_t)width, n);
+                break;
+            }
+            case 0xDC: case 0xDD: {
+                int width = b == 0xDC ? 2 : 4;
+                unsigned long long n = mp_read(in, pos, width, &got);
+                end = mp_array(in, pos + (size_t)width, n);
+                break;
+            }
+            case 0xDE: case 0xDF: {
+                int width = b == 0xDE ? 2 : 4;
+                unsigned long long n = mp_read(in, pos, width, &got);
+                end = mp_map(in, pos + (size_t)width, n);
+                break;
+            }
+            default:
+                mp_error(L, "Bad data format in input.");
+        }
+    }
+    in->depth--;
+    return end;
+}
+
+/* Decodes from offset: up to limit values (0: all), pushed; returns how many, and sets *next
+ * to the position after the last. */
+static int mp_unpack_from(lua_State *L, Input *in, size_t offset, long long limit, size_t *next) {
+    int count = 0;
+    size_t pos = offset;
+    while (pos < in->len && (limit <= 0 || count < limit)) {
+        if (!p_lua_checkstack(L, 8))
+            mp_error(L, "too many return values at once; use unpack_one or unpack_limit instead.");
+        in->depth = 0;
+        pos = mp_decode(in, pos);
+        count++;
+    }
+    *next = pos;
+    return count;
+}
+
+static int l_mp_unpack(lua_State *L) {
+    Input in;
+    size_t next;
+    if (p_lua_gettop(L) != 1 || p_lua_type(L, 1) != LUA_TSTRING)
+        return mp_error(L, "bad argument #1 to 'unpack' (string expected)");
+    in.L = L;
+    in.data = (const unsigned char *)p_lua_tolstring(L, 1, &in.len);
+    return mp_unpack_from(L, &in, 0, 0, &next);
+}
+
+static int mp_limited(lua_State *L, long long limit) {
+    Input in;
+    size_t next;
+    double offset;
+    int count;
+    if (p_lua_type(L, 1) != LUA_TSTRING)
+        return mp_error(L, "bad argument #1 to 'unpack_limit' (string expected)");
+    in.L = L;
+    in.data = (const unsigned char *)p_lua_tolstring(L, 1, &in.len);
+    offset = p_lua_tonumber(L, 3);
+    if (offset < 0 || limit < 0) {
+        char text[120];
+        snprintf(text, sizeof text, "Invalid request to unpack with offset of %d and limit of %d.",
+                 (int)offset, (int)in.len); /* (the length, as lua-cmsgpack words it) */
+        return mp_error(L, text);
+    }
+    if (offset > (double)in.len) {
+        char text[120];
+        snprintf(text, sizeof text, "Start offset %d greater than input length %d.", (int)offset,
+                 (int)in.len);
+        return mp_error(L, text);
+    }
+    p_lua_settop(L, 3);
+    p_lua_pushnil(L); /* (the next offset's place, set below) */
+    count = mp_unpack_from(L, &in, (size_t)offset, limit, &next);
+    p_lua_pushinteger(L, next < in.len ? (lua_Integer)next : -1);
+    p_lua_replace(L, 4);
+    return count + 1;
+}
+
+static int l_mp_unpack_limit(lua_State *L) {
+    double limit = p_lua_tonumber(L, 2);
+    return mp_limited(L, (long long)limit);
+}
+
+static int l_mp_unpack_one(lua_State *L) {
+    p_lua_settop(L, 2);
+    p_lua_pushvalue(L, 2); /* offset: third, as unpack_limit has it */
+    return mp_limited(L, 1);
+}
+
+/* luaopen_memlog_cmsgpack(): the table of pack, unpack, unpack_one, unpack_limit. */
+__attribute__((visibility("default"))) int luaopen_memlog_cmsgpack(lua_State *L) {
+    static const struct {
+        const char *name;
+        lua_CFunction fn;
+    } functions[] = {{"pack", l_mp_pack},
+                     {"unpack", l_mp_unpack},
+                     {"unpack_one", l_mp_unpack_one},
+                     {"unpack_limit", l_mp_unpack_limit}};
+    if (!bound) return 0;
+    p_lua_createtable(L, 0, 4);
+    for (size_t i = 0; i < sizeof(functions) / sizeof(functions[0]); i++) {
+        p_lua_pushcclosure(L, functions[i].fn, 0);
+        p_lua_setfield(L, -2, functions[i].name);
+    }
+    return 1;
 }
 
 /* -- reset, opening ---------------------------------------------------------------------- */

@@ -186,7 +186,9 @@ local function charge(n)
   for _ = 1, n do advance() end
 end
 local reset_counted = function() end
+local c_cmsgpack  -- cmsgpack in C (the same file), in place of the Python one when built
 if lstr_path then
+  c_cmsgpack = real_G.package.loadlib(lstr_path, "luaopen_memlog_cmsgpack")()
   local open, e = real_G.package.loadlib(lstr_path, "luaopen_memlog_lstr")
   if not open then error_("cannot load " .. lstr_path .. ": " .. tostring_(e)) end
   local counted = open(charge, step)
@@ -243,7 +245,7 @@ lib.coroutine = {
 lib.cjson = pylibs.cjson
 lib.bit = pylibs.bit
 lib.struct = pylibs.struct
-lib.cmsgpack = pylibs.cmsgpack
+lib.cmsgpack = c_cmsgpack or pylibs.cmsgpack
 
 local redis = {}
 -- Python callables: C functions to Lua, so `return redis.call(...)` keeps the script's frame
