@@ -82,7 +82,8 @@ typedef ptrdiff_t lua_Integer;
     X(void, lua_pushboolean, (lua_State * L, int b))                              \
     X(void, lua_concat, (lua_State * L, int n))                                   \
     X(int, lua_error, (lua_State * L))                                            \
-    X(void, luaL_where, (lua_State * L, int lvl))
+    X(void, luaL_where, (lua_State * L, int lvl))                                 \
+    X(void, lua_insert, (lua_State * L, int idx))
 
 #define DECLARE(ret, name, args) static ret(*p_##name) args;
 API(DECLARE)
@@ -1030,6 +1031,48 @@ __attribute__((visibility("default"))) int luaopen_memlog_cmsgpack(lua_State *L)
         p_lua_pushcclosure(L, functions[i].fn, 0);
         p_lua_setfield(L, -2, functions[i].name);
     }
+    return 1;
+}
+
+/* -- redis.call with many arguments ------------------------------------------------------- */
+
+/* lupa refuses a call into Python with more than about 7,990 arguments (Lua's stack holds
+ * 8,000), where redis-server takes `redis.call('lpush', 'l', unpack(t))` with 7,999 elements.
+ * redis.call and redis.pcall are this C function over the Python callable (upvalue 1): it
+ * passes few arguments as they are, many as one table (to upvalue 2, with their count). Being
+ * C, it keeps the script's frame in a `return redis.call(...)`, as the Python callable did. */
+#define ARGS_DIRECT_MAX 4000
+
+static int l_many_args(lua_State *L) {
+    int n = p_lua_gettop(L);
+    if (n <= ARGS_DIRECT_MAX) {
+        p_lua_pushvalue(L, lua_upvalueindex(1));
+        p_lua_insert(L, 1);
+        p_lua_call(L, n, -1 /* LUA_MULTRET */);
+        return p_lua_gettop(L);
+    }
+    p_lua_createtable(L, n, 0);
+    for (int i = 1; i <= n; i++) {
+        p_lua_pushvalue(L, i);
+        p_lua_rawseti(L, n + 1, i);
+    }
+    p_lua_pushvalue(L, lua_upvalueindex(2));
+    p_lua_insert(L, n + 1);
+    p_lua_pushinteger(L, n);
+    p_lua_call(L, 2, -1);
+    return p_lua_gettop(L) - n;
+}
+
+/* luaopen_memlog_many(): a function that makes l_many_args over (callable, table_callable). */
+static int l_many_make(lua_State *L) {
+    p_lua_settop(L, 2);
+    p_lua_pushcclosure(L, l_many_args, 2);
+    return 1;
+}
+
+__attribute__((visibility("default"))) int luaopen_memlog_many(lua_State *L) {
+    if (!bound) return 0;
+    p_lua_pushcclosure(L, l_many_make, 0);
     return 1;
 }
 

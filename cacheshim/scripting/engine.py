@@ -196,6 +196,10 @@ if lstr_path then
   s.find, s.match, s.gmatch, s.gsub = counted.find, counted.match, counted.gmatch, counted.gsub
   s.gfind = counted.gmatch
   reset_counted = counted.reset
+  -- (redis.call and redis.pcall take a table beyond lupa's limit on arguments: _lstr.c)
+  local many = real_G.package.loadlib(lstr_path, "luaopen_memlog_many")()
+  pyredis.call = many(pyredis.call, pyredis.call_many)
+  pyredis.pcall = many(pyredis.pcall, pyredis.pcall_many)
 end
 
 local readonly = "Attempt to modify a readonly table"
@@ -693,6 +697,8 @@ class LuaEngine:
                 b"call": self._redis_call,
                 b"register_function": self._register_function,
                 b"pcall": self._redis_pcall,
+                b"call_many": self._redis_call_many,
+                b"pcall_many": self._redis_pcall_many,
                 b"error_text": _error_text,
                 b"sha1hex": _sha1hex,
                 b"log": _log,
@@ -921,6 +927,12 @@ class LuaEngine:
         if not ok:
             return self._table_from({b"err": value})
         return value
+
+    def _redis_call_many(self, table: Any, n: int) -> Any:
+        return self._redis_call(*(table[i] for i in range(1, n + 1)))
+
+    def _redis_pcall_many(self, table: Any, n: int) -> Any:
+        return self._redis_pcall(*(table[i] for i in range(1, n + 1)))
 
     def _call(self, args: tuple[Any, ...]) -> tuple[bool, Any]:
         invocation = self._current

@@ -297,8 +297,9 @@ def test_lua_patterns_answer_as_redis_does(raw_pair: tuple[RawConnection, RawCon
 
 
 def test_many_arguments_answer_as_redis_does(raw_pair: tuple[RawConnection, RawConnection]) -> None:
-    """More keys and arguments than Lua's stack holds (8,000) reach the script, as in Redis;
-    unpack keeps its limit there."""
+    """More keys and arguments than Lua's stack holds (8,000) reach the script, and a
+    redis.call takes as many as unpack gives (7,999 and the command), as in Redis; unpack keeps
+    its limit."""
     oracle, subject = raw_pair
     many = [f"a{i}" for i in range(10_000)]
     library = "#!lua name=many\nredis.register_function('f', function(k, a) return {#k, #a} end)"
@@ -308,7 +309,9 @@ def test_many_arguments_answer_as_redis_does(raw_pair: tuple[RawConnection, RawC
         [
             ["EVAL", "return {#KEYS, #ARGV, KEYS[#KEYS], ARGV[#ARGV]}", "0", *many],
             ["EVAL", "return {#KEYS, #ARGV, KEYS[#KEYS], ARGV[#ARGV]}", "6000", *many],
-            ["EVAL", "return redis.call('sadd', 's', unpack(ARGV))", "0", *many[:7990]],
+            ["EVAL", "return redis.call('sadd', 's', unpack(ARGV))", "0", *many[:7999]],
+            ["EVAL", "return redis.pcall('sadd', 's', {}, unpack(ARGV))", "0", *many[:7998]],
+            ["EVAL", "return redis.pcall('nosuch', unpack(ARGV))", "0", *many[:7999]],
             ["EVAL", "return redis.call('sadd', 's', unpack(ARGV))", "0", *many[:9000]],
             ["FUNCTION", "LOAD", "REPLACE", library],
             ["FCALL", "f", "5000", *many],
