@@ -673,6 +673,15 @@ class LuaEngine:
         # without subcommands only): one dict lookup instead of a decode and lower per call.
         self._specs: dict[bytes, _SpecInfo] = {}
         self._current: Invocation | None = None
+        # The last caller's ACL user: (users, their generation, name, User or None, whether
+        # the user may run anything).
+        self._acl_seen: tuple[Any, int, bytes | None, User | None, bool] = (
+            None,
+            -1,
+            None,
+            None,
+            False,
+        )
         self._calls = 0  # redis.call/pcall in the running script (the budget counts them)
         # Set by the shim: whether a call may move off the event loop (a serving shim, not a
         # replay or the snapshotter); whether this call runs on the script thread; whether
@@ -754,10 +763,17 @@ class LuaEngine:
         reply, or its error as Redis words it ("... script: <name>, on @user_script:1.")."""
         invocation = Invocation(ctx, readonly)
         if ctx.user is not None and ctx.acl is not None:
-            user = ctx.acl.get(ctx.user)
+            # (User.unrestricted counts the command table: kept per user and ACL generation)
+            acl, seen = ctx.acl, self._acl_seen
+            if seen[0] is acl and seen[1] == acl.generation and seen[2] == ctx.user:
+                user, free = seen[3], seen[4]
+            else:
+                user = acl.get(ctx.user)
+                free = user is not None and user.unrestricted()
+                self._acl_seen = (acl, acl.generation, ctx.user, user, free)
             if user is None:
                 invocation.acl_deleted = True
-            elif not user.unrestricted():
+            elif not free:
                 invocation.acl_user = user
         invocation.name = name
         invocation.deferrable = ctx.index != 0 and not ctx.in_transaction
