@@ -4,7 +4,9 @@
 `cacheshim._records` reads the shape of a plain log record for apply;
 `cacheshim.types._setpop` makes SPOP's picks with a count;
 `cacheshim.snapshot._native` computes the snapshot file's CRC-64, decompresses LZF and loads
-keys; `cacheshim.snapshot._native_write` writes a snapshot's keys. They are built by default,
+keys; `cacheshim.snapshot._native_write` writes a snapshot's keys; `cacheshim.scripting._lstr`
+is Lua's pattern matching held to the script budget (without it, scripts keep Lua's own, which
+the budget cannot stop: see cacheshim/scripting/engine.py). They are built by default,
 and a failed build fails the install: without them memlog falls back to Python twins
 (cacheshim/protocol/fastread.py, apply.plain_args_py, setvalue.pop_many_py,
 cacheshim/snapshot/crc64.py, lzf.py and rdb.py: same results, far slower), which nobody
@@ -42,6 +44,12 @@ setup(
             "cacheshim.snapshot._native",
             sources=["cacheshim/snapshot/_native.c"],
             extra_compile_args=["-O2"],
+        ),
+        Extension(
+            "cacheshim.scripting._lstr",
+            sources=["cacheshim/scripting/_lstr.c"],
+            extra_compile_args=["-O2"],
+            libraries=["dl"],
         ),
         Extension(
             "cacheshim.snapshot._native_write",

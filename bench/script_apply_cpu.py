@@ -34,6 +34,7 @@ def one_round(records: int) -> float:
     payloads = []
     for i in range(records):
         record = record_pb2.Record(db=0, time_ms=2 + i, shim_id="s", proposal_id=i + 1)
+        record.user = b"default"  # (a shim names the sender of every script record)
         record.commands.add(args=[b"EVALSHA", sha, b"1", b"counter:%d" % (i % 1000)])
         payloads.append(record.SerializeToString())
     started = time.process_time()

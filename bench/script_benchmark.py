@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import platform
 import re
 import shutil
@@ -51,12 +52,22 @@ def rate(port: int, command: list[str], pipeline: int, requests: int) -> float:
     return float(match.group(1))
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User plus system CPU time of these processes so far (/proc/<pid>/stat)."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=20000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    load_before = f"{os.getloadavg()[0]:.2f}"
     with tempfile.TemporaryDirectory(prefix="memlog-script-bench-") as tmp:
         root = Path(tmp)
         memlog = Memlog(root / "memlog")
@@ -71,8 +82,13 @@ def main() -> None:
                 shas[name] = conn.script_load(SCRIPT)
                 conn.close()
             rows = []
+            shim_pids = [proc.pid for proc in memlog.shim_procs]
+            assert memlog.cluster is not None
+            log_pids = [proc.pid for proc in memlog.cluster.processes.values()]
+            cpu: dict[tuple[str, int], tuple[list[float], list[float]]] = {}
             for label, pipeline in (("EVALSHA", 1), ("EVALSHA", 16), ("SET", 1), ("SET", 16)):
                 rates: dict[str, list[float]] = {name: [] for name in ports}
+                shim_us, log_us = cpu.setdefault((label, pipeline), ([], []))
                 for _ in range(args.rounds):
                     for name, port in ports.items():
                         command = (
@@ -80,7 +96,11 @@ def main() -> None:
                             if label == "EVALSHA"
                             else ["SET", "key:__rand_int__", "xxx"]
                         )
+                        before = cpu_seconds(shim_pids), cpu_seconds(log_pids)
                         rates[name].append(rate(port, command, pipeline, args.requests))
+                        if name == "memlog":
+                            shim_us.append((cpu_seconds(shim_pids) - before[0]) / args.requests)
+                            log_us.append((cpu_seconds(log_pids) - before[1]) / args.requests)
                 medians = {name: statistics.median(r) for name, r in rates.items()}
                 ratio = medians["memlog"] / medians["redis-server (fsync always)"]
                 rows.append((label, pipeline, medians, ratio, rates))
@@ -106,6 +126,21 @@ def main() -> None:
             f"| {label} | {pipeline} | {medians['memlog']:.0f} | "
             f"{medians['redis-server (fsync always)']:.0f} | {ratio:.2f}x | {target} |"
         )
+    lines.append("")
+    lines.append(
+        "CPU per request on memlog's side (median of the rounds; user + system time of the "
+        "shim process and of the three log nodes together, from /proc):"
+    )
+    lines.append("")
+    lines.append("| command | -P | shim CPU us/request | log nodes CPU us/request |")
+    lines.append("| --- | --- | --- | --- |")
+    for (label, pipeline), (shim_us, log_us) in cpu.items():
+        lines.append(
+            f"| {label} | {pipeline} | {statistics.median(shim_us) * 1e6:.0f} | "
+            f"{statistics.median(log_us) * 1e6:.0f} |"
+        )
+    lines.append("")
+    lines.append(f"Load average before and after: {load_before}, {os.getloadavg()[0]:.2f}.")
     lines.append("")
     lines.append("Every round (requests/s):")
     lines.append("")

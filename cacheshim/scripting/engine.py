@@ -80,6 +80,10 @@ MOVE_STEPS = 20
 # Each redis.call/pcall counts as this many instructions (it costs far more time than one).
 CALL_INSTRUCTIONS = 500
 CALLS_MAX = INSTRUCTIONS_MAX // CALL_INSTRUCTIONS
+# KEYS and ARGV travel into Lua as arguments of one call up to this many (lupa pushes each
+# on Lua's stack, which holds 8,000), as two tables beyond (slower for few: Redis takes any
+# number).
+ARGS_INLINE_MAX = 1000
 SPECS_MAX = 4096  # (LuaEngine._specs: names as spelled, so bounded)
 MOVE_CALLS = MOVE_STEPS * INSTRUCTIONS_STEP // CALL_INSTRUCTIONS
 
@@ -125,7 +129,7 @@ _ALLOWED_GLOBALS = (
 # Run once in a fresh Lua state, with the Python side's functions as arguments. Returns the
 # functions the Python side calls: compile, call, compile_library, load_library.
 _BOOT = r"""
-local pyredis, pylibs, allowed, step, budget_steps = ...
+local pyredis, pylibs, allowed, step, budget_steps, lstr_path = ...
 local dbg = debug
 local real_G = _G
 local rawget_, rawset_, setmetatable_, getmetatable_ = rawget, rawset, setmetatable, getmetatable
@@ -142,14 +146,8 @@ local steps, killed, watch_at = 0, nil, 0
 local interrupt = pyredis.interrupt
 local hook
 local own_source = dbg.getinfo(1, "S").source
-hook = function()
-  if killed then
-    -- Raised in the script's code only: this file's own functions (the error handler,
-    -- `run` itself) must finish.
-    local info = dbg.getinfo(2, "S")
-    if info and info.source ~= own_source then error_(killed, 0) end
-    return
-  end
+-- One step more; raises the error that ends the script when it must end.
+local function advance()
   steps = steps + 1
   if steps > budget_steps then
     killed = pyredis.budget_message
@@ -166,6 +164,42 @@ hook = function()
       error_(killed, 0)
     end
   end
+end
+hook = function()
+  if killed then
+    -- Raised in the script's code only: this file's own functions (the error handler,
+    -- `run` itself) must finish.
+    local info = dbg.getinfo(2, "S")
+    if info and info.source ~= own_source then error_(killed, 0) end
+    return
+  end
+  advance()
+end
+
+-- Pattern matching (string.find, match, gmatch, gsub) runs in C, inside one instruction, out
+-- of the hook's sight: the counted versions (cacheshim/scripting/_lstr.c) count their own
+-- steps, one instruction each, and call `charge` with every `step` of them.
+local charging = false  -- (only while a script or a library's code runs)
+local function charge(n)
+  if not charging then return end
+  if killed then error_(killed, 0) end
+  for _ = 1, n do advance() end
+end
+local reset_counted = function() end
+local c_cmsgpack  -- cmsgpack in C (the same file), in place of the Python one when built
+if lstr_path then
+  c_cmsgpack = real_G.package.loadlib(lstr_path, "luaopen_memlog_cmsgpack")()
+  local open, e = real_G.package.loadlib(lstr_path, "luaopen_memlog_lstr")
+  if not open then error_("cannot load " .. lstr_path .. ": " .. tostring_(e)) end
+  local counted = open(charge, step)
+  local s = real_G.string
+  s.find, s.match, s.gmatch, s.gsub = counted.find, counted.match, counted.gmatch, counted.gsub
+  s.gfind = counted.gmatch
+  reset_counted = counted.reset
+  -- (redis.call and redis.pcall take a table beyond lupa's limit on arguments: _lstr.c)
+  local many = real_G.package.loadlib(lstr_path, "luaopen_memlog_many")()
+  pyredis.call = many(pyredis.call, pyredis.call_many)
+  pyredis.pcall = many(pyredis.pcall, pyredis.pcall_many)
 end
 
 local readonly = "Attempt to modify a readonly table"
@@ -215,7 +249,7 @@ lib.coroutine = {
 lib.cjson = pylibs.cjson
 lib.bit = pylibs.bit
 lib.struct = pylibs.struct
-lib.cmsgpack = pylibs.cmsgpack
+lib.cmsgpack = c_cmsgpack or pylibs.cmsgpack
 
 local redis = {}
 -- Python callables: C functions to Lua, so `return redis.call(...)` keeps the script's frame
@@ -437,23 +471,34 @@ local xpcall_ = xpcall
 local function run(f, ...)
   steps, killed, watch_at, deterministic = 0, nil, budget_steps + 1, true
   local args, n = {...}, select_("#", ...)
+  reset_counted()
+  charging = true
   dbg.sethook(hook, "", step)
   local ok, result = xpcall_(function() return f(unpack_(args, 1, n)) end, err_handler)
   dbg.sethook()
+  charging = false
   killed = nil
   return ok, result
 end
 
 -- EVAL/EVALSHA (as_function false: KEYS and ARGV set as globals) and FCALL (the function
 -- called with them): the first `nkeys` arguments are the keys. One call from Python.
+-- (Or, for many arguments, `nkeys` is the table of keys and the next argument ARGV's.)
 local function call(f, as_function, watch_from, at_apply, nkeys, ...)
   printed, printed_count = nil, 0  -- (made by the first tostring that needs it)
-  local all, n = {...}, select_("#", ...)
-  local keys, argv = {}, {}
-  for i = 1, nkeys do keys[i] = all[i] end
-  for i = nkeys + 1, n do argv[i - nkeys] = all[i] end
+  local keys, argv
+  if type_(nkeys) == "table" then
+    keys, argv = nkeys, ...
+  else
+    local all, n = {...}, select_("#", ...)
+    keys, argv = {}, {}
+    for i = 1, nkeys do keys[i] = all[i] end
+    for i = nkeys + 1, n do argv[i - nkeys] = all[i] end
+  end
   steps, killed, watch_at, deterministic = 0, nil, watch_from, at_apply
   local ok, result
+  reset_counted()
+  charging = true
   dbg.sethook(hook, "", step)
   if as_function then
     ok, result = xpcall_(function() return f(keys, argv) end, err_handler)
@@ -463,6 +508,7 @@ local function call(f, as_function, watch_from, at_apply, nkeys, ...)
     ok, result = xpcall_(f, err_handler)
   end
   dbg.sethook()
+  charging = false
   killed = nil
   return ok, result
 end
@@ -532,7 +578,31 @@ class MoveOffLoop(BaseException):
     into error replies let it through."""
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
+class _SpecInfo:
+    """What redis.call needs to know of a command, worked out once per command."""
+
+    spec: Command
+    allowed: bool  # in a script at all (not NOSCRIPT, not a connection's own command)
+    is_write: bool  # refused in a read-only script
+    writes: bool  # makes the call dirty (a write, or PUBLISH)
+    select: bool
+
+    @staticmethod
+    def of(spec: Command) -> _SpecInfo:
+        select = spec.name == "select" and not spec.container
+        is_write = spec.is_write and not _reads_this_time(spec)
+        return _SpecInfo(
+            spec,
+            allowed=Flag.NOSCRIPT not in spec.flags
+            and (spec.on_connection is None or spec.name == "select"),
+            is_write=is_write,
+            writes=is_write or spec.name in _SIDE_EFFECTS,
+            select=select,
+        )
+
+
+@dataclass(slots=True)
 class Invocation:
     """What the running script's `redis.call` needs: the command context (the record's,
     inside apply), whether writes are refused, and the protocol set by `redis.setresp`."""
@@ -605,8 +675,17 @@ class LuaEngine:
         self._runner = runner
         # redis.call's command names as scripts spell them -> their table entries (commands
         # without subcommands only): one dict lookup instead of a decode and lower per call.
-        self._specs: dict[bytes, Command] = {}
+        self._specs: dict[bytes, _SpecInfo] = {}
         self._current: Invocation | None = None
+        # The last caller's ACL user: (users, their generation, name, User or None, whether
+        # the user may run anything).
+        self._acl_seen: tuple[Any, int, bytes | None, User | None, bool] = (
+            None,
+            -1,
+            None,
+            None,
+            False,
+        )
         self._calls = 0  # redis.call/pcall in the running script (the budget counts them)
         # Set by the shim: whether a call may move off the event loop (a serving shim, not a
         # replay or the snapshotter); whether this call runs on the script thread; whether
@@ -634,6 +713,8 @@ class LuaEngine:
                 b"call": self._redis_call,
                 b"register_function": self._register_function,
                 b"pcall": self._redis_pcall,
+                b"call_many": self._redis_call_many,
+                b"pcall_many": self._redis_pcall_many,
                 b"error_text": _error_text,
                 b"sha1hex": _sha1hex,
                 b"log": _log,
@@ -663,7 +744,7 @@ class LuaEngine:
             self._kill,
         ) = boot(
             pyredis, pylibs, allowed, INSTRUCTIONS_STEP,
-            INSTRUCTIONS_MAX // INSTRUCTIONS_STEP,
+            INSTRUCTIONS_MAX // INSTRUCTIONS_STEP, _counted_patterns(),
         )  # fmt: skip
 
     # -- compiling and running ------------------------------------------------------------
@@ -689,10 +770,17 @@ class LuaEngine:
         reply, or its error as Redis words it ("... script: <name>, on @user_script:1.")."""
         invocation = Invocation(ctx, readonly)
         if ctx.user is not None and ctx.acl is not None:
-            user = ctx.acl.get(ctx.user)
+            # (User.unrestricted counts the command table: kept per user and ACL generation)
+            acl, seen = ctx.acl, self._acl_seen
+            if seen[0] is acl and seen[1] == acl.generation and seen[2] == ctx.user:
+                user, free = seen[3], seen[4]
+            else:
+                user = acl.get(ctx.user)
+                free = user is not None and user.unrestricted()
+                self._acl_seen = (acl, acl.generation, ctx.user, user, free)
             if user is None:
                 invocation.acl_deleted = True
-            elif not user.unrestricted():
+            elif not free:
                 invocation.acl_user = user
         invocation.name = name
         invocation.deferrable = ctx.index != 0 and not ctx.in_transaction
@@ -713,9 +801,15 @@ class LuaEngine:
         self._calls = 0
         ctx.in_script = True
         try:
-            ok, result = self._call_lua(
-                fn, as_function, watch_from, ctx.index != 0, len(keys), *keys, *argv
-            )
+            if len(keys) + len(argv) <= ARGS_INLINE_MAX:
+                ok, result = self._call_lua(
+                    fn, as_function, watch_from, ctx.index != 0, len(keys), *keys, *argv
+                )
+            else:  # (each argument of a call into Lua takes a place on its stack)
+                ok, result = self._call_lua(
+                    fn, as_function, watch_from, ctx.index != 0,
+                    self._table_from(keys), self._table_from(argv),
+                )  # fmt: skip
         finally:
             self._current = None
             ctx.db_index = db_index
@@ -857,6 +951,12 @@ class LuaEngine:
             return self._table_from({b"err": value})
         return value
 
+    def _redis_call_many(self, table: Any, n: int) -> Any:
+        return self._redis_call(*(table[i] for i in range(1, n + 1)))
+
+    def _redis_pcall_many(self, table: Any, n: int) -> Any:
+        return self._redis_pcall(*(table[i] for i in range(1, n + 1)))
+
     def _call(self, args: tuple[Any, ...]) -> tuple[bool, Any]:
         invocation = self._current
         if invocation is None:
@@ -875,51 +975,51 @@ class LuaEngine:
                 raise CallError(_MOVE.decode())
         if not args:
             return False, NO_ARGUMENTS.encode()
-        argv: list[bytes] = []
-        for arg in args:
+        argv = list(args)
+        for i, arg in enumerate(argv):
             kind = type(arg)
             if kind is bytes:
-                argv.append(arg)
-            elif kind is int or kind is float:
-                argv.append(b"%.17g" % arg)
+                continue
+            if kind is int or kind is float:
+                argv[i] = b"%.17g" % arg
             else:
                 return False, BAD_ARGUMENT.encode()
-        spec = self._specs.get(argv[0])
-        if spec is None:
-            spec = lookup(argv)
-            if spec is None:
+        info = self._specs.get(argv[0])
+        if info is None:
+            found = lookup(argv)
+            if found is None:
                 return False, UNKNOWN_COMMAND.encode()
-            if not spec.subcommands and not spec.container and len(self._specs) < SPECS_MAX:
-                self._specs[argv[0]] = spec
+            info = _SpecInfo.of(found)
+            if not found.subcommands and not found.container and len(self._specs) < SPECS_MAX:
+                self._specs[argv[0]] = info
+        spec = info.spec
         if not spec.arity_ok(len(argv)) or spec.handler is None:
             return False, WRONG_ARITY.encode()
-        if Flag.NOSCRIPT in spec.flags or (
-            spec.on_connection is not None and spec.name != "select"
-        ):
+        if not info.allowed:
             return False, NOT_ALLOWED.encode()
         if invocation.acl_user is not None or invocation.acl_deleted:
             refused = self._acl_refusal(invocation, spec, argv)
             if refused is not None:
                 return False, refused.encode()
-        writes = (spec.is_write and not _reads_this_time(spec, argv)) or spec.name in _SIDE_EFFECTS
-        if self.preview and writes:
-            self._kill(_WANTS_WRITE)  # it runs again at apply, on every shim
-            raise CallError(_WANTS_WRITE.decode())
-        if invocation.readonly and spec.is_write and not _reads_this_time(spec, argv):
-            return False, WRITE_IN_READONLY.encode()
-        if writes:
+        if info.writes:
+            if self.preview:
+                self._kill(_WANTS_WRITE)  # it runs again at apply, on every shim
+                raise CallError(_WANTS_WRITE.decode())
+            if invocation.readonly and info.is_write:
+                return False, WRITE_IN_READONLY.encode()
             invocation.dirty = True
         ctx = invocation.ctx
         db_index = ctx.db_index
         if Flag.READONLY in spec.flags:
             ctx.script_read = True  # client-side caching tracks the script's keys
         reply = self._runner(ctx, spec, argv)
-        if spec.name == "select" and isinstance(reply, Error):
+        error = reply.message if type(reply) is Error else None
+        if error is not None and info.select:
             ctx.db_index = db_index
         if self.monitor is not None and not _UNMONITORED.intersection(spec.flags):
             self.monitor(ctx.db_index, argv)
-        if isinstance(reply, Error):
-            return False, reply.message.encode("utf-8", "surrogateescape")
+        if error is not None:
+            return False, error.encode("utf-8", "surrogateescape")
         return True, self.to_lua(reply, invocation.resp)
 
     @property
@@ -1240,8 +1340,32 @@ def _error_reply(info: Any, name: str) -> Error:
 
 _BOOT_FN = "function(...)\n" + _BOOT + "\nend"
 
+_lstr_path: bytes | None = None
+_lstr_tried = False
 
-def _reads_this_time(spec: Command, argv: list[bytes]) -> bool:
+
+def _counted_patterns() -> bytes | None:
+    """The path of the counted pattern functions' library (cacheshim/scripting/_lstr.c),
+    bound to lupa's Lua 5.1, or None when it was not built (MEMLOG_PURE_PYTHON): scripts
+    then keep Lua's own pattern functions, which the instruction budget cannot stop (logged
+    once)."""
+    global _lstr_path, _lstr_tried
+    if not _lstr_tried:
+        _lstr_tried = True
+        try:
+            from cacheshim.scripting import _lstr  # type: ignore[attr-defined]
+        except ImportError:
+            log.warning(
+                "cacheshim.scripting._lstr is not built: Lua pattern matching in scripts "
+                "is not held to the instruction budget"
+            )
+        else:
+            _lstr.bind(lua51.__file__)
+            _lstr_path = _lstr.__file__.encode()
+    return _lstr_path
+
+
+def _reads_this_time(spec: Command) -> bool:
     """A command Redis flags readonly that memlog logs only to let it wait (XREAD with
     BLOCK): a script's call never waits, so it is a read there."""
     return spec.local_when is not None and Flag.READONLY in spec.flags

@@ -1,6 +1,9 @@
 """The C libraries Redis links into its Lua, which lupa's Lua 5.1 does not bundle: `bit`
 (LuaBitOp), `cjson` (lua-cjson), `struct` (Roberto Ierusalimschy's struct) and `cmsgpack`
-(lua-cmsgpack), written here in Python and exposed to Lua as tables of functions.
+(lua-cmsgpack), written here in Python and exposed to Lua as tables of functions. Scripts
+use the C twin of `cmsgpack` (cacheshim/scripting/_lstr.c, 5-7x faster on big tables,
+compared with this one by tests/cacheshim/lua_cmsgpack.py) when the C extensions are built;
+this one serves installs without them.
 
 They follow the originals' behaviour for what scripts commonly use (checked against
 redis-server 7.0.15 in tests/cacheshim/test_scripting.py); what they do not cover raises a
@@ -167,12 +170,15 @@ def cjson_table(lua: _Lua) -> tuple[Any, Callable[[], None]]:
     them, here they must not (a read-only script runs on one shim only)."""
     null = lua.eval("setmetatable({}, {__tostring = function() return 'null' end})")
     settings: dict[str, Any] = {}
+    changed = [True]  # whether a script called a setter since the last reset
 
     def reset() -> None:
-        settings.update(
-            encode_depth=CJSON_DEPTH_DEFAULT, decode_depth=CJSON_DEPTH_DEFAULT,
-            encode_invalid=False, decode_invalid=False,
-        )  # fmt: skip
+        if changed[0]:  # (nearly every script changes nothing: one test then)
+            settings.update(
+                encode_depth=CJSON_DEPTH_DEFAULT, decode_depth=CJSON_DEPTH_DEFAULT,
+                encode_invalid=False, decode_invalid=False,
+            )  # fmt: skip
+            changed[0] = False
 
     reset()
 
@@ -290,6 +296,7 @@ def cjson_table(lua: _Lua) -> tuple[Any, Callable[[], None]]:
         def configure(*args: Any) -> Any:
             if args and isinstance(args[0], kind):
                 settings[name] = kind(args[0])
+                changed[0] = True
             return settings[name]
 
         return configure
@@ -449,6 +456,15 @@ def struct_table(lua: _Lua) -> Any:
 # -- cmsgpack ------------------------------------------------------------------------------
 
 
+def _fits_float32(value: float) -> bool:
+    """Whether a double survives a round trip through a C float (the infinities do; NaN
+    and a value beyond a float's range do not)."""
+    try:
+        return bool(pystruct.unpack(">f", pystruct.pack(">f", value))[0] == value)
+    except OverflowError:
+        return False
+
+
 def cmsgpack_table(lua: _Lua) -> Any:
     def enc(value: Any, out: bytearray, depth: int) -> None:
         kind = type(value)
@@ -456,10 +472,10 @@ def cmsgpack_table(lua: _Lua) -> Any:
             out += b"\xc0"
         elif kind is bool:
             out += b"\xc3" if value else b"\xc2"
-        elif kind is int or (kind is float and value == int(value) and abs(value) < 2**63):
+        elif kind is int or (kind is float and -(2**63) <= value < 2**63 and value == int(value)):
             enc_int(int(value), out)
         elif kind is float:
-            if pystruct.unpack(">f", pystruct.pack(">f", value))[0] == value or value != value:
+            if _fits_float32(value):
                 out += b"\xca" + pystruct.pack(">f", value)
             else:
                 out += b"\xcb" + pystruct.pack(">d", value)
@@ -516,7 +532,7 @@ def cmsgpack_table(lua: _Lua) -> Any:
 
     def pack(*values: Any) -> bytes:
         if not values:
-            raise LibError("MessagePack pack needs input.")
+            raise LibError("bad argument #0 to 'pack' (MessagePack pack needs input.)")
         out = bytearray()
         for value in values:
             enc(value, out, 0)
@@ -598,8 +614,12 @@ def cmsgpack_table(lua: _Lua) -> Any:
             raise LibError("bad argument #1 to 'unpack_limit' (string expected)")
         pos = int(offset)
         values: list[Any] = []
-        if pos < 0 or pos > len(data):
-            raise LibError("Start offset greater than input length")
+        if pos < 0 or int(limit) < 0:  # (lua-cmsgpack names the length as the limit)
+            raise LibError(
+                f"Invalid request to unpack with offset of {pos} and limit of {len(data)}."
+            )
+        if pos > len(data):
+            raise LibError(f"Start offset {pos} greater than input length {len(data)}.")
         while pos < len(data) and (int(limit) <= 0 or len(values) < int(limit)):
             value, pos = dec(data, pos)
             values.append(value)

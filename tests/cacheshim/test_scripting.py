@@ -30,6 +30,8 @@ from tests.cacheshim.harness import (
     execute,
     same_index,
 )
+from tests.cacheshim.lua_cmsgpack import cmsgpack_fuzz
+from tests.cacheshim.lua_patterns import pattern_fuzz
 from tests.cacheshim.rawresp import RawConnection, compare_raw
 
 # Each case: a script (run with EVAL ... 0 unless it names keys) whose reply must be the same
@@ -168,6 +170,23 @@ SCRIPTS: list[list[str]] = [
     ["return table.concat(cjson.decode('[0.0, -5e3, -1, 0.3e-3, 1023.2, 0e10]'), ' ')", "0"],
     ["local a = {y=5} a.x = {x=a} return cmsgpack.pack(a)", "0"],
     ["return cmsgpack.pack(0.1, -1099511627776)", "0"],
+    ["return cmsgpack.pack(-2^63, 2^63, 2^64, 1e300, 1/0, -1/0, 0/0, -0.0, 2^53 + 1)", "0"],
+    ["return {cmsgpack.unpack(cmsgpack.pack(-2^63, 2^63, 1e300, 0.1, {1, {2, {}}}))}", "0"],
+    [
+        "local t = {} for i = 1, 70000 do t[i] = i % 300 end local m = {} "
+        "for i = 1, 70 do m['k' .. i] = {i, 'v'} end "
+        "local p = cmsgpack.pack(t, m, string.rep('x', 70000)) "
+        "local a, b, c = cmsgpack.unpack(p) "
+        "return {#p, redis.sha1hex(p), #a, a[70000], b.k7[1], #c}",
+        "0",
+    ],
+    ["return {cmsgpack.unpack_limit(cmsgpack.pack(1, 2, 3), 2, 1)}", "0"],
+    ["return {pcall(cmsgpack.unpack, '\\145')}", "0"],
+    ["return {pcall(cmsgpack.unpack, '\\193')}", "0"],
+    ["return {pcall(cmsgpack.pack)}", "0"],
+    ["return {pcall(cmsgpack.unpack_limit, 'ab', 1, 5)}", "0"],
+    ["return {pcall(cmsgpack.unpack_limit, 'ab', 1, -1)}", "0"],
+    ["return cmsgpack.pack()", "0"],
     ["return {cmsgpack.unpack_limit(cmsgpack.pack('a', 'b', 'c'), 2, 0)}", "0"],
     ["return {cmsgpack.unpack_one(cmsgpack.pack('a', 'b'), 2)}", "0"],
     # Holes of the sandbox a script could change other scripts through, closed.
@@ -187,6 +206,61 @@ SCRIPTS: list[list[str]] = [
         "local a = {}; setmetatable(a,{__index=function() redis.call('set','x','1') end}) return a",
         "0",
     ],
+]
+
+
+# Lua pattern matching (string.find, match, gmatch, gsub), which memlog runs through its own
+# counted matcher (cacheshim/scripting/_lstr.c): the same answers, errors included, as Lua
+# 5.1.5's in redis-server.
+PATTERNS: list[str] = [
+    "return {string.find('hello world', 'o w')}",
+    "return {string.find('hello world', 'o', 6)}",
+    "return {string.find('hello', 'l', -2)}",
+    "return {string.find('a.b', '.', 1, true)}",
+    "return {string.find('abc', '', 10)}",
+    "return {string.find('key:123:x', '(%a+):(%d+)')}",
+    "return {string.find('  trim  ', '^%s*(.-)%s*$')}",
+    "return string.match('key:123', '^key:(%d+)$')",
+    "return {string.match('2024-01-05', '(%d+)-(%d+)-(%d+)')}",
+    "return {string.match('hello', '()ll()')}",
+    "return string.match('THE (quick) fox', '%((%a+)%)')",
+    "return string.match('f(a(b)c)d', '%b()')",
+    "return string.match('THE (quick) fox', '%f[%a]%a+%f[%A]', 5)",
+    "return string.match('x = 10', '^(%w+)%s*=%s*(%w+)$')",
+    "return string.match('[[x]]', '%[%[(.*)%]%]')",
+    "return string.match('abc', '[^%a]')",
+    "return string.match('a-b_c9', '[%w_%-]+')",
+    "return string.match('hello hello', '(h%a+) %1')",
+    "return string.match('\\0a\\0', '%z(a)%z')",
+    "return {string.gsub('hello world', '(o)', '[%1]')}",
+    "return {string.gsub('hello world', 'o', '0', 1)}",
+    "return {string.gsub('abc', '', '-')}",
+    "return {string.gsub('hello world', '%w+', '%0 %0')}",
+    "return {string.gsub('$name is $age', '%$(%w+)', {name='bob', age=7})}",
+    "return {string.gsub('a,b,,c', '([^,]*)', function(x) return '<' .. x .. '>' end)}",
+    "return {string.gsub('abc', '%w', function(c) if c == 'b' then return nil end "
+    "return c:upper() end)}",
+    "return {string.gsub('abc', '^a', 'X')}",
+    "return {string.gsub('100%', '%%', ' percent')}",
+    "return {string.gsub('x', 'x', '%2')}",
+    "return {string.gsub('x', 'x', function() return {} end)}",
+    "return {string.gsub('x', 'x', true)}",
+    "local t = {} for k, v in string.gmatch('a=1, b=2', '(%w+)=(%w+)') do "
+    "t[#t+1] = k .. v end return t",
+    "local t = {} for w in ('one two  three'):gmatch('%S+') do t[#t+1] = w end return t",
+    "local t = {} for p in ('abc'):gmatch('()') do t[#t+1] = p end return t",
+    "return string.find('a', '%')",
+    "return string.find('a', '[a')",
+    "return string.find('a', '(a')",
+    "return string.find('a', 'a)')",
+    "return string.find('a', '%1')",
+    "return string.find('a', '%ba')",
+    "return string.find('a', '%fx')",
+    "return string.find(nil, 'a')",
+    "return ('x'):find({})",
+    "return string.gsub('x', 'x')",
+    "return string.gsub('x', 'x', 'y', 'z')",
+    "return string.rep('ab', 3):find('(b)(a)')",
 ]
 
 
@@ -215,6 +289,35 @@ def test_scripts_answer_as_redis_does(raw_pair: tuple[RawConnection, RawConnecti
         commands.append(["FLUSHALL"])
         commands.append(["EVAL", *case])
     compare_raw(oracle, subject, commands)
+
+
+def test_lua_patterns_answer_as_redis_does(raw_pair: tuple[RawConnection, RawConnection]) -> None:
+    oracle, subject = raw_pair
+    compare_raw(oracle, subject, [["EVAL", script, "0"] for script in PATTERNS])
+
+
+def test_many_arguments_answer_as_redis_does(raw_pair: tuple[RawConnection, RawConnection]) -> None:
+    """More keys and arguments than Lua's stack holds (8,000) reach the script, and a
+    redis.call takes as many as unpack gives (7,999 and the command), as in Redis; unpack keeps
+    its limit."""
+    oracle, subject = raw_pair
+    many = [f"a{i}" for i in range(10_000)]
+    library = "#!lua name=many\nredis.register_function('f', function(k, a) return {#k, #a} end)"
+    compare_raw(
+        oracle,
+        subject,
+        [
+            ["EVAL", "return {#KEYS, #ARGV, KEYS[#KEYS], ARGV[#ARGV]}", "0", *many],
+            ["EVAL", "return {#KEYS, #ARGV, KEYS[#KEYS], ARGV[#ARGV]}", "6000", *many],
+            ["EVAL", "return redis.call('sadd', 's', unpack(ARGV))", "0", *many[:7999]],
+            ["EVAL", "return redis.pcall('sadd', 's', {}, unpack(ARGV))", "0", *many[:7998]],
+            ["EVAL", "return redis.pcall('nosuch', unpack(ARGV))", "0", *many[:7999]],
+            ["EVAL", "return redis.call('sadd', 's', unpack(ARGV))", "0", *many[:9000]],
+            ["FUNCTION", "LOAD", "REPLACE", library],
+            ["FCALL", "f", "5000", *many],
+            ["FUNCTION", "DELETE", "many"],
+        ],
+    )
 
 
 @pytest.mark.parametrize("raw_pair", [2, 3], indirect=True, ids=["resp2", "resp3"])
@@ -331,6 +434,55 @@ def test_an_endless_script_ends_the_same_way_on_every_shim(two_shims: Memlog) ->
     ):
         with pytest.raises(redis.ResponseError, match="budget"):
             execute(first, "EVAL", endless, "0")
+
+
+# Nested repetitions over a long subject: stock Lua's matcher would backtrack for hours in
+# one instruction, beyond the reach of the count hook.
+POISON_PATTERN = "string.find(string.rep('a', 30000), ('a*'):rep(3) .. 'b')"
+
+
+def test_a_backtracking_pattern_ends_the_same_way_on_every_shim(two_shims: Memlog) -> None:
+    first, second = (client(port) for port in two_shims.shim_ports[:2])
+    execute(first, "DEL", "before", "after")
+    script = f"redis.call('set', 'before', '1'); return {POISON_PATTERN}"
+    with pytest.raises(redis.ResponseError) as raised:
+        execute(first, "EVAL", script, "0")
+    assert str(raised.value).startswith(BUDGET_EXCEEDED.removeprefix("ERR ") + " script: ")
+    assert str(raised.value).endswith(", on @user_script:1.")
+    # The shims go on serving reads and writes, and agree.
+    assert first.set("after", "2") and second.get("before") in (b"1", None)
+    same_index([first, second])
+    assert first.get("before") == second.get("before") == b"1"
+    assert second.get("after") == b"2"
+    assert execute(first, "DEBUG", "DIGEST") == execute(second, "DEBUG", "DIGEST")
+    # gsub, gmatch and match too, in a pcall or not; a script that has not written yet.
+    for endless in (
+        "return {pcall(string.gsub, string.rep('a', 30000), ('a*'):rep(3) .. 'b', '')}",
+        "for x in string.rep('a', 30000):gmatch(('a-'):rep(3) .. 'b') do end",
+        "redis.call('incr', 'n') while true do string.match(string.rep('(', 9000), '%b()') end",
+    ):
+        with pytest.raises(redis.ResponseError, match="budget"):
+            execute(first, "EVAL", endless, "0")
+    assert second.incr("after") == 3
+
+
+def test_cmsgpack_in_c_agrees_with_its_python_twin() -> None:
+    """Scripts use cmsgpack in C; installs without C extensions use the Python one: random
+    values packed and random data unpacked by both give the same bytes, values and errors.
+    Seeded (CMSGPACK_SEED)."""
+    seed = int(os.environ.get("CMSGPACK_SEED", random.randrange(1 << 30)))
+    print(f"seed={seed} (rerun with CMSGPACK_SEED={seed})")
+    mismatches = cmsgpack_fuzz(seed, 100)
+    assert not mismatches, mismatches[:3]
+
+
+def test_counted_patterns_agree_with_lua() -> None:
+    """The counted matcher against stock Lua 5.1.5's (lupa's) on random patterns and
+    subjects: the same results and errors. Seeded (PATTERN_SEED)."""
+    seed = int(os.environ.get("PATTERN_SEED", random.randrange(1 << 30)))
+    print(f"seed={seed} (rerun with PATTERN_SEED={seed})")
+    mismatches = pattern_fuzz(seed, 3000)
+    assert not mismatches, mismatches[:5]
 
 
 def test_read_only_scripts_run_locally_and_refuse_writes(
