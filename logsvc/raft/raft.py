@@ -379,6 +379,12 @@ class Raft:
             return True  # cannot tell now: do not campaign on a maybe stale membership
         return any(e.type is EntryType.CONF_CHANGE for e in pending)
 
+    def maybe_learn_commit(self, index: int, term: int) -> None:
+        """Another node knows the entry (index, term) committed: if our log holds it, the
+        whole prefix up to it is the committed one (Log Matching), so commit it here."""
+        if term and index > self.log.committed and self.log.match_term(index, term):
+            self.log.commit_to(index)
+
     def poll(self, voter: NodeId, granted: bool) -> quorum.VoteResult:
         self.votes.setdefault(voter, granted)
         return quorum.vote_result(self.voters, self.votes)
@@ -443,12 +449,14 @@ class Raft:
             raise ProposalDropped(f"{self.id} knows no leader to confirm a read index")
 
     def handle_read_index_request(self, requester: NodeId, context: bytes) -> None:
+        if not self.committed_entry_in_current_term():
+            # Our commit index may be behind the previous leader's until our no-op commits
+            # (also alone: a restarted single voter's stored commit index may be behind
+            # what it committed before, as the commit index is stored without a sync).
+            self._reads_waiting_for_commit.append((requester, context))
+            return
         if self.voters == (self.id,):
             self.answer_read(requester, self.log.committed, context)
-            return
-        if not self.committed_entry_in_current_term():
-            # Our commit index may be behind the previous leader's until our no-op commits.
-            self._reads_waiting_for_commit.append((requester, context))
             return
         if context in self._read_requests:
             return
@@ -701,7 +709,21 @@ class Raft:
                 self.election_elapsed = 0
                 self.vote = m.frm
         else:
-            self.send(self._message(response, m.frm, reject=True))
+            # The rejection tells what we know committed (index and term): a candidate
+            # whose log holds that entry may take it as committed. Without this, a voter
+            # that missed the commit of a change removing the old leader counts votes in
+            # the old membership, which may need that removed node's vote, which it never
+            # gets while its log is behind the removed node's (two voters, one removed).
+            committed = self.log.committed
+            self.send(
+                self._message(
+                    response,
+                    m.frm,
+                    reject=True,
+                    reject_hint=committed,
+                    log_term=self.log.term(committed) or 0,
+                )
+            )
 
     def step_leader(self, m: Message) -> None:
         if m.type is MT.READ_INDEX:
@@ -766,6 +788,8 @@ class Raft:
             self.become_follower(m.term, m.frm)
             self.handle_snapshot(m)
         elif m.type is own:
+            if m.reject:
+                self.maybe_learn_commit(m.reject_hint, m.log_term)
             result = self.poll(m.frm, granted=not m.reject)
             if result is quorum.VoteResult.WON:
                 if self.role is Role.PRE_CANDIDATE:
