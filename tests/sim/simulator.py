@@ -85,6 +85,7 @@ class RunResult:
     window: bool | None = None  # forced on or off; None: as the seed chose
     membership: bool | None = None  # forced on or off; None: as the seed chose
     conf_changes: int = 0  # membership changes committed
+    final_voters: tuple[str, ...] = ()  # the voters of the newest membership at the end
 
     def repro_command(self) -> str:
         extra = "" if self.variant == "correct" else f" --variant {self.variant}"
@@ -200,7 +201,7 @@ class Simulation:
                 heartbeat_ticks=heartbeat_ticks,
                 append_bytes_max=append_bytes_max,
                 inflight_messages_max=inflight,
-                promote_lag_entries_max=self.rng_member.choice((0, 5)),
+                promote_lag_entries_max=self.rng_member.choice((0, 20)),
             )
             self.nodes[node_id] = SimNode(node_id, ZONES[i % len(ZONES)], config, raft_class)
             if windowed:
@@ -654,14 +655,17 @@ class Simulation:
         raft = leader.raw().raft
         conf = raft.conf_state()
         members = set(conf.voters) | set(conf.learners)
+        # Weighted toward three voters: promotions first, then additions; voters are
+        # removed mostly while there are more than three (down to one, now and then).
         options: list[ConfChange] = []
         if len(conf.voters) < 5:
-            options += [ConfChange(ConfChangeType.PROMOTE, n) for n in conf.learners] * 2
+            options += [ConfChange(ConfChangeType.PROMOTE, n) for n in conf.learners] * 4
         outside = sorted(set(self.nodes) - members)
-        options += [ConfChange(ConfChangeType.ADD_LEARNER, n) for n in outside]
+        options += [ConfChange(ConfChangeType.ADD_LEARNER, n) for n in outside] * 2
         options += [ConfChange(ConfChangeType.REMOVE, n) for n in conf.learners]
         if len(conf.voters) > 1:
-            options += [ConfChange(ConfChangeType.REMOVE, n) for n in conf.voters]
+            weight = 3 if len(conf.voters) > 3 else 1
+            options += [ConfChange(ConfChangeType.REMOVE, n) for n in conf.voters] * weight
         if not options:
             return
         change = options[self.rng_member.randrange(len(options))]
@@ -672,6 +676,13 @@ class Simulation:
             return
         self.note(f"{leader.id} proposes {change.describe()} at {index}")
         self.drive(leader)
+        if self.rng_member.random() < 0.5:
+            # Another at once: the core must refuse it until this one is applied.
+            self.at(1 + self.rng_member.randrange(5), self._fault_member_again)
+
+    def _fault_member_again(self) -> None:
+        if self.faults_on:
+            self.fault_member()
 
     def final_conf(self) -> ConfState:
         """The newest membership any node has applied."""
@@ -792,6 +803,7 @@ def run_seed(run: RunConfig) -> tuple[RunResult, Simulation]:
         window=run.window,
         membership=run.membership,
         conf_changes=len(sim.check.conf_changes),
+        final_voters=sim.final_conf().voters if violation is None else (),
     )
     return result, sim
 
