@@ -751,6 +751,20 @@ class Simulation:
                 f"after healing at {self.run.safety_ms}ms no commit past index {target - 1} "
                 f"reached every node within {bound_ms - self.run.safety_ms}ms",
             )
+        if self.membership and self.check.acknowledged:
+            # An entry committed by a majority of the membership before a change may sit on
+            # only one voter of the membership after it (the others of that majority were
+            # removed): it is safe (every majority of either membership holds it) but not
+            # yet on a majority of the newest one. Wait until every member has applied the
+            # highest acknowledged entry; then every member's disk must hold each of them.
+            top = max(self.check.acknowledged)
+            more_ms = 20 * self.election_ms + 1000
+            if not self.run_until(self.now_ms + more_ms, stop=lambda: self._caught_up(top)):
+                raise Violation(
+                    "liveness",
+                    f"the members did not all apply the acknowledged index {top} within "
+                    f"{more_ms}ms after catching up with index {target}",
+                )
         self.cross_check()
         self.check.check_membership_steps(self.bootstrap_voters)
         voters = self.final_conf().voters
