@@ -231,6 +231,7 @@ class LogNode:
         }
         # Whom the peer port accepts messages from (a live set: joining members are added).
         self.known_ids: set[str] = set(self.addresses) - {self.id}
+        self.durable.addresses = self.addresses
         # The membership this node has applied (the core holds the same once it runs).
         self.conf = ConfState(() if config.join else tuple(sorted(config.peers)))
 

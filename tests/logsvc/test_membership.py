@@ -105,6 +105,13 @@ def test_add_promote_remove_and_kill_keep_the_log_committing(tmp_path: Path) -> 
                 assert after["d"] == "voter", after
                 steps.append("d promoted")
                 await writer.more(50, 20, "with four voters")
+                # A restarted member finds its membership again (from the log it replays).
+                c.kill("d")
+                c.start("d")
+                await asyncio.to_thread(c.wait_serving, "d")
+                assert (await asyncio.to_thread(members, c, d.address))["d"] == "voter"
+                steps.append("d restarted")
+                await writer.more(50, 20, "after d restarted")
                 # Remove the leader itself: it hands over and steps down.
                 leader = await asyncio.to_thread(c.leader, 30.0, list(c.nodes))
                 after = await change("remove", leader)
