@@ -227,6 +227,7 @@ class Simulation:
         self.client_counter = 0
         self.reads_waiting: dict[bytes, int] = {}  # context -> required index
         self.reads_answered = 0
+        self.clients_stopped = False
         self.leaders = 0
         self.describe = (
             f"seed={run.seed} variant={run.variant} mix={self.mix.name} nodes={size} "
@@ -460,6 +461,8 @@ class Simulation:
         return None
 
     def client_step(self, client: int) -> None:
+        if self.clients_stopped:
+            return
         self.at(2 + self.rng_client.randrange(15), lambda: self.client_step(client))
         self.expire_proposals()
         if self.rng_client.random() < 0.2:
@@ -757,8 +760,11 @@ class Simulation:
             # removed): it is safe (every majority of either membership holds it) but not
             # yet on a majority of the newest one. Wait until every member has applied the
             # highest acknowledged entry; then every member's disk must hold each of them.
+            self.clients_stopped = True  # what is acknowledged now is what must arrive
             top = max(self.check.acknowledged)
-            more_ms = 20 * self.election_ms + 1000
+            members = [self.nodes[n] for n in self.final_conf().members()]
+            applied = min(sn.raw().raft.log.applied for sn in members)
+            more_ms = 20 * self.election_ms + 1000 + CATCH_UP_MS_PER_ENTRY * max(0, top - applied)
             if not self.run_until(self.now_ms + more_ms, stop=lambda: self._caught_up(top)):
                 raise Violation(
                     "liveness",
