@@ -180,7 +180,7 @@ class Simulation:
         # Its own generator too: runs without membership changes stay what they were.
         self.rng_member = random.Random(f"membership-{run.seed}")
         self.membership = (
-            run.membership if run.membership is not None else self.rng_member.random() < 0.5
+            run.membership if run.membership is not None else self.rng_member.random() < 0.2
         )
         if self.membership:
             # A learner added late replicates the whole log through the leader's window; with
