@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup lint test sim run proto lock lock-upgrade
+.PHONY: setup lint test sim nemesis run proto lock lock-upgrade
 
 # Installs exactly requirements.lock (every file checked by hash, nothing resolved here),
 # then the project itself, then checks that the venv holds the lock and nothing else.
@@ -29,6 +29,13 @@ test: setup
 
 sim:
 	$(BIN)/python -m tests.sim --seed 1
+
+# The nemesis suite's long run (tests/nemesis, docs/availability.md): real processes, every
+# fault with small and 1 MB values, a table of what was lost and how long clients waited.
+# SEED=N reruns a run (a random seed otherwise, printed); NEMESIS_PROFILE=short: the CI one.
+NEMESIS_PROFILE ?= long
+nemesis:
+	$(BIN)/python -m tests.nemesis --profile $(NEMESIS_PROFILE) $(if $(SEED),--seed $(SEED))
 
 run: setup
 	$(BIN)/memlog up --port 6379 --data ./memlog-data

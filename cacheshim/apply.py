@@ -33,6 +33,7 @@ from cacheshim.protocol.errors import CommandError
 from cacheshim.protocol.resp import NULL_ARRAY, OK, Error, Reply
 from cacheshim.scripting.engine import MoveOffLoop
 from cacheshim.scripting.state import ScriptingState
+from cacheshim.tracking import NOBODY, By, note_read
 from cacheshim.types.keyspace import Keyspace
 from cacheshim.v1 import record_pb2
 
@@ -213,9 +214,14 @@ class Applier:
         if problem is not None:
             return record, self._refuse(index, problem)
         self.time_ms = max(self.time_ms, record.time_ms)
+        changes = self.keyspace.changes  # client-side caching listens (cacheshim.tracking)
+        if changes is not None:
+            changes.append(NOBODY)
         self.keyspace.expire_due(self.time_ms, index)
         if args is None and (record.unblock_proposal_id or record.unblock_all):
             return record, self._unblock(record)
+        if changes is not None:
+            changes.append(By(record.shim_id, record.proposal_id))
         ctx = Ctx(
             self.keyspace, record.db, self.time_ms, index, pubsub=self.pubsub, acl=self.acl,
             scripts=self.scripts, user=record.user or None, acl_denied=self.denied,
@@ -225,6 +231,8 @@ class Applier:
             if args is None:
                 args = list(record.commands[0].args)
             reply = run(ctx, args)
+            if changes is not None and ctx.script_read:  # (a record alone reads in scripts only)
+                note_read(changes, ctx, args)
             if (block := as_would_block(reply)) is not None:
                 self._block(record, args, block)
             else:
@@ -233,7 +241,13 @@ class Applier:
         ctx.in_transaction = True
         if watch_broken(self.keyspace, record.watched, record.watch_index):
             return record, NULL_ARRAY  # EXEC aborted: a watched key changed
-        replies: Reply = [run(ctx, list(c.args)) for c in record.commands]
+        if changes is None:
+            replies: Reply = [run(ctx, list(c.args)) for c in record.commands]
+        else:
+            replies = []
+            for command in record.commands:
+                replies.append(run(ctx, list(command.args)))
+                note_read(changes, ctx, list(command.args))
         self._serve_blocked(index)
         return record, replies
 
@@ -286,7 +300,12 @@ class Applier:
                     continue  # not for this client (another waiting here may want it)
                 ctx = Ctx(self.keyspace, entry.db, now_ms, index, pubsub=self.pubsub, acl=self.acl)
                 ctx.serving_blocked = key
+                changes = self.keyspace.changes
+                if changes is not None:  # what it changes, it changes for its own client
+                    changes.append(By(entry.shim_id, entry.proposal_id))
                 reply = run(ctx, entry.args)
+                if changes is not None and as_would_block(reply) is None:
+                    note_read(changes, ctx, entry.args)
                 if as_would_block(reply) is not None:
                     continue  # nothing for it after all: it keeps its place
                 blocked.remove(entry.shim_id, entry.proposal_id)

@@ -345,6 +345,11 @@ class Blocker:
         self._end(waiter, Error(errors.UNBLOCKED) if error else NULL_ARRAY)
         return True
 
+    def session_of(self, proposal_id: int) -> int | None:
+        """The client whose blocking record this proposal is, or None."""
+        waiter = self._proposals.get(proposal_id)
+        return None if waiter is None else waiter.session_id
+
     def is_blocked(self, session_id: int) -> bool:
         waiter = self._by_session.get(session_id)
         return waiter is not None and waiter.parked

@@ -147,6 +147,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="",
         help="HOST:PORT serving only gRPC health, in plaintext, for probes (default: none)",
     )
+    _add(
+        serve,
+        "--metrics-listen",
+        default="",
+        help="HOST:PORT serving /metrics over HTTP for Prometheus (default: none)",
+    )
     _add(serve, "--tls-cert", default=None, help="this node's certificate (PEM), both ports")
     _add(serve, "--tls-key", default=None, help="its private key (PEM)")
     _add(
@@ -389,6 +395,7 @@ def config_from_args(args: argparse.Namespace) -> NodeConfig:
         peer_addresses=parse_peer_addresses(args.peers),
         peer_listen=args.peer_listen,
         health_listen=args.health_listen,
+        metrics_listen=args.metrics_listen,
         auth=server_auth(
             tls_files(args.tls_cert, args.tls_key, args.tls_ca), args.tokens, args.client_certs
         ),

@@ -58,6 +58,8 @@ class NodeConfig:
     peer_listen: str = ""
     # Serves only grpc.health.v1, in plaintext, for probes that speak no TLS ("": none).
     health_listen: str = ""
+    # Serves /metrics over HTTP, for Prometheus (logsvc/metrics.py; "": none).
+    metrics_listen: str = ""
     # TLS for both ports, and who may call the client port (logsvc/auth.py).
     auth: ServerAuth = field(default_factory=ServerAuth)
     tick_ms: int = 20
@@ -151,6 +153,10 @@ class NodeConfig:
                 )
         if self.peer_listen and ":" not in self.peer_listen:
             raise ConfigError(f"--peer-listen {self.peer_listen!r} is not HOST:PORT")
+        if self.metrics_listen:
+            host, sep, port = self.metrics_listen.rpartition(":")
+            if not sep or not host or not port.isdigit() or int(port) > 65535:
+                raise ConfigError(f"--metrics-listen {self.metrics_listen!r} is not HOST:PORT")
         if self.tick_ms < 1:
             raise ConfigError("--tick-ms must be at least 1")
         if self.election_ticks <= self.heartbeat_ticks:

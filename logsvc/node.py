@@ -33,6 +33,7 @@ from logsvc.errors import (
     ResourceExhausted,
     Unavailable,
 )
+from logsvc.metrics import NodeMetrics
 from logsvc.raft import (
     ConfChange,
     ConfChangeRefused,
@@ -82,6 +83,7 @@ class PendingAppend:
     last_index: int
     key: tuple[str, int] | None
     record_bytes: int = 0
+    proposed_at: float = 0.0  # time.monotonic() when proposed (for the commit histogram)
     # One future per waiting call (the proposer, and retries of the same producer sequence
     # that arrived while it was in flight): a caller that gives up cancels only its own, and
     # the result wakes each caller directly, with no shield or extra task in between.
@@ -223,6 +225,7 @@ class LogNode:
         self._commit_hold_s = config.commit_hold_ms / 1000
         self.snapshots = SnapshotManager(self, config.data_dir / config.id / "snapshots")
         self.auto_trim_before = 0  # the last before_index automatic trim proposed
+        self.metrics = NodeMetrics()  # what /metrics shows (logsvc/metrics.py)
         # Every node's (client address, peer address) this node knows: the configured ones,
         # then those the membership changes carry. Replaced, never changed in place (the
         # writer thread copies it into the trim boundary).
@@ -521,12 +524,14 @@ class LogNode:
                         hard_state = rd.hard_state or self._unwritten_hard_state
                         self._unwritten_hard_state = None
                         self._syncing = True
+                        sync_started = time.monotonic()
                         try:
                             await self._writer.run(
                                 self.durable.write, rd.snapshot, rd.entries, hard_state
                             )
                         finally:
                             self._syncing = False
+                        self.metrics.synced(len(rd.entries), time.monotonic() - sync_started)
                         self.durable.mirror(rd.snapshot, rd.entries, hard_state)
                         for m in rd.persisted_messages:
                             self._send(m)
@@ -602,6 +607,7 @@ class LogNode:
     def _observe(self, rd: Ready) -> None:
         if rd.soft_state is None:
             return
+        self.metrics.leader_is(rd.soft_state.leader)
         raft = self.raw().raft
         if rd.soft_state.role is Role.LEADER:
             log.info("%s leads term %d", self.id, raft.term)
@@ -655,8 +661,12 @@ class LogNode:
             and entry.term == pending.term
             and result.first_index == pending.first_index
         ):
+            self.metrics.committed(
+                result.last_index - result.first_index + 1, time.monotonic() - pending.proposed_at
+            )
             pending.settle((result.first_index, result.last_index))
         else:
+            self.metrics.appends_failed += 1
             pending.settle(NotAppended(f"another entry was committed at raft index {entry.index}"))
         return True
 
@@ -671,6 +681,7 @@ class LogNode:
         self._writer.submit(self.durable.trim, boundary)
 
     def _fail_pending(self, error: Exception, unknown: bool) -> None:
+        self.metrics.appends_failed += len(self._pending)
         for pending in self._pending.values():
             pending.settle(error)
         self._pending.clear()
@@ -787,13 +798,19 @@ class LogNode:
             raise NotAppended(str(exc)) from exc
         last = first + len(records) - 1
         self._proposed_next = last + 1
-        pending = PendingAppend(raft.term, first, last, key, record_bytes=total)
+        pending = PendingAppend(
+            raft.term, first, last, key, record_bytes=total, proposed_at=time.monotonic()
+        )
         self._pending[raft_index] = pending
         self._pending_bytes += total
         if key is not None:
             self._inflight_keys[key] = pending
         self._after_input()
         return InFlight(pending, duplicate=False)
+
+    def pending_totals(self) -> tuple[int, int]:
+        """Appends proposed here and waiting to commit, and their records' bytes."""
+        return len(self._pending), self._pending_bytes
 
     def _check_room(self, record_bytes: int) -> None:
         """Refuse a new append while too much waits to commit (one append always fits)."""

@@ -28,7 +28,10 @@ taking bytes until its buffers fill, so a sender would wait forever. `watch_stre
 every PING_INTERVAL_S and drops the connection once nothing has been heard for
 PONG_TIMEOUT_S, so a dead peer is noticed within PONG_TIMEOUT_S + PING_INTERVAL_S (2 s),
 under the 3 s the gRPC channels' keepalive takes (logsvc/channels.py); the sender then
-reconnects with its backoff and finds the peer when it is back.
+reconnects with its backoff and finds the peer when it is back. The receiving side needs no
+pings of its own: a live sender pings every PING_INTERVAL_S, so a framed connection silent
+for SENDER_SILENCE_S belongs to a sender that is stopped or gone, and the port closes it
+(else every pause of a peer would leave one connection and its buffers behind for good).
 """
 
 from __future__ import annotations
@@ -52,6 +55,8 @@ PING_LENGTH = 0xFFFFFFFE  # a header alone: a ping from the sender, echoed back 
 PING = PING_LENGTH.to_bytes(4, "big")
 PING_INTERVAL_S = 0.5
 PONG_TIMEOUT_S = 1.5
+# A framed connection that has carried nothing (no batch, no ping) for this long is closed.
+SENDER_SILENCE_S = 5.0
 HEADER_BYTES = 4
 FIRST_BYTES_TIMEOUT_S = 10.0
 HANDSHAKE_TIMEOUT_S = 10.0
@@ -127,6 +132,7 @@ class _PeerConnection(asyncio.Protocol):
         self.names: frozenset[str] | None = None
         self.inner: asyncio.Transport | None = None
         self.timer: asyncio.TimerHandle | None = None
+        self.heard_at = 0.0  # loop time of the last bytes of a framed stream
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses; they have its methods.
@@ -148,6 +154,7 @@ class _PeerConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self.mode == "frames":
+            self.heard_at = asyncio.get_running_loop().time()
             self.buffer += data
             self._frames()
         elif self.mode == "splice":
@@ -177,7 +184,7 @@ class _PeerConnection(asyncio.Protocol):
             self.timer.cancel()
             self.timer = None
         if self.port.ssl_context is None:
-            self.mode = "frames"
+            self._start_frames()
             self._frames()
             return
         if self.buffer:  # the client starts TLS only once READY is read
@@ -203,9 +210,30 @@ class _PeerConnection(asyncio.Protocol):
             return
         self.transport = tls
         self.names = certificate_names(tls)
-        self.mode = "frames"
+        self._start_frames()
         if self.buffer:
             self._frames()
+
+    def _start_frames(self) -> None:
+        self.mode = "frames"
+        self.heard_at = asyncio.get_running_loop().time()
+        self._check_silence()
+
+    def _check_silence(self) -> None:
+        """Close a framed stream whose sender has been silent for SENDER_SILENCE_S; else
+        look again when that much time will have passed since it was last heard."""
+        if self.mode != "frames":
+            return
+        loop = asyncio.get_running_loop()
+        silent = loop.time() - self.heard_at
+        if silent >= SENDER_SILENCE_S:
+            log.info(
+                "closed a peer stream on %s: its sender was silent for %.1fs",
+                self.port.address, silent,
+            )  # fmt: skip
+            self.close()
+            return
+        self.timer = loop.call_later(SENDER_SILENCE_S - silent, self._check_silence)
 
     def _frames(self) -> None:
         buffer = self.buffer

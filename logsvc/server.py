@@ -17,6 +17,7 @@ from grpc_reflection.v1alpha import reflection
 
 from logsvc.config import NodeConfig
 from logsvc.errors import LogError, NotLeader, ResourceExhausted
+from logsvc.metrics import serve_metrics
 from logsvc.node import LogNode
 from logsvc.peerwire import PeerPort, server_ssl_context
 from logsvc.raft import Role
@@ -459,6 +460,14 @@ async def serve(config: NodeConfig) -> None:
     # Serve before Raft starts: a peer with an empty data directory asks this node's
     # durable term (Peer.Probe) before it starts, and so may this node (LogNode.start).
     await node.open()
+    metrics_server = None
+    if config.metrics_listen:
+        try:
+            metrics_server = serve_metrics(config.metrics_listen, node)
+        except OSError as exc:
+            raise OSError(
+                f"cannot listen on {config.metrics_listen} (--metrics-listen): {exc}"
+            ) from exc
     # gRPC's health service says SERVING for "" until told otherwise: not ready until Raft
     # runs and the node has caught up (_watch_health).
     for name in ("", LOG_SERVICE):
@@ -496,3 +505,6 @@ async def serve(config: NodeConfig) -> None:
     if peer_port is not None:
         await peer_port.stop()
     await asyncio.gather(*(srv.stop(GRACE_S) for srv in servers))
+    if metrics_server is not None:
+        await asyncio.to_thread(metrics_server.shutdown)
+        metrics_server.server_close()

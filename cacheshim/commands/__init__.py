@@ -65,6 +65,9 @@ class Ctx:
     script_movable: bool = True
     # Inside a script's redis.call (SORT of a set without sorting sorts it then, as Redis).
     in_script: bool = False
+    # A script run in this context called a read-only command: a tracking client remembers
+    # the script's declared keys (cacheshim.tracking).
+    script_read: bool = False
 
     @property
     def db(self) -> Database:

@@ -67,8 +67,7 @@ def flushdb(ctx: Ctx, args: list[bytes]) -> Reply:
 )  # fmt: skip
 def flushall(ctx: Ctx, args: list[bytes]) -> Reply:
     _flush_mode(args)
-    for db in ctx.keyspace.dbs:
-        db.flush(ctx.index)
+    ctx.keyspace.flush(ctx.index)
     return OK
 
 

@@ -291,21 +291,45 @@ def _write_field(buffer: bytearray, offset: int, bits: int, number: int) -> None
     buffer[first : last + 1] = window.to_bytes(span // 8, "big")
 
 
+def _int64(number: int) -> int:
+    """`number` as C's int64_t holds it after two's-complement wraparound."""
+    number %= _U64
+    return number - _U64 if number >> 63 else number
+
+
 def _overflowed(signed: bool, bits: int, value: int, incr: int, how: int) -> tuple[int, bool]:
     """checkSignedBitfieldOverflow / checkUnsignedBitfieldOverflow: the new value of the
     field (wrapped or saturated) and whether it overflowed. An unsigned SET value is the
-    64-bit pattern of the given integer, as Redis casts it."""
+    64-bit pattern of the given integer, as Redis casts it.
+
+    The checks keep Redis's int64 arithmetic on purpose: the headroom (`high - value`,
+    `low - value`) is computed in 64 bits and may wrap, and Redis then decides by the wrapped
+    number. So `SET i62 ... -8525994204535615259` with OVERFLOW SAT stores the field's
+    maximum, not its minimum, and memlog must store the same."""
     if signed:
         high, low = (1 << (bits - 1)) - 1, -(1 << (bits - 1))
+        up_room, down_room = _int64(high - value), _int64(low - value)
+        up = (
+            value > high
+            or (bits != 64 and incr > up_room)
+            or (value >= 0 and incr > 0 and incr > up_room)
+        )
+        down = not up and (
+            value < low
+            or (bits != 64 and incr < down_room)
+            or (value < 0 and incr < 0 and incr < down_room)
+        )
     else:
         high, low = (1 << bits) - 1, 0
         value %= _U64
-    total = value + incr
-    if value <= high and low <= total <= high:
-        return total, False
+        up_room, down_room = _int64(high - value), _int64(-value)
+        up = value > high or (incr > 0 and incr > up_room)
+        down = not up and incr < 0 and incr < down_room
+    if not up and not down:
+        return value + incr, False
     if how == _SAT:
-        return (high if value > high or total > high else low), True
-    wrapped = total % (1 << bits)
+        return (high if up else low), True
+    wrapped = (value + incr) % (1 << bits)
     if signed and wrapped >> (bits - 1):
         wrapped -= 1 << bits
     return wrapped, True

@@ -127,8 +127,10 @@ def config_set(ctx: Ctx, args: list[bytes]) -> Reply:
         raise CommandError(REQUIREPASS_IN_READ_ONLY_EXEC)
     if any(name in STREAM_NODE_PARAMS for name in names):
         raise CommandError(STREAM_NODE_IN_READ_ONLY_EXEC)
-    settings = session_of(ctx, "CONFIG SET").shim.server_config
-    settings.set_many(list(zip(args[::2], args[1::2], strict=True)))
+    shim = session_of(ctx, "CONFIG SET").shim
+    shim.server_config.set_many(list(zip(args[::2], args[1::2], strict=True)))
+    if shim.tracking.table:  # a lower tracking-table-max-keys evicts now
+        shim.tracking.enforce_limit()
     return OK
 
 

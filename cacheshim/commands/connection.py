@@ -36,8 +36,32 @@ CACHING_WITHOUT_TRACKING: Final = (
     "ERR CLIENT CACHING can be called only when the client is in tracking mode with OPTIN or "
     "OPTOUT mode enabled"
 )
-TRACKING_UNSUPPORTED: Final = (
-    "ERR memlog: client-side caching (CLIENT TRACKING ON) is not supported"
+CACHING_YES_NEEDS_OPTIN: Final = (
+    "ERR CLIENT CACHING YES is only valid when tracking is enabled in OPTIN mode."
+)
+CACHING_NO_NEEDS_OPTOUT: Final = (
+    "ERR CLIENT CACHING NO is only valid when tracking is enabled in OPTOUT mode."
+)
+REDIRECT_TWICE: Final = "ERR A client can only redirect to a single other client"
+REDIRECT_UNKNOWN: Final = "ERR The client ID you want redirect to does not exist"
+PREFIX_NEEDS_BCAST: Final = "ERR PREFIX option requires BCAST mode to be enabled"
+BCAST_SWITCH: Final = (
+    "ERR You can't switch BCAST mode on/off before disabling tracking for this client, and "
+    "then re-enabling it with a different mode."
+)
+OPT_WITH_BCAST: Final = "ERR OPTIN and OPTOUT are not compatible with BCAST"
+OPTIN_AND_OPTOUT: Final = "ERR You can't specify both OPTIN mode and OPTOUT mode"
+OPT_SWITCH: Final = (
+    "ERR You can't switch OPTIN/OPTOUT mode before disabling tracking for this client, and "
+    "then re-enabling it with a different mode."
+)
+PREFIX_OVERLAPS_EXISTING: Final = (
+    "ERR Prefix '%s' overlaps with an existing prefix '%s'. Prefixes for a single client "
+    "must not overlap."
+)
+PREFIX_OVERLAPS_GIVEN: Final = (
+    "ERR Prefix '%s' overlaps with another provided prefix '%s'. Prefixes for a single "
+    "client must not overlap."
 )
 NEEDS_CONNECTION: Final = (
     "ERR memlog: %s needs the client's connection; it cannot run inside a MULTI/EXEC "
@@ -104,6 +128,13 @@ def client_line(session: Session, now_ms: int) -> str:
         flags += "x"
     if session.shim.blocking.is_blocked(session.id):
         flags += "b"
+    tracking = session.tracking
+    if tracking.on:
+        flags += "t"
+    if tracking.broken_redirect:
+        flags += "R"
+    if tracking.bcast:
+        flags += "B"
     if session.closing:
         flags += "c"
     if session.no_evict:
@@ -119,7 +150,8 @@ def client_line(session: Session, now_ms: int) -> str:
         f"multi={len(session.queued) if session.in_multi else -1} qbuf=0 qbuf-free=0 "
         f"argv-mem=0 multi-mem={multi_mem} rbs=0 rbp=0 obl=0 oll=0 omem={omem} "
         f"tot-mem={multi_mem + omem} events=r cmd={session.last_command} "
-        f"user={text_from_bytes(session.user)} redir=-1 "
+        f"user={text_from_bytes(session.user)} "
+        f"redir={tracking.redirect if tracking.on else -1} "
         f"resp={session.protocol}\n"
     )
 
@@ -386,43 +418,140 @@ def client_unblock(ctx: Ctx, args: list[bytes]) -> Reply:
 
 @command(
     "tracking", -3, "noscript loading stale", (0, 0, 0), "slow connection", "connection",
-    "6.0.0", "Client-side caching: only OFF is accepted here.",
+    "6.0.0", "Turns client-side caching invalidations for this connection on or off.",
     "O(1). Some options may introduce additional complexity.", container="client",
 )  # fmt: skip
 def client_tracking(ctx: Ctx, args: list[bytes]) -> Reply:
+    """CLIENT TRACKING ON|OFF [REDIRECT id] [PREFIX p ...] [BCAST] [OPTIN] [OPTOUT] [NOLOOP],
+    checked in Redis's order with its errors (cacheshim.tracking does the rest)."""
+    session = session_of(ctx, "CLIENT TRACKING")
+    redirect = 0
+    bcast = optin = optout = noloop = False
+    prefixes: list[bytes] = []
+    i = 1
+    while i < len(args):
+        option = args[i].lower()
+        more = i + 1 < len(args)
+        if option == b"redirect" and more:
+            i += 1
+            if redirect:
+                raise CommandError(REDIRECT_TWICE)
+            redirect = parse_int(args[i])
+            if redirect not in session.shim.sessions:
+                raise CommandError(REDIRECT_UNKNOWN)
+        elif option == b"bcast":
+            bcast = True
+        elif option == b"optin":
+            optin = True
+        elif option == b"optout":
+            optout = True
+        elif option == b"noloop":
+            noloop = True
+        elif option == b"prefix" and more:
+            i += 1
+            prefixes.append(args[i])
+        else:
+            raise CommandError(errors.SYNTAX_ERROR)
+        i += 1
     mode = args[0].lower()
+    state = session.tracking
     if mode == b"on":
-        raise CommandError(TRACKING_UNSUPPORTED)
-    if mode != b"off":
+        if prefixes and not bcast:
+            raise CommandError(PREFIX_NEEDS_BCAST)
+        if state.on and state.bcast != bcast:
+            raise CommandError(BCAST_SWITCH)
+        if bcast and (optin or optout):
+            raise CommandError(OPT_WITH_BCAST)
+        if optin and optout:
+            raise CommandError(OPTIN_AND_OPTOUT)
+        if (optin and state.optout) or (optout and state.optin):
+            raise CommandError(OPT_SWITCH)
+        if bcast:
+            _check_prefixes(list(state.prefixes), prefixes)
+        session.shim.tracking.enable(session, redirect, bcast, optin, optout, noloop, prefixes)
+    elif mode == b"off":
+        session.shim.tracking.disable(session)
+    else:
         raise CommandError(errors.SYNTAX_ERROR)
     return OK
 
 
+def _check_prefixes(existing: list[bytes], wanted: list[bytes]) -> None:
+    """BCAST prefixes of one client must not overlap (one a prefix of another): Redis's
+    checkPrefixCollisionsOrReply, first against those it has, then among the new ones."""
+    for i, prefix in enumerate(wanted):
+        for old in existing:
+            if old.startswith(prefix) or prefix.startswith(old):
+                raise CommandError(PREFIX_OVERLAPS_EXISTING % (_c_text(prefix), _c_text(old)))
+        for other in wanted[i + 1 :]:
+            if other.startswith(prefix) or prefix.startswith(other):
+                raise CommandError(PREFIX_OVERLAPS_GIVEN % (_c_text(prefix), _c_text(other)))
+
+
+def _c_text(value: bytes) -> str:
+    """A prefix as Redis's %s prints it: up to its first NUL byte."""
+    return text_from_bytes(value.split(b"\0", 1)[0])
+
+
 @command(
     "caching", 3, "noscript loading stale", (0, 0, 0), "slow connection", "connection",
-    "6.0.0", "Client-side caching hint for the next command (needs tracking, which memlog lacks).",
-    container="client",
+    "6.0.0", "Client-side caching in OPTIN or OPTOUT mode: whether the next command's keys "
+    "are tracked.", container="client",
 )  # fmt: skip
 def client_caching(ctx: Ctx, args: list[bytes]) -> Reply:
-    raise CommandError(CACHING_WITHOUT_TRACKING)
+    state = session_of(ctx, "CLIENT CACHING").tracking
+    if not state.on:
+        raise CommandError(CACHING_WITHOUT_TRACKING)
+    choice = args[0].lower()
+    if choice == b"yes":
+        if not state.optin:
+            raise CommandError(CACHING_YES_NEEDS_OPTIN)
+    elif choice == b"no":
+        if not state.optout:
+            raise CommandError(CACHING_NO_NEEDS_OPTOUT)
+    else:
+        raise CommandError(errors.SYNTAX_ERROR)
+    state.caching = True
+    return OK
 
 
 @command(
     "getredir", 2, "noscript loading stale", (0, 0, 0), "slow connection", "connection",
-    "6.0.0", "Answers where tracking notifications go (-1: tracking is off).",
-    container="client",
+    "6.0.0", "Answers the client id tracking invalidations are redirected to (0: none, -1: "
+    "tracking is off).", container="client",
 )  # fmt: skip
 def client_getredir(ctx: Ctx, args: list[bytes]) -> Reply:
-    return -1  # tracking is always off
+    state = session_of(ctx, "CLIENT GETREDIR").tracking
+    return state.redirect if state.on else -1
 
 
 @command(
     "trackinginfo", 2, "noscript loading stale", (0, 0, 0), "slow connection", "connection",
-    "6.2.0", "Answers the connection's client-side caching state (always off).",
+    "6.2.0", "Answers this connection's client-side caching state: flags, redirect, prefixes.",
     container="client",
 )  # fmt: skip
 def client_trackinginfo(ctx: Ctx, args: list[bytes]) -> Reply:
-    return {b"flags": SetReply([b"off"]), b"redirect": -1, b"prefixes": []}
+    state = session_of(ctx, "CLIENT TRACKINGINFO").tracking
+    flags: list[bytes] = [b"on" if state.on else b"off"]
+    if state.bcast:
+        flags.append(b"bcast")
+    if state.optin:
+        flags.append(b"optin")
+        if state.caching:
+            flags.append(b"caching-yes")
+    if state.optout:
+        flags.append(b"optout")
+        if state.caching:
+            flags.append(b"caching-no")
+    if state.noloop:
+        flags.append(b"noloop")
+    if state.broken_redirect:
+        flags.append(b"broken_redirect")
+    return {
+        b"flags": SetReply(flags),
+        b"redirect": state.redirect if state.on else -1,
+        b"prefixes": sorted(state.prefixes),
+    }
 
 
 @command(
@@ -459,8 +588,16 @@ def client_help(ctx: Ctx, args: list[bytes]) -> Reply:
             "    End a pause now.",
             "UNBLOCK <id> [TIMEOUT|ERROR]",
             "    Unblock a client blocked in a blocking command.",
-            "TRACKING (ON|OFF) [...], CACHING (YES|NO), GETREDIR, TRACKINGINFO",
-            "    Client-side caching (not supported: tracking is always off).",
+            "TRACKING (ON|OFF) [REDIRECT <id>] [BCAST] [PREFIX <prefix> [...]]",
+            "         [OPTIN] [OPTOUT] [NOLOOP]",
+            "    Client-side caching: invalidation messages for the keys this connection",
+            "    reads (or, BCAST, for every key under its prefixes) when they change.",
+            "CACHING (YES|NO)",
+            "    OPTIN/OPTOUT: whether the next command's keys are tracked.",
+            "GETREDIR",
+            "    The client id invalidations go to (0: this one, -1: tracking is off).",
+            "TRACKINGINFO",
+            "    This connection's tracking flags, redirect and prefixes.",
             "HELP",
             "    This text.",
         ]

@@ -192,3 +192,19 @@ def pfdebug(ctx: Ctx, args: list[bytes]) -> Reply:
         raise CommandError(errors.HLL_CORRUPTED) from None
     name = errors.text_from_bytes(subcommand.split(b"\x00", 1)[0])
     raise CommandError(f"ERR Unknown PFDEBUG subcommand '{name}'")
+
+
+PFSELFTEST_REFUSED: Final = (
+    "ERR memlog: PFSELFTEST (Redis's internal self test of its C HyperLogLog code) is not run "
+    "here; memlog's HyperLogLog is checked byte for byte against redis-server by its own tests"
+)
+
+
+@command(
+    "pfselftest", 1, "admin", (0, 0, 0), "hyperloglog admin slow dangerous", _GROUP, "2.8.9",
+    "Redis's internal HyperLogLog self test: refused here, with the reason.", "N/A",
+)  # fmt: skip
+def pfselftest(ctx: Ctx, args: list[bytes]) -> Reply:
+    # Redis's test sets and reads 16,384 registers 1,000 times and adds ten million elements
+    # to a dense and a sparse HLL: minutes of the event loop in Python, for a test of C code.
+    raise CommandError(PFSELFTEST_REFUSED)

@@ -91,7 +91,7 @@ def _clients(shim: ShimView, now_ms: int) -> Lines:
         ("client_recent_max_input_buffer", 0),
         ("client_recent_max_output_buffer", 0),
         ("blocked_clients", shim.blocking.blocked_clients),
-        ("tracking_clients", 0),
+        ("tracking_clients", shim.tracking.clients),
         ("clients_in_timeout_table", shim.blocking.clients_in_timeout_table),
     ]
 
@@ -215,9 +215,9 @@ def _stats(shim: ShimView, now_ms: int) -> Lines:
         ("latest_fork_usec", 0),
         ("total_forks", 0),
         ("migrate_cached_sockets", 0),
-        ("tracking_total_keys", 0),
-        ("tracking_total_items", 0),
-        ("tracking_total_prefixes", 0),
+        ("tracking_total_keys", len(shim.tracking.table)),
+        ("tracking_total_items", shim.tracking.items),
+        ("tracking_total_prefixes", len(shim.tracking.prefixes)),
         ("unexpected_error_replies", 0),
         ("total_error_replies", stats.commands.error_replies),
         ("dump_payload_sanitizations", 0),

@@ -53,8 +53,19 @@ def status(ctx: Ctx, args: list[bytes]) -> Reply:
         b"applied_index": shim.applier.applied_index,
         b"caught_up_index": shim.caught_up_index,
         b"local_log": shim.config.local_log_address.encode(),
-        b"linearizable_reads_default": shim.config.linearizable_reads,
+        # yes/no, as INFO's memlog section says it (a bool would be 0/1 in RESP2).
+        b"linearizable_reads_default": b"yes" if shim.config.linearizable_reads else b"no",
     }
+
+
+@command(
+    "expire", 2, "write noscript loading stale", (0, 0, 0), "write slow", "server", "0.1.0",
+    "MEMLOG EXPIRE: a record that changes nothing, so that apply removes the keys expired by "
+    "its time (a shim whose clients track keys proposes it when keys are due).",
+    container="memlog",
+)  # fmt: skip
+def expire(ctx: Ctx, args: list[bytes]) -> Reply:
+    return OK  # apply removed the keys due as of this record's time before running it
 
 
 @command(
@@ -75,6 +86,9 @@ def memlog_help(ctx: Ctx, args: list[bytes]) -> Reply:
             "    the log node it reads from, and its default read mode.",
             "ACLLOAD <source> <text>, ACLSEED <source> <text>",
             "    Records of the ACL users (ACL LOAD and --aclfile propose them); not for clients.",
+            "EXPIRE",
+            "    A record that changes nothing: apply removes the keys expired by its time (a",
+            "    shim whose clients track keys proposes it; harmless from a client).",
             "HELP",
             "    This text.",
         ]

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from cacheshim.acl.log import AclLog
     from cacheshim.acl.state import Users
     from cacheshim.scripting.state import ScriptingState
+    from cacheshim.tracking import ClientTracking, Tracking
 
 
 class ShimSettings(Protocol):
@@ -87,6 +88,8 @@ class ShimView(Protocol):
     def log_silent_ms(self) -> int: ...
     @property
     def acl_log(self) -> AclLog: ...
+    @property
+    def tracking(self) -> Tracking: ...
 
 
 class Session(Protocol):
@@ -123,6 +126,8 @@ class Session(Protocol):
     kill: Callable[[], None] | None
     # Writes a reply value between replies (pub/sub messages).
     push: Callable[[Reply], None] | None
+    # CLIENT TRACKING's state (cacheshim.tracking).
+    tracking: ClientTracking
 
     @property
     def shim(self) -> ShimView: ...

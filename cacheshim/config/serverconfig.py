@@ -3,11 +3,13 @@
 Every parameter Redis 7.0 has is here (the list, defaults and kinds are data, in
 :mod:`cacheshim.config.defaults`), so tools that read or tune a Redis server find what they
 expect. Settings are local to the shim, as they are local to a Redis node: CONFIG SET is not a
-write and does not go through the log. Most settings mean nothing to the shim (there is no
-RDB, AOF, eviction or replication to tune); those are validated as Redis validates them,
-stored and echoed. ``maxclients`` and ``client-output-buffer-limit`` are enforced as Redis
-enforces them (:mod:`cacheshim.clientlimits`). The ones that describe the shim (``port``,
-``bind``, ``dir``, ...) start from the shim's own values.
+write and does not go through the log. Many settings tune Redis internals the shim does not
+have (rehashing, defragmentation, replication buffers); those are validated as Redis validates
+them, stored and echoed. Persistence is the log's: ``save`` stays empty and ``appendonly`` no
+(the shim writes no RDB or AOF file of its own), and CONFIG SET refuses to turn either on
+rather than answer OK and do nothing. ``maxclients`` and ``client-output-buffer-limit`` are
+enforced as Redis enforces them (:mod:`cacheshim.clientlimits`). The ones that describe the
+shim (``port``, ``bind``, ``dir``, ...) start from the shim's own values.
 
 One deliberate difference: ``port`` and ``bind`` cannot be changed (the shim listens where
 ``--listen`` says). ``requirepass`` is not a setting of this shim: it is the default ACL
@@ -98,6 +100,14 @@ MAX_STALENESS: Final = "memlog-max-staleness-ms"
 MEMLOG_FIXED: Final = {MAX_STALENESS: "--max-staleness-ms"}
 MEMLOG_SET_AT_START: Final = (
     "memlog: this is set when the shim starts (cacheshim serve %s); restart the shim to change it"
+)
+NO_SAVE_POINTS: Final = (
+    "memlog: the shim saves no RDB file; every write is in the replicated log, and snapshots "
+    "are made by the snapshotter (memlog snapshot --every-s, --every-records)"
+)
+NO_AOF: Final = (
+    "memlog: the shim writes no AOF; every write is committed to the replicated, fsync'd log "
+    "before its reply, which is always on"
 )
 NO_AUTHENTICATION: Final = (
     "memlog: requirepass is the default ACL user's password, set with CONFIG SET on a "
@@ -280,6 +290,8 @@ class ServerConfig:
             lowered = raw.lower()
             if lowered not in (b"yes", b"no"):
                 raise ValueError(NOT_YES_OR_NO)
+            if name == "appendonly" and lowered == b"yes":
+                raise ValueError(NO_AOF)
             return lowered.decode()
         if param.kind == ENUM:
             text = text_from_bytes(raw).lower()
@@ -324,7 +336,9 @@ class ServerConfig:
 
     def _special(self, name: str, raw: bytes) -> str:
         if name == "save":
-            return _save(raw)
+            if _save(raw):  # (a malformed value gets Redis's error first)
+                raise ValueError(NO_SAVE_POINTS)
+            return ""
         if name == "client-output-buffer-limit":
             return self._output_buffer_limits(raw)
         if name == "oom-score-adj-values":

@@ -904,6 +904,8 @@ class LuaEngine:
             invocation.dirty = True
         ctx = invocation.ctx
         db_index = ctx.db_index
+        if Flag.READONLY in spec.flags:
+            ctx.script_read = True  # client-side caching tracks the script's keys
         reply = self._runner(ctx, spec, argv)
         if spec.name == "select" and isinstance(reply, Error):
             ctx.db_index = db_index

@@ -85,6 +85,7 @@ class Connection(Observed, SessionCommands, Transactions, asyncio.Protocol):
             self.session.closing = True
             self.shim.sessions.pop(self.session.id, None)
             self.shim.pubsub.drop(self.session.id)
+            self.shim.tracking.disable(self.session)
             self.shim.blocking.disconnected(self.session.id)
         self.transport = None
 
@@ -134,6 +135,7 @@ class Connection(Observed, SessionCommands, Transactions, asyncio.Protocol):
             or session.reply_skip_current
             or session.reply_skip_next
             or session.closing
+            or session.tracking.remembers  # its reads remember keys (Dispatch._read)
             or self.shim.client_pause.end_ms
             or self.shim.loading  # GET answers LOADING (Dispatch)
             or self.shim.script_thread.active  # GET waits, or answers BUSY
@@ -210,7 +212,9 @@ class Connection(Observed, SessionCommands, Transactions, asyncio.Protocol):
                     self._flush()  # checks client-output-buffer-limit as replies pile up
                 continue
             pending = [waiting]
-            while self._is_plain_write(session, waiting):
+            # (Not past a CLIENT CACHING hint: the next command would use it up before this
+            # write's record applies and its reads are tracked.)
+            while self._is_plain_write(session, waiting) and not session.tracking.caching:
                 follow = self._next_command()
                 if follow is None:
                     break

@@ -21,6 +21,7 @@ from cacheshim.protocol.resp import Error, Reply, Status
 from cacheshim.scripting.engine import MoveOffLoop
 from cacheshim.server.clock import wall_ms
 from cacheshim.server.sessions import Session
+from cacheshim.tracking import reads_keys, tracked_keys
 from logsvc.client import LogClientError
 
 if TYPE_CHECKING:
@@ -111,6 +112,12 @@ class Dispatch:
         depend on the session (pub/sub, MULTI) run here, as it runs."""
         args, spec = command.args, command.spec
         name = args[0].lower().decode("utf-8", "surrogateescape")
+        if session.tracking.caching:
+            # CLIENT CACHING counts for the next command (or transaction), whatever CLIENT
+            # subcommands come between: dropped once another command ran outside MULTI.
+            previous = session.last_command
+            if not session.in_multi and not previous.startswith("client|"):
+                session.tracking.caching = False
         session.last_command = spec.full_name if spec else name
         session.last_active_ms = wall_ms()
         self.shim.stats.commands_processed += 1
@@ -226,6 +233,10 @@ class Dispatch:
         for why, obj, username in denied:
             acl_check.log_refusal(session, why, "lua", obj, username)
         session.db = ctx.db_index  # SELECT queued in a transaction that only reads
+        if session.tracking.remembers:  # client-side caching (cacheshim.tracking)
+            spec = lookup(args)
+            if spec is not None and reads_keys(spec, ctx):
+                self.shim.tracking.remember(session, tracked_keys(spec, args))
         return reply
 
     def _after_barrier(self, session: Session, args: list[bytes]) -> asyncio.Future[Reply]:

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from cacheshim.server.shim import ShimConfig
     from cacheshim.server.writer import Writer
     from cacheshim.serverstate import ServerStats
+    from cacheshim.tracking import By, Tracking
     from cacheshim.v1 import record_pb2
     from logsvc.client import LogClient
 
@@ -79,6 +80,7 @@ class Replica:
         sessions: dict[int, Session]
         pubsub: Hub
         script_thread: ScriptThread
+        tracking: Tracking
         read_rng: random.Random
         log_reader_client: LogClient
         log_leader: str
@@ -294,6 +296,9 @@ class Replica:
                 continue
             break
         self._release_index_waiters()
+        # What changed between the state it had and the snapshot was never applied here:
+        # tracking clients drop every key, as a Redis replica's full resync tells them.
+        self.tracking.deliver([(None, None)])
         self.caught_up_index = target
         self.loading = False
         self.applier.scripts.engine.offload = True
@@ -360,6 +365,9 @@ class Replica:
         return self._held_records
 
     def _apply(self, index: int, payload: bytes) -> None:
+        keyspace = self.applier.keyspace
+        if keyspace.changes is not self.tracking.feed:  # clients track here (or no longer)
+            keyspace.feed_changes(self.tracking.feed)
         found, missed = LOOKUPS  # apply's lookups are no keyspace hits (INFO)
         try:
             record, reply = self.applier.apply(index, payload)
@@ -413,6 +421,9 @@ class Replica:
         # What follows only tells waiting clients: a failure there must not keep the
         # others waiting (the index waiters below are released whatever happens).
         deferred = reply is DEFERRED and record is not None and self._waits_for(record)
+        # Client-side caching: what the record changed (and read), resolved to this shim's
+        # clients while the writer still knows whose proposal it was; told after the replies.
+        invalidations = self.tracking.take(self._proposer_of) if self.tracking.feed else None
         try:
             if record is not None and not deferred:
                 origin = self.writer.applied(record, reply)
@@ -424,6 +435,11 @@ class Replica:
             self.blocking.after_apply(record, reply)
         except Exception:
             log.exception("serving blocked clients after record %d failed", index)
+        if invalidations:
+            try:
+                self.tracking.deliver(invalidations)
+            except Exception:
+                log.exception("client-side caching invalidations of record %d failed", index)
         if self.applier.acl.dropped or self.applier.acl.rechannelled:
             self._close_clients_acl_revoked()
         waiters = self._index_waiters
@@ -434,6 +450,14 @@ class Replica:
         if deferred:
             assert record is not None
             self._preview(record)
+
+    def _proposer_of(self, by: By) -> int | None:
+        """This shim's client that proposed a record (or the blocked command it runs again),
+        or None."""
+        if by.shim_id != self.writer.shim_id:
+            return None
+        origin = self.writer.origin_of(by.proposal_id)
+        return origin if origin is not None else self.blocking.session_of(by.proposal_id)
 
     def _waits_for(self, record: record_pb2.Record) -> bool:
         """Whether a client of this shim waits for this record's reply."""

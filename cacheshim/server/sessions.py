@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from cacheshim.protocol.errors import CommandError
 from cacheshim.protocol.resp import Error, Reply
 from cacheshim.server.clock import wall_ms
+from cacheshim.tracking import ClientTracking
 from cacheshim.v1 import record_pb2
 
 if TYPE_CHECKING:
@@ -61,6 +62,8 @@ class Session:
     push: Callable[[Reply], None] | None = None
     # The bytes of output not yet handed to the kernel (CLIENT LIST omem).
     output_bytes: Callable[[], int] | None = None
+    # CLIENT TRACKING (cacheshim.tracking).
+    tracking: ClientTracking = field(default_factory=ClientTracking)
 
 
 class SessionCommands:
@@ -142,6 +145,7 @@ class SessionCommands:
         session.reply_off = session.reply_skip_current = session.reply_skip_next = False
         session.no_evict = False
         self.shim.pubsub.drop(session.id)
+        self.shim.tracking.disable(session)
         # Back to the default user, authenticated only if it needs no password (Redis's
         # clientSetDefaultAuth).
         default = self.shim.applier.acl.default

@@ -29,6 +29,7 @@ from cacheshim.server.tls import TLS_FILES_CHECK_S, TlsListener
 from cacheshim.server.writer import Writer
 from cacheshim.serverstate import ClientPause, ServerStats, sample_rates
 from cacheshim.snapshot import bootstrap
+from cacheshim.tracking import Tracking
 from logsvc.auth import ClientCredentials
 from logsvc.client import LogClient
 
@@ -37,6 +38,8 @@ log = logging.getLogger("cacheshim.server")
 # A client that has not finished its TLS handshake by then is dropped (asyncio's default is
 # 60 s, which lets idle half-open connections pile up).
 TLS_HANDSHAKE_TIMEOUT_S = 10.0
+# How often a shim with tracking clients looks for keys due to expire (`_expire_for_tracking`).
+EXPIRY_CHECK_S = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +129,8 @@ class Shim(Replica):
         self.script_thread.on_start = self._hold_new_records
         self.script_thread.on_idle = self._release_records
         self.acl_log = AclLog()  # this shim's ACL refusals (ACL LOG), never logged
+        # CLIENT TRACKING of this shim's clients, told of changes by apply (cacheshim.tracking).
+        self.tracking = Tracking(self.sessions, self.pubsub, self._tracking_max_keys)
         self.run_id = os.urandom(20).hex()
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -163,6 +168,7 @@ class Shim(Replica):
             # waits for them any more (cacheshim.blocking).
             await self.writer.submit(unblock_record(wall_ms(), every=True))
         self.blocking.serving = True
+        self._tasks.append(asyncio.create_task(self._expire_for_tracking(), name="expiry"))
         loop = asyncio.get_running_loop()
         served: list[str] = []
         if self.config.port:
@@ -182,6 +188,24 @@ class Shim(Replica):
             "shim %s serving on %s after replaying %d records",
             self.config.shim_id, " and ".join(served), target,
         )  # fmt: skip
+
+    async def _expire_for_tracking(self) -> None:
+        """While clients of this shim track keys, keys whose time has come are removed soon
+        (and their invalidations sent) even when no write comes: a MEMLOG EXPIRE record,
+        at most one in flight, checked ten times a second (Redis's active expiry runs at
+        hz 10). Without tracking clients, expired keys wait for the next record as before."""
+        while True:
+            await asyncio.sleep(EXPIRY_CHECK_S)
+            due = self.applier.keyspace.next_expiry_ms()
+            if not self.tracking.clients or due is None or due > wall_ms() or self.loading:
+                continue
+            try:
+                await self.writer.submit_command(0, [b"MEMLOG", b"EXPIRE"], origin=None)
+            except Exception as exc:  # the log refused it: try again at the next check
+                log.debug("MEMLOG EXPIRE not applied: %s", exc)
+
+    def _tracking_max_keys(self) -> int:
+        return self.server_config.int_value("tracking-table-max-keys")
 
     def _busy_reply_threshold_ms(self) -> int:
         return int(self.server_config.values["busy-reply-threshold"])

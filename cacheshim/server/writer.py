@@ -254,6 +254,10 @@ class Writer:
             self._origins.pop(write.proposal_id, None)
             write.future.set_result(Error(_expired_error(write, self.timeout_s)))
 
+    def origin_of(self, proposal_id: int) -> int | None:
+        """The client (session id) that proposed a record still waited for, or None."""
+        return self._origins.get(proposal_id)
+
     def applied(self, record: record_pb2.Record, reply: Reply) -> int | None:
         """Answer the write of this record if this shim proposed it: the connection it
         came from (None: another shim's, or unknown)."""

@@ -189,11 +189,24 @@ def unpack(packed: PackedValue) -> Value:
     assert _unpack is not None, "a packed value without cacheshim.snapshot.rdb loaded"
     return _unpack(packed)
 
+
 # Lookups of keys by value, [found, not found], over every keyspace of the process: the
 # read path adds what one read moved to INFO's keyspace_hits and keyspace_misses (Redis
 # counts reads only; apply's lookups move these too and are never added). Counting here
 # keeps one implementation of what a read looks up.
 LOOKUPS: list[int] = [0, 0]
+
+
+class _Flushed:
+    """The change a flush makes: every key (client-side caching drops them all)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "FLUSHED"
+
+
+FLUSHED: Final = _Flushed()
 
 
 class Database:
@@ -214,6 +227,9 @@ class Database:
         # those of them set or changed in place since the blocking machinery last looked.
         self.blocked_keys: set[bytes] = set()
         self.ready_keys: list[bytes] = []
+        # The keyspace's change feed (`Keyspace.feed_changes`): every key a write or an
+        # expiry changes is appended, and FLUSHED for a flush; None while nobody listens.
+        self.changes: list[object] | None = None
 
     # -- reads (never change anything) -------------------------------------------------
 
@@ -326,6 +342,8 @@ class Database:
         self.changed_at[key] = index
         if key in self.blocked_keys:
             self.ready_keys.append(key)
+        if self.changes is not None:
+            self.changes.append(key)
 
     def delete(self, key: bytes, index: int) -> bool:
         if self.data.pop(key, None) is None:
@@ -335,6 +353,8 @@ class Database:
         self.changed_at[key] = index
         if key in self.blocked_keys:  # a client in XREADGROUP hears its stream is gone
             self.ready_keys.append(key)
+        if self.changes is not None:
+            self.changes.append(key)
         return True
 
     def set_expiry(self, key: bytes, when_ms: int, index: int) -> None:
@@ -345,17 +365,23 @@ class Database:
             # same way on every shim, so apply stays deterministic).
             self._expiry_heap = sorted((w, k) for k, w in self.expires.items())
         self.changed_at[key] = index
+        if self.changes is not None:
+            self.changes.append(key)
 
     def persist(self, key: bytes, index: int) -> bool:
         if self.expires.pop(key, None) is None:
             return False
         self.changed_at[key] = index
+        if self.changes is not None:
+            self.changes.append(key)
         return True
 
     def touch_changed(self, key: bytes, index: int) -> None:
         self.changed_at[key] = index
         if key in self.blocked_keys:
             self.ready_keys.append(key)
+        if self.changes is not None:
+            self.changes.append(key)
 
     def signal_ready(self, key: bytes) -> None:
         """Wake the clients waiting for key without counting a change (XGROUP DESTROY: its
@@ -381,12 +407,15 @@ class Database:
                 removed += 1
         return removed
 
-    def flush(self, index: int) -> None:
+    def flush(self, index: int, tell: bool = True) -> None:
+        """Remove every key (FLUSHDB; FLUSHALL, which tells the change feed once itself)."""
         # A flush changes the keys it removes, and only those: a WATCH of a key that did not
         # exist survives it (Redis 7.0's touchAllWatchedKeysInDb).
         for key in self.data:
             self.changed_at[key] = index
         self.ready_keys.extend(key for key in self.data if key in self.blocked_keys)
+        if tell and self.changes is not None:
+            self.changes.append(FLUSHED)
         self.data.clear()
         self.key_index.clear()
         self.expires.clear()
@@ -409,10 +438,34 @@ class Keyspace:
         for db in self.dbs:
             db.unpack_all()
 
+    @property
+    def changes(self) -> list[object] | None:
+        return self.dbs[0].changes
+
+    def flush(self, index: int) -> None:
+        """FLUSHALL: every database emptied, one flush in the change feed."""
+        for db in self.dbs:
+            db.flush(index, tell=False)
+        if self.changes is not None:
+            self.changes.append(FLUSHED)
+
+    def feed_changes(self, changes: list[object] | None) -> None:
+        """Append every key changed from now on (set, deleted, expired, its TTL or value
+        changed in place) to `changes`, FLUSHED for a flush; None stops it. A side channel
+        for client-side caching (cacheshim.tracking): it changes nothing apply computes."""
+        for db in self.dbs:
+            db.changes = changes
+
     def expire_due(self, now_ms: int, index: int) -> None:
         for db in self.dbs:
             if db.expires:
                 self.expired_keys += db.expire_due(now_ms, index)
+
+    def next_expiry_ms(self) -> int | None:
+        """The earliest expiry time pending removal (perhaps of an expiry since re-set or
+        removed: then the next record's apply just drops it), or None."""
+        due = [db._expiry_heap[0][0] for db in self.dbs if db._expiry_heap]
+        return min(due) if due else None
 
     def swap(self, first: int, second: int, index: int) -> None:
         """SWAPDB: the two databases trade their keys (and expiries); clients blocked or

@@ -88,7 +88,17 @@ def test_hll_commands_match_redis(raw: RawPair, commands: list[Command]) -> None
 
 
 def test_hll_arity_matches_redis(raw: RawPair) -> None:
-    compare_raw(*raw, arity_probes(["pfadd", "pfcount", "pfmerge", "pfdebug"]))  # type: ignore[arg-type]
+    compare_raw(*raw, arity_probes(["pfadd", "pfcount", "pfmerge", "pfdebug", "pfselftest"]))  # type: ignore[arg-type]
+
+
+def test_pfselftest_is_declared_as_redis_declares_it_and_refused(raw: RawPair) -> None:
+    """PFSELFTEST tests Redis's C code (redis-server answers OK after about a second; here
+    minutes of Python): memlog lists it as Redis does and refuses it with the reason, never an
+    OK for a test it did not run."""
+    oracle, subject = raw
+    compare_raw(oracle, subject, [["COMMAND", "INFO", "pfselftest"]])
+    got = subject.call("PFSELFTEST")
+    assert got.startswith(b"-ERR memlog: PFSELFTEST (Redis's internal self test"), got
 
 
 def test_pfcount_never_writes_the_cache(raw: RawPair) -> None:

@@ -494,9 +494,16 @@ def test_config_set_refuses_what_the_shim_cannot_honour(memlog: Memlog) -> None:
     try:
         # (requirepass is honoured since issue 17: the default ACL user's password, see
         # tests/cacheshim/test_acl.py)
-        for name, value in (("port", "1"), ("bind", "0.0.0.0")):
+        for name, value in (
+            ("port", "1"), ("bind", "0.0.0.0"), ("save", "3600 1 300 100"), ("appendonly", "yes"),
+            ("APPENDONLY", "YES"),
+        ):  # fmt: skip
             with pytest.raises(redis.ResponseError, match=f"argument '{name}'.* memlog"):
                 execute(conn, "CONFIG", "SET", name, value)
+        # Settings that say what is true stay accepted.
+        assert execute(conn, "CONFIG", "SET", "save", "", "appendonly", "no") == b"OK"
+        assert execute(conn, "CONFIG GET", "save") == {"save": ""}
+        assert execute(conn, "CONFIG GET", "appendonly") == {"appendonly": "no"}
         port = str(memlog.shim_ports[0])
         assert execute(conn, "CONFIG", "SET", "port", port) == b"OK"
         assert execute(conn, "CONFIG GET", "port") == {"port": port}
@@ -898,3 +905,12 @@ def test_command_info_key_specs_match_redis(bare_pair: Pair) -> None:
         assert got[0][8] == want[0][8], spec.full_name
         compared += 1
     assert compared > 200
+
+
+def test_memlog_status_says_the_default_read_mode_as_info_does(memlog: Memlog) -> None:
+    conn = client(memlog.shim_ports[0])
+    status = status_of(conn)
+    info = execute(conn, "INFO", "memlog")
+    assert isinstance(info, dict)
+    assert status[b"linearizable_reads_default"] == b"no"
+    assert info["linearizable_reads_default"] == "no"

@@ -83,6 +83,10 @@ def test_a_shim_the_log_was_trimmed_past_answers_loading_then_rebuilds_from_the_
         writer.set("moving", "before")
         same_index([writer, paused], timeout_s=30)
         behind = applied_index(paused)
+        # A client of the paused shim caches "moving": it must hear that every key is invalid.
+        cacher = RawConnection(m.shim_ports[1], 3)
+        assert cacher.call("CLIENT", "TRACKING", "on") == b"+OK\r\n"
+        assert cacher.call("GET", "moving") == b"$6\r\nbefore\r\n"
         proc = m.shim_procs[1]
         proc.send_signal(signal.SIGSTOP)  # a shim cut off while the others go on
         try:
@@ -121,6 +125,12 @@ def test_a_shim_the_log_was_trimmed_past_answers_loading_then_rebuilds_from_the_
             lambda: _raw(port, "GET", "moving") == b"$5\r\nafter\r\n", 60, "the shim to serve again"
         )
         assert paused.info("persistence")["loading"] == 0
+        cacher.send(["PING"])
+        frames: list[bytes] = []
+        while not frames or frames[-1] != b"+PONG\r\n":
+            frames += cacher.replies(1)
+        assert b">2\r\n$10\r\ninvalidate\r\n_\r\n" in frames, frames
+        cacher.close()
         text = (tmp_path / "shim-2.log").read_text()
         assert "caught up again: restored snapshot" in text, m.log_tail("shim-2.log")
         acked.write(m.shim_ports[1], "d", 50)  # and it takes writes again
@@ -153,6 +163,10 @@ def test_a_shim_paused_past_automatic_trims_rebuilds_and_matches_the_others(
         acked.write(m.shim_ports[0], "a", 100)
         same_index([writer, paused], timeout_s=30)
         behind = applied_index(paused)
+        # A client of the paused shim caches "moving": it must hear that every key is invalid.
+        cacher = RawConnection(m.shim_ports[1], 3)
+        assert cacher.call("CLIENT", "TRACKING", "on") == b"+OK\r\n"
+        assert cacher.call("GET", "moving") == b"$6\r\nbefore\r\n"
         proc = m.shim_procs[1]
         proc.send_signal(signal.SIGSTOP)
         try:

@@ -607,6 +607,15 @@ def check_serve(s: Started) -> Problems:
             declared_client = port_of(s.container, port)
             if declared_client is not None and declared_client.get("name") != "grpc":
                 problems.append(f"{where}: the client port {port} is not named 'grpc'")
+            if config.metrics_listen:
+                metrics_port = listen_port(config.metrics_listen)
+                ports.append(metrics_port)
+                declared_metrics = port_of(s.container, metrics_port)
+                if declared_metrics is not None and declared_metrics.get("name") != "metrics":
+                    problems.append(
+                        f"{where}: the metrics port {metrics_port} is not named 'metrics' "
+                        "(the metrics NetworkPolicy refers to it by name)"
+                    )
             if config.id != s.pod.name:
                 problems.append(f"{where}: --id {config.id!r} is not the pod's name")
             mounts = [m["mountPath"] for m in s.container.get("volumeMounts") or []]

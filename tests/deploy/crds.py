@@ -1,7 +1,8 @@
-"""Schemas for the custom resources the manifests use (cert-manager's Certificate and Issuer),
-which kubernetes-validate does not ship: JSON Schema, strict like the built-in check (an
-unknown or misspelt field is an error), covering the fields of cert-manager.io/v1 that
-deploy/ uses or may reasonably use, with the types and enums of cert-manager's API reference.
+"""Schemas for the custom resources the manifests use (cert-manager's Certificate and Issuer;
+the Prometheus Operator's ServiceMonitor and PrometheusRule), which kubernetes-validate does
+not ship: JSON Schema, strict like the built-in check (an unknown or misspelt field is an
+error), covering the fields that deploy/ uses or may reasonably use, with the types and enums
+of each project's API reference.
 """
 
 from __future__ import annotations
@@ -96,10 +97,81 @@ _ISSUER_SPEC: Schema = {
 }
 
 
-def _resource(kind: str, spec: Schema) -> Schema:
+# monitoring.coreos.com/v1 (the Prometheus Operator).
+_LABEL_SELECTOR = _object(
+    {
+        "matchLabels": {"type": "object", "additionalProperties": {"type": "string"}},
+        "matchExpressions": {
+            "type": "array",
+            "items": _object(
+                {
+                    "key": {"type": "string"},
+                    "operator": {"enum": ["In", "NotIn", "Exists", "DoesNotExist"]},
+                    "values": _STRINGS,
+                },
+                ("key", "operator"),
+            ),
+        },
+    }
+)
+# A Prometheus duration: "15s", "1m30s".
+_PROM_DURATION: Schema = {"type": "string", "pattern": r"^(([0-9]+)(y|w|d|h|m|s|ms))+$"}
+_ENDPOINT = _object(
+    {
+        "port": {"type": "string"},
+        "targetPort": {"type": ["string", "integer"]},
+        "path": {"type": "string", "pattern": "^/"},
+        "scheme": {"enum": ["http", "https"]},
+        "interval": _PROM_DURATION,
+        "scrapeTimeout": _PROM_DURATION,
+        "honorLabels": {"type": "boolean"},
+    }
+)
+_SERVICE_MONITOR_SPEC = _object(
+    {
+        "selector": _LABEL_SELECTOR,
+        "namespaceSelector": _object({"any": {"type": "boolean"}, "matchNames": _STRINGS}),
+        "endpoints": {"type": "array", "items": _ENDPOINT, "minItems": 1},
+        "jobLabel": {"type": "string"},
+        "targetLabels": _STRINGS,
+        "podTargetLabels": _STRINGS,
+    },
+    ("selector", "endpoints"),
+)
+_STRING_MAP: Schema = {"type": "object", "additionalProperties": {"type": "string"}}
+_RULE = _object(
+    {
+        "alert": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
+        "record": {"type": "string"},
+        "expr": {"type": "string", "minLength": 1},
+        "for": _PROM_DURATION,
+        "labels": _STRING_MAP,
+        "annotations": _STRING_MAP,
+    },
+    ("expr",),
+)
+_PROMETHEUS_RULE_SPEC = _object(
+    {
+        "groups": {
+            "type": "array",
+            "items": _object(
+                {
+                    "name": {"type": "string"},
+                    "interval": _PROM_DURATION,
+                    "rules": {"type": "array", "items": _RULE},
+                },
+                ("name", "rules"),
+            ),
+        }
+    },
+    ("groups",),
+)
+
+
+def _resource(kind: str, spec: Schema, api_version: str = "cert-manager.io/v1") -> Schema:
     return _object(
         {
-            "apiVersion": {"const": "cert-manager.io/v1"},
+            "apiVersion": {"const": api_version},
             "kind": {"const": kind},
             "metadata": _METADATA,
             "spec": spec,
@@ -112,6 +184,12 @@ SCHEMAS: dict[tuple[str, str], Schema] = {
     ("cert-manager.io/v1", "Certificate"): _resource("Certificate", _CERTIFICATE_SPEC),
     ("cert-manager.io/v1", "Issuer"): _resource("Issuer", _ISSUER_SPEC),
     ("cert-manager.io/v1", "ClusterIssuer"): _resource("ClusterIssuer", _ISSUER_SPEC),
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): _resource(
+        "ServiceMonitor", _SERVICE_MONITOR_SPEC, "monitoring.coreos.com/v1"
+    ),
+    ("monitoring.coreos.com/v1", "PrometheusRule"): _resource(
+        "PrometheusRule", _PROMETHEUS_RULE_SPEC, "monitoring.coreos.com/v1"
+    ),
 }
 
 

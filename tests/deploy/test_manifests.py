@@ -204,9 +204,9 @@ def test_ports_catch_a_probe_on_an_undeclared_port() -> None:
 
 def test_ports_catch_a_grpc_probe_on_another_number() -> None:
     def mutate(docs: list[Doc]) -> None:
-        container(log(docs))["readinessProbe"]["grpc"]["port"] = 7004
+        container(log(docs))["readinessProbe"]["grpc"]["port"] = 7009
 
-    assert "7004" in caught(checks.check_ports, mutate)
+    assert "7009" in caught(checks.check_ports, mutate)
 
 
 def test_ports_catch_a_service_target_port_the_pods_lack() -> None:

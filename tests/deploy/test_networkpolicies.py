@@ -1,10 +1,11 @@
 """The NetworkPolicies of each overlay, evaluated (tests/deploy/netpol.py) over every pod the
 workloads make, pods elsewhere (some wearing memlog's labels), a pod of no workload in the
-namespace, the cluster DNS and an address outside the cluster, on every declared port and a
-few undeclared ones. What must hold: from outside the namespace only the shims' Redis port is
-reachable; the log's peer port only from log pods; the log's client port only from shims and
-the snapshotter; shims, the snapshotter and log nodes reach nothing else but DNS. Each claim
-is also shown to catch a broken policy.
+namespace, the cluster DNS, Prometheus (and a pod elsewhere wearing its label) and an address
+outside the cluster, on every declared port and a few undeclared ones. What must hold: from
+outside the namespace only the shims' Redis port is reachable, and the shims' and log nodes'
+metrics port from Prometheus alone; the log's peer port only from log pods; the log's client
+port only from shims and the snapshotter; shims, the snapshotter and log nodes reach nothing
+else but DNS. Each claim is also shown to catch a broken policy.
 
 The log's Raft traffic has a port of its own named `peer`; `with_peer_port` adds one (7002)
 only to a render that lacks it, so the claims are about the policies, whatever the ports.
@@ -45,7 +46,12 @@ def with_peer_port(docs: list[Doc]) -> list[Doc]:
     return docs
 
 
+PROMETHEUS = {"app.kubernetes.io/name": "prometheus"}
+
+
 def role(pod: Endpoint) -> str:
+    if pod.namespace == "monitoring" and pod.labels == PROMETHEUS:
+        return "prometheus"
     if pod.namespace != NS:
         return "outside"
     return pod.labels.get("app.kubernetes.io/component", "stranger")
@@ -66,6 +72,9 @@ def endpoints(docs: list[Doc]) -> list[Endpoint]:
             (("dns", 53, "UDP"), ("dns-tcp", 53, "TCP")),
         ),
         Endpoint("internet", None, ip="203.0.113.7"),
+        Endpoint("prometheus", "monitoring", PROMETHEUS, (("web", 9090, "TCP"),)),
+        # Prometheus's label in another namespace gains nothing.
+        Endpoint("fake-prometheus", "default", PROMETHEUS),
         Endpoint("pod-elsewhere", "default", {"app": "web"}, (("http", 8080, "TCP"),)),
         # Another namespace's pods wearing memlog's labels gain nothing.
         Endpoint("fake-shim", "default", shim_labels),
@@ -129,7 +138,7 @@ def claim_outside_reaches_only_the_shims_redis_port(docs: list[Doc]) -> list[str
     return [
         f"{src} (outside the namespace) reaches {dst} port {port}"
         for src, dst, port, dst_role in sorted(reachable(docs))
-        if roles[src] == "outside" and dst_role != "outside"
+        if roles[src] == "outside" and dst_role not in ("outside", "prometheus")
         and not (dst_role == "shim" and port == "redis/TCP")
     ]  # fmt: skip
 
@@ -196,7 +205,32 @@ def claim_egress_is_only_what_each_needs(docs: list[Doc]) -> list[str]:
     return problems
 
 
+def claim_metrics_only_from_prometheus(docs: list[Doc]) -> list[str]:
+    """Prometheus reaches the metrics port of every shim and log pod, and nothing else of
+    the namespace (but the shims' Redis port, open to all); no one else reaches a metrics
+    port."""
+    roles = roles_by_name(docs)
+    found = reachable(docs)
+    problems = [
+        f"prometheus reaches {dst} port {port}"
+        for src, dst, port, dst_role in sorted(found)
+        if src == "prometheus" and dst_role not in ("outside", "prometheus")
+        and port != "metrics/TCP" and not (dst_role == "shim" and port == "redis/TCP")
+    ]  # fmt: skip
+    for pod, pod_role in roles.items():
+        if (
+            pod_role in ("shim", "log")
+            and ("prometheus", pod, "metrics/TCP", pod_role) not in found
+        ):
+            problems.append(f"prometheus cannot reach {pod} port metrics")
+    for src, dst, port, _ in sorted(found):
+        if port == "metrics/TCP" and roles[src] != "prometheus" and roles[dst] != "outside":
+            problems.append(f"{src} ({roles[src]}) reaches {dst} port metrics")
+    return problems
+
+
 CLAIMS: dict[str, Callable[[list[Doc]], list[str]]] = {
+    "metrics": claim_metrics_only_from_prometheus,
     "outside": claim_outside_reaches_only_the_shims_redis_port,
     "shims-open": claim_every_shim_is_reachable_from_outside,
     "peer": claim_peer_port_only_from_log_pods,
@@ -219,7 +253,9 @@ def test_the_evaluator_sees_a_real_mix() -> None:
     """The universe is not trivially empty: shims, log pods, DNS, outsiders all present."""
     docs = with_peer_port(render("kind"))
     roles = roles_by_name(docs)
-    assert sorted(set(roles.values())) == ["log", "outside", "shim", "snapshotter", "stranger"]
+    assert sorted(set(roles.values())) == [
+        "log", "outside", "prometheus", "shim", "snapshotter", "stranger"
+    ]  # fmt: skip
     found = reachable(docs)
     assert ("internet", "memlog-log-0", "grpc/TCP", "log") not in found
     assert ("memlog-log-0", "memlog-log-1", "peer/TCP", "log") in found
@@ -245,7 +281,7 @@ def test_named_ports_of_the_policies_are_declared() -> None:
         for port in rule.get("ports") or []
         if isinstance(port.get("port"), str)
     }
-    assert named == {"redis", "grpc", "peer"}
+    assert named == {"redis", "grpc", "peer", "metrics"}
     assert named <= declared
 
 
@@ -274,13 +310,24 @@ def shim_port_by_number_of_the_wrong_port(docs: list[Doc]) -> None:
     policy(docs, "memlog-shim")["spec"]["ingress"][0]["ports"][0]["port"] = 6380
 
 
+def metrics_from_any_namespace(docs: list[Doc]) -> None:
+    policy(docs, "memlog-metrics")["spec"]["ingress"][0]["from"][0]["namespaceSelector"] = {}
+
+
+def metrics_on_every_port(docs: list[Doc]) -> None:
+    del policy(docs, "memlog-metrics")["spec"]["ingress"][0]["ports"]
+
+
 BROKEN: list[tuple[str, Callable[[list[Doc]], None], str]] = [
+    ("metrics", lambda d: drop(d, "memlog-metrics"), "cannot reach"),
+    ("metrics", metrics_from_any_namespace, "fake-prometheus"),
+    ("metrics", metrics_on_every_port, "prometheus reaches"),
     ("outside", lambda d: drop(d, "memlog-default-deny"), "stranger port"),
     ("outside", open_client_port, "port grpc"),
     ("shims-open", shim_port_by_number_of_the_wrong_port, "cannot reach"),
     ("peer", peers_from_any_namespace, "outside"),
     ("peer", lambda d: drop(d, "memlog-log"), "reached by []"),
-    ("peer", lambda d: drop(d, "memlog-log", "memlog-default-deny"), "outside"),
+    ("peer", lambda d: drop(d, "memlog-log", "memlog-metrics", "memlog-default-deny"), "outside"),
     ("client", open_client_port, "outside"),
     ("egress", shims_reach_everything, "beyond what they need"),
     ("egress", lambda d: drop(d, "memlog-dns"), "miss"),

@@ -164,6 +164,8 @@ class Cluster:
     # Peer mutual TLS and client certificates, as `memlog up` runs them (clusters(tls=True));
     # None: plaintext on loopback, nobody checked.
     tls: LocalCredentials | None = None
+    # Flags of one node only (a port of its own: --metrics-listen).
+    node_args: dict[str, Sequence[str]] = field(default_factory=dict)
     nodes: dict[str, Node] = field(default_factory=dict)
     _channels: dict[str, grpc.Channel] = field(default_factory=dict)
 
@@ -228,6 +230,7 @@ class Cluster:
             *FAST_TIMING,
             *(self.tls.node_args(node_id) if self.tls is not None else ()),
             *self.extra_args,
+            *self.node_args.get(node_id, ()),
         ]
 
     def serve_env(self, node_id: str) -> dict[str, str]:

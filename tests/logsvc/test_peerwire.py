@@ -8,6 +8,9 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from pytest import MonkeyPatch
+
+from logsvc import peerwire
 from logsvc.auth import PermissionDenied
 from logsvc.peerwire import (
     HEADER_BYTES,
@@ -210,3 +213,34 @@ def test_a_peer_that_stops_answering_is_dropped_within_the_ping_bound() -> None:
     # (opened is seen a poll after the stream opens: hence the 0.1 s below the timeout)
     assert PONG_TIMEOUT_S - 0.1 <= noticed < bound_s + 1.0, noticed
     assert unreachable and connections >= 2
+
+
+def test_the_port_closes_a_stream_whose_sender_fell_silent(monkeypatch: MonkeyPatch) -> None:
+    """A sender pings every PING_INTERVAL_S; a framed stream silent for SENDER_SILENCE_S is
+    a stopped or vanished sender's, and the port closes it (a pinging one stays open)."""
+    monkeypatch.setattr(peerwire, "SENDER_SILENCE_S", 0.4)
+
+    async def go() -> tuple[float, bool, int]:
+        received: list[str] = []
+        async with port_with(received) as (port, address):
+            loop = asyncio.get_running_loop()
+            silent_reader, silent_writer = await open_stream(address, "b", None)
+            talking_reader, talking_writer = await open_stream(address, "b", None)
+            opened = loop.time()
+            # The talking one pings every 0.1 s for three silences' worth of time.
+            while loop.time() - opened < 1.2:
+                talking_writer.write(PING)
+                await asyncio.sleep(0.1)
+            ended = await asyncio.wait_for(silent_reader.read(), TIMEOUT_S)
+            closed_after = loop.time() - opened
+            assert ended == b""  # closed by the port, not refused
+            still_open = not talking_reader.at_eof()
+            talking_writer.write(encode_frame(batch(7)))
+            await until(lambda: received == ["sender-7"], "the talking stream still works")
+            open_connections = len(port.connections)
+            silent_writer.close()
+            talking_writer.close()
+            return closed_after, still_open, open_connections
+
+    closed_after, still_open, open_connections = asyncio.run(go())
+    assert closed_after >= 0.4 and still_open and open_connections == 1
