@@ -94,36 +94,36 @@ def test_add_promote_remove_and_kill_keep_the_log_committing(tmp_path: Path) -> 
         async def go() -> None:
             task = asyncio.create_task(writer.run(c.addresses))
             try:
-                await writer.more(50, 20, "before any change")
+                await writer.more(25, 20, "before any change")
                 after = await change(
                     "add", "d", "--address", d.address, "--peer-address", d.peer_address
                 )
                 assert after == {"a": "voter", "b": "voter", "c": "voter", "d": "learner"}
                 steps.append("d added as a learner")
-                await writer.more(50, 20, "with d a learner")
+                await writer.more(25, 20, "with d a learner")
                 after = await change("promote", "d")
                 assert after["d"] == "voter", after
                 steps.append("d promoted")
-                await writer.more(50, 20, "with four voters")
+                await writer.more(25, 20, "with four voters")
                 # A restarted member finds its membership again (from the log it replays).
                 c.kill("d")
                 c.start("d")
                 await asyncio.to_thread(c.wait_serving, "d")
                 assert (await asyncio.to_thread(members, c, d.address))["d"] == "voter"
                 steps.append("d restarted")
-                await writer.more(50, 20, "after d restarted")
+                await writer.more(25, 20, "after d restarted")
                 # Remove the leader itself: it hands over and steps down.
                 leader = await asyncio.to_thread(c.leader, 30.0, list(c.nodes))
                 after = await change("remove", leader)
                 assert leader not in after and len(after) == 3, after
                 steps.append(f"{leader} (the leader) removed")
                 c.stop(leader)
-                await writer.more(50, 20, f"after removing {leader}")
+                await writer.more(25, 20, f"after removing {leader}")
                 # Kill another old voter: two of the three voters left still commit.
                 victim = next(n for n in BOOTSTRAP if n != leader)
                 c.kill(victim)
                 steps.append(f"{victim} killed")
-                await writer.more(50, 30, f"after killing {victim}")
+                await writer.more(25, 30, f"after killing {victim}")
             finally:
                 writer.stop.set()
                 await asyncio.wait_for(task, 30)
