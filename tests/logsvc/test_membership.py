@@ -88,7 +88,9 @@ def test_add_promote_remove_and_kill_keep_the_log_committing(tmp_path: Path) -> 
         steps: list[str] = []
 
         async def change(*args: str) -> dict[str, str]:
-            out = await asyncio.to_thread(c.cli, "member", *args, "--addr", c.addr)
+            out = await asyncio.to_thread(
+                c.cli, "member", *args, "--addr", c.addr, "--timeout-s", "30", timeout=60.0
+            )
             return {m["id"]: m["role"] for m in json.loads(out.stdout)["members"]}
 
         async def go() -> None:
