@@ -14,9 +14,9 @@ Two ports, two kinds of caller:
   name the file maps to rights.
 
 Rights: `append`, `read`, `snapshot` (store a snapshot: what a snapshotter needs besides
-read), `trim`, and `admin`, which holds every right (membership changes, once they exist,
-will need it). Without credentials configured (no TLS, no tokens), nobody is checked: the
-node then listens on loopback only unless told `--insecure` (see check_exposure).
+read), `trim`, and `admin`, which holds every right (membership changes need it; listing
+the members needs `read`). Without credentials configured (no TLS, no tokens), nobody is
+checked: the node then listens on loopback only unless told `--insecure` (see check_exposure).
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ METHOD_RIGHTS: Mapping[str, str] = {
     "ListSnapshots": "read",
     "PutSnapshot": "snapshot",
     "Trim": "trim",
+    "MemberList": "read",
 }
 BEARER = "bearer "
 AUTHORIZATION_KEY = "authorization"

@@ -113,6 +113,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run one log node")
     _add(serve, "--id", required=True, help="this node's id (one of --peers)")
+    _add(
+        serve,
+        "--join",
+        action="store_true",
+        help="join a running cluster: start as no member, with an empty data directory, and "
+        "wait for `logsvc member add` (--peers: this node and the members to reach)",
+    )
     _add(serve, "--zone", default="", help="the zone this node runs in")
     _add(
         serve,
@@ -323,6 +330,35 @@ def build_parser() -> argparse.ArgumentParser:
     listing = snap_sub.add_parser("list", help="print the durable snapshots as JSON")
     _add(listing, "--addr", required=True, help="node address")
 
+    member = sub.add_parser(
+        "member", help="list, add, promote or remove log nodes (one change at a time)"
+    )
+    member_sub = member.add_subparsers(dest="member_command", required=True)
+    m_list = member_sub.add_parser("list", help="print the members as JSON")
+    m_add = member_sub.add_parser(
+        "add", help="add a node as a learner (start it first with `serve --join`)"
+    )
+    m_add.add_argument("id", help="the new node's id")
+    _add(m_add, "--address", required=True, help="its client address, HOST:PORT")
+    _add(m_add, "--peer-address", required=True, help="its peer address, HOST:PORT")
+    m_promote = member_sub.add_parser(
+        "promote", help="make a learner a voter (waits until it has caught up)"
+    )
+    m_promote.add_argument("id", help="the learner's id")
+    m_remove = member_sub.add_parser("remove", help="remove a voter or a learner")
+    m_remove.add_argument("id", help="the node's id")
+    for m_parser in (m_list, m_add, m_promote, m_remove):
+        _add(m_parser, "--addr", required=True, help="node addresses, comma separated")
+        add_client_credentials(m_parser)
+    for m_parser in (m_add, m_promote, m_remove):
+        _add(
+            m_parser,
+            "--timeout-s",
+            type=float,
+            default=30.0,
+            help="retry while nothing was done (no leader, a change pending) for this long",
+        )
+
     for client_parser in (append, tail, status, trim, put, get, listing):
         add_client_credentials(client_parser)
 
@@ -385,6 +421,7 @@ def config_from_args(args: argparse.Namespace) -> NodeConfig:
         trim_interval_s=float(args.trim_interval_s),
         trim_keep_entries=int(args.trim_keep_entries),
         trim_keep_seconds=float(args.trim_keep_seconds),
+        join=bool(args.join),
     )
 
 
@@ -545,6 +582,38 @@ def _snapshot_json(
     return out
 
 
+async def _member(args: argparse.Namespace) -> int:
+    async with LogClient(_addresses(args.addr), credentials=client_credentials(args)) as client:
+        command = args.member_command
+        if command == "list":
+            response = await client.member_list()
+        elif command == "add":
+            request = log_pb2.MemberAddRequest(
+                id=args.id, address=args.address, peer_address=args.peer_address
+            )
+            response = await client.member_change("MemberAdd", request, float(args.timeout_s))
+        else:
+            method = "MemberPromote" if command == "promote" else "MemberRemove"
+            response = await client.member_change(
+                method,
+                log_pb2.MemberChangeRequest(id=args.id),
+                float(args.timeout_s),
+                retry_behind=command == "promote",
+            )
+    members = [
+        {
+            "id": m.id,
+            "role": "voter" if m.voter else "learner",
+            "address": m.address,
+            "peer_address": m.peer_address,
+            "match_index": m.match_index,
+        }
+        for m in response.members
+    ]
+    print(json.dumps({"conf_index": response.conf_index, "members": members}))
+    return 0
+
+
 async def _read_index(args: argparse.Namespace) -> int:
     async with _retrying_client(args) as client:
         print(await client.read_index(_addresses(args.addr)[0]))
@@ -605,6 +674,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "trim": _trim,
         "snapshot": _snapshot,
         "read-index": _read_index,
+        "member": _member,
     }
     try:
         return asyncio.run(commands[args.command](args))

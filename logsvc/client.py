@@ -571,6 +571,50 @@ class LogClient:
         return response.first_index
 
 
+    async def member_list(self) -> log_pb2.MemberResponse:
+        """The membership the first node that answers has applied."""
+        errors: list[str] = []
+        for address in self.addresses:
+            try:
+                return await self.stub(address).MemberList(
+                    log_pb2.MemberListRequest(), timeout=self.attempt_timeout_s
+                )
+            except grpc.aio.AioRpcError as exc:
+                errors.append(str(_client_error(address, exc)))
+        raise LogClientError("; ".join(errors) or "no address given")
+
+    async def member_change(
+        self,
+        method: str,
+        request: log_pb2.MemberAddRequest | log_pb2.MemberChangeRequest,
+        timeout_s: float,
+        retry_behind: bool = False,
+    ) -> log_pb2.MemberResponse:
+        """MemberAdd, MemberPromote or MemberRemove on the leader, retried while the answer
+        says nothing happened (no leader yet, the previous change not applied yet) and, with
+        retry_behind, while the learner is still behind; until timeout_s."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            address = await self.find_leader() or self.addresses[0]
+            call = getattr(self.stub(address), method)
+            try:
+                response: log_pb2.MemberResponse = await call(
+                    request, timeout=self.attempt_timeout_s
+                )
+                return response
+            except grpc.aio.AioRpcError as exc:
+                error = _client_error(address, exc)
+                nothing_done = error.kind in (log_pb2.NOT_APPENDED, log_pb2.NOT_LEADER) or (
+                    retry_behind
+                    and error.code is grpc.StatusCode.FAILED_PRECONDITION
+                    and "behind" in (exc.details() or "")
+                )
+                if not nothing_done or loop.time() >= deadline:
+                    raise error from exc
+            await asyncio.sleep(0.2)
+
+
 def _client_error(address: str, exc: grpc.aio.AioRpcError) -> LogClientError:
     kind = kind_from_name(_metadata(exc).get(ERROR_KIND_KEY, ""))
     return LogClientError(f"{address}: {exc.code().name}: {exc.details()}", exc.code(), kind)

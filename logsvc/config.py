@@ -109,6 +109,10 @@ class NodeConfig:
     trim_interval_s: float = 10.0
     trim_keep_entries: int = 100_000
     trim_keep_seconds: float = 600.0
+    # Join a running cluster (`serve --join`): start as nobody's member with whatever log
+    # this data directory holds, and learn the membership from the leader once an operator
+    # has added this node (`logsvc member add`). --peers then names the members to reach.
+    join: bool = False
     extra: dict[str, str] = field(default_factory=dict)
 
     def message_bytes_max(self) -> int:
@@ -127,7 +131,7 @@ class NodeConfig:
             raise ConfigError("--id must not be empty")
         if self.id not in self.peers:
             raise ConfigError(f"--id {self.id!r} is not in --peers {sorted(self.peers)}")
-        if len(self.peers) % 2 == 0:
+        if len(self.peers) % 2 == 0 and not self.join:
             raise ConfigError(
                 f"--peers names {len(self.peers)} nodes; use an odd number (1, 3, 5) so a "
                 "majority survives the loss of a minority"

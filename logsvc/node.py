@@ -18,7 +18,7 @@ import itertools
 import logging
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 from logsvc import peerwire
@@ -35,7 +35,11 @@ from logsvc.errors import (
 )
 from logsvc.metrics import NodeMetrics
 from logsvc.raft import (
+    ConfChange,
+    ConfChangeRefused,
+    ConfChangeType,
     Config,
+    ConfState,
     Entry,
     EntryType,
     HardState,
@@ -222,6 +226,17 @@ class LogNode:
         self.snapshots = SnapshotManager(self, config.data_dir / config.id / "snapshots")
         self.auto_trim_before = 0  # the last before_index automatic trim proposed
         self.metrics = NodeMetrics()  # what /metrics shows (logsvc/metrics.py)
+        # Every node's (client address, peer address) this node knows: the configured ones,
+        # then those the membership changes carry. Replaced, never changed in place (the
+        # writer thread copies it into the trim boundary).
+        self.addresses: dict[str, tuple[str, str]] = {
+            p: (a, config.peer_addresses.get(p, "")) for p, a in config.peers.items()
+        }
+        # Whom the peer port accepts messages from (a live set: joining members are added).
+        self.known_ids: set[str] = set(self.addresses) - {self.id}
+        self.durable.addresses = self.addresses
+        # The membership this node has applied (the core holds the same once it runs).
+        self.conf = ConfState(() if config.join else tuple(sorted(config.peers)))
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -239,17 +254,23 @@ class LogNode:
         """Open (unless done), make an empty data directory safe to vote from, run Raft."""
         if not self._opened:
             await self.open()
-        if self._is_empty() and len(self.config.peers) > 1:
+        if self._is_empty() and len(self.config.peers) > 1 and not self.config.join:
             await self._adopt_the_peers_term()
         memory = self.durable.memory
         boundary = memory.snapshot()
         if boundary.index:
             self.records.restart_at_boundary(boundary.index)
+        stored = self.durable.boundary_membership
+        if stored is not None and boundary.conf is not None:
+            self._learn_addresses(stored.addresses)
+            self.conf = boundary.conf
         await self._replay(memory.initial_state().commit)
-        voters = tuple(sorted(self.config.peers))
         raft_config = Config(
             id=self.id,
-            voters=voters,
+            voters=self.conf.voters,
+            learners=self.conf.learners,
+            conf_index=self.conf.index,
+            joining=self.config.join,
             election_ticks=self.config.election_ticks,
             heartbeat_ticks=self.config.heartbeat_ticks,
             append_bytes_max=self.config.append_bytes_max,
@@ -259,14 +280,7 @@ class LogNode:
         # Election timeouts must differ between nodes and runs; the core stays seeded.
         rng = random.Random(random.SystemRandom().getrandbits(64))
         self.node = RawNode(raft_config, memory, rng)
-        for peer_id, address in sorted(self.config.peer_addresses.items()):
-            if peer_id != self.id:
-                sender = PeerSender(
-                    self.config.cluster_id, self.id, peer_id, address,
-                    self._report_unreachable, self.peer_ssl_context,
-                )  # fmt: skip
-                sender.start()
-                self.senders[peer_id] = sender
+        self._start_senders()
         self._tasks = [
             asyncio.create_task(self._ready_loop(), name="ready-loop"),
             asyncio.create_task(self._ticker(), name="ticker"),
@@ -275,6 +289,44 @@ class LogNode:
             self._tasks.append(asyncio.create_task(self._auto_trim(), name="auto-trim"))
         self.snapshots.start()
         self._wake.set()
+
+    def _start_senders(self) -> None:
+        """A sender to every node with a known peer address (once Raft runs)."""
+        if self.node is None or self._stopping:
+            return
+        for peer_id, (_, address) in sorted(self.addresses.items()):
+            if peer_id != self.id and address and peer_id not in self.senders:
+                sender = PeerSender(
+                    self.config.cluster_id, self.id, peer_id, address,
+                    self._report_unreachable, self.peer_ssl_context,
+                )  # fmt: skip
+                sender.start()
+                self.senders[peer_id] = sender
+
+    def _learn_addresses(self, members: Sequence[entry_pb2.MemberAddress]) -> None:
+        addresses = dict(self.addresses)
+        for m in members:
+            if m.id and m.id != self.id:
+                addresses[m.id] = (m.address, m.peer_address)
+        self.addresses = addresses
+        self.durable.addresses = addresses
+        self.known_ids.update(a for a in addresses if a != self.id)
+
+    def _apply_conf(self, entry: Entry) -> None:
+        """A membership change is applied: note the member's addresses and the membership
+        (the core switches to it in advance(), from the same entry)."""
+        if entry.index <= self.conf.index:
+            return
+        change, after = ConfChange.decode(entry.data)
+        if change.context:
+            member = entry_pb2.MemberAddress.FromString(change.context)
+            self._learn_addresses([member])
+        self.conf = ConfState(after.voters, after.learners, entry.index)
+        log.info(
+            "%s applied membership change %d (%s): voters %s, learners %s",
+            self.id, entry.index, change.describe(), list(after.voters), list(after.learners),
+        )  # fmt: skip
+        self._start_senders()
 
     async def _replay(self, commit: int) -> None:
         """Apply the committed entries on disk, read in bounded steps off the event loop,
@@ -332,7 +384,9 @@ class LogNode:
         raft = node.raft
         if raft.role is not Role.LEADER or len(raft.voters) == 1 or self.fatal is not None:
             return
-        peers = [p for p in raft.peers() if p in raft.progress]
+        peers = [p for p in raft.voting_peers() if p in raft.progress]
+        if not peers:
+            return
         target = max(peers, key=lambda p: (raft.progress[p].match, p))
         try:
             node.transfer_leader(target)
@@ -433,7 +487,7 @@ class LogNode:
             self._stopping
             or self.node is None
             or self.fatal is not None
-            or peer_id not in self.config.peers
+            or peer_id not in self.addresses
         ):
             return
         if self.node.raft.role is Role.LEADER:
@@ -568,6 +622,9 @@ class LogNode:
         """Apply what committed and answer its callers; True when an Append was answered."""
         if rd.snapshot is not None:
             self.records.restart_at_boundary(rd.snapshot.index)
+            conf = rd.snapshot.conf
+            if conf is not None and conf.index >= self.conf.index:
+                self.conf = conf
         answered = False
         for entry in rd.committed_entries:
             answered = self._apply(entry) or answered
@@ -585,6 +642,8 @@ class LogNode:
     def _apply(self, entry: Entry) -> bool:
         """Apply one committed entry; True when a waiting Append was answered."""
         result = self.records.apply(entry)
+        if entry.type is EntryType.CONF_CHANGE:
+            self._apply_conf(entry)
         if isinstance(result, bool):
             if result:
                 self.snapshots.catalog_changed()
@@ -615,8 +674,9 @@ class LogNode:
         memory = self.durable.memory
         if raft_index < memory.first_index() or raft_index > memory.last_index():
             return
-        boundary = SnapshotMeta(index=raft_index, term=memory.term(raft_index))
-        memory.compact(raft_index)
+        # The membership applied so far: as of this entry, at or past the trim point.
+        boundary = SnapshotMeta(index=raft_index, term=memory.term(raft_index), conf=self.conf)
+        memory.compact(raft_index, self.conf)
         # The disk follows on the writer thread, ordered after every earlier write.
         self._writer.submit(self.durable.trim, boundary)
 
@@ -634,7 +694,7 @@ class LogNode:
         if self.node is None or self.fatal is not None:
             return "", ""
         leader = self.node.raft.leader or ""
-        return leader, self.config.peers.get(leader, "")
+        return leader, self.addresses.get(leader, ("", ""))[0]
 
     def require_leader(self) -> None:
         """Raise NotLeader (or NotAppended) unless this node leads and serves appends."""
@@ -959,6 +1019,68 @@ class LogNode:
             raise NotAppended(f"another entry was committed at raft index {raft_index}")
         return raft_index
 
+    # -- membership ----------------------------------------------------------------
+
+    async def member_add(self, node_id: str, address: str, peer_address: str) -> None:
+        """Add node_id as a learner (leader only); returns once applied here."""
+        if ":" not in address or ":" not in peer_address:
+            raise InvalidArgument(
+                "a new member needs its client address and its peer address, both HOST:PORT"
+            )
+        context = entry_pb2.MemberAddress(
+            id=node_id, address=address, peer_address=peer_address
+        ).SerializeToString()
+        await self._change_membership(ConfChange(ConfChangeType.ADD_LEARNER, node_id, context))
+
+    async def member_promote(self, node_id: str) -> None:
+        await self._change_membership(ConfChange(ConfChangeType.PROMOTE, node_id))
+
+    async def member_remove(self, node_id: str) -> None:
+        await self._change_membership(ConfChange(ConfChangeType.REMOVE, node_id))
+
+    async def _change_membership(self, change: ConfChange) -> None:
+        self._require_leader()
+        node = self.raw()
+        term = node.raft.term
+        try:
+            index = node.propose_conf_change(change)
+        except ProposalDropped as exc:
+            raise NotAppended(f"{exc}; retry shortly") from exc
+        except ConfChangeRefused as exc:
+            raise FailedPrecondition(str(exc)) from exc
+        self._after_input()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.append_timeout_s
+        what = f"the membership change ({change.describe()})"
+        while self.records.applied_raft_index < index:
+            if self.fatal is not None:
+                raise self._failed_error()
+            if self._stopping:
+                raise OutcomeUnknown(f"{self.id} stopped before {what} committed")
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise OutcomeUnknown(f"{what} did not commit in time; list the members")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._applied.wait(), remaining)
+        if node.raft.log.term(index) not in (term, None):
+            raise NotAppended(f"{what} was lost to a new leader (another entry committed)")
+
+    def members(self) -> tuple[ConfState, list[tuple[str, str, str, bool, int]]]:
+        """The membership applied here: (id, address, peer address, voter, match index)."""
+        conf = self.conf
+        progress = {}
+        if self.node is not None and self.node.raft.role is Role.LEADER:
+            progress = {p: pr.match for p, pr in self.node.raft.progress.items()}
+        rows = []
+        for node_id in sorted(conf.voters + conf.learners):
+            client, peer = self.addresses.get(node_id, ("", ""))
+            if node_id == self.id:
+                client = client or self.config.listen
+                peer = peer or self.config.peer_listen_address()
+            voter = node_id in conf.voters
+            rows.append((node_id, client, peer, voter, progress.get(node_id, 0)))
+        return conf, rows
+
     def auto_trim_target(self, now_ms: int) -> int | None:
         """Where automatic trim would cut now: below the newest durable snapshot, keeping
         the newest trim_keep_entries records and those appended within trim_keep_seconds;
@@ -1039,7 +1161,7 @@ class LogNode:
             raft_first, raft_last, raft_commit = st.first_index, st.last_index, st.commit_index
             peers = {
                 peer: PeerInfo(
-                    address=self.config.peers.get(peer, ""),
+                    address=self.addresses.get(peer, ("", ""))[0],
                     match_index=ps.match,
                     next_index=ps.next,
                     state=ps.state.name.lower(),

@@ -97,8 +97,8 @@ class RecordState:
                 f"applied entry {entry.index} right after {self.applied_raft_index}"
             )
         self.applied_raft_index = entry.index
-        if entry.type is EntryType.NOOP or not entry.data:
-            return None
+        if entry.type is not EntryType.NORMAL or not entry.data:
+            return None  # a no-op, or a membership change (the node applies those)
         payload = decode_payload(entry.data)
         kind = payload.WhichOneof("kind")
         if kind == "batch":

@@ -253,6 +253,63 @@ class LogServicer(log_pb2_grpc.LogServicer):
             await self._abort(context, exc)
         return log_pb2.TrimResponse(header=self.header(), first_index=first)
 
+    def _members(self) -> log_pb2.MemberResponse:
+        conf, rows = self.node.members()
+        return log_pb2.MemberResponse(
+            header=self.header(),
+            conf_index=conf.index,
+            members=[
+                log_pb2.Member(
+                    id=node_id,
+                    address=address,
+                    peer_address=peer,
+                    voter=voter,
+                    match_index=match,
+                )
+                for node_id, address, peer, voter, match in rows
+            ],
+        )
+
+    async def MemberAdd(
+        self,
+        request: log_pb2.MemberAddRequest,
+        context: grpc.aio.ServicerContext[log_pb2.MemberAddRequest, log_pb2.MemberResponse],
+    ) -> log_pb2.MemberResponse:
+        try:
+            await self.node.member_add(request.id, request.address, request.peer_address)
+        except LogError as exc:
+            await self._abort(context, exc)
+        return self._members()
+
+    async def MemberPromote(
+        self,
+        request: log_pb2.MemberChangeRequest,
+        context: grpc.aio.ServicerContext[log_pb2.MemberChangeRequest, log_pb2.MemberResponse],
+    ) -> log_pb2.MemberResponse:
+        try:
+            await self.node.member_promote(request.id)
+        except LogError as exc:
+            await self._abort(context, exc)
+        return self._members()
+
+    async def MemberRemove(
+        self,
+        request: log_pb2.MemberChangeRequest,
+        context: grpc.aio.ServicerContext[log_pb2.MemberChangeRequest, log_pb2.MemberResponse],
+    ) -> log_pb2.MemberResponse:
+        try:
+            await self.node.member_remove(request.id)
+        except LogError as exc:
+            await self._abort(context, exc)
+        return self._members()
+
+    async def MemberList(
+        self,
+        request: log_pb2.MemberListRequest,
+        context: grpc.aio.ServicerContext[log_pb2.MemberListRequest, log_pb2.MemberResponse],
+    ) -> log_pb2.MemberResponse:
+        return self._members()
+
     async def PutSnapshot(
         self,
         request_iterator: AsyncIterator[log_pb2.SnapshotChunk],
@@ -362,7 +419,7 @@ async def serve(config: NodeConfig) -> None:
             node.deliver,
             durable_term=node.durable_term,
             peer_started_empty=node.peer_started_empty,
-            peer_ids=config.peers,
+            peer_ids=node.known_ids,
             snapshots=node.snapshots,
             tls=auth.tls is not None,
         )

@@ -376,7 +376,7 @@ class SnapshotManager:
 
         channel = self._channels.get(peer_id)
         if channel is None:
-            address = self.config.peer_addresses[peer_id]
+            address = self.node.addresses[peer_id][1]
             channel = peer_channel(peer_id, address, self.node.peer_credentials)
             self._channels[peer_id] = channel
         return peer_pb2_grpc.PeerStub(channel)
@@ -495,8 +495,10 @@ class SnapshotManager:
     async def _replicate(self, index: int, size_bytes: int, sha256: bytes) -> list[str]:
         """Push the stored copy to every peer; returns once a majority (this node included)
         has synced it. Pushes still running then go on in the background."""
-        peers = [p for p in sorted(self.config.peers) if p != self.node.id]
-        majority = len(self.config.peers) // 2 + 1
+        # The voters of the membership in effect (learners fetch what they miss later).
+        voters = self.node.conf.voters or tuple(sorted(self.config.peers))
+        peers = [p for p in voters if p != self.node.id]
+        majority = len(voters) // 2 + 1
         stored_on = [self.node.id]
         if len(stored_on) >= majority:
             for peer in peers:
@@ -531,7 +533,7 @@ class SnapshotManager:
         if len(stored_on) < majority:
             why = "; ".join(failures) or f"no answer within {self.config.snapshot_timeout_s}s"
             raise Unavailable(
-                f"snapshot {index} is synced on {len(stored_on)} of {len(self.config.peers)} "
+                f"snapshot {index} is synced on {len(stored_on)} of {len(voters)} "
                 f"nodes ({', '.join(stored_on)}), not on a majority: not durable, retry ({why})"
             )
         return stored_on
@@ -705,7 +707,8 @@ class SnapshotManager:
     async def _fetch(self, entry: SnapshotEntry) -> None:
         """Fetch a copy from the first peer that has a good one (the leader first)."""
         leader, _ = self.node.leader_hint()
-        peers = sorted(p for p in self.config.peers if p != self.node.id)
+        members = self.node.conf.voters + self.node.conf.learners or tuple(self.config.peers)
+        peers = sorted(p for p in members if p != self.node.id and p in self.node.addresses)
         peers.sort(key=lambda p: p != leader)
         errors: list[str] = []
         for peer in peers:

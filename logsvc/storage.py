@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 
 from rocksdict import BlockBasedOptions, Cache, Options, Rdict, WriteBatch, WriteOptions
 
-from logsvc.raft import Entry, EntryType, HardState, SnapshotMeta
+from logsvc.raft import ConfState, Entry, EntryType, HardState, SnapshotMeta
 from logsvc.v1 import entry_pb2, peer_pb2
 from logsvc.window import TermRuns, WindowStorage
 
@@ -108,6 +108,10 @@ class DurableLog:
         self._nosync = WriteOptions()
         self._window = (window_entries, window_bytes, read_cache_bytes)
         self.memory = WindowStorage(*self._window)
+        # The membership stored with the trim boundary (None: the configured one), and the
+        # addresses to store with the next boundary written (the node keeps them current).
+        self.boundary_membership: entry_pb2.Membership | None = None
+        self.addresses: dict[str, tuple[str, str]] = {}
         # What is on disk (maintained by the writer thread).
         self._first_index = 1
         self._last_index = 0
@@ -121,7 +125,12 @@ class DurableLog:
         raw = self.db.get(BOUNDARY_KEY)
         if raw is not None:
             pb = entry_pb2.BoundaryRecord.FromString(unseal(raw, "trim boundary"))
-            boundary = SnapshotMeta(index=pb.index, term=pb.term)
+            conf = None
+            if pb.HasField("membership"):
+                self.boundary_membership = pb.membership
+                m = pb.membership
+                conf = ConfState(tuple(m.voters), tuple(m.learners), m.conf_index)
+            boundary = SnapshotMeta(index=pb.index, term=pb.term, conf=conf)
         hard = HardState()
         raw = self.db.get(HARD_STATE_KEY)
         if raw is not None:
@@ -204,7 +213,7 @@ class DurableLog:
         batch = WriteBatch(raw_mode=True)
         if boundary is not None:
             batch.delete_range(entry_key(0), entry_key(max(self._last_index, boundary.index) + 1))
-            batch.put(BOUNDARY_KEY, seal(_boundary_bytes(boundary)))
+            batch.put(BOUNDARY_KEY, seal(_boundary_bytes(boundary, dict(self.addresses))))
             self._first_index = boundary.index + 1
             self._last_index = boundary.index
         if entries:
@@ -235,7 +244,7 @@ class DurableLog:
             return
         batch = WriteBatch(raw_mode=True)
         batch.delete_range(entry_key(0), entry_key(boundary.index + 1))
-        batch.put(BOUNDARY_KEY, seal(_boundary_bytes(boundary)))
+        batch.put(BOUNDARY_KEY, seal(_boundary_bytes(boundary, dict(self.addresses))))
         self._write(batch, sync=True)
         self._first_index = boundary.index + 1
 
@@ -259,8 +268,25 @@ class DurableLog:
             self.memory.set_hard_state(hard_state)
 
 
-def _boundary_bytes(boundary: SnapshotMeta) -> bytes:
-    return entry_pb2.BoundaryRecord(index=boundary.index, term=boundary.term).SerializeToString()
+def membership_record(
+    conf: ConfState, addresses: dict[str, tuple[str, str]]
+) -> entry_pb2.Membership:
+    return entry_pb2.Membership(
+        voters=conf.voters,
+        learners=conf.learners,
+        conf_index=conf.index,
+        addresses=[
+            entry_pb2.MemberAddress(id=node_id, address=client, peer_address=peer)
+            for node_id, (client, peer) in sorted(addresses.items())
+        ],
+    )
+
+
+def _boundary_bytes(boundary: SnapshotMeta, addresses: dict[str, tuple[str, str]]) -> bytes:
+    record = entry_pb2.BoundaryRecord(index=boundary.index, term=boundary.term)
+    if boundary.conf is not None:
+        record.membership.CopyFrom(membership_record(boundary.conf, addresses))
+    return record.SerializeToString()
 
 
 class WriterThread:

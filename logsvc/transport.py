@@ -38,7 +38,7 @@ from logsvc.channels import KEEPALIVE_TIME_MS as KEEPALIVE_TIME_MS
 from logsvc.channels import KEEPALIVE_TIMEOUT_MS as KEEPALIVE_TIMEOUT_MS
 from logsvc.channels import SERVER_KEEPALIVE_OPTIONS as SERVER_KEEPALIVE_OPTIONS
 from logsvc.errors import FailedPrecondition, InvalidArgument, LogError
-from logsvc.raft import Entry, EntryType, Message, MessageType, SnapshotMeta
+from logsvc.raft import ConfState, Entry, EntryType, Message, MessageType, SnapshotMeta
 from logsvc.v1 import peer_pb2, peer_pb2_grpc
 
 if TYPE_CHECKING:
@@ -93,6 +93,12 @@ def message_to_proto(m: Message) -> peer_pb2.RaftMessage:
         pb.has_snapshot = True
         pb.snapshot_index = m.snapshot.index
         pb.snapshot_term = m.snapshot.term
+        conf = m.snapshot.conf
+        if conf is not None:
+            pb.has_conf = True
+            pb.conf_voters.extend(conf.voters)
+            pb.conf_learners.extend(conf.learners)
+            pb.conf_index = conf.index
     return pb
 
 
@@ -119,7 +125,15 @@ def message_from_proto(pb: peer_pb2.RaftMessage) -> Message:
         reject_hint=pb.reject_hint,
         context=pb.context,
         snapshot=(
-            SnapshotMeta(index=pb.snapshot_index, term=pb.snapshot_term)
+            SnapshotMeta(
+                index=pb.snapshot_index,
+                term=pb.snapshot_term,
+                conf=(
+                    ConfState(tuple(pb.conf_voters), tuple(pb.conf_learners), pb.conf_index)
+                    if pb.has_conf
+                    else None
+                ),
+            )
             if pb.has_snapshot
             else None
         ),
@@ -352,7 +366,8 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
         self.cluster_id = cluster_id
         self.self_id = self_id
         # Whom messages may come from (None: anyone); never this node itself.
-        self.peer_ids = None if peer_ids is None else frozenset(peer_ids) - {self_id}
+        # A live collection: the node adds the members that join (membership changes).
+        self.peer_ids = peer_ids
         self.deliver = deliver
         self.durable_term = durable_term
         self.peer_started_empty = peer_started_empty
@@ -376,7 +391,7 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
         self._check_names(from_id, peer_names(context) if self.tls else None)
 
     def _check_names(self, from_id: str, names: frozenset[str] | None) -> None:
-        if self.peer_ids is not None and from_id not in self.peer_ids:
+        if self.peer_ids is not None and (from_id == self.self_id or from_id not in self.peer_ids):
             raise InvalidArgument(f"{from_id!r} is not a peer of {self.self_id}")
         if not self.tls:
             return

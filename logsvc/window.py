@@ -29,6 +29,7 @@ from collections.abc import Sequence
 
 from logsvc.raft import (
     Compacted,
+    ConfState,
     Entry,
     HardState,
     LogTemporarilyUnavailable,
@@ -319,8 +320,9 @@ class WindowStorage:
         self.terms.clear()
         self.pinned_index = max(self.pinned_index, meta.index)
 
-    def compact(self, index: int) -> None:
-        """Drop entries up to and including index (they must exist)."""
+    def compact(self, index: int, conf: ConfState | None = None) -> None:
+        """Drop entries up to and including index (they must exist). `conf` is the
+        membership as of an applied index at or past it; None keeps the stored one."""
         if index <= self._snapshot.index:
             return
         if index > self._last:
@@ -336,7 +338,7 @@ class WindowStorage:
         for old in [i for i in self._cache if i <= index]:
             self._cache_bytes -= self._cache.pop(old).size_bytes()
         self.terms.drop_through(index)
-        self._snapshot = SnapshotMeta(index=index, term=term)
+        self._snapshot = SnapshotMeta(index=index, term=term, conf=conf or self._snapshot.conf)
         self.pinned_index = max(self.pinned_index, index)
         self._evict()
 

@@ -12,6 +12,10 @@ from logsvc.raft.storage import (
     Unavailable,
 )
 from logsvc.raft.types import (
+    ConfChange,
+    ConfChangeRefused,
+    ConfChangeType,
+    ConfState,
     Entry,
     EntryType,
     HardState,
@@ -30,6 +34,10 @@ from logsvc.raft.types import (
 
 __all__ = [
     "Compacted",
+    "ConfChange",
+    "ConfChangeRefused",
+    "ConfChangeType",
+    "ConfState",
     "Config",
     "ConfigError",
     "Entry",

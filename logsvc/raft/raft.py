@@ -18,10 +18,14 @@ from logsvc.raft import quorum
 from logsvc.raft.config import Config
 from logsvc.raft.log import RaftLog
 from logsvc.raft.progress import Progress, ProgressState
-from logsvc.raft.storage import Compacted, LogTemporarilyUnavailable, Storage
+from logsvc.raft.storage import Compacted, LogTemporarilyUnavailable, Storage, StorageError
 from logsvc.raft.types import (
     CAMPAIGN_TRANSFER,
     PERSISTED_MESSAGE_TYPES,
+    ConfChange,
+    ConfChangeRefused,
+    ConfChangeType,
+    ConfState,
     Entry,
     EntryType,
     HardState,
@@ -56,9 +60,21 @@ class Raft:
         config.validate()
         self.config = config
         self.id = config.id
-        self.voters: tuple[NodeId, ...] = tuple(sorted(config.voters))
         self.rng = rng
         self.log = RaftLog(storage, config.applied_index)
+        # The membership as of applying the entry at conf_index: from the configuration, or
+        # from the trim boundary when that is newer (the entries that made it are trimmed).
+        conf = ConfState(tuple(sorted(config.voters)), tuple(sorted(config.learners)),
+                         config.conf_index)  # fmt: skip
+        stored = storage.snapshot().conf
+        if stored is not None and stored.index >= conf.index:
+            conf = stored
+        self.voters: tuple[NodeId, ...] = conf.voters
+        self.learners: tuple[NodeId, ...] = conf.learners
+        self.conf_index = conf.index
+        # The index of the newest membership change in the log this leader may not have
+        # applied yet: no other change is proposed until it is applied (one at a time).
+        self.pending_conf_index = 0
 
         hard_state = storage.initial_state()
         if not self.log.first_index() - 1 <= hard_state.commit <= self.log.last_index():
@@ -77,6 +93,8 @@ class Raft:
         self.heartbeat_elapsed = 0
         self.randomized_election_ticks = config.election_ticks
         self.lead_transferee: NodeId | None = None
+        # A TIMEOUT_NOW arrived while membership changes were committed but not applied.
+        self.campaign_after_apply = False
         self.votes: dict[NodeId, bool] = {}
         self.progress: dict[NodeId, Progress] = {}
         # Outgoing messages: those that may leave at once, and those that may leave only
@@ -104,7 +122,14 @@ class Raft:
         return self.id in self.voters
 
     def peers(self) -> list[NodeId]:
+        """Every other member, voters and learners: the leader replicates to all of them."""
+        return [v for v in sorted(self.voters + self.learners) if v != self.id]
+
+    def voting_peers(self) -> list[NodeId]:
         return [v for v in self.voters if v != self.id]
+
+    def conf_state(self) -> ConfState:
+        return ConfState(self.voters, self.learners, self.conf_index)
 
     # -- sending --------------------------------------------------------------------------
 
@@ -189,6 +214,9 @@ class Raft:
             return False
         boundary = self.log.snapshot_boundary()
         pr.become_snapshot(boundary.index)
+        # The membership as of our applied index (at or past the boundary): the follower
+        # restarts its log after the boundary and needs it, as the changes before are gone.
+        boundary = SnapshotMeta(boundary.index, boundary.term, self.conf_state())
         self.send(self._message(MT.SNAPSHOT, to, snapshot=boundary))
         return True
 
@@ -212,10 +240,11 @@ class Raft:
         self.heartbeat_elapsed = 0
         self.reset_randomized_election_timeout()
         self.lead_transferee = None
+        self.campaign_after_apply = False
         self.votes = {}
         last = self.log.last_index()
         self.progress = {}
-        for v in self.voters:
+        for v in sorted(self.voters + self.learners):
             pr = Progress(last + 1, self.config.inflight_messages_max)
             if v == self.id:
                 pr.match = self.log.persisted_index()
@@ -257,6 +286,11 @@ class Raft:
         self.progress[self.id].recent_active = True
         # The no-op of the new term: committing it commits everything before (thesis 6.4).
         self.append_entries([Entry(term=self.term, index=0, type=EntryType.NOOP)])
+        # No membership change until the no-op is applied: changes in the log of an earlier
+        # term may still be unapplied here, and a leader that changed the membership before
+        # committing an entry of its own term could lose a change to a competing one (the
+        # single-server change bug of Ongaro's raft-dev post of 2015, fixed this way).
+        self.pending_conf_index = self.log.last_index()
 
     # -- ticks --------------------------------------------------------------------------
 
@@ -288,15 +322,18 @@ class Raft:
 
     def check_quorum_active(self) -> bool:
         active = {v: (v == self.id or self.progress[v].recent_active) for v in self.voters}
-        for v in self.voters:
-            if v != self.id:
-                self.progress[v].recent_active = False
+        for v in self.peers():
+            self.progress[v].recent_active = False
         return quorum.has_quorum(self.voters, active)
 
     # -- elections --------------------------------------------------------------------
 
     def hup(self, transfer: bool) -> None:
         if self.role is Role.LEADER or not self.promotable():
+            return
+        if self.has_unapplied_conf_changes():
+            # Our membership may be older than the log we know committed: wait for the
+            # application to catch up, then count votes in the right membership.
             return
         if self.config.pre_vote and not transfer:
             self.campaign(pre_vote=True, transfer=False)
@@ -320,7 +357,7 @@ class Raft:
                 self.become_leader()
             return
         context = CAMPAIGN_TRANSFER if transfer else b""
-        for peer in self.peers():
+        for peer in self.voting_peers():
             self.send(
                 self._message(
                     vote_type,
@@ -331,6 +368,22 @@ class Raft:
                     context=context,
                 )
             )
+
+    def has_unapplied_conf_changes(self) -> bool:
+        log = self.log
+        if log.applied >= log.committed:
+            return False
+        try:
+            pending = log.slice(log.applied + 1, log.committed + 1)
+        except StorageError:
+            return True  # cannot tell now: do not campaign on a maybe stale membership
+        return any(e.type is EntryType.CONF_CHANGE for e in pending)
+
+    def maybe_learn_commit(self, index: int, term: int) -> None:
+        """Another node knows the entry (index, term) committed: if our log holds it, the
+        whole prefix up to it is the committed one (Log Matching), so commit it here."""
+        if term and index > self.log.committed and self.log.match_term(index, term):
+            self.log.commit_to(index)
 
     def poll(self, voter: NodeId, granted: bool) -> quorum.VoteResult:
         self.votes.setdefault(voter, granted)
@@ -396,12 +449,14 @@ class Raft:
             raise ProposalDropped(f"{self.id} knows no leader to confirm a read index")
 
     def handle_read_index_request(self, requester: NodeId, context: bytes) -> None:
-        if len(self.voters) == 1:
-            self.answer_read(requester, self.log.committed, context)
-            return
         if not self.committed_entry_in_current_term():
-            # Our commit index may be behind the previous leader's until our no-op commits.
+            # Our commit index may be behind the previous leader's until our no-op commits
+            # (also alone: a restarted single voter's stored commit index may be behind
+            # what it committed before, as the commit index is stored without a sync).
             self._reads_waiting_for_commit.append((requester, context))
+            return
+        if self.voters == (self.id,):
+            self.answer_read(requester, self.log.committed, context)
             return
         if context in self._read_requests:
             return
@@ -445,6 +500,115 @@ class Raft:
                 break
         for r in released:
             self.answer_read(r.requester, r.index, r.context)
+
+    # -- membership changes (one server at a time, applied when applied) ------------------
+
+    def propose_conf_change(self, change: ConfChange) -> int:
+        """Append a membership change; returns its index. It takes effect on each node when
+        that node applies it (RawNode.advance), as in etcd-io/raft."""
+        if self.role is not Role.LEADER:
+            raise ProposalDropped(f"{self.id} is not the leader (leader: {self.leader})")
+        if self.lead_transferee is not None:
+            raise ProposalDropped(f"leadership is being transferred to {self.lead_transferee}")
+        if self.pending_conf_index > self.log.applied:
+            raise ProposalDropped(
+                f"a membership change (or this leader's first entry) at index "
+                f"{self.pending_conf_index} is not applied yet (applied {self.log.applied}); "
+                "one change at a time"
+            )
+        after = self.conf_after(change)
+        entry = Entry(
+            term=self.term, index=0, data=change.encode(after), type=EntryType.CONF_CHANGE
+        )
+        self.append_entries([entry])
+        self.pending_conf_index = self.log.last_index()
+        self.bcast_append()
+        return self.pending_conf_index
+
+    def conf_after(self, change: ConfChange) -> ConfState:
+        """The membership `change` leads to from the current one, or ConfChangeRefused."""
+        node = change.node
+        if not node or any(c.isspace() for c in node):
+            raise ConfChangeRefused(f"node id {node!r} must be non-empty and without spaces")
+        voters, learners = set(self.voters), set(self.learners)
+        if change.type is ConfChangeType.ADD_LEARNER:
+            if node in voters or node in learners:
+                what = "a voter" if node in voters else "a learner"
+                raise ConfChangeRefused(f"{node} is already {what}")
+            learners.add(node)
+        elif change.type is ConfChangeType.PROMOTE:
+            if node in voters:
+                raise ConfChangeRefused(f"{node} is already a voter")
+            if node not in learners:
+                raise ConfChangeRefused(f"{node} is not a learner: add it as a learner first")
+            match = self.progress[node].match
+            behind = self.log.committed - match
+            if behind > self.config.promote_lag_entries_max:
+                raise ConfChangeRefused(
+                    f"learner {node} is {behind} entries behind the commit index "
+                    f"{self.log.committed} (match {match}); promote it once it has caught up"
+                )
+            learners.discard(node)
+            voters.add(node)
+        else:
+            if node not in voters and node not in learners:
+                raise ConfChangeRefused(f"{node} is not a member")
+            if voters == {node}:
+                raise ConfChangeRefused(f"{node} is the last voter and cannot be removed")
+            voters.discard(node)
+            learners.discard(node)
+        return ConfState(tuple(sorted(voters)), tuple(sorted(learners)))
+
+    def apply_conf_entry(self, entry: Entry) -> None:
+        """The application applied a CONF_CHANGE entry: its membership takes effect here.
+        Entries at or before the membership we hold (a replay after a restart) are skipped."""
+        if entry.index <= self.conf_index:
+            return
+        _, after = ConfChange.decode(entry.data)
+        self.switch_to_conf(ConfState(after.voters, after.learners, entry.index))
+
+    def maybe_campaign_after_apply(self) -> None:
+        if (
+            self.campaign_after_apply
+            and self.role is Role.FOLLOWER
+            and not self.has_unapplied_conf_changes()
+        ):
+            self.campaign_after_apply = False
+            self.hup(transfer=True)
+
+    def switch_to_conf(self, conf: ConfState) -> None:
+        old_members = set(self.voters) | set(self.learners)
+        self.voters, self.learners, self.conf_index = conf.voters, conf.learners, conf.index
+        if self.role is not Role.LEADER:
+            if self.role is not Role.FOLLOWER and not self.promotable():
+                self.become_follower(self.term, None)  # a removed candidate gives up
+            return
+        if not self.promotable():
+            # Removed (the change committed without counting us any longer, and is applied):
+            # tell the others the commit index that includes it, hand over to the most
+            # caught-up voter left, and step down (thesis 4.2.2). The handover saves the
+            # others an election timeout and the lease they would wait out first.
+            self.bcast_append()
+            heir = max(self.voters, key=lambda v: (self.progress[v].match, v))
+            if self.progress[heir].match == self.log.last_index():
+                self.send(self._message(MT.TIMEOUT_NOW, heir))
+            self.become_follower(self.term, None)
+            return
+        members = set(self.voters) | set(self.learners)
+        last = self.log.last_index()
+        for gone in sorted(old_members - members):
+            self.progress.pop(gone, None)
+        for new in sorted(members - old_members):
+            self.progress[new] = Progress(last + 1, self.config.inflight_messages_max)
+        if self.lead_transferee is not None and self.lead_transferee not in self.voters:
+            self.lead_transferee = None
+        if self.maybe_commit():
+            self.on_leader_commit()  # fewer voters may commit more at once
+        else:
+            for peer in self.peers():
+                self.maybe_send_append(peer, send_if_empty=False)
+        for peer in sorted(members - old_members):
+            self.send_append(peer)
 
     def report_unreachable(self, peer: NodeId) -> None:
         """The transport lost messages to peer: stop streaming and probe it again."""
@@ -545,7 +709,21 @@ class Raft:
                 self.election_elapsed = 0
                 self.vote = m.frm
         else:
-            self.send(self._message(response, m.frm, reject=True))
+            # The rejection tells what we know committed (index and term): a candidate
+            # whose log holds that entry may take it as committed. Without this, a voter
+            # that missed the commit of a change removing the old leader counts votes in
+            # the old membership, which may need that removed node's vote, which it never
+            # gets while its log is behind the removed node's (two voters, one removed).
+            committed = self.log.committed
+            self.send(
+                self._message(
+                    response,
+                    m.frm,
+                    reject=True,
+                    reject_hint=committed,
+                    log_term=self.log.term(committed) or 0,
+                )
+            )
 
     def step_leader(self, m: Message) -> None:
         if m.type is MT.READ_INDEX:
@@ -610,6 +788,8 @@ class Raft:
             self.become_follower(m.term, m.frm)
             self.handle_snapshot(m)
         elif m.type is own:
+            if m.reject:
+                self.maybe_learn_commit(m.reject_hint, m.log_term)
             result = self.poll(m.frm, granted=not m.reject)
             if result is quorum.VoteResult.WON:
                 if self.role is Role.PRE_CANDIDATE:
@@ -631,8 +811,13 @@ class Raft:
             else:
                 self.handle_snapshot(m)
         elif m.type is MT.TIMEOUT_NOW:
-            # The leader hands over: campaign at once, without pre-vote (thesis 3.10).
-            self.hup(transfer=True)
+            # The leader hands over: campaign at once, without pre-vote (thesis 3.10), or
+            # as soon as the membership changes we know committed are applied (a leader
+            # that removed itself hands over right after the change commits).
+            if self.has_unapplied_conf_changes():
+                self.campaign_after_apply = True
+            else:
+                self.hup(transfer=True)
         elif m.type is MT.READ_INDEX_RESPONSE:
             self.read_states.append(ReadState(index=m.index, context=m.context))
 
@@ -674,4 +859,7 @@ class Raft:
         else:
             # Our log cannot meet the leader's: restart it at the boundary.
             self.log.restore(meta)
+            if meta.conf is not None and meta.conf.index >= self.conf_index:
+                # The boundary is persisted with its membership, as our newest applied one.
+                self.switch_to_conf(meta.conf)
         self.send(self._message(MT.APPEND_RESPONSE, m.frm, index=self.log.committed))

@@ -22,7 +22,17 @@ from logsvc.raft.config import Config
 from logsvc.raft.progress import ProgressState
 from logsvc.raft.raft import Raft
 from logsvc.raft.storage import Storage
-from logsvc.raft.types import HardState, Message, NodeId, Ready, Role, SoftState
+from logsvc.raft.types import (
+    ConfChange,
+    ConfState,
+    EntryType,
+    HardState,
+    Message,
+    NodeId,
+    Ready,
+    Role,
+    SoftState,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +54,7 @@ class Status:
     commit_index: int
     applied_index: int
     peers: dict[NodeId, PeerStatus] = field(default_factory=dict)
+    conf: ConfState = field(default_factory=ConfState)
 
 
 class ReadyOutstanding(RuntimeError):
@@ -82,6 +93,18 @@ class RawNode:
     def propose_batch(self, datas: Sequence[bytes]) -> list[int]:
         """Append records at consecutive indexes, in order."""
         return self.raft.propose(datas)
+
+    def propose_conf_change(self, change: ConfChange) -> int:
+        """Append a single-server membership change (leader only); returns its index.
+
+        Raises ProposalDropped (not the leader, or a change is not applied yet: retry) or
+        ConfChangeRefused (it makes no sense against the current membership). The change
+        takes effect on each node when the Ready that publishes it is advanced."""
+        return self.raft.propose_conf_change(change)
+
+    def conf_state(self) -> ConfState:
+        """The membership in effect here (as of the newest change this node applied)."""
+        return self.raft.conf_state()
 
     def read_index(self, context: bytes) -> None:
         """Request a read index; a ReadState with this context answers it."""
@@ -171,7 +194,13 @@ class RawNode:
             last = rd.entries[-1]
             r.on_persisted(last.index, last.term)
         if rd.committed_entries:
+            for entry in rd.committed_entries:
+                if entry.type is EntryType.CONF_CHANGE:
+                    # Applied by the application now: the membership changes (etcd style).
+                    r.log.applied_to(entry.index)
+                    r.apply_conf_entry(entry)
             r.log.applied_to(rd.committed_entries[-1].index)
+            r.maybe_campaign_after_apply()
 
     # -- inspection ---------------------------------------------------------------------------
 
@@ -194,6 +223,7 @@ class RawNode:
             commit_index=r.log.committed,
             applied_index=r.log.applied,
             peers=peers,
+            conf=r.conf_state(),
         )
 
     def soft_state(self) -> SoftState:

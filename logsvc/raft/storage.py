@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from logsvc.raft.types import Entry, HardState, SnapshotMeta
+from logsvc.raft.types import ConfState, Entry, HardState, SnapshotMeta
 
 
 class StorageError(Exception):
@@ -149,15 +149,16 @@ class MemoryStorage:
         self._snapshot = meta
         self._entries = []
 
-    def compact(self, index: int) -> None:
-        """Drop entries up to and including index (they must exist)."""
+    def compact(self, index: int, conf: ConfState | None = None) -> None:
+        """Drop entries up to and including index (they must exist). `conf` is the
+        membership as of an applied index at or past it; None keeps the stored one."""
         if index <= self._snapshot.index:
             return
         if index > self.last_index():
             raise Unavailable(f"cannot trim to {index}, last is {self.last_index()}")
         term = self.term(index)
         del self._entries[: index - self._snapshot.index]
-        self._snapshot = SnapshotMeta(index=index, term=term)
+        self._snapshot = SnapshotMeta(index=index, term=term, conf=conf or self._snapshot.conf)
 
     def clone(self) -> MemoryStorage:
         copy = MemoryStorage()

@@ -19,6 +19,8 @@ class EntryType(enum.IntEnum):
     NORMAL = 0
     # The empty entry a new leader appends at the start of its term (Raft thesis 6.4).
     NOOP = 1
+    # A membership change (one server at a time, thesis 4.1); data is ConfChange.encode().
+    CONF_CHANGE = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,17 +43,91 @@ class HardState:
     commit: int = 0
 
 
+class ConfChangeType(enum.IntEnum):
+    # A new member that receives entries but neither votes nor counts toward commit.
+    ADD_LEARNER = 0
+    # A learner becomes a voter.
+    PROMOTE = 1
+    # A voter or a learner leaves.
+    REMOVE = 2
+
+
+@dataclass(frozen=True, slots=True)
+class ConfChange:
+    """One single-server membership change, carried by a CONF_CHANGE entry.
+
+    The entry also carries the whole membership the change results in, so that applying
+    it never depends on knowing the membership before it (a node that joined with an empty
+    log replays the log from its start without knowing how the cluster was bootstrapped).
+    `context` is opaque to the core: the driver puts there what every node must learn
+    about the member (its peer address), and reads it back when the entry is applied.
+    """
+
+    type: ConfChangeType
+    node: NodeId
+    context: bytes = b""
+
+    def encode(self, after: ConfState) -> bytes:
+        head = f"{self.type.name.lower()} {self.node}\n"
+        return (
+            f"{head}{' '.join(after.voters)}\n{' '.join(after.learners)}\n".encode()
+            + self.context
+        )
+
+    @classmethod
+    def decode(cls, data: bytes) -> tuple[ConfChange, ConfState]:
+        """The change and the membership it results in (index 0: the caller knows it)."""
+        parts = data.split(b"\n", 3)
+        if len(parts) != 4:
+            raise InvariantViolation(f"malformed membership change entry {data[:80]!r}")
+        words = parts[0].decode("utf-8", "replace").split(" ")
+        if len(words) != 2 or words[0].upper() not in _CC_NAMES:
+            raise InvariantViolation(f"malformed membership change entry {data[:80]!r}")
+        voters = tuple(parts[1].decode().split())
+        learners = tuple(parts[2].decode().split())
+        change = cls(ConfChangeType[words[0].upper()], words[1], parts[3])
+        return change, ConfState(voters=voters, learners=learners)
+
+    def describe(self) -> str:
+        return f"{self.type.name.lower().replace('_', '-')} {self.node}"
+
+
+_CC_NAMES = frozenset(t.name for t in ConfChangeType)
+
+
+@dataclass(frozen=True, slots=True)
+class ConfState:
+    """The membership in effect once the entry at `index` is applied (0: the bootstrap
+    membership from configuration). Voters and learners are sorted and disjoint."""
+
+    voters: tuple[NodeId, ...] = ()
+    learners: tuple[NodeId, ...] = ()
+    index: int = 0
+
+    def members(self) -> tuple[NodeId, ...]:
+        return tuple(sorted(self.voters + self.learners))
+
+    def describe(self) -> str:
+        return (
+            f"voters=({' '.join(self.voters)}) learners=({' '.join(self.learners)}) "
+            f"index={self.index}"
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class SnapshotMeta:
     """The trim boundary: index and term of the last entry dropped from the log prefix.
 
     memlog's log carries opaque records and applications keep their own snapshots, so a
     Raft snapshot carries no state at all: a follower behind the boundary restarts its
-    log right after it.
+    log right after it. It does carry the membership, since the entries that changed it
+    are gone: `conf` is the membership as of an applied index at or past the boundary
+    (None where no membership change was ever recorded: the configured one holds).
     """
 
     index: int = 0
     term: int = 0
+    conf: ConfState | None = None
 
 
 class Role(enum.IntEnum):
@@ -120,6 +196,12 @@ class Message:
 def _describe_entry(entry: Entry) -> str:
     if entry.type is EntryType.NOOP:
         return f"{entry.term}/{entry.index} noop"
+    if entry.type is EntryType.CONF_CHANGE:
+        change, after = ConfChange.decode(entry.data)
+        return (
+            f"{entry.term}/{entry.index} conf {change.describe()} -> "
+            f"voters=({' '.join(after.voters)}) learners=({' '.join(after.learners)})"
+        )
     return f"{entry.term}/{entry.index} {entry.data.decode('utf-8', 'backslashreplace')}"
 
 
@@ -191,3 +273,9 @@ class ProposalDropped(RaftError):
 
 class InvariantViolation(RaftError):
     """The core found its own state impossible: a bug, or storage that lost synced data."""
+
+
+class ConfChangeRefused(ValueError):
+    """The membership change makes no sense against the current membership (adding a
+    member twice, promoting a voter or a learner still behind, removing the last voter).
+    Nothing was appended."""

@@ -79,6 +79,26 @@ class LogStub:
                 request_serializer=logsvc_dot_v1_dot_log__pb2.ListSnapshotsRequest.SerializeToString,
                 response_deserializer=logsvc_dot_v1_dot_log__pb2.ListSnapshotsResponse.FromString,
                 _registered_method=True)
+        self.MemberAdd = channel.unary_unary(
+                '/logsvc.v1.Log/MemberAdd',
+                request_serializer=logsvc_dot_v1_dot_log__pb2.MemberAddRequest.SerializeToString,
+                response_deserializer=logsvc_dot_v1_dot_log__pb2.MemberResponse.FromString,
+                _registered_method=True)
+        self.MemberPromote = channel.unary_unary(
+                '/logsvc.v1.Log/MemberPromote',
+                request_serializer=logsvc_dot_v1_dot_log__pb2.MemberChangeRequest.SerializeToString,
+                response_deserializer=logsvc_dot_v1_dot_log__pb2.MemberResponse.FromString,
+                _registered_method=True)
+        self.MemberRemove = channel.unary_unary(
+                '/logsvc.v1.Log/MemberRemove',
+                request_serializer=logsvc_dot_v1_dot_log__pb2.MemberChangeRequest.SerializeToString,
+                response_deserializer=logsvc_dot_v1_dot_log__pb2.MemberResponse.FromString,
+                _registered_method=True)
+        self.MemberList = channel.unary_unary(
+                '/logsvc.v1.Log/MemberList',
+                request_serializer=logsvc_dot_v1_dot_log__pb2.MemberListRequest.SerializeToString,
+                response_deserializer=logsvc_dot_v1_dot_log__pb2.MemberResponse.FromString,
+                _registered_method=True)
 
 
 class LogServicer:
@@ -158,6 +178,40 @@ class LogServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def MemberAdd(self, request, context):
+        """Membership changes (admin right; leader only: NOT_LEADER otherwise), one server at a
+        time (docs/decisions/0007-membership-changes.md). Each answers once the change is
+        committed and applied on this node, with the membership after it. A change refused
+        against the current membership is FAILED_PRECONDITION; one that must wait for the
+        previous change is UNAVAILABLE with NOT_APPENDED (retry).
+        A new node joins as a learner: it receives the log but neither votes nor counts.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MemberPromote(self, request, context):
+        """A learner becomes a voter; refused while it is behind the commit index.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MemberRemove(self, request, context):
+        """A voter or a learner leaves (never the last voter). A leader that removes itself
+        hands over to another voter and steps down.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MemberList(self, request, context):
+        """The membership this node has applied (any node).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LogServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -205,6 +259,26 @@ def add_LogServicer_to_server(servicer, server):
                     servicer.ListSnapshots,
                     request_deserializer=logsvc_dot_v1_dot_log__pb2.ListSnapshotsRequest.FromString,
                     response_serializer=logsvc_dot_v1_dot_log__pb2.ListSnapshotsResponse.SerializeToString,
+            ),
+            'MemberAdd': grpc.unary_unary_rpc_method_handler(
+                    servicer.MemberAdd,
+                    request_deserializer=logsvc_dot_v1_dot_log__pb2.MemberAddRequest.FromString,
+                    response_serializer=logsvc_dot_v1_dot_log__pb2.MemberResponse.SerializeToString,
+            ),
+            'MemberPromote': grpc.unary_unary_rpc_method_handler(
+                    servicer.MemberPromote,
+                    request_deserializer=logsvc_dot_v1_dot_log__pb2.MemberChangeRequest.FromString,
+                    response_serializer=logsvc_dot_v1_dot_log__pb2.MemberResponse.SerializeToString,
+            ),
+            'MemberRemove': grpc.unary_unary_rpc_method_handler(
+                    servicer.MemberRemove,
+                    request_deserializer=logsvc_dot_v1_dot_log__pb2.MemberChangeRequest.FromString,
+                    response_serializer=logsvc_dot_v1_dot_log__pb2.MemberResponse.SerializeToString,
+            ),
+            'MemberList': grpc.unary_unary_rpc_method_handler(
+                    servicer.MemberList,
+                    request_deserializer=logsvc_dot_v1_dot_log__pb2.MemberListRequest.FromString,
+                    response_serializer=logsvc_dot_v1_dot_log__pb2.MemberResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -450,6 +524,114 @@ class Log:
             '/logsvc.v1.Log/ListSnapshots',
             logsvc_dot_v1_dot_log__pb2.ListSnapshotsRequest.SerializeToString,
             logsvc_dot_v1_dot_log__pb2.ListSnapshotsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MemberAdd(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/logsvc.v1.Log/MemberAdd',
+            logsvc_dot_v1_dot_log__pb2.MemberAddRequest.SerializeToString,
+            logsvc_dot_v1_dot_log__pb2.MemberResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MemberPromote(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/logsvc.v1.Log/MemberPromote',
+            logsvc_dot_v1_dot_log__pb2.MemberChangeRequest.SerializeToString,
+            logsvc_dot_v1_dot_log__pb2.MemberResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MemberRemove(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/logsvc.v1.Log/MemberRemove',
+            logsvc_dot_v1_dot_log__pb2.MemberChangeRequest.SerializeToString,
+            logsvc_dot_v1_dot_log__pb2.MemberResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MemberList(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/logsvc.v1.Log/MemberList',
+            logsvc_dot_v1_dot_log__pb2.MemberListRequest.SerializeToString,
+            logsvc_dot_v1_dot_log__pb2.MemberResponse.FromString,
             options,
             channel_credentials,
             insecure,

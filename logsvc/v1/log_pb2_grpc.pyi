@@ -89,6 +89,22 @@ class LogStub:
     """
     ListSnapshots: _grpc.UnaryUnaryMultiCallable[_log_pb2.ListSnapshotsRequest, _log_pb2.ListSnapshotsResponse]
     """The durable snapshots this node knows of, newest first."""
+    MemberAdd: _grpc.UnaryUnaryMultiCallable[_log_pb2.MemberAddRequest, _log_pb2.MemberResponse]
+    """Membership changes (admin right; leader only: NOT_LEADER otherwise), one server at a
+    time (docs/decisions/0007-membership-changes.md). Each answers once the change is
+    committed and applied on this node, with the membership after it. A change refused
+    against the current membership is FAILED_PRECONDITION; one that must wait for the
+    previous change is UNAVAILABLE with NOT_APPENDED (retry).
+    A new node joins as a learner: it receives the log but neither votes nor counts.
+    """
+    MemberPromote: _grpc.UnaryUnaryMultiCallable[_log_pb2.MemberChangeRequest, _log_pb2.MemberResponse]
+    """A learner becomes a voter; refused while it is behind the commit index."""
+    MemberRemove: _grpc.UnaryUnaryMultiCallable[_log_pb2.MemberChangeRequest, _log_pb2.MemberResponse]
+    """A voter or a learner leaves (never the last voter). A leader that removes itself
+    hands over to another voter and steps down.
+    """
+    MemberList: _grpc.UnaryUnaryMultiCallable[_log_pb2.MemberListRequest, _log_pb2.MemberResponse]
+    """The membership this node has applied (any node)."""
 
 @_typing.type_check_only
 class LogAsyncStub(LogStub):
@@ -126,6 +142,22 @@ class LogAsyncStub(LogStub):
     """
     ListSnapshots: _aio.UnaryUnaryMultiCallable[_log_pb2.ListSnapshotsRequest, _log_pb2.ListSnapshotsResponse]  # type: ignore[assignment]
     """The durable snapshots this node knows of, newest first."""
+    MemberAdd: _aio.UnaryUnaryMultiCallable[_log_pb2.MemberAddRequest, _log_pb2.MemberResponse]  # type: ignore[assignment]
+    """Membership changes (admin right; leader only: NOT_LEADER otherwise), one server at a
+    time (docs/decisions/0007-membership-changes.md). Each answers once the change is
+    committed and applied on this node, with the membership after it. A change refused
+    against the current membership is FAILED_PRECONDITION; one that must wait for the
+    previous change is UNAVAILABLE with NOT_APPENDED (retry).
+    A new node joins as a learner: it receives the log but neither votes nor counts.
+    """
+    MemberPromote: _aio.UnaryUnaryMultiCallable[_log_pb2.MemberChangeRequest, _log_pb2.MemberResponse]  # type: ignore[assignment]
+    """A learner becomes a voter; refused while it is behind the commit index."""
+    MemberRemove: _aio.UnaryUnaryMultiCallable[_log_pb2.MemberChangeRequest, _log_pb2.MemberResponse]  # type: ignore[assignment]
+    """A voter or a learner leaves (never the last voter). A leader that removes itself
+    hands over to another voter and steps down.
+    """
+    MemberList: _aio.UnaryUnaryMultiCallable[_log_pb2.MemberListRequest, _log_pb2.MemberResponse]  # type: ignore[assignment]
+    """The membership this node has applied (any node)."""
 
 class LogServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -214,5 +246,45 @@ class LogServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_log_pb2.ListSnapshotsResponse, _abc.Awaitable[_log_pb2.ListSnapshotsResponse]]:
         """The durable snapshots this node knows of, newest first."""
+
+    @_abc_1.abstractmethod
+    def MemberAdd(
+        self,
+        request: _log_pb2.MemberAddRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_log_pb2.MemberResponse, _abc.Awaitable[_log_pb2.MemberResponse]]:
+        """Membership changes (admin right; leader only: NOT_LEADER otherwise), one server at a
+        time (docs/decisions/0007-membership-changes.md). Each answers once the change is
+        committed and applied on this node, with the membership after it. A change refused
+        against the current membership is FAILED_PRECONDITION; one that must wait for the
+        previous change is UNAVAILABLE with NOT_APPENDED (retry).
+        A new node joins as a learner: it receives the log but neither votes nor counts.
+        """
+
+    @_abc_1.abstractmethod
+    def MemberPromote(
+        self,
+        request: _log_pb2.MemberChangeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_log_pb2.MemberResponse, _abc.Awaitable[_log_pb2.MemberResponse]]:
+        """A learner becomes a voter; refused while it is behind the commit index."""
+
+    @_abc_1.abstractmethod
+    def MemberRemove(
+        self,
+        request: _log_pb2.MemberChangeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_log_pb2.MemberResponse, _abc.Awaitable[_log_pb2.MemberResponse]]:
+        """A voter or a learner leaves (never the last voter). A leader that removes itself
+        hands over to another voter and steps down.
+        """
+
+    @_abc_1.abstractmethod
+    def MemberList(
+        self,
+        request: _log_pb2.MemberListRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_log_pb2.MemberResponse, _abc.Awaitable[_log_pb2.MemberResponse]]:
+        """The membership this node has applied (any node)."""
 
 def add_LogServicer_to_server(servicer: LogServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

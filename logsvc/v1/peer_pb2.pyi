@@ -176,6 +176,10 @@ class RaftMessage(_message.Message):
     HAS_SNAPSHOT_FIELD_NUMBER: _builtins.int
     SNAPSHOT_INDEX_FIELD_NUMBER: _builtins.int
     SNAPSHOT_TERM_FIELD_NUMBER: _builtins.int
+    HAS_CONF_FIELD_NUMBER: _builtins.int
+    CONF_VOTERS_FIELD_NUMBER: _builtins.int
+    CONF_LEARNERS_FIELD_NUMBER: _builtins.int
+    CONF_INDEX_FIELD_NUMBER: _builtins.int
     type: _builtins.int
     to: _builtins.str
     term: _builtins.int
@@ -188,8 +192,15 @@ class RaftMessage(_message.Message):
     has_snapshot: _builtins.bool
     snapshot_index: _builtins.int
     snapshot_term: _builtins.int
+    has_conf: _builtins.bool
+    """The membership the snapshot boundary carries (has_conf: present)."""
+    conf_index: _builtins.int
     @_builtins.property
     def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___RaftEntry]: ...
+    @_builtins.property
+    def conf_voters(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def conf_learners(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
         self,
         *,
@@ -206,10 +217,14 @@ class RaftMessage(_message.Message):
         has_snapshot: _builtins.bool = ...,
         snapshot_index: _builtins.int = ...,
         snapshot_term: _builtins.int = ...,
+        has_conf: _builtins.bool = ...,
+        conf_voters: _abc.Iterable[_builtins.str] | None = ...,
+        conf_learners: _abc.Iterable[_builtins.str] | None = ...,
+        conf_index: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["commit", b"commit", "context", b"context", "entries", b"entries", "from", b"from", "has_snapshot", b"has_snapshot", "index", b"index", "log_term", b"log_term", "reject", b"reject", "reject_hint", b"reject_hint", "snapshot_index", b"snapshot_index", "snapshot_term", b"snapshot_term", "term", b"term", "to", b"to", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["commit", b"commit", "conf_index", b"conf_index", "conf_learners", b"conf_learners", "conf_voters", b"conf_voters", "context", b"context", "entries", b"entries", "from", b"from", "has_conf", b"has_conf", "has_snapshot", b"has_snapshot", "index", b"index", "log_term", b"log_term", "reject", b"reject", "reject_hint", b"reject_hint", "snapshot_index", b"snapshot_index", "snapshot_term", b"snapshot_term", "term", b"term", "to", b"to", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

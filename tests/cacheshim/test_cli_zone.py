@@ -102,6 +102,34 @@ class StatusOnly(log_pb2_grpc.LogServicer):
     ) -> log_pb2.ListSnapshotsResponse:
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "status only")
 
+    async def MemberAdd(
+        self,
+        request: log_pb2.MemberAddRequest,
+        context: grpc.aio.ServicerContext[log_pb2.MemberAddRequest, log_pb2.MemberResponse],
+    ) -> log_pb2.MemberResponse:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "status only")
+
+    async def MemberPromote(
+        self,
+        request: log_pb2.MemberChangeRequest,
+        context: grpc.aio.ServicerContext[log_pb2.MemberChangeRequest, log_pb2.MemberResponse],
+    ) -> log_pb2.MemberResponse:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "status only")
+
+    async def MemberRemove(
+        self,
+        request: log_pb2.MemberChangeRequest,
+        context: grpc.aio.ServicerContext[log_pb2.MemberChangeRequest, log_pb2.MemberResponse],
+    ) -> log_pb2.MemberResponse:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "status only")
+
+    async def MemberList(
+        self,
+        request: log_pb2.MemberListRequest,
+        context: grpc.aio.ServicerContext[log_pb2.MemberListRequest, log_pb2.MemberResponse],
+    ) -> log_pb2.MemberResponse:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "status only")
+
     async def Status(
         self,
         request: log_pb2.StatusRequest,

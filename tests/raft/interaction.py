@@ -21,6 +21,9 @@ Commands (ids are the strings "1".."N"):
 
     add-nodes N [election=10] [heartbeat=1] [prevote=true] [checkquorum=true]
               [max-bytes=B] [inflight=M] [seed=S]
+    add-joining-node ID                    (empty log, knows no membership: `serve --join`)
+    propose-conf-change ID add-learner|promote|remove NODE
+    conf ID                                (the membership in effect on ID)
     set-log ID terms=1,1,4 [term=T] [vote=V] [commit=C]   (rebuilds ID from that storage)
     campaign ID
     tick ID [N]
@@ -51,6 +54,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from logsvc.raft import (
+    ConfChange,
+    ConfChangeRefused,
+    ConfChangeType,
     Config,
     Entry,
     EntryType,
@@ -205,6 +211,12 @@ def run_file(text: str, name: str = "<scenario>") -> str:
 def describe_entry(entry: Entry) -> str:
     if entry.type is EntryType.NOOP:
         return f"{entry.term}/{entry.index} noop"
+    if entry.type is EntryType.CONF_CHANGE:
+        change, after = ConfChange.decode(entry.data)
+        return (
+            f"{entry.term}/{entry.index} conf {change.describe()} -> "
+            f"voters=({' '.join(after.voters)}) learners=({' '.join(after.learners)})"
+        )
     return f"{entry.term}/{entry.index} {entry.data.decode('utf-8', 'backslashreplace')}"
 
 
@@ -291,6 +303,9 @@ class InteractionEnv:
     def _handlers(self) -> dict[str, Callable[[Command], None]]:
         return {
             "add-nodes": self._cmd_add_nodes,
+            "add-joining-node": self._cmd_add_joining_node,
+            "propose-conf-change": self._cmd_propose_conf_change,
+            "conf": self._cmd_conf,
             "set-log": self._cmd_set_log,
             "campaign": self._cmd_campaign,
             "tick": self._cmd_tick,
@@ -336,6 +351,48 @@ class InteractionEnv:
             inflight_messages_max=cmd.int_kw("inflight", defaults.inflight_messages_max),
             seed=cmd.int_kw("seed", 0),
         )
+
+    def _cmd_add_joining_node(self, cmd: Command) -> None:
+        node_id = cmd.str_arg(0)
+        if node_id in self.nodes:
+            raise ScenarioError(f"add-joining-node: {node_id} exists")
+        if not self.nodes:
+            raise ScenarioError("add-joining-node: add-nodes first")
+        first = self.nodes[min(self.nodes, key=node_sort_key)].config
+        config = Config(
+            id=node_id,
+            voters=(),
+            joining=True,
+            election_ticks=first.election_ticks,
+            heartbeat_ticks=first.heartbeat_ticks,
+            append_bytes_max=first.append_bytes_max,
+            inflight_messages_max=first.inflight_messages_max,
+            pre_vote=first.pre_vote,
+            check_quorum=first.check_quorum,
+        )
+        storage = MemoryStorage()
+        rng = random.Random(int(node_id) if node_id.isdigit() else 0)
+        self.nodes[node_id] = Node(node_id, config, storage, rng, RawNode(config, storage, rng))
+        self.emit(self.status_line(node_id))
+
+    def _cmd_propose_conf_change(self, cmd: Command) -> None:
+        cmd.check_kwargs()
+        node_id = self._node_arg(cmd, 0)
+        kind = cmd.str_arg(1).upper().replace("-", "_")
+        if kind not in ConfChangeType.__members__:
+            raise ScenarioError(f"propose-conf-change: unknown change {cmd.str_arg(1)!r}")
+        change = ConfChange(ConfChangeType[kind], cmd.str_arg(2))
+        raw = self.nodes[node_id].raw
+        try:
+            index = raw.propose_conf_change(change)
+        except (ProposalDropped, ConfChangeRefused) as exc:
+            self.emit(f"error: {type(exc).__name__}: {exc}")
+        else:
+            self.emit(f"proposed {change.describe()} at index {index}")
+
+    def _cmd_conf(self, cmd: Command) -> None:
+        node_id = self._node_arg(cmd, 0)
+        self.emit(f"{node_id}: {self.nodes[node_id].raw.conf_state().describe()}")
 
     def _cmd_set_log(self, cmd: Command) -> None:
         cmd.check_kwargs("terms", "term", "vote", "commit")
@@ -552,7 +609,7 @@ class InteractionEnv:
             raise ScenarioError(f"compact: index {index} is past {node_id}'s applied {applied}")
         if index > node.storage.last_index():
             raise ScenarioError(f"compact: index {index} is not synced on {node_id} yet")
-        node.storage.compact(index)
+        node.storage.compact(index, node.raw.conf_state())
 
     def process_ready(self, node_id: NodeId) -> bool:
         """Handle one Ready the way a driver must: persist, send, publish, advance."""

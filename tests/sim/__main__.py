@@ -29,7 +29,8 @@ def summary(result: RunResult) -> str:
         f"seed {result.seed}: {status} | mix={result.mix} nodes={result.cluster_size} "
         f"sim={result.sim_ms}ms events={result.events} leaders={result.leaders} "
         f"committed={result.committed} acked={result.acknowledged} "
-        f"reads={result.reads_answered} digest={result.trace_digest[:16]}"
+        f"reads={result.reads_answered} conf_changes={result.conf_changes} "
+        f"digest={result.trace_digest[:16]}"
     )
 
 
@@ -50,6 +51,12 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="the core reads a memory window that fetches old entries (default: by seed)",
     )
+    parser.add_argument(
+        "--membership",
+        choices=("on", "off"),
+        default=None,
+        help="membership changes with spare nodes during the faults (default: by seed)",
+    )
     args = parser.parse_args(argv)
 
     def config(seed: int) -> RunConfig:
@@ -60,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             cluster_size=args.nodes,
             safety_ms=args.safety_ms,
             window=None if args.window is None else args.window == "on",
+            membership=None if args.membership is None else args.membership == "on",
         )
 
     if args.seed is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from logsvc.raft.types import Entry, NodeId
+from logsvc.raft.types import ConfChange, ConfChangeType, Entry, EntryType, NodeId
 
 
 class Violation(Exception):
@@ -48,6 +48,8 @@ class Checkers:
     acknowledged: dict[int, bytes] = field(default_factory=dict)
     # node -> last index it published (contiguity of each node's commit stream)
     published_to: dict[NodeId, int] = field(default_factory=dict)
+    # index -> data of the membership changes committed there
+    conf_changes: dict[int, bytes] = field(default_factory=dict)
 
     # -- election safety (paper 5.2) ------------------------------------------------
 
@@ -80,6 +82,35 @@ class Checkers:
                 f"another node committed {seen[0]}/{seen[1]!r} there",
             )
         self.committed_max = max(self.committed_max, entry.index)
+        if entry.type is EntryType.CONF_CHANGE:
+            self.conf_changes[entry.index] = entry.data
+
+    # -- membership changes ---------------------------------------------------------------
+
+    def on_leader_membership(self, node: NodeId, term: int, voters: Sequence[NodeId]) -> None:
+        if node not in voters:
+            raise Violation(
+                "leader-not-voter", f"{node} leads term {term} but its voters are {list(voters)}"
+            )
+
+    def check_membership_steps(self, voters: Sequence[NodeId]) -> None:
+        """The committed membership changes, in log order, each change one server from the
+        membership before it, and each entry's stated result is that change applied to it
+        (a leader that proposed from a stale membership, or two changes at once, fails)."""
+        members = (frozenset(voters), frozenset[NodeId]())
+        for index in sorted(self.conf_changes):
+            change, after = ConfChange.decode(self.conf_changes[index])
+            want = _apply_change(members, change.type, change.node)
+            got = (frozenset(after.voters), frozenset(after.learners))
+            if want != got:
+                raise Violation(
+                    "membership-step",
+                    f"index {index} ({change.describe()}) states voters {sorted(got[0])} "
+                    f"learners {sorted(got[1])}, but from voters {sorted(members[0])} "
+                    f"learners {sorted(members[1])} the change gives {sorted(want[0])} / "
+                    f"{sorted(want[1])}",
+                )
+            members = got
 
     def on_acknowledged(self, index: int, data: bytes) -> None:
         seen = self.committed.get(index)
@@ -167,3 +198,20 @@ def _check_pair(a: LogView, b: LogView) -> None:
                 f"{a.node} and {b.node} agree on term {a.get(top)!r} at index {top} "
                 f"but differ at index {index}: {ea!r} vs {eb!r}",
             )
+
+
+def _apply_change(
+    members: tuple[frozenset[NodeId], frozenset[NodeId]], kind: ConfChangeType, node: NodeId
+) -> tuple[frozenset[NodeId], frozenset[NodeId]]:
+    voters, learners = set(members[0]), set(members[1])
+    if kind is ConfChangeType.ADD_LEARNER and node not in voters | learners:
+        learners.add(node)
+    elif kind is ConfChangeType.PROMOTE and node in learners:
+        learners.discard(node)
+        voters.add(node)
+    elif kind is ConfChangeType.REMOVE and node in voters | learners:
+        voters.discard(node)
+        learners.discard(node)
+    else:
+        return frozenset({"<invalid change>"}), frozenset()
+    return frozenset(voters), frozenset(learners)

@@ -20,7 +20,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from logsvc.raft import (
+    ConfChange,
+    ConfChangeRefused,
+    ConfChangeType,
     Config,
+    ConfState,
     Entry,
     MemoryStorage,
     Message,
@@ -40,6 +44,8 @@ from tests.sim.variants import VARIANTS
 
 ZONES = ("a", "b", "c")
 TICK_MS = 10
+# Liveness allowance per entry a member of the newest membership lags at the heal.
+CATCH_UP_MS_PER_ENTRY = 12
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +59,9 @@ class RunConfig:
     # The core reads a WindowStorage (logsvc/window.py) that fetches older entries from the
     # disk after a delay, as a log node's does; None: chosen by the seed.
     window: bool | None = None
+    # Membership changes: two spare nodes join (as learners, then voters), members leave,
+    # while the faults go on; None: chosen by the seed.
+    membership: bool | None = None
 
     def describe(self) -> str:
         return f"seed={self.seed} variant={self.variant}"
@@ -74,11 +83,16 @@ class RunResult:
     reads_answered: int
     notes: list[str] = field(default_factory=list)
     window: bool | None = None  # forced on or off; None: as the seed chose
+    membership: bool | None = None  # forced on or off; None: as the seed chose
+    conf_changes: int = 0  # membership changes committed
+    final_voters: tuple[str, ...] = ()  # the voters of the newest membership at the end
 
     def repro_command(self) -> str:
         extra = "" if self.variant == "correct" else f" --variant {self.variant}"
         if self.window is not None:
             extra += f" --window {'on' if self.window else 'off'}"
+        if self.membership is not None:
+            extra += f" --membership {'on' if self.membership else 'off'}"
         return f"python -m tests.sim --seed {self.seed}{extra}"
 
 
@@ -163,15 +177,31 @@ class Simulation:
             max(rng_window.choice((100, 4096)), 2 * append_bytes_max),
         )
         raft_class = VARIANTS[run.variant]
+        # Its own generator too: runs without membership changes stay what they were.
+        self.rng_member = random.Random(f"membership-{run.seed}")
+        self.membership = (
+            run.membership if run.membership is not None else self.rng_member.random() < 0.2
+        )
+        if self.membership:
+            # A learner added late replicates the whole log through the leader's window; with
+            # the smallest windows that is a disk fetch per entry or two, too slow for the
+            # liveness bound (the safety phase is what membership runs are about).
+            window_limits = (
+                max(20, window_limits[0]), window_limits[1], max(4096, window_limits[2])
+            )
+        spares = (f"n{size + 1}", f"n{size + 2}") if self.membership else ()
+        self.bootstrap_voters = ids
         self.nodes: dict[str, SimNode] = {}
-        for i, node_id in enumerate(ids):
+        for i, node_id in enumerate(ids + spares):
             config = Config(
                 id=node_id,
-                voters=ids,
+                voters=() if node_id in spares else ids,
+                joining=node_id in spares,
                 election_ticks=election_ticks,
                 heartbeat_ticks=heartbeat_ticks,
                 append_bytes_max=append_bytes_max,
                 inflight_messages_max=inflight,
+                promote_lag_entries_max=self.rng_member.choice((0, 20)),
             )
             self.nodes[node_id] = SimNode(node_id, ZONES[i % len(ZONES)], config, raft_class)
             if windowed:
@@ -197,6 +227,7 @@ class Simulation:
         self.client_counter = 0
         self.reads_waiting: dict[bytes, int] = {}  # context -> required index
         self.reads_answered = 0
+        self.clients_stopped = False
         self.leaders = 0
         self.describe = (
             f"seed={run.seed} variant={run.variant} mix={self.mix.name} nodes={size} "
@@ -205,6 +236,8 @@ class Simulation:
         )
         if windowed:
             self.describe += " window={}/{}/{}".format(*window_limits)
+        if self.membership:
+            self.describe += f" membership spares={','.join(spares)}"
         self.note(self.describe)
 
     # -- the event queue -------------------------------------------------------------
@@ -357,6 +390,7 @@ class Simulation:
         raft = sn.raw().raft
         if rd.soft_state.role is Role.LEADER:
             self.check.on_leader(sn.id, raft.term)
+            self.check.on_leader_membership(sn.id, raft.term, raft.voters)
             self.check.check_leader_completeness(sn.log_view(), raft.term)
             self.leaders += 1
             self.maybe_isolate_new_leader(sn)
@@ -427,6 +461,8 @@ class Simulation:
         return None
 
     def client_step(self, client: int) -> None:
+        if self.clients_stopped:
+            return
         self.at(2 + self.rng_client.randrange(15), lambda: self.client_step(client))
         self.expire_proposals()
         if self.rng_client.random() < 0.2:
@@ -488,6 +524,7 @@ class Simulation:
             (mix.trim_every_ms, self.fault_trim),
             (mix.clock_skew_every_ms, self.fault_clock),
             (mix.slow_disk_every_ms, self.fault_disk),
+            (300 if self.membership else 0, self.fault_member),
         ]
         for every_ms, action in kinds:
             if every_ms:
@@ -587,7 +624,7 @@ class Simulation:
             return
         try:
             leader.raw().transfer_leader(target.id)
-        except ProposalDropped:
+        except (ProposalDropped, ValueError):  # ValueError: the target is not a voter
             return
         self.note(f"{leader.id} transfers leadership to {target.id}")
         self.drive(leader)
@@ -604,10 +641,56 @@ class Simulation:
         if top < first:
             return
         index = self.rng_fault.randrange(first, top + 1)
-        sn.storage.compact(index)
+        # The membership as of the applied index, which is at or past the trim point.
+        conf = sn.raw().conf_state()
+        sn.storage.compact(index, conf)
         if sn.window is not None:
-            sn.window.compact(index)
+            sn.window.compact(index, conf)
         self.note(f"{sn.id} trims its log up to {index}")
+
+    def fault_member(self) -> None:
+        """Ask the leader for one membership change: promote a learner, add a node that is
+        not a member as a learner, remove a learner or a voter (at most five voters, at
+        least one). The core refuses what is not allowed now; the run goes on."""
+        leader = self.leader_guess()
+        if leader is None:
+            return
+        raft = leader.raw().raft
+        conf = raft.conf_state()
+        members = set(conf.voters) | set(conf.learners)
+        # Weighted toward three voters: promotions first, then additions; voters are
+        # removed mostly while there are more than three (down to one, now and then).
+        options: list[ConfChange] = []
+        if len(conf.voters) < 5:
+            options += [ConfChange(ConfChangeType.PROMOTE, n) for n in conf.learners] * 4
+        outside = sorted(set(self.nodes) - members)
+        options += [ConfChange(ConfChangeType.ADD_LEARNER, n) for n in outside] * 2
+        options += [ConfChange(ConfChangeType.REMOVE, n) for n in conf.learners]
+        if len(conf.voters) > 1:
+            weight = 3 if len(conf.voters) > 3 else 1
+            options += [ConfChange(ConfChangeType.REMOVE, n) for n in conf.voters] * weight
+        if not options:
+            return
+        change = options[self.rng_member.randrange(len(options))]
+        try:
+            index = leader.raw().propose_conf_change(change)
+        except (ProposalDropped, ConfChangeRefused) as exc:
+            self.digest(f"conf change {change.describe()} refused: {exc}")
+            return
+        self.note(f"{leader.id} proposes {change.describe()} at {index}")
+        self.drive(leader)
+        if self.rng_member.random() < 0.5:
+            # Another at once: the core must refuse it until this one is applied.
+            self.at(1 + self.rng_member.randrange(5), self._fault_member_again)
+
+    def _fault_member_again(self) -> None:
+        if self.faults_on:
+            self.fault_member()
+
+    def final_conf(self) -> ConfState:
+        """The newest membership any node has applied."""
+        confs = [sn.raw().conf_state() for sn in self.nodes.values() if sn.alive]
+        return max(confs, key=lambda c: c.index)
 
     def fault_clock(self) -> None:
         sn = self.pick()
@@ -658,6 +741,12 @@ class Simulation:
         self.heal_everything()
         target = self.check.committed_max + 1
         bound_ms = self.now_ms + 40 * self.election_ms + 1000
+        if self.membership:
+            # A learner added just before the heal replicates its whole backlog first, an
+            # entry per round trip with the smallest messages and window: allow for that.
+            members = [self.nodes[n] for n in self.final_conf().members()]
+            applied = min(sn.raw().raft.log.applied for sn in members if sn.alive)
+            bound_ms += CATCH_UP_MS_PER_ENTRY * max(0, target - applied)
         done = self.run_until(bound_ms, stop=lambda: self._caught_up(target))
         if not done:
             raise Violation(
@@ -665,15 +754,38 @@ class Simulation:
                 f"after healing at {self.run.safety_ms}ms no commit past index {target - 1} "
                 f"reached every node within {bound_ms - self.run.safety_ms}ms",
             )
+        if self.membership and self.check.acknowledged:
+            # An entry committed by a majority of the membership before a change may sit on
+            # only one voter of the membership after it (the others of that majority were
+            # removed): it is safe (every majority of either membership holds it) but not
+            # yet on a majority of the newest one. Wait until every member has applied the
+            # highest acknowledged entry; then every member's disk must hold each of them.
+            self.clients_stopped = True  # what is acknowledged now is what must arrive
+            top = max(self.check.acknowledged)
+            members = [self.nodes[n] for n in self.final_conf().members()]
+            applied = min(sn.raw().raft.log.applied for sn in members)
+            more_ms = 20 * self.election_ms + 1000 + CATCH_UP_MS_PER_ENTRY * max(0, top - applied)
+            if not self.run_until(self.now_ms + more_ms, stop=lambda: self._caught_up(top)):
+                raise Violation(
+                    "liveness",
+                    f"the members did not all apply the acknowledged index {top} within "
+                    f"{more_ms}ms after catching up with index {target}",
+                )
         self.cross_check()
+        self.check.check_membership_steps(self.bootstrap_voters)
+        voters = self.final_conf().voters
         self.check.check_acknowledged_durable(
-            [sn.durable_view() for sn in self.nodes.values()], self.size // 2 + 1
+            [self.nodes[v].durable_view() for v in voters], len(voters) // 2 + 1
         )
 
     def _caught_up(self, target: int) -> bool:
+        """Every member of the newest membership (nodes removed for good are not) has
+        applied target."""
         if self.check.committed_max < target:
             return False
-        for sn in self.nodes.values():
+        members = self.final_conf().members()
+        for node_id in members:
+            sn = self.nodes[node_id]
             if not sn.alive or sn.raw().raft.log.applied < target:
                 return False
         return True
@@ -709,6 +821,9 @@ def run_seed(run: RunConfig) -> tuple[RunResult, Simulation]:
         acknowledged=len(sim.check.acknowledged),
         reads_answered=sim.reads_answered,
         window=run.window,
+        membership=run.membership,
+        conf_changes=len(sim.check.conf_changes),
+        final_voters=sim.final_conf().voters if violation is None else (),
     )
     return result, sim
 

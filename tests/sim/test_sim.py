@@ -78,6 +78,28 @@ def test_every_cluster_size_commits_reads_and_survives_chaos(size: int) -> None:
         assert result.cluster_size == size
 
 
+def test_membership_changes_under_every_fault_mix() -> None:
+    """Spare nodes join as learners, are promoted, members leave, under each fault mix."""
+    configs = [
+        RunConfig(seed=seed, mix=mix.name, membership=True, safety_ms=3000)
+        for mix in MIXES
+        for seed in (2,)
+    ]
+    changes = 0
+    replaced = 0
+    for result in _sweep(configs):
+        assert result.violation is None, f"{result.violation}\n{result.repro_command()}"
+        assert result.committed > 0
+        changes += result.conf_changes
+        originals = {f"n{i}" for i in range(1, result.cluster_size + 1)}
+        if set(result.final_voters) - originals:
+            replaced += 1  # a spare ended as a voter
+    print(f"\n{len(configs)} membership runs: {changes} changes committed, "
+          f"{replaced} ended with a spare among the voters")  # fmt: skip
+    assert changes >= 2 * len(configs)
+    assert replaced > 0
+
+
 # -- the checkers bite --------------------------------------------------------------------
 
 

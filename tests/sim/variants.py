@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from logsvc.raft import quorum
 from logsvc.raft.raft import Raft
-from logsvc.raft.types import Entry, HardState, Message, MessageType
+from logsvc.raft.types import ConfChange, Entry, HardState, Message, MessageType
 
 
 class FollowerAcksBeforePersist(Raft):
@@ -50,10 +50,19 @@ class CommitsPreviousTermByCounting(Raft):
         return False
 
 
+class TwoMembershipChangesAtOnce(Raft):
+    """The leader proposes a membership change while the previous one is not applied yet."""
+
+    def propose_conf_change(self, change: ConfChange) -> int:
+        self.pending_conf_index = 0
+        return super().propose_conf_change(change)
+
+
 VARIANTS: dict[str, type[Raft]] = {
     "correct": Raft,
     "follower-acks-before-persist": FollowerAcksBeforePersist,
     "vote-not-persisted": VoteNotPersisted,
     "leader-counts-self-before-sync": LeaderCountsSelfBeforeSync,
     "commits-previous-term": CommitsPreviousTermByCounting,
+    "two-membership-changes-at-once": TwoMembershipChangesAtOnce,
 }
