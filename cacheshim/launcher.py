@@ -119,6 +119,11 @@ def shim_command(cluster: LocalCluster, index: int, port: int) -> list[str]:
 SNAPSHOT_EVERY_S = 60
 SNAPSHOT_MIN_RECORDS = 10_000
 SNAPSHOT_EVERY_RECORDS = 500_000
+# ...but a snapshot by records never starts sooner than this after the last one ended: each
+# costs the log nodes about 20 ms of CPU per MiB stored (received, hashed, synced, sent to
+# the peers; docs/bench-snapshot-p99.md), paid once per snapshot, so back to back under a
+# heavy write load they would take a core's share for as long as the load lasts.
+SNAPSHOT_MIN_INTERVAL_S = 10.0
 # The snapshotter yields the CPU to everything else of the machine (docs/bench-snapshot-p99.md).
 PRIORITIES = ("idle", "low", "normal")
 SNAPSHOT_PRIORITY = "low"
@@ -279,6 +284,14 @@ def build_parser() -> argparse.ArgumentParser:
     p_snap.add_argument(
         "--min-records", type=int, default=1, help="records since the newest snapshot to write one"
     )
+    p_snap.add_argument(
+        "--min-interval-s",
+        type=float,
+        default=SNAPSHOT_MIN_INTERVAL_S,
+        help="with --follow: a snapshot by --every-records waits until N s after the last one "
+        "ended (--every-s counts from the end of the last round). Default "
+        f"{SNAPSHOT_MIN_INTERVAL_S:g}",
+    )
     p_snap.add_argument("--temp-dir", default=None, help="where snapshot files are written first")
     p_snap.add_argument(
         "--priority",
@@ -352,7 +365,7 @@ def snapshot_cadence(args: argparse.Namespace) -> Cadence | None:
         if args.every_records is not None:
             raise ValueError("--every-records needs --follow (a one-shot run writes one snapshot)")
         return None
-    cadence = Cadence(args.every_s, args.every_records, args.min_records)
+    cadence = Cadence(args.every_s, args.every_records, args.min_records, args.min_interval_s)
     cadence.validate()
     return cadence
 
