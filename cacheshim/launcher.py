@@ -11,8 +11,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ctypes
 import functools
 import os
+import platform
 import socket
 import subprocess
 import sys
@@ -129,17 +131,54 @@ PRIORITIES = ("idle", "low", "normal")
 SNAPSHOT_PRIORITY = "low"
 
 
+# ioprio_set(2)/ioprio_get(2), which Python's os module lacks, by machine (the generic
+# syscall table elsewhere); the value is class << 13 | level.
+_IOPRIO_SYSCALLS = {"x86_64": (251, 252), "aarch64": (30, 31), "i686": (289, 290)}
+IOPRIO_WHO_PROCESS = 1
+IOPRIO_CLASS_BE = 2
+IOPRIO_CLASS_IDLE = 3
+IOPRIO_CLASS_SHIFT = 13
+
+
+def _ioprio_syscall(which: int, *args: int) -> int:
+    """ioprio_set (which 0) or ioprio_get (which 1) for this thread; -1 where unknown."""
+    numbers = _IOPRIO_SYSCALLS.get(platform.machine())
+    if numbers is None or sys.platform != "linux":
+        return -1
+    libc = ctypes.CDLL(None, use_errno=True)
+    result = int(libc.syscall(numbers[which], IOPRIO_WHO_PROCESS, *args))
+    if result < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    return result
+
+
+def get_ioprio(tid: int = 0) -> int:
+    """A thread's I/O priority value (class << 13 | level); -1 where unknown."""
+    return _ioprio_syscall(1, tid)
+
+
 def lower_priority(priority: str) -> None:
-    """Lower this process's CPU priority (an unprivileged process may). idle: SCHED_IDLE,
-    whose threads any other thread that wakes up preempts at once (niceness only lowers a
-    share, and a waking shim or log node may still wait a scheduler tick behind it); where
-    the kernel refuses it, niceness 19."""
+    """Lower this process's CPU and disk priority (an unprivileged process may). low:
+    niceness 19 and the lowest best-effort I/O level (7); idle: SCHED_IDLE, whose threads any
+    other thread that wakes up preempts at once (niceness only lowers a share, and a waking
+    shim or log node may still wait a scheduler tick behind it), and the idle I/O class;
+    where the kernel refuses SCHED_IDLE or the idle class, niceness 19 and level 7. Both
+    apply to the calling thread and to the threads it starts afterwards: call it before any
+    (gRPC's, asyncio's executor). The I/O class counts with an I/O scheduler that honours
+    it (mq-deadline, BFQ; not `none`) and for what the process itself writes and syncs, not
+    for the kernel's background writeback."""
     if priority == "normal":
         return
     os.nice(19 - os.nice(0))
+    best_effort = IOPRIO_CLASS_BE << IOPRIO_CLASS_SHIFT | 7
+    with contextlib.suppress(OSError):
+        _ioprio_syscall(0, 0, best_effort)
     if priority == "idle":
         with contextlib.suppress(OSError, AttributeError):
             os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        with contextlib.suppress(OSError):
+            _ioprio_syscall(0, 0, IOPRIO_CLASS_IDLE << IOPRIO_CLASS_SHIFT)
 
 
 def snapshotter_command(cluster: LocalCluster, temp_dir: Path) -> list[str]:
