@@ -353,7 +353,9 @@ def test_automatic_trim_under_load_keeps_the_floors(
     assert max(c.status(i).auto_trim_before_index for i in c.nodes) > 1
     for at, first, last, snapshot in observations:
         assert first <= snapshot + 1, (first, snapshot)
-        assert last - first + 1 >= keep_entries, (first, last)
+        # Trimmed (first > 1), at least the floor is left; untrimmed, the log may still be
+        # shorter than the floor (a slow machine appends fewer records in the first second).
+        assert first == 1 or last - first + 1 >= keep_entries, (first, last)
         # Every trimmed record was sent at least keep_seconds before it was trimmed.
         if not keep_seconds:
             continue
