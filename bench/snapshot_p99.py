@@ -213,6 +213,19 @@ def table(phases: dict[str, Phase]) -> list[str]:
     return lines
 
 
+def spread(phases: dict[str, Phase]) -> list[str]:
+    lines = []
+    for name, phase in phases.items():
+        cells = []
+        for test in TESTS:
+            got = sorted(p for _, p in phase.latencies.get(test, []))
+            if got:
+                p90 = got[min(len(got) - 1, int(0.9 * len(got)))]
+                cells.append(f"{test.upper()} {got[0]:.1f} / {p90:.1f} / {got[-1]:.1f}")
+        lines.append(f"- {name}: " + ", ".join(cells))
+    return lines
+
+
 def cpu_table(phases: dict[str, Phase]) -> list[str]:
     procs = sorted({p for phase in phases.values() for p in phase.cpu})
     lines = [
@@ -286,6 +299,10 @@ def main() -> int:
             "run is classed by whether a snapshot was written or put while it ran.",
             "",
             *table(cphases),
+            "",
+            "Spread of the runs' p99 per class (ms, min / 90th percentile / max):",
+            "",
+            *spread(cphases),
             "",
         ]
     text = "\n".join(lines)
