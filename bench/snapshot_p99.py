@@ -53,6 +53,19 @@ STORED = re.compile(
     r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) .* stored.*written in ([\d.]+)s"
     r"(?: \(CPU [\d.]+s\))?, put in ([\d.]+)s"
 )
+SIZES = re.compile(r" stored.*: \d+ keys, (\d+) bytes, written in ([\d.]+)s.*put in ([\d.]+)s")
+
+
+def snapshot_sizes(log_text: str) -> str:
+    """Median size, write and put time of the snapshots a snapshotter's log says it stored."""
+    found = [m.groups() for m in map(SIZES.search, log_text.splitlines()) if m]
+    if not found:
+        return "no snapshot stored"
+    size, wrote, put = (statistics.median(float(f[i]) for f in found) for i in range(3))
+    return (
+        f"{len(found)} snapshots stored, median {size / (1 << 20):.1f} MiB, written in "
+        f"{wrote:.2f} s, put in {put:.2f} s"
+    )
 
 
 def bench(port: int, test: str, requests: int, keys: int) -> tuple[float, float]:
@@ -94,7 +107,7 @@ def wait_for_line(proc: subprocess.Popen[bytes], log_path: Path, text: str, coun
         time.sleep(0.1)
 
 
-def back_to_back(m: Memlog, root: Path, args: argparse.Namespace) -> tuple[dict[str, Phase], int]:
+def back_to_back(m: Memlog, root: Path, args: argparse.Namespace) -> tuple[dict[str, Phase], str]:
     assert m.cluster is not None
     port = m.shim_ports[0]
     log_addrs = ",".join(m.cluster.addresses())
@@ -133,7 +146,7 @@ def back_to_back(m: Memlog, root: Path, args: argparse.Namespace) -> tuple[dict[
                 stop_process(snapshotter)
                 stored = snap_log.read_text().count(" stored: ")
             print(name, {t: phase.latencies[t][-1] for t in TESTS}, flush=True)
-    return phases, stored
+    return phases, snapshot_sizes(snap_log.read_text())
 
 
 def parse_time(date: str, ms: str) -> float:
@@ -142,7 +155,7 @@ def parse_time(date: str, ms: str) -> float:
 
 def at_cadence(
     m: Memlog, root: Path, args: argparse.Namespace
-) -> tuple[dict[str, Phase], int, str]:
+) -> tuple[dict[str, Phase], str, str]:
     """The benchmark back to back for args.cadence_s while memlog up's snapshotter runs; runs
     classed by whether a snapshot was written or put while they ran."""
     assert m.cluster is not None
@@ -175,7 +188,8 @@ def at_cadence(
         name = "a snapshot written or put" if overlaps else "no snapshot in progress"
         phases[name].latencies.setdefault(test, []).append(result)
     shown = " ".join(command[1:]).replace(str(temp), "TMP")
-    return phases, len(busy), shown.replace(",".join(m.cluster.addresses()), "ADDRS")
+    shown = shown.replace(",".join(m.cluster.addresses()), "ADDRS")
+    return phases, snapshot_sizes(snap_log.read_text()), shown
 
 
 def table(phases: dict[str, Phase]) -> list[str]:
@@ -196,6 +210,19 @@ def table(phases: dict[str, Phase]) -> list[str]:
             ]
         runs = min(len(phase.latencies.get(t, [])) for t in TESTS)
         lines.append(f"| {name} | {runs} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def spread(phases: dict[str, Phase]) -> list[str]:
+    lines = []
+    for name, phase in phases.items():
+        cells = []
+        for test in TESTS:
+            got = sorted(p for _, p in phase.latencies.get(test, []))
+            if got:
+                p90 = got[min(len(got) - 1, int(0.9 * len(got)))]
+                cells.append(f"{test.upper()} {got[0]:.1f} / {p90:.1f} / {got[-1]:.1f}")
+        lines.append(f"- {name}: " + ", ".join(cells))
     return lines
 
 
@@ -228,6 +255,7 @@ def main() -> int:
     args.priority = [p.strip() for p in str(args.priority).split(",") if p.strip()]
     root = Path(tempfile.mkdtemp(prefix="memlog-bench-p99-"))
     m = Memlog(root)
+    load_at_start = os.getloadavg()[0]
     try:
         m.start()
         subprocess.run(
@@ -248,13 +276,12 @@ def main() -> int:
         f"--cadence-requests {args.cadence_requests}`, "
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.machine()}, {os.cpu_count()} "
         f"cores (shared), Python {platform.python_version()}, load average "
-        f"{os.getloadavg()[0]:.1f} at the end.",
+        f"{load_at_start:.1f} at the start and {os.getloadavg()[0]:.1f} at the end.",
         "",
         "## Snapshots back to back",
         "",
         f"`memlog snapshot --every-s 0.2 --min-records 1 --priority P`; medians over "
-        f"{args.rounds} "
-        f"rounds; {stored} snapshots stored.",
+        f"{args.rounds} rounds; {stored}.",
         "",
         *table(phases),
         "",
@@ -268,10 +295,14 @@ def main() -> int:
         lines += [
             f"## At `memlog up`'s cadence, {args.cadence_s:g} s",
             "",
-            f"`{command}` running throughout; {snapshots} snapshots stored. Each benchmark "
+            f"`{command}` running throughout; {snapshots}. Each benchmark "
             "run is classed by whether a snapshot was written or put while it ran.",
             "",
             *table(cphases),
+            "",
+            "Spread of the runs' p99 per class (ms, min / 90th percentile / max):",
+            "",
+            *spread(cphases),
             "",
         ]
     text = "\n".join(lines)

@@ -11,8 +11,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ctypes
 import functools
 import os
+import platform
 import socket
 import subprocess
 import sys
@@ -119,22 +121,64 @@ def shim_command(cluster: LocalCluster, index: int, port: int) -> list[str]:
 SNAPSHOT_EVERY_S = 60
 SNAPSHOT_MIN_RECORDS = 10_000
 SNAPSHOT_EVERY_RECORDS = 500_000
+# ...but a snapshot by records never starts sooner than this after the last one ended: each
+# costs the log nodes about 20 ms of CPU per MiB stored (received, hashed, synced, sent to
+# the peers; docs/bench-snapshot-p99.md), paid once per snapshot, so back to back under a
+# heavy write load they would take a core's share for as long as the load lasts.
+SNAPSHOT_MIN_INTERVAL_S = 10.0
 # The snapshotter yields the CPU to everything else of the machine (docs/bench-snapshot-p99.md).
 PRIORITIES = ("idle", "low", "normal")
 SNAPSHOT_PRIORITY = "low"
 
 
+# ioprio_set(2)/ioprio_get(2), which Python's os module lacks, by machine (the generic
+# syscall table elsewhere); the value is class << 13 | level.
+_IOPRIO_SYSCALLS = {"x86_64": (251, 252), "aarch64": (30, 31), "i686": (289, 290)}
+IOPRIO_WHO_PROCESS = 1
+IOPRIO_CLASS_BE = 2
+IOPRIO_CLASS_IDLE = 3
+IOPRIO_CLASS_SHIFT = 13
+
+
+def _ioprio_syscall(which: int, *args: int) -> int:
+    """ioprio_set (which 0) or ioprio_get (which 1) for this thread; -1 where unknown."""
+    numbers = _IOPRIO_SYSCALLS.get(platform.machine())
+    if numbers is None or sys.platform != "linux":
+        return -1
+    libc = ctypes.CDLL(None, use_errno=True)
+    result = int(libc.syscall(numbers[which], IOPRIO_WHO_PROCESS, *args))
+    if result < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    return result
+
+
+def get_ioprio(tid: int = 0) -> int:
+    """A thread's I/O priority value (class << 13 | level); -1 where unknown."""
+    return _ioprio_syscall(1, tid)
+
+
 def lower_priority(priority: str) -> None:
-    """Lower this process's CPU priority (an unprivileged process may). idle: SCHED_IDLE,
-    whose threads any other thread that wakes up preempts at once (niceness only lowers a
-    share, and a waking shim or log node may still wait a scheduler tick behind it); where
-    the kernel refuses it, niceness 19."""
+    """Lower this process's CPU and disk priority (an unprivileged process may). low:
+    niceness 19 and the lowest best-effort I/O level (7); idle: SCHED_IDLE, whose threads any
+    other thread that wakes up preempts at once (niceness only lowers a share, and a waking
+    shim or log node may still wait a scheduler tick behind it), and the idle I/O class;
+    where the kernel refuses SCHED_IDLE or the idle class, niceness 19 and level 7. Both
+    apply to the calling thread and to the threads it starts afterwards: call it before any
+    (gRPC's, asyncio's executor). The I/O class counts with an I/O scheduler that honours
+    it (mq-deadline, BFQ; not `none`) and for what the process itself writes and syncs, not
+    for the kernel's background writeback."""
     if priority == "normal":
         return
     os.nice(19 - os.nice(0))
+    best_effort = IOPRIO_CLASS_BE << IOPRIO_CLASS_SHIFT | 7
+    with contextlib.suppress(OSError):
+        _ioprio_syscall(0, 0, best_effort)
     if priority == "idle":
         with contextlib.suppress(OSError, AttributeError):
             os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        with contextlib.suppress(OSError):
+            _ioprio_syscall(0, 0, IOPRIO_CLASS_IDLE << IOPRIO_CLASS_SHIFT)
 
 
 def snapshotter_command(cluster: LocalCluster, temp_dir: Path) -> list[str]:
@@ -279,6 +323,14 @@ def build_parser() -> argparse.ArgumentParser:
     p_snap.add_argument(
         "--min-records", type=int, default=1, help="records since the newest snapshot to write one"
     )
+    p_snap.add_argument(
+        "--min-interval-s",
+        type=float,
+        default=SNAPSHOT_MIN_INTERVAL_S,
+        help="with --follow: a snapshot by --every-records waits until N s after the last one "
+        "ended (--every-s counts from the end of the last round). Default "
+        f"{SNAPSHOT_MIN_INTERVAL_S:g}",
+    )
     p_snap.add_argument("--temp-dir", default=None, help="where snapshot files are written first")
     p_snap.add_argument(
         "--priority",
@@ -352,7 +404,7 @@ def snapshot_cadence(args: argparse.Namespace) -> Cadence | None:
         if args.every_records is not None:
             raise ValueError("--every-records needs --follow (a one-shot run writes one snapshot)")
         return None
-    cadence = Cadence(args.every_s, args.every_records, args.min_records)
+    cadence = Cadence(args.every_s, args.every_records, args.min_records, args.min_interval_s)
     cadence.validate()
     return cadence
 

@@ -67,6 +67,10 @@ SYNC_EVERY_BYTES = 8 << 20
 KEEPER_INTERVAL_S = 1.0
 FETCH_ATTEMPT_TIMEOUT_S = 60.0
 MISSING_WARNING_S = 30.0  # a snapshot no peer can give is logged this often
+# The keeper leaves a new snapshot this long to the leader's push (which starts once the
+# pushes a put waits for are done) before it fetches the snapshot itself, so that a node
+# receives each snapshot once, not pushed and fetched at the same time.
+PUSH_GRACE_S = 3.0
 _BLOB_NAME = re.compile(r"^snap-(\d{20})-([0-9a-f]{64})\.blob$")
 _TEMP_PREFIX = ".tmp-"
 
@@ -332,12 +336,19 @@ class SnapshotManager:
         self.config = node.config
         self.blobs = BlobStore(directory)
         self._put_lock = asyncio.Lock()
+        # Snapshot streams this node sends to its peers at once: as many as a put needs for
+        # its majority, no more. A put's later pushes (the peers beyond the majority) wait
+        # for a slot behind the next put's, so a node never sends several whole copies at
+        # once on top of its Raft traffic (which has a connection of its own).
+        self._push_slots = asyncio.Semaphore(max(1, len(self.config.peers) // 2))
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[object]] = set()
         self._channels: dict[str, grpc.aio.Channel] = {}
         self.fetched = 0  # copies this node fetched from a peer since it started
         self._warned_at: dict[int, float] = {}  # snapshot index -> when its lack was logged
+        self._incoming: set[tuple[int, bytes]] = set()  # copies being pushed here now
+        self._seen_at: dict[tuple[int, bytes], float] = {}  # when the keeper first saw it
 
     @property
     def catalog(self) -> SnapshotCatalog:
@@ -461,36 +472,57 @@ class SnapshotManager:
         size_bytes: int,
         sha256: bytes,
     ) -> Path:
+        """Write a snapshot stream to a new blob. The event loop only moves chunks: each is
+        written and hashed (SHA-256, as it arrives: there is no second pass over the file)
+        on a thread while the next one is received, so at most two chunks are held, and the
+        one fsync is on that thread too. Checked against size and SHA-256 before it counts."""
         writer = await asyncio.to_thread(self.blobs.writer, index, size_bytes, sha256)
         rate = self.config.snapshot_bytes_per_s
         loop = asyncio.get_running_loop()
         started = loop.time()
+        queued = 0  # bytes handed to the writer thread so far
+        writing: asyncio.Future[None] | None = None
         try:
             chunk: log_pb2.SnapshotChunk | None = first
             while chunk is not None:
                 if rate:
                     # Slower than the wire on purpose: the log's own work comes first. The
                     # sender waits too (gRPC flow control).
-                    ahead_s = writer.written / rate - (loop.time() - started)
+                    ahead_s = queued / rate - (loop.time() - started)
                     if ahead_s > 0:
                         await asyncio.sleep(ahead_s)
-                if len(chunk.data) > PUT_CHUNK_BYTES_MAX:
+                data = chunk.data  # every access to the field copies it: once
+                if len(data) > PUT_CHUNK_BYTES_MAX:
                     raise InvalidArgument(
-                        f"a chunk of {len(chunk.data)} bytes is over the limit of "
-                        f"{PUT_CHUNK_BYTES_MAX}"
+                        f"a chunk of {len(data)} bytes is over the limit of {PUT_CHUNK_BYTES_MAX}"
                     )
-                if chunk.data:
-                    await asyncio.to_thread(writer.write, chunk.data)
+                if data:
+                    if writing is not None:
+                        await writing
+                    writing = asyncio.ensure_future(asyncio.to_thread(writer.write, data))
+                    queued += len(data)
+                del chunk, data
                 chunk = await anext(rest, None)
+            if writing is not None:
+                await writing
+                writing = None
             return await asyncio.to_thread(writer.finish)
         except OSError as exc:  # a full or failing disk: nothing kept, say so
-            await asyncio.to_thread(writer.abort)
+            await self._abort(writer, writing)
             raise Unavailable(
                 f"{self.node.id} cannot store snapshot {index}: {exc.strerror or exc}"
             ) from exc
         except BaseException:
-            await asyncio.to_thread(writer.abort)
+            await self._abort(writer, writing)
             raise
+
+    @staticmethod
+    async def _abort(writer: BlobWriter, writing: asyncio.Future[None] | None) -> None:
+        if writing is not None:
+            # The thread cannot be stopped: let its write end before the file goes.
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(writing)
+        await asyncio.to_thread(writer.abort)
 
     async def _replicate(self, index: int, size_bytes: int, sha256: bytes) -> list[str]:
         """Push the stored copy to every peer; returns once a majority (this node included)
@@ -544,16 +576,26 @@ class SnapshotManager:
                 info=log_pb2.SnapshotInfo(index=index, size_bytes=size_bytes, sha256=sha256)
             )
             yield self._transfer(head)
-            # The copy was checked as it was written; the peer checks what it receives.
-            async for data in self._read_blob(index, sha256, CHUNK_BYTES_MAX, precheck=False):
+            async for data in self._read_copy(index, sha256, CHUNK_BYTES_MAX):
                 yield self._transfer(log_pb2.SnapshotChunk(data=data))
 
+        async with self._push_slots:
+            try:
+                await self._peer_stub(peer).PushSnapshot(
+                    transfers(), timeout=self.config.snapshot_timeout_s
+                )
+            except grpc.aio.AioRpcError as exc:
+                raise Unavailable(f"{exc.code().name} {exc.details()}") from None
+
+    async def _read_copy(self, index: int, sha256: bytes, chunk_bytes: int) -> AsyncIterator[bytes]:
+        """The copy's bytes as they are on disk, not hashed here: the copy was hashed as it
+        was written, and the peer that receives them hashes them and refuses a mismatch."""
+        source = self.blobs.chunks(index, sha256, chunk_bytes)
         try:
-            await self._peer_stub(peer).PushSnapshot(
-                transfers(), timeout=self.config.snapshot_timeout_s
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise Unavailable(f"{exc.code().name} {exc.details()}") from None
+            while (data := await asyncio.to_thread(next, source, None)) is not None:
+                yield data
+        finally:
+            source.close()
 
     def _transfer(self, chunk: log_pb2.SnapshotChunk) -> peer_pb2.SnapshotTransfer:
         return peer_pb2.SnapshotTransfer(
@@ -595,18 +637,20 @@ class SnapshotManager:
             async for t in transfers:
                 yield t.chunk
 
-        await self._receive(head.chunk, chunks(), info.index, info.size_bytes, sha256)
+        key = (info.index, sha256)
+        self._incoming.add(key)
+        try:
+            await self._receive(head.chunk, chunks(), info.index, info.size_bytes, sha256)
+        finally:
+            self._incoming.discard(key)
         log.info("%s stored snapshot %d pushed by %s", self.node.id, info.index, head.from_id)
 
     # -- serving copies ----------------------------------------------------------------------
 
-    async def _read_blob(
-        self, index: int, sha256: bytes, chunk_bytes: int, precheck: bool = True
-    ) -> AsyncIterator[bytes]:
-        """The copy's bytes, checked whole before the first one (unless precheck is off) and
-        again as they go: a copy that fails is dropped (and re-fetched by the keeper) and
-        never served."""
-        if precheck and not await asyncio.to_thread(self.blobs.check, index, sha256):
+    async def _read_blob(self, index: int, sha256: bytes, chunk_bytes: int) -> AsyncIterator[bytes]:
+        """The copy's bytes, checked whole before the first one and again as they go: a copy
+        that fails is dropped (and re-fetched by the keeper) and never served."""
+        if not await asyncio.to_thread(self.blobs.check, index, sha256):
             self._wake.set()
             raise Unavailable(
                 f"{self.node.id}'s copy of snapshot {index} is missing or failed its checksum; "
@@ -696,13 +740,28 @@ class SnapshotManager:
                 await asyncio.wait_for(self._wake.wait(), KEEPER_INTERVAL_S)
             self._wake.clear()
             try:
-                for entry in self.missing():
+                for entry in self._to_fetch(asyncio.get_running_loop().time()):
                     await self._fetch(entry)
                 await self._collect_garbage()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("%s: the snapshot keeper failed a round", self.node.id)
+
+    def _to_fetch(self, now: float) -> Iterable[SnapshotEntry]:
+        """The missing copies to fetch now: not one being pushed here, nor the newest
+        snapshot in its first PUSH_GRACE_S (its push is likely on the way)."""
+        keys = {e.key for e in self.catalog.entries}
+        for key in [k for k in self._seen_at if k not in keys]:
+            del self._seen_at[key]
+        newest = self.catalog.newest()
+        return [e for e in self.missing() if self._fetch_now(e, newest, now)]
+
+    def _fetch_now(self, entry: SnapshotEntry, newest: SnapshotEntry | None, now: float) -> bool:
+        seen = self._seen_at.setdefault(entry.key, now)
+        if entry.key in self._incoming:
+            return False
+        return newest is None or entry.key != newest.key or now - seen >= PUSH_GRACE_S
 
     async def _fetch(self, entry: SnapshotEntry) -> None:
         """Fetch a copy from the first peer that has a good one (the leader first)."""

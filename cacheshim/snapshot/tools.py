@@ -121,13 +121,17 @@ def remove_stale_temp_files(temp_dir: str | None) -> int:
 
 @dataclass(frozen=True, slots=True)
 class Cadence:
-    """When a resident snapshotter (--follow) writes: every_s seconds after the last round
-    when at least min_records records came since the newest snapshot, and at once when
-    every_records came (None: that rule is off). A SAVE/BGSAVE marker asks for one at once."""
+    """When a resident snapshotter (--follow) writes: a round every_s seconds after the last
+    round ended (never right after it, however long it took), writing one when at least
+    min_records records came since the newest snapshot; and one when every_records came
+    (None: that rule is off), but not sooner than min_interval_s after the last snapshot
+    ended, so that a write rate above every_records per snapshot does not make them back
+    to back. A SAVE/BGSAVE marker asks for one at once."""
 
     every_s: float | None = None
     every_records: int | None = None
     min_records: int = 1
+    min_interval_s: float = 0.0
 
     def validate(self) -> None:
         if self.every_s is None and self.every_records is None:
@@ -138,6 +142,8 @@ class Cadence:
             raise ValueError(f"--every-records must be at least 1, not {self.every_records}")
         if self.min_records < 1:
             raise ValueError(f"--min-records must be at least 1, not {self.min_records}")
+        if not self.min_interval_s >= 0:
+            raise ValueError(f"--min-interval-s must be at least 0, not {self.min_interval_s:g}")
 
 
 class Snapshotter:
@@ -267,10 +273,16 @@ class Snapshotter:
         follower = asyncio.create_task(self.follow(), name="snapshotter-follow")
         loop = asyncio.get_running_loop()
         next_round = None if cadence.every_s is None else loop.time() + cadence.every_s
+        earliest_due = 0.0  # no round for every_records before this (min_interval_s)
         try:
             while True:
-                wait = [asyncio.ensure_future(e.wait()) for e in (self.asked, self.due)]
-                timeout = None if next_round is None else max(0.0, next_round - loop.time())
+                now = loop.time()
+                events = [self.asked] if now < earliest_due else [self.asked, self.due]
+                deadlines = [] if next_round is None else [next_round]
+                if self.due.is_set() and now < earliest_due:
+                    deadlines.append(earliest_due)
+                timeout = max(0.0, min(deadlines) - now) if deadlines else None
+                wait = [asyncio.ensure_future(e.wait()) for e in events]
                 await asyncio.wait(
                     [*wait, follower], timeout=timeout, return_when=asyncio.FIRST_COMPLETED
                 )
@@ -278,19 +290,25 @@ class Snapshotter:
                     task.cancel()
                 if follower.done():
                     follower.result()  # raises what ended it
-                asked, due = self.asked.is_set(), self.due.is_set()
-                timed = next_round is not None and loop.time() >= next_round
+                now = loop.time()
+                asked = self.asked.is_set()
+                due = self.due.is_set() and now >= earliest_due
+                timed = next_round is not None and now >= next_round
                 if not (asked or due or timed):
                     continue
                 self.asked.clear()
                 self.due.clear()
-                if timed and cadence.every_s is not None:
-                    next_round = loop.time() + cadence.every_s
+                taken = None
                 try:
                     # Asked (SAVE, BGSAVE) or due by records: one now, whatever min_records.
-                    await self.take(min_records=1 if (asked or due) else None)
+                    taken = await self.take(min_records=1 if (asked or due) else None)
                 except (LogClientError, SnapshotUnverified) as exc:
                     log.warning("storing a snapshot failed: %s; trying again next round", exc)
+                ended = loop.time()
+                if cadence.every_s is not None:
+                    next_round = ended + cadence.every_s
+                if taken is not None:
+                    earliest_due = ended + cadence.min_interval_s
         finally:
             follower.cancel()
 

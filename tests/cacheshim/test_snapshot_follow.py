@@ -72,7 +72,9 @@ def test_a_resident_snapshotter_bootstraps_once_and_matches_the_shim(tmp_path: P
         m.start()
         port = m.shim_ports[0]
         _write(port, "before", 100)
-        follower = _start_follower(m, "--every-records", "150", "--min-records", "1")
+        follower = _start_follower(
+            m, "--every-records", "150", "--min-records", "1", "--min-interval-s", "0"
+        )
         wait_until(lambda: "at index" in log_path.read_text(), 60, "the snapshotter's start")
         assert not stale.exists()
 
@@ -108,6 +110,7 @@ def test_a_cadence_it_cannot_honour_is_refused(capsys: pytest.CaptureFixture[str
         (["--follow", "--every-s", "0"], "--every-s must be above 0"),
         (["--follow", "--every-records", "0"], "--every-records must be at least 1"),
         (["--follow", "--every-s", "5", "--min-records", "0"], "--min-records must be at least 1"),
+        (["--follow", "--every-s", "5", "--min-interval-s", "-1"], "--min-interval-s must be"),
     ]:
         assert launcher.main(["snapshot", "--log", "127.0.0.1:1", *flags]) == 1
         err = capsys.readouterr().err
