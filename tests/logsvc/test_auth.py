@@ -246,7 +246,7 @@ def test_a_node_with_another_clusters_certificate_is_refused(tls_cluster: Cluste
     finally:
         c.tls, c.extra_args = creds, ()
     assert node_args("a")  # a and b keep theirs
-    leader = c.leader(among=["a", "b"])
+    c.leader(among=["a", "b"])
 
     async def append() -> int:
         async with LogClient(c.addresses[:2], credentials=c.client_credentials()) as client:
@@ -265,9 +265,10 @@ def test_a_node_with_another_clusters_certificate_is_refused(tls_cluster: Cluste
     deadline = time.monotonic() + WATCH_S
     while time.monotonic() < deadline:
         st = asyncio.run(status_of_c())
-        assert st.header.leader_id != leader and st.last_index < last, st
+        # (a and b may change leaders meanwhile on a loaded machine: c knows neither)
+        assert st.header.leader_id not in ("a", "b") and st.last_index < last, st
         time.sleep(0.1)
-    assert c.agreed_leader(["a", "b"]) == leader
+    assert c.agreed_leader(["a", "b"]) in ("a", "b")
 
 
 def test_clients_need_a_certificate_of_the_ca_and_its_rights(tls_cluster: Cluster) -> None:
