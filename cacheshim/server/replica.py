@@ -529,7 +529,11 @@ class Replica:
         self.script_thread.run(args, False, work, then)
 
     def _monitored(self, index: int, record: record_pb2.Record) -> None:
-        """MONITOR's lines for an applied record: its commands, marked as from the log."""
+        """MONITOR's lines for an applied record: its commands, marked as from the log. Not
+        for this shim's own records: their commands show once, as served to their clients
+        (as Redis shows a command once, after it ran)."""
+        if record.shim_id == self.writer.shim_id:
+            return
         source = f"log:{record.shim_id or '?'}:{index}"
         for command in record.commands:
             if command.args and not is_expiry_record(list(command.args)):
