@@ -4,9 +4,10 @@ Two kinds of lines, both in Redis's format (``+<unix time with µs> [<db> <sourc
 - the commands this shim's own clients run (as Redis shows them: after they ran, not the
   admin commands nor those flagged skip_monitor, secrets redacted as in SLOWLOG), the source
   being the client's address;
-- the writes this shim applies from the log that other shims served, the source being
-  ``log:<shim id>:<log index>``, which no client address can look like (this shim's own
-  clients' writes show once, as served, after they were applied).
+- the writes this shim applies from the log that other shims served, and the commands of
+  this shim's own transactions and scripts, the source being ``log:<shim id>:<log index>``,
+  which no client address can look like (this shim's own clients' single writes show once,
+  as served, after they were applied).
 Per shim: a MONITOR client sees this shim's traffic and the log's writes, not the reads
 other shims serve.
 """

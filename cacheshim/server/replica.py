@@ -530,9 +530,10 @@ class Replica:
 
     def _monitored(self, index: int, record: record_pb2.Record) -> None:
         """MONITOR's lines for an applied record: its commands, marked as from the log. Not
-        for this shim's own records: their commands show once, as served to their clients
-        (as Redis shows a command once, after it ran)."""
-        if record.shim_id == self.writer.shim_id:
+        for this shim's own single commands: they show once, as served to their clients (as
+        Redis shows a command once, after it ran). A transaction of this shim's shows its
+        commands here, between the served MULTI and EXEC lines, as Redis shows them at EXEC."""
+        if record.shim_id == self.writer.shim_id and not record.transaction:
             return
         source = f"log:{record.shim_id or '?'}:{index}"
         for command in record.commands:

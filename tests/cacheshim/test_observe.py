@@ -423,3 +423,30 @@ def test_memlog_help(memlog: Memlog) -> None:
         assert b"+STATUS\r\n" in reply and b"+HELP\r\n" in reply
     finally:
         conn.close()
+
+
+def _multi_lines(port: int) -> list[str]:
+    """The arguments of the MONITOR lines a transaction gives, up to a PING."""
+    watcher, conn = Raw(port), Raw(port)
+    try:
+        assert watcher.call("MONITOR") == b"+OK\r\n"
+        conn.call("MULTI")
+        conn.call("SET", "mx", "bar")
+        conn.call("INCR", "mc")
+        conn.call("EXEC")
+        conn.call("SET", "my", "1")
+        conn.call("PING")
+        seen: list[str] = []
+        while not seen or seen[-1] != '"PING"':
+            match = MONITOR_LINE.fullmatch(watcher.replies(1)[0].decode().rstrip("\r\n"))
+            assert match is not None
+            seen.append(match[3])
+        return seen
+    finally:
+        watcher.close()
+        conn.close()
+
+
+def test_monitor_shows_a_transaction_as_redis(oracle_server: RedisServer, memlog: Memlog) -> None:
+    """MULTI, then the queued commands as EXEC runs them, then EXEC; a single write once."""
+    assert _multi_lines(memlog.shim_ports[0]) == _multi_lines(oracle_server.port)
