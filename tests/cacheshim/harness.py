@@ -97,6 +97,19 @@ class RedisServer:
             stop_process(self.proc)
 
 
+# How many port blocks Memlog.start tries when a node could not bind its port.
+PORT_ATTEMPTS = 3
+
+
+def _port_was_taken(cluster: LocalCluster, zone: str) -> bool:
+    """Whether the node of `zone` exited because its port was in use."""
+    proc = cluster.processes.get(zone)
+    if proc is None or proc.poll() is None:
+        return False
+    log = cluster.log_path(zone)
+    return log.exists() and "Address already in use" in log.read_text(errors="replace")
+
+
 @dataclass
 class Memlog:
     """Three log nodes (zones a, b, c) and `shims` shims, as `memlog up` runs them."""
@@ -116,14 +129,29 @@ class Memlog:
 
     def start(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        self.cluster = LocalCluster(
-            data_dir=self.root,
-            base_port=free_port_block(6),  # client ports, then peer ports
-            extra_args=[*TIMING_FLAGS, *self.log_args],
-            tls=local_tls(self.root) if self.tls else None,
-        )
-        self.cluster.start()
-        self.cluster.wait_for_leader()
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            self.cluster = LocalCluster(
+                data_dir=self.root,
+                base_port=free_port_block(6),  # client ports, then peer ports
+                extra_args=[*TIMING_FLAGS, *self.log_args],
+                tls=local_tls(self.root) if self.tls else None,
+            )
+            self.cluster.start()
+            try:
+                self.cluster.wait_for_leader()
+                break
+            except TimeoutError:
+                # A port found free can be taken by another test's process before a node
+                # binds it (tests run on several workers): start over on other ports.
+                lost = [z for z in self.cluster.zones if _port_was_taken(self.cluster, z)]
+                self.cluster.stop()
+                if not lost or attempt == PORT_ATTEMPTS:
+                    raise
+                for zone in self.cluster.zones:
+                    log = self.cluster.log_path(zone)
+                    if log.exists():
+                        log.rename(log.with_suffix(f".attempt{attempt}.log"))
+                shutil.rmtree(self.root / "log", ignore_errors=True)
         for i in range(self.shims):
             self.start_shim(i)
 
